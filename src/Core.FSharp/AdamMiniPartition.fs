@@ -1,0 +1,116 @@
+namespace BlockwiseLR.Core
+
+open System
+
+/// The attention geometry Adam-mini needs to cut Q and K into heads.
+type AttentionShape = { Width: int; Heads: int; KvHeads: int }
+
+/// How many coordinates share one second-moment scalar v (method.md section 6).
+type VGranularity =
+    /// One v per attention head: the head's rows of a Q or K projection.
+    | PerHead
+    /// One v per row: an output neuron of a Linear (out, in) matrix, or a token of an embedding.
+    | PerRow
+    /// One v for the whole tensor (norms and anything else): v uses sum(g^2)/numel.
+    | PerTensor
+    /// Plain Adam: one v per coordinate (biases).
+    | PerCoordinate
+
+/// A contiguous run of `Blocks` equal v-blocks of `BlockSize` coordinates each, starting at flat offset
+/// `Offset` of the row-major tensor.
+type VSegment =
+    { Offset: int64
+      Blocks: int64
+      BlockSize: int64
+      Granularity: VGranularity }
+
+/// Adam-mini's layout for one parameter.
+type AdamMiniPlan =
+    { Name: string
+      Shape: int64 list
+      Segments: VSegment list
+      /// Adam-mini 1.1.1: no weight decay for names containing `norm`, `ln` or `bias`.
+      WeightDecay: bool }
+
+/// Which parameters get decoupled weight decay.
+type WeightDecayPolicy =
+    /// The paper's recipe: every parameter, norms and embeddings included.
+    | AllParameters
+    /// nanoGPT: matrices and embeddings only; no decay on 1-D parameters (norms, biases).
+    | MatricesOnly
+    /// Adam-mini 1.1.1: no decay for names containing `norm`, `ln` or `bias`.
+    | AdamMiniNames
+
+[<RequireQualifiedAccess>]
+module WeightDecay =
+    let applies (policy: WeightDecayPolicy) (name: string) (shape: int64 list) =
+        match policy with
+        | AllParameters -> true
+        | MatricesOnly -> shape.Length >= 2
+        | AdamMiniNames ->
+            let lower = name.ToLowerInvariant()
+            not (lower.Contains "norm" || lower.Contains "ln" || lower.Contains "bias")
+
+    let parse (text: string) : Result<WeightDecayPolicy, string> =
+        match text.Trim().ToLowerInvariant() with
+        | "all" -> Ok AllParameters
+        | "matrices" | "no-1d" -> Ok MatricesOnly
+        | "adam-mini" -> Ok AdamMiniNames
+        | other -> Error(sprintf "unknown weight-decay policy '%s' (known: all, matrices, adam-mini)" other)
+
+[<RequireQualifiedAccess>]
+module AdamMiniPartition =
+    let validateAttention (a: AttentionShape) : Result<AttentionShape, string> =
+        if a.Heads < 1 || a.KvHeads < 1 || a.Width < 1 then
+            Error(sprintf "width %d, heads %d and kv-heads %d must all be >= 1" a.Width a.Heads a.KvHeads)
+        elif a.Width % a.Heads <> 0 then
+            Error(sprintf "width %d is not divisible by heads %d" a.Width a.Heads)
+        elif a.Heads % a.KvHeads <> 0 then
+            Error(sprintf "heads %d is not divisible by kv-heads %d" a.Heads a.KvHeads)
+        else
+            Ok a
+
+    /// v-segments for `rows` consecutive rows (of `cols` coordinates each) starting at row `firstRow`
+    /// of a matrix whose rows all belong to block `kind`.
+    let private rowSegments (attention: AttentionShape) name kind firstRow rows cols =
+        let headDim = int64 (attention.Width / attention.Heads)
+        match kind with
+        | AttentionQK when rows % headDim <> 0L ->
+            Error(sprintf "%s: %d Q/K rows are not a whole number of heads of %d rows" name rows headDim)
+        | AttentionQK ->
+            // Q has `Heads` blocks, K (under GQA) has `KvHeads`: rows / headDim either way.
+            Ok { Offset = firstRow * cols; Blocks = rows / headDim; BlockSize = headDim * cols; Granularity = PerHead }
+        | Embedding | PositionEmbedding | OutputHead | AttentionVO | FeedForward ->
+            Ok { Offset = firstRow * cols; Blocks = rows; BlockSize = cols; Granularity = PerRow }
+        | Norm -> Ok { Offset = firstRow * cols; Blocks = 1L; BlockSize = rows * cols; Granularity = PerTensor }
+
+    /// Adam-mini's v-blocks for one placed parameter, in BlockwiseLR's Linear (out, in) layout. Where
+    /// Adam-mini 1.1.1 has no rule for our layout we follow its intent: one v per output neuron, and the
+    /// position embedding one v per row like the token embedding.
+    let plan (attention: AttentionShape) (placed: PlacedParameter) : Result<AdamMiniPlan, string> =
+        let p = placed.Parameter
+        let numel = Taxonomy.numel p.Shape
+        let decay = WeightDecay.applies AdamMiniNames p.Name p.Shape
+        let single granularity blockSize =
+            Ok [ { Offset = 0L; Blocks = numel / blockSize; BlockSize = blockSize; Granularity = granularity } ]
+        let segments =
+            match placed.Placement, p.Shape with
+            | _ when p.Name.EndsWith(".bias", StringComparison.Ordinal) -> single PerCoordinate 1L
+            | WholeTensor Norm, _ -> single PerTensor (max 1L numel)
+            | WholeTensor kind, [ rows; cols ] -> rowSegments attention p.Name kind 0L rows cols |> Result.map List.singleton
+            | WholeTensor _, _ -> single PerTensor (max 1L numel)
+            | Slices(0, parts), [ _; cols ] ->
+                parts
+                |> List.map (fun (start, length, kind) -> rowSegments attention p.Name kind start length cols)
+                |> List.fold
+                    (fun acc r -> match acc, r with Ok xs, Ok x -> Ok(xs @ [ x ]) | Error e, _ | _, Error e -> Error e)
+                    (Ok [])
+            | Slices _, shape ->
+                Error(
+                    sprintf "%s %A: Adam-mini needs a fused projection in Linear (out, in) layout; import splits HF Conv1D weights into q/k/v first" p.Name shape
+                )
+        segments
+        |> Result.map (fun segs -> { Name = p.Name; Shape = p.Shape; Segments = segs; WeightDecay = decay })
+
+    /// The number of second-moment scalars a plan keeps.
+    let vCount (plan: AdamMiniPlan) = plan.Segments |> List.sumBy (fun s -> s.Blocks)
