@@ -1,0 +1,109 @@
+using BlockwiseLR.Core;
+using Microsoft.FSharp.Collections;
+using Microsoft.FSharp.Core;
+
+namespace BlockwiseLR;
+
+/// <summary>The block kinds of the core taxonomy, as a C# enum.</summary>
+public enum Block { Embedding, PositionEmbedding, AttentionQK, AttentionVO, FeedForward, Norm, OutputHead }
+
+/// <summary>A parameter's state-dict name and shape.</summary>
+public sealed record ParameterShape(string Name, long[] Shape);
+
+/// <summary>A slice of a parameter that belongs to one block. <see cref="Dim"/> is -1 when the slice is
+/// the whole tensor; otherwise the slice is [Start, Start + Length) along dimension Dim.</summary>
+public sealed record BlockSlice(Block Block, int Dim, long Start, long Length);
+
+/// <summary>Where one parameter's coordinates go: one whole-tensor slice, or several slices of a fused
+/// projection such as Hugging Face GPT-2's c_attn.</summary>
+public sealed record ParameterBlocks(string Name, long[] Shape, IReadOnlyList<BlockSlice> Slices)
+{
+    /// <summary>The block of the whole tensor, or null for a fused projection split across blocks.</summary>
+    public Block? WholeBlock => Slices is [{ Dim: -1 } only] ? only.Block : null;
+}
+
+/// <summary>Thrown when parameters cannot be placed in blocks; the message lists every unmatched name.</summary>
+public sealed class BlockPartitionException(string message) : Exception(message);
+
+/// <summary>Ordered name rules (glob pattern -> block). The first match wins; user rules come before the
+/// built-in ones for Hugging Face LLaMA, Hugging Face GPT-2, nanoGPT and BlockwiseLR's own names.</summary>
+public sealed class BlockRules
+{
+    internal FSharpList<BlockRule> Rules { get; }
+
+    BlockRules(FSharpList<BlockRule> rules) => Rules = rules;
+
+    /// <summary>The built-in rules.</summary>
+    public static BlockRules Default { get; } = new(BlockRuleModule.defaults);
+
+    /// <summary>Adds a rule that takes precedence over every rule so far: parameters whose name (or a
+    /// dot-separated suffix of it) matches <paramref name="pattern"/> go to <paramref name="block"/>.</summary>
+    public BlockRules With(string pattern, Block block) =>
+        Prepend([new BlockRule(pattern, BlockAssignment.NewWhole(block.ToCore()))]);
+
+    /// <summary>Adds a rule for a fused projection cut into equal parts along its output dimension.</summary>
+    public BlockRules WithFused(string pattern, params Block[] parts) =>
+        Prepend([new BlockRule(pattern, BlockAssignment.NewFused(ListModule.OfSeq(parts.Select(p => p.ToCore()))))]);
+
+    /// <summary>Adds the rules of a rule file (`pattern=block` a line, `#` comments), before the rules so far.
+    /// Throws <see cref="FormatException"/> naming <paramref name="source"/> and the line.</summary>
+    public BlockRules WithRulesText(string text, string source)
+    {
+        var parsed = BlockRuleModule.parseMany(source, text);
+        if (parsed.IsError) throw new FormatException(parsed.ErrorValue);
+        return Prepend(parsed.ResultValue);
+    }
+
+    BlockRules Prepend(IEnumerable<BlockRule> userRules) =>
+        new(BlockRuleModule.withUserRules(ListModule.OfSeq(userRules), Rules));
+
+    /// <summary>Places every parameter, or throws <see cref="BlockPartitionException"/> listing every
+    /// unmatched name.</summary>
+    public IReadOnlyList<ParameterBlocks> Partition(IEnumerable<ParameterShape> parameters)
+    {
+        var infos = ListModule.OfSeq(parameters.Select(p => new ParameterInfo(p.Name, ListModule.OfSeq(p.Shape))));
+        var result = Taxonomy.partition(Rules, infos);
+        if (result.IsError) throw new BlockPartitionException(result.ErrorValue);
+        return result.ResultValue.Select(ToView).ToList();
+    }
+
+    /// <summary>Parameter count per block kind.</summary>
+    public IReadOnlyDictionary<Block, long> CountByBlock(IEnumerable<ParameterShape> parameters) =>
+        Partition(parameters).SelectMany(p => p.Slices.Select(s => (s.Block, Count: Coordinates(p, s))))
+            .GroupBy(x => x.Block).ToDictionary(g => g.Key, g => g.Sum(x => x.Count));
+
+    static long Coordinates(ParameterBlocks p, BlockSlice s)
+    {
+        var total = p.Shape.Aggregate(1L, (a, b) => a * b);
+        return s.Dim < 0 ? total : total / p.Shape[s.Dim] * s.Length;
+    }
+
+    static ParameterBlocks ToView(PlacedParameter placed)
+    {
+        var shape = placed.Parameter.Shape.ToArray();
+        IReadOnlyList<BlockSlice> slices = placed.Placement switch
+        {
+            Placement.WholeTensor whole => [new BlockSlice(whole.Item.ToCSharp(), -1, 0, shape.Length == 0 ? 1 : shape[0])],
+            Placement.Slices cut => cut.parts.Select(part => new BlockSlice(part.Item3.ToCSharp(), cut.dim, part.Item1, part.Item2)).ToList(),
+            _ => throw new InvalidOperationException("unknown placement"),
+        };
+        return new ParameterBlocks(placed.Parameter.Name, shape, slices);
+    }
+}
+
+static class BlockConversions
+{
+    public static BlockKind ToCore(this Block block) => block switch
+    {
+        Block.Embedding => BlockKind.Embedding,
+        Block.PositionEmbedding => BlockKind.PositionEmbedding,
+        Block.AttentionQK => BlockKind.AttentionQK,
+        Block.AttentionVO => BlockKind.AttentionVO,
+        Block.FeedForward => BlockKind.FeedForward,
+        Block.Norm => BlockKind.Norm,
+        Block.OutputHead => BlockKind.OutputHead,
+        _ => throw new ArgumentOutOfRangeException(nameof(block), block, "unknown block"),
+    };
+
+    public static Block ToCSharp(this BlockKind kind) => (Block)kind.Tag;
+}

@@ -1,0 +1,38 @@
+using System.Buffers.Binary;
+using System.Text.Json;
+
+namespace BlockwiseLR;
+
+/// <summary>Reads the names, dtypes and shapes of a .safetensors file from its header alone (8-byte
+/// little-endian length, then JSON), without reading any tensor data.</summary>
+public static class SafetensorsHeader
+{
+    public sealed record Entry(string Name, string DType, long[] Shape);
+
+    /// <summary>Throws <see cref="InvalidDataException"/> naming the file and what is wrong.</summary>
+    public static IReadOnlyList<Entry> Read(string path)
+    {
+        using var stream = File.OpenRead(path);
+        Span<byte> lengthBytes = stackalloc byte[8];
+        if (stream.ReadAtLeast(lengthBytes, 8, throwOnEndOfStream: false) < 8)
+            throw new InvalidDataException($"{path}: shorter than a safetensors header (8 bytes)");
+        var length = BinaryPrimitives.ReadInt64LittleEndian(lengthBytes);
+        if (length <= 0 || length > 100_000_000 || length > stream.Length - 8)
+            throw new InvalidDataException($"{path}: header length {length} at byte 0 is not valid for a {stream.Length}-byte safetensors file");
+        var json = new byte[length];
+        stream.ReadExactly(json);
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            return doc.RootElement.EnumerateObject()
+                .Where(p => p.Name != "__metadata__")
+                .Select(p => new Entry(p.Name, p.Value.GetProperty("dtype").GetString() ?? "",
+                                       p.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray()))
+                .ToList();
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{path}: the safetensors header (bytes 8..{8 + length}) is not valid JSON of tensor entries: {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,157 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+using System.Text;
+using TorchSharp;
+
+namespace BlockwiseLR;
+
+/// <summary>libtorch cannot be loaded or used here. <see cref="Exception.Message"/> is one line: the real
+/// cause and the fix.</summary>
+public sealed class TorchUnavailableException(string message) : Exception(message);
+
+/// <summary>
+/// Loads libtorch once, before anything else touches TorchSharp, and turns a failure into one clear line.
+/// TorchSharp's own failure blames a missing package reference, prints a long trace, and copies ~500 MB of
+/// natives into the bin folder; the usual real cause on Debian 12 is a libstdc++ older than GCC 13.
+/// </summary>
+public static class TorchRuntime
+{
+    /// <summary>The libstdc++ symbol version TorchSharp 0.107's native library needs (GCC >= 13).</summary>
+    public const string RequiredGlibcxx = "GLIBCXX_3.4.32";
+
+    const string SetupFix =
+        "Fix: on Debian 12 run `dotnet fsi build.fsx setup` as root (installs libstdc++6 from Debian 13, pinned low); " +
+        "or use a system with GCC >= 13's libstdc++ (Ubuntu 24.04+, Debian 13+, Fedora 39+)";
+
+    static readonly object Gate = new();
+    static string? failure;
+    static bool ready;
+
+    /// <summary>The native backend this build was made with: cpu, cuda or external.</summary>
+    public static string Backend =>
+        typeof(TorchRuntime).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "TorchBackend")?.Value ?? "cpu";
+
+    /// <summary>Loads libtorch (once per process) or throws <see cref="TorchUnavailableException"/>.
+    /// Every entry point calls this before its first tensor.</summary>
+    public static void EnsureAvailable()
+    {
+        lock (Gate)
+        {
+            if (ready) return;
+            failure ??= Probe();
+            if (failure is not null) throw new TorchUnavailableException(failure);
+            ready = true;
+        }
+    }
+
+    static string? Probe()
+    {
+        if (!OperatingSystem.IsLinux())
+            return null; // TorchSharp's own messages are adequate where we have no better diagnosis.
+
+        var libstdcxx = LoadedLibStdCxx();
+        if (libstdcxx is not null && !FileContains(libstdcxx, RequiredGlibcxx))
+            return ExplainLibStdCxx(libstdcxx);
+
+        var native = FindLibTorchSharp();
+        if (native is null)
+            return "libtorch could not be loaded: libLibTorchSharp.so is not next to TorchSharp.dll " +
+                   $"(looked in {string.Join(", ", NativeSearchDirs())}). Fix: rebuild with `dotnet build` so the TorchSharp package's natives are copied";
+        try
+        {
+            NativeLibrary.Load(native);
+        }
+        catch (DllNotFoundException e)
+        {
+            return Explain(e.Message, libstdcxx);
+        }
+
+        try
+        {
+            torch.InitializeDeviceType(DeviceType.CPU);
+            using var probe = torch.ones(1);
+        }
+        catch (Exception e)
+        {
+            return $"TorchSharp could not initialise libtorch: {FirstLine(e.Message)}. Fix: check the libtorch next to {native} matches TorchSharp 0.107 (libtorch 2.10)";
+        }
+        return null;
+    }
+
+    /// <summary>Turns the dynamic loader's message into one line with the cause and the fix. Public so
+    /// the diagnosis can be tested without breaking the machine.</summary>
+    public static string Explain(string loaderMessage, string? libstdcxxPath)
+    {
+        var detail = loaderMessage.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                                  .LastOrDefault() ?? loaderMessage;
+        if (detail.Contains("GLIBCXX_", StringComparison.Ordinal) && detail.Contains("not found", StringComparison.Ordinal))
+            return ExplainLibStdCxx(libstdcxxPath ?? detail.Split(':')[0].Trim());
+        const string missing = ": cannot open shared object file";
+        var at = detail.IndexOf(missing, StringComparison.Ordinal);
+        if (at > 0)
+        {
+            var library = detail[..at].Split(' ', ':').Last(s => s.Length > 0);
+            return $"libtorch could not be loaded: {library} was not found. Fix: build with the default -p:TorchBackend=cpu " +
+                   "(restores libtorch-cpu-linux-x64 2.10.0), or for -p:TorchBackend=external put a libtorch directory " +
+                   "(e.g. a PyTorch install's torch/lib) on LD_LIBRARY_PATH";
+        }
+        return $"libtorch could not be loaded: {detail}. {SetupFix}";
+    }
+
+    static string ExplainLibStdCxx(string path) =>
+        $"libtorch could not be loaded: {path} lacks {RequiredGlibcxx} (TorchSharp 0.107 needs libstdc++ from GCC >= 13). {SetupFix}";
+
+    /// <summary>Multiplies two small matrices with TorchSharp and checks the product against its closed
+    /// form; returns one line saying where that ran.</summary>
+    public static string ComputeCheck()
+    {
+        EnsureAvailable();
+        using var scope = torch.NewDisposeScope();
+        var a = torch.tensor(new float[] { 1, 2, 3, 4 }, 2, 2);
+        var b = torch.tensor(new float[] { 5, 6, 7, 8 }, 2, 2);
+        var product = a.matmul(b).data<float>().ToArray();
+        float[] expected = [19, 22, 43, 50];
+        if (!product.SequenceEqual(expected))
+            throw new TorchUnavailableException(
+                $"libtorch loaded but computed [[1,2],[3,4]] x [[5,6],[7,8]] = [{string.Join(",", product)}] instead of [19,22,43,50]");
+        return $"TorchSharp computes on this machine: [[1,2],[3,4]] x [[5,6],[7,8]] = [[19,22],[43,50]] on CPU " +
+               $"(TorchSharp {typeof(torch).Assembly.GetName().Version?.ToString(3)}, libtorch {torch.__version__}, " +
+               $"backend {Backend}, {torch.get_num_threads()} threads)";
+    }
+
+    static string FirstLine(string text) =>
+        text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? text;
+
+    /// <summary>The libstdc++ this process actually mapped (the .NET runtime itself links it), else the
+    /// usual Debian/Ubuntu/Fedora locations.</summary>
+    static string? LoadedLibStdCxx()
+    {
+        try
+        {
+            var mapped = File.ReadLines("/proc/self/maps")
+                .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).LastOrDefault())
+                .FirstOrDefault(p => p is not null && p.Contains("/libstdc++.so", StringComparison.Ordinal));
+            if (mapped is not null) return mapped;
+        }
+        catch (IOException) { }
+        string[] usual = ["/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6"];
+        return usual.FirstOrDefault(File.Exists);
+    }
+
+    static bool FileContains(string path, string text)
+    {
+        var needle = Encoding.ASCII.GetBytes(text);
+        return File.ReadAllBytes(path).AsSpan().IndexOf(needle) >= 0;
+    }
+
+    static IEnumerable<string> NativeSearchDirs()
+    {
+        var dir = Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory;
+        yield return Path.Combine(dir, "runtimes", "linux-x64", "native");
+        yield return dir;
+    }
+
+    static string? FindLibTorchSharp() =>
+        NativeSearchDirs().Select(d => Path.Combine(d, "libLibTorchSharp.so")).FirstOrDefault(File.Exists);
+}

@@ -1,0 +1,79 @@
+/// Each subcommand: read its parsed arguments, call the facade, print.
+module BlockwiseLR.Cli.Commands
+
+open System
+open System.IO
+open Argu
+open BlockwiseLR
+open BlockwiseLR.Cli.Arguments
+
+let private blockColumns = Enum.GetValues<Block>() |> Array.ofSeq
+
+let private shortName block =
+    match block with
+    | Block.Embedding -> "emb"
+    | Block.PositionEmbedding -> "pe"
+    | Block.AttentionQK -> "qk"
+    | Block.AttentionVO -> "vo"
+    | Block.FeedForward -> "ffn"
+    | Block.Norm -> "norm"
+    | _ -> "head"
+
+let private lr (value: float) = value.ToString("0.000e+00", Globalization.CultureInfo.InvariantCulture)
+
+let private shape (dims: int64[]) = "(" + (dims |> Array.map string |> String.concat ", ") + ")"
+
+let schedule (args: ParseResults<ScheduleArgs>) =
+    let total = args.GetResult ScheduleArgs.Steps
+    let warmup = args.GetResult(ScheduleArgs.Warmup, defaultValue = max 1 (total / 50))
+    let ratios = BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = "paper"))
+    let floor = args.TryGetResult ScheduleArgs.Floor |> Option.toNullable
+    let plan =
+        BlockSchedule.Create(
+            args.GetResult(ScheduleArgs.Schedule, defaultValue = "cosine"),
+            args.GetResult(ScheduleArgs.Lr, defaultValue = 6e-4),
+            warmup,
+            total,
+            ratios,
+            not (args.Contains ScheduleArgs.Untied),
+            floor,
+            args.Contains ScheduleArgs.Alpha
+        )
+    printfn "Per-block LR, %s schedule: base LR %g, shared floor %g, warmup %d of %d steps, ratios %O (%s head)"
+        (args.GetResult(ScheduleArgs.Schedule, defaultValue = "cosine")) plan.BaseLr plan.FloorLr plan.WarmupSteps
+        plan.TotalSteps ratios (if plan.TiedHead then "tied" else "untied")
+    printfn "%8s %s" "step" (blockColumns |> Array.map (fun b -> sprintf "%11s" (shortName b)) |> String.concat "")
+    for step in plan.Milestones(args.GetResult(ScheduleArgs.Points, defaultValue = 10)) do
+        let lrs = blockColumns |> Array.map (fun b -> sprintf "%11s" (lr (plan.LrAt(b, step)))) |> String.concat ""
+        printfn "%8d %s" step lrs
+    0
+
+let blocks (args: ParseResults<BlocksArgs>) =
+    let file = args.GetResult BlocksArgs.File
+    let fromFile =
+        args.TryGetResult BlocksArgs.Block_Rules
+        |> Option.fold (fun (rules: BlockRules) path -> rules.WithRulesText(File.ReadAllText path, path)) BlockRules.Default
+    // Later --block-rule options take precedence over earlier ones and over the file.
+    let rules =
+        args.GetResults BlocksArgs.Block_Rule
+        |> List.fold (fun (rules: BlockRules) text -> rules.WithRulesText(text, "--block-rule")) fromFile
+    let parameters =
+        SafetensorsHeader.Read file |> Seq.map (fun e -> ParameterShape(e.Name, e.Shape)) |> Array.ofSeq
+    let placed = rules.Partition parameters
+    for p in placed do
+        let where =
+            p.Slices
+            |> Seq.map (fun s -> if s.Dim < 0 then string s.Block else sprintf "%O[dim %d: %d..%d)" s.Block s.Dim s.Start (s.Start + s.Length))
+            |> String.concat ", "
+        printfn "%-52s %-14s %s" p.Name (shape p.Shape) where
+    let counts = rules.CountByBlock parameters
+    printfn "%s" (String.replicate 40 "-")
+    for KeyValue(block, count) in counts |> Seq.sortBy (fun kv -> kv.Key) do
+        printfn "%-18s %14s" (string block) (count.ToString "N0")
+    printfn "%-18s %14s" "total" ((counts.Values |> Seq.sum).ToString "N0")
+    0
+
+let doctor (args: ParseResults<DoctorArgs>) =
+    let line = TorchRuntime.ComputeCheck()
+    if not (args.Contains DoctorArgs.Quiet) then printfn "%s" line
+    0

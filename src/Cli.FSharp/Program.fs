@@ -1,0 +1,32 @@
+module BlockwiseLR.Cli.Program
+
+open System
+open System.IO
+open Argu
+open BlockwiseLR
+open BlockwiseLR.Cli.Arguments
+
+let private fail (code: int) (message: string) =
+    eprintfn "blr: %s" message
+    code
+
+[<EntryPoint>]
+let main argv =
+    let parser = ArgumentParser.Create<BlrArgs>(programName = "blr")
+    try
+        let args = parser.ParseCommandLine(argv, raiseOnUsage = true)
+        match args.GetSubCommand() with
+        | Schedule a -> Commands.schedule a
+        | Blocks a -> Commands.blocks a
+        | Doctor a -> Commands.doctor a
+        | Version -> printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3); 0
+    with
+    | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText -> printfn "%s" e.Message; 0
+    | :? ArguParseException as e -> fail 2 (e.Message.Split('\n').[0] + " (see blr --help)")
+    | :? TorchUnavailableException as e -> fail 3 e.Message
+    | :? FormatException as e -> fail 2 e.Message
+    | :? ArgumentException as e -> fail 2 e.Message
+    | :? BlockPartitionException as e -> fail 2 e.Message
+    | :? InvalidDataException as e -> fail 2 e.Message
+    | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
+    | :? DirectoryNotFoundException as e -> fail 2 e.Message
