@@ -1,0 +1,60 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Tests;
+
+public class TorchRuntimeTests
+{
+    [Fact]
+    public void Creates_and_multiplies_tensors_on_cpu()
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var a = arange(6, dtype: float32).reshape(2, 3);            // [[0,1,2],[3,4,5]]
+        var b = arange(6, dtype: float32).reshape(3, 2).add(1);     // [[1,2],[3,4],[5,6]]
+        var product = a.matmul(b);
+        Assert.Equal(new long[] { 2, 2 }, product.shape);
+        Assert.Equal(DeviceType.CPU, product.device_type);
+        // By hand: [0+3+10, 0+4+12; 3+12+25, 6+16+30]
+        Assert.Equal(new float[] { 13, 16, 40, 52 }, product.data<float>().ToArray());
+    }
+
+    [Fact]
+    public void Compute_check_reports_the_closed_form_product()
+    {
+        var line = TorchRuntime.ComputeCheck();
+        Assert.Contains("[[19,22],[43,50]]", line);
+        Assert.DoesNotContain('\n', line);
+    }
+
+    [Fact]
+    public void Explains_an_old_libstdcxx_in_one_line_with_the_fix()
+    {
+        const string loader =
+            "Unable to load shared library '/app/runtimes/linux-x64/native/libLibTorchSharp.so' or one of its dependencies. In order to help diagnose loading problems, consider using a tool like strace. If you're using glibc, consider setting the LD_DEBUG environment variable: \n" +
+            "/lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.32' not found (required by /app/runtimes/linux-x64/native/libLibTorchSharp.so)";
+        var message = TorchRuntime.Explain(loader, null);
+        Assert.DoesNotContain('\n', message);
+        Assert.Contains("/lib/x86_64-linux-gnu/libstdc++.so.6 lacks GLIBCXX_3.4.32", message);
+        Assert.Contains("build.fsx setup", message);
+        Assert.Contains("Ubuntu 24.04+", message);
+    }
+
+    [Fact]
+    public void Explains_a_missing_libtorch_in_one_line_with_the_fix()
+    {
+        const string loader =
+            "Unable to load shared library 'x/libLibTorchSharp.so' or one of its dependencies.\n" +
+            "libtorch_cpu.so: cannot open shared object file: No such file or directory";
+        var message = TorchRuntime.Explain(loader, "/usr/lib/x86_64-linux-gnu/libstdc++.so.6");
+        Assert.DoesNotContain('\n', message);
+        Assert.Contains("libtorch_cpu.so was not found", message);
+        Assert.Contains("LD_LIBRARY_PATH", message);
+    }
+
+    [Fact]
+    public void This_build_uses_the_cpu_backend_by_default()
+    {
+        Assert.Equal("cpu", TorchRuntime.Backend);
+    }
+}
