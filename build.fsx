@@ -1,0 +1,236 @@
+// BlockwiseLR build script: `dotnet fsi build.fsx <target>`
+//   setup  make the machine able to run TorchSharp 0.107 (libstdc++ of GCC >= 13), restore packages
+//   build  setup, then build Hybrid.sln (Release)
+//   test   build, then every test runner; the last line is `N passed, M failed`
+//   demo   build, then the main job
+// Plain F# (no NuGet references), so it starts on a fresh machine with only the .NET SDK.
+
+open System
+open System.Diagnostics
+open System.IO
+open System.Xml.Linq
+
+let root = __SOURCE_DIRECTORY__
+let configuration = "Release"
+let requiredGlibcxx = "GLIBCXX_3.4.32"
+
+exception BuildFailure of string
+
+let fail message = raise (BuildFailure message)
+
+let log (message: string) =
+    Console.Out.Flush()
+    printfn "[build] %s" message
+
+/// Runs a program with inherited stdio; returns its exit code.
+let run (program: string) (args: string list) (env: (string * string) list) =
+    let psi = ProcessStartInfo(program, args, WorkingDirectory = root, UseShellExecute = false)
+    for key, value in env do
+        psi.Environment[key] <- value
+    use proc = Process.Start psi
+    proc.WaitForExit()
+    proc.ExitCode
+
+/// Runs a program and returns its standard output, or None when it cannot be started or fails.
+let capture (program: string) (args: string list) =
+    try
+        let psi = ProcessStartInfo(program, args, RedirectStandardOutput = true, RedirectStandardError = true)
+        use proc = Process.Start psi
+        let output = proc.StandardOutput.ReadToEnd()
+        proc.WaitForExit()
+        if proc.ExitCode = 0 then Some output else None
+    with _ -> None
+
+let runOrFail program args =
+    let code = run program args []
+    if code <> 0 then
+        fail (sprintf "`%s %s` exited with %d" program (String.concat " " args) code)
+
+// ---- setup: libstdc++ -------------------------------------------------------------------------------
+
+/// The libstdc++.so.6 the dynamic loader resolves, from its cache.
+let loaderLibStdCxx () =
+    [ "ldconfig"; "/sbin/ldconfig"; "/usr/sbin/ldconfig" ]
+    |> List.tryPick (fun ldconfig -> capture ldconfig [ "-p" ])
+    |> Option.bind (fun cache ->
+        cache.Split('\n')
+        |> Array.tryFind (fun line -> line.TrimStart().StartsWith "libstdc++.so.6 " && line.Contains "x86-64")
+        |> Option.map (fun line -> line.Substring(line.IndexOf "=>" + 2).Trim()))
+    |> Option.orElse (
+        [ "/usr/lib/x86_64-linux-gnu/libstdc++.so.6"; "/usr/lib64/libstdc++.so.6"; "/lib/x86_64-linux-gnu/libstdc++.so.6" ]
+        |> List.tryFind File.Exists
+    )
+
+let hasGlibcxx (path: string) =
+    let needle = Text.Encoding.ASCII.GetBytes requiredGlibcxx
+    File.ReadAllBytes(path).AsSpan().IndexOf(ReadOnlySpan needle) >= 0
+
+let osRelease () =
+    if File.Exists "/etc/os-release" then
+        File.ReadAllLines "/etc/os-release"
+        |> Array.choose (fun line ->
+            match line.Split('=', 2) with
+            | [| key; value |] -> Some(key, value.Trim('"'))
+            | _ -> None)
+        |> Map.ofArray
+    else
+        Map.empty
+
+let isRoot () =
+    capture "id" [ "-u" ] |> Option.map (fun s -> s.Trim() = "0") |> Option.defaultValue false
+
+/// The Debian archive this machine already uses (so mirrors and proxies keep working).
+let debianArchiveUri () =
+    let deb822 = "/etc/apt/sources.list.d/debian.sources"
+    let fromDeb822 =
+        if File.Exists deb822 then
+            File.ReadAllLines deb822
+            |> Array.map (fun l -> l.Trim())
+            |> Array.filter (fun l -> l.StartsWith "URIs:")
+            |> Array.map (fun l -> l.Substring(5).Trim().Split(' ')[0])
+            |> Array.tryFind (fun uri -> uri.TrimEnd('/').EndsWith "/debian")
+        else
+            None
+    let fromList () =
+        [ "/etc/apt/sources.list" ]
+        |> List.filter File.Exists
+        |> List.collect (File.ReadAllLines >> List.ofArray)
+        |> List.map (fun l -> l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        |> List.tryPick (fun parts ->
+            match parts with
+            | [| "deb"; uri; "bookworm"; _ |] -> Some uri
+            | parts when parts.Length >= 3 && parts[0] = "deb" && parts[2] = "bookworm" -> Some parts[1]
+            | _ -> None)
+    fromDeb822 |> Option.orElse (fromList ())
+
+let requirementMessage (path: string) =
+    sprintf
+        "%s lacks %s, which TorchSharp 0.107 needs (libstdc++ of GCC >= 13; Ubuntu 24.04+, Debian 13+ and Fedora 39+ have it). On Debian 12, run `dotnet fsi build.fsx setup` as root: it installs libstdc++6 from Debian 13, pinned low. Elsewhere, install GCC 13's libstdc++6 or newer."
+        path requiredGlibcxx
+
+/// Makes libstdc++ provide GLIBCXX_3.4.32: nothing to do when it already does; on Debian 12 as root,
+/// libstdc++6 from Debian 13 (trixie) pinned at priority 100 so nothing else follows by default
+/// (the fix checked in shared/docs/environment.md); anywhere else, one message with the requirement.
+let ensureLibStdCxx () =
+    match loaderLibStdCxx () with
+    | None when not (OperatingSystem.IsLinux()) -> log "not Linux: no libstdc++ check"
+    | None -> fail "setup: no libstdc++.so.6 found (ldconfig -p lists none); install libstdc++6 from GCC 13 or newer"
+    | Some path when hasGlibcxx path -> log (sprintf "libstdc++ ok: %s provides %s" path requiredGlibcxx)
+    | Some path ->
+        let os = osRelease ()
+        let debian12 = os.TryFind "ID" = Some "debian" && os.TryFind "VERSION_ID" = Some "12"
+        if not (debian12 && isRoot ()) then
+            fail ("setup: " + requirementMessage path)
+        match debianArchiveUri () with
+        | None -> fail ("setup: cannot find this machine's Debian archive in /etc/apt to add Debian 13 from. " + requirementMessage path)
+        | Some uri ->
+            log (sprintf "%s lacks %s: installing libstdc++6 from Debian 13 (trixie), pinned low" path requiredGlibcxx)
+            File.WriteAllText("/etc/apt/sources.list.d/blockwiselr-trixie.list", sprintf "deb %s trixie main\n" uri)
+            File.WriteAllText(
+                "/etc/apt/preferences.d/blockwiselr-trixie-low",
+                "Package: *\nPin: release n=trixie\nPin-Priority: 100\n"
+            )
+            let apt = [ ("DEBIAN_FRONTEND", "noninteractive") ]
+            if run "apt-get" [ "update"; "-qq" ] apt <> 0 then fail "setup: apt-get update failed"
+            if run "apt-get" [ "install"; "-y"; "-qq"; "-t"; "trixie"; "libstdc++6" ] apt <> 0 then
+                fail "setup: apt-get install -t trixie libstdc++6 failed"
+            match loaderLibStdCxx () with
+            | Some now when hasGlibcxx now -> log (sprintf "libstdc++ ok: %s provides %s" now requiredGlibcxx)
+            | _ -> fail ("setup: libstdc++6 from Debian 13 was installed, but " + requirementMessage path)
+
+// ---- targets ------------------------------------------------------------------------------------------
+
+let dotnetEnv = [ "DOTNET_CLI_TELEMETRY_OPTOUT", "1"; "DOTNET_NOLOGO", "1" ]
+
+let setup () =
+    ensureLibStdCxx ()
+    log "restoring packages"
+    if run "dotnet" [ "restore"; "Hybrid.sln"; "-v"; "q" ] dotnetEnv <> 0 then fail "dotnet restore failed"
+
+let build () =
+    setup ()
+    log (sprintf "building Hybrid.sln (%s)" configuration)
+    if run "dotnet" [ "build"; "Hybrid.sln"; "-c"; configuration; "--no-restore"; "-v"; "q"; "-nologo" ] dotnetEnv <> 0 then
+        fail "dotnet build failed"
+
+let blr (args: string list) =
+    let dll = Path.Combine(root, "src", "Cli.FSharp", "bin", configuration, "net10.0", "blr.dll")
+    let code = run "dotnet" (dll :: args) dotnetEnv
+    if code <> 0 then fail (sprintf "blr %s exited with %d" (String.concat " " args) code)
+
+let demo () =
+    build ()
+    blr [ "schedule"; "--steps"; "2000"; "--warmup"; "100" ]
+    blr [ "doctor" ]
+
+type Counts = { Passed: int; Failed: int }
+
+/// Expecto projects (run with `dotnet run`, since Expecto has no `dotnet test` adapter here); each writes
+/// its counts to BLR_TEST_SUMMARY as "passed failed" (errored tests counted as failed).
+let runExpecto (project: string) =
+    let summary = Path.Combine(Path.GetTempPath(), sprintf "blr-%s-%d.txt" (Path.GetFileName project) Environment.ProcessId)
+    File.Delete summary
+    log (sprintf "running %s (Expecto)" project)
+    let code =
+        run "dotnet" [ "run"; "--project"; project; "-c"; configuration; "--no-build"; "--"; "--summary" ]
+            (("BLR_TEST_SUMMARY", summary) :: dotnetEnv)
+    let counts =
+        if File.Exists summary then
+            match File.ReadAllText(summary).Split(' ') |> Array.map int with
+            | [| passed; failed |] -> { Passed = passed; Failed = failed }
+            | _ -> { Passed = 0; Failed = 1 }
+        else
+            log (sprintf "%s wrote no summary (exit %d): counted as 1 failed" project code)
+            { Passed = 0; Failed = 1 }
+    if code <> 0 && counts.Failed = 0 then { counts with Failed = 1 } else counts
+
+/// xunit projects under `dotnet test`, counted from the TRX report (failed, errored, timed-out and
+/// aborted tests all count as failed).
+let runXunit (project: string) =
+    let results = Path.Combine(Path.GetTempPath(), sprintf "blr-trx-%d" Environment.ProcessId)
+    if Directory.Exists results then Directory.Delete(results, true)
+    log (sprintf "running %s (xunit)" project)
+    let code =
+        run "dotnet"
+            [ "test"; project; "-c"; configuration; "--no-build"; "--nologo"; "--logger"; "trx;LogFileName=tests.trx"
+              "--logger"; "console;verbosity=normal"; "--results-directory"; results ]
+            dotnetEnv
+    let trx = Path.Combine(results, "tests.trx")
+    let counts =
+        if File.Exists trx then
+            let counters = XDocument.Load(trx).Descendants() |> Seq.find (fun e -> e.Name.LocalName = "Counters")
+            let attr name = counters.Attribute(XName.Get name) |> Option.ofObj |> Option.map (fun a -> int a.Value) |> Option.defaultValue 0
+            { Passed = attr "passed"; Failed = attr "failed" + attr "error" + attr "timeout" + attr "aborted" }
+        else
+            log (sprintf "%s wrote no TRX report (exit %d): counted as 1 failed" project code)
+            { Passed = 0; Failed = 1 }
+    if code <> 0 && counts.Failed = 0 then { counts with Failed = 1 } else counts
+
+let test () =
+    build ()
+    let all =
+        [ runExpecto "tests/Core.Tests"; runXunit "tests/Api.Tests" ]
+        |> List.reduce (fun a b -> { Passed = a.Passed + b.Passed; Failed = a.Failed + b.Failed })
+    Console.Out.Flush()
+    printfn "%d passed, %d failed" all.Passed all.Failed
+    if all.Failed > 0 then 1 else 0
+
+let targets =
+    [ "setup", (fun () -> setup (); 0)
+      "build", (fun () -> build (); 0)
+      "test", test
+      "demo", (fun () -> demo (); 0) ]
+
+let main (args: string list) =
+    match args with
+    | [ name ] when targets |> List.exists (fst >> (=) name) ->
+        try
+            (targets |> List.find (fst >> (=) name) |> snd) ()
+        with BuildFailure message ->
+            eprintfn "build.fsx %s: %s" name message
+            1
+    | _ ->
+        eprintfn "usage: dotnet fsi build.fsx <%s>" (targets |> List.map fst |> String.concat "|")
+        2
+
+exit (main (fsi.CommandLineArgs |> Array.toList |> List.tail))
