@@ -97,10 +97,7 @@ let debianArchiveUri () =
         |> List.collect (File.ReadAllLines >> List.ofArray)
         |> List.map (fun l -> l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
         |> List.tryPick (fun parts ->
-            match parts with
-            | [| "deb"; uri; "bookworm"; _ |] -> Some uri
-            | parts when parts.Length >= 3 && parts[0] = "deb" && parts[2] = "bookworm" -> Some parts[1]
-            | _ -> None)
+            if parts.Length >= 3 && parts[0] = "deb" && parts[2] = "bookworm" then Some parts[1] else None)
     fromDeb822 |> Option.orElse (fromList ())
 
 let requirementMessage (path: string) =

@@ -11,7 +11,8 @@ public enum Block { Embedding, PositionEmbedding, AttentionQK, AttentionVO, Feed
 public sealed record ParameterShape(string Name, long[] Shape);
 
 /// <summary>A slice of a parameter that belongs to one block. <see cref="Dim"/> is -1 when the slice is
-/// the whole tensor; otherwise the slice is [Start, Start + Length) along dimension Dim.</summary>
+/// the whole tensor (Start 0, Length = its number of elements); otherwise the slice is
+/// [Start, Start + Length) along dimension Dim.</summary>
 public sealed record BlockSlice(Block Block, int Dim, long Start, long Length);
 
 /// <summary>Where one parameter's coordinates go: one whole-tensor slice, or several slices of a fused
@@ -59,23 +60,19 @@ public sealed class BlockRules
 
     /// <summary>Places every parameter, or throws <see cref="BlockPartitionException"/> listing every
     /// unmatched name.</summary>
-    public IReadOnlyList<ParameterBlocks> Partition(IEnumerable<ParameterShape> parameters)
+    public IReadOnlyList<ParameterBlocks> Partition(IEnumerable<ParameterShape> parameters) =>
+        PartitionCore(parameters).Select(ToView).ToList();
+
+    /// <summary>Parameter count per block kind (blocks with no parameters are absent).</summary>
+    public IReadOnlyDictionary<Block, long> CountByBlock(IEnumerable<ParameterShape> parameters) =>
+        Taxonomy.countsByBlock(PartitionCore(parameters)).ToDictionary(c => c.Item1.ToCSharp(), c => c.Item2);
+
+    FSharpList<PlacedParameter> PartitionCore(IEnumerable<ParameterShape> parameters)
     {
         var infos = ListModule.OfSeq(parameters.Select(p => new ParameterInfo(p.Name, ListModule.OfSeq(p.Shape))));
         var result = Taxonomy.partition(Rules, infos);
         if (result.IsError) throw new BlockPartitionException(result.ErrorValue);
-        return result.ResultValue.Select(ToView).ToList();
-    }
-
-    /// <summary>Parameter count per block kind.</summary>
-    public IReadOnlyDictionary<Block, long> CountByBlock(IEnumerable<ParameterShape> parameters) =>
-        Partition(parameters).SelectMany(p => p.Slices.Select(s => (s.Block, Count: Coordinates(p, s))))
-            .GroupBy(x => x.Block).ToDictionary(g => g.Key, g => g.Sum(x => x.Count));
-
-    static long Coordinates(ParameterBlocks p, BlockSlice s)
-    {
-        var total = p.Shape.Aggregate(1L, (a, b) => a * b);
-        return s.Dim < 0 ? total : total / p.Shape[s.Dim] * s.Length;
+        return result.ResultValue;
     }
 
     static ParameterBlocks ToView(PlacedParameter placed)
@@ -83,12 +80,19 @@ public sealed class BlockRules
         var shape = placed.Parameter.Shape.ToArray();
         IReadOnlyList<BlockSlice> slices = placed.Placement switch
         {
-            Placement.WholeTensor whole => [new BlockSlice(whole.Item.ToCSharp(), -1, 0, shape.Length == 0 ? 1 : shape[0])],
+            Placement.WholeTensor whole => [new BlockSlice(whole.Item.ToCSharp(), -1, 0, Taxonomy.numel(placed.Parameter.Shape))],
             Placement.Slices cut => cut.parts.Select(part => new BlockSlice(part.Item3.ToCSharp(), cut.dim, part.Item1, part.Item2)).ToList(),
             _ => throw new InvalidOperationException("unknown placement"),
         };
         return new ParameterBlocks(placed.Parameter.Name, shape, slices);
     }
+}
+
+/// <summary>Names of blocks.</summary>
+public static class Blocks
+{
+    /// <summary>The short key used in ratio maps, rule files and CLI options: emb, pe, qk, vo, ffn, norm, head.</summary>
+    public static string Key(this Block block) => BlockKindModule.key(block.ToCore());
 }
 
 static class BlockConversions

@@ -9,16 +9,6 @@ open BlockwiseLR.Cli.Arguments
 
 let private blockColumns = Enum.GetValues<Block>() |> Array.ofSeq
 
-let private shortName block =
-    match block with
-    | Block.Embedding -> "emb"
-    | Block.PositionEmbedding -> "pe"
-    | Block.AttentionQK -> "qk"
-    | Block.AttentionVO -> "vo"
-    | Block.FeedForward -> "ffn"
-    | Block.Norm -> "norm"
-    | _ -> "head"
-
 let private lr (value: float) = value.ToString("0.000e+00", Globalization.CultureInfo.InvariantCulture)
 
 let private shape (dims: int64[]) = "(" + (dims |> Array.map string |> String.concat ", ") + ")"
@@ -42,7 +32,7 @@ let schedule (args: ParseResults<ScheduleArgs>) =
     printfn "Per-block LR, %s schedule: base LR %g, shared floor %g, warmup %d of %d steps, ratios %O (%s head)"
         (args.GetResult(ScheduleArgs.Schedule, defaultValue = "cosine")) plan.BaseLr plan.FloorLr plan.WarmupSteps
         plan.TotalSteps ratios (if plan.TiedHead then "tied" else "untied")
-    printfn "%8s %s" "step" (blockColumns |> Array.map (fun b -> sprintf "%11s" (shortName b)) |> String.concat "")
+    printfn "%8s %s" "step" (blockColumns |> Array.map (fun b -> sprintf "%11s" (Blocks.Key b)) |> String.concat "")
     for step in plan.Milestones(args.GetResult(ScheduleArgs.Points, defaultValue = 10)) do
         let lrs = blockColumns |> Array.map (fun b -> sprintf "%11s" (lr (plan.LrAt(b, step)))) |> String.concat ""
         printfn "%8d %s" step lrs

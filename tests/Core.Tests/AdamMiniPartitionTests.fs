@@ -6,8 +6,6 @@ open FsCheck.FSharp
 open BlockwiseLR.Core
 open BlockwiseLR.Core.Tests.Generators
 
-let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
-
 let plans (m: ModelShape) (expected: Expected list) =
     Taxonomy.partition BlockRule.defaults (infos expected)
     |> Result.defaultWith failwith

@@ -124,7 +124,8 @@ let llama (m: ModelShape) : Expected list =
 let infos (expected: Expected list) =
     expected |> List.map (fun (name, shape, _) -> { Name = name; Shape = shape })
 
-let nonEmptyArb (g: Gen<'a>) = Arb.fromGen g
+/// Every property runs on 200 generated cases.
+let config = { Expecto.FsCheckConfig.defaultConfig with maxTest = 200 }
 
 /// A schedule spec with every block ratio >= 1 (as in every preset), valid for the ratios given.
 type ScheduleCase =

@@ -7,8 +7,6 @@ open FsCheck.FSharp
 open BlockwiseLR.Core
 open BlockwiseLR.Core.Tests.Generators
 
-let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
-
 [<Tests>]
 let tests =
     testList "Ratios" [

@@ -7,8 +7,6 @@ open FsCheck.FSharp
 open BlockwiseLR.Core
 open BlockwiseLR.Core.Tests.Generators
 
-let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
-
 let tol = 1e-12
 let close (a: float) (b: float) = abs (a - b) <= tol * max 1.0 (max (abs a) (abs b))
 

@@ -6,8 +6,6 @@ open FsCheck.FSharp
 open BlockwiseLR.Core
 open BlockwiseLR.Core.Tests.Generators
 
-let config = { FsCheckConfig.defaultConfig with maxTest = 200 }
-
 /// Partitions with the built-in rules and compares every placement with the generator's oracle.
 let placesAsBuilt (expected: Expected list) =
     match Taxonomy.partition BlockRule.defaults (infos expected) with
