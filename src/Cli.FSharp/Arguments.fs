@@ -39,6 +39,56 @@ type BlocksArgs =
             | Block_Rule _ -> "an extra rule PATTERN=BLOCK (blocks: emb, pe, qk, vo, ffn, norm, head; PATTERN=qk,qk,vo splits a fused projection); repeatable, first wins, before the built-in rules."
             | Block_Rules _ -> "a file of rules, one PATTERN=BLOCK a line, # comments; read before --block-rule."
 
+type InspectArgs =
+    | [<Mandatory>] Model of name: string
+    | Layers of count: int
+    | Width of size: int
+    | Heads of count: int
+    | Kv_Heads of count: int
+    | D_Ff of size: int
+    | Context of tokens: int
+    | Vocab of size: int
+    | Bias of bool
+    | Tied of bool
+    | Batch_Size of sequences: int
+    | Seq_Len of tokens: int
+    | Optimizer of name: string
+    | Precision of name: string
+    | Device of name: string
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model _ -> "gpt2-tiny, gpt2-small, gpt2-medium, llama-tiny, llama-0.13b, llama-0.25b, llama-0.5b, llama-0.75b, llama-0.9b, llama-1.1b."
+            | Layers _ -> "override the number of layers."
+            | Width _ -> "override the width (d_ff keeps its ratio to the width unless --d-ff is given)."
+            | Heads _ -> "override the attention heads."
+            | Kv_Heads _ -> "override the key/value heads (LLaMA grouped-query attention)."
+            | D_Ff _ -> "override the MLP hidden size."
+            | Context _ -> "override the context length."
+            | Vocab _ -> "override the vocabulary size."
+            | Bias _ -> "biases on every projection (true/false)."
+            | Tied _ -> "tie the output head to the embedding (true/false)."
+            | Batch_Size _ -> "sequences per step for the activation estimate (default 8)."
+            | Seq_Len _ -> "tokens per sequence (default: the context length)."
+            | Optimizer _ -> "adamw (default), blockwise-adamw, adam-mini, blockwise-adam-mini."
+            | Precision _ -> "fp32 (default), tf32, bf16-mixed."
+            | Device _ -> "cpu (default; attention keeps T x T probabilities) or cuda (fused attention)."
+
+    /// The model overrides as key=value text for the facade, in command-line order.
+    member a.Override =
+        match a with
+        | Layers n -> Some(sprintf "layers=%d" n)
+        | Width n -> Some(sprintf "width=%d" n)
+        | Heads n -> Some(sprintf "heads=%d" n)
+        | Kv_Heads n -> Some(sprintf "kv-heads=%d" n)
+        | D_Ff n -> Some(sprintf "d-ff=%d" n)
+        | Context n -> Some(sprintf "context=%d" n)
+        | Vocab n -> Some(sprintf "vocab=%d" n)
+        | Bias b -> Some(sprintf "bias=%b" b)
+        | Tied b -> Some(sprintf "tied=%b" b)
+        | _ -> None
+
 type DoctorArgs =
     | [<Hidden>] Quiet
 
@@ -48,6 +98,7 @@ type DoctorArgs =
 type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Schedule of ParseResults<ScheduleArgs>
     | [<CliPrefix(CliPrefix.None)>] Blocks of ParseResults<BlocksArgs>
+    | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Doctor of ParseResults<DoctorArgs>
     | Version
 
@@ -56,5 +107,6 @@ type BlrArgs =
             match a with
             | Schedule _ -> "print the per-block LR schedule of a run (e.g. blr schedule --steps 2000 --warmup 100)."
             | Blocks _ -> "show which block each parameter of a .safetensors file belongs to, and counts per block."
+            | Inspect _ -> "parameters per block and a training-memory estimate for a model, without allocating it."
             | Doctor _ -> "check that libtorch loads and computes on this machine."
             | Version -> "print the version."

@@ -63,6 +63,34 @@ let blocks (args: ParseResults<BlocksArgs>) =
     printfn "%-18s %14s" "total" ((counts.Values |> Seq.sum).ToString "N0")
     0
 
+let private mib (bytes: int64) = sprintf "%10.1f MiB" (float bytes / 1048576.0)
+
+let inspect (args: ParseResults<InspectArgs>) =
+    let overrides = args.GetAllResults() |> List.choose (fun a -> a.Override) |> Array.ofList
+    let config = Models.ModelConfigs.Create(args.GetResult InspectArgs.Model, overrides)
+    let device = args.GetResult(InspectArgs.Device, defaultValue = "cpu")
+    if device <> "cpu" && device <> "cuda" then invalidArg "device" (sprintf "unknown device '%s' (cpu, cuda)" device)
+    let batch = args.GetResult(InspectArgs.Batch_Size, defaultValue = 8)
+    let seqLen = args.GetResult(InspectArgs.Seq_Len, defaultValue = config.Context)
+    let optimizer = args.GetResult(InspectArgs.Optimizer, defaultValue = "adamw")
+    let precision = args.GetResult(InspectArgs.Precision, defaultValue = "fp32")
+    let report = Models.ModelInspection.Of(config, optimizer, precision, batch, seqLen, (device = "cpu"))
+    printfn "%s: %s" (args.GetResult InspectArgs.Model) (Models.ModelConfigs.Describe config)
+    printfn ""
+    printfn "%-18s %15s %7s" "block" "parameters" "share"
+    for KeyValue(block, count) in report.ParametersByBlock |> Seq.sortBy (fun kv -> kv.Key) do
+        printfn "%-18O %15s %6.1f%%" block (count.ToString "N0") (100.0 * float count / float report.Parameters)
+    printfn "%-18s %15s" "total" (report.Parameters.ToString "N0")
+    printfn ""
+    printfn "Training memory estimate: batch %d x %d tokens, %s, %s, %s attention" batch seqLen precision optimizer
+        (if device = "cpu" then "math (CPU)" else "fused (CUDA)")
+    printfn "  weights (fp32)       %s" (mib report.WeightBytes)
+    printfn "  gradients (fp32)     %s" (mib report.GradientBytes)
+    printfn "  optimizer state      %s" (mib report.OptimizerStateBytes)
+    printfn "  activations          %s" (mib report.ActivationBytes)
+    printfn "  total                %s" (mib report.TotalBytes)
+    0
+
 let doctor (args: ParseResults<DoctorArgs>) =
     let line = TorchRuntime.ComputeCheck()
     if not (args.Contains DoctorArgs.Quiet) then printfn "%s" line

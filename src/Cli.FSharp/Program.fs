@@ -18,6 +18,7 @@ let main argv =
         match args.GetSubCommand() with
         | Schedule a -> Commands.schedule a
         | Blocks a -> Commands.blocks a
+        | Inspect a -> Commands.inspect a
         | Doctor a -> Commands.doctor a
         | Version -> printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3); 0
     with

@@ -1,0 +1,93 @@
+using BlockwiseLR.Core;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Models;
+
+/// <summary>A decoder-only language model: (B, T) token ids -> (B, T, vocab) fp32 logits. Parameters are fp32
+/// master weights under Hugging Face names (Linear (out, in) layout); <see cref="Precision"/> picks how the
+/// forward pass computes.</summary>
+public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
+{
+    protected LanguageModel(string name, ModelConfig config) : base(name) => Config = config;
+
+    public ModelConfig Config { get; }
+
+    /// <summary>Fp32 and Tf32 compute in fp32 (TF32 is a device switch, see <see cref="Precisions"/>);
+    /// Bf16Mixed runs matmuls and attention in bf16 and norms, residual stream and logits in fp32.</summary>
+    public Precision Precision { get; set; } = Precision.Fp32;
+
+    protected ScalarType ComputeType => Precision == Precision.Bf16Mixed ? ScalarType.BFloat16 : ScalarType.Float32;
+
+    /// <summary>Builds a model with nanoGPT's initialization from <paramref name="seed"/> (same seed, same
+    /// weights on every device: weights are drawn on the CPU, then moved). On the meta device nothing is
+    /// allocated or initialized: names and shapes only.</summary>
+    public static LanguageModel Create(ModelConfig config, Device? device = null, long seed = 0)
+    {
+        var valid = ModelConfigModule.validate(config);
+        if (valid.IsError) throw new ArgumentException(valid.ErrorValue);
+        TorchRuntime.EnsureAvailable();
+        device ??= CPU;
+        var buildOn = device.type == DeviceType.META ? device : CPU;
+        LanguageModel model = config.Architecture switch
+        {
+            Architecture.Gpt2 => new Gpt2(config, buildOn),
+            _ => new Llama(config, buildOn),
+        };
+        if (device.type != DeviceType.META)
+        {
+            model.Initialize(seed);
+            model.to(device);
+        }
+        return model;
+    }
+
+    /// <summary>nanoGPT: every matrix and embedding ~ N(0, 0.02), residual output projections
+    /// N(0, 0.02 / sqrt(2 x layers)), biases 0, norm weights 1. Draws in state-dict order from one generator.</summary>
+    public void Initialize(long seed)
+    {
+        var generator = new Generator((ulong)seed);
+        var residualStd = 0.02 / Math.Sqrt(2.0 * Config.Layers);
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in named_parameters())
+        {
+            if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
+            else if (parameter.dim() == 1) parameter.fill_(1.0);
+            else parameter.normal_(0.0, ModelConfigModule.isResidualProjection(name) ? residualStd : 0.02, generator);
+        }
+    }
+
+    /// <summary>Names and shapes in state-dict order (works on the meta device).</summary>
+    public IReadOnlyList<ParameterShape> ParameterShapes() =>
+        named_parameters().Select(p => new ParameterShape(p.name, p.parameter.shape)).ToList();
+
+    /// <summary>Mean cross entropy of (B, T, V) logits against (B, T) targets, in fp32.</summary>
+    public static Tensor Loss(Tensor logits, Tensor targets) =>
+        nn.functional.cross_entropy(logits.to(float32).reshape(-1, logits.shape[^1]), targets.reshape(-1));
+
+    /// <summary>Logits from the final hidden states h (B, T, d): the head runs in the compute dtype; the
+    /// logits come back in fp32 for the loss.</summary>
+    protected Tensor Head(Tensor hidden, Parameter headWeight) =>
+        nn.functional.linear(hidden.to(ComputeType), headWeight.to(ComputeType)).to(float32);
+
+    protected void CheckLength(Tensor tokens)
+    {
+        if (tokens.dim() != 2)
+            throw new ArgumentException($"token ids must be (batch, time); got shape ({string.Join(", ", tokens.shape)})");
+        if (tokens.shape[1] > Config.Context)
+            throw new ArgumentException($"sequence length {tokens.shape[1]} exceeds the model's context {Config.Context}");
+    }
+}
+
+/// <summary>Device-wide precision switches.</summary>
+public static class Precisions
+{
+    /// <summary>TF32 matmuls on CUDA for Tf32 (and for the fp32 parts of Bf16Mixed); off for Fp32.</summary>
+    public static void Apply(Precision precision, Device device)
+    {
+        if (device.type != DeviceType.CUDA) return;
+        backends.cuda.matmul.allow_tf32 = precision != Precision.Fp32;
+        backends.cudnn.allow_tf32 = precision != Precision.Fp32;
+    }
+}

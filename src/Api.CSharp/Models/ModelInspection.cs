@@ -1,0 +1,35 @@
+using BlockwiseLR.Core;
+
+namespace BlockwiseLR.Models;
+
+/// <summary>What `blr inspect` reports: parameters per block and a training-memory estimate, computed from
+/// the config's shapes alone (no weights are allocated).</summary>
+public sealed record ModelInspection(
+    ModelConfig Config,
+    IReadOnlyDictionary<Block, long> ParametersByBlock,
+    long Parameters,
+    long WeightBytes,
+    long GradientBytes,
+    long OptimizerStateBytes,
+    long ActivationBytes)
+{
+    public long TotalBytes => WeightBytes + GradientBytes + OptimizerStateBytes + ActivationBytes;
+
+    /// <summary>Throws <see cref="ArgumentException"/> with a one-line message for bad names or sizes.</summary>
+    /// <param name="optimizer">adamw, blockwise-adamw, adam-mini or blockwise-adam-mini.</param>
+    /// <param name="precision">fp32, tf32 or bf16-mixed.</param>
+    /// <param name="mathAttention">true where attention materializes T x T probabilities (CPU).</param>
+    public static ModelInspection Of(ModelConfig config, string optimizer, string precision, int batchSize, int seqLen, bool mathAttention)
+    {
+        var family = OptimizerFamilyModule.parse(optimizer);
+        if (family.IsError) throw new ArgumentException(family.ErrorValue);
+        var parsedPrecision = PrecisionModule.parse(precision);
+        if (parsedPrecision.IsError) throw new ArgumentException(parsedPrecision.ErrorValue);
+        var estimate = MemoryEstimateModule.estimate(config, family.ResultValue, parsedPrecision.ResultValue, batchSize, seqLen, mathAttention);
+        if (estimate.IsError) throw new ArgumentException(estimate.ErrorValue);
+        var shapes = ModelConfigModule.parameters(config).Select(p => new ParameterShape(p.Name, p.Shape.ToArray()));
+        var m = estimate.ResultValue;
+        return new ModelInspection(config, BlockRules.Default.CountByBlock(shapes), m.Parameters, m.WeightBytes,
+            m.GradientBytes, m.OptimizerStateBytes, m.ActivationBytes);
+    }
+}

@@ -1,0 +1,78 @@
+namespace BlockwiseLR.Core
+
+/// Which optimizer's state to count (Blockwise variants keep the same state as their base).
+type OptimizerFamily =
+    | AdamW = 0
+    | AdamMini = 1
+
+/// Training memory in bytes, from shapes alone (nothing is allocated).
+type MemoryEstimate =
+    { Parameters: int64
+      WeightBytes: int64
+      GradientBytes: int64
+      OptimizerStateBytes: int64
+      ActivationBytes: int64 }
+
+    member m.TotalBytes = m.WeightBytes + m.GradientBytes + m.OptimizerStateBytes + m.ActivationBytes
+
+[<RequireQualifiedAccess>]
+module OptimizerFamily =
+    /// adamw, blockwise-adamw -> AdamW; adam-mini, blockwise-adam-mini -> AdamMini.
+    let parse (text: string) : Result<OptimizerFamily, string> =
+        match text.Trim().ToLowerInvariant() with
+        | "adamw" | "blockwise-adamw" -> Ok OptimizerFamily.AdamW
+        | "adam-mini" | "blockwise-adam-mini" -> Ok OptimizerFamily.AdamMini
+        | other -> Error(sprintf "unknown optimizer '%s' (known: adamw, blockwise-adamw, adam-mini, blockwise-adam-mini)" other)
+
+[<RequireQualifiedAccess>]
+module MemoryEstimate =
+    /// fp32 state: AdamW keeps m and v per coordinate; Adam-mini keeps m per coordinate and one v per block
+    /// of its partition.
+    let optimizerStateBytes (config: ModelConfig) (family: OptimizerFamily) : Result<int64, string> =
+        let parameters = ModelConfig.parameters config
+        let count = parameters |> List.sumBy (fun p -> Taxonomy.numel p.Shape)
+        match family with
+        | OptimizerFamily.AdamW -> Ok(8L * count)
+        | _ ->
+            Taxonomy.partition BlockRule.defaults parameters
+            |> Result.bind (fun placed ->
+                placed
+                |> List.map (AdamMiniPartition.plan (ModelConfig.attention config))
+                |> List.fold (fun acc r -> match acc, r with Ok n, Ok plan -> Ok(n + AdamMiniPartition.vCount plan) | Error e, _ | _, Error e -> Error e) (Ok 0L))
+            |> Result.map (fun vCount -> 4L * count + 4L * vCount)
+
+    /// Activations kept for the backward pass, per token and layer, counted from the forward graph:
+    /// GPT-2: norm inputs and outputs (4d), q, k, v and the attention output (4d), MLP hidden before and
+    /// after GELU (2 d_ff); LLaMA: norms (4d), q, k, v, output (2d + 2 kv), gate, up, SiLU(gate) and their
+    /// product (4 d_ff). Plus the attention probabilities (heads x T per token) when the math attention
+    /// kernel runs (CPU), the embedding output and final norm (3d), and the fp32 logits twice (logits and
+    /// softmax for the loss). An estimate: allocator slack and temporaries are not counted.
+    let activationBytes (c: ModelConfig) (precision: Precision) (batch: int) (seqLen: int) (mathAttention: bool) =
+        let d = int64 c.Width
+        let ff = int64 c.FeedForward
+        let kv = int64 (c.KvHeads * c.HeadDim)
+        let tokens = int64 batch * int64 seqLen
+        let perLayer =
+            match c.Architecture with
+            | Architecture.Gpt2 -> 8L * d + 2L * ff
+            | _ -> 6L * d + 2L * kv + 4L * ff
+        let attentionProbabilities = if mathAttention then int64 c.Heads * int64 seqLen else 0L
+        let elementBytes = if precision = Precision.Bf16Mixed then 2L else 4L
+        let body = tokens * (int64 c.Layers * (perLayer + attentionProbabilities) + 3L * d) * elementBytes
+        let logits = tokens * int64 c.Vocab * 4L * 2L
+        body + logits
+
+    let estimate (c: ModelConfig) (family: OptimizerFamily) (precision: Precision) (batch: int) (seqLen: int) (mathAttention: bool) =
+        if batch < 1 || seqLen < 1 then
+            Error(sprintf "batch size %d and sequence length %d must be >= 1" batch seqLen)
+        elif seqLen > c.Context then
+            Error(sprintf "sequence length %d exceeds the model's context %d" seqLen c.Context)
+        else
+            optimizerStateBytes c family
+            |> Result.map (fun optimizerBytes ->
+                let count = ModelConfig.parameterCount c
+                { Parameters = count
+                  WeightBytes = 4L * count
+                  GradientBytes = 4L * count
+                  OptimizerStateBytes = optimizerBytes
+                  ActivationBytes = activationBytes c precision batch seqLen mathAttention })
