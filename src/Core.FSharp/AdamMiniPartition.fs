@@ -32,30 +32,30 @@ type AdamMiniPlan =
       /// Adam-mini 1.1.1: no weight decay for names containing `norm`, `ln` or `bias`.
       WeightDecay: bool }
 
-/// Which parameters get decoupled weight decay.
+/// Which parameters get decoupled weight decay. An enum, so C# sees it as one.
 type WeightDecayPolicy =
     /// The paper's recipe: every parameter, norms and embeddings included.
-    | AllParameters
+    | AllParameters = 0
     /// nanoGPT: matrices and embeddings only; no decay on 1-D parameters (norms, biases).
-    | MatricesOnly
+    | MatricesOnly = 1
     /// Adam-mini 1.1.1: no decay for names containing `norm`, `ln` or `bias`.
-    | AdamMiniNames
+    | AdamMiniNames = 2
 
 [<RequireQualifiedAccess>]
 module WeightDecay =
     let applies (policy: WeightDecayPolicy) (name: string) (shape: int64 list) =
         match policy with
-        | AllParameters -> true
-        | MatricesOnly -> shape.Length >= 2
-        | AdamMiniNames ->
+        | WeightDecayPolicy.AllParameters -> true
+        | WeightDecayPolicy.MatricesOnly -> shape.Length >= 2
+        | _ ->
             let lower = name.ToLowerInvariant()
             not (lower.Contains "norm" || lower.Contains "ln" || lower.Contains "bias")
 
     let parse (text: string) : Result<WeightDecayPolicy, string> =
         match text.Trim().ToLowerInvariant() with
-        | "all" -> Ok AllParameters
-        | "matrices" | "no-1d" -> Ok MatricesOnly
-        | "adam-mini" -> Ok AdamMiniNames
+        | "all" -> Ok WeightDecayPolicy.AllParameters
+        | "matrices" | "no-1d" -> Ok WeightDecayPolicy.MatricesOnly
+        | "adam-mini" -> Ok WeightDecayPolicy.AdamMiniNames
         | other -> Error(sprintf "unknown weight-decay policy '%s' (known: all, matrices, adam-mini)" other)
 
 [<RequireQualifiedAccess>]
@@ -90,7 +90,7 @@ module AdamMiniPartition =
     let plan (attention: AttentionShape) (placed: PlacedParameter) : Result<AdamMiniPlan, string> =
         let p = placed.Parameter
         let numel = Taxonomy.numel p.Shape
-        let decay = WeightDecay.applies AdamMiniNames p.Name p.Shape
+        let decay = WeightDecay.applies WeightDecayPolicy.AdamMiniNames p.Name p.Shape
         let single granularity blockSize =
             Ok [ { Offset = 0L; Blocks = numel / blockSize; BlockSize = blockSize; Granularity = granularity } ]
         let segments =
@@ -114,3 +114,24 @@ module AdamMiniPartition =
 
     /// The number of second-moment scalars a plan keeps.
     let vCount (plan: AdamMiniPlan) = plan.Segments |> List.sumBy (fun s -> s.Blocks)
+
+    /// The segments of several plans laid end to end in one flat buffer (in the order given), with adjacent
+    /// segments of equal block size merged: one reduction then serves, for example, every per-head Q and K
+    /// block of a model, or every LayerNorm weight. Coverage and the number of v scalars are unchanged.
+    let concat (plans: AdamMiniPlan list) : VSegment list =
+        let laidOut =
+            plans
+            |> List.mapFold
+                (fun start plan -> plan.Segments |> List.map (fun s -> { s with Offset = start + s.Offset }), start + Taxonomy.numel plan.Shape)
+                0L
+            |> fst
+            |> List.concat
+        laidOut
+        |> List.fold
+            (fun merged s ->
+                match merged with
+                | last :: rest when last.BlockSize = s.BlockSize && last.Offset + last.Blocks * last.BlockSize = s.Offset ->
+                    { last with Blocks = last.Blocks + s.Blocks } :: rest
+                | _ -> s :: merged)
+            []
+        |> List.rev

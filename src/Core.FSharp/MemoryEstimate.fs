@@ -26,20 +26,25 @@ module OptimizerFamily =
 
 [<RequireQualifiedAccess>]
 module MemoryEstimate =
-    /// fp32 state: AdamW keeps m and v per coordinate; Adam-mini keeps m per coordinate and one v per block
-    /// of its partition.
+    /// fp32 state per block: AdamW keeps m and v per coordinate; Adam-mini keeps m per coordinate and one v
+    /// per block of its partition.
+    let optimizerStateBytesByBlock (config: ModelConfig) (family: OptimizerFamily) : Result<(BlockKind * int64) list, string> =
+        Taxonomy.partition BlockRule.defaults (ModelConfig.parameters config)
+        |> Result.bind (fun placed ->
+            placed
+            |> List.map (fun p ->
+                let block = match p.Placement with WholeTensor kind -> kind | Slices(_, parts) -> parts |> List.head |> fun (_, _, k) -> k
+                let numel = Taxonomy.numel p.Parameter.Shape
+                match family with
+                | OptimizerFamily.AdamW -> Ok(block, 8L * numel)
+                | _ -> AdamMiniPartition.plan (ModelConfig.attention config) p |> Result.map (fun plan -> block, 4L * numel + 4L * AdamMiniPartition.vCount plan))
+            |> List.fold (fun acc r -> match acc, r with Ok xs, Ok x -> Ok(x :: xs) | Error e, _ | _, Error e -> Error e) (Ok []))
+        |> Result.map (fun items ->
+            let sums = items |> List.groupBy fst |> Map.ofList
+            BlockKind.all |> List.choose (fun k -> sums |> Map.tryFind k |> Option.map (fun xs -> k, xs |> List.sumBy snd)))
+
     let optimizerStateBytes (config: ModelConfig) (family: OptimizerFamily) : Result<int64, string> =
-        let parameters = ModelConfig.parameters config
-        let count = parameters |> List.sumBy (fun p -> Taxonomy.numel p.Shape)
-        match family with
-        | OptimizerFamily.AdamW -> Ok(8L * count)
-        | _ ->
-            Taxonomy.partition BlockRule.defaults parameters
-            |> Result.bind (fun placed ->
-                placed
-                |> List.map (AdamMiniPartition.plan (ModelConfig.attention config))
-                |> List.fold (fun acc r -> match acc, r with Ok n, Ok plan -> Ok(n + AdamMiniPartition.vCount plan) | Error e, _ | _, Error e -> Error e) (Ok 0L))
-            |> Result.map (fun vCount -> 4L * count + 4L * vCount)
+        optimizerStateBytesByBlock config family |> Result.map (List.sumBy snd)
 
     /// Activations kept for the backward pass, per token and layer, counted from the forward graph:
     /// GPT-2: norm inputs and outputs (4d), q, k, v and the attention output (4d), MLP hidden before and

@@ -95,11 +95,11 @@ let tests =
 
         test "weight-decay policies: all, matrices only (nanoGPT), Adam-mini names" {
             let applies policy name shape = WeightDecay.applies policy name shape
-            Expect.isTrue (applies AllParameters "model.norm.weight" [ 8L ]) "paper: every parameter"
-            Expect.isFalse (applies MatricesOnly "model.norm.weight" [ 8L ]) "nanoGPT: no 1-D"
-            Expect.isTrue (applies MatricesOnly "wte.weight" [ 8L; 4L ]) "nanoGPT: matrices"
-            Expect.isFalse (applies AdamMiniNames "h.0.ln_1.weight" [ 8L ]) "Adam-mini: ln"
-            Expect.equal (WeightDecay.parse "matrices") (Ok MatricesOnly) "parse"
+            Expect.isTrue (applies WeightDecayPolicy.AllParameters "model.norm.weight" [ 8L ]) "paper: every parameter"
+            Expect.isFalse (applies WeightDecayPolicy.MatricesOnly "model.norm.weight" [ 8L ]) "nanoGPT: no 1-D"
+            Expect.isTrue (applies WeightDecayPolicy.MatricesOnly "wte.weight" [ 8L; 4L ]) "nanoGPT: matrices"
+            Expect.isFalse (applies WeightDecayPolicy.AdamMiniNames "h.0.ln_1.weight" [ 8L ]) "Adam-mini: ln"
+            Expect.equal (WeightDecay.parse "matrices") (Ok WeightDecayPolicy.MatricesOnly) "parse"
             Expect.isError (WeightDecay.parse "some") "unknown policy"
         }
     ]

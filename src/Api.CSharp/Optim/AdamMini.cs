@@ -1,0 +1,105 @@
+using BlockwiseLR.Core;
+using Microsoft.FSharp.Collections;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Optim;
+
+/// <summary>
+/// Adam-mini (the official 1.1.1 rules, method.md section 6) with one LR per block kind, on flat buffers: m per
+/// coordinate, one v per block of coordinates (per head for Q and K, per row for V, O, FFN, embeddings and head,
+/// per tensor for norms, per coordinate for biases). Per step: p *= 1 - lr*wd; m = lerp(m, g, 1-b1);
+/// v_b = b2 v_b + (1-b2) mean_b(g^2); p -= (lr / bc1) * m / (sqrt(v_b)/sqrt(bc2) + eps).
+/// Where 1.1.1 has no rule for our layout we follow its intent: one v per output neuron of a Linear (out, in)
+/// matrix, and the position embedding one v per row like the token embedding.
+/// </summary>
+public sealed class AdamMini : BlockOptimizer
+{
+    readonly List<FlatGroup> groups;
+    readonly Dictionary<FlatGroup, (Tensor M, Tensor V, IReadOnlyList<VSegment> Segments, IReadOnlyList<long> VOffsets)> state = [];
+
+    public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, AttentionShape attention, BlockRules? rules = null)
+        : base(parameters, settings, rules)
+    {
+        var valid = AdamMiniPartition.validateAttention(attention);
+        if (valid.IsError) throw new ArgumentException(valid.ErrorValue);
+        Plans = Parameters.ToDictionary(p => p, p => PlanOf(p, attention));
+        groups = FlatGroup.Build(Parameters);
+        foreach (var g in groups)
+        {
+            var plans = g.Members.Select(p => Plans[p]).ToList();
+            var segments = AdamMiniPartition.concat(ListModule.OfSeq(plans)).ToList();
+            var vOffsets = plans.Select(plan => AdamMiniPartition.vCount(plan)).Aggregate(new List<long> { 0 }, (acc, n) => { acc.Add(acc[^1] + n); return acc; });
+            state[g] = (zeros_like(g.Params).DetachFromDisposeScope(),
+                        zeros(vOffsets[^1], dtype: ScalarType.Float32, device: g.Params.device).DetachFromDisposeScope(),
+                        segments, vOffsets);
+        }
+    }
+
+    /// <summary>The v-block layout of every parameter.</summary>
+    public IReadOnlyDictionary<OptimizedParameter, AdamMiniPlan> Plans { get; }
+
+    internal static AdamMiniPlan PlanOf(OptimizedParameter p, AttentionShape attention)
+    {
+        var placed = new PlacedParameter(new ParameterInfo(p.Name, ListModule.OfSeq(p.Tensor.shape)), Placement.NewWholeTensor(p.Block.ToCore()));
+        var plan = AdamMiniPartition.plan(attention, placed);
+        if (plan.IsError) throw new ArgumentException(plan.ErrorValue);
+        return plan.ResultValue;
+    }
+
+    protected override void Update(Func<Block, double> learningRate)
+    {
+        var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
+        var bc1 = 1 - Math.Pow(b1, StepCount);
+        var bc2Sqrt = Math.Sqrt(1 - Math.Pow(b2, StepCount));
+        foreach (var g in groups)
+        {
+            var lr = learningRate(g.Block);
+            var (m, v, segments, _) = state[g];
+            if (g.Decays && wd != 0) g.Params.mul_(1 - lr * wd);
+            m.lerp_(g.Grads, 1 - b1);
+            long vOffset = 0;
+            foreach (var s in segments)
+            {
+                var grad = g.Grads.narrow(0, s.Offset, s.Blocks * s.BlockSize).view(s.Blocks, s.BlockSize);
+                v.narrow(0, vOffset, s.Blocks).mul_(b2).add_(grad.square().mean([1]), 1 - b2);
+                vOffset += s.Blocks;
+            }
+            var denominator = v.sqrt().add_(eps * bc2Sqrt);   // (v blocks)
+            vOffset = 0;
+            foreach (var s in segments)
+            {
+                var shape = new long[] { s.Blocks, s.BlockSize };
+                g.Params.narrow(0, s.Offset, s.Blocks * s.BlockSize).view(shape).addcdiv_(
+                    m.narrow(0, s.Offset, s.Blocks * s.BlockSize).view(shape),
+                    denominator.narrow(0, vOffset, s.Blocks).unsqueeze(1),
+                    -lr / bc1 * bc2Sqrt);
+                vOffset += s.Blocks;
+            }
+        }
+    }
+
+    public override void ZeroGrad()
+    {
+        foreach (var g in groups) g.Grads.zero_();
+    }
+
+    public override IReadOnlyDictionary<Block, long> StateBytes =>
+        groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 4 * (state[g].M.numel() + state[g].V.numel())));
+
+    protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter)
+    {
+        var g = groups.First(x => x.Members.Contains(parameter));
+        var (m, v, _, vOffsets) = state[g];
+        var index = g.Members.ToList().IndexOf(parameter);
+        return (g.Slice(m, parameter), v.narrow(0, vOffsets[index], vOffsets[index + 1] - vOffsets[index]));
+    }
+
+    public override void Dispose()
+    {
+        foreach (var (m, v, _, _) in state.Values) { m.Dispose(); v.Dispose(); }
+        foreach (var g in groups) g.Dispose();
+        base.Dispose();
+    }
+}

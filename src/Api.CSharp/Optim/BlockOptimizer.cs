@@ -1,0 +1,149 @@
+using BlockwiseLR.Core;
+using Microsoft.FSharp.Collections;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Optim;
+
+/// <summary>Adam hyperparameters, every one explicit (TorchSharp's own defaults differ from PyTorch's).
+/// Defaults are the paper's recipe: betas (0.9, 0.95), eps 1e-8, weight decay 0.1 on every parameter.</summary>
+public sealed record AdamSettings
+{
+    public double Beta1 { get; init; } = 0.9;
+    public double Beta2 { get; init; } = 0.95;
+    public double Eps { get; init; } = 1e-8;
+    public double WeightDecay { get; init; } = 0.1;
+    /// <summary>Which parameters decay: AllParameters (paper), MatricesOnly (nanoGPT), AdamMiniNames (Adam-mini 1.1.1).</summary>
+    public WeightDecayPolicy DecayPolicy { get; init; } = WeightDecayPolicy.AllParameters;
+}
+
+/// <summary>One parameter as an optimizer sees it.</summary>
+public sealed record OptimizedParameter(string Name, Parameter Tensor, Block Block, bool Decays)
+{
+    public long Numel => Tensor.numel();
+}
+
+/// <summary>
+/// Adam-family optimizers whose learning rate is set per block kind at every step (Blockwise LR). With one LR
+/// for every block they are plain AdamW and Adam-mini. State is saved per parameter name
+/// (exp_avg/NAME, exp_avg_sq/NAME, step), independent of the in-memory layout.
+/// </summary>
+public abstract class BlockOptimizer : IDisposable
+{
+    protected BlockOptimizer(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules)
+    {
+        Settings = settings;
+        var list = parameters.ToList();
+        var placed = (rules ?? BlockRules.Default).Partition(list.Select(p => new ParameterShape(p.Name, p.Parameter.shape)));
+        Parameters = list.Zip(placed, (p, blocks) => new OptimizedParameter(
+            p.Name, p.Parameter,
+            blocks.WholeBlock ?? throw new ArgumentException($"{p.Name}: a fused projection cannot be optimized per block; split it (BlockwiseLR models do)"),
+            WeightDecay.applies(settings.DecayPolicy, p.Name, ListModule.OfSeq(p.Parameter.shape)))).ToList();
+        var devices = Parameters.Select(p => p.Tensor.device.ToString()).Distinct().ToList();
+        if (devices.Count > 1) throw new ArgumentException($"parameters are on several devices ({string.Join(", ", devices)}); move the model first");
+        if (Parameters.FirstOrDefault(p => p.Tensor.dtype != ScalarType.Float32) is { } wrong)
+            throw new ArgumentException($"{wrong.Name} is {wrong.Tensor.dtype}; optimizers keep fp32 master weights");
+    }
+
+    public AdamSettings Settings { get; }
+    public IReadOnlyList<OptimizedParameter> Parameters { get; }
+
+    /// <summary>Completed steps (PyTorch's `step` state; bias corrections use StepCount after the increment).</summary>
+    public long StepCount { get; protected set; }
+
+    /// <summary>The block kinds this optimizer holds parameters of.</summary>
+    public IReadOnlyList<Block> Blocks => Parameters.Select(p => p.Block).Distinct().Order().ToList();
+
+    /// <summary>One update with the learning rate of each block.</summary>
+    public void Step(Func<Block, double> learningRate)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        StepCount++;
+        Update(learningRate);
+    }
+
+    /// <summary>One update with each block's LR from the schedule at step <see cref="StepCount"/>.</summary>
+    public void Step(BlockSchedule schedule)
+    {
+        var t = (int)StepCount;
+        Step(block => schedule.LrAt(block, t));
+    }
+
+    protected abstract void Update(Func<Block, double> learningRate);
+
+    /// <summary>Sets every gradient to zero in place (gradients stay allocated; autograd accumulates into them).</summary>
+    public abstract void ZeroGrad();
+
+    /// <summary>Optimizer state bytes per block kind.</summary>
+    public abstract IReadOnlyDictionary<Block, long> StateBytes { get; }
+
+    /// <summary>(first moment, second moment) of one parameter, as views of the live state.</summary>
+    protected abstract (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter);
+
+    public Dictionary<string, Tensor> StateDict()
+    {
+        var state = new Dictionary<string, Tensor> { ["step"] = tensor(StepCount) };
+        foreach (var p in Parameters)
+        {
+            var (m, v) = Moments(p);
+            state[$"exp_avg/{p.Name}"] = m.detach().cpu().contiguous();
+            state[$"exp_avg_sq/{p.Name}"] = v.detach().cpu().contiguous();
+        }
+        return state;
+    }
+
+    /// <summary>Restores state saved by <see cref="StateDict"/>; a missing entry or a shape that differs (another
+    /// model or optimizer) is an <see cref="InvalidDataException"/> naming it.</summary>
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string source = "optimizer state")
+    {
+        using var noGrad = no_grad();
+        if (!state.TryGetValue("step", out var step)) throw new InvalidDataException($"{source}: no 'step' entry");
+        foreach (var p in Parameters)
+        {
+            var (m, v) = Moments(p);
+            foreach (var (key, target) in new[] { ($"exp_avg/{p.Name}", m), ($"exp_avg_sq/{p.Name}", v) })
+            {
+                if (!state.TryGetValue(key, out var saved)) throw new InvalidDataException($"{source}: no entry {key}; was it saved for another model?");
+                if (!saved.shape.SequenceEqual(target.shape))
+                    throw new InvalidDataException($"{source}: {key} is ({string.Join(", ", saved.shape)}), expected ({string.Join(", ", target.shape)}); was it saved by another optimizer?");
+                target.copy_(saved);
+            }
+        }
+        StepCount = step.item<long>();
+    }
+
+    /// <summary>Writes the state as safetensors through a temporary file renamed into place.</summary>
+    public void Save(string path)
+    {
+        using var scope = NewDisposeScope();
+        var temp = path + $".tmp-{Environment.ProcessId}";
+        Safetensors.SaveStateDict(temp, StateDict());
+        File.Move(temp, path, overwrite: true);
+    }
+
+    public void Load(string path)
+    {
+        using var scope = NewDisposeScope();
+        LoadStateDict(Safetensors.LoadStateDict(path), path);
+    }
+
+    public virtual void Dispose() => GC.SuppressFinalize(this);
+
+    /// <summary>Builds an optimizer by name: adamw, blockwise-adamw (flat-buffer AdamW), adam-mini,
+    /// blockwise-adam-mini (flat-buffer Adam-mini). "Blockwise" only names the intent: the LR per block comes
+    /// from the schedule given to <see cref="Step(BlockSchedule)"/>. <paramref name="reference"/> picks the plain
+    /// per-parameter implementations the fast ones are tested against.</summary>
+    public static BlockOptimizer Create(string name, IEnumerable<(string Name, Parameter Parameter)> parameters,
+        AdamSettings settings, AttentionShape? attention = null, BlockRules? rules = null, bool reference = false)
+    {
+        var family = OptimizerFamilyModule.parse(name);
+        if (family.IsError) throw new ArgumentException(family.ErrorValue);
+        if (family.ResultValue == OptimizerFamily.AdamW)
+            return reference ? new ReferenceAdamW(parameters, settings, rules) : new BlockwiseAdamW(parameters, settings, rules);
+        var shape = attention ?? throw new ArgumentException("Adam-mini needs the attention shape (width, heads, kv-heads) to cut Q and K into heads");
+        return reference ? new ReferenceAdamMini(parameters, settings, shape, rules) : new AdamMini(parameters, settings, shape, rules);
+    }
+}

@@ -1,0 +1,80 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Optim;
+
+/// <summary>
+/// The parameters of one block kind (and one weight-decay flag) laid end to end in one contiguous buffer, with
+/// a gradient buffer of the same layout. Each parameter is re-pointed (set_) at its slice of the buffer and its
+/// .grad is a view of the gradient buffer, so backward accumulates in place and a step is a few large in-place
+/// operations. These gradient buckets are what a multi-GPU all-reduce would send.
+/// </summary>
+sealed class FlatGroup : IDisposable
+{
+    public FlatGroup(Block block, bool decays, IReadOnlyList<OptimizedParameter> members)
+    {
+        Block = block;
+        Decays = decays;
+        Members = members;
+        var device = members[0].Tensor.device;
+        var total = members.Sum(m => m.Numel);
+        Params = empty(total, dtype: ScalarType.Float32, device: device).DetachFromDisposeScope();
+        Grads = zeros(total, dtype: ScalarType.Float32, device: device).DetachFromDisposeScope();
+        var offsets = new List<long>();
+        using var noGrad = no_grad();
+        long offset = 0;
+        foreach (var member in members)
+        {
+            offsets.Add(offset);
+            var slice = View(Params, offset, member);
+            slice.copy_(member.Tensor);
+            member.Tensor.set_(slice);
+            member.Tensor.grad = View(Grads, offset, member);
+            offset += member.Numel;
+        }
+        Offsets = offsets;
+    }
+
+    public Block Block { get; }
+    public bool Decays { get; }
+    public IReadOnlyList<OptimizedParameter> Members { get; }
+    public IReadOnlyList<long> Offsets { get; }
+    public Tensor Params { get; }
+    public Tensor Grads { get; }
+    public long Length => Params.shape[0];
+
+    /// <summary>The slice of a flat buffer that holds one member, in the member's shape.</summary>
+    public static Tensor View(Tensor flat, long offset, OptimizedParameter member) =>
+        flat.narrow(0, offset, member.Numel).view(member.Tensor.shape);
+
+    public Tensor Slice(Tensor flat, OptimizedParameter member) => View(flat, Offsets[IndexOf(member)], member);
+
+    int IndexOf(OptimizedParameter member) => Members.ToList().IndexOf(member);
+
+    /// <summary>Groups parameters by (block, decays), in block order.</summary>
+    public static List<FlatGroup> Build(IEnumerable<OptimizedParameter> parameters) =>
+        parameters.GroupBy(p => (p.Block, p.Decays)).OrderBy(g => g.Key.Block).ThenBy(g => g.Key.Decays)
+            .Select(g => new FlatGroup(g.Key.Block, g.Key.Decays, g.ToList())).ToList();
+
+    public void Dispose()
+    {
+        Params.Dispose();
+        Grads.Dispose();
+    }
+}
+
+/// <summary>How a step walks a flat buffer. On a CPU the update is memory-bound: running all of its operations
+/// on one cache-sized chunk before the next keeps the intermediate passes in cache. On a GPU one kernel per
+/// operation over the whole buffer is best.</summary>
+static class Chunking
+{
+    /// <summary>Elements per chunk on the CPU (each of p, g, m, v and a temporary: 256 KiB at 64K floats).</summary>
+    public static long CpuChunk { get; set; } = 1 << 16;
+
+    public static IEnumerable<(long Start, long Length)> Chunks(long length, Device device)
+    {
+        var chunk = device.type == DeviceType.CPU && CpuChunk > 0 ? CpuChunk : length;
+        for (long start = 0; start < length; start += chunk)
+            yield return (start, Math.Min(chunk, length - start));
+    }
+}

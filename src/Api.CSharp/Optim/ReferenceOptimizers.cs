@@ -1,0 +1,100 @@
+using BlockwiseLR.Core;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Optim;
+
+/// <summary>The plain, obviously-correct AdamW: a loop over parameters written as PyTorch's single-tensor
+/// AdamW reads. The flat-buffer <see cref="BlockwiseAdamW"/> is tested against it.</summary>
+public sealed class ReferenceAdamW : BlockOptimizer
+{
+    readonly Dictionary<OptimizedParameter, (Tensor M, Tensor V)> moments;
+
+    public ReferenceAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules = null)
+        : base(parameters, settings, rules) =>
+        moments = Parameters.ToDictionary(p => p, p => (zeros_like(p.Tensor).DetachFromDisposeScope(), zeros_like(p.Tensor).DetachFromDisposeScope()));
+
+    protected override void Update(Func<Block, double> learningRate)
+    {
+        var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
+        foreach (var p in Parameters)
+        {
+            if (p.Tensor.grad is not { } grad) continue;
+            var lr = learningRate(p.Block);
+            var (m, v) = moments[p];
+            if (p.Decays) p.Tensor.mul_(1 - lr * wd);
+            m.lerp_(grad, 1 - b1);
+            v.mul_(b2).addcmul_(grad, grad, 1 - b2);
+            var biasCorrection1 = 1 - Math.Pow(b1, StepCount);
+            var biasCorrection2Sqrt = Math.Sqrt(1 - Math.Pow(b2, StepCount));
+            var denominator = (v.sqrt() / biasCorrection2Sqrt).add_(eps);
+            p.Tensor.addcdiv_(m, denominator, -lr / biasCorrection1);
+        }
+    }
+
+    public override void ZeroGrad()
+    {
+        foreach (var p in Parameters) p.Tensor.grad?.zero_();
+    }
+
+    public override IReadOnlyDictionary<Block, long> StateBytes =>
+        Parameters.GroupBy(p => p.Block).ToDictionary(b => b.Key, b => b.Sum(p => 8 * p.Numel));
+
+    protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter) => moments[parameter];
+}
+
+/// <summary>The plain Adam-mini: a loop over parameters and, within each, over its v-blocks, following
+/// method.md section 6 literally. The flat-buffer <see cref="AdamMini"/> is tested against it.</summary>
+public sealed class ReferenceAdamMini : BlockOptimizer
+{
+    readonly Dictionary<OptimizedParameter, (Tensor M, Tensor V, AdamMiniPlan Plan)> state;
+
+    public ReferenceAdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, AttentionShape attention, BlockRules? rules = null)
+        : base(parameters, settings, rules) =>
+        state = Parameters.ToDictionary(p => p, p =>
+        {
+            var plan = AdamMini.PlanOf(p, attention);
+            return (zeros_like(p.Tensor).DetachFromDisposeScope(),
+                    zeros(AdamMiniPartition.vCount(plan), dtype: ScalarType.Float32, device: p.Tensor.device).DetachFromDisposeScope(),
+                    plan);
+        });
+
+    protected override void Update(Func<Block, double> learningRate)
+    {
+        var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
+        foreach (var p in Parameters)
+        {
+            if (p.Tensor.grad is not { } grad) continue;
+            var lr = learningRate(p.Block);
+            var (m, v, plan) = state[p];
+            if (p.Decays) p.Tensor.mul_(1 - lr * wd);
+            m.lerp_(grad, 1 - b1);
+            var flatGrad = grad.reshape(-1);
+            var flatParam = p.Tensor.view(-1);
+            var flatM = m.view(-1);
+            long vIndex = 0;
+            foreach (var segment in plan.Segments)
+                for (long block = 0; block < segment.Blocks; block++, vIndex++)
+                {
+                    var start = segment.Offset + block * segment.BlockSize;
+                    var g = flatGrad.narrow(0, start, segment.BlockSize);
+                    var vb = v.narrow(0, vIndex, 1);
+                    vb.mul_(b2).add_(g.square().mean(), 1 - b2);
+                    var stepSize = lr / (1 - Math.Pow(b1, StepCount));
+                    var h = (vb.sqrt() / Math.Sqrt(1 - Math.Pow(b2, StepCount))).add_(eps);
+                    flatParam.narrow(0, start, segment.BlockSize).addcdiv_(flatM.narrow(0, start, segment.BlockSize), h, -stepSize);
+                }
+        }
+    }
+
+    public override void ZeroGrad()
+    {
+        foreach (var p in Parameters) p.Tensor.grad?.zero_();
+    }
+
+    public override IReadOnlyDictionary<Block, long> StateBytes =>
+        Parameters.GroupBy(p => p.Block).ToDictionary(b => b.Key, b => b.Sum(p => 4 * (p.Numel + state[p].V.numel())));
+
+    protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter) => (state[parameter].M, state[parameter].V);
+}

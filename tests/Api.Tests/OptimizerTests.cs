@@ -1,0 +1,275 @@
+using BlockwiseLR.Core;
+using BlockwiseLR.Models;
+using BlockwiseLR.Optim;
+using FsCheck;
+using FsCheck.Fluent;
+using TorchSharp;
+using TorchSharp.Modules;
+using TorchSharp.PyBridge;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Tests;
+
+/// Optimizers against PyTorch's AdamW and the official Adam-mini 1.1.1 (golden fixture), TorchSharp's built-in
+/// AdamW, and the plain per-parameter references.
+public class OptimizerTests(ITestOutputHelper output)
+{
+    static string Data(string relative) => Path.Combine(AppContext.BaseDirectory, "data", relative);
+
+    static readonly AttentionShape FixtureAttention = new(64, 4, 2);
+
+    static readonly Dictionary<string, Block> FixtureGroups = new()
+    {
+        ["emb"] = Block.Embedding, ["head"] = Block.OutputHead, ["qk"] = Block.AttentionQK,
+        ["vo"] = Block.AttentionVO, ["ffn"] = Block.FeedForward, ["norm"] = Block.Norm,
+    };
+
+    /// Sets a parameter's gradient, in place where it already has one (a flat-buffer view).
+    static void SetGrad(Parameter p, Tensor grad)
+    {
+        if (p.grad is { } existing) existing.copy_(grad);
+        else p.grad = grad.clone();
+    }
+
+    [Theory]
+    [InlineData("adamw", false)]
+    [InlineData("adamw", true)]
+    [InlineData("blockwise_adamw", false)]
+    [InlineData("blockwise_adamw", true)]
+    [InlineData("adam_mini", false)]
+    [InlineData("adam_mini", true)]
+    [InlineData("blockwise_adam_mini", false)]
+    [InlineData("blockwise_adam_mini", true)]
+    public void Matches_the_pytorch_and_official_adam_mini_trajectories(string variant, bool reference)
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var golden = Safetensors.LoadStateDict(Data("optim-golden.safetensors"));
+        var names = golden.Keys.Where(k => k.StartsWith("init/")).Select(k => k[5..]).Order().ToList();
+        var parameters = names.Select(n => (n, new Parameter(golden["init/" + n].clone()))).ToList();
+        var isMini = variant.Contains("mini");
+        var settings = new AdamSettings
+        {
+            Beta1 = 0.9, Beta2 = 0.95, Eps = 1e-8, WeightDecay = 0.1,
+            DecayPolicy = isMini ? WeightDecayPolicy.AdamMiniNames : WeightDecayPolicy.AllParameters,
+        };
+        using var optimizer = BlockOptimizer.Create(isMini ? "adam-mini" : "adamw", parameters, settings, FixtureAttention, reference: reference);
+        var worst = 0.0;
+        for (var t = 0; t < 6; t++)
+        {
+            foreach (var (name, p) in parameters) SetGrad(p, golden[$"grad/{t}/{name}"]);
+            var step = t;
+            double GroupLr(string group) => golden[$"lr/{variant}/{step}/{group}"].item<double>();
+            optimizer.Step(block => variant switch
+            {
+                "adamw" => GroupLr("all"),
+                "blockwise_adamw" => GroupLr(FixtureGroups.Single(g => g.Value == block).Key),
+                // Adam-mini's groups are single parameters; every parameter of a block has its block's LR.
+                _ => optimizer.Parameters.Where(p => p.Block == block).Select(p => GroupLr(p.Name.ToLowerInvariant())).Distinct().Single(),
+            });
+            foreach (var (name, p) in parameters)
+            {
+                var diff = (p - golden[$"after/{variant}/{t}/{name}"]).abs().max().item<float>();
+                worst = Math.Max(worst, diff);
+                Assert.True(diff <= 1e-6, $"{variant} step {t} {name}: max |diff| = {diff}");
+            }
+        }
+        output.WriteLine($"{variant} ({(reference ? "reference" : "flat")}): worst max |param - golden| over 6 steps = {worst:E2}");
+    }
+
+    public sealed record Trajectory(bool Llama, bool AdamMini, int Seed, int Steps, bool MatricesOnlyDecay, long Chunk);
+
+    static readonly Gen<Trajectory> Trajectories =
+        from llama in Gen.Elements(false, true)
+        from mini in Gen.Elements(false, true)
+        from seed in Gen.Choose(0, 100_000)
+        from steps in Gen.Choose(1, 4)
+        from matricesOnly in Gen.Elements(false, true)
+        from chunk in Gen.Elements(0L, 7L, 1000L)
+        select new Trajectory(llama, mini, seed, steps, matricesOnly, chunk);
+
+    static ModelConfig SmallConfig(bool llama, bool bias) =>
+        ModelConfigs.Create(llama ? "llama-tiny" : "gpt2-tiny", "layers=2", "width=16", "heads=4", llama ? "kv-heads=2" : "heads=4",
+            "d-ff=24", "vocab=40", "context=8", $"bias={bias.ToString().ToLowerInvariant()}");
+
+    static List<(string Name, Parameter Parameter)> Named(LanguageModel model) =>
+        model.named_parameters().Select(p => (p.name, p.parameter)).ToList();
+
+    /// Runs both optimizers on two copies of one model with the same random gradients and per-block LRs;
+    /// returns the largest parameter difference.
+    static float Divergence(Trajectory c, Func<LanguageModel, BlockOptimizer> first, Func<LanguageModel, BlockOptimizer> second)
+    {
+        using var scope = NewDisposeScope();
+        var config = SmallConfig(c.Llama, bias: c.Seed % 2 == 0);
+        var (a, b) = (LanguageModel.Create(config, seed: c.Seed), LanguageModel.Create(config, seed: c.Seed));
+        using var optA = first(a);
+        using var optB = second(b);
+        var generator = new Generator((ulong)c.Seed);
+        var lrs = Enum.GetValues<Block>().ToDictionary(block => block, _ => 1e-3 * (1 + rand(1, generator: generator).item<float>() * 9));
+        for (var step = 0; step < c.Steps; step++)
+        {
+            foreach (var ((_, pa), (_, pb)) in Named(a).Zip(Named(b)))
+            {
+                var grad = randn(pa.shape, generator: generator);
+                SetGrad(pa, grad);
+                SetGrad(pb, grad);
+            }
+            optA.Step(block => lrs[block]);
+            optB.Step(block => lrs[block]);
+        }
+        return Named(a).Zip(Named(b)).Max(x => (x.First.Parameter - x.Second.Parameter).abs().max().item<float>());
+    }
+
+    static AdamSettings SettingsFor(Trajectory c) => new()
+    {
+        Beta1 = 0.9, Beta2 = 0.95, Eps = 1e-8, WeightDecay = 0.1,
+        DecayPolicy = c.MatricesOnlyDecay ? WeightDecayPolicy.MatricesOnly : WeightDecayPolicy.AllParameters,
+    };
+
+    [Fact]
+    public void Flat_buffers_match_the_per_parameter_reference()
+    {
+        TorchRuntime.EnsureAvailable();
+        Prop.ForAll(Trajectories.ToArbitrary(), c =>
+        {
+            Chunking.CpuChunk = c.Chunk;
+            var name = c.AdamMini ? "adam-mini" : "adamw";
+            var attention = SmallConfig(c.Llama, false) is var cfg ? ModelConfigModule.attention(cfg) : null;
+            var diff = Divergence(c,
+                m => BlockOptimizer.Create(name, Named(m), SettingsFor(c), attention),
+                m => BlockOptimizer.Create(name, Named(m), SettingsFor(c), attention, reference: true));
+            return diff <= 1e-6f;
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(100));
+        Chunking.CpuChunk = 1 << 16;
+    }
+
+    [Fact]
+    public void Uniform_ratios_are_exactly_torchsharp_adamw()
+    {
+        TorchRuntime.EnsureAvailable();
+        Prop.ForAll(Trajectories.ToArbitrary(), c =>
+        {
+            using var scope = NewDisposeScope();
+            var config = SmallConfig(c.Llama, bias: true);
+            var (a, b) = (LanguageModel.Create(config, seed: c.Seed), LanguageModel.Create(config, seed: c.Seed));
+            var settings = SettingsFor(c) with { DecayPolicy = WeightDecayPolicy.AllParameters };
+            using var blockwise = BlockOptimizer.Create("blockwise-adamw", Named(a), settings);
+            var builtIn = optim.AdamW(b.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, amsgrad: false, maximize: false);
+            var schedule = BlockSchedule.Create("cosine", 1e-3, warmupSteps: 2, totalSteps: 6, BlockRatios.Uniform, tiedHead: config.Tied);
+            var generator = new Generator((ulong)c.Seed);
+            for (var step = 0; step < c.Steps + 2; step++)
+            {
+                foreach (var ((_, pa), (_, pb)) in Named(a).Zip(Named(b)))
+                {
+                    var grad = randn(pa.shape, generator: generator);
+                    SetGrad(pa, grad);
+                    SetGrad(pb, grad);
+                }
+                var lr = schedule.LrAt(Block.Norm, step);
+                foreach (var group in builtIn.ParamGroups) group.LearningRate = lr;
+                builtIn.step();
+                blockwise.Step(schedule);
+            }
+            return Named(a).Zip(Named(b)).All(x => (x.First.Parameter - x.Second.Parameter).abs().max().item<float>() <= 1e-6f);
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(100));
+    }
+
+    [Fact]
+    public void Backward_accumulates_into_the_flat_gradient_buffers()
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var model = LanguageModel.Create(SmallConfig(llama: true, bias: false), seed: 3);
+        using var optimizer = BlockOptimizer.Create("adamw", Named(model), new AdamSettings());
+        var ids = randint(0, 40, [2, 8], dtype: int64, generator: new Generator(1));
+        LanguageModel.Loss(model.forward(ids), ids).backward();
+        var once = Named(model).Select(p => p.Parameter.grad!.clone()).ToList();
+        Assert.Contains(once, g => g.abs().sum().item<float>() > 0);
+        LanguageModel.Loss(model.forward(ids), ids).backward();
+        Assert.All(Named(model).Zip(once), x => Assert.True(x.First.Parameter.grad!.allclose(x.Second * 2, rtol: 1e-5, atol: 1e-7), x.First.Name));
+        optimizer.ZeroGrad();   // zeroes the flat buffers: only works if .grad still views them
+        Assert.All(Named(model), p => Assert.Equal(0f, p.Parameter.grad!.abs().sum().item<float>()));
+    }
+
+    [Theory]
+    [InlineData("gpt2-small")]
+    [InlineData("llama-0.25b")]
+    public void Adam_mini_keeps_at_most_half_of_adamw_state(string name)
+    {
+        TorchRuntime.EnsureAvailable();
+        var config = ModelConfigs.Create(name);
+        long Total(string optimizer)
+        {
+            using var model = LanguageModel.Create(config, META);
+            using var opt = BlockOptimizer.Create(optimizer, Named(model), new AdamSettings(), ModelConfigModule.attention(config));
+            // The real buffers agree with the core's estimate, block by block.
+            var expected = MemoryEstimateModule.optimizerStateBytesByBlock(config, optimizer == "adamw" ? OptimizerFamily.AdamW : OptimizerFamily.AdamMini).ResultValue;
+            Assert.Equal(expected.ToDictionary(e => e.Item1.ToCSharp(), e => e.Item2), opt.StateBytes);
+            return opt.StateBytes.Values.Sum();
+        }
+        var (adamw, mini) = (Total("adamw"), Total("adam-mini"));
+        output.WriteLine($"{name}: AdamW {adamw:N0} bytes, Adam-mini {mini:N0} bytes, {100.0 * mini / adamw:F2}%");
+        Assert.True(mini <= 0.505 * adamw, $"{mini} / {adamw}");
+    }
+
+    [Theory]
+    [InlineData("adamw")]
+    [InlineData("adam-mini")]
+    public void Save_load_continue_is_bit_identical_to_an_uninterrupted_run(string name)
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var config = SmallConfig(llama: true, bias: false);
+        var attention = ModelConfigModule.attention(config);
+        var settings = new AdamSettings { DecayPolicy = WeightDecayPolicy.MatricesOnly };
+        var schedule = BlockSchedule.Create("cosine", 1e-3, 2, 8, BlockRatios.Paper, tiedHead: false);
+        Tensor Grad(int step, Parameter p, int index) => randn(p.shape, generator: new Generator((ulong)(1000 * step + index)));
+        void Run(LanguageModel model, BlockOptimizer optimizer, int from, int to)
+        {
+            for (var step = from; step < to; step++)
+            {
+                var index = 0;
+                foreach (var (_, p) in Named(model)) SetGrad(p, Grad(step, p, index++));
+                optimizer.Step(schedule);
+            }
+        }
+        var dir = Directory.CreateTempSubdirectory("blr-optim-").FullName;
+        try
+        {
+            var uninterrupted = LanguageModel.Create(config, seed: 5);
+            using (var optimizer = BlockOptimizer.Create(name, Named(uninterrupted), settings, attention)) Run(uninterrupted, optimizer, 0, 6);
+
+            var first = LanguageModel.Create(config, seed: 5);
+            using (var optimizer = BlockOptimizer.Create(name, Named(first), settings, attention))
+            {
+                Run(first, optimizer, 0, 3);
+                optimizer.Save(Path.Combine(dir, "optimizer.safetensors"));
+                HfFormat.Save(first, dir);
+            }
+            var resumed = HfFormat.Load(dir);
+            using (var optimizer = BlockOptimizer.Create(name, Named(resumed), settings, attention))
+            {
+                optimizer.Load(Path.Combine(dir, "optimizer.safetensors"));
+                Assert.Equal(3, optimizer.StepCount);
+                Run(resumed, optimizer, 3, 6);
+            }
+            Assert.All(Named(uninterrupted).Zip(Named(resumed)), x => Assert.True(x.First.Parameter.eq(x.Second.Parameter).all().item<bool>(), x.First.Name));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
+    public void Loading_another_optimizers_state_is_refused_with_the_entry_named()
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var config = SmallConfig(llama: true, bias: false);
+        var model = LanguageModel.Create(config, seed: 1);
+        using var adamw = BlockOptimizer.Create("adamw", Named(model), new AdamSettings());
+        var state = adamw.StateDict();
+        using var mini = BlockOptimizer.Create("adam-mini", Named(LanguageModel.Create(config, seed: 1)), new AdamSettings(), ModelConfigModule.attention(config));
+        var error = Assert.Throws<InvalidDataException>(() => mini.LoadStateDict(state, "state.safetensors"));
+        Assert.StartsWith("state.safetensors: exp_avg_sq/model.embed_tokens.weight is (40, 16), expected (40)", error.Message);
+    }
+}
