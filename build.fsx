@@ -3,6 +3,7 @@
 //   build  setup, then build Hybrid.sln (Release)
 //   test   build, then every test runner; the last line is `N passed, M failed`
 //   demo   build, then the main job
+//   bench  build, then the BenchmarkDotNet benchmarks (minutes; not part of test)
 // Plain F# (no NuGet references), so it starts on a fresh machine with only the .NET SDK.
 
 open System
@@ -212,6 +213,13 @@ let test () =
     printfn "%d passed, %d failed" all.Passed all.Failed
     if all.Failed > 0 then 1 else 0
 
+/// BenchmarkDotNet over every benchmark; extra arguments go to BenchmarkDotNet (e.g. --filter '*Optimizer*').
+let bench (args: string list) =
+    build ()
+    let dll = Path.Combine(root, "benchmarks", "bin", configuration, "net10.0", "Benchmarks.dll")
+    let filter = if args.IsEmpty then [ "--filter"; "*" ] else args
+    run "dotnet" (dll :: filter) dotnetEnv
+
 let targets =
     [ "setup", (fun () -> setup (); 0)
       "build", (fun () -> build (); 0)
@@ -220,6 +228,11 @@ let targets =
 
 let main (args: string list) =
     match args with
+    | "bench" :: rest ->
+        try bench rest
+        with BuildFailure message ->
+            eprintfn "build.fsx bench: %s" message
+            1
     | [ name ] when targets |> List.exists (fst >> (=) name) ->
         try
             (targets |> List.find (fst >> (=) name) |> snd) ()
@@ -227,7 +240,7 @@ let main (args: string list) =
             eprintfn "build.fsx %s: %s" name message
             1
     | _ ->
-        eprintfn "usage: dotnet fsi build.fsx <%s>" (targets |> List.map fst |> String.concat "|")
+        eprintfn "usage: dotnet fsi build.fsx <%s|bench [BenchmarkDotNet arguments]>" (targets |> List.map fst |> String.concat "|")
         2
 
 exit (main (fsi.CommandLineArgs |> Array.toList |> List.tail))

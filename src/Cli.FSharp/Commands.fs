@@ -77,10 +77,11 @@ let inspect (args: ParseResults<InspectArgs>) =
     let report = Models.ModelInspection.Of(config, optimizer, precision, batch, seqLen, (device = "cpu"))
     printfn "%s: %s" (args.GetResult InspectArgs.Model) (Models.ModelConfigs.Describe config)
     printfn ""
-    printfn "%-18s %15s %7s" "block" "parameters" "share"
+    printfn "%-18s %15s %7s %22s" "block" "parameters" "share" (sprintf "%s state (bytes)" optimizer)
     for KeyValue(block, count) in report.ParametersByBlock |> Seq.sortBy (fun kv -> kv.Key) do
-        printfn "%-18O %15s %6.1f%%" block (count.ToString "N0") (100.0 * float count / float report.Parameters)
-    printfn "%-18s %15s" "total" (report.Parameters.ToString "N0")
+        printfn "%-18O %15s %6.1f%% %22s" block (count.ToString "N0") (100.0 * float count / float report.Parameters)
+            (report.OptimizerStateBytesByBlock[block].ToString "N0")
+    printfn "%-18s %15s %7s %22s" "total" (report.Parameters.ToString "N0") "" (report.OptimizerStateBytes.ToString "N0")
     printfn ""
     printfn "Training memory estimate: batch %d x %d tokens, %s, %s, %s attention" batch seqLen precision optimizer
         (if device = "cpu" then "math (CPU)" else "fused (CUDA)")

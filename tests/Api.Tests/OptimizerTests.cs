@@ -141,7 +141,7 @@ public class OptimizerTests(ITestOutputHelper output)
                 m => BlockOptimizer.Create(name, Named(m), SettingsFor(c), attention, reference: true));
             return diff <= 1e-6f;
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(100));
-        Chunking.CpuChunk = 1 << 16;
+        Chunking.CpuChunk = 1 << 18;
     }
 
     [Fact]

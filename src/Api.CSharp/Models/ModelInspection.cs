@@ -7,6 +7,7 @@ namespace BlockwiseLR.Models;
 public sealed record ModelInspection(
     ModelConfig Config,
     IReadOnlyDictionary<Block, long> ParametersByBlock,
+    IReadOnlyDictionary<Block, long> OptimizerStateBytesByBlock,
     long Parameters,
     long WeightBytes,
     long GradientBytes,
@@ -28,8 +29,10 @@ public sealed record ModelInspection(
         var estimate = MemoryEstimateModule.estimate(config, family.ResultValue, parsedPrecision.ResultValue, batchSize, seqLen, mathAttention);
         if (estimate.IsError) throw new ArgumentException(estimate.ErrorValue);
         var shapes = ModelConfigModule.parameters(config).Select(p => new ParameterShape(p.Name, p.Shape.ToArray()));
+        var stateByBlock = MemoryEstimateModule.optimizerStateBytesByBlock(config, family.ResultValue).ResultValue
+            .ToDictionary(b => b.Item1.ToCSharp(), b => b.Item2);
         var m = estimate.ResultValue;
-        return new ModelInspection(config, BlockRules.Default.CountByBlock(shapes), m.Parameters, m.WeightBytes,
+        return new ModelInspection(config, BlockRules.Default.CountByBlock(shapes), stateByBlock, m.Parameters, m.WeightBytes,
             m.GradientBytes, m.OptimizerStateBytes, m.ActivationBytes);
     }
 }

@@ -57,24 +57,27 @@ public sealed class AdamMini : BlockOptimizer
         {
             var lr = learningRate(g.Block);
             var (m, v, segments, _) = state[g];
-            if (g.Decays && wd != 0) g.Params.mul_(1 - lr * wd);
-            m.lerp_(g.Grads, 1 - b1);
             long vOffset = 0;
             foreach (var s in segments)
             {
-                var grad = g.Grads.narrow(0, s.Offset, s.Blocks * s.BlockSize).view(s.Blocks, s.BlockSize);
-                v.narrow(0, vOffset, s.Blocks).mul_(b2).add_(grad.square().mean([1]), 1 - b2);
-                vOffset += s.Blocks;
-            }
-            var denominator = v.sqrt().add_(eps * bc2Sqrt);   // (v blocks)
-            vOffset = 0;
-            foreach (var s in segments)
-            {
-                var shape = new long[] { s.Blocks, s.BlockSize };
-                g.Params.narrow(0, s.Offset, s.Blocks * s.BlockSize).view(shape).addcdiv_(
-                    m.narrow(0, s.Offset, s.Blocks * s.BlockSize).view(shape),
-                    denominator.narrow(0, vOffset, s.Blocks).unsqueeze(1),
-                    -lr / bc1 * bc2Sqrt);
+                // Whole v-blocks at a time, about one cache-sized chunk each (at least one block).
+                var blocksPerChunk = Chunking.Chunks(s.Blocks * s.BlockSize, g.Params.device).First().Length / s.BlockSize;
+                blocksPerChunk = Math.Max(1, blocksPerChunk);
+                for (long first = 0; first < s.Blocks; first += blocksPerChunk)
+                {
+                    using var chunk = NewDisposeScope();
+                    var blocks = Math.Min(blocksPerChunk, s.Blocks - first);
+                    var start = s.Offset + first * s.BlockSize;
+                    var shape = new long[] { blocks, s.BlockSize };
+                    var p = g.Params.narrow(0, start, blocks * s.BlockSize).view(shape);
+                    var grad = g.Grads.narrow(0, start, blocks * s.BlockSize).view(shape);
+                    var mc = m.narrow(0, start, blocks * s.BlockSize).view(shape);
+                    var vc = v.narrow(0, vOffset + first, blocks);
+                    if (g.Decays && wd != 0) p.mul_(1 - lr * wd);
+                    mc.lerp_(grad, 1 - b1);
+                    vc.mul_(b2).add_(grad.square().mean([1]), 1 - b2);
+                    p.addcdiv_(mc, vc.sqrt().add_(eps * bc2Sqrt).unsqueeze(1), -lr / bc1 * bc2Sqrt);
+                }
                 vOffset += s.Blocks;
             }
         }

@@ -68,8 +68,9 @@ sealed class FlatGroup : IDisposable
 /// operation over the whole buffer is best.</summary>
 static class Chunking
 {
-    /// <summary>Elements per chunk on the CPU (each of p, g, m, v and a temporary: 256 KiB at 64K floats).</summary>
-    public static long CpuChunk { get; set; } = 1 << 16;
+    /// <summary>Elements per chunk on the CPU (1 MiB of each of p, g, m, v and a temporary at 256K floats; the
+    /// fastest of 128K-1M on the 2-core development machine, see `Benchmarks --quick`). 0 means no chunking.</summary>
+    public static long CpuChunk { get; set; } = 1 << 18;
 
     public static IEnumerable<(long Start, long Length)> Chunks(long length, Device device)
     {

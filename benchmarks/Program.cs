@@ -1,0 +1,30 @@
+using System.Diagnostics;
+using BenchmarkDotNet.Running;
+using BlockwiseLR.Benchmarks;
+
+// `--quick [chunk...]`: a few timed steps per optimizer without BenchmarkDotNet, for tuning; otherwise BenchmarkDotNet.
+if (args.Length > 0 && args[0] == "--quick")
+{
+    var chunks = args.Skip(1).Select(long.Parse).DefaultIfEmpty(BlockwiseLR.Optim.Chunking.CpuChunk).ToList();
+    foreach (var chunk in chunks)
+    {
+        BlockwiseLR.Optim.Chunking.CpuChunk = chunk;
+        foreach (var (name, setup, step) in new (string, Action<OptimizerStepBenchmarks>, Action<OptimizerStepBenchmarks>)[]
+                 {
+                     ("TorchSharpAdamW", b => b.SetupTorchSharpAdamW(), b => b.TorchSharpAdamW()),
+                     ("BlockwiseAdamW", b => b.SetupBlockwiseAdamW(), b => b.BlockwiseAdamW()),
+                     ("AdamMini", b => b.SetupAdamMini(), b => b.AdamMini()),
+                 })
+        {
+            if (chunk != chunks[0] && name == "TorchSharpAdamW") continue;
+            var bench = new OptimizerStepBenchmarks();
+            setup(bench);
+            step(bench);
+            var times = Enumerable.Range(0, 5).Select(_ => { var sw = Stopwatch.StartNew(); step(bench); return sw.Elapsed.TotalMilliseconds; }).Order().ToList();
+            Console.WriteLine($"chunk {chunk,9}  {name,-16} median {times[2],8:F1} ms  (min {times[0]:F1})");
+            bench.Cleanup();
+        }
+    }
+    return;
+}
+BenchmarkSwitcher.FromAssembly(typeof(OptimizerStepBenchmarks).Assembly).Run(args);
