@@ -62,6 +62,18 @@ let tests =
                 segments |> List.map (fun s -> s.Granularity, s.Blocks)
                     = [ PerHead, int64 m.Heads; PerHead, int64 m.Heads; PerRow, int64 m.Width ])
 
+        testPropertyWithConfig config "laid end to end and merged, the segments still tile the buffer and keep every v" <|
+            Prop.forAll (Arb.fromGen modelShape) (fun m ->
+                [ llama m; gpt2Ours m; gpt2NanoGpt m ] |> List.forall (fun model ->
+                    let ps = plans m model
+                    let merged = AdamMiniPartition.concat ps
+                    let total = ps |> List.sumBy (fun p -> Taxonomy.numel p.Shape)
+                    let whole = { Name = "all"; Shape = [ total ]; Segments = merged; WeightDecay = true }
+                    tiles whole
+                    && (merged |> List.sumBy (fun s -> s.Blocks)) = (ps |> List.sumBy AdamMiniPartition.vCount)
+                    && merged.Length <= (ps |> List.sumBy (fun p -> p.Segments.Length))
+                    && merged |> List.pairwise |> List.forall (fun (a, b) -> a.BlockSize <> b.BlockSize)))
+
         test "the optimizer fixture's shapes: q_proj 4 head blocks of 1024, k_proj 2 (Adam-mini 1.1.1, dim 64, 4 heads, 2 KV heads)" {
             let golden = Safetensors.read (Safetensors.dataPath "optim-golden.safetensors")
             let parameters =
