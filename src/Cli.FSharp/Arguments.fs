@@ -39,6 +39,40 @@ type BlocksArgs =
             | Block_Rule _ -> "an extra rule PATTERN=BLOCK (blocks: emb, pe, qk, vo, ffn, norm, head; PATTERN=qk,qk,vo splits a fused projection); repeatable, first wins, before the built-in rules."
             | Block_Rules _ -> "a file of rules, one PATTERN=BLOCK a line, # comments; read before --block-rule."
 
+type PrepareArgs =
+    | Input of path: string
+    | Builtin of name: string
+    | [<Mandatory>] Out of dir: string
+    | Glob of pattern: string
+    | Field of name: string
+    | Column of name: string
+    | Val_Fraction of share: float
+    | Val_Tokens of tokens: int64
+    | Chunk_Tokens of tokens: int
+    | Shard_Tokens of tokens: int64
+    | Seed of seed: uint64
+    | Threads of count: int
+    | Replace_Invalid_Utf8
+    | Overwrite
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Input _ -> "a text, .jsonl or .parquet file (.gz allowed) or a folder (searched recursively); repeatable."
+            | Builtin _ -> "a built-in corpus instead of --input: gutenberg (18 Project Gutenberg books, 3.2M GPT-2 tokens)."
+            | Out _ -> "the folder for train_*.bin, val_*.bin and manifest.json."
+            | Glob _ -> "files taken from folders (default *.txt)."
+            | Field _ -> "the .jsonl field holding the text (default text)."
+            | Column _ -> "the .parquet column holding the text (default text)."
+            | Val_Fraction _ -> "share of tokens for validation (default 0.03)."
+            | Val_Tokens _ -> "tokens for validation, instead of a fraction."
+            | Chunk_Tokens _ -> "documents are cut at paragraph breaks into chunks of about this many tokens; val is a seeded choice of chunks (default 8192)."
+            | Shard_Tokens _ -> "tokens per shard (default 100,000,000)."
+            | Seed _ -> "seed of the val choice (default 1337)."
+            | Threads _ -> "tokenizer threads (default: all cores)."
+            | Replace_Invalid_Utf8 -> "replace invalid UTF-8 with U+FFFD instead of stopping."
+            | Overwrite -> "replace a dataset already in --out."
+
 type InspectArgs =
     | [<Mandatory>] Model of name: string
     | Layers of count: int
@@ -98,6 +132,7 @@ type DoctorArgs =
 type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Schedule of ParseResults<ScheduleArgs>
     | [<CliPrefix(CliPrefix.None)>] Blocks of ParseResults<BlocksArgs>
+    | [<CliPrefix(CliPrefix.None)>] Prepare of ParseResults<PrepareArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Doctor of ParseResults<DoctorArgs>
     | Version
@@ -107,6 +142,7 @@ type BlrArgs =
             match a with
             | Schedule _ -> "print the per-block LR schedule of a run (e.g. blr schedule --steps 2000 --warmup 100)."
             | Blocks _ -> "show which block each parameter of a .safetensors file belongs to, and counts per block."
+            | Prepare _ -> "tokenize a corpus into llm.c train/val shards (e.g. blr prepare --builtin gutenberg --out data/gutenberg-gpt2)."
             | Inspect _ -> "parameters per block and a training-memory estimate for a model, without allocating it."
             | Doctor _ -> "check that libtorch loads and computes on this machine."
             | Version -> "print the version."

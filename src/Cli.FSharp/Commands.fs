@@ -63,6 +63,43 @@ let blocks (args: ParseResults<BlocksArgs>) =
     printfn "%-18s %14s" "total" ((counts.Values |> Seq.sum).ToString "N0")
     0
 
+let prepare (args: ParseResults<PrepareArgs>) =
+    let corpus =
+        Data.CorpusOptions(
+            Glob = args.GetResult(PrepareArgs.Glob, defaultValue = "*.txt"),
+            JsonField = args.GetResult(PrepareArgs.Field, defaultValue = "text"),
+            ParquetColumn = args.GetResult(PrepareArgs.Column, defaultValue = "text"),
+            ReplaceInvalidUtf8 = args.Contains PrepareArgs.Replace_Invalid_Utf8
+        )
+    let defaults = Data.PrepareOptions(OutputDirectory = args.GetResult PrepareArgs.Out)
+    let options =
+        Data.PrepareOptions(
+            OutputDirectory = defaults.OutputDirectory,
+            Inputs = (args.GetResults PrepareArgs.Input |> Array.ofList),
+            Builtin = (args.TryGetResult PrepareArgs.Builtin |> Option.toObj),
+            Corpus = corpus,
+            ValFraction = args.GetResult(PrepareArgs.Val_Fraction, defaultValue = defaults.ValFraction),
+            ValTokens = (args.TryGetResult PrepareArgs.Val_Tokens |> Option.toNullable),
+            ChunkTokens = args.GetResult(PrepareArgs.Chunk_Tokens, defaultValue = defaults.ChunkTokens),
+            ShardTokens = args.GetResult(PrepareArgs.Shard_Tokens, defaultValue = defaults.ShardTokens),
+            Seed = args.GetResult(PrepareArgs.Seed, defaultValue = defaults.Seed),
+            Threads = args.GetResult(PrepareArgs.Threads, defaultValue = defaults.Threads),
+            Overwrite = args.Contains PrepareArgs.Overwrite
+        )
+    let result =
+        Spectre.Console.AnsiConsole.Progress().Start(fun context ->
+            let task = context.AddTask("tokenizing", maxValue = 1.0)
+            let report (p: Data.PrepareProgress) =
+                task.MaxValue <- float p.Sources
+                task.Value <- float p.SourcesDone
+                task.Description <- sprintf "tokenizing: %s documents, %s tokens" (p.Documents.ToString "N0") (p.Tokens.ToString "N0")
+            Data.ShardPreparer.Run(options, Progress<Data.PrepareProgress>(report)))
+    printfn "%s documents -> %s train + %s val tokens (%d of %d chunks in val), %d shard(s) in %s"
+        (result.Documents.ToString "N0") (result.TrainTokens.ToString "N0") (result.ValTokens.ToString "N0")
+        result.ValChunks result.Chunks result.Shards.Count result.Directory
+    printfn "%.1f s, %s tokens/s with %d thread(s)" result.Seconds (result.TokensPerSecond.ToString "N0") options.Threads
+    0
+
 let private mib (bytes: int64) = sprintf "%10.1f MiB" (float bytes / 1048576.0)
 
 let inspect (args: ParseResults<InspectArgs>) =

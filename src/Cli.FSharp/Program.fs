@@ -18,6 +18,7 @@ let main argv =
         match args.GetSubCommand() with
         | Schedule a -> Commands.schedule a
         | Blocks a -> Commands.blocks a
+        | Prepare a -> Commands.prepare a
         | Inspect a -> Commands.inspect a
         | Doctor a -> Commands.doctor a
         | Version -> printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3); 0
@@ -29,5 +30,6 @@ let main argv =
     | :? ArgumentException as e -> fail 2 e.Message
     | :? BlockPartitionException as e -> fail 2 e.Message
     | :? InvalidDataException as e -> fail 2 e.Message
+    | :? Data.DataInputException as e -> fail 2 e.Message
     | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
     | :? DirectoryNotFoundException as e -> fail 2 e.Message

@@ -1,0 +1,388 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Text;
+using System.Text.Json.Nodes;
+using BlockwiseLR.Core;
+using BlockwiseLR.Data;
+using Parquet;
+using Parquet.Schema;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Tests;
+
+/// A prepared copy of the built-in corpus, shared by the tests that read it.
+public sealed class GutenbergShards : IDisposable
+{
+    public GutenbergShards()
+    {
+        Directory = System.IO.Directory.CreateTempSubdirectory("blr-gutenberg-").FullName;
+        Result = ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = Directory });
+    }
+
+    public string Directory { get; }
+    public PrepareResult Result { get; }
+
+    public void Dispose() => System.IO.Directory.Delete(Directory, recursive: true);
+}
+
+public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShards>
+{
+    static string Temp() => Directory.CreateTempSubdirectory("blr-data-").FullName;
+
+    static IEnumerable<int> Tokens(TokenShard shard)
+    {
+        for (long i = 0; i < shard.Count; i++) yield return shard[i];
+    }
+
+    [Fact]
+    public void Builtin_corpus_round_trips_and_matches_whole_text_tokenization()
+    {
+        var tokenizer = Gpt2Tokenizer.Instance;
+        var documents = Corpus.Builtin("gutenberg").Documents.ToList();
+        Assert.Equal(18, documents.Count);
+        using var train = TokenDataset.Open(gutenberg.Directory, "train");
+        using var val = TokenDataset.Open(gutenberg.Directory, "val");
+        // Reassemble corpus order from the manifest's chunk list: each chunk came from train or val, in order.
+        var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(gutenberg.Directory, "manifest.json")))!;
+        using var trainTokens = train.Shards.SelectMany(Tokens).GetEnumerator();
+        using var valTokens = val.Shards.SelectMany(Tokens).GetEnumerator();
+        var corpus = new List<int>();
+        foreach (var chunk in manifest["chunks"]!.AsArray())
+        {
+            var source = chunk![3]!.GetValue<string>() == "val" ? valTokens : trainTokens;
+            for (var i = 0; i < chunk[2]!.GetValue<long>(); i++)
+            {
+                Assert.True(source.MoveNext());
+                corpus.Add(source.Current);
+            }
+        }
+        Assert.False(trainTokens.MoveNext());
+        Assert.False(valTokens.MoveNext());
+        // Text -> shards -> decode gives the cleaned text, each document after <|endoftext|>.
+        Assert.Equal(string.Concat(documents.Select(d => "<|endoftext|>" + d.Text)), tokenizer.Decode(corpus));
+        // Parallel, paragraph-aligned pieces give exactly the tokens of tokenizing each whole book.
+        var expected = documents.SelectMany(d => new[] { tokenizer.EndOfText }.Concat(tokenizer.Encode(d.Text)));
+        Assert.True(expected.SequenceEqual(corpus), "pieces tokenize differently from whole documents");
+        Assert.Equal(corpus.Count, gutenberg.Result.TrainTokens + gutenberg.Result.ValTokens);
+        Assert.InRange(gutenberg.Result.ValTokens, 0.03 * corpus.Count, 0.03 * corpus.Count + 8192 + 1);
+    }
+
+    [Theory]
+    [InlineData(50257, 20240520, 1, 2)]
+    [InlineData(100277, 20240801, 7, 4)]
+    public void Written_shards_have_the_exact_llmc_header_bytes(int vocab, int magic, int version, int width)
+    {
+        var dir = Temp();
+        try
+        {
+            var path = Path.Combine(dir, "train_000000.bin");
+            using (var writer = new TokenShardWriter(path, vocab)) writer.Write([1, 2, 50256]);
+            var bytes = File.ReadAllBytes(path);
+            var expected = new byte[1024 + 3 * width];
+            BinaryPrimitives.WriteInt32LittleEndian(expected, magic);
+            BinaryPrimitives.WriteInt32LittleEndian(expected.AsSpan(4), version);
+            BinaryPrimitives.WriteInt32LittleEndian(expected.AsSpan(8), 3);
+            for (var i = 0; i < 3; i++)
+            {
+                var token = new[] { 1, 2, 50256 }[i];
+                if (width == 2) BinaryPrimitives.WriteUInt16LittleEndian(expected.AsSpan(1024 + 2 * i), (ushort)token);
+                else BinaryPrimitives.WriteUInt32LittleEndian(expected.AsSpan(1024 + 4 * i), (uint)token);
+            }
+            Assert.Equal(expected, bytes);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// A shard built byte by byte: header ints, then little-endian tokens.
+    static byte[] HandMadeShard(int magic, int version, int count, int width, uint[] tokens)
+    {
+        var bytes = new byte[1024 + tokens.Length * width];
+        BinaryPrimitives.WriteInt32LittleEndian(bytes, magic);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(4), version);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), count);
+        for (var i = 0; i < tokens.Length; i++)
+            if (width == 2) BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(1024 + 2 * i), (ushort)tokens[i]);
+            else BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(1024 + 4 * i), tokens[i]);
+        return bytes;
+    }
+
+    [Theory]
+    [InlineData(20240520, 1, 2, new uint[] { 0, 7, 65535, 300 })]
+    [InlineData(20240801, 7, 4, new uint[] { 0, 7, 65536, 100276 })]
+    public void A_hand_built_shard_reads_back(int magic, int version, int width, uint[] tokens)
+    {
+        var dir = Temp();
+        try
+        {
+            var path = Path.Combine(dir, "x_train_000001.bin");
+            File.WriteAllBytes(path, HandMadeShard(magic, version, tokens.Length, width, tokens));
+            using var shard = TokenShard.Open(path);
+            Assert.Equal(tokens.Length, shard.Count);
+            Assert.Equal(width, shard.BytesPerToken);
+            Assert.Equal(tokens.Select(t => (int)t), Tokens(shard));
+            var window = new long[2];
+            shard.CopyTo(2, window);
+            Assert.Equal([tokens[2], tokens[3]], window.Select(t => (uint)t));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Raw_nanogpt_bin_files_are_read_as_bare_uint16()
+    {
+        var dir = Temp();
+        try
+        {
+            File.WriteAllBytes(Path.Combine(dir, "train.bin"), [5, 0, 1, 1, 255, 255]);
+            using var data = TokenDataset.Open(dir, "train");
+            Assert.Equal([5, 257, 65535], Tokens(data.Shards[0]));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void The_sampler_never_repeats_a_window_within_an_epoch()
+    {
+        using var train = TokenDataset.Open(gutenberg.Directory, "train");
+        var sampler = new BatchSampler(train, seqLen: 256, seed: 7);
+        var seen = new HashSet<long>();
+        while (sampler.Position.Epoch == 0 && sampler.Position.Index < sampler.WindowsPerEpoch)
+            foreach (var w in sampler.NextWindows((int)Math.Min(16, sampler.WindowsPerEpoch - sampler.Position.Index)))
+                Assert.True(seen.Add(w), $"window {w} repeated");
+        Assert.Equal(sampler.WindowsPerEpoch, seen.Count);
+        Assert.Equal(Sampling.windowsIn(256, train.Tokens), sampler.WindowsPerEpoch);
+        var nextEpoch = sampler.NextWindows(16);
+        Assert.Equal(1, sampler.Position.Epoch);
+        Assert.NotEqual(Sampling.permutation(7, 0, sampler.WindowsPerEpoch).Take(16), nextEpoch);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(37)]
+    [InlineData(380)]   // into epoch 1: epoch 0 has 2,986 windows of 1024 tokens, 373.25 batches of 8
+    public void Resuming_from_a_saved_position_gives_the_same_next_100_batches(int before)
+    {
+        using var train = TokenDataset.Open(gutenberg.Directory, "train");
+        var original = new BatchSampler(train, seqLen: 1024, seed: 3);
+        for (var i = 0; i < before; i++) original.Next(8);
+        var saved = original.Position;
+        var resumed = new BatchSampler(train, seqLen: 1024, seed: 3, start: saved);
+        for (var i = 0; i < 100; i++)
+        {
+            using var scope = NewDisposeScope();
+            var (x1, y1) = original.Next(8);
+            var (x2, y2) = resumed.Next(8);
+            Assert.True(x1.equal(x2).all().item<bool>() && y1.equal(y2).all().item<bool>(), $"batch {i} after position {saved}");
+            // Targets are the inputs shifted by one token.
+            Assert.True(x1[.., 1..].equal(y1[.., ..^1]).all().item<bool>());
+        }
+    }
+
+    [Fact]
+    public void Validation_windows_are_the_first_non_overlapping_windows_every_time()
+    {
+        using var val = TokenDataset.Open(gutenberg.Directory, "val");
+        var first = Windows.Validation(val, 128, 4, 10).Select(b => b.Inputs).ToList();
+        var second = Windows.Validation(val, 128, 4, 10).Select(b => b.Inputs).ToList();
+        Assert.Equal([4L, 4L, 2L], first.Select(x => x.shape[0]));
+        Assert.All(first.Zip(second), p => Assert.True(p.First.equal(p.Second).all().item<bool>()));
+        var expected = new long[128];
+        val.Shards[0].CopyTo(128, expected);   // window 1 starts at token 128
+        Assert.Equal(expected, first[0][1].data<long>().ToArray());
+    }
+
+    // ---- bad input: one line naming the file (and line, offset or token), nothing half-written ----
+
+    static DataInputException PrepareFails(string dir, PrepareOptions options)
+    {
+        var error = Assert.Throws<DataInputException>(() => ShardPreparer.Run(options));
+        Assert.DoesNotContain('\n', error.Message);
+        var output = options.OutputDirectory;
+        if (Directory.Exists(output)) Assert.Empty(Directory.GetFileSystemEntries(output));
+        return error;
+    }
+
+    static PrepareOptions Options(string dir, params string[] inputs) =>
+        new() { Inputs = inputs, OutputDirectory = Path.Combine(dir, "out") };
+
+    [Fact]
+    public void Bad_input_missing_file_or_folder()
+    {
+        var dir = Temp();
+        try { Assert.Equal($"{dir}/nope.txt: no such file or folder", PrepareFails(dir, Options(dir, $"{dir}/nope.txt")).Message); }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Bad_input_folder_without_matching_files()
+    {
+        var dir = Temp();
+        try
+        {
+            Directory.CreateDirectory($"{dir}/texts");
+            File.WriteAllText($"{dir}/texts/a.md", "hello");
+            Assert.Equal($"{dir}/texts: no files match '*.txt' (searched recursively); pass --glob", PrepareFails(dir, Options(dir, $"{dir}/texts")).Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Bad_input_empty_corpus()
+    {
+        var dir = Temp();
+        try
+        {
+            File.WriteAllText($"{dir}/empty.txt", "");
+            Assert.Equal("the corpus is empty: 1 source(s) hold no text", PrepareFails(dir, Options(dir, $"{dir}/empty.txt")).Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Bad_input_invalid_utf8_unless_replacement_is_asked_for()
+    {
+        var dir = Temp();
+        try
+        {
+            var text = string.Concat(Enumerable.Repeat("Some words here.\n\n", 2000));
+            File.WriteAllBytes($"{dir}/bad.txt", [.. Encoding.UTF8.GetBytes("ok "), 0xFF, .. Encoding.UTF8.GetBytes(text)]);
+            Assert.Equal($"{dir}/bad.txt: invalid UTF-8 at byte offset 3; fix the file or pass --replace-invalid-utf8",
+                PrepareFails(dir, Options(dir, $"{dir}/bad.txt")).Message);
+            var replaced = ShardPreparer.Run(Options(dir, $"{dir}/bad.txt") with
+            {
+                Corpus = new CorpusOptions { ReplaceInvalidUtf8 = true }, ChunkTokens = 256, ValTokens = 300,
+            });
+            Assert.True(replaced.TrainTokens > 0);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Bad_input_jsonl_line_that_is_not_json_or_lacks_the_field()
+    {
+        var dir = Temp();
+        try
+        {
+            File.WriteAllText($"{dir}/a.jsonl", "{\"text\": \"fine\"}\n{not json\n");
+            Assert.StartsWith($"{dir}/a.jsonl: line 2 (byte offset 17) is not JSON: ", PrepareFails(dir, Options(dir, $"{dir}/a.jsonl")).Message);
+            File.WriteAllText($"{dir}/a.jsonl", "{\"text\": \"fine\"}\n{\"body\": \"x\"}\n");
+            Assert.Equal($"{dir}/a.jsonl: line 2 (byte offset 17) has no string field 'text'; pass --field NAME",
+                PrepareFails(dir, Options(dir, $"{dir}/a.jsonl")).Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    static void WriteParquet(string path, string column, string[] values)
+    {
+        var field = new DataField<string>(column);
+        using var stream = File.Create(path);
+        var writer = ParquetWriter.CreateAsync(new ParquetSchema(field), stream, null, false, default).GetAwaiter().GetResult();
+        using (var group = writer.CreateRowGroup()) group.WriteAsync(field, values, null).GetAwaiter().GetResult();
+        writer.DisposeAsync().AsTask().GetAwaiter().GetResult();
+    }
+
+    [Fact]
+    public void Parquet_rows_are_documents_and_a_missing_column_is_named()
+    {
+        var dir = Temp();
+        try
+        {
+            var paragraphs = Enumerable.Range(0, 400).Select(i => $"Row {i} says something.\n\nAnd then more.").ToArray();
+            WriteParquet($"{dir}/a.parquet", "body", paragraphs);
+            Assert.Equal($"{dir}/a.parquet: no column 'text' (columns: body); pass --column NAME", PrepareFails(dir, Options(dir, $"{dir}/a.parquet")).Message);
+            var result = ShardPreparer.Run(Options(dir, $"{dir}/a.parquet") with { Corpus = new CorpusOptions { ParquetColumn = "body" }, ChunkTokens = 64 });
+            Assert.Equal(400, result.Documents);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Bad_input_shard_with_a_wrong_magic_or_version()
+    {
+        var dir = Temp();
+        try
+        {
+            File.WriteAllBytes($"{dir}/train_000000.bin", HandMadeShard(123, 1, 1, 2, [1]));
+            var magic = Assert.Throws<DataInputException>(() => TokenDataset.Open(dir, "train"));
+            Assert.Equal($"{dir}/train_000000.bin: magic 123 at byte 0 is not an llm.c shard (20240520 for uint16 or 20240801 for uint32 tokens); for a raw nanoGPT file name it train.bin / val.bin", magic.Message);
+            File.WriteAllBytes($"{dir}/train_000000.bin", HandMadeShard(20240520, 3, 1, 2, [1]));
+            var version = Assert.Throws<DataInputException>(() => TokenDataset.Open(dir, "train"));
+            Assert.Equal($"{dir}/train_000000.bin: header version 3 at byte 4 does not go with magic 20240520 (expected 1)", version.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Bad_input_truncated_shard()
+    {
+        var dir = Temp();
+        try
+        {
+            File.WriteAllBytes($"{dir}/val_000000.bin", HandMadeShard(20240520, 1, 100, 2, [1, 2, 3]));
+            var error = Assert.Throws<DataInputException>(() => TokenDataset.Open(dir, "val"));
+            Assert.Equal($"{dir}/val_000000.bin: truncated: the header (byte 8) says 100 tokens but only 3 follow; re-run blr prepare", error.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Bad_input_token_id_at_or_above_the_vocabulary()
+    {
+        var dir = Temp();
+        try
+        {
+            File.WriteAllBytes($"{dir}/train_000000.bin", HandMadeShard(20240520, 1, 4, 2, [1, 49, 50, 2]));
+            var error = Assert.Throws<DataInputException>(() => TokenDataset.Open(dir, "train", vocabSize: 50));
+            Assert.Equal($"{dir}/train_000000.bin: token 2 is 50, at or above the vocabulary size 50; was the shard made with another tokenizer?", error.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Bad_input_seq_len_longer_than_the_data()
+    {
+        using var val = TokenDataset.Open(gutenberg.Directory, "val");
+        var error = Assert.Throws<DataInputException>(() => new BatchSampler(val, seqLen: 200_000, seed: 1));
+        Assert.Equal($"{gutenberg.Directory} (val): sequence length 200000 is longer than the data: a window needs 200001 tokens and the largest shard has {val.Tokens}; use a shorter --seq-len or more data", error.Message);
+    }
+
+    [Fact]
+    public void Bad_input_empty_val_split()
+    {
+        var dir = Temp();
+        try
+        {
+            File.WriteAllText($"{dir}/a.txt", string.Concat(Enumerable.Repeat("Words and more words.\n\n", 500)));
+            Assert.Equal("the val split is empty: give --val-fraction > 0 or --val-tokens > 0",
+                PrepareFails(dir, Options(dir, $"{dir}/a.txt") with { ValFraction = 0, ChunkTokens = 100 }).Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void The_cli_exits_non_zero_with_one_line_on_bad_input()
+    {
+        var blr = FindBlr();
+        var info = new ProcessStartInfo("dotnet", [blr, "prepare", "--input", "/nonexistent/corpus.txt", "--out", Path.Combine(Path.GetTempPath(), "blr-never")])
+        { RedirectStandardError = true, RedirectStandardOutput = true };
+        using var process = Process.Start(info)!;
+        var stderr = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.Equal(2, process.ExitCode);
+        Assert.Equal("blr: /nonexistent/corpus.txt: no such file or folder\n", stderr);
+        Assert.False(Directory.Exists(Path.Combine(Path.GetTempPath(), "blr-never")));
+    }
+
+    /// The blr built beside these tests (same configuration).
+    static string FindBlr()
+    {
+        var parts = AppContext.BaseDirectory.Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+        var configuration = parts[Array.LastIndexOf(parts, "bin") + 1];   // .../bin/<configuration>/net10.0/
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "src", "Cli.FSharp", "bin", configuration, "net10.0", "blr.dll");
+            if (File.Exists(candidate)) return candidate;
+        }
+        throw new FileNotFoundException("blr.dll is not built; build Hybrid.sln first");
+    }
+}
