@@ -2,7 +2,8 @@
 //   setup  make the machine able to run TorchSharp 0.107 (libstdc++ of GCC >= 13), restore packages
 //   build  setup, then build Hybrid.sln (Release)
 //   test   build, then every test runner; the last line is `N passed, M failed`
-//   demo   build, then the main job
+//   demo   build, then the main job: blr demo (gpt2-tiny on the built-in corpus, AdamW vs Blockwise AdamW);
+//          extra arguments go to blr demo, e.g. `dotnet fsi build.fsx demo --quick`
 //   bench  build, then the BenchmarkDotNet benchmarks (minutes; not part of test)
 // Plain F# (no NuGet references), so it starts on a fresh machine with only the .NET SDK.
 
@@ -156,10 +157,9 @@ let blr (args: string list) =
     let code = run "dotnet" (dll :: args) dotnetEnv
     if code <> 0 then fail (sprintf "blr %s exited with %d" (String.concat " " args) code)
 
-let demo () =
+let demo (args: string list) =
     build ()
-    blr [ "schedule"; "--steps"; "2000"; "--warmup"; "100" ]
-    blr [ "doctor" ]
+    blr ("demo" :: args)
 
 type Counts = { Passed: int; Failed: int }
 
@@ -224,10 +224,15 @@ let targets =
     [ "setup", (fun () -> setup (); 0)
       "build", (fun () -> build (); 0)
       "test", test
-      "demo", (fun () -> demo (); 0) ]
+      "demo", (fun () -> demo []; 0) ]
 
 let main (args: string list) =
     match args with
+    | "demo" :: rest when not rest.IsEmpty ->
+        try demo rest; 0
+        with BuildFailure message ->
+            eprintfn "build.fsx demo: %s" message
+            1
     | "bench" :: rest ->
         try bench rest
         with BuildFailure message ->

@@ -27,4 +27,14 @@ if (args.Length > 0 && args[0] == "--quick")
     }
     return;
 }
+if (args.Length > 0 && args[0] == "--overhead")
+{
+    TrainerMeasurements.Overhead(args.Length > 1 ? int.Parse(args[1]) : 60);
+    return;
+}
+if (args.Length > 0 && args[0] == "--memory")
+{
+    TrainerMeasurements.Memory(args.Length > 1 ? int.Parse(args[1]) : 1000);
+    return;
+}
 BenchmarkSwitcher.FromAssembly(typeof(OptimizerStepBenchmarks).Assembly).Run(args);

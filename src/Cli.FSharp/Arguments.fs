@@ -123,6 +123,76 @@ type InspectArgs =
         | Tied b -> Some(sprintf "tied=%b" b)
         | _ -> None
 
+type TrainArgs =
+    | Config of path: string
+    | Model of name: string
+    | [<AltCommandLine("-s")>] Set of key_value: string
+    | Data of dir: string
+    | Optimizer of name: string
+    | Ratios of spec: string
+    | Lr of base_lr: float
+    | Schedule of kind: string
+    | Warmup of steps: int
+    | Floor of lr: float
+    | Alpha
+    | Steps of count: int
+    | Batch_Size of sequences: int
+    | Micro_Batch_Size of sequences: int
+    | Seq_Len of tokens: int
+    | Seed of seed: uint64
+    | Out of dir: string
+    | Resume of dir_or_latest: string
+    | Device of name: string
+    | Precision of name: string
+    | Eval_Every of steps: int
+    | Eval_Windows of count: int
+    | Checkpoint_Every of steps: int
+    | Keep_Checkpoints of count: int
+    | Grad_Clip of norm: float
+    | Weight_Decay of wd: float
+    | Threads of count: int
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Config _ -> "a JSON file of options (names as in options.json); command-line options override it."
+            | Model _ -> "a named config (default gpt2-tiny; see blr inspect --help)."
+            | Set _ -> "a model override KEY=VALUE (layers, width, heads, kv-heads, d-ff, context, vocab, bias, tied); repeatable."
+            | Data _ -> "a folder of shards from blr prepare."
+            | Optimizer _ -> "adamw, blockwise-adamw (default), adam-mini, blockwise-adam-mini."
+            | Ratios _ -> "paper (default), uniform, or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers)."
+            | Lr _ -> "base (AdamW) peak LR (default 6e-4)."
+            | Schedule _ -> "cosine (default), linear, constant, wsd, wsd-cosine, wsd-1-sqrt, wsd-anneal."
+            | Warmup _ -> "warmup steps (default 2% of the run)."
+            | Floor _ -> "the one floor every block decays to (default LR/20)."
+            | Alpha -> "alpha warmup: a block's warmup is ratio times longer."
+            | Steps _ -> "optimizer steps (default 1000)."
+            | Batch_Size _ -> "sequences per optimizer step (default 16)."
+            | Micro_Batch_Size _ -> "sequences per forward/backward; gradients accumulate up to the batch (default: the batch)."
+            | Seq_Len _ -> "tokens per sequence (default: the model's context)."
+            | Seed _ -> "seed of initialization and data order (default 1337)."
+            | Out _ -> "the run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/, result.json (default runs/run)."
+            | Resume _ -> "latest (the newest checkpoint in --out) or a checkpoints/step_* folder."
+            | Device _ -> "cpu (default) or cuda."
+            | Precision _ -> "fp32 (default), tf32, bf16-mixed."
+            | Eval_Every _ -> "evaluate every N steps (default 100; 0: only at the end)."
+            | Eval_Windows _ -> "validation windows (default 64)."
+            | Checkpoint_Every _ -> "checkpoint every N steps (default 0: only at the end)."
+            | Keep_Checkpoints _ -> "checkpoints kept (default 2)."
+            | Grad_Clip _ -> "global gradient-norm clip (default 1.0; 0: off)."
+            | Weight_Decay _ -> "decoupled weight decay (default 0.1)."
+            | Threads _ -> "CPU threads for libtorch."
+
+type DemoArgs =
+    | Quick
+    | Out of dir: string
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Quick -> "a shorter run (40 steps of 4 x 64 tokens), under a minute."
+            | Out _ -> "the folder for data, runs and report (default runs/demo)."
+
 type DoctorArgs =
     | [<Hidden>] Quiet
 
@@ -133,6 +203,8 @@ type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Schedule of ParseResults<ScheduleArgs>
     | [<CliPrefix(CliPrefix.None)>] Blocks of ParseResults<BlocksArgs>
     | [<CliPrefix(CliPrefix.None)>] Prepare of ParseResults<PrepareArgs>
+    | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<TrainArgs>
+    | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Doctor of ParseResults<DoctorArgs>
     | Version
@@ -143,6 +215,8 @@ type BlrArgs =
             | Schedule _ -> "print the per-block LR schedule of a run (e.g. blr schedule --steps 2000 --warmup 100)."
             | Blocks _ -> "show which block each parameter of a .safetensors file belongs to, and counts per block."
             | Prepare _ -> "tokenize a corpus into llm.c train/val shards (e.g. blr prepare --builtin gutenberg --out data/gutenberg-gpt2)."
+            | Train _ -> "pre-train a model (e.g. blr train --data data/gutenberg-gpt2 --model gpt2-tiny --steps 300 --seq-len 128 --batch-size 8)."
+            | Demo _ -> "the main job: gpt2-tiny on the built-in corpus with AdamW and Blockwise AdamW, a table, loss.png and report.md."
             | Inspect _ -> "parameters per block and a training-memory estimate for a model, without allocating it."
             | Doctor _ -> "check that libtorch loads and computes on this machine."
             | Version -> "print the version."

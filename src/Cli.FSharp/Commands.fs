@@ -4,6 +4,7 @@ module BlockwiseLR.Cli.Commands
 open System
 open System.IO
 open Argu
+open Spectre.Console
 open BlockwiseLR
 open BlockwiseLR.Cli.Arguments
 
@@ -98,6 +99,86 @@ let prepare (args: ParseResults<PrepareArgs>) =
         (result.Documents.ToString "N0") (result.TrainTokens.ToString "N0") (result.ValTokens.ToString "N0")
         result.ValChunks result.Chunks result.Shards.Count result.Directory
     printfn "%.1f s, %s tokens/s with %d thread(s)" result.Seconds (result.TokensPerSecond.ToString "N0") options.Threads
+    0
+
+/// Runs work under a progress bar with ETA; Ctrl-C asks the trainer to checkpoint and stop.
+let private withTraining (describe: string) (work: IProgress<Training.TrainProgress> -> Threading.CancellationToken -> 'T) =
+    use cancel = new Threading.CancellationTokenSource()
+    Console.CancelKeyPress.Add(fun e ->
+        e.Cancel <- true
+        cancel.Cancel())
+    AnsiConsole.Progress()
+        .Columns(
+            [| TaskDescriptionColumn() :> ProgressColumn
+               ProgressBarColumn()
+               PercentageColumn()
+               RemainingTimeColumn() |]
+        )
+        .Start(fun context ->
+            let task = context.AddTask(describe, maxValue = 1.0)
+            let report (p: Training.TrainProgress) =
+                task.MaxValue <- float p.Steps
+                task.Value <- float p.Step
+                let valText = if p.ValLoss.HasValue then sprintf ", val %.3f" p.ValLoss.Value else ""
+                task.Description <- sprintf "%s: step %d/%d, loss %.3f%s, %s tok/s" describe p.Step p.Steps p.Loss valText (p.TokensPerSecond.ToString "N0")
+            work (Progress<Training.TrainProgress>(report)) cancel.Token)
+
+let private trainValues (args: ParseResults<TrainArgs>) : Collections.Generic.KeyValuePair<string, obj> list =
+    let pair (key: string) (value: obj) = Collections.Generic.KeyValuePair(key, value)
+    let overrides = args.GetResults TrainArgs.Set
+    [ if not overrides.IsEmpty then yield pair "modelOverrides" (box (Array.ofList overrides))
+      for a in args.GetAllResults() do
+          match a with
+          | TrainArgs.Model v -> yield pair "model" (box v)
+          | TrainArgs.Data v -> yield pair "data" (box v)
+          | TrainArgs.Optimizer v -> yield pair "optimizer" (box v)
+          | TrainArgs.Ratios v -> yield pair "ratios" (box v)
+          | TrainArgs.Lr v -> yield pair "lr" (box v)
+          | TrainArgs.Schedule v -> yield pair "schedule" (box v)
+          | TrainArgs.Warmup v -> yield pair "warmupSteps" (box v)
+          | TrainArgs.Floor v -> yield pair "floorLr" (box v)
+          | TrainArgs.Alpha -> yield pair "alphaWarmup" (box true)
+          | TrainArgs.Steps v -> yield pair "steps" (box v)
+          | TrainArgs.Batch_Size v -> yield pair "batchSize" (box v)
+          | TrainArgs.Micro_Batch_Size v -> yield pair "microBatchSize" (box v)
+          | TrainArgs.Seq_Len v -> yield pair "seqLen" (box v)
+          | TrainArgs.Seed v -> yield pair "seed" (box v)
+          | TrainArgs.Out v -> yield pair "out" (box v)
+          | TrainArgs.Resume v -> yield pair "resume" (box v)
+          | TrainArgs.Device v -> yield pair "device" (box v)
+          | TrainArgs.Precision v -> yield pair "precision" (box v)
+          | TrainArgs.Eval_Every v -> yield pair "evalEvery" (box v)
+          | TrainArgs.Eval_Windows v -> yield pair "evalWindows" (box v)
+          | TrainArgs.Checkpoint_Every v -> yield pair "checkpointEvery" (box v)
+          | TrainArgs.Keep_Checkpoints v -> yield pair "keepCheckpoints" (box v)
+          | TrainArgs.Grad_Clip v -> yield pair "gradClip" (box v)
+          | TrainArgs.Weight_Decay v -> yield pair "weightDecay" (box v)
+          | TrainArgs.Threads v -> yield pair "threads" (box v)
+          | TrainArgs.Config _
+          | TrainArgs.Set _ -> () ]
+
+let train (args: ParseResults<TrainArgs>) =
+    let fromFile =
+        args.TryGetResult TrainArgs.Config
+        |> Option.map Training.PretrainOptions.FromJsonFile
+        |> Option.defaultWith (fun () -> Training.PretrainOptions())
+    let options = fromFile.With(trainValues args)
+    let result = withTraining options.Optimizer (fun progress cancel -> Training.Pretrainer.Run(options, progress, cancel))
+    printfn "%s %d steps%s: final val loss %.4f (best %.4f), %s tokens/s, %.1f ms/step, optimizer state %s bytes"
+        options.Optimizer result.Steps (if result.Interrupted then " (interrupted)" else "") result.FinalValLoss result.BestValLoss
+        (result.TokensPerSecond.ToString "N0") result.MillisecondsPerStep (result.OptimizerStateBytes.ToString "N0")
+    printfn "run folder %s; checkpoint %s" result.RunDirectory result.LastCheckpoint
+    if result.Interrupted then 130 else 0
+
+let demo (args: ParseResults<DemoArgs>) =
+    let options = Training.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
+    printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW (paper ratios), %d steps of %d x %d tokens each"
+        options.Model options.Steps options.BatchSize options.SeqLen.Value
+    let report =
+        withTraining "demo" (fun progress cancel ->
+            Training.Comparison.Run(options, [| "adamw"; "blockwise-adamw" |], null, progress, cancel))
+    printfn "%s" (report.Table())
+    printfn "report %s, curves %s" report.Markdown report.Png
     0
 
 let private mib (bytes: int64) = sprintf "%10.1f MiB" (float bytes / 1048576.0)

@@ -19,6 +19,8 @@ let main argv =
         | Schedule a -> Commands.schedule a
         | Blocks a -> Commands.blocks a
         | Prepare a -> Commands.prepare a
+        | Train a -> Commands.train a
+        | Demo a -> Commands.demo a
         | Inspect a -> Commands.inspect a
         | Doctor a -> Commands.doctor a
         | Version -> printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3); 0
@@ -31,5 +33,6 @@ let main argv =
     | :? BlockPartitionException as e -> fail 2 e.Message
     | :? InvalidDataException as e -> fail 2 e.Message
     | :? Data.DataInputException as e -> fail 2 e.Message
+    | :? Training.TrainingDivergedException as e -> fail 4 e.Message
     | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
     | :? DirectoryNotFoundException as e -> fail 2 e.Message

@@ -362,7 +362,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
     [Fact]
     public void The_cli_exits_non_zero_with_one_line_on_bad_input()
     {
-        var blr = FindBlr();
+        var blr = TestPaths.Blr();
         var info = new ProcessStartInfo("dotnet", [blr, "prepare", "--input", "/nonexistent/corpus.txt", "--out", Path.Combine(Path.GetTempPath(), "blr-never")])
         { RedirectStandardError = true, RedirectStandardOutput = true };
         using var process = Process.Start(info)!;
@@ -371,18 +371,5 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         Assert.Equal(2, process.ExitCode);
         Assert.Equal("blr: /nonexistent/corpus.txt: no such file or folder\n", stderr);
         Assert.False(Directory.Exists(Path.Combine(Path.GetTempPath(), "blr-never")));
-    }
-
-    /// The blr built beside these tests (same configuration).
-    static string FindBlr()
-    {
-        var parts = AppContext.BaseDirectory.Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
-        var configuration = parts[Array.LastIndexOf(parts, "bin") + 1];   // .../bin/<configuration>/net10.0/
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "src", "Cli.FSharp", "bin", configuration, "net10.0", "blr.dll");
-            if (File.Exists(candidate)) return candidate;
-        }
-        throw new FileNotFoundException("blr.dll is not built; build Hybrid.sln first");
     }
 }

@@ -88,6 +88,8 @@ public sealed class AdamMini : BlockOptimizer
         foreach (var g in groups) g.Grads.zero_();
     }
 
+    protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() => groups.Select(g => (g.Block, g.Grads));
+
     public override IReadOnlyDictionary<Block, long> StateBytes =>
         groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 4 * (state[g].M.numel() + state[g].V.numel())));
 

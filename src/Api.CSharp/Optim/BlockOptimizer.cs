@@ -77,6 +77,27 @@ public abstract class BlockOptimizer : IDisposable
     /// <summary>Sets every gradient to zero in place (gradients stay allocated; autograd accumulates into them).</summary>
     public abstract void ZeroGrad();
 
+    /// <summary>The squared L2 norm of the gradients of each block.</summary>
+    public IReadOnlyDictionary<Block, double> GradientSquaredNorms()
+    {
+        using var scope = NewDisposeScope();
+        var sums = GradientBuffers().GroupBy(g => g.Block)
+            .Select(g => (g.Key, Sum: g.Select(x => x.Gradient.square().sum()).Aggregate((a, b) => a + b)))
+            .ToList();
+        var values = stack(sums.Select(s => s.Sum.to(ScalarType.Float64)).ToArray()).cpu().data<double>().ToArray();
+        return sums.Select((s, i) => (s.Key, values[i])).ToDictionary(x => x.Key, x => x.Item2);
+    }
+
+    /// <summary>Multiplies every gradient by <paramref name="factor"/> (global-norm clipping).</summary>
+    public void ScaleGradients(double factor)
+    {
+        using var noGrad = no_grad();
+        foreach (var (_, gradient) in GradientBuffers()) gradient.mul_(factor);
+    }
+
+    /// <summary>The gradient tensors, each with its block (flat buffers where the optimizer has them).</summary>
+    protected abstract IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers();
+
     /// <summary>Optimizer state bytes per block kind.</summary>
     public abstract IReadOnlyDictionary<Block, long> StateBytes { get; }
 

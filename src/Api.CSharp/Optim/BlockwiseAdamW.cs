@@ -53,6 +53,8 @@ public sealed class BlockwiseAdamW : BlockOptimizer
         foreach (var g in groups) g.Grads.zero_();
     }
 
+    protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() => groups.Select(g => (g.Block, g.Grads));
+
     public override IReadOnlyDictionary<Block, long> StateBytes =>
         groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 2 * 4 * g.Length));
 

@@ -38,6 +38,9 @@ public sealed class ReferenceAdamW : BlockOptimizer
         foreach (var p in Parameters) p.Tensor.grad?.zero_();
     }
 
+    protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() =>
+        Parameters.Where(p => p.Tensor.grad is not null).Select(p => (p.Block, p.Tensor.grad!));
+
     public override IReadOnlyDictionary<Block, long> StateBytes =>
         Parameters.GroupBy(p => p.Block).ToDictionary(b => b.Key, b => b.Sum(p => 8 * p.Numel));
 
@@ -92,6 +95,9 @@ public sealed class ReferenceAdamMini : BlockOptimizer
     {
         foreach (var p in Parameters) p.Tensor.grad?.zero_();
     }
+
+    protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() =>
+        Parameters.Where(p => p.Tensor.grad is not null).Select(p => (p.Block, p.Tensor.grad!));
 
     public override IReadOnlyDictionary<Block, long> StateBytes =>
         Parameters.GroupBy(p => p.Block).ToDictionary(b => b.Key, b => b.Sum(p => 4 * (p.Numel + state[p].V.numel())));

@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using BlockwiseLR.Data;
+using BlockwiseLR.Models;
+using BlockwiseLR.Optim;
+using BlockwiseLR.Training;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Benchmarks;
+
+/// <summary>Whole-run measurements that BenchmarkDotNet's per-call model does not fit: trainer overhead against a
+/// bare loop, and process memory over a long tiny run.</summary>
+static class TrainerMeasurements
+{
+    static string Data()
+    {
+        var directory = Path.Combine(Path.GetTempPath(), "blr-bench-gutenberg");
+        if (!File.Exists(Path.Combine(directory, "manifest.json")))
+            ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = directory, Overwrite = true });
+        return directory;
+    }
+
+    static long Rss()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        using var self = Process.GetCurrentProcess();
+        return self.WorkingSet64;
+    }
+
+    /// <summary>gpt2-tiny, 8 x 128 tokens, BlockwiseAdamW, 1 thread: Pretrainer's steady ms/step (metrics, clipping,
+    /// LR schedule, sampler included) against a loop of forward, backward and optimizer step on the same batches.</summary>
+    public static void Overhead(int steps)
+    {
+        set_num_threads(1);
+        var data = Data();
+        var run = Directory.CreateTempSubdirectory("blr-overhead-").FullName;
+        var options = new PretrainOptions
+        {
+            Data = data, Model = "gpt2-tiny", Steps = steps, BatchSize = 8, SeqLen = 128, EvalEvery = 0, EvalWindows = 1, Out = run, Threads = 1,
+        };
+        var trainer = Pretrainer.Run(options);
+
+        using var train = TokenDataset.Open(data, "train");
+        var sampler = new BatchSampler(train, 128, options.Seed);
+        using var model = LanguageModel.Create(ModelConfigs.Create("gpt2-tiny"), seed: (long)options.Seed);
+        using var optimizer = BlockOptimizer.Create("blockwise-adamw", model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings());
+        var times = new List<double>();
+        for (var step = 0; step < steps; step++)
+        {
+            var clock = Stopwatch.StartNew();
+            using var scope = NewDisposeScope();
+            optimizer.ZeroGrad();
+            var (x, y) = sampler.Next(8);
+            LanguageModel.Loss(model.forward(x), y).backward();
+            optimizer.Step(_ => 1e-3);
+            times.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        var bare = times.Skip(times.Count / 4).Average();
+        Console.WriteLine($"gpt2-tiny 8 x 128, 1 thread, {steps} steps: trainer {trainer.MillisecondsPerStep:F1} ms/step, bare loop {bare:F1} ms/step, overhead {100 * (trainer.MillisecondsPerStep / bare - 1):F1}%");
+        Directory.Delete(run, true);
+    }
+
+    /// <summary>RSS after warm-up and after a long run of tiny steps, with a GC before each reading.</summary>
+    public static void Memory(int steps)
+    {
+        var run = Directory.CreateTempSubdirectory("blr-memory-").FullName;
+        var options = new PretrainOptions
+        {
+            Data = Data(), Model = "gpt2-tiny", ModelOverrides = ["layers=1", "width=16", "heads=2"],
+            Steps = steps + 1, BatchSize = 2, SeqLen = 8, EvalEvery = 0, EvalWindows = 2, Out = run, Threads = 1,
+        };
+        var readings = new List<(int Step, long Rss)>();
+        Pretrainer.Run(options, new Synchronous(p => { if (p.Step % (steps / 4) == 0 && p.Step <= steps) readings.Add((p.Step, Rss())); }));
+        Console.WriteLine(string.Join(", ", readings.Select(r => $"step {r.Step}: {r.Rss / 1048576.0:F1} MiB")));
+        Console.WriteLine($"RSS growth from step {readings[0].Step} to {readings[^1].Step}: {100.0 * (readings[^1].Rss - readings[0].Rss) / readings[0].Rss:F1}%");
+        Directory.Delete(run, true);
+    }
+
+    sealed class Synchronous(Action<TrainProgress> report) : IProgress<TrainProgress>
+    {
+        public void Report(TrainProgress value) => report(value);
+    }
+}

@@ -1,0 +1,107 @@
+using System.Text.Json;
+using BlockwiseLR.Core;
+using BlockwiseLR.Models;
+using BlockwiseLR.Optim;
+
+namespace BlockwiseLR.Training;
+
+/// <summary>Everything besides tensors that a checkpoint holds. All randomness comes from the seed and the
+/// sampler position (initialization draws from an explicit generator; training itself draws nothing), so
+/// these two are the complete RNG state.</summary>
+public sealed record TrainerState(
+    int Step, int SamplerEpoch, long SamplerIndex, ulong Seed, ModelConfig Model, string CodeVersion,
+    List<double> TrainLosses, List<EvalPoint> Evals, PretrainOptions Options);
+
+/// <summary>
+/// Checkpoints: RUN/checkpoints/step_NNNNNNN/ holds config.json + model.safetensors (Hugging Face format),
+/// optimizer.safetensors and trainer.json. Each is written into a temporary folder that is renamed into
+/// place only when complete, then RUN/checkpoints/latest is replaced (also by rename): a process killed at any
+/// moment leaves the previous checkpoint intact and `latest` pointing at a complete one. The last K are kept.
+/// </summary>
+public static class Checkpoints
+{
+    public const string LatestFile = "latest";
+
+    public static string Folder(string runDirectory) => Path.Combine(runDirectory, "checkpoints");
+
+    public static string Write(string runDirectory, LanguageModel model, BlockOptimizer optimizer, TrainerState state, int keep)
+    {
+        var folder = Folder(runDirectory);
+        Directory.CreateDirectory(folder);
+        var name = $"step_{state.Step:D7}";
+        var temp = Path.Combine(folder, $".tmp-{name}-{Environment.ProcessId}");
+        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        Directory.CreateDirectory(temp);
+        // A temporary folder left by a process that died mid-write is not a checkpoint: remove it.
+        foreach (var stale in Directory.GetDirectories(folder, ".tmp-*").Where(d => d != temp)) Directory.Delete(stale, true);
+        HfFormat.Save(model, temp);
+        FaultInjection.Hang("hang-during-checkpoint", state.Step);
+        optimizer.Save(Path.Combine(temp, "optimizer.safetensors"));
+        WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, PretrainOptions.Json));
+        var final = Path.Combine(folder, name);
+        if (Directory.Exists(final)) Directory.Delete(final, true);
+        Directory.Move(temp, final);
+        var latestTemp = Path.Combine(folder, $".tmp-latest-{Environment.ProcessId}");
+        WriteDurably(latestTemp, name);
+        File.Move(latestTemp, Path.Combine(folder, LatestFile), overwrite: true);
+        foreach (var old in Directory.GetDirectories(folder, "step_*").Order(StringComparer.Ordinal).SkipLast(keep))
+            Directory.Delete(old, true);
+        FaultInjection.Hang("hang-after-checkpoint", state.Step);
+        return final;
+    }
+
+    static void WriteDurably(string path, string text)
+    {
+        using var stream = new FileStream(path, FileMode.Create, FileAccess.Write);
+        var bytes = System.Text.Encoding.UTF8.GetBytes(text);
+        stream.Write(bytes);
+        stream.Flush(flushToDisk: true);
+    }
+
+    /// <summary>The checkpoint folder named by --resume: "latest" (in the run folder) or a folder.</summary>
+    public static string Locate(string runDirectory, string resume)
+    {
+        if (resume != "latest")
+            return File.Exists(Path.Combine(resume, "trainer.json")) ? resume
+                : throw new ArgumentException($"{resume}: not a checkpoint (no trainer.json); pass a checkpoints/step_* folder or --resume latest");
+        var pointer = Path.Combine(Folder(runDirectory), LatestFile);
+        if (!File.Exists(pointer)) throw new ArgumentException($"{runDirectory}: no checkpoint to resume (no {pointer}); train without --resume first");
+        return Path.Combine(Folder(runDirectory), File.ReadAllText(pointer).Trim());
+    }
+
+    /// <summary>Reads trainer.json and refuses a checkpoint of another model shape.</summary>
+    public static TrainerState ReadState(string checkpoint, ModelConfig expected)
+    {
+        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(checkpoint, "trainer.json")), PretrainOptions.Json)
+            ?? throw new ArgumentException($"{checkpoint}/trainer.json: empty");
+        if (!state.Model.Equals(expected))
+            throw new ArgumentException(
+                $"{checkpoint} holds another model ({ModelConfigs.Describe(state.Model)}), not the one asked for ({ModelConfigs.Describe(expected)}); resume with the same --model and overrides");
+        return state;
+    }
+
+    /// <summary>Loads weights and optimizer state into an existing model and optimizer.</summary>
+    public static void Load(string checkpoint, LanguageModel model, BlockOptimizer optimizer)
+    {
+        using (var loaded = HfFormat.Load(checkpoint))
+        {
+            using var noGrad = TorchSharp.torch.no_grad();
+            var source = loaded.state_dict();
+            foreach (var (name, parameter) in model.named_parameters()) parameter.copy_(source[name]);
+        }
+        optimizer.Load(Path.Combine(checkpoint, "optimizer.safetensors"));
+    }
+}
+
+/// <summary>Fault injection for the crash tests: BLR_FAULT=hang-during-checkpoint or hang-after-checkpoint (optionally
+/// @STEP, e.g. hang-during-checkpoint@4) makes the process stop there until it is killed.</summary>
+static class FaultInjection
+{
+    public static void Hang(string point, int step)
+    {
+        var fault = Environment.GetEnvironmentVariable("BLR_FAULT");
+        if (fault != point && fault != $"{point}@{step}") return;
+        Console.Error.WriteLine($"BLR_FAULT: {point} at step {step}");
+        Thread.Sleep(Timeout.Infinite);
+    }
+}

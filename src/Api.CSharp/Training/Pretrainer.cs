@@ -1,0 +1,196 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using BlockwiseLR.Core;
+using BlockwiseLR.Data;
+using BlockwiseLR.Models;
+using BlockwiseLR.Optim;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Training;
+
+/// <summary>
+/// The training loop: micro-batches with gradient accumulation up to the global batch, global-norm clipping,
+/// each block's LR from the schedule, evaluation on the fixed validation windows, a NaN/Inf guard, atomic
+/// checkpoints with exact resume, and metrics (RUN/metrics.jsonl a line per step, RUN/evals.csv, TensorBoard
+/// events in RUN/tensorboard). Cancelling the token (Ctrl-C in blr) writes a checkpoint and returns.
+/// </summary>
+public static class Pretrainer
+{
+    public static string CodeVersion => typeof(Pretrainer).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+
+    public static PretrainResult Run(PretrainOptions options, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    {
+        var resolved = ResolvedOptions.Resolve(options);
+        var (o, config) = (resolved.Options, resolved.Config);
+        var run = Path.GetFullPath(o.Out);
+        // Everything that can be refused is checked before the run folder is touched.
+        var resumeFrom = o.Resume is { } resume ? Checkpoints.Locate(run, resume) : null;
+        var resumed = resumeFrom is null ? null : Checkpoints.ReadState(resumeFrom, config);
+        TorchRuntime.EnsureAvailable();
+        if (o.Threads is { } threads) set_num_threads(threads);
+        var device = o.Device == "cuda" ? CUDA : CPU;
+        Precisions.Apply(resolved.Precision, device);
+        using var train = TokenDataset.Open(o.Data, "train", config.Vocab);
+        using var val = TokenDataset.Open(o.Data, "val", config.Vocab);
+        var sampler = new BatchSampler(train, resolved.SeqLen, o.Seed,
+            resumed is null ? null : new SamplerPosition(resumed.SamplerEpoch, resumed.SamplerIndex));
+        _ = new BatchSampler(val, resolved.SeqLen, o.Seed);   // refuses a val split too short for seq_len
+
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "options.json"), o.ToJson());
+        using var model = LanguageModel.Create(config, device, (long)o.Seed);
+        model.Precision = resolved.Precision;
+        var settings = new AdamSettings { Beta1 = o.Beta1, Beta2 = o.Beta2, Eps = o.Eps, WeightDecay = o.WeightDecay, DecayPolicy = resolved.DecayPolicy };
+        using var optimizer = BlockOptimizer.Create(o.Optimizer, model.named_parameters().Select(p => (p.name, p.parameter)), settings, ModelConfigModule.attention(config));
+        if (resumeFrom is not null) Checkpoints.Load(resumeFrom, model, optimizer);
+
+        var start = resumed?.Step ?? 0;
+        var losses = resumed?.TrainLosses.Take(start).ToList() ?? [];
+        var evals = resumed?.Evals.Where(e => e.Step <= start).ToList() ?? [];
+        using var metrics = new MetricsWriter(run, start);
+        string? lastCheckpoint = resumeFrom;
+        var tokensPerStep = (long)o.BatchSize * resolved.SeqLen;
+        var stepTimes = new List<double>();
+        var interrupted = false;
+
+        TrainerState State(int step) => new(step, sampler.Position.Epoch, sampler.Position.Index, o.Seed, config, CodeVersion,
+            [.. losses], [.. evals], o);
+
+        for (var step = start; step < o.Steps; step++)
+        {
+            var clock = Stopwatch.StartNew();
+            double loss;
+            IReadOnlyDictionary<Block, double> gradientNorms;
+            using (var scope = NewDisposeScope())
+            {
+                model.train();
+                optimizer.ZeroGrad();
+                var lossSum = zeros(1, dtype: float64, device: device);
+                for (var micro = 0; micro < resolved.Accumulation; micro++)
+                {
+                    using var microScope = NewDisposeScope();
+                    var (inputs, targets) = sampler.Next(resolved.MicroBatch, device);
+                    var microLoss = LanguageModel.Loss(model.forward(inputs), targets) / resolved.Accumulation;
+                    microLoss.backward();
+                    lossSum.add_(microLoss.detach().to(float64));
+                }
+                loss = lossSum.item<double>();
+                var squared = optimizer.GradientSquaredNorms();
+                gradientNorms = squared.ToDictionary(kv => kv.Key, kv => Math.Sqrt(kv.Value));
+                var total = Math.Sqrt(squared.Values.Sum());
+                if (!double.IsFinite(loss) || !double.IsFinite(total))
+                    throw new TrainingDivergedException(
+                        $"step {step}: the {(double.IsFinite(loss) ? "gradient norm" : "loss")} is {(double.IsFinite(loss) ? total : loss)}; training stopped before the update" +
+                        (lastCheckpoint is null ? "" : $"; the last good checkpoint is {lastCheckpoint}") + "; lower --lr or the ratios, or use fp32");
+                if (o.GradClip > 0 && total > o.GradClip) optimizer.ScaleGradients(o.GradClip / (total + 1e-6));
+                optimizer.Step(resolved.Schedule);
+                if (device.type == DeviceType.CUDA) cuda.synchronize();
+            }
+            var milliseconds = clock.Elapsed.TotalMilliseconds;
+            stepTimes.Add(milliseconds);
+            losses.Add(loss);
+            metrics.Step(step, loss, block => resolved.Schedule.LrAt(block, step), gradientNorms, tokensPerStep * 1000 / milliseconds, milliseconds);
+
+            var done = step + 1;
+            double? valLoss = null;
+            if (done == o.Steps || (o.EvalEvery > 0 && done % o.EvalEvery == 0))
+            {
+                valLoss = Evaluate(model, val, resolved, device);
+                evals.Add(new EvalPoint(done, valLoss.Value));
+                metrics.Eval(done, valLoss.Value);
+            }
+            interrupted = cancel.IsCancellationRequested;
+            if (done == o.Steps || interrupted || (o.CheckpointEvery > 0 && done % o.CheckpointEvery == 0))
+                lastCheckpoint = Checkpoints.Write(run, model, optimizer, State(done), o.KeepCheckpoints);
+            progress?.Report(new TrainProgress(done, o.Steps, loss, valLoss, tokensPerStep * 1000 / milliseconds));
+            if (interrupted) break;
+        }
+
+        // Steady-state speed: the first steps pay for warm-up (allocations, JIT).
+        var steady = stepTimes.Count > 4 ? stepTimes.Skip(stepTimes.Count / 4).ToList() : stepTimes;
+        var msPerStep = steady.Count > 0 ? steady.Average() : double.NaN;
+        var result = new PretrainResult(run, losses.Count, evals.LastOrDefault()?.ValLoss ?? double.NaN,
+            evals.Count > 0 ? evals.Min(e => e.ValLoss) : double.NaN, evals, losses, tokensPerStep * 1000 / msPerStep, msPerStep,
+            optimizer.StateBytes.Values.Sum(), lastCheckpoint, metrics.Path, interrupted);
+        File.WriteAllText(Path.Combine(run, "result.json"), JsonSerializer.Serialize(result, PretrainOptions.Json));
+        return result;
+    }
+
+    /// <summary>Mean loss over the first EvalWindows windows of the val split.</summary>
+    public static double Evaluate(LanguageModel model, TokenDataset val, ResolvedOptions resolved, Device device)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        model.eval();
+        double sum = 0;
+        long windows = 0;
+        foreach (var (inputs, targets) in Windows.Validation(val, resolved.SeqLen, resolved.MicroBatch, resolved.Options.EvalWindows, device))
+        {
+            sum += LanguageModel.Loss(model.forward(inputs), targets).item<float>() * inputs.shape[0];
+            windows += inputs.shape[0];
+        }
+        model.train();
+        return sum / windows;
+    }
+}
+
+/// <summary>RUN/metrics.jsonl (a line per step), RUN/evals.csv and TensorBoard events. On resume the files are
+/// cut back to the checkpoint's step, so a resumed run's files equal an uninterrupted run's.</summary>
+sealed class MetricsWriter : IDisposable
+{
+    readonly StreamWriter steps;
+    readonly StreamWriter evals;
+    readonly TorchSharp.Modules.SummaryWriter? tensorboard;
+
+    public MetricsWriter(string run, int resumeStep)
+    {
+        Path = System.IO.Path.Combine(run, "metrics.jsonl");
+        var evalPath = System.IO.Path.Combine(run, "evals.csv");
+        Truncate(Path, line => JsonNode.Parse(line)!["step"]!.GetValue<int>() < resumeStep);
+        Truncate(evalPath, line => line.StartsWith("step") || int.Parse(line.Split(',')[0], CultureInfo.InvariantCulture) <= resumeStep);
+        steps = new StreamWriter(Path, append: true) { AutoFlush = true };
+        evals = new StreamWriter(evalPath, append: true) { AutoFlush = true };
+        if (new FileInfo(evalPath).Length == 0) evals.WriteLine("step,val_loss");
+        try { tensorboard = torch.utils.tensorboard.SummaryWriter(System.IO.Path.Combine(run, "tensorboard")); }
+        catch (Exception) { tensorboard = null; }   // metrics files remain the record
+    }
+
+    public string Path { get; }
+
+    static void Truncate(string path, Func<string, bool> keep)
+    {
+        if (!File.Exists(path)) return;
+        var lines = File.ReadAllLines(path).Where(l => l.Length > 0).Where(keep).ToList();
+        File.WriteAllLines(path, lines);
+    }
+
+    public void Step(int step, double loss, Func<Block, double> lr, IReadOnlyDictionary<Block, double> gradientNorms, double tokensPerSecond, double milliseconds)
+    {
+        var line = new JsonObject
+        {
+            ["step"] = step,
+            ["loss"] = loss,
+            ["lr"] = new JsonObject(gradientNorms.Keys.Select(b => KeyValuePair.Create(b.Key(), (JsonNode?)lr(b)))),
+            ["grad_norm"] = new JsonObject(gradientNorms.Select(kv => KeyValuePair.Create(kv.Key.Key(), (JsonNode?)kv.Value))),
+            ["tokens_per_s"] = tokensPerSecond,
+            ["ms"] = milliseconds,
+        };
+        steps.WriteLine(line.ToJsonString());
+        tensorboard?.add_scalar("train/loss", (float)loss, step);
+    }
+
+    public void Eval(int step, double valLoss)
+    {
+        evals.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{step},{valLoss:R}"));
+        tensorboard?.add_scalar("val/loss", (float)valLoss, step);
+    }
+
+    public void Dispose()
+    {
+        steps.Dispose();
+        evals.Dispose();
+    }
+}

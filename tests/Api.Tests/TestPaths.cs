@@ -1,0 +1,37 @@
+using System.Diagnostics;
+
+namespace BlockwiseLR.Tests;
+
+static class TestPaths
+{
+    /// The blr built beside these tests (same configuration).
+    public static string Blr()
+    {
+        var parts = AppContext.BaseDirectory.Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+        var configuration = parts[Array.LastIndexOf(parts, "bin") + 1];   // .../bin/<configuration>/net10.0/
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "src", "Cli.FSharp", "bin", configuration, "net10.0", "blr.dll");
+            if (File.Exists(candidate)) return candidate;
+        }
+        throw new FileNotFoundException("blr.dll is not built; build Hybrid.sln first");
+    }
+
+    /// Starts `dotnet blr.dll ARGS` with output captured; `fault` sets BLR_FAULT.
+    public static Process Start(IEnumerable<string> args, string? fault = null)
+    {
+        var info = new ProcessStartInfo("dotnet", [Blr(), .. args]) { RedirectStandardError = true, RedirectStandardOutput = true };
+        if (fault is not null) info.Environment["BLR_FAULT"] = fault;
+        return Process.Start(info)!;
+    }
+
+    /// Runs blr to the end: (exit code, stdout, stderr).
+    public static (int Code, string Output, string Error) Run(IEnumerable<string> args)
+    {
+        using var process = Start(args);
+        var output = process.StandardOutput.ReadToEndAsync();
+        var error = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        return (process.ExitCode, output.Result, error);
+    }
+}

@@ -1,0 +1,202 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using BlockwiseLR.Training;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Tests;
+
+public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShards>
+{
+    /// A tiny model and run, one CPU thread, so that runs are deterministic and fast.
+    string[] Tiny(string output, int steps) =>
+    [
+        "train", "--data", gutenberg.Directory, "--model", "gpt2-tiny", "--set", "layers=1", "--set", "width=32", "--set", "heads=2",
+        "--steps", steps.ToString(), "--batch-size", "4", "--micro-batch-size", "2", "--seq-len", "16", "--lr", "3e-3",
+        "--eval-every", "3", "--eval-windows", "4", "--threads", "1", "--seed", "5", "--out", output,
+    ];
+
+    static string Temp() => Directory.CreateTempSubdirectory("blr-train-").FullName;
+
+    static List<string> Losses(string run) =>
+        File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["loss"]!.ToJsonString()).ToList();
+
+    static Dictionary<string, Tensor> Weights(string checkpoint) => Safetensors.LoadStateDict(Path.Combine(checkpoint, "model.safetensors"));
+
+    static void WaitFor(Func<bool> condition, Process process, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (process.HasExited) throw new Exception($"blr exited ({process.ExitCode}) before {what}: {process.StandardError.ReadToEnd()}");
+            if (clock.Elapsed > TimeSpan.FromMinutes(2)) { process.Kill(); throw new TimeoutException(what); }
+            Thread.Sleep(50);
+        }
+    }
+
+    static void AssertSameWeights(string a, string b)
+    {
+        var (wa, wb) = (Weights(a), Weights(b));
+        Assert.Equal(wa.Keys.Order(), wb.Keys.Order());
+        Assert.All(wa, kv => Assert.True(kv.Value.eq(wb[kv.Key]).all().item<bool>(), kv.Key));
+    }
+
+    [Fact]
+    public void A_run_killed_after_a_checkpoint_and_resumed_equals_an_uninterrupted_run_bit_for_bit()
+    {
+        var dir = Temp();
+        try
+        {
+            var whole = Path.Combine(dir, "whole");
+            var (code, _, error) = TestPaths.Run(Tiny(whole, 8));
+            Assert.True(code == 0, error);
+
+            var killed = Path.Combine(dir, "killed");
+            using (var process = TestPaths.Start([.. Tiny(killed, 8), "--checkpoint-every", "4"], fault: "hang-after-checkpoint@4"))
+            {
+                WaitFor(() => File.Exists(Path.Combine(killed, "checkpoints", "latest")), process, "the step-4 checkpoint");
+                process.Kill();   // SIGKILL
+                process.WaitForExit();
+            }
+            Assert.Equal("step_0000004", File.ReadAllText(Path.Combine(killed, "checkpoints", "latest")));
+            (code, _, error) = TestPaths.Run([.. Tiny(killed, 8), "--checkpoint-every", "4", "--resume", "latest"]);
+            Assert.True(code == 0, error);
+
+            Assert.Equal(8, Losses(whole).Count);
+            Assert.Equal(Losses(whole), Losses(killed));   // every per-step loss, to the last bit
+            Assert.Equal(File.ReadAllText(Path.Combine(whole, "evals.csv")), File.ReadAllText(Path.Combine(killed, "evals.csv")));
+            AssertSameWeights(Path.Combine(whole, "checkpoints", "step_0000008"), Path.Combine(killed, "checkpoints", "step_0000008"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void A_kill_while_a_checkpoint_is_written_leaves_the_previous_one_loadable()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var folder = Path.Combine(run, "checkpoints");
+            using (var process = TestPaths.Start([.. Tiny(run, 6), "--checkpoint-every", "2"], fault: "hang-during-checkpoint@4"))
+            {
+                // The step-4 checkpoint is half written: its model file exists in the temporary folder.
+                WaitFor(() => Directory.Exists(folder) && Directory.GetDirectories(folder, ".tmp-step_0000004-*")
+                    .Any(d => File.Exists(Path.Combine(d, "model.safetensors"))), process, "the half-written step-4 checkpoint");
+                process.Kill();
+                process.WaitForExit();
+            }
+            Assert.Equal("step_0000002", File.ReadAllText(Path.Combine(folder, "latest")));
+            Assert.False(Directory.Exists(Path.Combine(folder, "step_0000004")));
+            var (code, _, error) = TestPaths.Run([.. Tiny(run, 6), "--checkpoint-every", "2", "--resume", "latest"]);
+            Assert.True(code == 0, error);
+            Assert.Empty(Directory.GetDirectories(folder, ".tmp-*"));
+
+            var whole = Path.Combine(dir, "whole");
+            (code, _, error) = TestPaths.Run(Tiny(whole, 6));
+            Assert.True(code == 0, error);
+            Assert.Equal(Losses(whole), Losses(run));
+            AssertSameWeights(Path.Combine(whole, "checkpoints", "step_0000006"), Path.Combine(folder, "step_0000006"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    public static TheoryData<string, string[], string> BadConfigurations() => new()
+    {
+        { "unknown model", ["--model", "gpt5"], "unknown model 'gpt5'" },
+        { "heads not dividing the width", ["--set", "heads=3"], "width 32 is not divisible by heads 3" },
+        { "lr <= 0", ["--lr", "0"], "--lr 0 must be a finite number > 0" },
+        { "a ratio <= 0", ["--optimizer", "blockwise-adamw", "--ratios", "emb=0"], "ratios 'emb=0': emb=0 must be a finite number > 0" },
+        { "batch not divisible by the micro-batch", ["--batch-size", "6", "--micro-batch-size", "4"], "--batch-size 6 is not divisible by --micro-batch-size 4" },
+        { "missing data folder", ["--data", "/nonexistent/shards"], "/nonexistent/shards: no such data folder" },
+        { "unknown precision", ["--precision", "fp8"], "unknown precision 'fp8'" },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadConfigurations))]
+    public void Bad_configuration_is_one_line_exit_2_and_writes_nothing(string what, string[] extra, string message)
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run([.. Tiny(run, 2), .. extra]);
+            Assert.Equal(2, code);
+            Assert.StartsWith("blr: ", error);
+            Assert.Contains(message, error);
+            Assert.Equal(1, error.Count(c => c == '\n'));
+            Assert.False(Directory.Exists(run), $"{what}: the run folder was created");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Resuming_a_checkpoint_of_another_model_is_refused_and_writes_nothing()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run(Tiny(run, 2));
+            Assert.True(code == 0, error);
+            var before = Directory.GetFileSystemEntries(run, "*", SearchOption.AllDirectories).Select(f => (f, File.Exists(f) ? File.GetLastWriteTimeUtc(f) : default)).ToList();
+            (code, _, error) = TestPaths.Run([.. Tiny(run, 4), "--set", "layers=2", "--resume", "latest"]);
+            Assert.Equal(2, code);
+            Assert.Contains("holds another model (GPT-2, 1 layers", error);
+            Assert.Contains("not the one asked for (GPT-2, 2 layers", error);
+            Assert.Equal(before, Directory.GetFileSystemEntries(run, "*", SearchOption.AllDirectories).Select(f => (f, File.Exists(f) ? File.GetLastWriteTimeUtc(f) : default)).ToList());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Options_come_from_a_config_file_overridden_by_the_command_line_and_are_saved_with_the_run()
+    {
+        var dir = Temp();
+        try
+        {
+            var config = Path.Combine(dir, "config.json");
+            File.WriteAllText(config, """{ "steps": 1, "optimizer": "adam-mini", "lr": 0.002 }""");
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run([.. Tiny(run, 2), "--config", config, "--lr", "0.004"]);
+            Assert.True(code == 0, error);
+            var saved = PretrainOptions.FromJsonFile(Path.Combine(run, "options.json"));
+            Assert.Equal(("adam-mini", 0.004, 2), (saved.Optimizer, saved.Lr, saved.Steps));
+            File.WriteAllText(config, """{ "stepz": 1 }""");
+            (code, _, error) = TestPaths.Run(["train", "--config", config, "--out", Path.Combine(dir, "never")]);
+            Assert.Equal(2, code);
+            Assert.Contains("stepz", error);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// Process RSS is measured by `Benchmarks --memory` (README): inside the test host it is too noisy to assert.
+    [Fact]
+    public void Live_tensors_stay_constant_over_1000_steps()
+    {
+        var dir = Temp();
+        try
+        {
+            var options = new PretrainOptions
+            {
+                Data = gutenberg.Directory, Model = "gpt2-tiny", ModelOverrides = ["layers=1", "width=16", "heads=2"],
+                Steps = 1001, BatchSize = 2, SeqLen = 8, EvalEvery = 250, EvalWindows = 2, Out = Path.Combine(dir, "run"), Threads = 1,
+            };
+            var live = new Dictionary<int, long>();
+            Pretrainer.Run(options, new Synchronous(p =>
+            {
+                if (p.Step is 10 or 200 or 1000) live[p.Step] = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            }));
+            Assert.Equal(live[10], live[200]);
+            Assert.Equal(live[10], live[1000]);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// Reports on the trainer's thread, as it happens.
+    sealed class Synchronous(Action<TrainProgress> report) : IProgress<TrainProgress>
+    {
+        public void Report(TrainProgress value) => report(value);
+    }
+}
