@@ -151,10 +151,12 @@ type TrainArgs =
     | Grad_Clip of norm: float
     | Weight_Decay of wd: float
     | Threads of count: int
+    | Init_From of dir: string
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Init_From _ -> "start from the weights of a Hugging Face folder, checkpoint or run (same model shape)."
             | Config _ -> "a JSON file of options (names as in options.json); command-line options override it."
             | Model _ -> "a named config (default gpt2-tiny; see blr inspect --help)."
             | Set _ -> "a model override KEY=VALUE (layers, width, heads, kv-heads, d-ff, context, vocab, bias, tied); repeatable."
@@ -183,6 +185,58 @@ type TrainArgs =
             | Weight_Decay _ -> "decoupled weight decay (default 0.1)."
             | Threads _ -> "CPU threads for libtorch."
 
+type EvalArgs =
+    | [<Mandatory>] Model_Dir of path: string
+    | Data of dir: string
+    | Text of file: string
+    | Seq_Len of tokens: int
+    | Batch_Size of sequences: int
+    | Windows of count: int64
+    | Device of name: string
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model_Dir _ -> "a checkpoint, a Hugging Face folder (config.json + model.safetensors) or a run folder (its latest checkpoint)."
+            | Data _ -> "a prepared dataset: its val split."
+            | Text _ -> "a text file instead of --data (tokenized with GPT-2)."
+            | Seq_Len _ -> "tokens per window (default 256)."
+            | Batch_Size _ -> "windows per forward pass (default 8)."
+            | Windows _ -> "at most this many non-overlapping windows, from the start (default 256)."
+            | Device _ -> "cpu (default) or cuda."
+
+type SampleArgs =
+    | [<Mandatory>] Model_Dir of path: string
+    | Prompt of text: string
+    | Max_Tokens of count: int
+    | Temperature of t: float
+    | Top_K of k: int
+    | Top_P of p: float
+    | Seed of seed: uint64
+    | Device of name: string
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Model_Dir _ -> "a checkpoint, a Hugging Face folder or a run folder."
+            | Prompt _ -> "the text to continue (default: none, start of a document)."
+            | Max_Tokens _ -> "tokens to generate (default 100)."
+            | Temperature _ -> "softmax temperature (default 0.8; 0: greedy)."
+            | Top_K _ -> "keep the k most likely tokens (default 50; 0: off)."
+            | Top_P _ -> "keep the smallest set of tokens whose probability reaches p (default 0.95; 1: off)."
+            | Seed _ -> "seed of the sampling (default 1337)."
+            | Device _ -> "cpu (default) or cuda."
+
+type HfArgs =
+    | [<Mandatory>] From of path: string
+    | [<Mandatory>] Out of dir: string
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | From _ -> "import-hf: a Hugging Face GPT-2 or LLaMA folder; export-hf: a checkpoint or run folder."
+            | Out _ -> "the folder to write config.json and model.safetensors (Hugging Face names and layouts) into."
+
 type DemoArgs =
     | Quick
     | Out of dir: string
@@ -205,6 +259,10 @@ type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Prepare of ParseResults<PrepareArgs>
     | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<TrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<EvalArgs>
+    | [<CliPrefix(CliPrefix.None)>] Sample of ParseResults<SampleArgs>
+    | [<CliPrefix(CliPrefix.None); CustomCommandLine("import-hf")>] Import_Hf of ParseResults<HfArgs>
+    | [<CliPrefix(CliPrefix.None); CustomCommandLine("export-hf")>] Export_Hf of ParseResults<HfArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Doctor of ParseResults<DoctorArgs>
     | Version
@@ -216,6 +274,10 @@ type BlrArgs =
             | Blocks _ -> "show which block each parameter of a .safetensors file belongs to, and counts per block."
             | Prepare _ -> "tokenize a corpus into llm.c train/val shards (e.g. blr prepare --builtin gutenberg --out data/gutenberg-gpt2)."
             | Train _ -> "pre-train a model (e.g. blr train --data data/gutenberg-gpt2 --model gpt2-tiny --steps 300 --seq-len 128 --batch-size 8)."
+            | Eval _ -> "loss and perplexity of a model on a dataset's val split or a text file (e.g. blr eval --model-dir runs/demo/adamw --data runs/demo/data)."
+            | Sample _ -> "generate text (e.g. blr sample --model-dir runs/demo/adamw --prompt 'The whale' --max-tokens 50)."
+            | Import_Hf _ -> "check and convert a Hugging Face GPT-2/LLaMA folder (use it with blr train --init-from)."
+            | Export_Hf _ -> "write a checkpoint as a Hugging Face folder that transformers loads."
             | Demo _ -> "the main job: gpt2-tiny on the built-in corpus with AdamW and Blockwise AdamW, a table, loss.png and report.md."
             | Inspect _ -> "parameters per block and a training-memory estimate for a model, without allocating it."
             | Doctor _ -> "check that libtorch loads and computes on this machine."

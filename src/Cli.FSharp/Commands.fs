@@ -154,6 +154,7 @@ let private trainValues (args: ParseResults<TrainArgs>) : Collections.Generic.Ke
           | TrainArgs.Grad_Clip v -> yield pair "gradClip" (box v)
           | TrainArgs.Weight_Decay v -> yield pair "weightDecay" (box v)
           | TrainArgs.Threads v -> yield pair "threads" (box v)
+          | TrainArgs.Init_From v -> yield pair "initFrom" (box v)
           | TrainArgs.Config _
           | TrainArgs.Set _ -> () ]
 
@@ -169,6 +170,48 @@ let train (args: ParseResults<TrainArgs>) =
         (result.TokensPerSecond.ToString "N0") result.MillisecondsPerStep (result.OptimizerStateBytes.ToString "N0")
     printfn "run folder %s; checkpoint %s" result.RunDirectory result.LastCheckpoint
     if result.Interrupted then 130 else 0
+
+let private deviceOf (name: string) =
+    match name with
+    | "cpu" -> TorchSharp.torch.CPU
+    | "cuda" -> TorchSharp.torch.CUDA
+    | other -> invalidArg "device" (sprintf "--device %s is not cpu or cuda" other)
+
+let eval (args: ParseResults<EvalArgs>) =
+    let result =
+        Training.Evaluation.Run(
+            args.GetResult EvalArgs.Model_Dir,
+            args.TryGetResult EvalArgs.Data |> Option.toObj,
+            args.TryGetResult EvalArgs.Text |> Option.toObj,
+            args.GetResult(EvalArgs.Seq_Len, defaultValue = 256),
+            args.GetResult(EvalArgs.Batch_Size, defaultValue = 8),
+            args.GetResult(EvalArgs.Windows, defaultValue = 256L),
+            deviceOf (args.GetResult(EvalArgs.Device, defaultValue = "cpu"))
+        )
+    printfn "%s: loss %.4f, perplexity %.2f over %d windows (%s tokens)" result.Model result.Loss result.Perplexity result.Windows (result.Tokens.ToString "N0")
+    0
+
+let sample (args: ParseResults<SampleArgs>) =
+    let text =
+        Training.TextGenerator.Generate(
+            args.GetResult SampleArgs.Model_Dir,
+            args.GetResult(SampleArgs.Prompt, defaultValue = ""),
+            args.GetResult(SampleArgs.Max_Tokens, defaultValue = 100),
+            args.GetResult(SampleArgs.Temperature, defaultValue = 0.8),
+            args.GetResult(SampleArgs.Top_K, defaultValue = 50),
+            args.GetResult(SampleArgs.Top_P, defaultValue = 0.95),
+            args.GetResult(SampleArgs.Seed, defaultValue = 1337UL),
+            deviceOf (args.GetResult(SampleArgs.Device, defaultValue = "cpu"))
+        )
+    printfn "%s" text
+    0
+
+/// import-hf and export-hf: read a model (HF folder, checkpoint or run), write it in Hugging Face format.
+let convertHf (args: ParseResults<HfArgs>) =
+    use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
+    Models.HfFormat.Save(model, args.GetResult HfArgs.Out)
+    printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) (args.GetResult HfArgs.Out) (Models.ModelConfigs.Describe model.Config)
+    0
 
 let demo (args: ParseResults<DemoArgs>) =
     let options = Training.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)

@@ -21,6 +21,10 @@ let main argv =
         | Prepare a -> Commands.prepare a
         | Train a -> Commands.train a
         | Demo a -> Commands.demo a
+        | Eval a -> Commands.eval a
+        | Sample a -> Commands.sample a
+        | Import_Hf a
+        | Export_Hf a -> Commands.convertHf a
         | Inspect a -> Commands.inspect a
         | Doctor a -> Commands.doctor a
         | Version -> printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3); 0

@@ -171,6 +171,50 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         finally { Directory.Delete(dir, true); }
     }
 
+    [Fact]
+    public void Top_k_and_top_p_keep_the_tokens_a_hand_computation_keeps()
+    {
+        using var scope = NewDisposeScope();
+        // softmax([0, 1, 2, 3]) = [0.032, 0.087, 0.237, 0.644]
+        var logits = tensor(new float[] { 0, 1, 2, 3 });
+        bool[] Kept(int k, double p) => TextGenerator.Filter(logits, k, p).isfinite().data<bool>().ToArray();
+        Assert.Equal([false, false, true, true], Kept(2, 1.0));
+        Assert.Equal([false, false, false, true], Kept(0, 0.5));    // 0.644 alone reaches 0.5
+        Assert.Equal([false, false, true, true], Kept(0, 0.7));     // 0.644 < 0.7, 0.881 >= 0.7
+        Assert.Equal([false, true, true, true], Kept(0, 0.9));      // 0.881 < 0.9
+        Assert.Equal([true, true, true, true], Kept(0, 1.0));
+        Assert.Equal([false, false, false, true], Kept(3, 0.5));
+    }
+
+    [Fact]
+    public void Eval_sample_and_export_work_on_a_trained_run()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run(Tiny(run, 3));
+            Assert.True(code == 0, error);
+            var result = System.Text.Json.JsonSerializer.Deserialize<PretrainResult>(File.ReadAllText(Path.Combine(run, "result.json")), PretrainOptions.Json)!;
+            // The same 4 windows of 16 tokens as the run's own final evaluation, through the eval command's path.
+            var eval = Evaluation.Run(run, gutenberg.Directory, null, seqLen: 16, batchSize: 2, maxWindows: 4);
+            Assert.Equal(result.FinalValLoss, eval.Loss, 5);
+            Assert.Equal(Math.Exp(eval.Loss), eval.Perplexity, 6);
+
+            string Generate(double temperature, int k, ulong seed) => TextGenerator.Generate(run, "The whale", 12, temperature, k, 1.0, seed);
+            Assert.Equal(Generate(0.8, 0, 7), Generate(0.8, 0, 7));         // seeded
+            Assert.Equal(Generate(0, 0, 1), Generate(1.0, 1, 2));           // top-k 1 is greedy, whatever the seed
+            Assert.StartsWith("The whale", Generate(0, 0, 1));
+
+            var exported = Path.Combine(dir, "hf");
+            (code, _, error) = TestPaths.Run(["export-hf", "--from", run, "--out", exported]);
+            Assert.True(code == 0, error);
+            Assert.Contains("transformer.h.0.attn.c_attn.weight", File.ReadAllText(Path.Combine(exported, "model.safetensors"))[..2000]);
+            AssertSameWeights(Path.Combine(exported), Path.Combine(run, "checkpoints", "step_0000003"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     /// Process RSS is measured by `Benchmarks --memory` (README): inside the test host it is too noisy to assert.
     [Fact]
     public void Live_tensors_stay_constant_over_1000_steps()

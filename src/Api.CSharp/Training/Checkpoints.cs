@@ -83,13 +83,17 @@ public static class Checkpoints
     /// <summary>Loads weights and optimizer state into an existing model and optimizer.</summary>
     public static void Load(string checkpoint, LanguageModel model, BlockOptimizer optimizer)
     {
-        using (var loaded = HfFormat.Load(checkpoint))
-        {
-            using var noGrad = TorchSharp.torch.no_grad();
-            var source = loaded.state_dict();
-            foreach (var (name, parameter) in model.named_parameters()) parameter.copy_(source[name]);
-        }
+        LoadWeights(checkpoint, model);
         optimizer.Load(Path.Combine(checkpoint, "optimizer.safetensors"));
+    }
+
+    /// <summary>Copies the weights of a Hugging Face folder or checkpoint into a model of the same shape.</summary>
+    public static void LoadWeights(string folder, LanguageModel model)
+    {
+        using var loaded = HfFormat.Load(folder);
+        using var noGrad = TorchSharp.torch.no_grad();
+        var source = loaded.state_dict();
+        foreach (var (name, parameter) in model.named_parameters()) parameter.copy_(source[name]);
     }
 }
 

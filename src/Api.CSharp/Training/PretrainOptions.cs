@@ -40,6 +40,9 @@ public sealed record PretrainOptions
     public string Out { get; init; } = "runs/run";
     /// <summary>"latest" (the newest checkpoint in Out) or a checkpoint folder.</summary>
     public string? Resume { get; init; }
+    /// <summary>Start from the weights of a Hugging Face folder, checkpoint or run (same model shape), with a
+    /// fresh optimizer and schedule.</summary>
+    public string? InitFrom { get; init; }
     /// <summary>cpu or cuda.</summary>
     public string Device { get; init; } = "cpu";
     /// <summary>fp32, tf32 or bf16-mixed.</summary>

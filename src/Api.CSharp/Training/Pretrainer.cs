@@ -29,6 +29,9 @@ public static class Pretrainer
         // Everything that can be refused is checked before the run folder is touched.
         var resumeFrom = o.Resume is { } resume ? Checkpoints.Locate(run, resume) : null;
         var resumed = resumeFrom is null ? null : Checkpoints.ReadState(resumeFrom, config);
+        var initFrom = o.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
+        if (initFrom is not null && !HfFormat.ReadConfig(initFrom).Equals(config))
+            throw new ArgumentException($"{initFrom} holds another model ({ModelConfigs.Describe(HfFormat.ReadConfig(initFrom))}), not {ModelConfigs.Describe(config)}; pass the same --model and --set options");
         TorchRuntime.EnsureAvailable();
         if (o.Threads is { } threads) set_num_threads(threads);
         var device = o.Device == "cuda" ? CUDA : CPU;
@@ -46,6 +49,7 @@ public static class Pretrainer
         var settings = new AdamSettings { Beta1 = o.Beta1, Beta2 = o.Beta2, Eps = o.Eps, WeightDecay = o.WeightDecay, DecayPolicy = resolved.DecayPolicy };
         using var optimizer = BlockOptimizer.Create(o.Optimizer, model.named_parameters().Select(p => (p.name, p.parameter)), settings, ModelConfigModule.attention(config));
         if (resumeFrom is not null) Checkpoints.Load(resumeFrom, model, optimizer);
+        else if (initFrom is not null) Checkpoints.LoadWeights(initFrom, model);
 
         var start = resumed?.Step ?? 0;
         var losses = resumed?.TrainLosses.Take(start).ToList() ?? [];

@@ -1,0 +1,129 @@
+using BlockwiseLR.Data;
+using BlockwiseLR.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Training;
+
+/// <summary>Finds a model: a Hugging Face folder or checkpoint (config.json + model.safetensors), or a run folder
+/// (its latest checkpoint).</summary>
+public static class ModelLocator
+{
+    public static string Resolve(string path)
+    {
+        if (File.Exists(Path.Combine(path, "config.json"))) return path;
+        var latest = Path.Combine(Checkpoints.Folder(path), Checkpoints.LatestFile);
+        if (File.Exists(latest)) return Path.Combine(Checkpoints.Folder(path), File.ReadAllText(latest).Trim());
+        throw new ArgumentException($"{path}: not a model (no config.json) and not a run folder (no checkpoints/latest)");
+    }
+
+    public static LanguageModel Load(string path, Device? device = null) => HfFormat.Load(Resolve(path), device);
+}
+
+/// <summary>Loss and perplexity of a model on token windows.</summary>
+public sealed record EvalResult(string Model, double Loss, double Perplexity, long Windows, long Tokens);
+
+public static class Evaluation
+{
+    /// <summary>Mean next-token loss over the first <paramref name="maxWindows"/> non-overlapping windows of
+    /// seq_len + 1 tokens: of the val split of a prepared dataset, or of a text file tokenized with GPT-2.</summary>
+    public static EvalResult Run(string model, string? data, string? textFile, int seqLen, int batchSize, long maxWindows, Device? device = null)
+    {
+        if ((data is null) == (textFile is null)) throw new ArgumentException("give --data DIR (its val split) or --text FILE, one of them");
+        if (batchSize < 1 || maxWindows < 1) throw new ArgumentException("--batch-size and --windows must be >= 1");
+        var located = ModelLocator.Resolve(model);
+        TorchRuntime.EnsureAvailable();
+        using var lm = HfFormat.Load(located, device);
+        if (seqLen < 1 || seqLen > lm.Config.Context) throw new ArgumentException($"--seq-len {seqLen} must be in 1..{lm.Config.Context}");
+        var temp = textFile is null ? null : TextAsShard(textFile);
+        try
+        {
+            using var dataset = TokenDataset.Open(temp ?? data!, temp is null ? "val" : "val", lm.Config.Vocab);
+            using var noGrad = no_grad();
+            lm.eval();
+            double sum = 0;
+            long windows = 0;
+            foreach (var (inputs, targets) in Windows.Validation(dataset, seqLen, batchSize, maxWindows, device))
+            {
+                using var scope = NewDisposeScope();
+                sum += LanguageModel.Loss(lm.forward(inputs), targets).item<float>() * inputs.shape[0];
+                windows += inputs.shape[0];
+            }
+            return new EvalResult(located, sum / windows, Math.Exp(sum / windows), windows, windows * seqLen);
+        }
+        finally { if (temp is not null) Directory.Delete(temp, true); }
+    }
+
+    /// <summary>A text file as a one-shard "val" split in a temporary folder (one document).</summary>
+    static string TextAsShard(string path)
+    {
+        var text = Corpus.Read(path, new CorpusOptions()).Single().Text;
+        var tokenizer = Gpt2Tokenizer.Instance;
+        var folder = Directory.CreateTempSubdirectory("blr-eval-").FullName;
+        using (var writer = new TokenShardWriter(Path.Combine(folder, "val_000000.bin"), tokenizer.VocabSize))
+        {
+            writer.Write([tokenizer.EndOfText]);
+            writer.Write(tokenizer.Encode(text).ToArray());
+        }
+        return folder;
+    }
+}
+
+/// <summary>Text generation: temperature, top-k and top-p (nucleus) sampling from one seeded generator, or
+/// greedy decoding at temperature 0.</summary>
+public static class TextGenerator
+{
+    /// <summary>Keeps the k most likely tokens and the smallest set whose probability reaches p; the rest get
+    /// -inf. logits: (vocab). k = 0 and p = 1 keep everything.</summary>
+    public static Tensor Filter(Tensor logits, int topK, double topP)
+    {
+        if (topK > 0 && topK < logits.shape[0])
+        {
+            var kth = logits.topk(topK).values[-1];
+            logits = logits.masked_fill(logits < kth, double.NegativeInfinity);
+        }
+        if (topP < 1.0)
+        {
+            var (sorted, order) = logits.sort(descending: true);
+            var cumulative = sorted.softmax(0).cumsum(0);
+            // Drop a token when the tokens before it already reach p (the first token always stays).
+            var drop = (cumulative - sorted.softmax(0)) >= topP;
+            logits = logits.scatter(0, order, sorted.masked_fill(drop, double.NegativeInfinity));
+        }
+        return logits;
+    }
+
+    public static string Generate(string model, string prompt, int maxTokens, double temperature, int topK, double topP, ulong seed, Device? device = null)
+    {
+        if (maxTokens < 0) throw new ArgumentException($"--max-tokens {maxTokens} must be >= 0");
+        if (temperature < 0) throw new ArgumentException($"--temperature {temperature} must be >= 0 (0: greedy)");
+        if (topK < 0) throw new ArgumentException($"--top-k {topK} must be >= 0 (0: off)");
+        if (!(topP > 0 && topP <= 1)) throw new ArgumentException($"--top-p {topP} must be in (0, 1]");
+        TorchRuntime.EnsureAvailable();
+        using var lm = ModelLocator.Load(model, device);
+        lm.eval();
+        var tokenizer = Gpt2Tokenizer.Instance;
+        var tokens = new List<long> { tokenizer.EndOfText };
+        tokens.AddRange(tokenizer.Encode(prompt).Select(t => (long)t));
+        var generator = new Generator(seed);
+        using var noGrad = no_grad();
+        var generated = new List<int>();
+        for (var i = 0; i < maxTokens; i++)
+        {
+            using var scope = NewDisposeScope();
+            var context = tokens.Skip(Math.Max(0, tokens.Count - lm.Config.Context)).ToArray();
+            var logits = lm.forward(tensor(context, [1, context.Length], device: device ?? CPU))[0, -1].to(float32).cpu();
+            if (logits.shape[0] > tokenizer.VocabSize) logits[tokenizer.VocabSize..] = double.NegativeInfinity;   // vocabulary padding
+            long next;
+            if (temperature == 0) next = logits.argmax().item<long>();
+            else
+            {
+                var filtered = Filter(logits / temperature, topK, topP);
+                next = multinomial(filtered.softmax(0), 1, generator: generator).item<long>();
+            }
+            tokens.Add(next);
+            generated.Add((int)next);
+        }
+        return prompt + tokenizer.Decode(generated);
+    }
+}
