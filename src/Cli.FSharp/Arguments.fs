@@ -237,6 +237,50 @@ type HfArgs =
             | From _ -> "import-hf: a Hugging Face GPT-2 or LLaMA folder; export-hf: a checkpoint or run folder."
             | Out _ -> "the folder to write config.json and model.safetensors (Hugging Face names and layouts) into."
 
+type CompareArgs =
+    | [<Mandatory>] Data of dir: string
+    | Model of name: string
+    | [<AltCommandLine("-s")>] Set of key_value: string
+    | Optimizers of names: string
+    | Seeds of seeds: string
+    | [<Mandatory>] Steps of n: int
+    | Batch_Size of sequences: int
+    | Micro_Batch_Size of sequences: int
+    | Seq_Len of tokens: int
+    | Lr of base_lr: float
+    | Lr_Sweep of base_lrs: string
+    | Ratios of spec: string
+    | Warmup of steps: int
+    | Eval_Every of steps: int
+    | Eval_Windows of count: int
+    | Out of dir: string
+    | Threads of count: int
+    | Device of name: string
+    | Precision of name: string
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Data _ -> "a folder of shards from blr prepare."
+            | Model _ -> "a named config (default gpt2-tiny)."
+            | Set _ -> "a model override KEY=VALUE; repeatable."
+            | Optimizers _ -> "comma-separated (default adamw,blockwise-adamw,adam-mini,blockwise-adam-mini)."
+            | Seeds _ -> "comma-separated seeds (default 1337); mean and spread are over these."
+            | Steps _ -> "N: every optimizer runs N steps; the AdamW baseline runs 2N."
+            | Batch_Size _ -> "sequences per step (default 16)."
+            | Micro_Batch_Size _ -> "sequences per forward/backward (default: the batch)."
+            | Seq_Len _ -> "tokens per sequence (default: the model's context)."
+            | Lr _ -> "base LR (default 6e-4)."
+            | Lr_Sweep _ -> "comma-separated base LRs for the AdamW(2N) baseline; the best is used for all."
+            | Ratios _ -> "ratios of the blockwise optimizers (default paper)."
+            | Warmup _ -> "warmup steps (default 2% of N)."
+            | Eval_Every _ -> "evaluate every N steps (default 100)."
+            | Eval_Windows _ -> "validation windows (default 64)."
+            | Out _ -> "the comparison folder (default runs/compare)."
+            | Threads _ -> "CPU threads for libtorch."
+            | Device _ -> "cpu (default) or cuda."
+            | Precision _ -> "fp32 (default), tf32, bf16-mixed."
+
 type DemoArgs =
     | Quick
     | Out of dir: string
@@ -259,6 +303,7 @@ type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Prepare of ParseResults<PrepareArgs>
     | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<TrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
+    | [<CliPrefix(CliPrefix.None)>] Compare of ParseResults<CompareArgs>
     | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<EvalArgs>
     | [<CliPrefix(CliPrefix.None)>] Sample of ParseResults<SampleArgs>
     | [<CliPrefix(CliPrefix.None); CustomCommandLine("import-hf")>] Import_Hf of ParseResults<HfArgs>
@@ -274,6 +319,7 @@ type BlrArgs =
             | Blocks _ -> "show which block each parameter of a .safetensors file belongs to, and counts per block."
             | Prepare _ -> "tokenize a corpus into llm.c train/val shards (e.g. blr prepare --builtin gutenberg --out data/gutenberg-gpt2)."
             | Train _ -> "pre-train a model (e.g. blr train --data data/gutenberg-gpt2 --model gpt2-tiny --steps 300 --seq-len 128 --batch-size 8)."
+            | Compare _ -> "optimizers on the same data, model, seeds and N steps against AdamW at 2N: val loss, the paper's speedup, state bytes, speed."
             | Eval _ -> "loss and perplexity of a model on a dataset's val split or a text file (e.g. blr eval --model-dir runs/demo/adamw --data runs/demo/data)."
             | Sample _ -> "generate text (e.g. blr sample --model-dir runs/demo/adamw --prompt 'The whale' --max-tokens 50)."
             | Import_Hf _ -> "check and convert a Hugging Face GPT-2/LLaMA folder (use it with blr train --init-from)."

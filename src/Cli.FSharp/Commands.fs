@@ -213,6 +213,48 @@ let convertHf (args: ParseResults<HfArgs>) =
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) (args.GetResult HfArgs.Out) (Models.ModelConfigs.Describe model.Config)
     0
 
+let private commaList (text: string) = text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
+
+let compare (args: ParseResults<CompareArgs>) =
+    let pair (key: string) (value: obj) = Collections.Generic.KeyValuePair(key, value)
+    let overrides = args.GetResults CompareArgs.Set
+    let values =
+        [ if not overrides.IsEmpty then yield pair "modelOverrides" (box (Array.ofList overrides))
+          yield pair "out" (box (args.GetResult(CompareArgs.Out, defaultValue = "runs/compare")))
+          for a in args.GetAllResults() do
+              match a with
+              | CompareArgs.Data v -> yield pair "data" (box v)
+              | CompareArgs.Model v -> yield pair "model" (box v)
+              | CompareArgs.Steps v -> yield pair "steps" (box v)
+              | CompareArgs.Batch_Size v -> yield pair "batchSize" (box v)
+              | CompareArgs.Micro_Batch_Size v -> yield pair "microBatchSize" (box v)
+              | CompareArgs.Seq_Len v -> yield pair "seqLen" (box v)
+              | CompareArgs.Lr v -> yield pair "lr" (box v)
+              | CompareArgs.Ratios v -> yield pair "ratios" (box v)
+              | CompareArgs.Warmup v -> yield pair "warmupSteps" (box v)
+              | CompareArgs.Eval_Every v -> yield pair "evalEvery" (box v)
+              | CompareArgs.Eval_Windows v -> yield pair "evalWindows" (box v)
+              | CompareArgs.Threads v -> yield pair "threads" (box v)
+              | CompareArgs.Device v -> yield pair "device" (box v)
+              | CompareArgs.Precision v -> yield pair "precision" (box v)
+              | _ -> () ]
+    let number (what: string) (parse: string -> bool * 'T) (text: string) =
+        match parse text with
+        | true, v -> v
+        | _ -> invalidArg what (sprintf "--%s: '%s' is not a number" what text)
+    let defaults = Training.CompareOptions(Common = Training.PretrainOptions())
+    let options =
+        Training.CompareOptions(
+            Common = Training.PretrainOptions().With(values),
+            Optimizers = (args.TryGetResult CompareArgs.Optimizers |> Option.map commaList |> Option.defaultValue (Array.ofSeq defaults.Optimizers)),
+            Seeds = (args.TryGetResult CompareArgs.Seeds |> Option.map (commaList >> Array.map (number "seeds" UInt64.TryParse)) |> Option.defaultValue (Array.ofSeq defaults.Seeds)),
+            LrSweep = (args.TryGetResult CompareArgs.Lr_Sweep |> Option.map (commaList >> Array.map (number "lr-sweep" (fun t -> Double.TryParse(t, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture)))) |> Option.defaultValue [||])
+        )
+    let report = withTraining "compare" (fun progress cancel -> Training.Comparison.Compare(options, null, progress, cancel))
+    printfn "%s" (report.Table())
+    printfn "report %s, curves %s" report.Markdown report.Png
+    0
+
 let demo (args: ParseResults<DemoArgs>) =
     let options = Training.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
     printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW (paper ratios), %d steps of %d x %d tokens each"

@@ -21,6 +21,7 @@ let main argv =
         | Prepare a -> Commands.prepare a
         | Train a -> Commands.train a
         | Demo a -> Commands.demo a
+        | Compare a -> Commands.compare a
         | Eval a -> Commands.eval a
         | Sample a -> Commands.sample a
         | Import_Hf a

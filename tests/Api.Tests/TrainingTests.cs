@@ -215,6 +215,37 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         finally { Directory.Delete(dir, true); }
     }
 
+    [Fact]
+    public void Compare_runs_every_optimizer_over_every_seed_against_the_best_adamw_at_2n()
+    {
+        var dir = Temp();
+        try
+        {
+            var common = new PretrainOptions
+            {
+                Data = gutenberg.Directory, Model = "gpt2-tiny", ModelOverrides = ["layers=1", "width=16", "heads=2"],
+                Steps = 4, BatchSize = 2, SeqLen = 16, EvalEvery = 2, EvalWindows = 2, Threads = 1, Out = dir,
+            };
+            var report = Comparison.Compare(new CompareOptions
+            {
+                Common = common, Optimizers = ["blockwise-adamw", "adam-mini"], Seeds = [1, 2], LrSweep = [1e-3, 3e-3],
+            });
+            Assert.Equal(2, report.Sweep.Count);
+            Assert.Same(report.Sweep.MinBy(s => s.MeanFinal), report.Baseline);
+            Assert.All(report.Baseline.Runs, r => Assert.Equal([2, 4, 6, 8], r.Evals.Select(e => e.Step)));
+            Assert.All(report.Rows, row =>
+            {
+                Assert.Equal(report.Baseline.Lr, row.Lr);
+                Assert.Equal(2, row.Runs.Count);
+                Assert.NotEqual(row.Runs[0].FinalValLoss, row.Runs[1].FinalValLoss);   // the seeds differ
+                Assert.Equal((row.Runs[0].Evals[^1].ValLoss + row.Runs[1].Evals[^1].ValLoss) / 2, row.MeanCurve[^1].ValLoss, 12);
+            });
+            Assert.True(File.Exists(report.Png) && File.Exists(report.Markdown) && File.Exists(report.Json));
+            Assert.Contains("| adam-mini | 4 |", File.ReadAllText(report.Markdown));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     /// Process RSS is measured by `Benchmarks --memory` (README): inside the test host it is too noisy to assert.
     [Fact]
     public void Live_tensors_stay_constant_over_1000_steps()

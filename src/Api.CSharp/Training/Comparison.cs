@@ -6,6 +6,80 @@ using BlockwiseLR.Models;
 
 namespace BlockwiseLR.Training;
 
+/// <summary>What `blr compare` runs: <see cref="Common"/> gives model, data, N (Steps), batch, LR and the run folder.</summary>
+public sealed record CompareOptions
+{
+    public required PretrainOptions Common { get; init; }
+    public IReadOnlyList<string> Optimizers { get; init; } = ["adamw", "blockwise-adamw", "adam-mini", "blockwise-adam-mini"];
+    public IReadOnlyList<ulong> Seeds { get; init; } = [1337];
+    /// <summary>Base LRs for the AdamW(2N) baseline; the best is used for every optimizer. Empty: Common.Lr.</summary>
+    public IReadOnlyList<double> LrSweep { get; init; } = [];
+}
+
+/// <summary>One optimizer (or the baseline) over all seeds.</summary>
+public sealed record CompareRow(string Label, string Optimizer, int Steps, double Lr, IReadOnlyList<PretrainResult> Runs)
+{
+    public double MeanFinal => Runs.Average(r => r.FinalValLoss);
+    public double MinFinal => Runs.Min(r => r.FinalValLoss);
+    public double MaxFinal => Runs.Max(r => r.FinalValLoss);
+
+    /// <summary>Val loss per eval step, averaged over seeds.</summary>
+    public IReadOnlyList<EvalPoint> MeanCurve => Runs.SelectMany(r => r.Evals).GroupBy(e => e.Step).OrderBy(g => g.Key)
+        .Where(g => g.Count() == Runs.Count).Select(g => new EvalPoint(g.Key, g.Average(e => e.ValLoss))).ToList();
+}
+
+public sealed record CompareReport(CompareRow Baseline, IReadOnlyList<CompareRow> Sweep, IReadOnlyList<CompareRow> Rows, int N,
+    string Markdown, string Png, string Json)
+{
+    /// <summary>The paper's speedup of a row against AdamW(2N) (method.md section 4), on seed-mean curves.</summary>
+    public double? Speedup(CompareRow row)
+    {
+        var value = BlockwiseLR.Core.Speedup.measure(
+            Microsoft.FSharp.Collections.ListModule.OfSeq(Baseline.MeanCurve.Select(e => Tuple.Create(e.Step, e.ValLoss))),
+            Microsoft.FSharp.Collections.ListModule.OfSeq(row.MeanCurve.Select(e => Tuple.Create(e.Step, e.ValLoss))), N);
+        return value is null ? null : value.Value;
+    }
+
+    public string Table()
+    {
+        var text = new StringBuilder();
+        text.AppendLine("| optimizer | steps | base LR | val loss at the end (mean, min..max over seeds) | speedup vs AdamW(2N) | optimizer state | ms/step | tokens/s |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|");
+        foreach (var row in Rows.Prepend(Baseline))
+        {
+            var speedup = row == Baseline ? "1 (baseline)" : Speedup(row) is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x" : "n/a";
+            text.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {row.Label} | {row.Steps} | {row.Lr:G3} | {row.MeanFinal:F4} ({row.MinFinal:F4}..{row.MaxFinal:F4}) | {speedup} | {row.Runs[0].OptimizerStateBytes / 1048576.0:F1} MiB | {row.Runs.Average(r => r.MillisecondsPerStep):F1} | {row.Runs.Average(r => r.TokensPerSecond):N0} |"));
+        }
+        return text.ToString();
+    }
+
+    public string ToMarkdown(PretrainOptions common)
+    {
+        var text = new StringBuilder();
+        text.AppendLine($"# Comparison: {common.Model}, N = {N} steps of {common.BatchSize} x {common.SeqLen} tokens");
+        text.AppendLine();
+        text.AppendLine(
+            $"Data {common.Data}; seeds {string.Join(", ", Rows[0].Runs.Select(r => Path.GetFileName(r.RunDirectory)))}; AdamW at 2N = {2 * N} steps is the baseline" +
+            (Sweep.Count > 1 ? $" (best base LR of {string.Join(", ", Sweep.Select(s => s.Lr.ToString("G3", CultureInfo.InvariantCulture)))})" : "") +
+            $"; speedup as method.md section 4; BlockwiseLR {Pretrainer.CodeVersion}.");
+        text.AppendLine();
+        text.Append(Table());
+        text.AppendLine();
+        text.AppendLine("Mean val loss at equal steps:");
+        text.AppendLine();
+        var rows = Rows.Prepend(Baseline).ToList();
+        text.AppendLine("| step | " + string.Join(" | ", rows.Select(r => r.Label)) + " |");
+        text.AppendLine("|---|" + string.Concat(rows.Select(_ => "---|")));
+        foreach (var step in Baseline.MeanCurve.Select(e => e.Step))
+            text.AppendLine($"| {step} | " + string.Join(" | ", rows.Select(r =>
+                r.MeanCurve.FirstOrDefault(e => e.Step == step)?.ValLoss.ToString("F4", CultureInfo.InvariantCulture) ?? "")) + " |");
+        text.AppendLine();
+        text.AppendLine("![mean val loss](curves.png)");
+        return text.ToString();
+    }
+}
+
 /// <summary>One optimizer's run in a comparison.</summary>
 public sealed record ComparisonRun(string Optimizer, PretrainResult Result);
 
@@ -109,6 +183,57 @@ public static class Comparison
         markdown.AppendLine("![loss curves](loss.png)");
         File.WriteAllText(report.Markdown, markdown.ToString());
         File.WriteAllText(report.Json, JsonSerializer.Serialize(runs, PretrainOptions.Json));
+        return report;
+    }
+
+    /// <summary>`blr compare`: AdamW at 2N steps (over <see cref="CompareOptions.LrSweep"/> when given; the best
+    /// base LR by mean final val loss wins) and each optimizer at N steps with that base LR, each over every seed;
+    /// val loss at equal steps (mean and spread over seeds), the paper's speedup against AdamW(2N), optimizer
+    /// state bytes, ms/step and tokens/s; report.md, curves.png and report.json in Common.Out.</summary>
+    public static CompareReport Compare(CompareOptions options, Action<string>? starting = null, IProgress<TrainProgress>? progress = null,
+        CancellationToken cancel = default)
+    {
+        var common = options.Common;
+        if (options.Optimizers.Count == 0 || options.Seeds.Count == 0) throw new ArgumentException("give at least one optimizer and one seed");
+        var n = common.Steps;
+        var lrs = options.LrSweep.Count > 0 ? options.LrSweep : [common.Lr];
+        foreach (var optimizer in options.Optimizers) ResolvedOptions.Resolve(common.With([new("optimizer", optimizer)]));   // every problem before any run
+        ResolvedOptions.Resolve(common.With([new("steps", 2 * n)]));
+
+        CompareRow RunRow(string label, string optimizer, int steps, double lr)
+        {
+            var runs = new List<PretrainResult>();
+            foreach (var seed in options.Seeds)
+            {
+                starting?.Invoke($"{label} seed {seed}");
+                var folder = Path.Combine(common.Out, label, $"seed-{seed}");
+                runs.Add(Pretrainer.Run(common.With([new("optimizer", optimizer), new("steps", steps), new("lr", lr), new("seed", seed),
+                    new("out", folder), new("warmupSteps", common.WarmupSteps ?? Math.Max(1, n / 50))]), progress, cancel));
+            }
+            return new CompareRow(label, optimizer, steps, lr, runs);
+        }
+
+        var baselines = lrs.Select(lr => RunRow(lrs.Count > 1 ? $"adamw-2N-lr{lr.ToString("G3", CultureInfo.InvariantCulture)}" : "adamw-2N", "adamw", 2 * n, lr)).ToList();
+        var baseline = baselines.MinBy(b => b.MeanFinal)!;
+        var rows = options.Optimizers.Select(o => RunRow(o, o, n, baseline.Lr)).ToList();
+        var report = new CompareReport(baseline, baselines, rows, n,
+            Path.Combine(common.Out, "report.md"), Path.Combine(common.Out, "curves.png"), Path.Combine(common.Out, "report.json"));
+
+        var plot = new ScottPlot.Plot();
+        foreach (var row in rows.Prepend(baseline))
+        {
+            var curve = row.MeanCurve;
+            var line = plot.Add.Scatter(curve.Select(c => (double)c.Step).ToArray(), curve.Select(c => c.ValLoss).ToArray());
+            line.LegendText = row.Label;
+            line.LineWidth = 2;
+        }
+        plot.Title($"{common.Model}: mean val loss over {options.Seeds.Count} seed(s)");
+        plot.XLabel("step");
+        plot.YLabel("val loss");
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        plot.SavePng(report.Png, 900, 560);
+        File.WriteAllText(report.Markdown, report.ToMarkdown(common));
+        File.WriteAllText(report.Json, JsonSerializer.Serialize(report, PretrainOptions.Json));
         return report;
     }
 
