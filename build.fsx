@@ -5,6 +5,8 @@
 //   demo   build, then the main job: blr demo (gpt2-tiny on the built-in corpus, AdamW vs Blockwise AdamW);
 //          extra arguments go to blr demo, e.g. `dotnet fsi build.fsx demo --quick`
 //   bench  build, then the BenchmarkDotNet benchmarks (minutes; not part of test)
+//   bundle the GPU bundle of docs (app built for an external libtorch + the .NET runtime + run.sh), checked end
+//          to end on this machine with --device cpu against the CPU natives package
 // Plain F# (no NuGet references), so it starts on a fresh machine with only the .NET SDK.
 
 open System
@@ -220,10 +222,51 @@ let bench (args: string list) =
     let filter = if args.IsEmpty then [ "--filter"; "*" ] else args
     run "dotnet" (dll :: filter) dotnetEnv
 
+/// out/blr-bundle.tar.gz: `blr` built for an external libtorch (no natives), the .NET runtime, run.sh and
+/// bench-gpu.sh; then unpacked into a temporary folder and run: prepare + a 2-step train on the CPU, with the CPU
+/// natives package as the "external" libtorch.
+let bundle () =
+    setup ()
+    let out = Path.Combine(root, "out", "bundle")
+    if Directory.Exists out then Directory.Delete(out, true)
+    let app = Path.Combine(out, "app")
+    log "publishing blr for an external libtorch"
+    runOrFail "dotnet" [ "publish"; "src/Cli.FSharp"; "-c"; configuration; "-o"; app; "-p:TorchBackend=external"; "-v"; "q"; "-nologo" ]
+    for runtime in Directory.GetDirectories(Path.Combine(app, "runtimes")) do
+        if Path.GetFileName runtime <> "linux-x64" then Directory.Delete(runtime, true)
+    let dotnetRoot =
+        match capture "dotnet" [ "--list-runtimes" ] with
+        | Some text ->
+            let line = text.Split('\n') |> Array.find (fun l -> l.StartsWith "Microsoft.NETCore.App ")
+            Path.GetDirectoryName(Path.GetDirectoryName(line.Substring(line.IndexOf('[') + 1).TrimEnd(']', '\r')))
+        | None -> fail "dotnet --list-runtimes failed"
+    log (sprintf "packing the .NET runtime from %s" dotnetRoot)
+    runOrFail "tar" [ "-cJf"; Path.Combine(out, "dotnet-rt.tar.xz"); "-C"; dotnetRoot; "dotnet"; "host"; "shared/Microsoft.NETCore.App" ]
+    for script in [ "run.sh"; "bench-gpu.sh" ] do
+        File.Copy(Path.Combine(root, "tools", script), Path.Combine(out, script))
+    let archive = Path.Combine(root, "out", "blr-bundle.tar.gz")
+    runOrFail "tar" [ "-czf"; archive; "-C"; out; "." ]
+    log (sprintf "%s: %.1f MB" archive (float (FileInfo(archive).Length) / 1e6))
+    // End to end, as on a GPU machine but with --device cpu and the CPU natives as the external libtorch.
+    let check = Path.Combine(Path.GetTempPath(), sprintf "blr-bundle-check-%d" Environment.ProcessId)
+    Directory.CreateDirectory check |> ignore
+    runOrFail "tar" [ "-xzf"; archive; "-C"; check ]
+    let natives =
+        Path.Combine(Environment.GetFolderPath Environment.SpecialFolder.UserProfile, ".nuget", "packages", "libtorch-cpu-linux-x64", "2.10.0", "runtimes", "linux-x64", "native")
+    let env = [ "BLR_LIBTORCH", natives; "BLR_DOTNET_DIR", Path.Combine(check, "dotnet") ]
+    let runBundle args =
+        if run (Path.Combine(check, "run.sh")) args env <> 0 then fail (sprintf "bundle check: run.sh %s failed" (String.concat " " args))
+    runBundle [ "prepare"; "--builtin"; "gutenberg"; "--out"; Path.Combine(check, "data") ]
+    runBundle [ "train"; "--data"; Path.Combine(check, "data"); "--set"; "layers=1"; "--set"; "width=32"; "--set"; "heads=2"; "--steps"; "2"
+                "--batch-size"; "2"; "--seq-len"; "16"; "--eval-windows"; "2"; "--device"; "cpu"; "--out"; Path.Combine(check, "run") ]
+    Directory.Delete(check, true)
+    log "bundle check passed: prepare and a 2-step train ran from the unpacked bundle on the CPU"
+
 let targets =
     [ "setup", (fun () -> setup (); 0)
       "build", (fun () -> build (); 0)
       "test", test
+      "bundle", (fun () -> bundle (); 0)
       "demo", (fun () -> demo []; 0) ]
 
 let main (args: string list) =

@@ -32,23 +32,52 @@ public static class TorchRuntime
         typeof(TorchRuntime).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
             .FirstOrDefault(a => a.Key == "TorchBackend")?.Value ?? "cpu";
 
+    /// <summary>A libtorch folder to load instead of the natives package (for example a PyTorch install's
+    /// torch/lib): set it, or the BLR_LIBTORCH environment variable, before the first tensor.</summary>
+    public static string? LibTorchDirectory { get; set; } = Environment.GetEnvironmentVariable("BLR_LIBTORCH");
+
+    // Load order: each library's dependencies first; CUDA ones before the CPU library that dispatches to them.
+    static readonly string[] LibTorchLibraries = ["libc10.so", "libc10_cuda.so", "libtorch_cuda.so", "libtorch_cpu.so", "libtorch.so"];
+
     /// <summary>Loads libtorch (once per process) or throws <see cref="TorchUnavailableException"/>.
-    /// Every entry point calls this before its first tensor.</summary>
-    public static void EnsureAvailable()
+    /// Every entry point calls this before its first tensor; with <paramref name="cuda"/>, CUDA is initialized
+    /// first (TorchSharp leaves CUDA off for the whole process if anything touches libtorch before it).</summary>
+    public static void EnsureAvailable(bool cuda = false)
     {
         lock (Gate)
         {
-            if (ready) return;
-            failure ??= Probe();
+            if (ready && (!cuda || cudaReady)) return;
+            if (ready && cuda)
+                throw new TorchUnavailableException("CUDA was asked for after libtorch started on the CPU; start a new process with --device cuda");
+            failure ??= Probe(cuda);
             if (failure is not null) throw new TorchUnavailableException(failure);
             ready = true;
+            cudaReady = cuda;
         }
     }
 
-    static string? Probe()
+    static bool cudaReady;
+
+    static string? LoadLibTorchFrom(string directory)
+    {
+        if (!Directory.Exists(directory)) return $"--libtorch {directory}: no such folder (give a libtorch lib folder, e.g. a PyTorch install's torch/lib)";
+        var found = LibTorchLibraries.Select(name => Path.Combine(directory, name)).Where(File.Exists).ToList();
+        if (!found.Any(p => p.EndsWith("libtorch_cpu.so", StringComparison.Ordinal)))
+            return $"--libtorch {directory}: no libtorch_cpu.so there; give the folder that holds libtorch_cpu.so and libc10.so";
+        foreach (var library in found)
+        {
+            try { NativeLibrary.Load(library); }
+            catch (DllNotFoundException e) { return Explain(e.Message, LoadedLibStdCxx()); }
+        }
+        return null;
+    }
+
+    static string? Probe(bool cuda)
     {
         if (!OperatingSystem.IsLinux())
             return null; // TorchSharp's own messages are adequate where we have no better diagnosis.
+        if (LibTorchDirectory is { Length: > 0 } external && LoadLibTorchFrom(external) is { } loadFailure)
+            return loadFailure;
 
         var libstdcxx = LoadedLibStdCxx();
         if (libstdcxx is not null && !FileContains(libstdcxx, RequiredGlibcxx))
@@ -69,6 +98,14 @@ public static class TorchRuntime
 
         try
         {
+            if (cuda)
+            {
+                const string noCuda = "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible. " +
+                                      "Fix: pass --libtorch with a CUDA PyTorch's torch/lib (or set BLR_LIBTORCH) on a machine with a GPU, or build with -p:TorchBackend=cuda";
+                try { torch.InitializeDeviceType(DeviceType.CUDA); }
+                catch (Exception) { return noCuda; }
+                if (!torch.cuda.is_available()) return noCuda;
+            }
             torch.InitializeDeviceType(DeviceType.CPU);
             using var probe = torch.ones(1);
         }
@@ -93,8 +130,8 @@ public static class TorchRuntime
         {
             var library = detail[..at].Split(' ', ':').Last(s => s.Length > 0);
             return $"libtorch could not be loaded: {library} was not found. Fix: build with the default -p:TorchBackend=cpu " +
-                   "(restores libtorch-cpu-linux-x64 2.10.0), or for -p:TorchBackend=external put a libtorch directory " +
-                   "(e.g. a PyTorch install's torch/lib) on LD_LIBRARY_PATH";
+                   "(restores libtorch-cpu-linux-x64 2.10.0), or for -p:TorchBackend=external pass --libtorch DIR (or set BLR_LIBTORCH) " +
+                   "with a libtorch folder such as a PyTorch install's torch/lib";
         }
         return $"libtorch could not be loaded: {detail}. {SetupFix}";
     }

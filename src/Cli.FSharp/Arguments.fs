@@ -281,6 +281,18 @@ type CompareArgs =
             | Device _ -> "cpu (default) or cuda."
             | Precision _ -> "fp32 (default), tf32, bf16-mixed."
 
+type PlotArgs =
+    | [<Mandatory>] Run of dir: string
+    | [<Mandatory>] Out of png: string
+    | Train
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Run _ -> "a blr train --out folder; repeatable."
+            | Out _ -> "the PNG to write."
+            | Train -> "plot the train loss (10-step mean) instead of the val loss."
+
 type DemoArgs =
     | Quick
     | Out of dir: string
@@ -304,6 +316,7 @@ type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Train of ParseResults<TrainArgs>
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
     | [<CliPrefix(CliPrefix.None)>] Compare of ParseResults<CompareArgs>
+    | [<CliPrefix(CliPrefix.None)>] Plot of ParseResults<PlotArgs>
     | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<EvalArgs>
     | [<CliPrefix(CliPrefix.None)>] Sample of ParseResults<SampleArgs>
     | [<CliPrefix(CliPrefix.None); CustomCommandLine("import-hf")>] Import_Hf of ParseResults<HfArgs>
@@ -311,15 +324,18 @@ type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Doctor of ParseResults<DoctorArgs>
     | Version
+    | [<Inherit>] Libtorch of dir: string
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Libtorch _ -> "load libtorch from this folder (e.g. a PyTorch install's torch/lib; also BLR_LIBTORCH)."
             | Schedule _ -> "print the per-block LR schedule of a run (e.g. blr schedule --steps 2000 --warmup 100)."
             | Blocks _ -> "show which block each parameter of a .safetensors file belongs to, and counts per block."
             | Prepare _ -> "tokenize a corpus into llm.c train/val shards (e.g. blr prepare --builtin gutenberg --out data/gutenberg-gpt2)."
             | Train _ -> "pre-train a model (e.g. blr train --data data/gutenberg-gpt2 --model gpt2-tiny --steps 300 --seq-len 128 --batch-size 8)."
             | Compare _ -> "optimizers on the same data, model, seeds and N steps against AdamW at 2N: val loss, the paper's speedup, state bytes, speed."
+            | Plot _ -> "loss curves of run folders as a PNG (e.g. blr plot --run runs/demo/adamw --run runs/demo/blockwise-adamw --out loss.png)."
             | Eval _ -> "loss and perplexity of a model on a dataset's val split or a text file (e.g. blr eval --model-dir runs/demo/adamw --data runs/demo/data)."
             | Sample _ -> "generate text (e.g. blr sample --model-dir runs/demo/adamw --prompt 'The whale' --max-tokens 50)."
             | Import_Hf _ -> "check and convert a Hugging Face GPT-2/LLaMA folder (use it with blr train --init-from)."

@@ -255,6 +255,11 @@ let compare (args: ParseResults<CompareArgs>) =
     printfn "report %s, curves %s" report.Markdown report.Png
     0
 
+let plot (args: ParseResults<PlotArgs>) =
+    let png = Training.Plots.Curves(args.GetResults PlotArgs.Run |> Array.ofList, args.GetResult PlotArgs.Out, args.Contains PlotArgs.Train)
+    printfn "wrote %s" png
+    0
+
 let demo (args: ParseResults<DemoArgs>) =
     let options = Training.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
     printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW (paper ratios), %d steps of %d x %d tokens each"

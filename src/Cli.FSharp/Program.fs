@@ -15,6 +15,7 @@ let main argv =
     let parser = ArgumentParser.Create<BlrArgs>(programName = "blr")
     try
         let args = parser.ParseCommandLine(argv, raiseOnUsage = true)
+        args.TryGetResult BlrArgs.Libtorch |> Option.iter (fun dir -> TorchRuntime.LibTorchDirectory <- dir)
         match args.GetSubCommand() with
         | Schedule a -> Commands.schedule a
         | Blocks a -> Commands.blocks a
@@ -22,13 +23,15 @@ let main argv =
         | Train a -> Commands.train a
         | Demo a -> Commands.demo a
         | Compare a -> Commands.compare a
+        | Plot a -> Commands.plot a
         | Eval a -> Commands.eval a
         | Sample a -> Commands.sample a
         | Import_Hf a
         | Export_Hf a -> Commands.convertHf a
         | Inspect a -> Commands.inspect a
         | Doctor a -> Commands.doctor a
-        | Version -> printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3); 0
+        | Version
+        | Libtorch _ -> printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3); 0
     with
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText -> printfn "%s" e.Message; 0
     | :? ArguParseException as e -> fail 2 (e.Message.Split('\n').[0] + " (see blr --help)")

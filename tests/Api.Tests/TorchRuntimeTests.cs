@@ -49,7 +49,7 @@ public class TorchRuntimeTests
         var message = TorchRuntime.Explain(loader, "/usr/lib/x86_64-linux-gnu/libstdc++.so.6");
         Assert.DoesNotContain('\n', message);
         Assert.Contains("libtorch_cpu.so was not found", message);
-        Assert.Contains("LD_LIBRARY_PATH", message);
+        Assert.Contains("--libtorch", message);
     }
 
     [Fact]

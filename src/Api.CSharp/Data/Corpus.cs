@@ -162,7 +162,7 @@ public static class Corpus
                 for (var group = 0; group < reader.RowGroupCount; group++)
                 {
                     using var groupReader = reader.OpenRowGroupReader(group);
-                    var values = new string[groupReader.RowCount];
+                    var values = new string?[groupReader.RowCount];
                     groupReader.ReadAsync(field, values.AsMemory(), null, default).AsTask().GetAwaiter().GetResult();
                     foreach (var text in values)
                     {

@@ -26,7 +26,7 @@ public abstract class ExplicitModule<TInput, TResult>(string name) : nn.Module<T
 /// <summary>y = x W^T + b with W in Linear (out, in) layout, computed in x's dtype.</summary>
 public sealed class Linear : ExplicitModule<Tensor, Tensor>
 {
-    public Parameter Weight => get_parameter("weight");
+    public Parameter Weight => get_parameter("weight")!;
     public Parameter? Bias => get_parameter("bias");
 
     public Linear(long inFeatures, long outFeatures, bool hasBias, Device device) : base(nameof(Linear))
@@ -45,7 +45,7 @@ public sealed class Linear : ExplicitModule<Tensor, Tensor>
 /// <summary>A table of vectors (vocab or positions, width), looked up in fp32.</summary>
 public sealed class Embedding : ExplicitModule<Tensor, Tensor>
 {
-    public Parameter Weight => get_parameter("weight");
+    public Parameter Weight => get_parameter("weight")!;
 
     public Embedding(long count, long width, Device device) : base(nameof(Embedding))
     {
@@ -64,7 +64,7 @@ public sealed class Embedding : ExplicitModule<Tensor, Tensor>
 public sealed class LayerNorm : ExplicitModule<Tensor, Tensor>
 {
     readonly double eps;
-    public Parameter Weight => get_parameter("weight");
+    public Parameter Weight => get_parameter("weight")!;
     public Parameter? Bias => get_parameter("bias");
 
     public LayerNorm(long width, bool hasBias, double eps, Device device) : base(nameof(LayerNorm))
@@ -86,7 +86,7 @@ public sealed class LayerNorm : ExplicitModule<Tensor, Tensor>
 public sealed class RmsNorm : ExplicitModule<Tensor, Tensor>
 {
     readonly double eps;
-    public Parameter Weight => get_parameter("weight");
+    public Parameter Weight => get_parameter("weight")!;
 
     public RmsNorm(long width, double eps, Device device) : base(nameof(RmsNorm))
     {

@@ -17,8 +17,11 @@ public sealed record ModelInspection(
     public long TotalBytes => WeightBytes + GradientBytes + OptimizerStateBytes + ActivationBytes;
 
     /// <summary>Throws <see cref="ArgumentException"/> with a one-line message for bad names or sizes.</summary>
+    /// <param name="config">the model.</param>
     /// <param name="optimizer">adamw, blockwise-adamw, adam-mini or blockwise-adam-mini.</param>
     /// <param name="precision">fp32, tf32 or bf16-mixed.</param>
+    /// <param name="batchSize">sequences per step.</param>
+    /// <param name="seqLen">tokens per sequence.</param>
     /// <param name="mathAttention">true where attention materializes T x T probabilities (CPU).</param>
     public static ModelInspection Of(ModelConfig config, string optimizer, string precision, int batchSize, int seqLen, bool mathAttention)
     {

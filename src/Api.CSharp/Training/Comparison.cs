@@ -240,3 +240,35 @@ public static class Comparison
     static double[] Smooth(IReadOnlyList<double> values, int window) =>
         values.Select((_, i) => values.Skip(Math.Max(0, i - window + 1)).Take(Math.Min(window, i + 1)).Average()).ToArray();
 }
+
+/// <summary>`blr plot`: val (evals.csv) or train (metrics.jsonl) loss of one or more run folders in one PNG.</summary>
+public static class Plots
+{
+    public static string Curves(IReadOnlyList<string> runs, string png, bool train, int smooth = 10)
+    {
+        if (runs.Count == 0) throw new ArgumentException("give at least one --run folder");
+        var plot = new ScottPlot.Plot();
+        foreach (var run in runs)
+        {
+            var file = Path.Combine(run, train ? "metrics.jsonl" : "evals.csv");
+            if (!File.Exists(file)) throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
+            var points = train
+                ? File.ReadAllLines(file).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).Select(n => (n["step"]!.GetValue<double>() + 1, n["loss"]!.GetValue<double>())).ToList()
+                : File.ReadAllLines(file).Skip(1).Select(l => l.Split(',')).Select(p => (double.Parse(p[0], CultureInfo.InvariantCulture), double.Parse(p[1], CultureInfo.InvariantCulture))).ToList();
+            if (points.Count == 0) throw new ArgumentException($"{file}: no points yet");
+            var ys = train && smooth > 1
+                ? points.Select((_, i) => points.Skip(Math.Max(0, i - smooth + 1)).Take(Math.Min(smooth, i + 1)).Average(p => p.Item2)).ToArray()
+                : points.Select(p => p.Item2).ToArray();
+            var line = plot.Add.Scatter(points.Select(p => p.Item1).ToArray(), ys);
+            line.LegendText = Path.GetFileName(Path.GetFullPath(run).TrimEnd('/'));
+            line.MarkerSize = train ? 0 : 5;
+        }
+        plot.Title(train ? $"train loss ({smooth}-step mean)" : "val loss");
+        plot.XLabel("step");
+        plot.YLabel("loss");
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(png))!);
+        plot.SavePng(png, 900, 560);
+        return png;
+    }
+}

@@ -32,7 +32,7 @@ public static class Pretrainer
         var initFrom = o.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
         if (initFrom is not null && !HfFormat.ReadConfig(initFrom).Equals(config))
             throw new ArgumentException($"{initFrom} holds another model ({ModelConfigs.Describe(HfFormat.ReadConfig(initFrom))}), not {ModelConfigs.Describe(config)}; pass the same --model and --set options");
-        TorchRuntime.EnsureAvailable();
+        TorchRuntime.EnsureAvailable(cuda: o.Device == "cuda");
         if (o.Threads is { } threads) set_num_threads(threads);
         var device = o.Device == "cuda" ? CUDA : CPU;
         Precisions.Apply(resolved.Precision, device);
