@@ -1,7 +1,7 @@
 // BlockwiseLR build script: `dotnet fsi build.fsx <target>`
 //   setup  make the machine able to run TorchSharp 0.107 (libstdc++ of GCC >= 13), restore packages
 //   build  setup, then build Hybrid.sln (Release)
-//   test   build, then every test runner; the last line is `N passed, M failed`
+//   test   build, then every test runner and the pack check; the last line is `N passed, M failed`
 //   demo   build, then the main job: blr demo (gpt2-tiny on the built-in corpus, AdamW vs Blockwise AdamW);
 //          extra arguments go to blr demo, e.g. `dotnet fsi build.fsx demo --quick`
 //   bench  build, then the BenchmarkDotNet benchmarks (minutes; not part of test)
@@ -206,10 +206,36 @@ let runXunit (project: string) =
             { Passed = 0; Failed = 1 }
     if code <> 0 && counts.Failed = 0 then { counts with Failed = 1 } else counts
 
+/// Packs the library and the tool, installs the tool from the local package folder into a temporary tool path
+/// and runs `blr --help` and a 2-step `blr train` with it. Counted as one test.
+let packCheck () =
+    log "pack check: dotnet pack, dotnet tool install from out/packages, blr --help, a 2-step blr train"
+    let packages = Path.Combine(root, "out", "packages")
+    if Directory.Exists packages then Directory.Delete(packages, true)
+    let tools = Path.Combine(Path.GetTempPath(), sprintf "blr-tool-check-%d" Environment.ProcessId)
+    let blr = Path.Combine(tools, "blr")
+    let steps =
+        [ "pack", (fun () -> run "dotnet" [ "pack"; "Hybrid.sln"; "-c"; configuration; "--no-build"; "-o"; packages; "-v"; "q"; "-nologo" ] dotnetEnv)
+          "install", (fun () -> run "dotnet" [ "tool"; "install"; "BlockwiseLR.Tool"; "--version"; "0.1.0"; "--tool-path"; tools; "--add-source"; packages ] dotnetEnv)
+          "blr --help", (fun () -> run blr [ "--help" ] [])
+          "blr prepare", (fun () -> run blr [ "prepare"; "--builtin"; "gutenberg"; "--out"; Path.Combine(tools, "data") ] [])
+          "blr train", (fun () ->
+              run blr [ "train"; "--data"; Path.Combine(tools, "data"); "--set"; "layers=1"; "--set"; "width=32"; "--set"; "heads=2"
+                        "--steps"; "2"; "--batch-size"; "2"; "--seq-len"; "16"; "--eval-windows"; "2"; "--out"; Path.Combine(tools, "run") ] []) ]
+    let failed = steps |> List.tryFind (fun (_, step) -> step () <> 0)
+    if Directory.Exists tools then Directory.Delete(tools, true)
+    match failed with
+    | Some(name, _) ->
+        log (sprintf "pack check FAILED at %s" name)
+        { Passed = 0; Failed = 1 }
+    | None ->
+        log "pack check passed"
+        { Passed = 1; Failed = 0 }
+
 let test () =
     build ()
     let all =
-        [ runExpecto "tests/Core.Tests"; runXunit "tests/Api.Tests" ]
+        [ runExpecto "tests/Core.Tests"; runXunit "tests/Api.Tests"; packCheck () ]
         |> List.reduce (fun a b -> { Passed = a.Passed + b.Passed; Failed = a.Failed + b.Failed })
     Console.Out.Flush()
     printfn "%d passed, %d failed" all.Passed all.Failed
