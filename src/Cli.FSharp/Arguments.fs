@@ -152,10 +152,12 @@ type TrainArgs =
     | Weight_Decay of wd: float
     | Threads of count: int
     | Init_From of dir: string
+    | Peak_Tflops of tflops_or_gpu: string
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Peak_Tflops _ -> "the GPU's dense peak TFLOP/s for MFU in metrics.jsonl, or h100, h200, a100 (default h100; CUDA only)."
             | Init_From _ -> "start from the weights of a Hugging Face folder, checkpoint or run (same model shape)."
             | Config _ -> "a JSON file of options (names as in options.json); command-line options override it."
             | Model _ -> "a named config (default gpt2-tiny; see blr inspect --help)."

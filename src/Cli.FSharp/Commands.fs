@@ -155,6 +155,7 @@ let private trainValues (args: ParseResults<TrainArgs>) : Collections.Generic.Ke
           | TrainArgs.Weight_Decay v -> yield pair "weightDecay" (box v)
           | TrainArgs.Threads v -> yield pair "threads" (box v)
           | TrainArgs.Init_From v -> yield pair "initFrom" (box v)
+          | TrainArgs.Peak_Tflops v -> yield pair "peakTflops" (box v)
           | TrainArgs.Config _
           | TrainArgs.Set _ -> () ]
 

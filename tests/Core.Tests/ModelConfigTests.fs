@@ -101,3 +101,16 @@ let tests =
             Expect.isError (MemoryEstimate.estimate c OptimizerFamily.AdamW Precision.Fp32 2 257 false) "longer than the context"
         }
     ]
+
+[<Tests>]
+let flopsTests =
+    testList "Flops" [
+        test "6N + 12LHQT by hand for gpt2-tiny (tied) and llama-tiny (untied)" {
+            // gpt2-tiny: 7,259,264 parameters, minus wpe 256 x 128 = 32,768 (a lookup); L=4, H=4, Q=32, T=256.
+            let gpt2 = ModelConfig.create "gpt2-tiny" [] |> Result.defaultWith failwith
+            Expect.equal (Flops.perToken gpt2 256) (6.0 * float (7_259_264 - 32_768) + 12.0 * 4.0 * 4.0 * 32.0 * 256.0) "gpt2-tiny"
+            // llama-tiny: 13,616,256 parameters, minus the untied embedding 50304 x 128 (a lookup).
+            let llama = ModelConfig.create "llama-tiny" [] |> Result.defaultWith failwith
+            Expect.equal (Flops.perToken llama 128) (6.0 * float (13_616_256 - 50304 * 128) + 12.0 * 4.0 * 4.0 * 32.0 * 128.0) "llama-tiny"
+        }
+    ]

@@ -64,6 +64,9 @@ public sealed record PretrainOptions
     public string? WeightDecayPolicy { get; init; }
     /// <summary>CPU threads for libtorch (default: libtorch's choice).</summary>
     public int? Threads { get; init; }
+    /// <summary>The GPU's dense peak TFLOP/s for MFU in the metrics, or a name from the table: h100, h200, a100
+    /// (default h100 on CUDA; no MFU on the CPU).</summary>
+    public string? PeakTflops { get; init; }
 
     public static readonly JsonSerializerOptions Json = new()
     {

@@ -57,6 +57,8 @@ public static class Pretrainer
         using var metrics = new MetricsWriter(run, start);
         string? lastCheckpoint = resumeFrom;
         var tokensPerStep = (long)o.BatchSize * resolved.SeqLen;
+        var peak = device.type == DeviceType.CUDA ? PeakFlops(o.PeakTflops ?? "h100", resolved.Precision) : (double?)null;
+        var flopsPerToken = Flops.perToken(config, resolved.SeqLen);
         var stepTimes = new List<double>();
         var interrupted = false;
 
@@ -96,7 +98,9 @@ public static class Pretrainer
             var milliseconds = clock.Elapsed.TotalMilliseconds;
             stepTimes.Add(milliseconds);
             losses.Add(loss);
-            metrics.Step(step, loss, block => resolved.Schedule.LrAt(block, step), gradientNorms, tokensPerStep * 1000 / milliseconds, milliseconds);
+            var tokensPerSecond = tokensPerStep * 1000 / milliseconds;
+            metrics.Step(step, loss, block => resolved.Schedule.LrAt(block, step), gradientNorms, tokensPerSecond, milliseconds,
+                peak is { } p ? tokensPerSecond * flopsPerToken / p : null);
 
             var done = step + 1;
             double? valLoss = null;
@@ -121,6 +125,16 @@ public static class Pretrainer
             optimizer.StateBytes.Values.Sum(), lastCheckpoint, metrics.Path, interrupted);
         File.WriteAllText(Path.Combine(run, "result.json"), JsonSerializer.Serialize(result, PretrainOptions.Json));
         return result;
+    }
+
+    /// <summary>Peak FLOP/s: a number of TFLOP/s, or a GPU name from the core's table (by precision).</summary>
+    static double PeakFlops(string peak, Precision precision)
+    {
+        if (double.TryParse(peak, NumberStyles.Float, CultureInfo.InvariantCulture, out var tflops) && tflops > 0) return tflops * 1e12;
+        var entry = Flops.peakTflops.FirstOrDefault(e => e.Item1 == peak.ToLowerInvariant())
+            ?? throw new ArgumentException($"--peak-tflops {peak}: give TFLOP/s or one of {string.Join(", ", Flops.peakTflops.Select(e => e.Item1))}");
+        var (bf16, tf32, fp32) = entry.Item2;
+        return 1e12 * (precision == Precision.Bf16Mixed ? bf16 : precision == Precision.Tf32 ? tf32 : fp32);
     }
 
     /// <summary>Mean loss over the first EvalWindows windows of the val split.</summary>
@@ -171,7 +185,8 @@ sealed class MetricsWriter : IDisposable
         File.WriteAllLines(path, lines);
     }
 
-    public void Step(int step, double loss, Func<Block, double> lr, IReadOnlyDictionary<Block, double> gradientNorms, double tokensPerSecond, double milliseconds)
+    public void Step(int step, double loss, Func<Block, double> lr, IReadOnlyDictionary<Block, double> gradientNorms, double tokensPerSecond,
+        double milliseconds, double? mfu)
     {
         var line = new JsonObject
         {
@@ -182,6 +197,7 @@ sealed class MetricsWriter : IDisposable
             ["tokens_per_s"] = tokensPerSecond,
             ["ms"] = milliseconds,
         };
+        if (mfu is { } value) line["mfu"] = value;
         steps.WriteLine(line.ToJsonString());
         tensorboard?.add_scalar("train/loss", (float)loss, step);
     }
