@@ -51,8 +51,7 @@ public sealed class AdamMini : BlockOptimizer
     protected override void Update(Func<Block, double> learningRate)
     {
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
-        var bc1 = 1 - Math.Pow(b1, StepCount);
-        var bc2Sqrt = Math.Sqrt(1 - Math.Pow(b2, StepCount));
+        var (bc1, bc2Sqrt) = BiasCorrections();
         foreach (var g in groups)
         {
             var lr = learningRate(g.Block);

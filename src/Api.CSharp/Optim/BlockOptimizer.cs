@@ -74,6 +74,10 @@ public abstract class BlockOptimizer : IDisposable
 
     protected abstract void Update(Func<Block, double> learningRate);
 
+    /// <summary>Adam's bias corrections at the current step: (1 - b1^t, sqrt(1 - b2^t)).</summary>
+    protected (double First, double SecondSqrt) BiasCorrections() =>
+        (1 - Math.Pow(Settings.Beta1, StepCount), Math.Sqrt(1 - Math.Pow(Settings.Beta2, StepCount)));
+
     /// <summary>Sets every gradient to zero in place (gradients stay allocated; autograd accumulates into them).</summary>
     public abstract void ZeroGrad();
 

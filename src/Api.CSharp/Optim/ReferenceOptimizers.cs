@@ -26,8 +26,7 @@ public sealed class ReferenceAdamW : BlockOptimizer
             if (p.Decays) p.Tensor.mul_(1 - lr * wd);
             m.lerp_(grad, 1 - b1);
             v.mul_(b2).addcmul_(grad, grad, 1 - b2);
-            var biasCorrection1 = 1 - Math.Pow(b1, StepCount);
-            var biasCorrection2Sqrt = Math.Sqrt(1 - Math.Pow(b2, StepCount));
+            var (biasCorrection1, biasCorrection2Sqrt) = BiasCorrections();
             var denominator = (v.sqrt() / biasCorrection2Sqrt).add_(eps);
             p.Tensor.addcdiv_(m, denominator, -lr / biasCorrection1);
         }
@@ -84,8 +83,9 @@ public sealed class ReferenceAdamMini : BlockOptimizer
                     var g = flatGrad.narrow(0, start, segment.BlockSize);
                     var vb = v.narrow(0, vIndex, 1);
                     vb.mul_(b2).add_(g.square().mean(), 1 - b2);
-                    var stepSize = lr / (1 - Math.Pow(b1, StepCount));
-                    var h = (vb.sqrt() / Math.Sqrt(1 - Math.Pow(b2, StepCount))).add_(eps);
+                    var (biasCorrection1, biasCorrection2Sqrt) = BiasCorrections();
+                    var stepSize = lr / biasCorrection1;
+                    var h = (vb.sqrt() / biasCorrection2Sqrt).add_(eps);
                     flatParam.narrow(0, start, segment.BlockSize).addcdiv_(flatM.narrow(0, start, segment.BlockSize), h, -stepSize);
                 }
         }

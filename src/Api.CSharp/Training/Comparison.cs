@@ -144,25 +144,15 @@ public static class Comparison
     static ComparisonReport Write(PretrainOptions common, List<ComparisonRun> runs)
     {
         Directory.CreateDirectory(common.Out);
-        var png = Path.Combine(common.Out, "loss.png");
-        var plot = new ScottPlot.Plot();
-        foreach (var run in runs)
-        {
-            var train = Smooth(run.Result.TrainLosses, 10);
-            var trainLine = plot.Add.Scatter(Enumerable.Range(1, train.Length).Select(i => (double)i).ToArray(), train);
-            trainLine.LegendText = $"{run.Optimizer} train (10-step mean)";
-            trainLine.MarkerSize = 0;
-            var val = plot.Add.Scatter(run.Result.Evals.Select(e => (double)e.Step).ToArray(), run.Result.Evals.Select(e => e.ValLoss).ToArray());
-            val.LegendText = $"{run.Optimizer} val";
-            val.Color = trainLine.Color;
-            val.LineWidth = 2;
-        }
-        plot.Title($"{common.Model}, {common.Steps} steps of {common.BatchSize} x {common.SeqLen} tokens: loss by step");
-        plot.XLabel("step");
-        plot.YLabel("cross-entropy loss");
-        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        plot.SavePng(png, 900, 560);
-
+        var png = Plots.Save(Path.Combine(common.Out, "loss.png"),
+            $"{common.Model}, {common.Steps} steps of {common.BatchSize} x {common.SeqLen} tokens: loss by step",
+            runs.SelectMany((run, i) => new[]
+            {
+                new Plots.Curve($"{run.Optimizer} train (10-step mean)", Enumerable.Range(1, run.Result.TrainLosses.Count).Select(x => (double)x).ToArray(),
+                    Plots.Smooth(run.Result.TrainLosses, 10), Thin: true),
+                new Plots.Curve($"{run.Optimizer} val", run.Result.Evals.Select(e => (double)e.Step).ToArray(),
+                    run.Result.Evals.Select(e => e.ValLoss).ToArray(), ColorOf: 2 * i),
+            }));
         var report = new ComparisonReport(runs, Path.Combine(common.Out, "report.md"), png, Path.Combine(common.Out, "report.json"));
         var markdown = new StringBuilder();
         markdown.AppendLine($"# {common.Model}: {string.Join(" vs ", runs.Select(r => r.Optimizer))}");
@@ -219,36 +209,54 @@ public static class Comparison
         var report = new CompareReport(baseline, baselines, rows, n,
             Path.Combine(common.Out, "report.md"), Path.Combine(common.Out, "curves.png"), Path.Combine(common.Out, "report.json"));
 
-        var plot = new ScottPlot.Plot();
-        foreach (var row in rows.Prepend(baseline))
-        {
-            var curve = row.MeanCurve;
-            var line = plot.Add.Scatter(curve.Select(c => (double)c.Step).ToArray(), curve.Select(c => c.ValLoss).ToArray());
-            line.LegendText = row.Label;
-            line.LineWidth = 2;
-        }
-        plot.Title($"{common.Model}: mean val loss over {options.Seeds.Count} seed(s)");
-        plot.XLabel("step");
-        plot.YLabel("val loss");
-        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        plot.SavePng(report.Png, 900, 560);
+        Plots.Save(report.Png, $"{common.Model}: mean val loss over {options.Seeds.Count} seed(s)",
+            rows.Prepend(baseline).Select(row => new Plots.Curve(row.Label, row.MeanCurve.Select(c => (double)c.Step).ToArray(),
+                row.MeanCurve.Select(c => c.ValLoss).ToArray())));
         File.WriteAllText(report.Markdown, report.ToMarkdown(common));
         File.WriteAllText(report.Json, JsonSerializer.Serialize(report, PretrainOptions.Json));
         return report;
     }
 
-    static double[] Smooth(IReadOnlyList<double> values, int window) =>
-        values.Select((_, i) => values.Skip(Math.Max(0, i - window + 1)).Take(Math.Min(window, i + 1)).Average()).ToArray();
 }
 
-/// <summary>`blr plot`: val (evals.csv) or train (metrics.jsonl) loss of one or more run folders in one PNG.</summary>
+/// <summary>Loss-curve PNGs (ScottPlot): the demo's, compare's and `blr plot`'s.</summary>
 public static class Plots
 {
+    /// <summary>One line: a legend text, points, and whether it is a thin (train) line or a marked (eval) one.</summary>
+    public sealed record Curve(string Label, double[] Steps, double[] Losses, bool Thin = false, int? ColorOf = null);
+
+    /// <summary>Writes the curves into one PNG; <see cref="Curve.ColorOf"/> reuses an earlier curve's colour.</summary>
+    public static string Save(string png, string title, IEnumerable<Curve> curves)
+    {
+        var plot = new ScottPlot.Plot();
+        var lines = new List<ScottPlot.Plottables.Scatter>();
+        foreach (var curve in curves)
+        {
+            var line = plot.Add.Scatter(curve.Steps, curve.Losses);
+            line.LegendText = curve.Label;
+            line.LineWidth = curve.Thin ? 1 : 2;
+            line.MarkerSize = curve.Thin ? 0 : 5;
+            if (curve.ColorOf is { } index) line.Color = lines[index].Color;
+            lines.Add(line);
+        }
+        plot.Title(title);
+        plot.XLabel("step");
+        plot.YLabel("loss");
+        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(png))!);
+        plot.SavePng(png, 900, 560);
+        return png;
+    }
+
+    /// <summary>A running mean over the last <paramref name="window"/> values.</summary>
+    public static double[] Smooth(IReadOnlyList<double> values, int window) =>
+        values.Select((_, i) => values.Skip(Math.Max(0, i - window + 1)).Take(Math.Min(window, i + 1)).Average()).ToArray();
+
+    /// <summary>`blr plot`: val (evals.csv) or train (metrics.jsonl, smoothed) loss of run folders in one PNG.</summary>
     public static string Curves(IReadOnlyList<string> runs, string png, bool train, int smooth = 10)
     {
         if (runs.Count == 0) throw new ArgumentException("give at least one --run folder");
-        var plot = new ScottPlot.Plot();
-        foreach (var run in runs)
+        var curves = runs.Select(run =>
         {
             var file = Path.Combine(run, train ? "metrics.jsonl" : "evals.csv");
             if (!File.Exists(file)) throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
@@ -256,19 +264,10 @@ public static class Plots
                 ? File.ReadAllLines(file).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).Select(n => (n["step"]!.GetValue<double>() + 1, n["loss"]!.GetValue<double>())).ToList()
                 : File.ReadAllLines(file).Skip(1).Select(l => l.Split(',')).Select(p => (double.Parse(p[0], CultureInfo.InvariantCulture), double.Parse(p[1], CultureInfo.InvariantCulture))).ToList();
             if (points.Count == 0) throw new ArgumentException($"{file}: no points yet");
-            var ys = train && smooth > 1
-                ? points.Select((_, i) => points.Skip(Math.Max(0, i - smooth + 1)).Take(Math.Min(smooth, i + 1)).Average(p => p.Item2)).ToArray()
-                : points.Select(p => p.Item2).ToArray();
-            var line = plot.Add.Scatter(points.Select(p => p.Item1).ToArray(), ys);
-            line.LegendText = Path.GetFileName(Path.GetFullPath(run).TrimEnd('/'));
-            line.MarkerSize = train ? 0 : 5;
-        }
-        plot.Title(train ? $"train loss ({smooth}-step mean)" : "val loss");
-        plot.XLabel("step");
-        plot.YLabel("loss");
-        plot.ShowLegend(ScottPlot.Alignment.UpperRight);
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(png))!);
-        plot.SavePng(png, 900, 560);
-        return png;
+            var losses = points.Select(p => p.Item2).ToList();
+            return new Curve(Path.GetFileName(Path.GetFullPath(run).TrimEnd('/')), points.Select(p => p.Item1).ToArray(),
+                train ? Smooth(losses, smooth) : [.. losses], Thin: train);
+        }).ToList();
+        return Save(png, train ? $"train loss ({smooth}-step mean)" : "val loss", curves);
     }
 }
