@@ -166,10 +166,17 @@ let train (args: ParseResults<TrainArgs>) =
         |> Option.defaultWith (fun () -> Training.PretrainOptions())
     let options = fromFile.With(trainValues args)
     let result = withTraining options.Optimizer (fun progress cancel -> Training.Pretrainer.Run(options, progress, cancel))
-    printfn "%s %d steps%s: final val loss %.4f (best %.4f), %s tokens/s, %.1f ms/step, optimizer state %s bytes"
-        options.Optimizer result.Steps (if result.Interrupted then " (interrupted)" else "") result.FinalValLoss result.BestValLoss
-        (result.TokensPerSecond.ToString "N0") result.MillisecondsPerStep (result.OptimizerStateBytes.ToString "N0")
-    printfn "run folder %s; checkpoint %s" result.RunDirectory result.LastCheckpoint
+    let summary = Table().AddColumn("").AddColumn(options.Optimizer)
+    let row (name: string) (value: string) = summary.AddRow(Markup.Escape name, Markup.Escape value) |> ignore
+    row "steps" (sprintf "%d%s" result.Steps (if result.Interrupted then " (interrupted)" else ""))
+    row "final val loss" (sprintf "%.4f" result.FinalValLoss)
+    row "best val loss" (sprintf "%.4f" result.BestValLoss)
+    row "tokens/s" (result.TokensPerSecond.ToString "N0")
+    row "ms/step" (sprintf "%.1f" result.MillisecondsPerStep)
+    row "optimizer state" (sprintf "%s bytes" (result.OptimizerStateBytes.ToString "N0"))
+    row "run folder" result.RunDirectory
+    row "checkpoint" (string result.LastCheckpoint)
+    AnsiConsole.Write summary
     if result.Interrupted then 130 else 0
 
 let private deviceOf (name: string) =

@@ -102,6 +102,33 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         finally { Directory.Delete(dir, true); }
     }
 
+    [Fact]
+    public void Ctrl_c_writes_a_checkpoint_then_exits_130_and_the_run_resumes()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            using (var process = TestPaths.Start(Tiny(run, 100_000)))
+            {
+                WaitFor(() => File.Exists(Path.Combine(run, "metrics.jsonl")) && File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length >= 3,
+                    process, "three training steps");
+                using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()])) kill.WaitForExit();
+                Assert.True(process.WaitForExit(60_000), "blr did not stop after SIGINT");
+                Assert.Equal(130, process.ExitCode);
+            }
+            var latest = File.ReadAllText(Path.Combine(run, "checkpoints", "latest"));
+            var result = System.Text.Json.JsonSerializer.Deserialize<PretrainResult>(File.ReadAllText(Path.Combine(run, "result.json")), PretrainOptions.Json)!;
+            Assert.True(result.Interrupted);
+            Assert.Equal($"step_{result.Steps:D7}", latest);
+            Assert.Equal(result.Steps, Losses(run).Count);
+            var (code, _, error) = TestPaths.Run([.. Tiny(run, result.Steps + 2), "--resume", "latest"]);
+            Assert.True(code == 0, error);
+            Assert.Equal(result.Steps + 2, Losses(run).Count);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     public static TheoryData<string, string[], string> BadConfigurations() => new()
     {
         { "unknown model", ["--model", "gpt5"], "unknown model 'gpt5'" },
