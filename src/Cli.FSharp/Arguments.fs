@@ -295,6 +295,28 @@ type PlotArgs =
             | Out _ -> "the PNG to write."
             | Train -> "plot the train loss (10-step mean) instead of the val loss."
 
+type SharpnessArgs =
+    | [<Mandatory>] Run of dir: string
+    | [<Mandatory>] Data of dir: string
+    | Steps of steps: string
+    | Batches of count: int
+    | Batch_Size of sequences: int
+    | Seq_Len of tokens: int
+    | Hutchinson
+    | Seed of seed: uint64
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Run _ -> "a blr train --out folder: its checkpoints are measured."
+            | Data _ -> "the prepared dataset: its first val windows are the batches."
+            | Steps _ -> "comma-separated checkpoint steps (default: all kept checkpoints)."
+            | Batches _ -> "mini-batches (and Hutchinson probes) per checkpoint (default 4)."
+            | Batch_Size _ -> "sequences per batch (default 8)."
+            | Seq_Len _ -> "tokens per sequence (default 128)."
+            | Hutchinson -> "also Hutchinson's mean Hessian diagonal (Hessian-vector products; slower)."
+            | Seed _ -> "seed of the Rademacher probes (default 1337)."
+
 type DemoArgs =
     | Quick
     | Out of dir: string
@@ -319,6 +341,7 @@ type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Demo of ParseResults<DemoArgs>
     | [<CliPrefix(CliPrefix.None)>] Compare of ParseResults<CompareArgs>
     | [<CliPrefix(CliPrefix.None)>] Plot of ParseResults<PlotArgs>
+    | [<CliPrefix(CliPrefix.None)>] Sharpness of ParseResults<SharpnessArgs>
     | [<CliPrefix(CliPrefix.None)>] Eval of ParseResults<EvalArgs>
     | [<CliPrefix(CliPrefix.None)>] Sample of ParseResults<SampleArgs>
     | [<CliPrefix(CliPrefix.None); CustomCommandLine("import-hf")>] Import_Hf of ParseResults<HfArgs>
@@ -337,6 +360,7 @@ type BlrArgs =
             | Prepare _ -> "tokenize a corpus into llm.c train/val shards (e.g. blr prepare --builtin gutenberg --out data/gutenberg-gpt2)."
             | Train _ -> "pre-train a model (e.g. blr train --data data/gutenberg-gpt2 --model gpt2-tiny --steps 300 --seq-len 128 --batch-size 8)."
             | Compare _ -> "optimizers on the same data, model, seeds and N steps against AdamW at 2N: val loss, the paper's speedup, state bytes, speed."
+            | Sharpness _ -> "per-block sharpness of a run's checkpoints: the paper's proxy and Hutchinson's estimate, a table, sharpness.csv and sharpness.png."
             | Plot _ -> "loss curves of run folders as a PNG (e.g. blr plot --run runs/demo/adamw --run runs/demo/blockwise-adamw --out loss.png)."
             | Eval _ -> "loss and perplexity of a model on a dataset's val split or a text file (e.g. blr eval --model-dir runs/demo/adamw --data runs/demo/data)."
             | Sample _ -> "generate text (e.g. blr sample --model-dir runs/demo/adamw --prompt 'The whale' --max-tokens 50)."

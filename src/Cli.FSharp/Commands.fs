@@ -268,6 +268,28 @@ let plot (args: ParseResults<PlotArgs>) =
     printfn "wrote %s" png
     0
 
+let sharpness (args: ParseResults<SharpnessArgs>) =
+    let steps = args.TryGetResult SharpnessArgs.Steps |> Option.map (commaList >> Array.map int) |> Option.toObj
+    let struct (rows, csv, png) =
+        Training.SharpnessReport.Measure(
+            args.GetResult SharpnessArgs.Run, args.GetResult SharpnessArgs.Data, steps,
+            args.GetResult(SharpnessArgs.Batches, defaultValue = 4), args.GetResult(SharpnessArgs.Batch_Size, defaultValue = 8),
+            args.GetResult(SharpnessArgs.Seq_Len, defaultValue = 128), args.Contains SharpnessArgs.Hutchinson,
+            args.GetResult(SharpnessArgs.Seed, defaultValue = 1337UL), (fun s -> eprintfn "measuring %s" s))
+    printfn "%6s %-18s %24s %24s" "step" "block" "proxy (+- se)" "hutchinson (+- se)"
+    for r in rows do
+        let h = if isNull (box r.Hutchinson) then "" else sprintf "%.4e +- %.1e" r.Hutchinson.Mean r.Hutchinson.StdErr
+        printfn "%6d %-18O %24s %24s" r.Step r.Block (sprintf "%.4e +- %.1e" r.Proxy.Mean r.Proxy.StdErr) h
+    for step, group in rows |> Seq.groupBy (fun r -> r.Step) do
+        for estimator in [ "proxy"; "hutchinson" ] do
+            let hutchinson = estimator = "hutchinson"
+            if not hutchinson || args.Contains SharpnessArgs.Hutchinson then
+                let struct (order, matches) = Training.SharpnessReport.Ordering(group, hutchinson)
+                printfn "step %d, %s, flattest first: %s (%s the paper's S(Emb) < S(QK) < S(FFN) < S(VO) < S(Norm))" step estimator
+                    (order |> Seq.map Blocks.Key |> String.concat " < ") (if matches then "matches" else "differs from")
+    printfn "wrote %s and %s" csv png
+    0
+
 let demo (args: ParseResults<DemoArgs>) =
     let options = Training.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
     printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW (paper ratios), %d steps of %d x %d tokens each"

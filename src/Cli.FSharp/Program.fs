@@ -24,6 +24,7 @@ let main argv =
         | Demo a -> Commands.demo a
         | Compare a -> Commands.compare a
         | Plot a -> Commands.plot a
+        | Sharpness a -> Commands.sharpness a
         | Eval a -> Commands.eval a
         | Sample a -> Commands.sample a
         | Import_Hf a

@@ -273,6 +273,33 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         finally { Directory.Delete(dir, true); }
     }
 
+    [Fact]
+    public void Sharpness_measures_every_kept_checkpoint_with_both_estimators()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run([.. Tiny(run, 4), "--checkpoint-every", "2", "--keep-checkpoints", "3"]);
+            Assert.True(code == 0, error);
+            (code, var output, error) = TestPaths.Run(["sharpness", "--run", run, "--data", gutenberg.Directory, "--batches", "2",
+                "--batch-size", "2", "--seq-len", "16", "--hutchinson"]);
+            Assert.True(code == 0, error);
+            var csv = File.ReadAllLines(Path.Combine(run, "sharpness.csv"));
+            Assert.Equal(1 + 2 * 6, csv.Length);   // steps 2 and 4, six blocks each (tied head: no OutputHead)
+            // The proxy is a squared norm (>= 0); Hutchinson's mean may be negative (the Hessian is not PSD); all finite.
+            Assert.All(csv.Skip(1), line =>
+            {
+                var v = line.Split(',').Skip(2).Select(x => double.Parse(x, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+                Assert.True(v.All(double.IsFinite) && v[0] >= 0 && v[1] >= 0 && v[3] >= 0, line);
+            });
+            Assert.Contains("step 4, proxy, flattest first: ", output);
+            Assert.Contains("step 4, hutchinson, flattest first: ", output);
+            Assert.True(File.Exists(Path.Combine(run, "sharpness.png")));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     /// Process RSS is measured by `Benchmarks --memory` (README): inside the test host it is too noisy to assert.
     [Fact]
     public void Live_tensors_stay_constant_over_1000_steps()

@@ -15,7 +15,7 @@ public sealed class Gpt2 : LanguageModel
 
     public Gpt2(ModelConfig config, Device device) : base(nameof(Gpt2), config)
     {
-        transformer = new Gpt2Body(config, device);
+        transformer = new Gpt2Body(config, device, Attend);
         register_module("transformer", transformer);
         if (!config.Tied)
         {
@@ -27,10 +27,11 @@ public sealed class Gpt2 : LanguageModel
     public override Tensor forward(Tensor tokens)
     {
         CheckLength(tokens);
+        var compute = ComputeType;
         var positions = transformer.Wpe.Weight[..(int)tokens.shape[1]];          // (T, d)
         var x = transformer.Wte.forward(tokens) + positions;                       // (B, T, d) fp32 residual stream
         foreach (var block in transformer.H)
-            x = block.Forward(x, ComputeType);
+            x = block.Forward(x, compute);
         return Head(transformer.LnF.forward(x), lmHead?.Weight ?? transformer.Wte.Weight);
     }
 
@@ -41,11 +42,11 @@ public sealed class Gpt2 : LanguageModel
         public ModuleList<Gpt2Block> H { get; }
         public LayerNorm LnF { get; }
 
-        public Gpt2Body(ModelConfig c, Device device) : base("transformer")
+        public Gpt2Body(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("transformer")
         {
             Wte = new Embedding(c.Vocab, c.Width, device);
             Wpe = new Embedding(c.Context, c.Width, device);
-            H = new ModuleList<Gpt2Block>(Enumerable.Range(0, c.Layers).Select(_ => new Gpt2Block(c, device)).ToArray());
+            H = new ModuleList<Gpt2Block>(Enumerable.Range(0, c.Layers).Select(_ => new Gpt2Block(c, device, attend)).ToArray());
             LnF = new LayerNorm(c.Width, c.Bias, c.NormEps, device);
             register_module("wte", Wte);
             register_module("wpe", Wpe);
@@ -60,10 +61,10 @@ public sealed class Gpt2 : LanguageModel
         readonly Gpt2Attention attn;
         readonly Gpt2Mlp mlp;
 
-        public Gpt2Block(ModelConfig c, Device device) : base("block")
+        public Gpt2Block(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("block")
         {
             ln1 = new LayerNorm(c.Width, c.Bias, c.NormEps, device);
-            attn = new Gpt2Attention(c, device);
+            attn = new Gpt2Attention(c, device, attend);
             ln2 = new LayerNorm(c.Width, c.Bias, c.NormEps, device);
             mlp = new Gpt2Mlp(c, device);
             register_module("ln_1", ln1);
@@ -84,9 +85,11 @@ public sealed class Gpt2 : LanguageModel
     {
         readonly Linear q, k, v, proj;
         readonly int heads;
+        readonly Func<Tensor, Tensor, Tensor, Tensor> attend;
 
-        public Gpt2Attention(ModelConfig c, Device device) : base("attn")
+        public Gpt2Attention(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("attn")
         {
+            this.attend = attend;
             heads = c.Heads;
             q = new Linear(c.Width, c.Width, c.Bias, device);
             k = new Linear(c.Width, c.Width, c.Bias, device);
@@ -102,7 +105,7 @@ public sealed class Gpt2 : LanguageModel
         {
             var (batch, time, width) = (x.shape[0], x.shape[1], x.shape[2]);
             Tensor Heads(Linear projection) => projection.forward(x).view(batch, time, heads, width / heads).transpose(1, 2); // (B, H, T, hd)
-            var y = nn.functional.scaled_dot_product_attention(Heads(q), Heads(k), Heads(v), null!, 0.0, true);
+            var y = attend(Heads(q), Heads(k), Heads(v));
             return proj.forward(y.transpose(1, 2).contiguous().view(batch, time, width));
         }
     }

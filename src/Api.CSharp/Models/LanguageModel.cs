@@ -18,7 +18,22 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
     /// Bf16Mixed runs matmuls and attention in bf16 and norms, residual stream and logits in fp32.</summary>
     public Precision Precision { get; set; } = Precision.Fp32;
 
-    protected ScalarType ComputeType => Precision == Precision.Bf16Mixed ? ScalarType.BFloat16 : ScalarType.Float32;
+    /// <summary>bf16 under Bf16Mixed, else the parameters' own dtype (fp32, or fp64 for Hessian checks).</summary>
+    protected ScalarType ComputeType => Precision == Precision.Bf16Mixed ? ScalarType.BFloat16 : parameters().First().dtype;
+
+    /// <summary>Attention written out (softmax(QK^T / sqrt(d) + causal mask) V) instead of the fused kernel: the
+    /// fused kernels have no double backward, which Hessian-vector products need. Same result, slower.</summary>
+    public bool MathAttention { get; set; }
+
+    /// <summary>Causal attention of (B, H, T, hd) queries, keys and values.</summary>
+    internal Tensor Attend(Tensor query, Tensor key, Tensor value)
+    {
+        if (!MathAttention) return nn.functional.scaled_dot_product_attention(query, key, value, null!, 0.0, true);
+        var time = query.shape[2];
+        var scores = query.matmul(key.transpose(-2, -1)) / Math.Sqrt(query.shape[3]);                  // (B, H, T, T)
+        var future = ones(time, time, dtype: ScalarType.Bool, device: query.device).triu(1);
+        return scores.masked_fill(future, double.NegativeInfinity).softmax(-1).matmul(value);
+    }
 
     /// <summary>Builds a model with nanoGPT's initialization from <paramref name="seed"/> (same seed, same
     /// weights on every device: weights are drawn on the CPU, then moved). On the meta device nothing is
@@ -64,12 +79,12 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
 
     /// <summary>Mean cross entropy of (B, T, V) logits against (B, T) targets, in fp32.</summary>
     public static Tensor Loss(Tensor logits, Tensor targets) =>
-        nn.functional.cross_entropy(logits.to(float32).reshape(-1, logits.shape[^1]), targets.reshape(-1));
+        nn.functional.cross_entropy(Dtypes.AtLeastFloat32(logits).reshape(-1, logits.shape[^1]), targets.reshape(-1));
 
     /// <summary>Logits from the final hidden states h (B, T, d): the head runs in the compute dtype; the
     /// logits come back in fp32 for the loss.</summary>
     protected Tensor Head(Tensor hidden, Parameter headWeight) =>
-        nn.functional.linear(hidden.to(ComputeType), headWeight.to(ComputeType)).to(float32);
+        Dtypes.AtLeastFloat32(nn.functional.linear(hidden.to(ComputeType), headWeight.to(ComputeType)));
 
     protected void CheckLength(Tensor tokens)
     {

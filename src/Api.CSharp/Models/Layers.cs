@@ -19,6 +19,12 @@ public abstract class ExplicitModule<TInput, TResult>(string name) : nn.Module<T
     protected override void RegisterComponents() { }
 }
 
+static class Dtypes
+{
+    /// <summary>The dtype norms and losses compute in: fp32, or fp64 for an fp64 model (e.g. Hessian checks).</summary>
+    public static Tensor AtLeastFloat32(Tensor x) => x.dtype == ScalarType.Float64 ? x : x.to(ScalarType.Float32);
+}
+
 // Leaf modules with HF parameter names ("weight", "bias") and hand-written autocast: parameters stay fp32
 // (the master weights); a matmul runs in the dtype of its input, so casting the input to bf16 is all it takes
 // to compute a sublayer in bf16, while norms always compute in fp32 (as PyTorch autocast does).
@@ -60,7 +66,7 @@ public sealed class Embedding : ExplicitModule<Tensor, Tensor>
     }
 }
 
-/// <summary>LayerNorm over the last dimension, always computed in fp32; returns fp32.</summary>
+/// <summary>LayerNorm over the last dimension, computed in the weight's dtype (fp32 master weights: fp32).</summary>
 public sealed class LayerNorm : ExplicitModule<Tensor, Tensor>
 {
     readonly double eps;
@@ -78,7 +84,7 @@ public sealed class LayerNorm : ExplicitModule<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) =>
-        nn.functional.layer_norm(x.to(float32), [Weight.shape[0]], Weight, Bias, eps);
+        nn.functional.layer_norm(Dtypes.AtLeastFloat32(x).to(Weight.dtype), [Weight.shape[0]], Weight, Bias, eps);
 }
 
 /// <summary>RMSNorm as Hugging Face LLaMA computes it: x / sqrt(mean(x^2) + eps) in fp32, times the weight.
@@ -96,7 +102,7 @@ public sealed class RmsNorm : ExplicitModule<Tensor, Tensor>
 
     public override Tensor forward(Tensor x)
     {
-        var x32 = x.to(float32);
+        var x32 = Dtypes.AtLeastFloat32(x);
         var variance = x32.square().mean([-1], keepdim: true);
         return Weight * (x32 * rsqrt(variance + eps));
     }

@@ -14,7 +14,7 @@ public sealed class Llama : LanguageModel
 
     public Llama(ModelConfig config, Device device) : base(nameof(Llama), config)
     {
-        model = new LlamaBody(config, device);
+        model = new LlamaBody(config, device, Attend);
         register_module("model", model);
         if (!config.Tied)
         {
@@ -26,9 +26,10 @@ public sealed class Llama : LanguageModel
     public override Tensor forward(Tensor tokens)
     {
         CheckLength(tokens);
+        var compute = ComputeType;
         var x = model.EmbedTokens.forward(tokens);                                 // (B, T, d) fp32 residual stream
         foreach (var layer in model.Layers)
-            x = layer.Forward(x, ComputeType);
+            x = layer.Forward(x, compute);
         return Head(model.Norm.forward(x), lmHead?.Weight ?? model.EmbedTokens.Weight);
     }
 
@@ -38,11 +39,11 @@ public sealed class Llama : LanguageModel
         public ModuleList<LlamaLayer> Layers { get; }
         public RmsNorm Norm { get; }
 
-        public LlamaBody(ModelConfig c, Device device) : base("model")
+        public LlamaBody(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("model")
         {
             var rope = new Rope(c.HeadDim, c.RopeTheta);
             EmbedTokens = new Embedding(c.Vocab, c.Width, device);
-            Layers = new ModuleList<LlamaLayer>(Enumerable.Range(0, c.Layers).Select(_ => new LlamaLayer(c, rope, device)).ToArray());
+            Layers = new ModuleList<LlamaLayer>(Enumerable.Range(0, c.Layers).Select(_ => new LlamaLayer(c, rope, device, attend)).ToArray());
             Norm = new RmsNorm(c.Width, c.NormEps, device);
             register_module("embed_tokens", EmbedTokens);
             register_module("layers", Layers);
@@ -56,10 +57,10 @@ public sealed class Llama : LanguageModel
         readonly LlamaAttention attention;
         readonly LlamaMlp mlp;
 
-        public LlamaLayer(ModelConfig c, Rope rope, Device device) : base("layer")
+        public LlamaLayer(ModelConfig c, Rope rope, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("layer")
         {
             inputNorm = new RmsNorm(c.Width, c.NormEps, device);
-            attention = new LlamaAttention(c, rope, device);
+            attention = new LlamaAttention(c, rope, device, attend);
             postAttentionNorm = new RmsNorm(c.Width, c.NormEps, device);
             mlp = new LlamaMlp(c, device);
             register_module("input_layernorm", inputNorm);
@@ -80,9 +81,11 @@ public sealed class Llama : LanguageModel
         readonly Linear q, k, v, o;
         readonly Rope rope;
         readonly int heads, kvHeads, headDim;
+        readonly Func<Tensor, Tensor, Tensor, Tensor> attend;
 
-        public LlamaAttention(ModelConfig c, Rope rope, Device device) : base("self_attn")
+        public LlamaAttention(ModelConfig c, Rope rope, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("self_attn")
         {
+            this.attend = attend;
             this.rope = rope;
             (heads, kvHeads, headDim) = (c.Heads, c.KvHeads, c.HeadDim);
             q = new Linear(c.Width, heads * headDim, c.Bias, device);
@@ -108,7 +111,7 @@ public sealed class Llama : LanguageModel
                 key = key.repeat_interleave(heads / kvHeads, dim: 1);
                 value = value.repeat_interleave(heads / kvHeads, dim: 1);
             }
-            var y = nn.functional.scaled_dot_product_attention(query, key, value, null!, 0.0, true);
+            var y = attend(query, key, value);
             return o.forward(y.transpose(1, 2).contiguous().view(batch, time, heads * headDim));
         }
     }
