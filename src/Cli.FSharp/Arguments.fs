@@ -153,10 +153,18 @@ type TrainArgs =
     | Threads of count: int
     | Init_From of dir: string
     | Peak_Tflops of tflops_or_gpu: string
+    | Auto_Alpha of alpha: float
+    | Auto_Max_Ratio of ratio: float
+    | Auto_Every of steps: int
+    | Auto_Smoothing of beta: float
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Auto_Alpha _ -> "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default alpha 0.5)."
+            | Auto_Max_Ratio _ -> "--ratios auto: the largest ratio (default 10)."
+            | Auto_Every _ -> "--ratios auto: steps between ratio updates (default 10)."
+            | Auto_Smoothing _ -> "--ratios auto: moving-average factor of the measured sharpness (default 0.9)."
             | Peak_Tflops _ -> "the GPU's dense peak TFLOP/s for MFU in metrics.jsonl, or h100, h200, a100 (default h100; CUDA only)."
             | Init_From _ -> "start from the weights of a Hugging Face folder, checkpoint or run (same model shape)."
             | Config _ -> "a JSON file of options (names as in options.json); command-line options override it."
@@ -164,7 +172,7 @@ type TrainArgs =
             | Set _ -> "a model override KEY=VALUE (layers, width, heads, kv-heads, d-ff, context, vocab, bias, tied); repeatable."
             | Data _ -> "a folder of shards from blr prepare."
             | Optimizer _ -> "adamw, blockwise-adamw (default), adam-mini, blockwise-adam-mini."
-            | Ratios _ -> "paper (default), uniform, or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers)."
+            | Ratios _ -> "paper (default), uniform, auto (from measured sharpness), or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers)."
             | Lr _ -> "base (AdamW) peak LR (default 6e-4)."
             | Schedule _ -> "cosine (default), linear, constant, wsd, wsd-cosine, wsd-1-sqrt, wsd-anneal."
             | Warmup _ -> "warmup steps (default 2% of the run)."

@@ -156,6 +156,10 @@ let private trainValues (args: ParseResults<TrainArgs>) : Collections.Generic.Ke
           | TrainArgs.Threads v -> yield pair "threads" (box v)
           | TrainArgs.Init_From v -> yield pair "initFrom" (box v)
           | TrainArgs.Peak_Tflops v -> yield pair "peakTflops" (box v)
+          | TrainArgs.Auto_Alpha v -> yield pair "autoAlpha" (box v)
+          | TrainArgs.Auto_Max_Ratio v -> yield pair "autoMaxRatio" (box v)
+          | TrainArgs.Auto_Every v -> yield pair "autoEvery" (box v)
+          | TrainArgs.Auto_Smoothing v -> yield pair "autoSmoothing" (box v)
           | TrainArgs.Config _
           | TrainArgs.Set _ -> () ]
 

@@ -27,3 +27,25 @@ let tests =
                 let lo, hi = float (min a b) / 10.0, float (max a b) / 10.0
                 ratio lo >= 1.0 && ratio lo <= rMax && ratio sNorm = 1.0 && ratio lo >= ratio hi)
     ]
+
+[<Tests>]
+let autoTests =
+    testList "AutoRatios" [
+        test "scaling above the floor keeps the shared floor and multiplies the peak's excess" {
+            Expect.equal (AutoRatios.scaleAboveFloor 4.0 0.1 1.0) (1.0 + 3.0 * 0.9) "peak"
+            Expect.equal (AutoRatios.scaleAboveFloor 4.0 0.1 0.1) 0.1 "the shared floor"
+            Expect.equal (AutoRatios.scaleAboveFloor 4.0 0.1 0.05) 0.05 "warmup below the floor is unchanged"
+        }
+
+        test "ratios start uniform, update every K steps from the bias-corrected averages, norms stay at 1" {
+            let observe = AutoRatios.observe 0.5 1.0 10.0 2
+            let measured = [ Norm, 8.0; Embedding, 1.0; AttentionVO, 4.0; AttentionQK, 0.1 ]
+            let once = observe measured AutoRatios.start
+            Expect.equal (AutoRatios.ratioOf once Embedding) 1.0 "no update before K steps"
+            let twice = observe measured once
+            Expect.equal (AutoRatios.ratioOf twice Embedding) 8.0 "S_norm / S_emb (constant input: the corrected mean is exact)"
+            Expect.equal (AutoRatios.ratioOf twice AttentionVO) 2.0 "8 / 4"
+            Expect.equal (AutoRatios.ratioOf twice AttentionQK) 10.0 "clamped at rMax"
+            Expect.equal (AutoRatios.ratioOf twice Norm) 1.0 "norms"
+        }
+    ]

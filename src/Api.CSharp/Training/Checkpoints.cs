@@ -10,7 +10,8 @@ namespace BlockwiseLR.Training;
 /// these two are the complete RNG state.</summary>
 public sealed record TrainerState(
     int Step, int SamplerEpoch, long SamplerIndex, ulong Seed, ModelConfig Model, string CodeVersion,
-    List<double> TrainLosses, List<EvalPoint> Evals, PretrainOptions Options);
+    List<double> TrainLosses, List<EvalPoint> Evals, PretrainOptions Options,
+    int AutoSteps = 0, Dictionary<string, double>? AutoSmoothed = null, Dictionary<string, double>? AutoRatios = null);
 
 /// <summary>
 /// Checkpoints: RUN/checkpoints/step_NNNNNNN/ holds config.json + model.safetensors (Hugging Face format),

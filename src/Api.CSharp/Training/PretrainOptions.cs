@@ -17,8 +17,16 @@ public sealed record PretrainOptions
     public string Data { get; init; } = "";
     /// <summary>adamw, blockwise-adamw, adam-mini or blockwise-adam-mini.</summary>
     public string Optimizer { get; init; } = "blockwise-adamw";
-    /// <summary>paper, uniform or a map like emb=10,qk=8,vo=4,ffn=6,norm=1. Plain adamw and adam-mini use uniform.</summary>
+    /// <summary>paper, uniform, a map like emb=10,qk=8,vo=4,ffn=6,norm=1, or auto (from measured sharpness, see
+    /// the Auto* options). Plain adamw and adam-mini use uniform.</summary>
     public string Ratios { get; init; } = "paper";
+    /// <summary>auto ratios: r_b = clamp((S_norm / S_b)^AutoAlpha, 1, AutoMaxRatio) from the proxy sharpness of
+    /// every step's gradients, smoothed by an exponential moving average (AutoSmoothing), applied every AutoEvery
+    /// steps. Untuned defaults: the benchmark that should set them is not run yet.</summary>
+    public double AutoAlpha { get; init; } = 0.5;
+    public double AutoMaxRatio { get; init; } = 10;
+    public int AutoEvery { get; init; } = 10;
+    public double AutoSmoothing { get; init; } = 0.9;
     /// <summary>Base (AdamW) peak learning rate; a block's peak is its ratio times this.</summary>
     public double Lr { get; init; } = 6e-4;
     /// <summary>cosine, linear, constant, wsd, wsd-cosine, wsd-1-sqrt, wsd-anneal.</summary>
@@ -104,7 +112,7 @@ public sealed record PretrainOptions
 /// written.</summary>
 public sealed record ResolvedOptions(
     PretrainOptions Options, ModelConfig Config, BlockRatios Ratios, BlockSchedule Schedule, Precision Precision,
-    int SeqLen, int MicroBatch, int Accumulation, WeightDecayPolicy DecayPolicy)
+    int SeqLen, int MicroBatch, int Accumulation, WeightDecayPolicy DecayPolicy, bool AutoRatios)
 {
     public static ResolvedOptions Resolve(PretrainOptions o)
     {
@@ -127,14 +135,18 @@ public sealed record ResolvedOptions(
         if (precision.IsError) throw new ArgumentException(precision.ErrorValue);
         var family = OptimizerFamilyModule.parse(o.Optimizer);
         if (family.IsError) throw new ArgumentException(family.ErrorValue);
-        // Plain AdamW and Adam-mini are the blockwise ones with one LR for every block.
-        var ratios = o.Optimizer.StartsWith("blockwise", StringComparison.Ordinal) ? BlockRatios.Parse(o.Ratios) : BlockRatios.Uniform;
+        // Plain AdamW and Adam-mini are the blockwise ones with one LR for every block; auto starts from uniform.
+        var blockwise = o.Optimizer.StartsWith("blockwise", StringComparison.Ordinal);
+        var auto = blockwise && o.Ratios.Trim() == "auto";
+        if (auto && (!(o.AutoAlpha > 0) || !(o.AutoMaxRatio >= 1) || o.AutoEvery < 1 || !(o.AutoSmoothing >= 0 && o.AutoSmoothing < 1)))
+            throw new ArgumentException("auto ratios need autoAlpha > 0, autoMaxRatio >= 1, autoEvery >= 1 and autoSmoothing in [0, 1)");
+        var ratios = blockwise && !auto ? BlockRatios.Parse(o.Ratios) : BlockRatios.Uniform;
         var warmup = o.WarmupSteps ?? Math.Max(1, o.Steps / 50);
         var schedule = BlockSchedule.Create(o.Schedule, o.Lr, warmup, o.Steps, ratios, config.Tied, o.FloorLr, o.AlphaWarmup);
         var decay = o.WeightDecayPolicy is { } text
             ? WeightDecay.parse(text) is var parsed && parsed.IsOk ? parsed.ResultValue : throw new ArgumentException(parsed.ErrorValue)
             : family.ResultValue == OptimizerFamily.AdamMini ? Core.WeightDecayPolicy.AdamMiniNames : Core.WeightDecayPolicy.AllParameters;
-        return new ResolvedOptions(o, config, ratios, schedule, precision.ResultValue, seqLen, micro, o.BatchSize / micro, decay);
+        return new ResolvedOptions(o, config, ratios, schedule, precision.ResultValue, seqLen, micro, o.BatchSize / micro, decay, auto);
     }
 }
 

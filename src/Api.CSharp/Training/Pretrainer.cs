@@ -6,6 +6,7 @@ using BlockwiseLR.Core;
 using BlockwiseLR.Data;
 using BlockwiseLR.Models;
 using BlockwiseLR.Optim;
+using Microsoft.FSharp.Collections;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -62,8 +63,17 @@ public static class Pretrainer
         var stepTimes = new List<double>();
         var interrupted = false;
 
+        // --ratios auto: the smoothed proxy sharpness per block and the ratios it sets (saved in checkpoints).
+        var auto = !resolved.AutoRatios ? null : resumed?.AutoSmoothed is { } saved
+            ? new AutoRatioState(resumed.AutoSteps, MapOf(saved), MapOf(resumed.AutoRatios ?? []))
+            : AutoRatios.start;
+        var parametersPerBlock = optimizer.Parameters.GroupBy(p => p.Block).ToDictionary(g => g.Key, g => g.Sum(p => p.Numel));
+        double LearningRate(Block block, int step) => auto is null
+            ? resolved.Schedule.LrAt(block, step)
+            : AutoRatios.scaleAboveFloor(AutoRatios.ratioOf(auto, block.ToCore()), resolved.Schedule.FloorLr, resolved.Schedule.LrAt(block, step));
+
         TrainerState State(int step) => new(step, sampler.Position.Epoch, sampler.Position.Index, o.Seed, config, CodeVersion,
-            [.. losses], [.. evals], o);
+            [.. losses], [.. evals], o, auto?.Steps ?? 0, auto is null ? null : DictionaryOf(auto.Smoothed), auto is null ? null : DictionaryOf(auto.Ratios));
 
         for (var step = start; step < o.Steps; step++)
         {
@@ -91,16 +101,21 @@ public static class Pretrainer
                     throw new TrainingDivergedException(
                         $"step {step}: the {(double.IsFinite(loss) ? "gradient norm" : "loss")} is {(double.IsFinite(loss) ? total : loss)}; training stopped before the update" +
                         (lastCheckpoint is null ? "" : $"; the last good checkpoint is {lastCheckpoint}") + "; lower --lr or the ratios, or use fp32");
+                if (auto is not null)
+                    auto = AutoRatios.observe(o.AutoSmoothing, o.AutoAlpha, o.AutoMaxRatio, o.AutoEvery,
+                        ListModule.OfSeq(squared.Select(kv => Tuple.Create(kv.Key.ToCore(), Sharpness.proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key])))), auto);
                 if (o.GradClip > 0 && total > o.GradClip) optimizer.ScaleGradients(o.GradClip / (total + 1e-6));
-                optimizer.Step(resolved.Schedule);
+                var current = step;
+                optimizer.Step(block => LearningRate(block, current));
                 if (device.type == DeviceType.CUDA) cuda.synchronize();
             }
             var milliseconds = clock.Elapsed.TotalMilliseconds;
             stepTimes.Add(milliseconds);
             losses.Add(loss);
             var tokensPerSecond = tokensPerStep * 1000 / milliseconds;
-            metrics.Step(step, loss, block => resolved.Schedule.LrAt(block, step), gradientNorms, tokensPerSecond, milliseconds,
-                peak is { } p ? tokensPerSecond * flopsPerToken / p : null);
+            metrics.Step(step, loss, block => LearningRate(block, step), gradientNorms, tokensPerSecond, milliseconds,
+                peak is { } p ? tokensPerSecond * flopsPerToken / p : null,
+                auto is null ? null : block => AutoRatios.ratioOf(auto, block.ToCore()));
 
             var done = step + 1;
             double? valLoss = null;
@@ -126,6 +141,12 @@ public static class Pretrainer
         File.WriteAllText(Path.Combine(run, "result.json"), JsonSerializer.Serialize(result, PretrainOptions.Json));
         return result;
     }
+
+    static FSharpMap<BlockKind, double> MapOf(Dictionary<string, double> values) =>
+        MapModule.OfSeq(values.Select(kv => Tuple.Create(BlockKindModule.tryParse(kv.Key).Value, kv.Value)));
+
+    static Dictionary<string, double> DictionaryOf(FSharpMap<BlockKind, double> map) =>
+        map.ToDictionary(kv => BlockKindModule.key(kv.Key), kv => kv.Value);
 
     /// <summary>Peak FLOP/s: a number of TFLOP/s, or a GPU name from the core's table (by precision).</summary>
     static double PeakFlops(string peak, Precision precision)
@@ -186,7 +207,7 @@ sealed class MetricsWriter : IDisposable
     }
 
     public void Step(int step, double loss, Func<Block, double> lr, IReadOnlyDictionary<Block, double> gradientNorms, double tokensPerSecond,
-        double milliseconds, double? mfu)
+        double milliseconds, double? mfu, Func<Block, double>? ratio = null)
     {
         var line = new JsonObject
         {
@@ -198,6 +219,7 @@ sealed class MetricsWriter : IDisposable
             ["ms"] = milliseconds,
         };
         if (mfu is { } value) line["mfu"] = value;
+        if (ratio is not null) line["ratio"] = new JsonObject(gradientNorms.Keys.Select(b => KeyValuePair.Create(b.Key(), (JsonNode?)ratio(b))));
         steps.WriteLine(line.ToJsonString());
         tensorboard?.add_scalar("train/loss", (float)loss, step);
     }
