@@ -32,6 +32,11 @@ if (args.Length > 0 && args[0] == "--overhead")
     TrainerMeasurements.Overhead(args.Length > 1 ? int.Parse(args[1]) : 60);
     return;
 }
+if (args.Length > 0 && args[0] == "--ratios")
+{
+    RatioComparison.Run(args.Length > 1 ? int.Parse(args[1]) : 150);
+    return;
+}
 if (args.Length > 0 && args[0] == "--memory")
 {
     TrainerMeasurements.Memory(args.Length > 1 ? int.Parse(args[1]) : 1000);

@@ -82,3 +82,44 @@ static class TrainerMeasurements
         public void Report(TrainProgress value) => report(value);
     }
 }
+
+/// <summary>Issue 7's comparison: AdamW vs Blockwise AdamW with the paper's ratios vs auto ratios, on the built-in
+/// corpus, two model sizes and two seeds each; val loss at equal steps as mean (min..max over seeds).</summary>
+static class RatioComparison
+{
+    public static void Run(int steps)
+    {
+        var data = Path.Combine(Path.GetTempPath(), "blr-bench-gutenberg");
+        if (!File.Exists(Path.Combine(data, "manifest.json")))
+            ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = data, Overwrite = true });
+        (string Name, string[] Overrides)[] sizes = [("gpt2-tiny (4 x 128)", []), ("gpt2-tiny -s layers=2 width=64 heads=2", ["layers=2", "width=64", "heads=2"])];
+        (string Name, string Optimizer, string Ratios)[] variants = [("AdamW", "adamw", "uniform"), ("paper ratios", "blockwise-adamw", "paper"), ("auto", "blockwise-adamw", "auto")];
+        ulong[] seeds = [1, 2];
+        foreach (var (size, overrides) in sizes)
+        {
+            var results = new Dictionary<string, List<PretrainResult>>();
+            foreach (var (name, optimizer, ratios) in variants)
+                results[name] = seeds.Select(seed =>
+                {
+                    var run = Directory.CreateTempSubdirectory("blr-ratios-").FullName;
+                    var result = Pretrainer.Run(new PretrainOptions
+                    {
+                        Data = data, Model = "gpt2-tiny", ModelOverrides = overrides, Optimizer = optimizer, Ratios = ratios,
+                        Lr = 1e-3, Steps = steps, WarmupSteps = steps / 10, BatchSize = 8, SeqLen = 64, EvalEvery = steps / 6, EvalWindows = 32,
+                        Seed = seed, Out = run,
+                    });
+                    Directory.Delete(run, true);
+                    return result;
+                }).ToList();
+            Console.WriteLine($"\n{size}, {steps} steps of 8 x 64 tokens, base LR 1e-3, seeds {string.Join(", ", seeds)}: val loss mean (min..max)\n");
+            Console.WriteLine("| step | " + string.Join(" | ", variants.Select(v => v.Name)) + " |");
+            Console.WriteLine("|---|" + string.Concat(variants.Select(_ => "---|")));
+            foreach (var step in results["AdamW"][0].Evals.Select(e => e.Step))
+                Console.WriteLine($"| {step} | " + string.Join(" | ", variants.Select(v =>
+                {
+                    var losses = results[v.Name].Select(r => r.Evals.Single(e => e.Step == step).ValLoss).ToList();
+                    return FormattableString.Invariant($"{losses.Average():F3} ({losses.Min():F3}..{losses.Max():F3})");
+                })) + " |");
+        }
+    }
+}

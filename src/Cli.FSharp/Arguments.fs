@@ -157,10 +157,12 @@ type TrainArgs =
     | Auto_Max_Ratio of ratio: float
     | Auto_Every of steps: int
     | Auto_Smoothing of beta: float
+    | Sharpness_Every of steps: int
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Sharpness_Every _ -> "log the proxy sharpness per block into metrics.jsonl every N steps."
             | Auto_Alpha _ -> "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default alpha 0.5)."
             | Auto_Max_Ratio _ -> "--ratios auto: the largest ratio (default 10)."
             | Auto_Every _ -> "--ratios auto: steps between ratio updates (default 10)."

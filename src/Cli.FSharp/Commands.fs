@@ -160,6 +160,7 @@ let private trainValues (args: ParseResults<TrainArgs>) : Collections.Generic.Ke
           | TrainArgs.Auto_Max_Ratio v -> yield pair "autoMaxRatio" (box v)
           | TrainArgs.Auto_Every v -> yield pair "autoEvery" (box v)
           | TrainArgs.Auto_Smoothing v -> yield pair "autoSmoothing" (box v)
+          | TrainArgs.Sharpness_Every v -> yield pair "sharpnessEvery" (box v)
           | TrainArgs.Config _
           | TrainArgs.Set _ -> () ]
 

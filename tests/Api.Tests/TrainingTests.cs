@@ -300,6 +300,19 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Contains("step 4, proxy, flattest first: ", output);
             Assert.Contains("step 4, hutchinson, flattest first: ", output);
             Assert.True(File.Exists(Path.Combine(run, "sharpness.png")));
+
+            // --sharpness-every logs the proxy per block from the step's own gradients.
+            var logged = Path.Combine(dir, "logged");
+            (code, _, error) = TestPaths.Run([.. Tiny(logged, 4), "--sharpness-every", "2"]);
+            Assert.True(code == 0, error);
+            var lines = File.ReadAllLines(Path.Combine(logged, "metrics.jsonl")).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).ToList();
+            Assert.Equal([true, false, true, false], lines.Select(l => l["sharpness"] is not null));
+            Assert.All(lines.Where(l => l["sharpness"] is not null), l =>
+            {
+                var norms = l["grad_norm"]!.AsObject();
+                // proxy = B ||g_b||^2 / #params(b), from the logged gradient norm (B = 4; norm weights: 32 + 32 + 32 = 96)
+                Assert.Equal(4 * Math.Pow(norms["norm"]!.GetValue<double>(), 2) / 96, l["sharpness"]!["norm"]!.GetValue<double>(), 10);
+            });
         }
         finally { Directory.Delete(dir, true); }
     }

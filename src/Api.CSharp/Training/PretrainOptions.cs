@@ -27,6 +27,9 @@ public sealed record PretrainOptions
     public double AutoMaxRatio { get; init; } = 10;
     public int AutoEvery { get; init; } = 10;
     public double AutoSmoothing { get; init; } = 0.9;
+    /// <summary>Log the proxy sharpness per block (B ||grad_b||^2 / #params(b), from the step's gradients) into
+    /// metrics.jsonl every N steps; 0: off.</summary>
+    public int SharpnessEvery { get; init; }
     /// <summary>Base (AdamW) peak learning rate; a block's peak is its ratio times this.</summary>
     public double Lr { get; init; } = 6e-4;
     /// <summary>cosine, linear, constant, wsd, wsd-cosine, wsd-1-sqrt, wsd-anneal.</summary>

@@ -80,6 +80,7 @@ public static class Pretrainer
             var clock = Stopwatch.StartNew();
             double loss;
             IReadOnlyDictionary<Block, double> gradientNorms;
+            IReadOnlyDictionary<Block, double>? sharpness = null;
             using (var scope = NewDisposeScope())
             {
                 model.train();
@@ -95,6 +96,8 @@ public static class Pretrainer
                 }
                 loss = lossSum.item<double>();
                 var squared = optimizer.GradientSquaredNorms();
+                if (o.SharpnessEvery > 0 && step % o.SharpnessEvery == 0)
+                    sharpness = squared.ToDictionary(kv => kv.Key, kv => Sharpness.proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key]));
                 gradientNorms = squared.ToDictionary(kv => kv.Key, kv => Math.Sqrt(kv.Value));
                 var total = Math.Sqrt(squared.Values.Sum());
                 if (!double.IsFinite(loss) || !double.IsFinite(total))
@@ -115,7 +118,7 @@ public static class Pretrainer
             var tokensPerSecond = tokensPerStep * 1000 / milliseconds;
             metrics.Step(step, loss, block => LearningRate(block, step), gradientNorms, tokensPerSecond, milliseconds,
                 peak is { } p ? tokensPerSecond * flopsPerToken / p : null,
-                auto is null ? null : block => AutoRatios.ratioOf(auto, block.ToCore()));
+                auto is null ? null : block => AutoRatios.ratioOf(auto, block.ToCore()), sharpness);
 
             var done = step + 1;
             double? valLoss = null;
@@ -207,7 +210,7 @@ sealed class MetricsWriter : IDisposable
     }
 
     public void Step(int step, double loss, Func<Block, double> lr, IReadOnlyDictionary<Block, double> gradientNorms, double tokensPerSecond,
-        double milliseconds, double? mfu, Func<Block, double>? ratio = null)
+        double milliseconds, double? mfu, Func<Block, double>? ratio = null, IReadOnlyDictionary<Block, double>? sharpness = null)
     {
         var line = new JsonObject
         {
@@ -220,6 +223,7 @@ sealed class MetricsWriter : IDisposable
         };
         if (mfu is { } value) line["mfu"] = value;
         if (ratio is not null) line["ratio"] = new JsonObject(gradientNorms.Keys.Select(b => KeyValuePair.Create(b.Key(), (JsonNode?)ratio(b))));
+        if (sharpness is not null) line["sharpness"] = new JsonObject(sharpness.Select(kv => KeyValuePair.Create(kv.Key.Key(), (JsonNode?)kv.Value)));
         steps.WriteLine(line.ToJsonString());
         tensorboard?.add_scalar("train/loss", (float)loss, step);
     }
