@@ -34,7 +34,8 @@ if (args.Length > 0 && args[0] == "--overhead")
 }
 if (args.Length > 0 && args[0] == "--ratios")
 {
-    RatioComparison.Run(args.Length > 1 ? int.Parse(args[1]) : 150);
+    RatioComparison.Run(args.Length > 1 ? int.Parse(args[1]) : 150,
+        args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : null);
     return;
 }
 if (args.Length > 0 && args[0] == "--memory")

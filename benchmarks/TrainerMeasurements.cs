@@ -87,13 +87,16 @@ static class TrainerMeasurements
 /// corpus, two model sizes and two seeds each; val loss at equal steps as mean (min..max over seeds).</summary>
 static class RatioComparison
 {
-    public static void Run(int steps)
+    /// <param name="autoAlpha">with a value, only the auto variant runs, with this alpha.</param>
+    public static void Run(int steps, double? autoAlpha = null)
     {
         var data = Path.Combine(Path.GetTempPath(), "blr-bench-gutenberg");
         if (!File.Exists(Path.Combine(data, "manifest.json")))
             ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = data, Overwrite = true });
         (string Name, string[] Overrides)[] sizes = [("gpt2-tiny (4 x 128)", []), ("gpt2-tiny -s layers=2 width=64 heads=2", ["layers=2", "width=64", "heads=2"])];
-        (string Name, string Optimizer, string Ratios)[] variants = [("AdamW", "adamw", "uniform"), ("paper ratios", "blockwise-adamw", "paper"), ("auto", "blockwise-adamw", "auto")];
+        (string Name, string Optimizer, string Ratios)[] variants = autoAlpha is null
+            ? [("AdamW", "adamw", "uniform"), ("paper ratios", "blockwise-adamw", "paper"), ("auto", "blockwise-adamw", "auto")]
+            : [(FormattableString.Invariant($"auto, alpha {autoAlpha}"), "blockwise-adamw", "auto")];
         ulong[] seeds = [1, 2];
         foreach (var (size, overrides) in sizes)
         {
@@ -106,7 +109,7 @@ static class RatioComparison
                     {
                         Data = data, Model = "gpt2-tiny", ModelOverrides = overrides, Optimizer = optimizer, Ratios = ratios,
                         Lr = 1e-3, Steps = steps, WarmupSteps = steps / 10, BatchSize = 8, SeqLen = 64, EvalEvery = steps / 6, EvalWindows = 32,
-                        Seed = seed, Out = run,
+                        Seed = seed, Out = run, AutoAlpha = autoAlpha ?? new PretrainOptions().AutoAlpha,
                     });
                     Directory.Delete(run, true);
                     return result;
@@ -114,7 +117,7 @@ static class RatioComparison
             Console.WriteLine($"\n{size}, {steps} steps of 8 x 64 tokens, base LR 1e-3, seeds {string.Join(", ", seeds)}: val loss mean (min..max)\n");
             Console.WriteLine("| step | " + string.Join(" | ", variants.Select(v => v.Name)) + " |");
             Console.WriteLine("|---|" + string.Concat(variants.Select(_ => "---|")));
-            foreach (var step in results["AdamW"][0].Evals.Select(e => e.Step))
+            foreach (var step in results[variants[0].Name][0].Evals.Select(e => e.Step))
                 Console.WriteLine($"| {step} | " + string.Join(" | ", variants.Select(v =>
                 {
                     var losses = results[v.Name].Select(r => r.Evals.Single(e => e.Step == step).ValLoss).ToList();

@@ -163,7 +163,7 @@ type TrainArgs =
         member a.Usage =
             match a with
             | Sharpness_Every _ -> "log the proxy sharpness per block into metrics.jsonl every N steps."
-            | Auto_Alpha _ -> "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default alpha 0.5)."
+            | Auto_Alpha _ -> "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default alpha 0.25, from the README's measurement)."
             | Auto_Max_Ratio _ -> "--ratios auto: the largest ratio (default 10)."
             | Auto_Every _ -> "--ratios auto: steps between ratio updates (default 10)."
             | Auto_Smoothing _ -> "--ratios auto: moving-average factor of the measured sharpness (default 0.9)."
