@@ -11,17 +11,12 @@ namespace BlockwiseLR.Models;
 public sealed class Gpt2 : LanguageModel
 {
     readonly Gpt2Body transformer;
-    readonly Linear? lmHead;
 
     public Gpt2(ModelConfig config, Device device) : base(nameof(Gpt2), config)
     {
         transformer = new Gpt2Body(config, device, Attend);
         register_module("transformer", transformer);
-        if (!config.Tied)
-        {
-            lmHead = new Linear(config.Width, config.Vocab, hasBias: false, device);
-            register_module("lm_head", lmHead);
-        }
+        RegisterUntiedHead(device);
     }
 
     public override Tensor forward(Tensor tokens)
@@ -32,7 +27,7 @@ public sealed class Gpt2 : LanguageModel
         var x = transformer.Wte.forward(tokens) + positions;                       // (B, T, d) fp32 residual stream
         foreach (var block in transformer.H)
             x = block.Forward(x, compute);
-        return Head(transformer.LnF.forward(x), lmHead?.Weight ?? transformer.Wte.Weight);
+        return Head(transformer.LnF.forward(x), UntiedHead?.Weight ?? transformer.Wte.Weight);
     }
 
     sealed class Gpt2Body : ExplicitModule

@@ -14,6 +14,17 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
 
     public ModelConfig Config { get; }
 
+    /// <summary>The output head when it is its own tensor (lm_head); null when tied to the token embedding.</summary>
+    protected Linear? UntiedHead { get; private set; }
+
+    /// <summary>Registers lm_head (after the body, so state-dict order is Hugging Face's) unless the head is tied.</summary>
+    protected void RegisterUntiedHead(Device device)
+    {
+        if (Config.Tied) return;
+        UntiedHead = new Linear(Config.Width, Config.Vocab, hasBias: false, device);
+        register_module("lm_head", UntiedHead);
+    }
+
     /// <summary>Fp32 and Tf32 compute in fp32 (TF32 is a device switch, see <see cref="Precisions"/>);
     /// Bf16Mixed runs matmuls and attention in bf16 and norms, residual stream and logits in fp32.</summary>
     public Precision Precision { get; set; } = Precision.Fp32;

@@ -10,17 +10,12 @@ namespace BlockwiseLR.Models;
 public sealed class Llama : LanguageModel
 {
     readonly LlamaBody model;
-    readonly Linear? lmHead;
 
     public Llama(ModelConfig config, Device device) : base(nameof(Llama), config)
     {
         model = new LlamaBody(config, device, Attend);
         register_module("model", model);
-        if (!config.Tied)
-        {
-            lmHead = new Linear(config.Width, config.Vocab, hasBias: false, device);
-            register_module("lm_head", lmHead);
-        }
+        RegisterUntiedHead(device);
     }
 
     public override Tensor forward(Tensor tokens)
@@ -30,7 +25,7 @@ public sealed class Llama : LanguageModel
         var x = model.EmbedTokens.forward(tokens);                                 // (B, T, d) fp32 residual stream
         foreach (var layer in model.Layers)
             x = layer.Forward(x, compute);
-        return Head(model.Norm.forward(x), lmHead?.Weight ?? model.EmbedTokens.Weight);
+        return Head(model.Norm.forward(x), UntiedHead?.Weight ?? model.EmbedTokens.Weight);
     }
 
     sealed class LlamaBody : ExplicitModule
