@@ -38,20 +38,29 @@ public static class Evaluation
         var temp = textFile is null ? null : TextAsShard(textFile);
         try
         {
-            using var dataset = TokenDataset.Open(temp ?? data!, temp is null ? "val" : "val", lm.Config.Vocab);
-            using var noGrad = no_grad();
-            lm.eval();
-            double sum = 0;
-            long windows = 0;
-            foreach (var (inputs, targets) in Windows.Validation(dataset, seqLen, batchSize, maxWindows, device))
-            {
-                using var scope = NewDisposeScope();
-                sum += LanguageModel.Loss(lm.forward(inputs), targets).item<float>() * inputs.shape[0];
-                windows += inputs.shape[0];
-            }
-            return new EvalResult(located, sum / windows, Math.Exp(sum / windows), windows, windows * seqLen);
+            using var dataset = TokenDataset.Open(temp ?? data!, "val", lm.Config.Vocab);
+            var (loss, windows) = MeanLoss(lm, dataset, seqLen, batchSize, maxWindows, device);
+            return new EvalResult(located, loss, Math.Exp(loss), windows, windows * seqLen);
         }
         finally { if (temp is not null) Directory.Delete(temp, true); }
+    }
+
+    /// <summary>Mean next-token loss (weighted by windows) over the first <paramref name="maxWindows"/>
+    /// non-overlapping windows of a split, in eval mode without gradients. Training and `blr eval` both use it.</summary>
+    public static (double Loss, long Windows) MeanLoss(LanguageModel model, TokenDataset split, int seqLen, int batchSize, long maxWindows, Device? device)
+    {
+        // One scope around the loop: the batches are made by the iterator, before a per-batch scope would exist.
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        model.eval();
+        double sum = 0;
+        long windows = 0;
+        foreach (var (inputs, targets) in Windows.Validation(split, seqLen, batchSize, maxWindows, device))
+        {
+            sum += LanguageModel.Loss(model.forward(inputs), targets).item<float>() * inputs.shape[0];
+            windows += inputs.shape[0];
+        }
+        return (sum / windows, windows);
     }
 
     /// <summary>A text file as a one-shard "val" split in a temporary folder (one document).</summary>

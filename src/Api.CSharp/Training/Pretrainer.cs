@@ -164,18 +164,9 @@ public static class Pretrainer
     /// <summary>Mean loss over the first EvalWindows windows of the val split.</summary>
     public static double Evaluate(LanguageModel model, TokenDataset val, ResolvedOptions resolved, Device device)
     {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        model.eval();
-        double sum = 0;
-        long windows = 0;
-        foreach (var (inputs, targets) in Windows.Validation(val, resolved.SeqLen, resolved.MicroBatch, resolved.Options.EvalWindows, device))
-        {
-            sum += LanguageModel.Loss(model.forward(inputs), targets).item<float>() * inputs.shape[0];
-            windows += inputs.shape[0];
-        }
+        var (loss, _) = Evaluation.MeanLoss(model, val, resolved.SeqLen, resolved.MicroBatch, resolved.Options.EvalWindows, device);
         model.train();
-        return sum / windows;
+        return loss;
     }
 }
 
