@@ -63,6 +63,12 @@ public sealed class BlockRules
     public IReadOnlyList<ParameterBlocks> Partition(IEnumerable<ParameterShape> parameters) =>
         PartitionCore(parameters).Select(ToView).ToList();
 
+    /// <summary>The block of each parameter, in order, for code that works per tensor (optimizers, sharpness):
+    /// a fused projection split across blocks is an <see cref="ArgumentException"/> naming it.</summary>
+    public IReadOnlyList<Block> WholeBlocks(IEnumerable<ParameterShape> parameters) =>
+        Partition(parameters).Select(p => p.WholeBlock ?? throw new ArgumentException(
+            $"{p.Name}: a fused projection spans several blocks and cannot be handled per tensor; split it (BlockwiseLR models do)")).ToList();
+
     /// <summary>Parameter count per block kind (blocks with no parameters are absent).</summary>
     public IReadOnlyDictionary<Block, long> CountByBlock(IEnumerable<ParameterShape> parameters) =>
         Taxonomy.countsByBlock(PartitionCore(parameters)).ToDictionary(c => c.Item1.ToCSharp(), c => c.Item2);

@@ -36,10 +36,8 @@ public abstract class BlockOptimizer : IDisposable
     {
         Settings = settings;
         var list = parameters.ToList();
-        var placed = (rules ?? BlockRules.Default).Partition(list.Select(p => new ParameterShape(p.Name, p.Parameter.shape)));
-        Parameters = list.Zip(placed, (p, blocks) => new OptimizedParameter(
-            p.Name, p.Parameter,
-            blocks.WholeBlock ?? throw new ArgumentException($"{p.Name}: a fused projection cannot be optimized per block; split it (BlockwiseLR models do)"),
+        var blocks = (rules ?? BlockRules.Default).WholeBlocks(list.Select(p => new ParameterShape(p.Name, p.Parameter.shape)));
+        Parameters = list.Zip(blocks, (p, block) => new OptimizedParameter(p.Name, p.Parameter, block,
             WeightDecay.applies(settings.DecayPolicy, p.Name, ListModule.OfSeq(p.Parameter.shape)))).ToList();
         var devices = Parameters.Select(p => p.Tensor.device.ToString()).Distinct().ToList();
         if (devices.Count > 1) throw new ArgumentException($"parameters are on several devices ({string.Join(", ", devices)}); move the model first");

@@ -18,8 +18,8 @@ public static class SharpnessEstimator
     public static IReadOnlyList<(Block Block, Parameter Parameter)> ByBlock(LanguageModel model, BlockRules? rules = null)
     {
         var named = model.named_parameters().ToList();
-        var placed = (rules ?? BlockRules.Default).Partition(named.Select(p => new ParameterShape(p.name, p.parameter.shape)));
-        return named.Zip(placed, (p, b) => (b.WholeBlock ?? throw new ArgumentException($"{p.name} spans several blocks"), p.parameter)).ToList();
+        var blocks = (rules ?? BlockRules.Default).WholeBlocks(named.Select(p => new ParameterShape(p.name, p.parameter.shape)));
+        return blocks.Zip(named, (block, p) => (block, p.parameter)).ToList();
     }
 
     /// <summary>One proxy sample per block from one loss: B ||grad_b||^2 / #params(b).</summary>
