@@ -17,6 +17,7 @@ namespace BlockwiseLR.Optim;
 public sealed class AdamMini : BlockOptimizer
 {
     readonly List<FlatGroup> groups;
+    readonly Dictionary<OptimizedParameter, FlatGroup> owner;
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V, IReadOnlyList<VSegment> Segments, IReadOnlyList<long> VOffsets)> state = [];
 
     public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, AttentionShape attention, BlockRules? rules = null)
@@ -26,6 +27,7 @@ public sealed class AdamMini : BlockOptimizer
         if (valid.IsError) throw new ArgumentException(valid.ErrorValue);
         Plans = Parameters.ToDictionary(p => p, p => PlanOf(p, attention));
         groups = FlatGroup.Build(Parameters);
+        owner = FlatGroup.Owners(groups);
         foreach (var g in groups)
         {
             var plans = g.Members.Select(p => Plans[p]).ToList();
@@ -94,9 +96,9 @@ public sealed class AdamMini : BlockOptimizer
 
     protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter)
     {
-        var g = groups.First(x => x.Members.Contains(parameter));
+        var g = owner[parameter];
         var (m, v, _, vOffsets) = state[g];
-        var index = g.Members.ToList().IndexOf(parameter);
+        var index = g.IndexOf(parameter);
         return (g.Slice(m, parameter), v.narrow(0, vOffsets[index], vOffsets[index + 1] - vOffsets[index]));
     }
 

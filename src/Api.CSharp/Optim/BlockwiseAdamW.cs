@@ -14,12 +14,14 @@ namespace BlockwiseLR.Optim;
 public sealed class BlockwiseAdamW : BlockOptimizer
 {
     readonly List<FlatGroup> groups;
+    readonly Dictionary<OptimizedParameter, FlatGroup> owner;
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V)> moments = [];
 
     public BlockwiseAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules = null)
         : base(parameters, settings, rules)
     {
         groups = FlatGroup.Build(Parameters);
+        owner = FlatGroup.Owners(groups);
         foreach (var g in groups)
             moments[g] = (zeros_like(g.Params).DetachFromDisposeScope(), zeros_like(g.Params).DetachFromDisposeScope());
     }
@@ -59,7 +61,7 @@ public sealed class BlockwiseAdamW : BlockOptimizer
 
     protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter)
     {
-        var g = groups.First(x => x.Members.Contains(parameter));
+        var g = owner[parameter];
         return (g.Slice(moments[g].M, parameter), g.Slice(moments[g].V, parameter));
     }
 

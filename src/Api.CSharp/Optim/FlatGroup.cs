@@ -33,7 +33,10 @@ sealed class FlatGroup : IDisposable
             offset += member.Numel;
         }
         Offsets = offsets;
+        index = members.Select((m, i) => (m, i)).ToDictionary(x => x.m, x => x.i);
     }
+
+    readonly Dictionary<OptimizedParameter, int> index;
 
     public Block Block { get; }
     public bool Decays { get; }
@@ -49,7 +52,12 @@ sealed class FlatGroup : IDisposable
 
     public Tensor Slice(Tensor flat, OptimizedParameter member) => View(flat, Offsets[IndexOf(member)], member);
 
-    int IndexOf(OptimizedParameter member) => Members.ToList().IndexOf(member);
+    /// <summary>The member's position in <see cref="Members"/>.</summary>
+    public int IndexOf(OptimizedParameter member) => index[member];
+
+    /// <summary>The group that holds each parameter.</summary>
+    public static Dictionary<OptimizedParameter, FlatGroup> Owners(IEnumerable<FlatGroup> groups) =>
+        groups.SelectMany(g => g.Members.Select(m => (m, g))).ToDictionary(x => x.m, x => x.g);
 
     /// <summary>Groups parameters by (block, decays), in block order.</summary>
     public static List<FlatGroup> Build(IEnumerable<OptimizedParameter> parameters) =>
