@@ -54,10 +54,17 @@ public static class Corpus
             else throw new DataInputException($"{input}: no such file or folder");
         }
         if (files.Count == 0) throw new DataInputException("no input: give --input PATH (files or folders) or --builtin gutenberg");
-        return files.Select(f => new SourceFile(f, new FileInfo(f).Length, Sha256(File.ReadAllBytes(f)))).ToList();
+        return files.Select(f => new SourceFile(f, new FileInfo(f).Length, Sha256Of(f))).ToList();
     }
 
     public static string Sha256(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    /// <summary>A file's SHA-256, streamed (the file is read again, one at a time, when its documents are).</summary>
+    static string Sha256Of(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return Convert.ToHexStringLower(SHA256.HashData(stream));
+    }
 
     /// <summary>The documents of one file, in order.</summary>
     public static IEnumerable<Document> Read(string path, CorpusOptions options)
