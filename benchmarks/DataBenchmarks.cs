@@ -1,3 +1,4 @@
+using BlockwiseLR.Core;
 using BenchmarkDotNet.Attributes;
 using BlockwiseLR.Data;
 using BlockwiseLR.Models;
@@ -61,7 +62,7 @@ public class BatchBenchmarks
         train = TokenDataset.Open(directory, "train");
         sampler = new BatchSampler(train, 256, seed: 1);
         model = LanguageModel.Create(ModelConfigs.Create("gpt2-tiny"), seed: 1);
-        optimizer = BlockOptimizer.Create("blockwise-adamw", model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings());
+        optimizer = BlockOptimizer.Create(OptimizerKind.BlockwiseAdamW, model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings());
         (inputs, targets) = sampler.Next(16);
         inputs = inputs.DetachFromDisposeScope();
         targets = targets.DetachFromDisposeScope();

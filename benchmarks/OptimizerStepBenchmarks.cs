@@ -32,11 +32,15 @@ public class OptimizerStepBenchmarks
         return m;
     }
 
+    /// <summary>Elements per CPU chunk of the flat-buffer step (`--quick` tries several).</summary>
+    public long Chunk { get; set; } = Chunking.DefaultCpuChunk;
+
     void Setup(string name)
     {
         model = Model();
         var config = model.Config;
-        blockwise = BlockOptimizer.Create(name, model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings(), ModelConfigModule.attention(config));
+        blockwise = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings(), ModelConfigModule.attention(config));
+        ((FlatBlockOptimizer)blockwise).CpuChunk = Chunk;
         // Flat buffers re-pointed the parameters and gradients: give the gradients values again.
         var generator = new Generator(2);
         using var noGrad = no_grad();

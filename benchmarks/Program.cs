@@ -5,10 +5,9 @@ using BlockwiseLR.Benchmarks;
 // `--quick [chunk...]`: a few timed steps per optimizer without BenchmarkDotNet, for tuning; otherwise BenchmarkDotNet.
 if (args.Length > 0 && args[0] == "--quick")
 {
-    var chunks = args.Skip(1).Select(long.Parse).DefaultIfEmpty(BlockwiseLR.Optim.Chunking.CpuChunk).ToList();
+    var chunks = args.Skip(1).Select(long.Parse).DefaultIfEmpty(BlockwiseLR.Optim.Chunking.DefaultCpuChunk).ToList();
     foreach (var chunk in chunks)
     {
-        BlockwiseLR.Optim.Chunking.CpuChunk = chunk;
         foreach (var (name, setup, step) in new (string, Action<OptimizerStepBenchmarks>, Action<OptimizerStepBenchmarks>)[]
                  {
                      ("TorchSharpAdamW", b => b.SetupTorchSharpAdamW(), b => b.TorchSharpAdamW()),
@@ -17,7 +16,7 @@ if (args.Length > 0 && args[0] == "--quick")
                  })
         {
             if (chunk != chunks[0] && name == "TorchSharpAdamW") continue;
-            var bench = new OptimizerStepBenchmarks();
+            var bench = new OptimizerStepBenchmarks { Chunk = chunk };
             setup(bench);
             step(bench);
             var times = Enumerable.Range(0, 5).Select(_ => { var sw = Stopwatch.StartNew(); step(bench); return sw.Elapsed.TotalMilliseconds; }).Order().ToList();

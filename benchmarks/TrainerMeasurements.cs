@@ -1,3 +1,4 @@
+using BlockwiseLR.Core;
 using System.Diagnostics;
 using BlockwiseLR.Data;
 using BlockwiseLR.Models;
@@ -44,7 +45,7 @@ static class TrainerMeasurements
         using var train = TokenDataset.Open(data, "train");
         var sampler = new BatchSampler(train, 128, options.Seed);
         using var model = LanguageModel.Create(ModelConfigs.Create("gpt2-tiny"), seed: (long)options.Seed);
-        using var optimizer = BlockOptimizer.Create("blockwise-adamw", model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings());
+        using var optimizer = BlockOptimizer.Create(OptimizerKind.BlockwiseAdamW, model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings());
         var times = new List<double>();
         for (var step = 0; step < steps; step++)
         {
@@ -67,7 +68,7 @@ static class TrainerMeasurements
         var run = Directory.CreateTempSubdirectory("blr-memory-").FullName;
         var options = new PretrainOptions
         {
-            Data = Data(), Model = "gpt2-tiny", ModelOverrides = ["layers=1", "width=16", "heads=2"],
+            Data = Data(), Model = "gpt2-tiny", ModelOverrides = new() { Layers = 1, Width = 16, Heads = 2 },
             Steps = steps + 1, BatchSize = 2, SeqLen = 8, EvalEvery = 0, EvalWindows = 2, Out = run, Threads = 1,
         };
         var readings = new List<(int Step, long Rss)>();
@@ -107,9 +108,10 @@ static class RatioComparison
                     var run = Directory.CreateTempSubdirectory("blr-ratios-").FullName;
                     var result = Pretrainer.Run(new PretrainOptions
                     {
-                        Data = data, Model = "gpt2-tiny", ModelOverrides = overrides, Optimizer = optimizer, Ratios = ratios,
+                        Data = data, Model = "gpt2-tiny", ModelOverrides = ModelOverrides.Parse(overrides), Optimizer = OptionNames.Parse<OptimizerKind>(optimizer),
+                        Ratios = ratios == "auto" ? BlockRatios.Auto(AutoRatioSettings.Default with { Alpha = autoAlpha ?? AutoRatioSettings.Default.Alpha }) : BlockRatios.Parse(ratios),
                         Lr = 1e-3, Steps = steps, WarmupSteps = steps / 10, BatchSize = 8, SeqLen = 64, EvalEvery = steps / 6, EvalWindows = 32,
-                        Seed = seed, Out = run, AutoAlpha = autoAlpha ?? new PretrainOptions().AutoAlpha,
+                        Seed = seed, Out = run,
                     });
                     Directory.Delete(run, true);
                     return result;

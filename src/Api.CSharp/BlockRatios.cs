@@ -1,13 +1,46 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using BlockwiseLR.Core;
 
 namespace BlockwiseLR;
 
-/// <summary>Peak-LR multipliers per block (peak = ratio x base LR).</summary>
-public sealed class BlockRatios
+/// <summary>The settings of sharpness-adaptive ratios (<see cref="BlockRatios.Auto"/>): r_b = clamp((S_norm /
+/// S_b)^Alpha, 1, MaxRatio) from the proxy sharpness of every step's gradients, smoothed by an exponential moving
+/// average (Smoothing), applied every Every steps. Alpha 0.25 comes from the README's measurement (0.5 kept only
+/// 60% of AdamW's level where the paper ratios lose; 0.25 beat AdamW there and kept all of the paper ratios'
+/// gain where they win).</summary>
+public sealed record AutoRatioSettings
+{
+    public double Alpha { get; init; } = 0.25;
+    public double MaxRatio { get; init; } = 10;
+    public int Every { get; init; } = 10;
+    public double Smoothing { get; init; } = 0.9;
+
+    /// <summary>The defaults.</summary>
+    public static AutoRatioSettings Default { get; } = new();
+
+    /// <summary>A one-line reason these settings cannot be used, or null.</summary>
+    public string? Problem() =>
+        !(Alpha > 0) || double.IsInfinity(Alpha) ? $"alpha {Fmt(Alpha)} must be a finite number > 0"
+        : !(MaxRatio >= 1) || double.IsInfinity(MaxRatio) ? $"max-ratio {Fmt(MaxRatio)} must be a finite number >= 1"
+        : Every < 1 ? $"every {Every} must be >= 1"
+        : !(Smoothing >= 0 && Smoothing < 1) ? $"smoothing {Fmt(Smoothing)} must be in [0, 1)"
+        : null;
+
+    internal static string Fmt(double x) => x.ToString("R", CultureInfo.InvariantCulture);
+}
+
+/// <summary>Peak-LR multipliers per block (peak = ratio x base LR): the paper's, uniform (plain AdamW), a map of
+/// your own, or auto (set during the run from measured sharpness, starting from uniform). Written and read as
+/// text: "paper", "uniform", "paper,head=10", "emb=10,qk=8,vo=4,ffn=6,norm=1", "auto" or
+/// "auto:alpha=0.25,max-ratio=10,every=10,smoothing=0.9".</summary>
+[JsonConverter(typeof(BlockRatiosConverter))]
+public sealed class BlockRatios : IEquatable<BlockRatios>
 {
     internal RatioSpec Spec { get; }
 
-    BlockRatios(RatioSpec spec) => Spec = spec;
+    BlockRatios(RatioSpec spec, AutoRatioSettings? auto = null) => (Spec, AutoSettings) = (spec, auto);
 
     /// <summary>Norm 1, VO 4, FFN 6, QK 8, Embedding 10, PositionEmbedding 1; the head follows the embedding
     /// when tied, 1 when untied.</summary>
@@ -16,13 +49,53 @@ public sealed class BlockRatios
     /// <summary>Every block at the base LR: plain AdamW.</summary>
     public static BlockRatios Uniform { get; } = new(Ratios.uniform);
 
-    /// <summary>Reads `paper`, `uniform`, `paper,head=10` or a map like `emb=10,qk=8,vo=4,ffn=6,norm=1`.
-    /// Throws <see cref="FormatException"/> with a one-line message.</summary>
+    /// <summary>Ratios set from measured sharpness during the run (uniform until the first update).</summary>
+    public static BlockRatios Auto(AutoRatioSettings? settings = null)
+    {
+        var chosen = settings ?? AutoRatioSettings.Default;
+        if (chosen.Problem() is { } problem) throw new ArgumentException($"auto ratios: {problem}", nameof(settings));
+        return new(Ratios.uniform, chosen);
+    }
+
+    /// <summary>A map of your own; blocks not named get ratio 1, the head follows the paper's default unless named.</summary>
+    public static BlockRatios Of(IReadOnlyDictionary<Block, double> ratios) =>
+        Parse(string.Join(",", ratios.Select(kv => $"{kv.Key.Key()}={AutoRatioSettings.Fmt(kv.Value)}")));
+
+    /// <summary>The auto settings, or null for fixed ratios.</summary>
+    public AutoRatioSettings? AutoSettings { get; }
+    public bool IsAuto => AutoSettings is not null;
+
+    /// <summary>Reads the text forms above (any case). Throws <see cref="FormatException"/> with a one-line message.</summary>
     public static BlockRatios Parse(string text)
     {
-        var parsed = Ratios.parse(text);
+        var trimmed = (text ?? "").Trim();
+        if (trimmed.Equals("auto", StringComparison.OrdinalIgnoreCase)) return Auto();
+        if (trimmed.StartsWith("auto:", StringComparison.OrdinalIgnoreCase)) return new(Ratios.uniform, ParseAuto(trimmed));
+        var parsed = Ratios.parse(trimmed);
         if (parsed.IsError) throw new FormatException(parsed.ErrorValue);
         return new BlockRatios(parsed.ResultValue);
+    }
+
+    static AutoRatioSettings ParseAuto(string text)
+    {
+        var settings = AutoRatioSettings.Default;
+        foreach (var item in text["auto:".Length..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var parts = item.Split('=', StringSplitOptions.TrimEntries);
+            if (parts.Length != 2 || !double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var x))
+                throw new FormatException($"ratios '{text}': '{item}' is not KEY=NUMBER (keys: alpha, max-ratio, every, smoothing)");
+            settings = parts[0].ToLowerInvariant() switch
+            {
+                "alpha" => settings with { Alpha = x },
+                "max-ratio" => settings with { MaxRatio = x },
+                "every" when x == Math.Floor(x) && x is >= 1 and <= int.MaxValue => settings with { Every = (int)x },
+                "every" => throw new FormatException($"ratios '{text}': every={parts[1]} must be a whole number >= 1"),
+                "smoothing" => settings with { Smoothing = x },
+                var other => throw new FormatException($"ratios '{text}': unknown key '{other}' (keys: alpha, max-ratio, every, smoothing)"),
+            };
+        }
+        if (settings.Problem() is { } problem) throw new FormatException($"ratios '{text}': {problem}");
+        return settings;
     }
 
     /// <summary>Checks the ratios for a model whose head is (or is not) tied to the embedding.</summary>
@@ -33,9 +106,30 @@ public sealed class BlockRatios
         return this;
     }
 
-    /// <summary>The ratio of one block.</summary>
+    /// <summary>The ratio of one block (auto ratios: 1, their starting point).</summary>
     public double For(Block block, bool tiedHead) => Ratios.ratioOf(tiedHead, Spec, block.ToCore());
 
     /// <summary>The text <see cref="Parse"/> reads back.</summary>
-    public override string ToString() => Ratios.format(Spec);
+    public override string ToString() => AutoSettings switch
+    {
+        null => Ratios.format(Spec),
+        var s when s == AutoRatioSettings.Default => "auto",
+        var s => $"auto:alpha={AutoRatioSettings.Fmt(s.Alpha)},max-ratio={AutoRatioSettings.Fmt(s.MaxRatio)},every={s.Every},smoothing={AutoRatioSettings.Fmt(s.Smoothing)}",
+    };
+
+    public bool Equals(BlockRatios? other) => other is not null && Spec.Equals(other.Spec) && Equals(AutoSettings, other.AutoSettings);
+    public override bool Equals(object? obj) => Equals(obj as BlockRatios);
+    public override int GetHashCode() => HashCode.Combine(Spec, AutoSettings);
+}
+
+sealed class BlockRatiosConverter : JsonConverter<BlockRatios>
+{
+    public override BlockRatios Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.String) throw new OptionValueException("expected text such as paper, uniform, auto or emb=10,qk=8,vo=4,ffn=6,norm=1");
+        try { return BlockRatios.Parse(reader.GetString()!); }
+        catch (FormatException e) { throw new OptionValueException(e.Message); }
+    }
+
+    public override void Write(Utf8JsonWriter writer, BlockRatios value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
 }

@@ -20,22 +20,26 @@ public sealed class BlockSchedule
             b => { var f = ScheduleModule.forBlock(spec, ratios.For(b, tiedHead)); return (Func<int, double>)(t => f.Invoke(t)); });
     }
 
-    /// <summary>Builds and validates a schedule. <paramref name="kind"/>: cosine, linear, constant, wsd,
-    /// wsd-cosine, wsd-1-sqrt, wsd-anneal. <paramref name="floorLr"/> defaults to the official base/20.
-    /// Throws <see cref="ArgumentException"/> with a one-line message.</summary>
-    public static BlockSchedule Create(string kind, double baseLr, int warmupSteps, int totalSteps,
+    /// <summary>Builds and validates a schedule. <paramref name="warmupSteps"/> defaults to
+    /// <see cref="DefaultWarmup"/>, <paramref name="floorLr"/> to the official base/20. Throws
+    /// <see cref="ArgumentException"/> with a one-line message.</summary>
+    public static BlockSchedule Create(LrSchedule kind, double baseLr, int? warmupSteps, int totalSteps,
         BlockRatios ratios, bool tiedHead, double? floorLr = null, bool alphaWarmup = false)
     {
-        var parsedKind = ScheduleModule.parseKind(kind);
-        if (parsedKind.IsError) throw new ArgumentException(parsedKind.ErrorValue);
         ratios.Validate(tiedHead);
-        var spec = new ScheduleSpec(parsedKind.ResultValue, baseLr, floorLr ?? ScheduleModule.officialFloor(baseLr),
-                                    warmupSteps, totalSteps, alphaWarmup);
+        var spec = new ScheduleSpec(ScheduleModule.kindOf(kind), baseLr, floorLr ?? ScheduleModule.officialFloor(baseLr),
+                                    warmupSteps ?? DefaultWarmup(totalSteps), totalSteps, alphaWarmup);
         var blockRatios = ListModule.OfSeq(Enum.GetValues<Block>().Select(b => ratios.For(b, tiedHead)));
         var valid = ScheduleModule.validate(blockRatios, spec);
         if (valid.IsError) throw new ArgumentException(valid.ErrorValue);
         return new BlockSchedule(spec, ratios, tiedHead);
     }
+
+    /// <summary>The warmup when none is given: 2% of the run, at least one step.</summary>
+    public static int DefaultWarmup(int totalSteps) => ScheduleModule.defaultWarmup(totalSteps);
+
+    /// <summary>The floor when none is given: base LR / 20 (the official recipe).</summary>
+    public static double DefaultFloor(double baseLr) => ScheduleModule.officialFloor(baseLr);
 
     public BlockRatios Ratios { get; }
     public bool TiedHead { get; }

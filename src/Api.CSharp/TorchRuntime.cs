@@ -32,9 +32,21 @@ public static class TorchRuntime
         typeof(TorchRuntime).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
             .FirstOrDefault(a => a.Key == "TorchBackend")?.Value ?? "cpu";
 
-    /// <summary>A libtorch folder to load instead of the natives package (for example a PyTorch install's
-    /// torch/lib): set it, or the BLR_LIBTORCH environment variable, before the first tensor.</summary>
-    public static string? LibTorchDirectory { get; set; } = Environment.GetEnvironmentVariable("BLR_LIBTORCH");
+    /// <summary>The libtorch folder loaded instead of the natives package, if any (<see cref="UseLibTorch"/>, or
+    /// the BLR_LIBTORCH environment variable).</summary>
+    public static string? LibTorchDirectory { get; private set; } = Environment.GetEnvironmentVariable("BLR_LIBTORCH");
+
+    /// <summary>Loads libtorch from <paramref name="directory"/> (for example a PyTorch install's torch/lib)
+    /// instead of the natives package. Call it before the first tensor: a process loads libtorch once.</summary>
+    public static void UseLibTorch(string directory)
+    {
+        lock (Gate)
+        {
+            if (ready && directory != LibTorchDirectory)
+                throw new InvalidOperationException($"libtorch is already loaded; choose the folder {directory} before the first tensor");
+            LibTorchDirectory = directory;
+        }
+    }
 
     // Load order: each library's dependencies first; CUDA ones before the CPU library that dispatches to them.
     static readonly string[] LibTorchLibraries = ["libc10.so", "libc10_cuda.so", "libtorch_cuda.so", "libtorch_cpu.so", "libtorch.so"];
@@ -48,7 +60,7 @@ public static class TorchRuntime
         {
             if (ready && (!cuda || cudaReady)) return;
             if (ready && cuda)
-                throw new TorchUnavailableException("CUDA was asked for after libtorch started on the CPU; start a new process with --device cuda");
+                throw new TorchUnavailableException("CUDA was asked for after libtorch started on the CPU; ask for CUDA before the first tensor, in a new process");
             failure ??= Probe(cuda);
             if (failure is not null) throw new TorchUnavailableException(failure);
             ready = true;
@@ -60,10 +72,10 @@ public static class TorchRuntime
 
     static string? LoadLibTorchFrom(string directory)
     {
-        if (!Directory.Exists(directory)) return $"--libtorch {directory}: no such folder (give a libtorch lib folder, e.g. a PyTorch install's torch/lib)";
+        if (!Directory.Exists(directory)) return $"libtorch folder {directory}: no such folder (give a libtorch lib folder, e.g. a PyTorch install's torch/lib)";
         var found = LibTorchLibraries.Select(name => Path.Combine(directory, name)).Where(File.Exists).ToList();
         if (!found.Any(p => p.EndsWith("libtorch_cpu.so", StringComparison.Ordinal)))
-            return $"--libtorch {directory}: no libtorch_cpu.so there; give the folder that holds libtorch_cpu.so and libc10.so";
+            return $"libtorch folder {directory}: no libtorch_cpu.so there; give the folder that holds libtorch_cpu.so and libc10.so";
         foreach (var library in found)
         {
             try { NativeLibrary.Load(library); }
@@ -101,7 +113,7 @@ public static class TorchRuntime
             if (cuda)
             {
                 const string noCuda = "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible. " +
-                                      "Fix: pass --libtorch with a CUDA PyTorch's torch/lib (or set BLR_LIBTORCH) on a machine with a GPU, or build with -p:TorchBackend=cuda";
+                                      "Fix: load libtorch from a CUDA PyTorch's torch/lib (blr --libtorch DIR, TorchRuntime.UseLibTorch or BLR_LIBTORCH) on a machine with a GPU, or build with -p:TorchBackend=cuda";
                 try { torch.InitializeDeviceType(DeviceType.CUDA); }
                 catch (Exception) { return noCuda; }
                 if (!torch.cuda.is_available()) return noCuda;
@@ -130,7 +142,7 @@ public static class TorchRuntime
         {
             var library = detail[..at].Split(' ', ':').Last(s => s.Length > 0);
             return $"libtorch could not be loaded: {library} was not found. Fix: build with the default -p:TorchBackend=cpu " +
-                   "(restores libtorch-cpu-linux-x64 2.10.0), or for -p:TorchBackend=external pass --libtorch DIR (or set BLR_LIBTORCH) " +
+                   "(restores libtorch-cpu-linux-x64 2.10.0), or for -p:TorchBackend=external load libtorch from a folder (blr --libtorch DIR, TorchRuntime.UseLibTorch or BLR_LIBTORCH) " +
                    "with a libtorch folder such as a PyTorch install's torch/lib";
         }
         return $"libtorch could not be loaded: {detail}. {SetupFix}";

@@ -1,7 +1,15 @@
 /// The CLI schema: one Argu union per subcommand, with its usage text beside each case.
 module BlockwiseLR.Cli.Arguments
 
+open System
 open Argu
+open BlockwiseLR
+
+/// Library defaults and names, read where the help text mentions them (never restated here).
+let private defaults = Training.PretrainOptions.Defaults
+let private g (x: float) = x.ToString("R", Globalization.CultureInfo.InvariantCulture)
+let private names<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType and 'T :> Enum> () = String.Join(", ", OptionNames.Known<'T>())
+let private warmupDefault = "default: 2% of the run, at least 1"
 
 type ScheduleArgs =
     | [<Mandatory>] Steps of total: int
@@ -18,10 +26,10 @@ type ScheduleArgs =
         member a.Usage =
             match a with
             | Steps _ -> "run length T in optimizer steps."
-            | Warmup _ -> "warmup steps W (default: 2% of T, at least 1)."
-            | Lr _ -> "base (AdamW) peak LR; a block's peak is ratio x this (default 6e-4)."
+            | Warmup _ -> sprintf "warmup steps W (%s)." warmupDefault
+            | Lr _ -> sprintf "base (AdamW) peak LR; a block's peak is ratio x this (default %s)." (g defaults.Lr)
             | Ratios _ -> "paper (default), uniform, or a map like emb=10,qk=8,vo=4,ffn=6,norm=1[,head=1]."
-            | Schedule _ -> "cosine (default), linear, constant, wsd, wsd-cosine, wsd-1-sqrt, wsd-anneal."
+            | Schedule _ -> sprintf "%s (default %s)." (names<Core.LrSchedule> ()) (OptionNames.Format defaults.Schedule)
             | Floor _ -> "the one floor every block decays to (default: base LR / 20, the official recipe)."
             | Alpha -> "alpha mode: a block's warmup is ratio times longer (equal warmup slopes)."
             | Untied -> "the output head is its own tensor (LLaMA); default: tied to the embedding (GPT-2)."
@@ -105,8 +113,8 @@ type InspectArgs =
             | Tied _ -> "tie the output head to the embedding (true/false)."
             | Batch_Size _ -> "sequences per step for the activation estimate (default 8)."
             | Seq_Len _ -> "tokens per sequence (default: the context length)."
-            | Optimizer _ -> "adamw (default), blockwise-adamw, adam-mini, blockwise-adam-mini."
-            | Precision _ -> "fp32 (default), tf32, bf16-mixed."
+            | Optimizer _ -> sprintf "%s (default adamw)." (names<Core.OptimizerKind> ())
+            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Precision)
             | Device _ -> "cpu (default; attention keeps T x T probabilities) or cuda (fused attention)."
 
     /// The model overrides as key=value text for the facade, in command-line order.
@@ -162,39 +170,39 @@ type TrainArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Sharpness_Every _ -> "log the proxy sharpness per block into metrics.jsonl every N steps."
-            | Auto_Alpha _ -> "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default alpha 0.25, from the README's measurement)."
-            | Auto_Max_Ratio _ -> "--ratios auto: the largest ratio (default 10)."
-            | Auto_Every _ -> "--ratios auto: steps between ratio updates (default 10)."
-            | Auto_Smoothing _ -> "--ratios auto: moving-average factor of the measured sharpness (default 0.9)."
+            | Sharpness_Every _ -> "log the proxy sharpness per block into metrics.jsonl every N steps (default 0: off)."
+            | Auto_Alpha _ -> sprintf "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default %s, from the README's measurement)." (g AutoRatioSettings.Default.Alpha)
+            | Auto_Max_Ratio _ -> sprintf "--ratios auto: the largest ratio (default %s)." (g AutoRatioSettings.Default.MaxRatio)
+            | Auto_Every _ -> sprintf "--ratios auto: steps between ratio updates (default %d)." AutoRatioSettings.Default.Every
+            | Auto_Smoothing _ -> sprintf "--ratios auto: moving-average factor of the measured sharpness (default %s)." (g AutoRatioSettings.Default.Smoothing)
             | Peak_Tflops _ -> "the GPU's dense peak TFLOP/s for MFU in metrics.jsonl, or h100, h200, a100 (default h100; CUDA only)."
             | Init_From _ -> "start from the weights of a Hugging Face folder, checkpoint or run (same model shape)."
             | Config _ -> "a JSON file of options (names as in options.json); command-line options override it."
-            | Model _ -> "a named config (default gpt2-tiny; see blr inspect --help)."
+            | Model _ -> sprintf "a named config (default %s; see blr inspect --help)." defaults.Model
             | Set _ -> "a model override KEY=VALUE (layers, width, heads, kv-heads, d-ff, context, vocab, bias, tied); repeatable."
             | Data _ -> "a folder of shards from blr prepare."
-            | Optimizer _ -> "adamw, blockwise-adamw (default), adam-mini, blockwise-adam-mini."
-            | Ratios _ -> "paper (default), uniform, auto (from measured sharpness), or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers)."
-            | Lr _ -> "base (AdamW) peak LR (default 6e-4)."
-            | Schedule _ -> "cosine (default), linear, constant, wsd, wsd-cosine, wsd-1-sqrt, wsd-anneal."
-            | Warmup _ -> "warmup steps (default 2% of the run)."
+            | Optimizer _ -> sprintf "%s (default %s)." (names<Core.OptimizerKind> ()) (OptionNames.Format defaults.Optimizer)
+            | Ratios _ -> sprintf "paper, uniform, auto (from measured sharpness), or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers; default %s)." (if defaults.Ratios = BlockRatios.Paper then "paper" else string defaults.Ratios)
+            | Lr _ -> sprintf "base (AdamW) peak LR (default %s)." (g defaults.Lr)
+            | Schedule _ -> sprintf "%s (default %s)." (names<Core.LrSchedule> ()) (OptionNames.Format defaults.Schedule)
+            | Warmup _ -> sprintf "warmup steps (%s)." warmupDefault
             | Floor _ -> "the one floor every block decays to (default LR/20)."
             | Alpha -> "alpha warmup: a block's warmup is ratio times longer."
-            | Steps _ -> "optimizer steps (default 1000)."
-            | Batch_Size _ -> "sequences per optimizer step (default 16)."
+            | Steps _ -> sprintf "optimizer steps (default %d)." defaults.Steps
+            | Batch_Size _ -> sprintf "sequences per optimizer step (default %d)." defaults.BatchSize
             | Micro_Batch_Size _ -> "sequences per forward/backward; gradients accumulate up to the batch (default: the batch)."
             | Seq_Len _ -> "tokens per sequence (default: the model's context)."
-            | Seed _ -> "seed of initialization and data order (default 1337)."
-            | Out _ -> "the run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/, result.json (default runs/run)."
+            | Seed _ -> sprintf "seed of initialization and data order (default %d)." defaults.Seed
+            | Out _ -> sprintf "the run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/, result.json (default %s)." defaults.Out
             | Resume _ -> "latest (the newest checkpoint in --out) or a checkpoints/step_* folder."
-            | Device _ -> "cpu (default) or cuda."
-            | Precision _ -> "fp32 (default), tf32, bf16-mixed."
-            | Eval_Every _ -> "evaluate every N steps (default 100; 0: only at the end)."
-            | Eval_Windows _ -> "validation windows (default 64)."
-            | Checkpoint_Every _ -> "checkpoint every N steps (default 0: only at the end)."
-            | Keep_Checkpoints _ -> "checkpoints kept (default 2)."
-            | Grad_Clip _ -> "global gradient-norm clip (default 1.0; 0: off)."
-            | Weight_Decay _ -> "decoupled weight decay (default 0.1)."
+            | Device _ -> sprintf "cpu, cuda or cuda:N (default %O)." defaults.Device
+            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Precision)
+            | Eval_Every _ -> sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.EvalEvery
+            | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.EvalWindows
+            | Checkpoint_Every _ -> sprintf "checkpoint every N steps (default %d: only at the end)." defaults.CheckpointEvery
+            | Keep_Checkpoints _ -> sprintf "checkpoints kept (default %d)." defaults.KeepCheckpoints
+            | Grad_Clip _ -> sprintf "global gradient-norm clip (default %s; 0: off)." (g defaults.GradClip)
+            | Weight_Decay _ -> sprintf "decoupled weight decay (default %s)." (g defaults.WeightDecay)
             | Threads _ -> "CPU threads for libtorch."
 
 type EvalArgs =
@@ -276,22 +284,22 @@ type CompareArgs =
             | Data _ -> "a folder of shards from blr prepare."
             | Model _ -> "a named config (default gpt2-tiny)."
             | Set _ -> "a model override KEY=VALUE; repeatable."
-            | Optimizers _ -> "comma-separated (default adamw,blockwise-adamw,adam-mini,blockwise-adam-mini)."
+            | Optimizers _ -> sprintf "comma-separated (default %s)." (String.Join(",", OptionNames.Known<Core.OptimizerKind>()))
             | Seeds _ -> "comma-separated seeds (default 1337); mean and spread are over these."
             | Steps _ -> "N: every optimizer runs N steps; the AdamW baseline runs 2N."
-            | Batch_Size _ -> "sequences per step (default 16)."
+            | Batch_Size _ -> sprintf "sequences per step (default %d)." defaults.BatchSize
             | Micro_Batch_Size _ -> "sequences per forward/backward (default: the batch)."
             | Seq_Len _ -> "tokens per sequence (default: the model's context)."
-            | Lr _ -> "base LR (default 6e-4)."
+            | Lr _ -> sprintf "base LR (default %s)." (g defaults.Lr)
             | Lr_Sweep _ -> "comma-separated base LRs for the AdamW(2N) baseline; the best is used for all."
             | Ratios _ -> "ratios of the blockwise optimizers (default paper)."
-            | Warmup _ -> "warmup steps (default 2% of N)."
-            | Eval_Every _ -> "evaluate every N steps (default 100)."
-            | Eval_Windows _ -> "validation windows (default 64)."
+            | Warmup _ -> sprintf "warmup steps (%s)." warmupDefault
+            | Eval_Every _ -> sprintf "evaluate every N steps (default %d)." defaults.EvalEvery
+            | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.EvalWindows
             | Out _ -> "the comparison folder (default runs/compare)."
             | Threads _ -> "CPU threads for libtorch."
-            | Device _ -> "cpu (default) or cuda."
-            | Precision _ -> "fp32 (default), tf32, bf16-mixed."
+            | Device _ -> "cpu (default), cuda or cuda:N."
+            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Precision)
 
 type PlotArgs =
     | [<Mandatory>] Run of dir: string

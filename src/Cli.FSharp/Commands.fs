@@ -8,22 +8,36 @@ open Spectre.Console
 open BlockwiseLR
 open BlockwiseLR.Cli.Arguments
 
+/// A command-line mistake the CLI itself found: printed as one line, exit 2.
+exception CliError of string
+
 let private blockColumns = Enum.GetValues<Block>() |> Array.ofSeq
 
 let private lr (value: float) = value.ToString("0.000e+00", Globalization.CultureInfo.InvariantCulture)
 
 let private shape (dims: int64[]) = "(" + (dims |> Array.map string |> String.concat ", ") + ")"
 
+let private defaults = Training.PretrainOptions.Defaults
+
+/// A choice given on the command line, read by the library's one parser of its names.
+let private choice<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType and 'T :> Enum> (flag: string) (text: string) : 'T =
+    try OptionNames.Parse<'T> text
+    with :? FormatException as e -> raise (CliError(sprintf "%s %s: %s" flag text e.Message))
+
+let private device (text: string) =
+    try ComputeDevice.Parse text
+    with :? FormatException as e -> raise (CliError(sprintf "--device %s: %s" text e.Message))
+
 let schedule (args: ParseResults<ScheduleArgs>) =
     let total = args.GetResult ScheduleArgs.Steps
-    let warmup = args.GetResult(ScheduleArgs.Warmup, defaultValue = max 1 (total / 50))
-    let ratios = BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = "paper"))
+    let ratios = BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = string defaults.Ratios))
     let floor = args.TryGetResult ScheduleArgs.Floor |> Option.toNullable
+    let kind = args.TryGetResult ScheduleArgs.Schedule |> Option.map (choice<Core.LrSchedule> "--schedule") |> Option.defaultValue defaults.Schedule
     let plan =
         BlockSchedule.Create(
-            args.GetResult(ScheduleArgs.Schedule, defaultValue = "cosine"),
-            args.GetResult(ScheduleArgs.Lr, defaultValue = 6e-4),
-            warmup,
+            kind,
+            args.GetResult(ScheduleArgs.Lr, defaultValue = defaults.Lr),
+            args.TryGetResult ScheduleArgs.Warmup |> Option.toNullable,
             total,
             ratios,
             not (args.Contains ScheduleArgs.Untied),
@@ -31,7 +45,7 @@ let schedule (args: ParseResults<ScheduleArgs>) =
             args.Contains ScheduleArgs.Alpha
         )
     printfn "Per-block LR, %s schedule: base LR %g, shared floor %g, warmup %d of %d steps, ratios %O (%s head)"
-        (args.GetResult(ScheduleArgs.Schedule, defaultValue = "cosine")) plan.BaseLr plan.FloorLr plan.WarmupSteps
+        (OptionNames.Format kind) plan.BaseLr plan.FloorLr plan.WarmupSteps
         plan.TotalSteps ratios (if plan.TiedHead then "tied" else "untied")
     printfn "%8s %s" "step" (blockColumns |> Array.map (fun b -> sprintf "%11s" (Blocks.Key b)) |> String.concat "")
     for step in plan.Milestones(args.GetResult(ScheduleArgs.Points, defaultValue = 10)) do
@@ -123,55 +137,45 @@ let private withTraining (describe: string) (work: IProgress<Training.TrainProgr
                 task.Description <- sprintf "%s: step %d/%d, loss %.3f%s, %s tok/s" describe p.Step p.Steps p.Loss valText (p.TokensPerSecond.ToString "N0")
             work (Progress<Training.TrainProgress>(report)) cancel.Token)
 
-let private trainValues (args: ParseResults<TrainArgs>) : Collections.Generic.KeyValuePair<string, obj> list =
-    let pair (key: string) (value: obj) = Collections.Generic.KeyValuePair(key, value)
-    let overrides = args.GetResults TrainArgs.Set
-    [ if not overrides.IsEmpty then yield pair "modelOverrides" (box (Array.ofList overrides))
-      for a in args.GetAllResults() do
-          match a with
-          | TrainArgs.Model v -> yield pair "model" (box v)
-          | TrainArgs.Data v -> yield pair "data" (box v)
-          | TrainArgs.Optimizer v -> yield pair "optimizer" (box v)
-          | TrainArgs.Ratios v -> yield pair "ratios" (box v)
-          | TrainArgs.Lr v -> yield pair "lr" (box v)
-          | TrainArgs.Schedule v -> yield pair "schedule" (box v)
-          | TrainArgs.Warmup v -> yield pair "warmupSteps" (box v)
-          | TrainArgs.Floor v -> yield pair "floorLr" (box v)
-          | TrainArgs.Alpha -> yield pair "alphaWarmup" (box true)
-          | TrainArgs.Steps v -> yield pair "steps" (box v)
-          | TrainArgs.Batch_Size v -> yield pair "batchSize" (box v)
-          | TrainArgs.Micro_Batch_Size v -> yield pair "microBatchSize" (box v)
-          | TrainArgs.Seq_Len v -> yield pair "seqLen" (box v)
-          | TrainArgs.Seed v -> yield pair "seed" (box v)
-          | TrainArgs.Out v -> yield pair "out" (box v)
-          | TrainArgs.Resume v -> yield pair "resume" (box v)
-          | TrainArgs.Device v -> yield pair "device" (box v)
-          | TrainArgs.Precision v -> yield pair "precision" (box v)
-          | TrainArgs.Eval_Every v -> yield pair "evalEvery" (box v)
-          | TrainArgs.Eval_Windows v -> yield pair "evalWindows" (box v)
-          | TrainArgs.Checkpoint_Every v -> yield pair "checkpointEvery" (box v)
-          | TrainArgs.Keep_Checkpoints v -> yield pair "keepCheckpoints" (box v)
-          | TrainArgs.Grad_Clip v -> yield pair "gradClip" (box v)
-          | TrainArgs.Weight_Decay v -> yield pair "weightDecay" (box v)
-          | TrainArgs.Threads v -> yield pair "threads" (box v)
-          | TrainArgs.Init_From v -> yield pair "initFrom" (box v)
-          | TrainArgs.Peak_Tflops v -> yield pair "peakTflops" (box v)
-          | TrainArgs.Auto_Alpha v -> yield pair "autoAlpha" (box v)
-          | TrainArgs.Auto_Max_Ratio v -> yield pair "autoMaxRatio" (box v)
-          | TrainArgs.Auto_Every v -> yield pair "autoEvery" (box v)
-          | TrainArgs.Auto_Smoothing v -> yield pair "autoSmoothing" (box v)
-          | TrainArgs.Sharpness_Every v -> yield pair "sharpnessEvery" (box v)
-          | TrainArgs.Config _
-          | TrainArgs.Set _ -> () ]
+/// The JSON name of the option a command-line case sets: the case name in camelCase (Batch_Size ->
+/// batchSize), except where the flag is shorter than the property.
+let optionKey (caseName: string) =
+    match caseName with
+    | "Warmup" -> "warmupSteps"
+    | "Floor" -> "floorLr"
+    | "Alpha" -> "alphaWarmup"
+    | "Set" -> "modelOverrides"
+    | name ->
+        let parts = name.Split('_', StringSplitOptions.RemoveEmptyEntries)
+        let first (f: char -> char) (p: string) = string (f p.[0]) + p.Substring 1
+        first Char.ToLowerInvariant parts.[0] + (parts.[1..] |> Array.map (first Char.ToUpperInvariant) |> String.concat "")
+
+/// The options that parsed arguments set, as (JSON name, value) pairs for PretrainOptions.With; `skip` names
+/// the cases that are not training options.
+let private optionValues (results: 'T list) (skip: string list) : Collections.Generic.KeyValuePair<string, obj> list =
+    let caseOf (a: 'T) = Reflection.FSharpValue.GetUnionFields(a, typeof<'T>)
+    let overrides =
+        [ for a in results do
+              match caseOf a with
+              | case, [| value |] when case.Name = "Set" -> yield string value
+              | _ -> () ]
+    [ if not overrides.IsEmpty then yield Collections.Generic.KeyValuePair("modelOverrides", box (Array.ofList overrides))
+      for a in results do
+          match caseOf a with
+          | case, _ when case.Name = "Set" || List.contains case.Name skip -> ()
+          | case, [||] -> yield Collections.Generic.KeyValuePair(optionKey case.Name, box true)
+          | case, [| value |] -> yield Collections.Generic.KeyValuePair(optionKey case.Name, value)
+          | _ -> () ]
 
 let train (args: ParseResults<TrainArgs>) =
     let fromFile =
         args.TryGetResult TrainArgs.Config
         |> Option.map Training.PretrainOptions.FromJsonFile
-        |> Option.defaultWith (fun () -> Training.PretrainOptions())
-    let options = fromFile.With(trainValues args)
-    let result = withTraining options.Optimizer (fun progress cancel -> Training.Pretrainer.Run(options, progress, cancel))
-    let summary = Table().AddColumn("").AddColumn(options.Optimizer)
+        |> Option.defaultValue defaults
+    let options = fromFile.With(optionValues (args.GetAllResults()) [ "Config" ])
+    let name = OptionNames.Format options.Optimizer
+    let result = withTraining name (fun progress cancel -> Training.Pretrainer.Run(options, progress, cancel))
+    let summary = Table().AddColumn("").AddColumn(name)
     let row (name: string) (value: string) = summary.AddRow(Markup.Escape name, Markup.Escape value) |> ignore
     row "steps" (sprintf "%d%s" result.Steps (if result.Interrupted then " (interrupted)" else ""))
     row "final val loss" (sprintf "%.4f" result.FinalValLoss)
@@ -184,11 +188,10 @@ let train (args: ParseResults<TrainArgs>) =
     AnsiConsole.Write summary
     if result.Interrupted then 130 else 0
 
-let private deviceOf (name: string) =
-    match name with
-    | "cpu" -> TorchSharp.torch.CPU
-    | "cuda" -> TorchSharp.torch.CUDA
-    | other -> invalidArg "device" (sprintf "--device %s is not cpu or cuda" other)
+let private deviceOf (text: string) =
+    let chosen = device text
+    if chosen.IsCuda then (if chosen.Index.HasValue then TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, chosen.Index.Value) else TorchSharp.torch.CUDA)
+    else TorchSharp.torch.CPU
 
 let eval (args: ParseResults<EvalArgs>) =
     let result =
@@ -229,54 +232,36 @@ let convertHf (args: ParseResults<HfArgs>) =
 let private commaList (text: string) = text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
 
 let compare (args: ParseResults<CompareArgs>) =
-    let pair (key: string) (value: obj) = Collections.Generic.KeyValuePair(key, value)
-    let overrides = args.GetResults CompareArgs.Set
-    let values =
-        [ if not overrides.IsEmpty then yield pair "modelOverrides" (box (Array.ofList overrides))
-          yield pair "out" (box (args.GetResult(CompareArgs.Out, defaultValue = "runs/compare")))
-          for a in args.GetAllResults() do
-              match a with
-              | CompareArgs.Data v -> yield pair "data" (box v)
-              | CompareArgs.Model v -> yield pair "model" (box v)
-              | CompareArgs.Steps v -> yield pair "steps" (box v)
-              | CompareArgs.Batch_Size v -> yield pair "batchSize" (box v)
-              | CompareArgs.Micro_Batch_Size v -> yield pair "microBatchSize" (box v)
-              | CompareArgs.Seq_Len v -> yield pair "seqLen" (box v)
-              | CompareArgs.Lr v -> yield pair "lr" (box v)
-              | CompareArgs.Ratios v -> yield pair "ratios" (box v)
-              | CompareArgs.Warmup v -> yield pair "warmupSteps" (box v)
-              | CompareArgs.Eval_Every v -> yield pair "evalEvery" (box v)
-              | CompareArgs.Eval_Windows v -> yield pair "evalWindows" (box v)
-              | CompareArgs.Threads v -> yield pair "threads" (box v)
-              | CompareArgs.Device v -> yield pair "device" (box v)
-              | CompareArgs.Precision v -> yield pair "precision" (box v)
-              | _ -> () ]
-    let number (what: string) (parse: string -> bool * 'T) (text: string) =
+    let common =
+        defaults.With(
+            Collections.Generic.KeyValuePair("out", box "runs/compare")
+            :: optionValues (args.GetAllResults()) [ "Optimizers"; "Seeds"; "Lr_Sweep" ])
+    let number (flag: string) (parse: string -> bool * 'T) (text: string) =
         match parse text with
         | true, v -> v
-        | _ -> invalidArg what (sprintf "--%s: '%s' is not a number" what text)
-    let defaults = Training.CompareOptions(Common = Training.PretrainOptions())
+        | _ -> raise (CliError(sprintf "%s: '%s' is not a number" flag text))
+    let compareDefaults = Reporting.CompareOptions(Common = common)
     let options =
-        Training.CompareOptions(
-            Common = Training.PretrainOptions().With(values),
-            Optimizers = (args.TryGetResult CompareArgs.Optimizers |> Option.map commaList |> Option.defaultValue (Array.ofSeq defaults.Optimizers)),
-            Seeds = (args.TryGetResult CompareArgs.Seeds |> Option.map (commaList >> Array.map (number "seeds" UInt64.TryParse)) |> Option.defaultValue (Array.ofSeq defaults.Seeds)),
-            LrSweep = (args.TryGetResult CompareArgs.Lr_Sweep |> Option.map (commaList >> Array.map (number "lr-sweep" (fun t -> Double.TryParse(t, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture)))) |> Option.defaultValue [||])
+        Reporting.CompareOptions(
+            Common = common,
+            Optimizers = (args.TryGetResult CompareArgs.Optimizers |> Option.map (commaList >> Array.map (choice<Core.OptimizerKind> "--optimizers")) |> Option.defaultValue (Array.ofSeq compareDefaults.Optimizers)),
+            Seeds = (args.TryGetResult CompareArgs.Seeds |> Option.map (commaList >> Array.map (number "--seeds" UInt64.TryParse)) |> Option.defaultValue (Array.ofSeq compareDefaults.Seeds)),
+            LrSweep = (args.TryGetResult CompareArgs.Lr_Sweep |> Option.map (commaList >> Array.map (number "--lr-sweep" (fun t -> Double.TryParse(t, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture)))) |> Option.defaultValue [||])
         )
-    let report = withTraining "compare" (fun progress cancel -> Training.Comparison.Compare(options, null, progress, cancel))
+    let report = withTraining "compare" (fun progress cancel -> Reporting.Comparison.Compare(options, null, progress, cancel))
     printfn "%s" (report.Table())
     printfn "report %s, curves %s" report.Markdown report.Png
     0
 
 let plot (args: ParseResults<PlotArgs>) =
-    let png = Training.Plots.Curves(args.GetResults PlotArgs.Run |> Array.ofList, args.GetResult PlotArgs.Out, args.Contains PlotArgs.Train)
+    let png = Reporting.Plots.Curves(args.GetResults PlotArgs.Run |> Array.ofList, args.GetResult PlotArgs.Out, args.Contains PlotArgs.Train)
     printfn "wrote %s" png
     0
 
 let sharpness (args: ParseResults<SharpnessArgs>) =
     let steps = args.TryGetResult SharpnessArgs.Steps |> Option.map (commaList >> Array.map int) |> Option.toObj
     let struct (rows, csv, png) =
-        Training.SharpnessReport.Measure(
+        Reporting.SharpnessReport.Measure(
             args.GetResult SharpnessArgs.Run, args.GetResult SharpnessArgs.Data, steps,
             args.GetResult(SharpnessArgs.Batches, defaultValue = 4), args.GetResult(SharpnessArgs.Batch_Size, defaultValue = 8),
             args.GetResult(SharpnessArgs.Seq_Len, defaultValue = 128), args.Contains SharpnessArgs.Hutchinson,
@@ -289,19 +274,19 @@ let sharpness (args: ParseResults<SharpnessArgs>) =
         for estimator in [ "proxy"; "hutchinson" ] do
             let hutchinson = estimator = "hutchinson"
             if not hutchinson || args.Contains SharpnessArgs.Hutchinson then
-                let struct (order, matches) = Training.SharpnessReport.Ordering(group, hutchinson)
+                let struct (order, matches) = Reporting.SharpnessReport.Ordering(group, hutchinson)
                 printfn "step %d, %s, flattest first: %s (%s the paper's S(Emb) < S(QK) < S(FFN) < S(VO) < S(Norm))" step estimator
                     (order |> Seq.map Blocks.Key |> String.concat " < ") (if matches then "matches" else "differs from")
     printfn "wrote %s and %s" csv png
     0
 
 let demo (args: ParseResults<DemoArgs>) =
-    let options = Training.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
+    let options = Reporting.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
     printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW (paper ratios), %d steps of %d x %d tokens each"
         options.Model options.Steps options.BatchSize options.SeqLen.Value
     let report =
         withTraining "demo" (fun progress cancel ->
-            Training.Comparison.Run(options, [| "adamw"; "blockwise-adamw" |], null, progress, cancel))
+            Reporting.Comparison.Run(options, [| Core.OptimizerKind.AdamW; Core.OptimizerKind.BlockwiseAdamW |], null, progress, cancel))
     printfn "%s" (report.Table())
     printfn "report %s, curves %s" report.Markdown report.Png
     0
@@ -311,13 +296,14 @@ let private mib (bytes: int64) = sprintf "%10.1f MiB" (float bytes / 1048576.0)
 let inspect (args: ParseResults<InspectArgs>) =
     let overrides = args.GetAllResults() |> List.choose (fun a -> a.Override) |> Array.ofList
     let config = Models.ModelConfigs.Create(args.GetResult InspectArgs.Model, overrides)
-    let device = args.GetResult(InspectArgs.Device, defaultValue = "cpu")
-    if device <> "cpu" && device <> "cuda" then invalidArg "device" (sprintf "unknown device '%s' (cpu, cuda)" device)
+    let onCpu = not (args.TryGetResult InspectArgs.Device |> Option.map device |> Option.defaultValue ComputeDevice.Cpu).IsCuda
     let batch = args.GetResult(InspectArgs.Batch_Size, defaultValue = 8)
     let seqLen = args.GetResult(InspectArgs.Seq_Len, defaultValue = config.Context)
-    let optimizer = args.GetResult(InspectArgs.Optimizer, defaultValue = "adamw")
-    let precision = args.GetResult(InspectArgs.Precision, defaultValue = "fp32")
-    let report = Models.ModelInspection.Of(config, optimizer, precision, batch, seqLen, (device = "cpu"))
+    let optimizerKind = args.TryGetResult InspectArgs.Optimizer |> Option.map (choice<Core.OptimizerKind> "--optimizer") |> Option.defaultValue Core.OptimizerKind.AdamW
+    let precisionKind = args.TryGetResult InspectArgs.Precision |> Option.map (choice<Core.Precision> "--precision") |> Option.defaultValue defaults.Precision
+    let optimizer = OptionNames.Format optimizerKind
+    let precision = OptionNames.Format precisionKind
+    let report = Models.ModelInspection.Of(config, optimizerKind, precisionKind, batch, seqLen, onCpu)
     printfn "%s: %s" (args.GetResult InspectArgs.Model) (Models.ModelConfigs.Describe config)
     printfn ""
     printfn "%-18s %15s %7s %22s" "block" "parameters" "share" (sprintf "%s state (bytes)" optimizer)
@@ -327,7 +313,7 @@ let inspect (args: ParseResults<InspectArgs>) =
     printfn "%-18s %15s %7s %22s" "total" (report.Parameters.ToString "N0") "" (report.OptimizerStateBytes.ToString "N0")
     printfn ""
     printfn "Training memory estimate: batch %d x %d tokens, %s, %s, %s attention" batch seqLen precision optimizer
-        (if device = "cpu" then "math (CPU)" else "fused (CUDA)")
+        (if onCpu then "math (CPU)" else "fused (CUDA)")
     printfn "  weights (fp32)       %s" (mib report.WeightBytes)
     printfn "  gradients (fp32)     %s" (mib report.GradientBytes)
     printfn "  optimizer state      %s" (mib report.OptimizerStateBytes)

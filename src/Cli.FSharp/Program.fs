@@ -10,30 +10,56 @@ let private fail (code: int) (message: string) =
     eprintfn "blr: %s" message
     code
 
+/// The flag of the running subcommand that sets a library option (its property name, e.g. "WarmupSteps").
+let mutable private flagOf: string -> string option = fun _ -> None
+
+let private flagsOf (parser: ArgumentParser<'T>) (option: string) =
+    let key = Commands.optionKey option
+    parser.GetArgumentCases() |> List.tryFind (fun c -> Commands.optionKey c.UnionCaseInfo.Name = key) |> Option.map (fun c -> c.Name.Value)
+
+/// An invalid option in the user's terms: the flag where the command line has one, the config key where the
+/// value came from a config file, else the library's own message.
+let private describe (e: InvalidOptionException) =
+    let value = if isNull e.Value then "" else " " + e.Value
+    match e.Source, flagOf e.Option with
+    | null, Some flag -> sprintf "%s%s: %s" flag value e.Problem
+    | null, None -> e.Message
+    | source, _ -> sprintf "%s: %s%s: %s" source (Commands.optionKey e.Option) (if isNull e.Value then "" else " = " + e.Value) e.Problem
+
+let private run (args: ParseResults<'T>) (command: ParseResults<'T> -> int) =
+    flagOf <- flagsOf args.Parser
+    command args
+
 [<EntryPoint>]
 let main argv =
     let parser = ArgumentParser.Create<BlrArgs>(programName = "blr")
     try
         let args = parser.ParseCommandLine(argv, raiseOnUsage = true)
-        args.TryGetResult BlrArgs.Libtorch |> Option.iter (fun dir -> TorchRuntime.LibTorchDirectory <- dir)
+        args.TryGetResult BlrArgs.Libtorch |> Option.iter TorchRuntime.UseLibTorch
+        if args.Contains BlrArgs.Version then
+            printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3)
+            0
+        else
         match args.GetSubCommand() with
-        | Schedule a -> Commands.schedule a
-        | Blocks a -> Commands.blocks a
-        | Prepare a -> Commands.prepare a
-        | Train a -> Commands.train a
-        | Demo a -> Commands.demo a
-        | Compare a -> Commands.compare a
-        | Plot a -> Commands.plot a
-        | Sharpness a -> Commands.sharpness a
-        | Eval a -> Commands.eval a
-        | Sample a -> Commands.sample a
+        | Schedule a -> run a Commands.schedule
+        | Blocks a -> run a Commands.blocks
+        | Prepare a -> run a Commands.prepare
+        | Train a -> run a Commands.train
+        | Demo a -> run a Commands.demo
+        | Compare a -> run a Commands.compare
+        | Plot a -> run a Commands.plot
+        | Sharpness a -> run a Commands.sharpness
+        | Eval a -> run a Commands.eval
+        | Sample a -> run a Commands.sample
         | Import_Hf a
-        | Export_Hf a -> Commands.convertHf a
-        | Inspect a -> Commands.inspect a
-        | Doctor a -> Commands.doctor a
+        | Export_Hf a -> run a Commands.convertHf
+        | Inspect a -> run a Commands.inspect
+        | Doctor a -> run a Commands.doctor
         | Version
         | Libtorch _ -> printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3); 0
     with
+    | :? InvalidOptionException as e -> fail 2 (describe e)
+    | Commands.CliError message -> fail 2 message
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText -> printfn "%s" e.Message; 0
     | :? ArguParseException as e -> fail 2 (e.Message.Split('\n').[0] + " (see blr --help)")
     | :? TorchUnavailableException as e -> fail 3 e.Message

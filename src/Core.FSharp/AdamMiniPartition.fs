@@ -51,13 +51,6 @@ module WeightDecay =
             let lower = name.ToLowerInvariant()
             not (lower.Contains "norm" || lower.Contains "ln" || lower.Contains "bias")
 
-    let parse (text: string) : Result<WeightDecayPolicy, string> =
-        match text.Trim().ToLowerInvariant() with
-        | "all" -> Ok WeightDecayPolicy.AllParameters
-        | "matrices" | "no-1d" -> Ok WeightDecayPolicy.MatricesOnly
-        | "adam-mini" -> Ok WeightDecayPolicy.AdamMiniNames
-        | other -> Error(sprintf "unknown weight-decay policy '%s' (known: all, matrices, adam-mini)" other)
-
 [<RequireQualifiedAccess>]
 module AdamMiniPartition =
     let validateAttention (a: AttentionShape) : Result<AttentionShape, string> =

@@ -15,14 +15,26 @@ type MemoryEstimate =
 
     member m.TotalBytes = m.WeightBytes + m.GradientBytes + m.OptimizerStateBytes + m.ActivationBytes
 
+/// The four optimizers of a run: AdamW or Adam-mini, each plain (one LR for every block) or blockwise (an LR
+/// per block from the ratios). An enum, so C# sees it as one; its names are in `Names.optimizers`.
+type OptimizerKind =
+    | AdamW = 0
+    | BlockwiseAdamW = 1
+    | AdamMini = 2
+    | BlockwiseAdamMini = 3
+
 [<RequireQualifiedAccess>]
-module OptimizerFamily =
-    /// adamw, blockwise-adamw -> AdamW; adam-mini, blockwise-adam-mini -> AdamMini.
-    let parse (text: string) : Result<OptimizerFamily, string> =
-        match text.Trim().ToLowerInvariant() with
-        | "adamw" | "blockwise-adamw" -> Ok OptimizerFamily.AdamW
-        | "adam-mini" | "blockwise-adam-mini" -> Ok OptimizerFamily.AdamMini
-        | other -> Error(sprintf "unknown optimizer '%s' (known: adamw, blockwise-adamw, adam-mini, blockwise-adam-mini)" other)
+module OptimizerKind =
+    /// Whose state the optimizer keeps: AdamW's or Adam-mini's.
+    let family (kind: OptimizerKind) =
+        match kind with
+        | OptimizerKind.AdamMini
+        | OptimizerKind.BlockwiseAdamMini -> OptimizerFamily.AdamMini
+        | _ -> OptimizerFamily.AdamW
+
+    /// Whether each block gets its own peak LR (the plain ones give every block the base LR).
+    let isBlockwise (kind: OptimizerKind) =
+        kind = OptimizerKind.BlockwiseAdamW || kind = OptimizerKind.BlockwiseAdamMini
 
 [<RequireQualifiedAccess>]
 module MemoryEstimate =

@@ -198,11 +198,3 @@ type Precision =
     /// fp32 master weights, bf16 matmuls and attention, norms and loss in fp32 (autocast by hand).
     | Bf16Mixed = 2
 
-[<RequireQualifiedAccess>]
-module Precision =
-    let parse (text: string) : Result<Precision, string> =
-        match text.Trim().ToLowerInvariant() with
-        | "fp32" -> Ok Precision.Fp32
-        | "tf32" -> Ok Precision.Tf32
-        | "bf16-mixed" | "bf16" -> Ok Precision.Bf16Mixed
-        | other -> Error(sprintf "unknown precision '%s' (known: fp32, tf32, bf16-mixed)" other)

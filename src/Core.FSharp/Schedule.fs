@@ -28,6 +28,16 @@ type ScheduleKind =
     /// ratio linearly back to 1 by 2T/3, then decay linearly to the floor at T.
     | WsdRatioAnneal
 
+/// The schedules a run can name. An enum, so C# sees it as one; its names are in `Names.schedules`.
+type LrSchedule =
+    | Cosine = 0
+    | Linear = 1
+    | Constant = 2
+    | Wsd = 3
+    | WsdCosine = 4
+    | Wsd1Sqrt = 5
+    | WsdAnneal = 6
+
 type ScheduleSpec =
     { Kind: ScheduleKind
       /// The AdamW LR; a block's peak is its ratio times this.
@@ -136,21 +146,20 @@ module Schedule =
                 )
             | _ -> Ok spec
 
-    /// Names accepted by `parseKind`.
-    let kindNames = "cosine, linear, constant, wsd, wsd-cosine, wsd-1-sqrt, wsd-anneal"
+    /// The recipe behind each schedule name: `wsd` cools down linearly over the last 20%, `wsd-cosine` and
+    /// `wsd-1-sqrt` with those shapes, `wsd-anneal` is the official ratio-annealing variant.
+    let kindOf (schedule: LrSchedule) : ScheduleKind =
+        match schedule with
+        | LrSchedule.Linear -> WarmupLinear
+        | LrSchedule.Constant -> WarmupConstant
+        | LrSchedule.Wsd -> WarmupStableDecay(0.2, Linear)
+        | LrSchedule.WsdCosine -> WarmupStableDecay(0.2, Cosine)
+        | LrSchedule.Wsd1Sqrt -> WarmupStableDecay(0.2, OneMinusSqrt)
+        | LrSchedule.WsdAnneal -> WsdRatioAnneal
+        | _ -> WarmupCosine
 
-    /// `cosine`, `linear`, `constant`, `wsd` (linear cool-down over the last 20%), `wsd-cosine`,
-    /// `wsd-1-sqrt`, `wsd-anneal` (the official ratio-annealing variant).
-    let parseKind (text: string) : Result<ScheduleKind, string> =
-        match text.Trim().ToLowerInvariant() with
-        | "cosine" -> Ok WarmupCosine
-        | "linear" -> Ok WarmupLinear
-        | "constant" -> Ok WarmupConstant
-        | "wsd" -> Ok(WarmupStableDecay(0.2, Linear))
-        | "wsd-cosine" -> Ok(WarmupStableDecay(0.2, Cosine))
-        | "wsd-1-sqrt" -> Ok(WarmupStableDecay(0.2, OneMinusSqrt))
-        | "wsd-anneal" -> Ok WsdRatioAnneal
-        | other -> Error(sprintf "unknown schedule '%s' (known: %s)" other kindNames)
+    /// The default warmup: 2% of the run, at least one step.
+    let defaultWarmup (totalSteps: int) = max 1 (totalSteps / 50)
 
     /// Steps worth printing for a run: start, end of warmup, evenly spaced points, the last step, and T.
     let milestones (spec: ScheduleSpec) (points: int) : int list =

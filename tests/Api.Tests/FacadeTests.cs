@@ -1,3 +1,4 @@
+using BlockwiseLR.Core;
 namespace BlockwiseLR.Tests;
 
 /// The C# surface over the F# core: no F# types needed, errors as ordinary .NET exceptions.
@@ -84,7 +85,7 @@ public class FacadeTests
     [Fact]
     public void Schedule_gives_each_block_its_peak_and_one_shared_floor()
     {
-        var plan = BlockSchedule.Create("cosine", baseLr: 1e-3, warmupSteps: 2, totalSteps: 6, BlockRatios.Paper, tiedHead: true);
+        var plan = BlockSchedule.Create(LrSchedule.Cosine, baseLr: 1e-3, warmupSteps: 2, totalSteps: 6, BlockRatios.Paper, tiedHead: true);
         Assert.Equal(5e-5, plan.FloorLr, 15);                                  // official floor: base / 20
         Assert.Equal(8e-3 * 1 / 2, plan.LrAt(Block.AttentionQK, 0), 15);       // warmup: peak (t+1)/W
         Assert.Equal(1e-2, plan.LrAt(Block.Embedding, 1), 15);                  // peak at t = W-1
@@ -92,7 +93,7 @@ public class FacadeTests
         foreach (var block in Enum.GetValues<Block>())
             Assert.Equal(5e-5, plan.LrAt(block, 6), 15);
         var error = Assert.Throws<ArgumentException>(() =>
-            BlockSchedule.Create("cosine", 1e-3, warmupSteps: 10, totalSteps: 5, BlockRatios.Paper, tiedHead: true));
+            BlockSchedule.Create(LrSchedule.Cosine, 1e-3, warmupSteps: 10, totalSteps: 5, BlockRatios.Paper, tiedHead: true));
         Assert.Contains("exceeds the run length", error.Message);
     }
 

@@ -54,7 +54,7 @@ public class OptimizerTests(ITestOutputHelper output)
             Beta1 = 0.9, Beta2 = 0.95, Eps = 1e-8, WeightDecay = 0.1,
             DecayPolicy = isMini ? WeightDecayPolicy.AdamMiniNames : WeightDecayPolicy.AllParameters,
         };
-        using var optimizer = BlockOptimizer.Create(isMini ? "adam-mini" : "adamw", parameters, settings, FixtureAttention, reference: reference);
+        using var optimizer = BlockOptimizer.Create(isMini ? OptimizerKind.AdamMini : OptimizerKind.AdamW, parameters, settings, FixtureAttention, reference: reference);
         var worst = 0.0;
         for (var t = 0; t < 6; t++)
         {
@@ -133,15 +133,20 @@ public class OptimizerTests(ITestOutputHelper output)
         TorchRuntime.EnsureAvailable();
         Prop.ForAll(Trajectories.ToArbitrary(), c =>
         {
-            Chunking.CpuChunk = c.Chunk;
             var name = c.AdamMini ? "adam-mini" : "adamw";
             var attention = SmallConfig(c.Llama, false) is var cfg ? ModelConfigModule.attention(cfg) : null;
             var diff = Divergence(c,
-                m => BlockOptimizer.Create(name, Named(m), SettingsFor(c), attention),
-                m => BlockOptimizer.Create(name, Named(m), SettingsFor(c), attention, reference: true));
+                m => BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(m), SettingsFor(c), attention) is var fast
+                     && fast is FlatBlockOptimizer flat ? WithChunk(flat, c.Chunk) : fast,
+                m => BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(m), SettingsFor(c), attention, reference: true));
             return diff <= 1e-6f;
         }).Check(Config.QuickThrowOnFailure.WithMaxTest(100));
-        Chunking.CpuChunk = 1 << 18;
+    }
+
+    static BlockOptimizer WithChunk(FlatBlockOptimizer optimizer, long chunk)
+    {
+        optimizer.CpuChunk = chunk;
+        return optimizer;
     }
 
     [Fact]
@@ -154,9 +159,9 @@ public class OptimizerTests(ITestOutputHelper output)
             var config = SmallConfig(c.Llama, bias: true);
             var (a, b) = (LanguageModel.Create(config, seed: c.Seed), LanguageModel.Create(config, seed: c.Seed));
             var settings = SettingsFor(c) with { DecayPolicy = WeightDecayPolicy.AllParameters };
-            using var blockwise = BlockOptimizer.Create("blockwise-adamw", Named(a), settings);
+            using var blockwise = BlockOptimizer.Create(OptimizerKind.BlockwiseAdamW, Named(a), settings);
             var builtIn = optim.AdamW(b.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, amsgrad: false, maximize: false);
-            var schedule = BlockSchedule.Create("cosine", 1e-3, warmupSteps: 2, totalSteps: 6, BlockRatios.Uniform, tiedHead: config.Tied);
+            var schedule = BlockSchedule.Create(LrSchedule.Cosine, 1e-3, warmupSteps: 2, totalSteps: 6, BlockRatios.Uniform, tiedHead: config.Tied);
             var generator = new Generator((ulong)c.Seed);
             for (var step = 0; step < c.Steps + 2; step++)
             {
@@ -181,7 +186,7 @@ public class OptimizerTests(ITestOutputHelper output)
         TorchRuntime.EnsureAvailable();
         using var scope = NewDisposeScope();
         var model = LanguageModel.Create(SmallConfig(llama: true, bias: false), seed: 3);
-        using var optimizer = BlockOptimizer.Create("adamw", Named(model), new AdamSettings());
+        using var optimizer = BlockOptimizer.Create(OptimizerKind.AdamW, Named(model), new AdamSettings());
         var ids = randint(0, 40, [2, 8], dtype: int64, generator: new Generator(1));
         LanguageModel.Loss(model.forward(ids), ids).backward();
         var once = Named(model).Select(p => p.Parameter.grad!.clone()).ToList();
@@ -202,7 +207,7 @@ public class OptimizerTests(ITestOutputHelper output)
         long Total(string optimizer)
         {
             using var model = LanguageModel.Create(config, META);
-            using var opt = BlockOptimizer.Create(optimizer, Named(model), new AdamSettings(), ModelConfigModule.attention(config));
+            using var opt = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(optimizer), Named(model), new AdamSettings(), ModelConfigModule.attention(config));
             // The real buffers agree with the core's estimate, block by block.
             var expected = MemoryEstimateModule.optimizerStateBytesByBlock(config, optimizer == "adamw" ? OptimizerFamily.AdamW : OptimizerFamily.AdamMini).ResultValue;
             Assert.Equal(expected.ToDictionary(e => e.Item1.ToCSharp(), e => e.Item2), opt.StateBytes);
@@ -223,7 +228,7 @@ public class OptimizerTests(ITestOutputHelper output)
         var config = SmallConfig(llama: true, bias: false);
         var attention = ModelConfigModule.attention(config);
         var settings = new AdamSettings { DecayPolicy = WeightDecayPolicy.MatricesOnly };
-        var schedule = BlockSchedule.Create("cosine", 1e-3, 2, 8, BlockRatios.Paper, tiedHead: false);
+        var schedule = BlockSchedule.Create(LrSchedule.Cosine, 1e-3, 2, 8, BlockRatios.Paper, tiedHead: false);
         Tensor Grad(int step, Parameter p, int index) => randn(p.shape, generator: new Generator((ulong)(1000 * step + index)));
         void Run(LanguageModel model, BlockOptimizer optimizer, int from, int to)
         {
@@ -238,17 +243,17 @@ public class OptimizerTests(ITestOutputHelper output)
         try
         {
             var uninterrupted = LanguageModel.Create(config, seed: 5);
-            using (var optimizer = BlockOptimizer.Create(name, Named(uninterrupted), settings, attention)) Run(uninterrupted, optimizer, 0, 6);
+            using (var optimizer = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(uninterrupted), settings, attention)) Run(uninterrupted, optimizer, 0, 6);
 
             var first = LanguageModel.Create(config, seed: 5);
-            using (var optimizer = BlockOptimizer.Create(name, Named(first), settings, attention))
+            using (var optimizer = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(first), settings, attention))
             {
                 Run(first, optimizer, 0, 3);
                 optimizer.Save(Path.Combine(dir, "optimizer.safetensors"));
                 HfFormat.Save(first, dir);
             }
             var resumed = HfFormat.Load(dir);
-            using (var optimizer = BlockOptimizer.Create(name, Named(resumed), settings, attention))
+            using (var optimizer = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(resumed), settings, attention))
             {
                 optimizer.Load(Path.Combine(dir, "optimizer.safetensors"));
                 Assert.Equal(3, optimizer.StepCount);
@@ -266,9 +271,9 @@ public class OptimizerTests(ITestOutputHelper output)
         using var scope = NewDisposeScope();
         var config = SmallConfig(llama: true, bias: false);
         var model = LanguageModel.Create(config, seed: 1);
-        using var adamw = BlockOptimizer.Create("adamw", Named(model), new AdamSettings());
+        using var adamw = BlockOptimizer.Create(OptimizerKind.AdamW, Named(model), new AdamSettings());
         var state = adamw.StateDict();
-        using var mini = BlockOptimizer.Create("adam-mini", Named(LanguageModel.Create(config, seed: 1)), new AdamSettings(), ModelConfigModule.attention(config));
+        using var mini = BlockOptimizer.Create(OptimizerKind.AdamMini, Named(LanguageModel.Create(config, seed: 1)), new AdamSettings(), ModelConfigModule.attention(config));
         var error = Assert.Throws<InvalidDataException>(() => mini.LoadStateDict(state, "state.safetensors"));
         Assert.StartsWith("state.safetensors: exp_avg_sq/model.embed_tokens.weight is (40, 16), expected (40)", error.Message);
     }

@@ -17,6 +17,14 @@ static class TestPaths
         throw new FileNotFoundException("blr.dll is not built; build Hybrid.sln first");
     }
 
+    /// The repository these tests were built from (the folder that holds Hybrid.sln).
+    public static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "Hybrid.sln"))) return dir.FullName;
+        throw new DirectoryNotFoundException("no Hybrid.sln above the test binaries");
+    }
+
     /// Starts `dotnet blr.dll ARGS` with output captured; `fault` sets BLR_FAULT.
     public static Process Start(IEnumerable<string> args, string? fault = null)
     {

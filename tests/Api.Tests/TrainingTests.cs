@@ -1,3 +1,4 @@
+using BlockwiseLR.Core;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using BlockwiseLR.Training;
@@ -122,7 +123,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
                 Assert.Equal(130, process.ExitCode);
             }
             var latest = File.ReadAllText(Path.Combine(run, "checkpoints", "latest"));
-            var result = System.Text.Json.JsonSerializer.Deserialize<PretrainResult>(File.ReadAllText(Path.Combine(run, "result.json")), PretrainOptions.Json)!;
+            var result = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
             Assert.True(result.Interrupted);
             Assert.Equal($"step_{result.Steps:D7}", latest);
             Assert.Equal(result.Steps, Losses(run).Count);
@@ -137,10 +138,10 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
     {
         { "unknown model", ["--model", "gpt5"], "unknown model 'gpt5'" },
         { "heads not dividing the width", ["--set", "heads=3"], "width 32 is not divisible by heads 3" },
-        { "lr <= 0", ["--lr", "0"], "--lr 0 must be a finite number > 0" },
+        { "lr <= 0", ["--lr", "0"], "--lr 0: must be a finite number > 0" },
         { "a ratio <= 0", ["--optimizer", "blockwise-adamw", "--ratios", "emb=0"], "ratios 'emb=0': emb=0 must be a finite number > 0" },
-        { "batch not divisible by the micro-batch", ["--batch-size", "6", "--micro-batch-size", "4"], "--batch-size 6 is not divisible by --micro-batch-size 4" },
-        { "missing data folder", ["--data", "/nonexistent/shards"], "/nonexistent/shards: no such data folder" },
+        { "batch not divisible by the micro-batch", ["--batch-size", "6", "--micro-batch-size", "4"], "--micro-batch-size 4: must divide the batch size (6)" },
+        { "missing data folder", ["--data", "/nonexistent/shards"], "--data /nonexistent/shards: no such folder" },
         { "unknown precision", ["--precision", "fp8"], "unknown precision 'fp8'" },
     };
 
@@ -193,7 +194,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var (code, _, error) = TestPaths.Run([.. Tiny(run, 2), "--config", config, "--lr", "0.004"]);
             Assert.True(code == 0, error);
             var saved = PretrainOptions.FromJsonFile(Path.Combine(run, "options.json"));
-            Assert.Equal(("adam-mini", 0.004, 2), (saved.Optimizer, saved.Lr, saved.Steps));
+            Assert.Equal((OptimizerKind.AdamMini, 0.004, 2), (saved.Optimizer, saved.Lr, saved.Steps));
             File.WriteAllText(config, """{ "stepz": 1 }""");
             (code, _, error) = TestPaths.Run(["train", "--config", config, "--out", Path.Combine(dir, "never")]);
             Assert.Equal(2, code);
@@ -226,7 +227,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var run = Path.Combine(dir, "run");
             var (code, _, error) = TestPaths.Run(Tiny(run, 3));
             Assert.True(code == 0, error);
-            var result = System.Text.Json.JsonSerializer.Deserialize<PretrainResult>(File.ReadAllText(Path.Combine(run, "result.json")), PretrainOptions.Json)!;
+            var result = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
             // The same 4 windows of 16 tokens as the run's own final evaluation, through the eval command's path.
             var eval = Evaluation.Run(run, gutenberg.Directory, null, seqLen: 16, batchSize: 2, maxWindows: 4);
             Assert.Equal(result.FinalValLoss, eval.Loss, 5);
@@ -254,12 +255,12 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         {
             var common = new PretrainOptions
             {
-                Data = gutenberg.Directory, Model = "gpt2-tiny", ModelOverrides = ["layers=1", "width=16", "heads=2"],
+                Data = gutenberg.Directory, Model = "gpt2-tiny", ModelOverrides = new() { Layers = 1, Width = 16, Heads = 2 },
                 Steps = 4, BatchSize = 2, SeqLen = 16, EvalEvery = 2, EvalWindows = 2, Threads = 1, Out = dir,
             };
-            var report = Comparison.Compare(new CompareOptions
+            var report = Reporting.Comparison.Compare(new Reporting.CompareOptions
             {
-                Common = common, Optimizers = ["blockwise-adamw", "adam-mini"], Seeds = [1, 2], LrSweep = [1e-3, 3e-3],
+                Common = common, Optimizers = [OptimizerKind.BlockwiseAdamW, OptimizerKind.AdamMini], Seeds = [1, 2], LrSweep = [1e-3, 3e-3],
             });
             Assert.Equal(2, report.Sweep.Count);
             Assert.Same(report.Sweep.MinBy(s => s.MeanFinal), report.Baseline);
@@ -326,7 +327,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         {
             var options = new PretrainOptions
             {
-                Data = gutenberg.Directory, Model = "gpt2-tiny", ModelOverrides = ["layers=1", "width=16", "heads=2"],
+                Data = gutenberg.Directory, Model = "gpt2-tiny", ModelOverrides = new() { Layers = 1, Width = 16, Heads = 2 },
                 Steps = 1001, BatchSize = 2, SeqLen = 8, EvalEvery = 250, EvalWindows = 2, Out = Path.Combine(dir, "run"), Threads = 1,
             };
             var live = new Dictionary<int, long>();

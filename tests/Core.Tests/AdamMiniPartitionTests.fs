@@ -111,7 +111,7 @@ let tests =
             Expect.isFalse (applies WeightDecayPolicy.MatricesOnly "model.norm.weight" [ 8L ]) "nanoGPT: no 1-D"
             Expect.isTrue (applies WeightDecayPolicy.MatricesOnly "wte.weight" [ 8L; 4L ]) "nanoGPT: matrices"
             Expect.isFalse (applies WeightDecayPolicy.AdamMiniNames "h.0.ln_1.weight" [ 8L ]) "Adam-mini: ln"
-            Expect.equal (WeightDecay.parse "matrices") (Ok WeightDecayPolicy.MatricesOnly) "parse"
-            Expect.isError (WeightDecay.parse "some") "unknown policy"
+            Expect.equal (Names.parse "policy" Names.weightDecayPolicies "Matrices") (Ok WeightDecayPolicy.MatricesOnly) "parse"
+            Expect.isError (Names.parse "policy" Names.weightDecayPolicies "some") "unknown policy"
         }
     ]

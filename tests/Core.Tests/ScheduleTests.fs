@@ -74,7 +74,7 @@ let tests =
             Expect.stringContains (reason { ok with BaseLr = nan }) "base LR" "NaN base"
             Expect.stringContains (reason { ok with TotalSteps = 0 }) "total steps" "empty run"
             Expect.stringContains (reason { ok with Kind = WarmupStableDecay(1.5, Linear) }) "decay fraction" "fraction"
-            Expect.isError (Schedule.parseKind "cosin") "unknown kind"
+            Expect.isError (Names.parse "schedule" Names.schedules "cosin") "unknown kind"
         }
 
         testPropertyWithConfig config "generated specs are valid for their ratios" <|

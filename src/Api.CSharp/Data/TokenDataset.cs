@@ -7,7 +7,7 @@ namespace BlockwiseLR.Data;
 
 /// <summary>The shards of one split of a prepared dataset: llm.c shards (train_*.bin, val_*.bin and other
 /// *train*.bin / *val*.bin names with a header) or raw nanoGPT files (exactly train.bin / val.bin).</summary>
-public sealed class TokenDataset : IDisposable
+public sealed class TokenDataset : ITokenSource, IDisposable
 {
     TokenDataset(string directory, string split, IReadOnlyList<TokenShard> shards)
     {
@@ -20,6 +20,10 @@ public sealed class TokenDataset : IDisposable
     public string Split { get; }
     public IReadOnlyList<TokenShard> Shards { get; }
     public long Tokens => Shards.Sum(s => s.Count);
+
+    string ITokenSource.Name => $"{Directory} ({Split})";
+    IReadOnlyList<long> ITokenSource.SegmentLengths => Shards.Select(s => s.Count).ToList();
+    void ITokenSource.CopyTo(int segment, long start, Span<long> destination) => Shards[segment].CopyTo(start, destination);
 
     /// <summary>Opens the "train" or "val" shards of <paramref name="directory"/>; with <paramref name="vocabSize"/>
     /// every token is checked to be below it.</summary>
@@ -48,18 +52,16 @@ public sealed class TokenDataset : IDisposable
 /// </summary>
 public sealed class BatchSampler
 {
-    readonly TokenDataset data;
+    readonly ITokenSource data;
     readonly WindowLayout layout;
     readonly ulong seed;
     (int Epoch, long[] Order)? cached;
 
-    public BatchSampler(TokenDataset data, int seqLen, ulong seed, SamplerPosition? start = null)
+    public BatchSampler(ITokenSource data, int seqLen, ulong seed, SamplerPosition? start = null)
     {
         this.data = data;
         this.seed = seed;
-        var result = Sampling.layout(seqLen, ListModule.OfSeq(data.Shards.Select(s => s.Count)));
-        if (result.IsError) throw new DataInputException($"{data.Directory} ({data.Split}): {result.ErrorValue}");
-        layout = result.ResultValue;
+        layout = Windows.Layout(data, seqLen);
         Position = start ?? new SamplerPosition(0, 0);
     }
 
@@ -89,14 +91,20 @@ public sealed class BatchSampler
 /// <summary>Turns window indices into (inputs, targets) tensors.</summary>
 public static class Windows
 {
-    public static (Tensor Inputs, Tensor Targets) Assemble(TokenDataset data, WindowLayout layout, long[] windows, Device? device)
+    internal static WindowLayout Layout(ITokenSource data, int seqLen)
+    {
+        var result = Sampling.layout(seqLen, ListModule.OfSeq(data.SegmentLengths));
+        return result.IsOk ? result.ResultValue : throw new DataInputException($"{data.Name}: {result.ErrorValue}");
+    }
+
+    internal static (Tensor Inputs, Tensor Targets) Assemble(ITokenSource data, WindowLayout layout, long[] windows, Device? device)
     {
         var length = layout.SeqLen + 1;
         var tokens = new long[windows.Length * length];
         for (var b = 0; b < windows.Length; b++)
         {
             var (shard, start) = Sampling.locate(layout, windows[b]);
-            data.Shards[shard].CopyTo(start, tokens.AsSpan(b * length, length));
+            data.CopyTo(shard, start, tokens.AsSpan(b * length, length));
         }
         var all = tensor(tokens, [windows.Length, length]);
         var inputs = all[.., ..^1];
@@ -108,12 +116,11 @@ public static class Windows
 
     /// <summary>Validation batches: the first <paramref name="maxWindows"/> non-overlapping windows of the split,
     /// in order, the same every time (as llm.c).</summary>
-    public static IEnumerable<(Tensor Inputs, Tensor Targets)> Validation(TokenDataset data, int seqLen, int batchSize, long maxWindows, Device? device = null)
+    public static IEnumerable<(Tensor Inputs, Tensor Targets)> Validation(ITokenSource data, int seqLen, int batchSize, long maxWindows, Device? device = null)
     {
-        var result = Sampling.layout(seqLen, ListModule.OfSeq(data.Shards.Select(s => s.Count)));
-        if (result.IsError) throw new DataInputException($"{data.Directory} ({data.Split}): {result.ErrorValue}");
-        var windows = Sampling.validationWindows(result.ResultValue, maxWindows);
+        var layout = Layout(data, seqLen);
+        var windows = Sampling.validationWindows(layout, maxWindows);
         for (var i = 0; i < windows.Length; i += batchSize)
-            yield return Assemble(data, result.ResultValue, windows[i..Math.Min(windows.Length, i + batchSize)], device);
+            yield return Assemble(data, layout, windows[i..Math.Min(windows.Length, i + batchSize)], device);
     }
 }

@@ -18,21 +18,18 @@ public sealed record ModelInspection(
 
     /// <summary>Throws <see cref="ArgumentException"/> with a one-line message for bad names or sizes.</summary>
     /// <param name="config">the model.</param>
-    /// <param name="optimizer">adamw, blockwise-adamw, adam-mini or blockwise-adam-mini.</param>
-    /// <param name="precision">fp32, tf32 or bf16-mixed.</param>
+    /// <param name="optimizer">the optimizer whose state is counted.</param>
+    /// <param name="precision">how the model computes.</param>
     /// <param name="batchSize">sequences per step.</param>
     /// <param name="seqLen">tokens per sequence.</param>
     /// <param name="mathAttention">true where attention materializes T x T probabilities (CPU).</param>
-    public static ModelInspection Of(ModelConfig config, string optimizer, string precision, int batchSize, int seqLen, bool mathAttention)
+    public static ModelInspection Of(ModelConfig config, OptimizerKind optimizer, Precision precision, int batchSize, int seqLen, bool mathAttention)
     {
-        var family = OptimizerFamilyModule.parse(optimizer);
-        if (family.IsError) throw new ArgumentException(family.ErrorValue);
-        var parsedPrecision = PrecisionModule.parse(precision);
-        if (parsedPrecision.IsError) throw new ArgumentException(parsedPrecision.ErrorValue);
-        var estimate = MemoryEstimateModule.estimate(config, family.ResultValue, parsedPrecision.ResultValue, batchSize, seqLen, mathAttention);
+        var family = OptimizerKindModule.family(optimizer);
+        var estimate = MemoryEstimateModule.estimate(config, family, precision, batchSize, seqLen, mathAttention);
         if (estimate.IsError) throw new ArgumentException(estimate.ErrorValue);
         var shapes = ModelConfigModule.parameters(config).Select(p => new ParameterShape(p.Name, p.Shape.ToArray()));
-        var stateByBlock = MemoryEstimateModule.optimizerStateBytesByBlock(config, family.ResultValue).ResultValue
+        var stateByBlock = MemoryEstimateModule.optimizerStateBytesByBlock(config, family).ResultValue
             .ToDictionary(b => b.Item1.ToCSharp(), b => b.Item2);
         var m = estimate.ResultValue;
         return new ModelInspection(config, BlockRules.Default.CountByBlock(shapes), stateByBlock, m.Parameters, m.WeightBytes,

@@ -14,11 +14,13 @@ namespace BlockwiseLR.Optim;
 /// Where 1.1.1 has no rule for our layout we follow its intent: one v per output neuron of a Linear (out, in)
 /// matrix, and the position embedding one v per row like the token embedding.
 /// </summary>
-public sealed class AdamMini : BlockOptimizer
+public sealed class AdamMini : FlatBlockOptimizer
 {
-    readonly List<FlatGroup> groups;
-    readonly Dictionary<OptimizedParameter, FlatGroup> owner;
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V, IReadOnlyList<VSegment> Segments, IReadOnlyList<long> VOffsets)> state = [];
+
+    /// <summary>Adam-mini for a built-in model's config (its attention shape cuts Q and K into heads).</summary>
+    public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, ModelConfig config, BlockRules? rules = null)
+        : this(parameters, settings, ModelConfigModule.attention(config), rules) { }
 
     public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, AttentionShape attention, BlockRules? rules = null)
         : base(parameters, settings, rules)
@@ -26,9 +28,7 @@ public sealed class AdamMini : BlockOptimizer
         var valid = AdamMiniPartition.validateAttention(attention);
         if (valid.IsError) throw new ArgumentException(valid.ErrorValue);
         Plans = Parameters.ToDictionary(p => p, p => PlanOf(p, attention));
-        groups = FlatGroup.Build(Parameters);
-        owner = FlatGroup.Owners(groups);
-        foreach (var g in groups)
+        foreach (var g in Groups)
         {
             var plans = g.Members.Select(p => Plans[p]).ToList();
             var segments = AdamMiniPartition.concat(ListModule.OfSeq(plans)).ToList();
@@ -39,8 +39,11 @@ public sealed class AdamMini : BlockOptimizer
         }
     }
 
-    /// <summary>The v-block layout of every parameter.</summary>
-    public IReadOnlyDictionary<OptimizedParameter, AdamMiniPlan> Plans { get; }
+    /// <summary>The v-block layout of every parameter (core plans, for the optimizer itself).</summary>
+    internal IReadOnlyDictionary<OptimizedParameter, AdamMiniPlan> Plans { get; }
+
+    /// <summary>How many second-moment scalars (v) each parameter keeps: one per head, row, tensor or coordinate.</summary>
+    public IReadOnlyDictionary<string, long> SecondMomentCounts => Plans.ToDictionary(kv => kv.Key.Name, kv => AdamMiniPartition.vCount(kv.Value));
 
     internal static AdamMiniPlan PlanOf(OptimizedParameter p, AttentionShape attention)
     {
@@ -54,7 +57,7 @@ public sealed class AdamMini : BlockOptimizer
     {
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
         var (bc1, bc2Sqrt) = BiasCorrections();
-        foreach (var g in groups)
+        foreach (var g in Groups)
         {
             var lr = learningRate(g.Block);
             var (m, v, segments, _) = state[g];
@@ -62,7 +65,7 @@ public sealed class AdamMini : BlockOptimizer
             foreach (var s in segments)
             {
                 // Whole v-blocks at a time, about one cache-sized chunk each (at least one block).
-                var blocksPerChunk = Chunking.Chunks(s.Blocks * s.BlockSize, g.Params.device).First().Length / s.BlockSize;
+                var blocksPerChunk = Chunks(s.Blocks * s.BlockSize, g.Params.device).First().Length / s.BlockSize;
                 blocksPerChunk = Math.Max(1, blocksPerChunk);
                 for (long first = 0; first < s.Blocks; first += blocksPerChunk)
                 {
@@ -84,19 +87,12 @@ public sealed class AdamMini : BlockOptimizer
         }
     }
 
-    public override void ZeroGrad()
-    {
-        foreach (var g in groups) g.Grads.zero_();
-    }
-
-    protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() => groups.Select(g => (g.Block, g.Grads));
-
     public override IReadOnlyDictionary<Block, long> StateBytes =>
-        groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 4 * (state[g].M.numel() + state[g].V.numel())));
+        Groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 4 * (state[g].M.numel() + state[g].V.numel())));
 
     protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter)
     {
-        var g = owner[parameter];
+        var g = Owner[parameter];
         var (m, v, _, vOffsets) = state[g];
         var index = g.IndexOf(parameter);
         return (g.Slice(m, parameter), v.narrow(0, vOffsets[index], vOffsets[index + 1] - vOffsets[index]));
@@ -105,7 +101,6 @@ public sealed class AdamMini : BlockOptimizer
     public override void Dispose()
     {
         foreach (var (m, v, _, _) in state.Values) { m.Dispose(); v.Dispose(); }
-        foreach (var g in groups) g.Dispose();
         base.Dispose();
     }
 }

@@ -155,16 +155,14 @@ public abstract class BlockOptimizer : IDisposable
 
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
-    /// <summary>Builds an optimizer by name: adamw, blockwise-adamw (flat-buffer AdamW), adam-mini,
-    /// blockwise-adam-mini (flat-buffer Adam-mini). "Blockwise" only names the intent: the LR per block comes
-    /// from the schedule given to <see cref="Step(BlockSchedule)"/>. <paramref name="reference"/> picks the plain
-    /// per-parameter implementations the fast ones are tested against.</summary>
-    public static BlockOptimizer Create(string name, IEnumerable<(string Name, Parameter Parameter)> parameters,
+    /// <summary>Builds the optimizer of a run: AdamW-family kinds give <see cref="BlockwiseAdamW"/>, Adam-mini
+    /// kinds <see cref="AdamMini"/> (both flat-buffer). Plain and blockwise kinds build the same optimizer: the LR
+    /// per block comes from the schedule given to <see cref="Step(BlockSchedule)"/>. <paramref name="reference"/>
+    /// picks the plain per-parameter implementations the fast ones are tested against.</summary>
+    public static BlockOptimizer Create(OptimizerKind kind, IEnumerable<(string Name, Parameter Parameter)> parameters,
         AdamSettings settings, AttentionShape? attention = null, BlockRules? rules = null, bool reference = false)
     {
-        var family = OptimizerFamilyModule.parse(name);
-        if (family.IsError) throw new ArgumentException(family.ErrorValue);
-        if (family.ResultValue == OptimizerFamily.AdamW)
+        if (OptimizerKindModule.family(kind) == OptimizerFamily.AdamW)
             return reference ? new ReferenceAdamW(parameters, settings, rules) : new BlockwiseAdamW(parameters, settings, rules);
         var shape = attention ?? throw new ArgumentException("Adam-mini needs the attention shape (width, heads, kv-heads) to cut Q and K into heads");
         return reference ? new ReferenceAdamMini(parameters, settings, shape, rules) : new AdamMini(parameters, settings, shape, rules);

@@ -11,18 +11,14 @@ namespace BlockwiseLR.Optim;
 /// v = b2 v + (1-b2) g^2; p -= (lr / bc1) * m / (sqrt(v)/sqrt(bc2) + eps), with the last line computed as
 /// p -= (lr sqrt(bc2) / bc1) * m / (sqrt(v) + eps sqrt(bc2)) to save one pass.
 /// </summary>
-public sealed class BlockwiseAdamW : BlockOptimizer
+public sealed class BlockwiseAdamW : FlatBlockOptimizer
 {
-    readonly List<FlatGroup> groups;
-    readonly Dictionary<OptimizedParameter, FlatGroup> owner;
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V)> moments = [];
 
     public BlockwiseAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules = null)
         : base(parameters, settings, rules)
     {
-        groups = FlatGroup.Build(Parameters);
-        owner = FlatGroup.Owners(groups);
-        foreach (var g in groups)
+        foreach (var g in Groups)
             moments[g] = (zeros_like(g.Params).DetachFromDisposeScope(), zeros_like(g.Params).DetachFromDisposeScope());
     }
 
@@ -30,11 +26,11 @@ public sealed class BlockwiseAdamW : BlockOptimizer
     {
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
         var (bc1, bc2Sqrt) = BiasCorrections();
-        foreach (var g in groups)
+        foreach (var g in Groups)
         {
             var lr = learningRate(g.Block);
             var (m, v) = moments[g];
-            foreach (var (start, length) in Chunking.Chunks(g.Length, g.Params.device))
+            foreach (var (start, length) in Chunks(g.Length, g.Params.device))
             {
                 using var chunk = NewDisposeScope();
                 var p = g.Params.narrow(0, start, length);
@@ -49,26 +45,18 @@ public sealed class BlockwiseAdamW : BlockOptimizer
         }
     }
 
-    public override void ZeroGrad()
-    {
-        foreach (var g in groups) g.Grads.zero_();
-    }
-
-    protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() => groups.Select(g => (g.Block, g.Grads));
-
     public override IReadOnlyDictionary<Block, long> StateBytes =>
-        groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 2 * 4 * g.Length));
+        Groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 2 * 4 * g.Length));
 
     protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter)
     {
-        var g = owner[parameter];
+        var g = Owner[parameter];
         return (g.Slice(moments[g].M, parameter), g.Slice(moments[g].V, parameter));
     }
 
     public override void Dispose()
     {
         foreach (var (m, v) in moments.Values) { m.Dispose(); v.Dispose(); }
-        foreach (var g in groups) g.Dispose();
         base.Dispose();
     }
 }

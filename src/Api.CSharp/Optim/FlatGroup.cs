@@ -77,13 +77,48 @@ sealed class FlatGroup : IDisposable
 static class Chunking
 {
     /// <summary>Elements per chunk on the CPU (1 MiB of each of p, g, m, v and a temporary at 256K floats; the
-    /// fastest of 128K-1M on the 2-core development machine, see `Benchmarks --quick`). 0 means no chunking.</summary>
-    public static long CpuChunk { get; set; } = 1 << 18;
+    /// fastest of 128K-1M on the 2-core development machine, see `Benchmarks --quick`).</summary>
+    public const long DefaultCpuChunk = 1 << 18;
 
-    public static IEnumerable<(long Start, long Length)> Chunks(long length, Device device)
+    /// <summary>[start, start + length) pieces of a buffer: chunks of <paramref name="cpuChunk"/> elements on the
+    /// CPU (0: the whole buffer), the whole buffer elsewhere.</summary>
+    public static IEnumerable<(long Start, long Length)> Chunks(long length, Device device, long cpuChunk)
     {
-        var chunk = device.type == DeviceType.CPU && CpuChunk > 0 ? CpuChunk : length;
+        var chunk = device.type == DeviceType.CPU && cpuChunk > 0 ? cpuChunk : length;
         for (long start = 0; start < length; start += chunk)
             yield return (start, Math.Min(chunk, length - start));
+    }
+}
+
+/// <summary>What the flat-buffer optimizers (<see cref="BlockwiseAdamW"/>, <see cref="AdamMini"/>) share: parameters
+/// grouped by (block, decay) into contiguous buffers whose gradient buffers backward accumulates into.</summary>
+public abstract class FlatBlockOptimizer : BlockOptimizer
+{
+    private protected FlatBlockOptimizer(IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules)
+        : base(parameters, settings, rules)
+    {
+        Groups = FlatGroup.Build(Parameters);
+        Owner = FlatGroup.Owners(Groups);
+    }
+
+    private protected List<FlatGroup> Groups { get; }
+    private protected Dictionary<OptimizedParameter, FlatGroup> Owner { get; }
+
+    /// <summary>Elements per cache-sized chunk of a CPU step (0: whole buffers); a tuning knob of this optimizer.</summary>
+    internal long CpuChunk { get; set; } = Chunking.DefaultCpuChunk;
+
+    private protected IEnumerable<(long Start, long Length)> Chunks(long length, Device device) => Chunking.Chunks(length, device, CpuChunk);
+
+    public override void ZeroGrad()
+    {
+        foreach (var g in Groups) g.Grads.zero_();
+    }
+
+    protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() => Groups.Select(g => (g.Block, g.Grads));
+
+    public override void Dispose()
+    {
+        foreach (var g in Groups) g.Dispose();
+        base.Dispose();
     }
 }

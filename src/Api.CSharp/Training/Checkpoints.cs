@@ -9,12 +9,13 @@ namespace BlockwiseLR.Training;
 /// sampler position (initialization draws from an explicit generator; training itself draws nothing), so
 /// these two are the complete RNG state.</summary>
 public sealed record TrainerState(
-    int Step, int SamplerEpoch, long SamplerIndex, ulong Seed, ModelConfig Model, string CodeVersion,
+    int Step, int SamplerEpoch, long SamplerIndex, ulong Seed, ModelConfig? Model, string CodeVersion,
     List<double> TrainLosses, List<EvalPoint> Evals, PretrainOptions Options,
     int AutoSteps = 0, Dictionary<string, double>? AutoSmoothed = null, Dictionary<string, double>? AutoRatios = null);
 
 /// <summary>
-/// Checkpoints: RUN/checkpoints/step_NNNNNNN/ holds config.json + model.safetensors (Hugging Face format),
+/// Checkpoints: RUN/checkpoints/step_NNNNNNN/ holds config.json + model.safetensors (Hugging Face format; for a
+/// model of your own, model.safetensors under its own parameter names and no config.json),
 /// optimizer.safetensors and trainer.json. Each is written into a temporary folder that is renamed into
 /// place only when complete, then RUN/checkpoints/latest is replaced (also by rename): a process killed at any
 /// moment leaves the previous checkpoint intact and `latest` pointing at a complete one. The last K are kept.
@@ -25,7 +26,7 @@ public static class Checkpoints
 
     public static string Folder(string runDirectory) => Path.Combine(runDirectory, "checkpoints");
 
-    public static string Write(string runDirectory, LanguageModel model, BlockOptimizer optimizer, TrainerState state, int keep)
+    public static string Write(string runDirectory, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, BlockOptimizer optimizer, TrainerState state, int keep)
     {
         var folder = Folder(runDirectory);
         Directory.CreateDirectory(folder);
@@ -35,10 +36,11 @@ public static class Checkpoints
         Directory.CreateDirectory(temp);
         // A temporary folder left by a process that died mid-write is not a checkpoint: remove it.
         foreach (var stale in Directory.GetDirectories(folder, ".tmp-*").Where(d => d != temp)) Directory.Delete(stale, true);
-        HfFormat.Save(model, temp);
+        if (model is LanguageModel builtIn) HfFormat.Save(builtIn, temp);
+        else SaveStateDict(model, Path.Combine(temp, "model.safetensors"));
         FaultInjection.Hang("hang-during-checkpoint", state.Step);
         optimizer.Save(Path.Combine(temp, "optimizer.safetensors"));
-        WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, PretrainOptions.Json));
+        WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, OptionsJson.Options));
         var final = Path.Combine(folder, name);
         if (Directory.Exists(final)) Directory.Delete(final, true);
         Directory.Move(temp, final);
@@ -64,37 +66,62 @@ public static class Checkpoints
     {
         if (resume != "latest")
             return File.Exists(Path.Combine(resume, "trainer.json")) ? resume
-                : throw new ArgumentException($"{resume}: not a checkpoint (no trainer.json); pass a checkpoints/step_* folder or --resume latest");
+                : throw new InvalidOptionException(nameof(PretrainOptions.Resume), resume, "not a checkpoint (no trainer.json); give a checkpoints/step_* folder or \"latest\"");
         var pointer = Path.Combine(Folder(runDirectory), LatestFile);
-        if (!File.Exists(pointer)) throw new ArgumentException($"{runDirectory}: no checkpoint to resume (no {pointer}); train without --resume first");
+        if (!File.Exists(pointer)) throw new InvalidOptionException(nameof(PretrainOptions.Resume), resume, $"{runDirectory} has no checkpoint to resume (no {pointer}); train it without Resume first");
         return Path.Combine(Folder(runDirectory), File.ReadAllText(pointer).Trim());
     }
 
-    /// <summary>Reads trainer.json and refuses a checkpoint of another model shape.</summary>
-    public static TrainerState ReadState(string checkpoint, ModelConfig expected)
+    /// <summary>Reads trainer.json and refuses a checkpoint of another model shape (null: a model of your own,
+    /// checked by name and shape when its weights load).</summary>
+    public static TrainerState ReadState(string checkpoint, ModelConfig? expected)
     {
-        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(checkpoint, "trainer.json")), PretrainOptions.Json)
-            ?? throw new ArgumentException($"{checkpoint}/trainer.json: empty");
-        if (!state.Model.Equals(expected))
-            throw new ArgumentException(
-                $"{checkpoint} holds another model ({ModelConfigs.Describe(state.Model)}), not the one asked for ({ModelConfigs.Describe(expected)}); resume with the same --model and overrides");
+        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(checkpoint, "trainer.json")), OptionsJson.Options)
+            ?? throw new InvalidDataException($"{checkpoint}/trainer.json: empty");
+        if (!Equals(state.Model, expected))
+            throw new InvalidOptionException(nameof(PretrainOptions.Resume), checkpoint,
+                $"holds another model ({Describe(state.Model)}), not the one asked for ({Describe(expected)}); resume with the same model and overrides");
         return state;
     }
 
+    static string Describe(ModelConfig? config) => config is null ? "a model of your own" : ModelConfigs.Describe(config);
+
     /// <summary>Loads weights and optimizer state into an existing model and optimizer.</summary>
-    public static void Load(string checkpoint, LanguageModel model, BlockOptimizer optimizer)
+    public static void Load(string checkpoint, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, BlockOptimizer optimizer)
     {
-        LoadWeights(checkpoint, model);
+        if (model is LanguageModel builtIn) LoadWeights(checkpoint, builtIn);
+        else LoadStateDict(model, Path.Combine(checkpoint, "model.safetensors"));
         optimizer.Load(Path.Combine(checkpoint, "optimizer.safetensors"));
     }
 
     /// <summary>Copies the weights of a Hugging Face folder or checkpoint into a model of the same shape.</summary>
-    public static void LoadWeights(string folder, LanguageModel model)
+    public static void LoadWeights(string folder, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model)
     {
         using var loaded = HfFormat.Load(folder);
         using var noGrad = TorchSharp.torch.no_grad();
         var source = loaded.state_dict();
         foreach (var (name, parameter) in model.named_parameters()) parameter.copy_(source[name]);
+    }
+
+    static void SaveStateDict(TorchSharp.torch.nn.Module model, string path)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var state = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
+        TorchSharp.PyBridge.Safetensors.SaveStateDict(path, state);
+    }
+
+    static void LoadStateDict(TorchSharp.torch.nn.Module model, string path)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var noGrad = TorchSharp.torch.no_grad();
+        var saved = TorchSharp.PyBridge.Safetensors.LoadStateDict(path);
+        foreach (var (name, tensor) in model.state_dict())
+        {
+            if (!saved.TryGetValue(name, out var value)) throw new InvalidDataException($"{path}: no tensor {name}; was it saved from another model?");
+            if (!value.shape.SequenceEqual(tensor.shape))
+                throw new InvalidDataException($"{path}: {name} is ({string.Join(", ", value.shape)}), expected ({string.Join(", ", tensor.shape)})");
+            tensor.copy_(value);
+        }
     }
 }
 

@@ -29,12 +29,13 @@ public static class Evaluation
     /// seq_len + 1 tokens: of the val split of a prepared dataset, or of a text file tokenized with GPT-2.</summary>
     public static EvalResult Run(string model, string? data, string? textFile, int seqLen, int batchSize, long maxWindows, Device? device = null)
     {
-        if ((data is null) == (textFile is null)) throw new ArgumentException("give --data DIR (its val split) or --text FILE, one of them");
-        if (batchSize < 1 || maxWindows < 1) throw new ArgumentException("--batch-size and --windows must be >= 1");
+        if ((data is null) == (textFile is null)) throw new InvalidOptionException("Data", data, "give a prepared dataset (its val split) or a text file, one of them");
+        if (batchSize < 1) throw new InvalidOptionException("BatchSize", $"{batchSize}", "must be >= 1");
+        if (maxWindows < 1) throw new InvalidOptionException("Windows", $"{maxWindows}", "must be >= 1");
         var located = ModelLocator.Resolve(model);
         TorchRuntime.EnsureAvailable();
         using var lm = HfFormat.Load(located, device);
-        if (seqLen < 1 || seqLen > lm.Config.Context) throw new ArgumentException($"--seq-len {seqLen} must be in 1..{lm.Config.Context}");
+        if (seqLen < 1 || seqLen > lm.Config.Context) throw new InvalidOptionException("SeqLen", $"{seqLen}", $"must be in 1..{lm.Config.Context}");
         var temp = textFile is null ? null : TextAsShard(textFile);
         try
         {
@@ -47,7 +48,7 @@ public static class Evaluation
 
     /// <summary>Mean next-token loss (weighted by windows) over the first <paramref name="maxWindows"/>
     /// non-overlapping windows of a split, in eval mode without gradients. Training and `blr eval` both use it.</summary>
-    public static (double Loss, long Windows) MeanLoss(LanguageModel model, TokenDataset split, int seqLen, int batchSize, long maxWindows, Device? device)
+    public static (double Loss, long Windows) MeanLoss(nn.Module<Tensor, Tensor> model, ITokenSource split, int seqLen, int batchSize, long maxWindows, Device? device)
     {
         // One scope around the loop: the batches are made by the iterator, before a per-batch scope would exist.
         using var scope = NewDisposeScope();
@@ -104,10 +105,10 @@ public static class TextGenerator
 
     public static string Generate(string model, string prompt, int maxTokens, double temperature, int topK, double topP, ulong seed, Device? device = null)
     {
-        if (maxTokens < 0) throw new ArgumentException($"--max-tokens {maxTokens} must be >= 0");
-        if (temperature < 0) throw new ArgumentException($"--temperature {temperature} must be >= 0 (0: greedy)");
-        if (topK < 0) throw new ArgumentException($"--top-k {topK} must be >= 0 (0: off)");
-        if (!(topP > 0 && topP <= 1)) throw new ArgumentException($"--top-p {topP} must be in (0, 1]");
+        if (maxTokens < 0) throw new InvalidOptionException("MaxTokens", $"{maxTokens}", "must be >= 0");
+        if (!(temperature >= 0) || double.IsInfinity(temperature)) throw new InvalidOptionException("Temperature", $"{temperature}", "must be a finite number >= 0 (0: greedy)");
+        if (topK < 0) throw new InvalidOptionException("TopK", $"{topK}", "must be >= 0 (0: off)");
+        if (!(topP > 0 && topP <= 1)) throw new InvalidOptionException("TopP", $"{topP}", "must be in (0, 1]");
         TorchRuntime.EnsureAvailable();
         using var lm = ModelLocator.Load(model, device);
         lm.eval();

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using BlockwiseLR.Core;
 using BlockwiseLR.Data;
@@ -12,19 +11,81 @@ using static TorchSharp.torch;
 
 namespace BlockwiseLR.Training;
 
+/// <summary>One finished optimizer step, as an observer sees it (<see cref="Trainer.OnStep"/>).</summary>
+public sealed record StepReport(
+    int Step, double Loss, IReadOnlyDictionary<Block, double> LearningRates, IReadOnlyDictionary<Block, double> GradientNorms,
+    double TokensPerSecond, double Milliseconds, double? ValLoss);
+
 /// <summary>
-/// The training loop: micro-batches with gradient accumulation up to the global batch, global-norm clipping,
-/// each block's LR from the schedule, evaluation on the fixed validation windows, a NaN/Inf guard, atomic
-/// checkpoints with exact resume, and metrics (RUN/metrics.jsonl a line per step, RUN/evals.csv, TensorBoard
-/// events in RUN/tensorboard). Cancelling the token (Ctrl-C in blr) writes a checkpoint and returns.
+/// Pre-trains a named model on a prepared dataset from <see cref="PretrainOptions"/> alone. For a model or
+/// tokens of your own, or a per-step observer, use <see cref="Trainer"/>, which this calls.
 /// </summary>
 public static class Pretrainer
 {
     public static string CodeVersion => typeof(Pretrainer).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
-    public static PretrainResult Run(PretrainOptions options, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    public static PretrainResult Run(PretrainOptions options, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default) =>
+        new Trainer(options).WithProgress(progress).Run(cancel);
+}
+
+/// <summary>
+/// The training loop: micro-batches with gradient accumulation up to the global batch, global-norm clipping,
+/// each block's LR from the schedule, evaluation on the fixed validation windows, a NaN/Inf guard, atomic
+/// checkpoints with exact resume, and metrics (RUN/metrics.jsonl a line per step, RUN/evals.csv, TensorBoard
+/// events in RUN/tensorboard). Cancelling the token writes a checkpoint and returns.
+/// <para>By default it builds the named model of the options and reads the prepared dataset in
+/// <see cref="PretrainOptions.Data"/>. <see cref="WithModel"/> trains any TorchSharp module that maps (B, T)
+/// token ids to (B, T, vocab) logits, its parameters placed in blocks by <see cref="BlockRules"/>;
+/// <see cref="WithData"/> trains on any <see cref="ITokenSource"/>.</para>
+/// </summary>
+public sealed class Trainer(PretrainOptions options)
+{
+    nn.Module<Tensor, Tensor>? customModel;
+    BlockRules rules = BlockRules.Default;
+    AttentionShape? attention;
+    ITokenSource? customTrain, customVal;
+    IProgress<TrainProgress>? progress;
+    readonly List<Action<StepReport>> observers = [];
+
+    /// <summary>Trains <paramref name="model"/> (left on its device, fp32 parameters) instead of a named config.
+    /// <paramref name="rules"/> place its parameters in blocks (errors list the unmatched names);
+    /// <paramref name="attention"/> is needed by Adam-mini to cut Q and K into heads. The caller keeps ownership.</summary>
+    public Trainer WithModel(nn.Module<Tensor, Tensor> model, BlockRules? rules = null, AttentionShape? attention = null)
     {
-        var resolved = ResolvedOptions.Resolve(options);
+        customModel = model;
+        this.rules = rules ?? BlockRules.Default;
+        this.attention = attention;
+        return this;
+    }
+
+    /// <summary>Trains on <paramref name="train"/> and evaluates on <paramref name="validation"/> instead of the
+    /// dataset in <see cref="PretrainOptions.Data"/>.</summary>
+    public Trainer WithData(ITokenSource train, ITokenSource validation)
+    {
+        (customTrain, customVal) = (train, validation);
+        return this;
+    }
+
+    /// <summary>Called after every optimizer step and its evaluation, before its checkpoint (on the training
+    /// thread); cancelling the run's token from here stops the run after this step, checkpointed.</summary>
+    public Trainer OnStep(Action<StepReport> observer)
+    {
+        observers.Add(observer);
+        return this;
+    }
+
+    public Trainer WithProgress(IProgress<TrainProgress>? progress)
+    {
+        this.progress = progress;
+        return this;
+    }
+
+    public PretrainResult Run(CancellationToken cancel = default)
+    {
+        var resolved = customModel is null
+            ? ResolvedOptions.Resolve(options, ownData: customTrain is not null)
+            : ResolvedOptions.ResolveCustom(options, rules.CountByBlock(customModel.named_parameters().Select(p => new ParameterShape(p.name, p.parameter.shape))).ContainsKey(Block.OutputHead) is false,
+                ownData: customTrain is not null);
         var (o, config) = (resolved.Options, resolved.Config);
         var run = Path.GetFullPath(o.Out);
         // Everything that can be refused is checked before the run folder is touched.
@@ -32,23 +93,27 @@ public static class Pretrainer
         var resumed = resumeFrom is null ? null : Checkpoints.ReadState(resumeFrom, config);
         var initFrom = o.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
         if (initFrom is not null && !HfFormat.ReadConfig(initFrom).Equals(config))
-            throw new ArgumentException($"{initFrom} holds another model ({ModelConfigs.Describe(HfFormat.ReadConfig(initFrom))}), not {ModelConfigs.Describe(config)}; pass the same --model and --set options");
-        TorchRuntime.EnsureAvailable(cuda: o.Device == "cuda");
+            throw new InvalidOptionException(nameof(o.InitFrom), initFrom,
+                $"holds another model ({ModelConfigs.Describe(HfFormat.ReadConfig(initFrom))}), not {(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
+        TorchRuntime.EnsureAvailable(cuda: o.Device.IsCuda);
         if (o.Threads is { } threads) set_num_threads(threads);
-        var device = o.Device == "cuda" ? CUDA : CPU;
-        Precisions.Apply(resolved.Precision, device);
-        using var train = TokenDataset.Open(o.Data, "train", config.Vocab);
-        using var val = TokenDataset.Open(o.Data, "val", config.Vocab);
+        var device = customModel is null ? o.Device.ToTorch() : customModel.parameters().First().device;
+        Precisions.Apply(o.Precision, device);
+        using var dataset = customTrain is null ? TokenDataset.Open(o.Data, "train", config?.Vocab) : null;
+        using var valDataset = customVal is null ? TokenDataset.Open(o.Data, "val", config?.Vocab) : null;
+        ITokenSource train = customTrain ?? dataset!, val = customVal ?? valDataset!;
         var sampler = new BatchSampler(train, resolved.SeqLen, o.Seed,
             resumed is null ? null : new SamplerPosition(resumed.SamplerEpoch, resumed.SamplerIndex));
         _ = new BatchSampler(val, resolved.SeqLen, o.Seed);   // refuses a val split too short for seq_len
 
         Directory.CreateDirectory(run);
         File.WriteAllText(Path.Combine(run, "options.json"), o.ToJson());
-        using var model = LanguageModel.Create(config, device, (long)o.Seed);
-        model.Precision = resolved.Precision;
+        using var owned = customModel is null ? LanguageModel.Create(config!, device, (long)o.Seed) : null;
+        var model = customModel ?? owned!;
+        if (owned is not null) owned.Precision = o.Precision;
         var settings = new AdamSettings { Beta1 = o.Beta1, Beta2 = o.Beta2, Eps = o.Eps, WeightDecay = o.WeightDecay, DecayPolicy = resolved.DecayPolicy };
-        using var optimizer = BlockOptimizer.Create(o.Optimizer, model.named_parameters().Select(p => (p.name, p.parameter)), settings, ModelConfigModule.attention(config));
+        using var optimizer = BlockOptimizer.Create(o.Optimizer, model.named_parameters().Select(p => (p.name, p.parameter)), settings,
+            attention ?? (config is null ? null : ModelConfigModule.attention(config)), rules);
         if (resumeFrom is not null) Checkpoints.Load(resumeFrom, model, optimizer);
         else if (initFrom is not null) Checkpoints.LoadWeights(initFrom, model);
 
@@ -58,13 +123,14 @@ public static class Pretrainer
         using var metrics = new MetricsWriter(run, start);
         string? lastCheckpoint = resumeFrom;
         var tokensPerStep = (long)o.BatchSize * resolved.SeqLen;
-        var peak = device.type == DeviceType.CUDA ? PeakFlops(o.PeakTflops ?? "h100", resolved.Precision) : (double?)null;
-        var flopsPerToken = Flops.perToken(config, resolved.SeqLen);
+        var peak = device.type == DeviceType.CUDA && config is not null ? ResolvedOptions.PeakFlops(o.PeakTflops ?? "h100", o.Precision) : (double?)null;
+        var flopsPerToken = config is null ? 0 : Flops.perToken(config, resolved.SeqLen);
         var stepTimes = new List<double>();
         var interrupted = false;
 
-        // --ratios auto: the smoothed proxy sharpness per block and the ratios it sets (saved in checkpoints).
-        var auto = !resolved.AutoRatios ? null : resumed?.AutoSmoothed is { } saved
+        // Auto ratios: the smoothed proxy sharpness per block and the ratios it sets (saved in checkpoints).
+        var autoSettings = resolved.AutoRatios ? o.Ratios.AutoSettings! : null;
+        var auto = autoSettings is null ? null : resumed?.AutoSmoothed is { } saved
             ? new AutoRatioState(resumed.AutoSteps, MapOf(saved), MapOf(resumed.AutoRatios ?? []))
             : AutoRatios.start;
         var parametersPerBlock = optimizer.Parameters.GroupBy(p => p.Block).ToDictionary(g => g.Key, g => g.Sum(p => p.Numel));
@@ -72,7 +138,7 @@ public static class Pretrainer
             ? resolved.Schedule.LrAt(block, step)
             : AutoRatios.scaleAboveFloor(AutoRatios.ratioOf(auto, block.ToCore()), resolved.Schedule.FloorLr, resolved.Schedule.LrAt(block, step));
 
-        TrainerState State(int step) => new(step, sampler.Position.Epoch, sampler.Position.Index, o.Seed, config, CodeVersion,
+        TrainerState State(int step) => new(step, sampler.Position.Epoch, sampler.Position.Index, o.Seed, config, Pretrainer.CodeVersion,
             [.. losses], [.. evals], o, auto?.Steps ?? 0, auto is null ? null : DictionaryOf(auto.Smoothed), auto is null ? null : DictionaryOf(auto.Ratios));
 
         for (var step = start; step < o.Steps; step++)
@@ -103,9 +169,10 @@ public static class Pretrainer
                 if (!double.IsFinite(loss) || !double.IsFinite(total))
                     throw new TrainingDivergedException(
                         $"step {step}: the {(double.IsFinite(loss) ? "gradient norm" : "loss")} is {(double.IsFinite(loss) ? total : loss)}; training stopped before the update" +
-                        (lastCheckpoint is null ? "" : $"; the last good checkpoint is {lastCheckpoint}") + "; lower --lr or the ratios, or use fp32");
+                        (lastCheckpoint is null ? "" : $"; the last good checkpoint is {lastCheckpoint}") +
+                        "; lower the LR or the ratios" + (o.Precision == Precision.Fp32 ? "" : ", or train in fp32"));
                 if (auto is not null)
-                    auto = AutoRatios.observe(o.AutoSmoothing, o.AutoAlpha, o.AutoMaxRatio, o.AutoEvery,
+                    auto = AutoRatios.observe(autoSettings!.Smoothing, autoSettings.Alpha, autoSettings.MaxRatio, autoSettings.Every,
                         ListModule.OfSeq(squared.Select(kv => Tuple.Create(kv.Key.ToCore(), Sharpness.proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key])))), auto);
                 if (o.GradClip > 0 && total > o.GradClip) optimizer.ScaleGradients(o.GradClip / (total + 1e-6));
                 var current = step;
@@ -128,10 +195,16 @@ public static class Pretrainer
                 evals.Add(new EvalPoint(done, valLoss.Value));
                 metrics.Eval(done, valLoss.Value);
             }
-            interrupted = cancel.IsCancellationRequested;
+            if (observers.Count > 0)
+            {
+                var report = new StepReport(step, loss, gradientNorms.Keys.ToDictionary(b => b, b => LearningRate(b, step)), gradientNorms,
+                    tokensPerSecond, milliseconds, valLoss);
+                foreach (var observer in observers) observer(report);
+            }
+            interrupted = cancel.IsCancellationRequested;   // an observer may have cancelled: stop after this step
             if (done == o.Steps || interrupted || (o.CheckpointEvery > 0 && done % o.CheckpointEvery == 0))
                 lastCheckpoint = Checkpoints.Write(run, model, optimizer, State(done), o.KeepCheckpoints);
-            progress?.Report(new TrainProgress(done, o.Steps, loss, valLoss, tokensPerStep * 1000 / milliseconds));
+            progress?.Report(new TrainProgress(done, o.Steps, loss, valLoss, tokensPerSecond));
             if (interrupted) break;
         }
 
@@ -141,7 +214,7 @@ public static class Pretrainer
         var result = new PretrainResult(run, losses.Count, evals.LastOrDefault()?.ValLoss ?? double.NaN,
             evals.Count > 0 ? evals.Min(e => e.ValLoss) : double.NaN, evals, losses, tokensPerStep * 1000 / msPerStep, msPerStep,
             optimizer.StateBytes.Values.Sum(), lastCheckpoint, metrics.Path, interrupted);
-        File.WriteAllText(Path.Combine(run, "result.json"), JsonSerializer.Serialize(result, PretrainOptions.Json));
+        File.WriteAllText(Path.Combine(run, "result.json"), result.ToJson());
         return result;
     }
 
@@ -151,18 +224,7 @@ public static class Pretrainer
     static Dictionary<string, double> DictionaryOf(FSharpMap<BlockKind, double> map) =>
         map.ToDictionary(kv => BlockKindModule.key(kv.Key), kv => kv.Value);
 
-    /// <summary>Peak FLOP/s: a number of TFLOP/s, or a GPU name from the core's table (by precision).</summary>
-    static double PeakFlops(string peak, Precision precision)
-    {
-        if (double.TryParse(peak, NumberStyles.Float, CultureInfo.InvariantCulture, out var tflops) && tflops > 0) return tflops * 1e12;
-        var entry = Flops.peakTflops.FirstOrDefault(e => e.Item1 == peak.ToLowerInvariant())
-            ?? throw new ArgumentException($"--peak-tflops {peak}: give TFLOP/s or one of {string.Join(", ", Flops.peakTflops.Select(e => e.Item1))}");
-        var (bf16, tf32, fp32) = entry.Item2;
-        return 1e12 * (precision == Precision.Bf16Mixed ? bf16 : precision == Precision.Tf32 ? tf32 : fp32);
-    }
-
-    /// <summary>Mean loss over the first EvalWindows windows of the val split.</summary>
-    public static double Evaluate(LanguageModel model, TokenDataset val, ResolvedOptions resolved, Device device)
+    static double Evaluate(nn.Module<Tensor, Tensor> model, ITokenSource val, ResolvedOptions resolved, Device device)
     {
         var (loss, _) = Evaluation.MeanLoss(model, val, resolved.SeqLen, resolved.MicroBatch, resolved.Options.EvalWindows, device);
         model.train();

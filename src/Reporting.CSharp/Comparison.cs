@@ -1,23 +1,25 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using BlockwiseLR.Core;
 using BlockwiseLR.Data;
 using BlockwiseLR.Models;
+using BlockwiseLR.Training;
 
-namespace BlockwiseLR.Training;
+namespace BlockwiseLR.Reporting;
 
 /// <summary>What `blr compare` runs: <see cref="Common"/> gives model, data, N (Steps), batch, LR and the run folder.</summary>
 public sealed record CompareOptions
 {
     public required PretrainOptions Common { get; init; }
-    public IReadOnlyList<string> Optimizers { get; init; } = ["adamw", "blockwise-adamw", "adam-mini", "blockwise-adam-mini"];
+    public IReadOnlyList<OptimizerKind> Optimizers { get; init; } = Enum.GetValues<OptimizerKind>();
     public IReadOnlyList<ulong> Seeds { get; init; } = [1337];
     /// <summary>Base LRs for the AdamW(2N) baseline; the best is used for every optimizer. Empty: Common.Lr.</summary>
     public IReadOnlyList<double> LrSweep { get; init; } = [];
 }
 
 /// <summary>One optimizer (or the baseline) over all seeds.</summary>
-public sealed record CompareRow(string Label, string Optimizer, int Steps, double Lr, IReadOnlyList<PretrainResult> Runs)
+public sealed record CompareRow(string Label, OptimizerKind Optimizer, int Steps, double Lr, IReadOnlyList<PretrainResult> Runs)
 {
     public double MeanFinal => Runs.Average(r => r.FinalValLoss);
     public double MinFinal => Runs.Min(r => r.FinalValLoss);
@@ -81,7 +83,10 @@ public sealed record CompareReport(CompareRow Baseline, IReadOnlyList<CompareRow
 }
 
 /// <summary>One optimizer's run in a comparison.</summary>
-public sealed record ComparisonRun(string Optimizer, PretrainResult Result);
+public sealed record ComparisonRun(OptimizerKind Optimizer, PretrainResult Result)
+{
+    public string Label => OptionNames.Format(Optimizer);
+}
 
 /// <summary>The outcome of a comparison and the files written for it.</summary>
 public sealed record ComparisonReport(IReadOnlyList<ComparisonRun> Runs, string Markdown, string Png, string Json)
@@ -96,7 +101,7 @@ public sealed record ComparisonReport(IReadOnlyList<ComparisonRun> Runs, string 
         {
             var r = run.Result;
             text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {run.Optimizer} | {r.FinalValLoss:F4} | {r.BestValLoss:F4} | {r.TokensPerSecond:N0} | {r.MillisecondsPerStep:F1} | {r.OptimizerStateBytes / 1048576.0:F1} MiB |"));
+                $"| {run.Label} | {r.FinalValLoss:F4} | {r.BestValLoss:F4} | {r.TokensPerSecond:N0} | {r.MillisecondsPerStep:F1} | {r.OptimizerStateBytes / 1048576.0:F1} MiB |"));
         }
         return text.ToString();
     }
@@ -125,7 +130,7 @@ public static class Comparison
     };
 
     /// <summary>Prepares the built-in corpus into OUT/data (once) and runs each optimizer.</summary>
-    public static ComparisonReport Run(PretrainOptions common, IReadOnlyList<string> optimizers, Action<string>? starting = null,
+    public static ComparisonReport Run(PretrainOptions common, IReadOnlyList<OptimizerKind> optimizers, Action<string>? starting = null,
         IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
         if (!File.Exists(Path.Combine(common.Data, "manifest.json")))
@@ -133,8 +138,9 @@ public static class Comparison
         var runs = new List<ComparisonRun>();
         foreach (var optimizer in optimizers)
         {
-            starting?.Invoke(optimizer);
-            var options = common.With([new("optimizer", optimizer), new("out", Path.Combine(common.Out, optimizer))]);
+            var label = OptionNames.Format(optimizer);
+            starting?.Invoke(label);
+            var options = common with { Optimizer = optimizer, Out = Path.Combine(common.Out, label) };
             runs.Add(new ComparisonRun(optimizer, Pretrainer.Run(options, progress, cancel)));
             if (cancel.IsCancellationRequested) break;
         }
@@ -148,23 +154,23 @@ public static class Comparison
             $"{common.Model}, {common.Steps} steps of {common.BatchSize} x {common.SeqLen} tokens: loss by step",
             runs.SelectMany((run, i) => new[]
             {
-                new Plots.Curve($"{run.Optimizer} train (10-step mean)", Enumerable.Range(1, run.Result.TrainLosses.Count).Select(x => (double)x).ToArray(),
+                new Plots.Curve($"{run.Label} train (10-step mean)", Enumerable.Range(1, run.Result.TrainLosses.Count).Select(x => (double)x).ToArray(),
                     Plots.Smooth(run.Result.TrainLosses, 10), Thin: true),
-                new Plots.Curve($"{run.Optimizer} val", run.Result.Evals.Select(e => (double)e.Step).ToArray(),
+                new Plots.Curve($"{run.Label} val", run.Result.Evals.Select(e => (double)e.Step).ToArray(),
                     run.Result.Evals.Select(e => e.ValLoss).ToArray(), ColorOf: 2 * i),
             }));
         var report = new ComparisonReport(runs, Path.Combine(common.Out, "report.md"), png, Path.Combine(common.Out, "report.json"));
         var markdown = new StringBuilder();
-        markdown.AppendLine($"# {common.Model}: {string.Join(" vs ", runs.Select(r => r.Optimizer))}");
+        markdown.AppendLine($"# {common.Model}: {string.Join(" vs ", runs.Select(r => r.Label))}");
         markdown.AppendLine();
         markdown.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"Same data ({common.Data}), seed {common.Seed}, {common.Steps} steps of {common.BatchSize} x {common.SeqLen} tokens, base LR {common.Lr}, cosine to LR/20 after {common.WarmupSteps} warmup steps; BlockwiseLR {Pretrainer.CodeVersion}, {Environment.ProcessorCount} CPU threads."));
+            $"Same data ({common.Data}), seed {common.Seed}, {common.Steps} steps of {common.BatchSize} x {common.SeqLen} tokens, base LR {common.Lr}, {OptionNames.Format(common.Schedule)} to LR/20 after {common.WarmupSteps ?? BlockSchedule.DefaultWarmup(common.Steps)} warmup steps; BlockwiseLR {Pretrainer.CodeVersion}, {Environment.ProcessorCount} CPU threads."));
         markdown.AppendLine();
         markdown.Append(report.Table());
         markdown.AppendLine();
         markdown.AppendLine("Val loss at equal steps:");
         markdown.AppendLine();
-        markdown.AppendLine("| step | " + string.Join(" | ", runs.Select(r => r.Optimizer)) + " |");
+        markdown.AppendLine("| step | " + string.Join(" | ", runs.Select(r => r.Label)) + " |");
         markdown.AppendLine("|---|" + string.Concat(runs.Select(_ => "---|")));
         foreach (var step in runs[0].Result.Evals.Select(e => e.Step))
             markdown.AppendLine($"| {step} | " + string.Join(" | ", runs.Select(r =>
@@ -172,7 +178,7 @@ public static class Comparison
         markdown.AppendLine();
         markdown.AppendLine("![loss curves](loss.png)");
         File.WriteAllText(report.Markdown, markdown.ToString());
-        File.WriteAllText(report.Json, JsonSerializer.Serialize(runs, PretrainOptions.Json));
+        File.WriteAllText(report.Json, JsonSerializer.Serialize(runs, OptionsJson.Options));
         return report;
     }
 
@@ -187,25 +193,28 @@ public static class Comparison
         if (options.Optimizers.Count == 0 || options.Seeds.Count == 0) throw new ArgumentException("give at least one optimizer and one seed");
         var n = common.Steps;
         var lrs = options.LrSweep.Count > 0 ? options.LrSweep : [common.Lr];
-        foreach (var optimizer in options.Optimizers) ResolvedOptions.Resolve(common.With([new("optimizer", optimizer)]));   // every problem before any run
-        ResolvedOptions.Resolve(common.With([new("steps", 2 * n)]));
+        foreach (var optimizer in options.Optimizers) ResolvedOptions.Resolve(common with { Optimizer = optimizer });   // every problem before any run
+        ResolvedOptions.Resolve(common with { Steps = 2 * n });
 
-        CompareRow RunRow(string label, string optimizer, int steps, double lr)
+        CompareRow RunRow(string label, OptimizerKind optimizer, int steps, double lr)
         {
             var runs = new List<PretrainResult>();
             foreach (var seed in options.Seeds)
             {
                 starting?.Invoke($"{label} seed {seed}");
                 var folder = Path.Combine(common.Out, label, $"seed-{seed}");
-                runs.Add(Pretrainer.Run(common.With([new("optimizer", optimizer), new("steps", steps), new("lr", lr), new("seed", seed),
-                    new("out", folder), new("warmupSteps", common.WarmupSteps ?? Math.Max(1, n / 50))]), progress, cancel));
+                runs.Add(Pretrainer.Run(common with
+                {
+                    Optimizer = optimizer, Steps = steps, Lr = lr, Seed = seed, Out = folder,
+                    WarmupSteps = common.WarmupSteps ?? BlockSchedule.DefaultWarmup(n),
+                }, progress, cancel));
             }
             return new CompareRow(label, optimizer, steps, lr, runs);
         }
 
-        var baselines = lrs.Select(lr => RunRow(lrs.Count > 1 ? $"adamw-2N-lr{lr.ToString("G3", CultureInfo.InvariantCulture)}" : "adamw-2N", "adamw", 2 * n, lr)).ToList();
+        var baselines = lrs.Select(lr => RunRow(lrs.Count > 1 ? $"adamw-2N-lr{lr.ToString("G3", CultureInfo.InvariantCulture)}" : "adamw-2N", OptimizerKind.AdamW, 2 * n, lr)).ToList();
         var baseline = baselines.MinBy(b => b.MeanFinal)!;
-        var rows = options.Optimizers.Select(o => RunRow(o, o, n, baseline.Lr)).ToList();
+        var rows = options.Optimizers.Select(o => RunRow(OptionNames.Format(o), o, n, baseline.Lr)).ToList();
         var report = new CompareReport(baseline, baselines, rows, n,
             Path.Combine(common.Out, "report.md"), Path.Combine(common.Out, "curves.png"), Path.Combine(common.Out, "report.json"));
 
@@ -213,7 +222,7 @@ public static class Comparison
             rows.Prepend(baseline).Select(row => new Plots.Curve(row.Label, row.MeanCurve.Select(c => (double)c.Step).ToArray(),
                 row.MeanCurve.Select(c => c.ValLoss).ToArray())));
         File.WriteAllText(report.Markdown, report.ToMarkdown(common));
-        File.WriteAllText(report.Json, JsonSerializer.Serialize(report, PretrainOptions.Json));
+        File.WriteAllText(report.Json, JsonSerializer.Serialize(report, OptionsJson.Options));
         return report;
     }
 

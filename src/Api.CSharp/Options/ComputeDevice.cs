@@ -1,0 +1,52 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace BlockwiseLR;
+
+/// <summary>Where a run computes: the CPU, the current CUDA device, or CUDA device N. Written and read as
+/// "cpu", "cuda" and "cuda:N" (any case).</summary>
+[JsonConverter(typeof(ComputeDeviceConverter))]
+public sealed record ComputeDevice
+{
+    ComputeDevice(bool cuda, int? index) => (IsCuda, Index) = (cuda, index);
+
+    public static ComputeDevice Cpu { get; } = new(false, null);
+    /// <summary>CUDA's current device (device 0 unless CUDA_VISIBLE_DEVICES or a launcher says otherwise).</summary>
+    public static ComputeDevice Cuda { get; } = new(true, null);
+    public static ComputeDevice CudaDevice(int index) =>
+        index >= 0 ? new(true, index) : throw new ArgumentOutOfRangeException(nameof(index), index, "a CUDA device index is >= 0");
+
+    public bool IsCuda { get; }
+    /// <summary>The CUDA device index, or null for the CPU and for "cuda".</summary>
+    public int? Index { get; }
+
+    /// <summary>Reads cpu, cuda or cuda:N; anything else is a <see cref="FormatException"/>.</summary>
+    public static ComputeDevice Parse(string text)
+    {
+        var key = (text ?? "").Trim().ToLowerInvariant();
+        if (key == "cpu") return Cpu;
+        if (key == "cuda") return Cuda;
+        if (key.StartsWith("cuda:", StringComparison.Ordinal)
+            && int.TryParse(key["cuda:".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var index))
+            return CudaDevice(index);
+        throw new FormatException($"unknown device '{text}' (known: cpu, cuda, cuda:N)");
+    }
+
+    public override string ToString() => !IsCuda ? "cpu" : Index is { } i ? $"cuda:{i}" : "cuda";
+
+    internal TorchSharp.torch.Device ToTorch() =>
+        !IsCuda ? TorchSharp.torch.CPU : Index is { } i ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, i) : TorchSharp.torch.CUDA;
+}
+
+sealed class ComputeDeviceConverter : JsonConverter<ComputeDevice>
+{
+    public override ComputeDevice Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.String) throw new OptionValueException("expected cpu, cuda or cuda:N");
+        try { return ComputeDevice.Parse(reader.GetString()!); }
+        catch (FormatException e) { throw new OptionValueException(e.Message); }
+    }
+
+    public override void Write(Utf8JsonWriter writer, ComputeDevice value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
+}

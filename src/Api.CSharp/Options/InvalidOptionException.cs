@@ -1,0 +1,25 @@
+namespace BlockwiseLR;
+
+/// <summary>An option that cannot be used: <see cref="Option"/> is its property name (e.g. "Lr",
+/// "WarmupSteps"), <see cref="Value"/> the value given, <see cref="Problem"/> what is wrong and what to do. The
+/// message reads "Lr = NaN: must be a finite number > 0"; a front end (the blr CLI) can say the same with its
+/// own name for the option.</summary>
+public sealed class InvalidOptionException : ArgumentException
+{
+    public InvalidOptionException(string option, string? value, string problem, string? source = null)
+        : base($"{(source is null ? "" : source + ": ")}{option}{(value is null ? "" : " = " + value)}: {problem}")
+    {
+        Option = option;
+        Value = value;
+        Problem = problem;
+        Source = source;
+    }
+
+    /// <summary>The option's property name (PretrainOptions.Lr is "Lr").</summary>
+    public string Option { get; }
+    /// <summary>The value as given, or null when the option is missing.</summary>
+    public string? Value { get; }
+    public string Problem { get; }
+    /// <summary>The config file the value came from, if any.</summary>
+    public new string? Source { get; }
+}

@@ -1,0 +1,57 @@
+using BlockwiseLR.Core;
+using BlockwiseLR.Models;
+using Microsoft.FSharp.Collections;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using BlockwiseLR.Training;
+
+namespace BlockwiseLR.Reporting;
+
+/// <summary>One checkpoint's measurement.</summary>
+public sealed record SharpnessRow(int Step, Block Block, Estimate Proxy, Estimate? Hutchinson);
+
+/// <summary>`blr sharpness`: every checkpoint of a run (or the ones asked for), measured on the first val windows.</summary>
+public static class SharpnessReport
+{
+    /// <summary>The measured order of the paper's five blocks at one step, flattest first, by the proxy or by
+    /// Hutchinson's estimate, and whether it is the paper's S(Emb) &lt; S(QK) &lt; S(FFN) &lt; S(VO) &lt; S(Norm).</summary>
+    public static (IReadOnlyList<Block> FlattestFirst, bool MatchesPaper) Ordering(IEnumerable<SharpnessRow> rowsOfOneStep, bool hutchinson)
+    {
+        var measured = rowsOfOneStep.Where(r => !hutchinson || r.Hutchinson is not null)
+            .Select(r => Tuple.Create(r.Block.ToCore(), hutchinson ? r.Hutchinson!.Mean : r.Proxy.Mean));
+        var order = Sharpness.order(ListModule.OfSeq(measured));
+        return (order.Select(k => k.ToCSharp()).ToList(), Sharpness.matchesPaper(order));
+    }
+
+    public static (IReadOnlyList<SharpnessRow> Rows, string Csv, string Png) Measure(string run, string data, IReadOnlyList<int>? steps,
+        int batches, int batchSize, int seqLen, bool hutchinson, ulong seed, Action<string>? starting = null)
+    {
+        var folder = Checkpoints.Folder(run);
+        var checkpoints = (Directory.Exists(folder) ? Directory.GetDirectories(folder, "step_*") : [])
+            .Select(d => (Step: int.Parse(Path.GetFileName(d)["step_".Length..], System.Globalization.CultureInfo.InvariantCulture), Dir: d))
+            .Where(c => steps is null || steps.Contains(c.Step)).OrderBy(c => c.Step).ToList();
+        if (checkpoints.Count == 0)
+            throw new ArgumentException($"{run}: no checkpoints{(steps is null ? "" : " at the steps asked for")}; train with --checkpoint-every N --keep-checkpoints K to keep several");
+        TorchRuntime.EnsureAvailable();
+        using var val = Data.TokenDataset.Open(data, "val");
+        var rows = new List<SharpnessRow>();
+        foreach (var (step, dir) in checkpoints)
+        {
+            starting?.Invoke($"step {step}");
+            using var scope = NewDisposeScope();
+            using var model = HfFormat.Load(dir);
+            var windows = Data.Windows.Validation(val, seqLen, batchSize, (long)batches * batchSize).ToList();
+            var (proxy, hessian) = SharpnessEstimator.Measure(model, windows, hutchinson, seed);
+            rows.AddRange(proxy.OrderBy(kv => kv.Key).Select(kv => new SharpnessRow(step, kv.Key, kv.Value, hessian?[kv.Key])));
+        }
+        var csv = Path.Combine(run, "sharpness.csv");
+        File.WriteAllLines(csv, rows.Select(r => FormattableString.Invariant(
+            $"{r.Step},{r.Block.Key()},{r.Proxy.Mean:R},{r.Proxy.StdErr:R},{r.Hutchinson?.Mean:R},{r.Hutchinson?.StdErr:R}")).Prepend("step,block,proxy,proxy_stderr,hutchinson,hutchinson_stderr"));
+        // log10 sharpness per block against step (the Hutchinson estimate where measured, else the proxy).
+        var png = Plots.Save(Path.Combine(run, "sharpness.png"), "log10 sharpness per block (Hutchinson where measured, else the proxy)",
+            rows.GroupBy(r => r.Block).Select(g => new Plots.Curve(g.Key.ToString(), g.Select(r => (double)r.Step).ToArray(),
+                g.Select(r => Math.Log10(Math.Max(1e-30, (r.Hutchinson ?? r.Proxy).Mean))).ToArray())));
+        return (rows, csv, png);
+    }
+}

@@ -1,0 +1,177 @@
+using System.Text.Json.Nodes;
+using BlockwiseLR.Core;
+using BlockwiseLR.Models;
+using BlockwiseLR.Training;
+
+namespace BlockwiseLR.Tests;
+
+/// Typed options: every spelling of a choice reaches the trainer as the same value; bad values name the option in
+/// the caller's terms (the property from C#, the flag from the CLI, the key in a config file).
+public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShards>
+{
+    static string Temp() => Directory.CreateTempSubdirectory("blr-options-").FullName;
+
+    PretrainOptions Tiny(string run) => new()
+    {
+        Data = gutenberg.Directory, ModelOverrides = new() { Layers = 1, Width = 16, Heads = 2 }, Steps = 2, BatchSize = 2, SeqLen = 8,
+        EvalEvery = 0, EvalWindows = 1, Threads = 1, Out = run,
+    };
+
+    string[] TinyArgs(string run) =>
+    [
+        "train", "--data", gutenberg.Directory, "--set", "layers=1", "--set", "width=16", "--set", "heads=2", "--steps", "2",
+        "--batch-size", "2", "--seq-len", "8", "--eval-every", "0", "--eval-windows", "1", "--threads", "1", "--out", run,
+    ];
+
+    /// The per-block LRs of step 0, read from what the run logged.
+    static Dictionary<string, double> StepZeroLrs(string run) =>
+        JsonNode.Parse(File.ReadLines(Path.Combine(run, "metrics.jsonl")).First())!["lr"]!.AsObject()
+            .ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<double>());
+
+    static void AssertLrsMatch(string name, Dictionary<string, double> lrs)
+    {
+        var blockwise = name.StartsWith("blockwise-", StringComparison.Ordinal);
+        // Paper ratios: the (tied) embedding peaks at 10x the norms' LR; plain optimizers give every block one LR.
+        if (blockwise) Assert.Equal(10.0, lrs["emb"] / lrs["norm"], 9);
+        else Assert.All(lrs.Values, lr => Assert.Equal(lrs["norm"], lr));
+    }
+
+    static IEnumerable<string> Spellings(string name) =>
+        [name, name.ToUpperInvariant(), string.Join("-", name.Split('-').Select(p => char.ToUpperInvariant(p[0]) + p[1..].Replace("w", "W")))];
+
+    public static TheoryData<string> OptimizerNames => [.. OptionNames.Known<OptimizerKind>()];
+
+    [Theory]
+    [MemberData(nameof(OptimizerNames))]
+    public void Every_spelling_in_a_config_file_and_on_the_command_line_trains_that_optimizer(string name)
+    {
+        var dir = Temp();
+        try
+        {
+            foreach (var (spelling, i) in Spellings(name).Select((s, i) => (s, i)))
+            {
+                // JSON, as a config file reads it.
+                var fromJson = Tiny(Path.Combine(dir, $"json-{i}"));
+                var json = JsonNode.Parse(fromJson.ToJson())!.AsObject();
+                json["optimizer"] = spelling;
+                var config = Path.Combine(dir, $"config-{i}.json");
+                File.WriteAllText(config, json.ToJsonString());
+                var options = PretrainOptions.FromJsonFile(config);
+                Assert.Equal(OptionNames.Parse<OptimizerKind>(name), options.Optimizer);
+                Pretrainer.Run(options);
+                AssertLrsMatch(name, StepZeroLrs(options.Out));
+                Assert.Equal(name, JsonNode.Parse(File.ReadAllText(Path.Combine(options.Out, "options.json")))!["optimizer"]!.GetValue<string>());
+
+                // The command line.
+                var run = Path.Combine(dir, $"cli-{i}");
+                var (code, output, error) = TestPaths.Run([.. TinyArgs(run), "--optimizer", spelling]);
+                Assert.True(code == 0, error);
+                AssertLrsMatch(name, StepZeroLrs(run));
+                Assert.Contains(name, output);   // the summary table names the optimizer as it trained
+            }
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void An_invalid_option_names_the_property_from_csharp_and_the_flag_from_the_cli()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var lr = Assert.Throws<InvalidOptionException>(() => Pretrainer.Run(Tiny(run) with { Lr = double.NaN }));
+            Assert.Equal(("Lr", "NaN"), (lr.Option, lr.Value));
+            Assert.Equal("Lr = NaN: must be a finite number > 0", lr.Message);
+            var warmup = Assert.Throws<InvalidOptionException>(() => Pretrainer.Run(Tiny(run) with { WarmupSteps = 50 }));
+            Assert.StartsWith("WarmupSteps = 50: warmup of 50 steps exceeds the run length", warmup.Message);
+            Assert.False(Directory.Exists(run));   // refused before anything is written
+
+            foreach (var (args, expected) in new (string[], string)[]
+            {
+                (["--lr", "nan"], "blr: --lr NaN: must be a finite number > 0"),
+                (["--warmup", "50"], "blr: --warmup 50: warmup of 50 steps exceeds the run length"),
+                (["--optimizer", "adam"], "blr: --optimizer adam: unknown optimizer 'adam' (known: adamw, blockwise-adamw, adam-mini, blockwise-adam-mini)"),
+                (["--device", "gpu"], "blr: --device gpu: unknown device 'gpu' (known: cpu, cuda, cuda:N)"),
+                (["--weight-decay", "-5"], "blr: --weight-decay -5: must be a finite number >= 0"),
+                (["--ratios", "emb=0"], "blr: --ratios emb=0: ratios 'emb=0': emb=0 must be a finite number > 0"),
+            })
+            {
+                var (code, _, error) = TestPaths.Run([.. TinyArgs(run), .. args]);
+                Assert.Equal(2, code);
+                Assert.StartsWith(expected, error.Trim());
+                Assert.Single(error.Trim().Split('\n'));
+                Assert.DoesNotContain("Exception", error);
+                Assert.False(Directory.Exists(run));
+            }
+
+            var config = Path.Combine(dir, "config.json");
+            File.WriteAllText(config, """{ "lr": "fast", "optimizer": "adamw" }""");
+            var (badCode, _, badError) = TestPaths.Run(["train", "--config", config]);
+            Assert.Equal(2, badCode);
+            Assert.Equal($"blr: {config}: lr = fast: expected a number", badError.Trim());
+            var fromCsharp = Assert.Throws<InvalidOptionException>(() => PretrainOptions.FromJsonFile(config));
+            Assert.Equal($"{config}: Lr = fast: expected a number", fromCsharp.Message);
+            File.WriteAllText(config, """{ "stepz": 3 }""");
+            var unknown = Assert.Throws<InvalidOptionException>(() => PretrainOptions.FromJsonFile(config));
+            Assert.StartsWith($"{config}: stepz: unknown option (known: model, ", unknown.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Options_json_reads_back_as_the_same_typed_options()
+    {
+        var options = new PretrainOptions
+        {
+            Model = "llama-tiny", ModelOverrides = new() { Layers = 2, KvHeads = 1 }, Optimizer = OptimizerKind.BlockwiseAdamMini,
+            Ratios = BlockRatios.Auto(new AutoRatioSettings { Alpha = 0.5, Every = 3 }), Schedule = LrSchedule.Wsd1Sqrt,
+            Device = ComputeDevice.CudaDevice(1), Precision = Precision.Bf16Mixed, WeightDecayPolicy = WeightDecayPolicy.MatricesOnly,
+            WarmupSteps = 7, FloorLr = 1e-5,
+        };
+        var json = options.ToJson();
+        Assert.Equal(options, PretrainOptions.FromJson(json));
+        var node = JsonNode.Parse(json)!;
+        Assert.Equal("blockwise-adam-mini", node["optimizer"]!.GetValue<string>());
+        Assert.Equal("auto:alpha=0.5,max-ratio=10,every=3,smoothing=0.9", node["ratios"]!.GetValue<string>());
+        Assert.Equal("cuda:1", node["device"]!.GetValue<string>());
+        Assert.Equal(["layers=2", "kv-heads=1"], node["modelOverrides"]!.AsArray().Select(n => n!.GetValue<string>()));
+        var whole = new PretrainOptions { ModelConfig = ModelConfigs.Gpt2(layers: 2, width: 32, heads: 4, context: 64) };
+        Assert.Equal(whole, PretrainOptions.FromJson(whole.ToJson()));
+    }
+
+    [Fact]
+    public void An_options_json_written_before_typed_options_still_reads()
+    {
+        // The options.json of a run made before this change (string choices, auto settings as four keys).
+        const string before = """
+            { "model": "gpt2-tiny", "modelOverrides": ["layers=1", "width=32", "heads=2"], "data": "d", "optimizer": "blockwise-adamw",
+              "ratios": "auto", "autoAlpha": 0.5, "autoMaxRatio": 8, "autoEvery": 2, "autoSmoothing": 0.8, "sharpnessEvery": 0,
+              "lr": 0.003, "schedule": "cosine", "warmupSteps": null, "floorLr": null, "alphaWarmup": false, "steps": 8,
+              "batchSize": 4, "microBatchSize": 2, "seqLen": 16, "seed": 5, "out": "r", "resume": null, "initFrom": null,
+              "device": "cpu", "precision": "fp32", "evalEvery": 3, "evalWindows": 4, "checkpointEvery": 4, "keepCheckpoints": 2,
+              "gradClip": 1, "weightDecay": 0.1, "beta1": 0.9, "beta2": 0.95, "eps": 1e-08, "weightDecayPolicy": null, "threads": 1,
+              "peakTflops": null }
+            """;
+        var options = PretrainOptions.FromJson(before);
+        Assert.Equal(new AutoRatioSettings { Alpha = 0.5, MaxRatio = 8, Every = 2, Smoothing = 0.8 }, options.Ratios.AutoSettings);
+        Assert.Equal(new ModelOverrides { Layers = 1, Width = 32, Heads = 2 }, options.ModelOverrides);
+        Assert.Equal((OptimizerKind.BlockwiseAdamW, LrSchedule.Cosine, ComputeDevice.Cpu), (options.Optimizer, options.Schedule, options.Device));
+    }
+
+    [Fact]
+    public void Defaults_live_in_one_place_and_the_cli_help_prints_them()
+    {
+        var (code, output, _) = TestPaths.Run(["train", "--help"]);
+        Assert.Equal(0, code);
+        var defaults = PretrainOptions.Defaults;
+        Assert.Contains($"(default {defaults.Lr:R})", output);
+        Assert.Contains($"(default {defaults.Steps})", output);
+        Assert.Contains($"(default {OptionNames.Format(defaults.Optimizer)})", output);
+        Assert.Equal(20, ResolvedWarmup(1000));   // 2% of the run
+        Assert.Equal(1, ResolvedWarmup(10));      // at least one step
+        Assert.Contains("warmup steps (default: 2% of the run, at least 1)", output);
+    }
+
+    int ResolvedWarmup(int steps) => ResolvedOptions.Resolve(Tiny("unused") with { Steps = steps }).Schedule.WarmupSteps;
+}
