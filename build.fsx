@@ -222,7 +222,21 @@ let packCheck () =
           "blr train", (fun () ->
               run blr [ "train"; "--data"; Path.Combine(tools, "data"); "--set"; "layers=1"; "--set"; "width=32"; "--set"; "heads=2"
                         "--steps"; "2"; "--batch-size"; "2"; "--seq-len"; "16"; "--eval-windows"; "2"; "--out"; Path.Combine(tools, "run") ] []) ]
-    let failed = steps |> List.tryFind (fun (_, step) -> step () <> 0)
+    // The library package depends on TorchSharp, the core, the tokenizer and data readers: nothing that draws.
+    let nuspecHasNoPlotting () =
+        let package = Path.Combine(packages, "BlockwiseLR.0.1.0.nupkg")
+        use zip = IO.Compression.ZipFile.OpenRead package
+        let entry = zip.Entries |> Seq.find (fun e -> e.FullName.EndsWith ".nuspec")
+        use reader = new StreamReader(entry.Open())
+        let dependencies =
+            XDocument.Parse(reader.ReadToEnd()).Descendants()
+            |> Seq.filter (fun e -> e.Name.LocalName = "dependency")
+            |> Seq.map (fun e -> e.Attribute(XName.Get "id").Value)
+            |> Seq.distinct
+            |> List.ofSeq
+        log (sprintf "BlockwiseLR package dependencies: %s" (String.Join(", ", dependencies)))
+        if dependencies |> List.exists (fun d -> d.StartsWith("ScottPlot", StringComparison.OrdinalIgnoreCase)) then 1 else 0
+    let failed = (steps @ [ "BlockwiseLR.nuspec has no plotting dependency", nuspecHasNoPlotting ]) |> List.tryFind (fun (_, step) -> step () <> 0)
     if Directory.Exists tools then Directory.Delete(tools, true)
     match failed with
     | Some(name, _) ->
@@ -232,10 +246,30 @@ let packCheck () =
         log "pack check passed"
         { Passed = 1; Failed = 0 }
 
+/// The samples/ programs, built with the solution, each run for a few steps: a sample that does not run is a
+/// failed test. Each counts as one test.
+let runSamples () =
+    let sample (name: string) (args: string list) (expect: string) =
+        let dll = Path.Combine(root, "samples", name, "bin", configuration, "net10.0", name + ".dll")
+        log (sprintf "sample %s %s" name (String.Join(" ", args)))
+        let psi = ProcessStartInfo("dotnet", dll :: args, WorkingDirectory = root, UseShellExecute = false, RedirectStandardOutput = true)
+        use proc = Process.Start psi
+        let output = proc.StandardOutput.ReadToEnd()
+        proc.WaitForExit()
+        printf "%s" output
+        if proc.ExitCode = 0 && output.Contains expect then { Passed = 1; Failed = 0 }
+        else
+            log (sprintf "sample %s FAILED (exit %d, expected output containing '%s')" name proc.ExitCode expect)
+            { Passed = 0; Failed = 1 }
+    let output = Path.Combine(Path.GetTempPath(), sprintf "blr-sample-%d" Environment.ProcessId)
+    let results = [ sample "Pretrain" [ "4"; output ] "final val loss"; sample "CustomLoop" [ "30" ] "step  29: loss" ]
+    if Directory.Exists output then Directory.Delete(output, true)
+    results |> List.reduce (fun a b -> { Passed = a.Passed + b.Passed; Failed = a.Failed + b.Failed })
+
 let test () =
     build ()
     let all =
-        [ runExpecto "tests/Core.Tests"; runXunit "tests/Api.Tests"; packCheck () ]
+        [ runExpecto "tests/Core.Tests"; runXunit "tests/Api.Tests"; runSamples (); packCheck () ]
         |> List.reduce (fun a b -> { Passed = a.Passed + b.Passed; Failed = a.Failed + b.Failed })
     Console.Out.Flush()
     printfn "%d passed, %d failed" all.Passed all.Failed

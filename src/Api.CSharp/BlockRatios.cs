@@ -122,14 +122,8 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
     public override int GetHashCode() => HashCode.Combine(Spec, AutoSettings);
 }
 
-sealed class BlockRatiosConverter : JsonConverter<BlockRatios>
+sealed class BlockRatiosConverter : TextConverter<BlockRatios>
 {
-    public override BlockRatios Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
-    {
-        if (reader.TokenType != JsonTokenType.String) throw new OptionValueException("expected text such as paper, uniform, auto or emb=10,qk=8,vo=4,ffn=6,norm=1");
-        try { return BlockRatios.Parse(reader.GetString()!); }
-        catch (FormatException e) { throw new OptionValueException(e.Message); }
-    }
-
-    public override void Write(Utf8JsonWriter writer, BlockRatios value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
+    protected override string Expected => "expected text such as paper, uniform, auto or emb=10,qk=8,vo=4,ffn=6,norm=1";
+    protected override BlockRatios Parse(string text) => BlockRatios.Parse(text);
 }

@@ -13,16 +13,24 @@ let private fail (code: int) (message: string) =
 /// The flag of the running subcommand that sets a library option (its property name, e.g. "WarmupSteps").
 let mutable private flagOf: string -> string option = fun _ -> None
 
+/// Library property names whose flag has another name.
+let private flagAliases = Map [ "outputDirectory", "out"; "inputs", "input"; "jsonField", "field"; "parquetColumn", "column" ]
+
 let private flagsOf (parser: ArgumentParser<'T>) (option: string) =
     let key = Commands.optionKey option
+    let key = flagAliases.TryFind key |> Option.defaultValue key
     parser.GetArgumentCases() |> List.tryFind (fun c -> Commands.optionKey c.UnionCaseInfo.Name = key) |> Option.map (fun c -> c.Name.Value)
+
+/// A library text with every option it names (a PascalCase property) said as this subcommand's flag.
+let private inFlags (text: string) =
+    Text.RegularExpressions.Regex.Replace(text, @"(?<![/\w.-])[A-Z][a-z]+(?:[A-Z][a-z0-9]+)*(?![/\w.-])", fun m -> flagOf m.Value |> Option.defaultValue m.Value)
 
 /// An invalid option in the user's terms: the flag where the command line has one, the config key where the
 /// value came from a config file, else the library's own message.
 let private describe (e: InvalidOptionException) =
     let value = if isNull e.Value then "" else " " + e.Value
     match e.Source, flagOf e.Option with
-    | null, Some flag -> sprintf "%s%s: %s" flag value e.Problem
+    | null, Some flag -> sprintf "%s%s: %s" flag value (inFlags e.Problem)
     | null, None -> e.Message
     | source, _ -> sprintf "%s: %s%s: %s" source (Commands.optionKey e.Option) (if isNull e.Value then "" else " = " + e.Value) e.Problem
 
@@ -67,7 +75,7 @@ let main argv =
     | :? ArgumentException as e -> fail 2 e.Message
     | :? BlockPartitionException as e -> fail 2 e.Message
     | :? InvalidDataException as e -> fail 2 e.Message
-    | :? Data.DataInputException as e -> fail 2 e.Message
+    | :? Data.DataInputException as e -> fail 2 (inFlags e.Message)
     | :? Training.TrainingDivergedException as e -> fail 4 e.Message
     | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
     | :? DirectoryNotFoundException as e -> fail 2 e.Message

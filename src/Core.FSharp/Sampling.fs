@@ -51,7 +51,7 @@ module Sampling =
             if l.Total = 0L then
                 let largest = if shardTokens.IsEmpty then 0L else List.max shardTokens
                 Error(
-                    sprintf "sequence length %d is longer than the data: a window needs %d tokens and the largest shard has %d; use a shorter --seq-len or more data"
+                    sprintf "sequence length %d is longer than the data: a window needs %d tokens and the largest shard has %d; use a shorter SeqLen or more data"
                         seqLen (seqLen + 1) largest
                 )
             else
@@ -95,9 +95,9 @@ module Sampling =
     /// that is no chunk, or every chunk (no training data would be left).
     let chooseValChunks (seed: uint64) (chunkTokens: int64[]) (targetTokens: int64) : Result<Set<int>, string> =
         if targetTokens <= 0L then
-            Error "the val split is empty: give --val-fraction > 0 or --val-tokens > 0"
+            Error "the val split is empty: give ValFraction > 0 or ValTokens > 0"
         elif chunkTokens.Length < 2 then
-            Error(sprintf "the corpus has %d chunk(s): a val split needs at least one chunk and training at least one; add data or lower --chunk-tokens" chunkTokens.Length)
+            Error(sprintf "the corpus has %d chunk(s): a val split needs at least one chunk and training at least one; add data or lower ChunkTokens" chunkTokens.Length)
         else
             let order = permutation seed 0 chunkTokens.LongLength
             let mutable taken = Set.empty
@@ -108,6 +108,6 @@ module Sampling =
                 tokens <- tokens + chunkTokens[int order[i]]
                 i <- i + 1
             if taken.Count = chunkTokens.Length then
-                Error(sprintf "the val split (%d tokens wanted) would take the whole corpus (%d tokens); lower --val-fraction or --val-tokens" targetTokens (Array.sum chunkTokens))
+                Error(sprintf "the val split (%d tokens wanted) would take the whole corpus (%d tokens); lower ValFraction or ValTokens" targetTokens (Array.sum chunkTokens))
             else
                 Ok taken

@@ -2,7 +2,6 @@ using BlockwiseLR.Core;
 using BlockwiseLR.Models;
 using Microsoft.FSharp.Collections;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 using BlockwiseLR.Training;
 

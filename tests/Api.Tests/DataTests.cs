@@ -221,7 +221,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             Directory.CreateDirectory($"{dir}/texts");
             File.WriteAllText($"{dir}/texts/a.md", "hello");
-            Assert.Equal($"{dir}/texts: no files match '*.txt' (searched recursively); pass --glob", PrepareFails(dir, Options(dir, $"{dir}/texts")).Message);
+            Assert.Equal($"{dir}/texts: no files match '*.txt' (searched recursively); set Glob", PrepareFails(dir, Options(dir, $"{dir}/texts")).Message);
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -246,7 +246,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             var text = string.Concat(Enumerable.Repeat("Some words here.\n\n", 2000));
             File.WriteAllBytes($"{dir}/bad.txt", [.. Encoding.UTF8.GetBytes("ok "), 0xFF, .. Encoding.UTF8.GetBytes(text)]);
-            Assert.Equal($"{dir}/bad.txt: invalid UTF-8 at byte offset 3; fix the file or pass --replace-invalid-utf8",
+            Assert.Equal($"{dir}/bad.txt: invalid UTF-8 at byte offset 3; fix the file or set ReplaceInvalidUtf8",
                 PrepareFails(dir, Options(dir, $"{dir}/bad.txt")).Message);
             var replaced = ShardPreparer.Run(Options(dir, $"{dir}/bad.txt") with
             {
@@ -266,7 +266,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             File.WriteAllText($"{dir}/a.jsonl", "{\"text\": \"fine\"}\n{not json\n");
             Assert.StartsWith($"{dir}/a.jsonl: line 2 (byte offset 17) is not JSON: ", PrepareFails(dir, Options(dir, $"{dir}/a.jsonl")).Message);
             File.WriteAllText($"{dir}/a.jsonl", "{\"text\": \"fine\"}\n{\"body\": \"x\"}\n");
-            Assert.Equal($"{dir}/a.jsonl: line 2 (byte offset 17) has no string field 'text'; pass --field NAME",
+            Assert.Equal($"{dir}/a.jsonl: line 2 (byte offset 17) has no string field 'text'; set JsonField",
                 PrepareFails(dir, Options(dir, $"{dir}/a.jsonl")).Message);
         }
         finally { Directory.Delete(dir, true); }
@@ -289,7 +289,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             var paragraphs = Enumerable.Range(0, 400).Select(i => $"Row {i} says something.\n\nAnd then more.").ToArray();
             WriteParquet($"{dir}/a.parquet", "body", paragraphs);
-            Assert.Equal($"{dir}/a.parquet: no column 'text' (columns: body); pass --column NAME", PrepareFails(dir, Options(dir, $"{dir}/a.parquet")).Message);
+            Assert.Equal($"{dir}/a.parquet: no column 'text' (columns: body); set ParquetColumn", PrepareFails(dir, Options(dir, $"{dir}/a.parquet")).Message);
             var result = ShardPreparer.Run(Options(dir, $"{dir}/a.parquet") with { Corpus = new CorpusOptions { ParquetColumn = "body" }, ChunkTokens = 64 });
             Assert.Equal(400, result.Documents);
         }
@@ -343,7 +343,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
     {
         using var val = TokenDataset.Open(gutenberg.Directory, "val");
         var error = Assert.Throws<DataInputException>(() => new BatchSampler(val, seqLen: 200_000, seed: 1));
-        Assert.Equal($"{gutenberg.Directory} (val): sequence length 200000 is longer than the data: a window needs 200001 tokens and the largest shard has {val.Tokens}; use a shorter --seq-len or more data", error.Message);
+        Assert.Equal($"{gutenberg.Directory} (val): sequence length 200000 is longer than the data: a window needs 200001 tokens and the largest shard has {val.Tokens}; use a shorter SeqLen or more data", error.Message);
     }
 
     [Fact]
@@ -353,7 +353,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         try
         {
             File.WriteAllText($"{dir}/a.txt", string.Concat(Enumerable.Repeat("Words and more words.\n\n", 500)));
-            Assert.Equal("the val split is empty: give --val-fraction > 0 or --val-tokens > 0",
+            Assert.Equal("the val split is empty: give ValFraction > 0 or ValTokens > 0",
                 PrepareFails(dir, Options(dir, $"{dir}/a.txt") with { ValFraction = 0, ChunkTokens = 100 }).Message);
         }
         finally { Directory.Delete(dir, true); }
@@ -371,5 +371,26 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         Assert.Equal(2, process.ExitCode);
         Assert.Equal("blr: /nonexistent/corpus.txt: no such file or folder\n", stderr);
         Assert.False(Directory.Exists(Path.Combine(Path.GetTempPath(), "blr-never")));
+    }
+
+    [Fact]
+    public void The_cli_says_the_options_a_data_message_suggests_as_its_flags()
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-data-cli-").FullName;
+        try
+        {
+            var out_ = Path.Combine(dir, "out");
+            var (code, _, error) = TestPaths.Run(["prepare", "--input", dir, "--out", out_]);
+            Assert.Equal(2, code);
+            Assert.Equal($"blr: {dir}: no files match '*.txt' (searched recursively); set --glob", error.Trim());
+            (code, _, error) = TestPaths.Run(["prepare", "--input", dir, "--builtin", "gutenberg", "--out", out_]);
+            Assert.Equal(2, code);
+            Assert.Equal("blr: --builtin gutenberg: give --input or a --builtin corpus, not both", error.Trim());
+            (code, _, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--threads", "0", "--out", out_]);
+            Assert.Equal(2, code);
+            Assert.Equal("blr: --threads 0: must be >= 1", error.Trim());
+            Assert.False(Directory.Exists(out_));
+        }
+        finally { Directory.Delete(dir, true); }
     }
 }

@@ -77,10 +77,6 @@ let tests =
             Expect.isError (Names.parse "schedule" Names.schedules "cosin") "unknown kind"
         }
 
-        testPropertyWithConfig config "generated specs are valid for their ratios" <|
-            Prop.forAll (cases anyKind false) (fun c ->
-                Schedule.validate (blocks c |> List.map snd) c.Spec = Ok c.Spec)
-
         testPropertyWithConfig config "uniform ratios: one LR for every block at every step" <|
             Prop.forAll (cases anyKind false) (fun c ->
                 let lrs = BlockKind.all |> List.map (fun k -> Schedule.forBlock c.Spec (Ratios.ratioOf false Ratios.uniform k))

@@ -48,12 +48,12 @@ public static class Corpus
             else if (Directory.Exists(input))
             {
                 var found = Directory.GetFiles(input, options.Glob, SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToList();
-                if (found.Count == 0) throw new DataInputException($"{input}: no files match '{options.Glob}' (searched recursively); pass --glob");
+                if (found.Count == 0) throw new DataInputException($"{input}: no files match '{options.Glob}' (searched recursively); set Glob", "Glob");
                 files.AddRange(found);
             }
             else throw new DataInputException($"{input}: no such file or folder");
         }
-        if (files.Count == 0) throw new DataInputException("no input: give --input PATH (files or folders) or --builtin gutenberg");
+        if (files.Count == 0) throw new DataInputException("no input: give Inputs (files or folders) or the Builtin corpus gutenberg", "Inputs", "Builtin");
         return files.Select(f => new SourceFile(f, new FileInfo(f).Length, Sha256Of(f))).ToList();
     }
 
@@ -118,7 +118,7 @@ public static class Corpus
         catch (DecoderFallbackException e)
         {
             var at = line is { } l ? $" line {l}," : "";
-            throw new DataInputException($"{path}:{at} invalid UTF-8 at byte offset {offset + e.Index}; fix the file or pass --replace-invalid-utf8");
+            throw new DataInputException($"{path}:{at} invalid UTF-8 at byte offset {offset + e.Index}; fix the file or set ReplaceInvalidUtf8", "ReplaceInvalidUtf8");
         }
     }
 
@@ -141,7 +141,7 @@ public static class Corpus
                 using var json = JsonDocument.Parse(line);
                 if (json.RootElement.ValueKind != JsonValueKind.Object
                     || !json.RootElement.TryGetProperty(options.JsonField, out var field) || field.ValueKind != JsonValueKind.String)
-                    throw new DataInputException($"{path}: line {lineNumber} (byte offset {lineStart}) has no string field '{options.JsonField}'; pass --field NAME");
+                    throw new DataInputException($"{path}: line {lineNumber} (byte offset {lineStart}) has no string field '{options.JsonField}'; set JsonField", "JsonField");
                 text = field.GetString()!;
             }
             catch (JsonException e)
@@ -162,7 +162,7 @@ public static class Corpus
             {
                 var fields = reader.Schema.GetDataFields();
                 var field = fields.FirstOrDefault(f => f.Name == column)
-                    ?? throw new DataInputException($"{path}: no column '{column}' (columns: {string.Join(", ", fields.Select(f => f.Name))}); pass --column NAME");
+                    ?? throw new DataInputException($"{path}: no column '{column}' (columns: {string.Join(", ", fields.Select(f => f.Name))}); set ParquetColumn", "ParquetColumn");
                 if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>))
                     throw new DataInputException($"{path}: column '{column}' holds {field.ClrType.Name}, not text");
                 long row = 0;

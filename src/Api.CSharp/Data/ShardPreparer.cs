@@ -71,7 +71,7 @@ public static class ShardPreparer
             if (total == 0) throw new DataInputException($"the corpus is empty: {sources.Count} source(s) hold no text");
             var target = options.ValTokens ?? (long)Math.Round(options.ValFraction * total);
             var chosen = Sampling.chooseValChunks(options.Seed, chunks.Select(c => c.Tokens).ToArray(), target);
-            if (chosen.IsError) throw new DataInputException(chosen.ErrorValue);
+            if (chosen.IsError) throw new DataInputException(chosen.ErrorValue, "ValFraction", "ValTokens", "ChunkTokens");
             var valChunks = chosen.ResultValue;
             var (train, val) = WriteShards(allTokens, chunks, valChunks, staging, options.ShardTokens, tokenizer.VocabSize);
             File.Delete(allTokens);
@@ -89,11 +89,11 @@ public static class ShardPreparer
 
     static void Validate(PrepareOptions o)
     {
-        if (o.Builtin is not null && o.Inputs.Count > 0) throw new ArgumentException("give --input or --builtin, not both");
-        if (o.Threads < 1) throw new ArgumentException($"--threads {o.Threads} must be >= 1");
-        if (o.ChunkTokens < 1) throw new ArgumentException($"--chunk-tokens {o.ChunkTokens} must be >= 1");
-        if (o.ShardTokens < 1 || o.ShardTokens > int.MaxValue) throw new ArgumentException($"--shard-tokens {o.ShardTokens} must be in 1..{int.MaxValue} (llm.c headers count tokens in an int32)");
-        if (o.ValTokens is null && !(o.ValFraction >= 0 && o.ValFraction < 1)) throw new ArgumentException($"--val-fraction {o.ValFraction} must be in [0, 1)");
+        if (o.Builtin is not null && o.Inputs.Count > 0) throw new InvalidOptionException(nameof(o.Builtin), o.Builtin, "give Inputs or a Builtin corpus, not both");
+        if (o.Threads < 1) throw new InvalidOptionException(nameof(o.Threads), $"{o.Threads}", "must be >= 1");
+        if (o.ChunkTokens < 1) throw new InvalidOptionException(nameof(o.ChunkTokens), $"{o.ChunkTokens}", "must be >= 1");
+        if (o.ShardTokens < 1 || o.ShardTokens > int.MaxValue) throw new InvalidOptionException(nameof(o.ShardTokens), $"{o.ShardTokens}", $"must be in 1..{int.MaxValue} (llm.c headers count tokens in an int32)");
+        if (o.ValTokens is null && !(o.ValFraction >= 0 && o.ValFraction < 1)) throw new InvalidOptionException(nameof(o.ValFraction), o.ValFraction.ToString(System.Globalization.CultureInfo.InvariantCulture), "must be in [0, 1)");
     }
 
     static (IReadOnlyList<SourceFile>, Func<SourceFile, IEnumerable<Document>>) Sources(PrepareOptions o)
@@ -108,11 +108,11 @@ public static class ShardPreparer
 
     static void CheckOutput(string output, bool overwrite)
     {
-        if (File.Exists(output)) throw new DataInputException($"{output}: is a file; --out takes a folder");
+        if (File.Exists(output)) throw new DataInputException($"{output}: is a file; OutputDirectory takes a folder", "OutputDirectory");
         if (!Directory.Exists(output)) { Directory.CreateDirectory(output); return; }
         var existing = Directory.GetFiles(output, "*.bin").Append(Path.Combine(output, "manifest.json")).Where(File.Exists).ToList();
         if (existing.Count > 0 && !overwrite)
-            throw new DataInputException($"{output}: already holds a prepared dataset ({Path.GetFileName(existing[0])}); choose another --out or pass --overwrite");
+            throw new DataInputException($"{output}: already holds a prepared dataset ({Path.GetFileName(existing[0])}); choose another OutputDirectory or set Overwrite", "OutputDirectory", "Overwrite");
     }
 
     /// <summary>Tokenizes every document (pieces in parallel, results in order) into one staging file and

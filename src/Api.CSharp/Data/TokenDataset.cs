@@ -34,7 +34,7 @@ public sealed class TokenDataset : ITokenSource, IDisposable
         var shards = File.Exists(raw)
             ? [TokenShard.OpenRaw(raw)]
             : System.IO.Directory.GetFiles(directory, $"*{split}*.bin").Order(StringComparer.Ordinal).Select(TokenShard.Open).ToList();
-        if (shards.Count == 0) throw new DataInputException($"{directory}: no {split} shards ({split}_*.bin or {split}.bin); run blr prepare --out {directory}");
+        if (shards.Count == 0) throw new DataInputException($"{directory}: no {split} shards ({split}_*.bin or {split}.bin); prepare a dataset into it first (ShardPreparer.Run or blr prepare)");
         if (vocabSize is { } vocab) foreach (var shard in shards) shard.CheckVocabulary(vocab);
         return new TokenDataset(directory, split, shards);
     }
@@ -94,7 +94,7 @@ public static class Windows
     internal static WindowLayout Layout(ITokenSource data, int seqLen)
     {
         var result = Sampling.layout(seqLen, ListModule.OfSeq(data.SegmentLengths));
-        return result.IsOk ? result.ResultValue : throw new DataInputException($"{data.Name}: {result.ErrorValue}");
+        return result.IsOk ? result.ResultValue : throw new DataInputException($"{data.Name}: {result.ErrorValue}", "SeqLen");
     }
 
     internal static (Tensor Inputs, Tensor Targets) Assemble(ITokenSource data, WindowLayout layout, long[] windows, Device? device)

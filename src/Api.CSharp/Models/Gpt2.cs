@@ -34,14 +34,14 @@ public sealed class Gpt2 : LanguageModel
     {
         public Embedding Wte { get; }
         public Embedding Wpe { get; }
-        public ModuleList<Gpt2Block> H { get; }
+        public ModuleList<TransformerBlock> H { get; }
         public LayerNorm LnF { get; }
 
         public Gpt2Body(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("transformer")
         {
             Wte = new Embedding(c.Vocab, c.Width, device);
             Wpe = new Embedding(c.Context, c.Width, device);
-            H = new ModuleList<Gpt2Block>(Enumerable.Range(0, c.Layers).Select(_ => new Gpt2Block(c, device, attend)).ToArray());
+            H = new ModuleList<TransformerBlock>(Enumerable.Range(0, c.Layers).Select(_ => Block(c, device, attend)).ToArray());
             LnF = new LayerNorm(c.Width, c.Bias, c.NormEps, device);
             register_module("wte", Wte);
             register_module("wpe", Wpe);
@@ -50,62 +50,15 @@ public sealed class Gpt2 : LanguageModel
         }
     }
 
-    public sealed class Gpt2Block : ExplicitModule
-    {
-        readonly LayerNorm ln1, ln2;
-        readonly Gpt2Attention attn;
-        readonly Gpt2Mlp mlp;
+    /// <summary>ln_1, attn (q/k/v_proj, c_proj), ln_2, mlp.</summary>
+    static TransformerBlock Block(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) => new(
+        ("ln_1", new LayerNorm(c.Width, c.Bias, c.NormEps, device)),
+        ("attn", new CausalSelfAttention(c.Width, c.Heads, c.Heads, c.HeadDim, c.Bias, "c_proj", rope: null, attend, device)),
+        ("ln_2", new LayerNorm(c.Width, c.Bias, c.NormEps, device)),
+        ("mlp", new Gpt2Mlp(c, device)));
 
-        public Gpt2Block(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("block")
-        {
-            ln1 = new LayerNorm(c.Width, c.Bias, c.NormEps, device);
-            attn = new Gpt2Attention(c, device, attend);
-            ln2 = new LayerNorm(c.Width, c.Bias, c.NormEps, device);
-            mlp = new Gpt2Mlp(c, device);
-            register_module("ln_1", ln1);
-            register_module("attn", attn);
-            register_module("ln_2", ln2);
-            register_module("mlp", mlp);
-        }
-
-        /// <summary>x: (B, T, d) fp32 residual stream; sublayers compute in <paramref name="compute"/>.</summary>
-        public Tensor Forward(Tensor x, ScalarType compute)
-        {
-            x = x + attn.Forward(ln1.forward(x).to(compute));
-            return x + mlp.Forward(ln2.forward(x).to(compute));
-        }
-    }
-
-    sealed class Gpt2Attention : ExplicitModule
-    {
-        readonly Linear q, k, v, proj;
-        readonly int heads;
-        readonly Func<Tensor, Tensor, Tensor, Tensor> attend;
-
-        public Gpt2Attention(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("attn")
-        {
-            this.attend = attend;
-            heads = c.Heads;
-            q = new Linear(c.Width, c.Width, c.Bias, device);
-            k = new Linear(c.Width, c.Width, c.Bias, device);
-            v = new Linear(c.Width, c.Width, c.Bias, device);
-            proj = new Linear(c.Width, c.Width, c.Bias, device);
-            register_module("q_proj", q);
-            register_module("k_proj", k);
-            register_module("v_proj", v);
-            register_module("c_proj", proj);
-        }
-
-        public Tensor Forward(Tensor x)
-        {
-            var (batch, time, width) = (x.shape[0], x.shape[1], x.shape[2]);
-            Tensor Heads(Linear projection) => projection.forward(x).view(batch, time, heads, width / heads).transpose(1, 2); // (B, H, T, hd)
-            var y = attend(Heads(q), Heads(k), Heads(v));
-            return proj.forward(y.transpose(1, 2).contiguous().view(batch, time, width));
-        }
-    }
-
-    sealed class Gpt2Mlp : ExplicitModule
+    /// <summary>c_fc, tanh-GELU, c_proj.</summary>
+    sealed class Gpt2Mlp : ExplicitModule<Tensor, Tensor>
     {
         readonly Linear fc, proj;
 
@@ -117,6 +70,6 @@ public sealed class Gpt2 : LanguageModel
             register_module("c_proj", proj);
         }
 
-        public Tensor Forward(Tensor x) => proj.forward(nn.functional.gelu(fc.forward(x), GELU.Approximate.tanh));
+        public override Tensor forward(Tensor x) => proj.forward(nn.functional.gelu(fc.forward(x), GELU.Approximate.tanh));
     }
 }

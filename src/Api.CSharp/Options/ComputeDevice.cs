@@ -39,14 +39,8 @@ public sealed record ComputeDevice
         !IsCuda ? TorchSharp.torch.CPU : Index is { } i ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, i) : TorchSharp.torch.CUDA;
 }
 
-sealed class ComputeDeviceConverter : JsonConverter<ComputeDevice>
+sealed class ComputeDeviceConverter : TextConverter<ComputeDevice>
 {
-    public override ComputeDevice Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
-    {
-        if (reader.TokenType != JsonTokenType.String) throw new OptionValueException("expected cpu, cuda or cuda:N");
-        try { return ComputeDevice.Parse(reader.GetString()!); }
-        catch (FormatException e) { throw new OptionValueException(e.Message); }
-    }
-
-    public override void Write(Utf8JsonWriter writer, ComputeDevice value, JsonSerializerOptions options) => writer.WriteStringValue(value.ToString());
+    protected override string Expected => "expected cpu, cuda or cuda:N";
+    protected override ComputeDevice Parse(string text) => ComputeDevice.Parse(text);
 }

@@ -52,17 +52,30 @@ sealed class OptionNameConverterFactory : JsonConverterFactory
     public override JsonConverter? CreateConverter(Type typeToConvert, JsonSerializerOptions options) =>
         (JsonConverter)Activator.CreateInstance(typeof(Converter<>).MakeGenericType(typeToConvert))!;
 
-    sealed class Converter<T> : JsonConverter<T> where T : struct, Enum
+    sealed class Converter<T> : TextConverter<T> where T : struct, Enum
     {
-        public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
-        {
-            if (reader.TokenType != JsonTokenType.String) throw new OptionValueException($"expected one of {string.Join(", ", OptionNames.Known<T>())}");
-            try { return OptionNames.Parse<T>(reader.GetString()!); }
-            catch (FormatException e) { throw new OptionValueException(e.Message); }
-        }
-
-        public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options) => writer.WriteStringValue(OptionNames.Format(value));
+        protected override string Expected => $"expected one of {string.Join(", ", OptionNames.Known<T>())}";
+        protected override T Parse(string text) => OptionNames.Parse<T>(text);
+        protected override string Format(T value) => OptionNames.Format(value);
     }
+}
+
+/// <summary>A value written and read as one text, parsed by the type's own parser; its FormatException's message
+/// becomes the one-line reason.</summary>
+abstract class TextConverter<T> : JsonConverter<T>
+{
+    protected abstract string Expected { get; }
+    protected abstract T Parse(string text);
+    protected virtual string Format(T value) => value!.ToString()!;
+
+    public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.String) throw new OptionValueException(Expected);
+        try { return Parse(reader.GetString()!); }
+        catch (FormatException e) { throw new OptionValueException(e.Message); }
+    }
+
+    public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options) => writer.WriteStringValue(Format(value));
 }
 
 /// <summary>A converter's own one-line reason for refusing a value (the serializer's text never reaches a user).</summary>

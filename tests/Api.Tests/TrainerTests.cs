@@ -1,0 +1,124 @@
+using System.Text.Json.Nodes;
+using BlockwiseLR.Core;
+using BlockwiseLR.Data;
+using BlockwiseLR.Training;
+using TorchSharp;
+using TorchSharp.PyBridge;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Tests;
+
+/// Bring your own pieces: a TorchSharp module BlockwiseLR has no rule for, tokens in memory, a per-step observer.
+public class TrainerTests
+{
+    /// Embedding -> residual MLP -> causal running mean -> gain -> readout; no name matches a built-in rule.
+    sealed class TinyMixer : nn.Module<Tensor, Tensor>
+    {
+        readonly TorchSharp.Modules.Embedding lookup;
+        readonly TorchSharp.Modules.Linear mixer, readout;
+        readonly TorchSharp.Modules.LayerNorm gain;
+
+        public TinyMixer(long seed) : base(nameof(TinyMixer))
+        {
+            manual_seed(seed);
+            lookup = nn.Embedding(Vocab, 16);
+            mixer = nn.Linear(16, 16);
+            gain = nn.LayerNorm(16);
+            readout = nn.Linear(16, Vocab, hasBias: false);
+            RegisterComponents();
+        }
+
+        public override Tensor forward(Tensor tokens)
+        {
+            var x = lookup.forward(tokens);
+            x = x + nn.functional.gelu(mixer.forward(x));
+            var counts = arange(1, tokens.shape[1] + 1, dtype: float32).view(1, -1, 1);
+            return readout.forward(gain.forward(x.cumsum(1) / counts + x));
+        }
+    }
+
+    const int Vocab = 12;
+
+    static readonly BlockRules Rules = BlockRules.Default
+        .With("lookup.weight", Block.Embedding).With("mixer.*", Block.FeedForward).With("gain.*", Block.Norm).With("readout.weight", Block.OutputHead);
+
+    /// A stream that mostly counts up modulo the vocabulary: learnable, and the same every time.
+    static InMemoryTokens Counting(string name, int length, int seed)
+    {
+        var random = new Random(seed);
+        var tokens = new int[length];
+        for (var i = 1; i < length; i++) tokens[i] = (tokens[i - 1] + 1 + (random.Next(4) == 0 ? 1 : 0)) % Vocab;
+        return new InMemoryTokens(name, tokens);
+    }
+
+    static PretrainOptions Options(string run, int steps) => new()
+    {
+        Optimizer = OptimizerKind.BlockwiseAdamW, Lr = 3e-3, Steps = steps, BatchSize = 4, MicroBatchSize = 2, SeqLen = 8,
+        EvalEvery = 2, EvalWindows = 4, CheckpointEvery = 4, Threads = 1, Out = run,
+    };
+
+    static Trainer Trainer(PretrainOptions options, TinyMixer model) =>
+        new Trainer(options).WithModel(model, Rules).WithData(Counting("train", 4000, 1), Counting("val", 400, 2));
+
+    [Fact]
+    public void A_model_of_your_own_trains_on_tokens_in_memory_with_its_blocks_own_learning_rates()
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-byo-").FullName;
+        try
+        {
+            using var unruled = new TinyMixer(7);
+            var refused = Assert.Throws<BlockPartitionException>(() => new Trainer(Options(Path.Combine(dir, "x"), 2))
+                .WithModel(unruled).WithData(Counting("train", 400, 1), Counting("val", 100, 2)).Run());
+            foreach (var name in new[] { "lookup.weight", "mixer.weight", "mixer.bias", "gain.weight", "gain.bias", "readout.weight" })
+                Assert.Contains(name, refused.Message);
+
+            var run = Path.Combine(dir, "run");
+            using var model = new TinyMixer(7);
+            var reports = new List<StepReport>();
+            var result = Trainer(Options(run, 20), model).OnStep(reports.Add).Run();
+
+            Assert.Equal(Enumerable.Range(0, 20), reports.Select(r => r.Step));
+            // Step 0 is the one warmup step (2% of 20, at least 1): every block is at its peak, ratio x base LR.
+            var peak = reports[0].LearningRates;
+            Assert.Equal(10 * 3e-3, peak[Block.Embedding], 12);
+            Assert.Equal(6 * 3e-3, peak[Block.FeedForward], 12);
+            Assert.Equal(3e-3, peak[Block.Norm], 12);
+            Assert.Equal(3e-3, peak[Block.OutputHead], 12);   // an untied head keeps ratio 1
+            Assert.All(reports, r => Assert.Equal(4, r.GradientNorms.Count));
+            Assert.Equal([2, 4, 6, 8, 10, 12, 14, 16, 18, 20], reports.Where(r => r.ValLoss is not null).Select(r => r.Step + 1));
+            Assert.True(result.FinalValLoss < reports[1].ValLoss!.Value - 0.2, $"val loss {reports[1].ValLoss} -> {result.FinalValLoss}");
+            // The observer saw what metrics.jsonl records.
+            var logged = File.ReadAllLines(result.MetricsPath).Select(l => JsonNode.Parse(l)!["loss"]!.GetValue<double>());
+            Assert.Equal(reports.Select(r => r.Loss), logged);
+            var saved = Safetensors.LoadStateDict(Path.Combine(result.LastCheckpoint!, "model.safetensors"));
+            Assert.Equal(model.state_dict().Keys.Order(), saved.Keys.Order());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void A_model_of_your_own_resumes_exactly()
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-byo-resume-").FullName;
+        try
+        {
+            using var whole = new TinyMixer(3);
+            Trainer(Options(Path.Combine(dir, "whole"), 8), whole).Run();
+
+            var part = Path.Combine(dir, "part");
+            using var cancel = new CancellationTokenSource();
+            using var first = new TinyMixer(3);
+            var stopped = Trainer(Options(part, 8), first).OnStep(r => { if (r.Step == 3) cancel.Cancel(); }).Run(cancel.Token);
+            Assert.True(stopped.Interrupted);
+            Assert.Equal(4, stopped.Steps);
+            using var second = new TinyMixer(99);   // other initial weights: the checkpoint must replace them all
+            var resumed = Trainer(Options(part, 8) with { Resume = "latest" }, second).Run();
+            Assert.Equal(8, resumed.Steps);
+            foreach (var (name, tensor) in whole.state_dict())
+                Assert.True(tensor.eq(second.state_dict()[name]).all().item<bool>(), name);
+            Assert.Equal(File.ReadAllLines(Path.Combine(dir, "whole", "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["loss"]!.ToJsonString()),
+                File.ReadAllLines(Path.Combine(part, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["loss"]!.ToJsonString()));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
