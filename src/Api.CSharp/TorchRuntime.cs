@@ -113,7 +113,7 @@ public static class TorchRuntime
             if (cuda)
             {
                 const string noCuda = "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible. " +
-                                      "Fix: load libtorch from a CUDA PyTorch's torch/lib (blr --libtorch DIR, TorchRuntime.UseLibTorch or BLR_LIBTORCH) on a machine with a GPU, or build with -p:TorchBackend=cuda";
+                                      "Fix: load libtorch from a CUDA PyTorch's torch/lib (TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable) on a machine with a GPU, or build with -p:TorchBackend=cuda";
                 try { torch.InitializeDeviceType(DeviceType.CUDA); }
                 catch (Exception) { return noCuda; }
                 if (!torch.cuda.is_available()) return noCuda;
@@ -142,7 +142,7 @@ public static class TorchRuntime
         {
             var library = detail[..at].Split(' ', ':').Last(s => s.Length > 0);
             return $"libtorch could not be loaded: {library} was not found. Fix: build with the default -p:TorchBackend=cpu " +
-                   "(restores libtorch-cpu-linux-x64 2.10.0), or for -p:TorchBackend=external load libtorch from a folder (blr --libtorch DIR, TorchRuntime.UseLibTorch or BLR_LIBTORCH) " +
+                   "(restores libtorch-cpu-linux-x64 2.10.0), or for -p:TorchBackend=external load libtorch from a folder (TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable) " +
                    "with a libtorch folder such as a PyTorch install's torch/lib";
         }
         return $"libtorch could not be loaded: {detail}. {SetupFix}";

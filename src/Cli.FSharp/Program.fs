@@ -70,7 +70,7 @@ let main argv =
     | Commands.CliError message -> fail 2 message
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText -> printfn "%s" e.Message; 0
     | :? ArguParseException as e -> fail 2 (e.Message.Split('\n').[0] + " (see blr --help)")
-    | :? TorchUnavailableException as e -> fail 3 e.Message
+    | :? TorchUnavailableException as e -> fail 3 (e.Message.Replace("TorchRuntime.UseLibTorch", "--libtorch DIR"))
     | :? FormatException as e -> fail 2 e.Message
     | :? ArgumentException as e -> fail 2 e.Message
     | :? BlockPartitionException as e -> fail 2 e.Message

@@ -59,7 +59,7 @@ public class TorchRuntimeTests
         var message = TorchRuntime.Explain(loader, "/usr/lib/x86_64-linux-gnu/libstdc++.so.6");
         Assert.DoesNotContain('\n', message);
         Assert.Contains("libtorch_cpu.so was not found", message);
-        Assert.Contains("--libtorch", message);
+        Assert.Contains("TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable", message);   // blr says --libtorch DIR
     }
 
     [Fact]
