@@ -155,12 +155,14 @@ public class OptimizerTests(ITestOutputHelper output)
         TorchRuntime.EnsureAvailable();
         Prop.ForAll(Trajectories.ToArbitrary(), c =>
         {
-            using var scope = NewDisposeScope();
+            // Everything is disposed here, in order: nothing of one case is left to a finalizer during the next.
             var config = SmallConfig(c.Llama, bias: true);
-            var (a, b) = (LanguageModel.Create(config, seed: c.Seed), LanguageModel.Create(config, seed: c.Seed));
+            using var a = LanguageModel.Create(config, seed: c.Seed);
+            using var b = LanguageModel.Create(config, seed: c.Seed);
             var settings = SettingsFor(c) with { DecayPolicy = WeightDecayPolicy.AllParameters };
             using var blockwise = BlockOptimizer.Create(OptimizerKind.BlockwiseAdamW, Named(a), settings);
-            var builtIn = optim.AdamW(b.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, amsgrad: false, maximize: false);
+            using var scope = NewDisposeScope();
+            using var builtIn = optim.AdamW(b.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, amsgrad: false, maximize: false);
             var schedule = BlockSchedule.Create(LrSchedule.Cosine, 1e-3, warmupSteps: 2, totalSteps: 6, BlockRatios.Uniform, tiedHead: config.Tied);
             var generator = new Generator((ulong)c.Seed);
             for (var step = 0; step < c.Steps + 2; step++)
