@@ -59,7 +59,7 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
 
     /// <summary>A map of your own; blocks not named get ratio 1, the head follows the paper's default unless named.</summary>
     public static BlockRatios Of(IReadOnlyDictionary<Block, double> ratios) =>
-        Parse(string.Join(",", ratios.Select(kv => $"{kv.Key.Key()}={AutoRatioSettings.Fmt(kv.Value)}")));
+        ratios.Count == 0 ? Uniform : Parse(string.Join(",", ratios.Select(kv => $"{kv.Key.Key()}={AutoRatioSettings.Fmt(kv.Value)}")));
 
     /// <summary>The auto settings, or null for fixed ratios.</summary>
     public AutoRatioSettings? AutoSettings { get; }

@@ -32,7 +32,7 @@ public static class SafetensorsHeader
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{path}: the safetensors header (bytes 8..{8 + length}) is not valid JSON of tensor entries: {e.Message}");
+            throw new InvalidDataException($"{path}: the safetensors header (bytes 8..{8 + length}) is not valid JSON of tensor entries{(e is JsonException j && j.BytePositionInLine is { } at ? $" (near byte {8 + at})" : "")}");
         }
     }
 }

@@ -10,6 +10,9 @@ let private defaults = Training.PretrainOptions.Defaults
 let private g (x: float) = x.ToString("R", Globalization.CultureInfo.InvariantCulture)
 let private names<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType and 'T :> Enum> () = String.Join(", ", OptionNames.Known<'T>())
 let private warmupDefault = "default: 2% of the run, at least 1"
+let private prepareDefaults = Data.PrepareOptions(OutputDirectory = "")
+let private corpusDefaults = Data.CorpusOptions()
+let private modelNames = String.Join(", ", Models.ModelConfigs.Names)
 
 type ScheduleArgs =
     | [<Mandatory>] Steps of total: int
@@ -69,14 +72,14 @@ type PrepareArgs =
             | Input _ -> "a text, .jsonl or .parquet file (.gz allowed) or a folder (searched recursively); repeatable."
             | Builtin _ -> "a built-in corpus instead of --input: gutenberg (18 Project Gutenberg books, 3.2M GPT-2 tokens)."
             | Out _ -> "the folder for train_*.bin, val_*.bin and manifest.json."
-            | Glob _ -> "files taken from folders (default *.txt)."
-            | Field _ -> "the .jsonl field holding the text (default text)."
-            | Column _ -> "the .parquet column holding the text (default text)."
-            | Val_Fraction _ -> "share of tokens for validation (default 0.03)."
+            | Glob _ -> sprintf "files taken from folders (default %s)." corpusDefaults.Glob
+            | Field _ -> sprintf "the .jsonl field holding the text (default %s)." corpusDefaults.JsonField
+            | Column _ -> sprintf "the .parquet column holding the text (default %s)." corpusDefaults.ParquetColumn
+            | Val_Fraction _ -> sprintf "share of tokens for validation (default %s)." (g prepareDefaults.ValFraction)
             | Val_Tokens _ -> "tokens for validation, instead of a fraction."
-            | Chunk_Tokens _ -> "documents are cut at paragraph breaks into chunks of about this many tokens; val is a seeded choice of chunks (default 8192)."
-            | Shard_Tokens _ -> "tokens per shard (default 100,000,000)."
-            | Seed _ -> "seed of the val choice (default 1337)."
+            | Chunk_Tokens _ -> sprintf "documents are cut at paragraph breaks into chunks of about this many tokens; val is a seeded choice of chunks (default %d)." prepareDefaults.ChunkTokens
+            | Shard_Tokens _ -> sprintf "tokens per shard (default %s)." (prepareDefaults.ShardTokens.ToString("N0", Globalization.CultureInfo.InvariantCulture))
+            | Seed _ -> sprintf "seed of the val choice (default %d)." prepareDefaults.Seed
             | Threads _ -> "tokenizer threads (default: all cores)."
             | Replace_Invalid_Utf8 -> "replace invalid UTF-8 with U+FFFD instead of stopping."
             | Overwrite -> "replace a dataset already in --out."
@@ -101,7 +104,7 @@ type InspectArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model _ -> "gpt2-tiny, gpt2-small, gpt2-medium, llama-tiny, llama-0.13b, llama-0.25b, llama-0.5b, llama-0.75b, llama-0.9b, llama-1.1b."
+            | Model _ -> sprintf "%s." modelNames
             | Layers _ -> "override the number of layers."
             | Width _ -> "override the width (d_ff keeps its ratio to the width unless --d-ff is given)."
             | Heads _ -> "override the attention heads."
@@ -115,7 +118,7 @@ type InspectArgs =
             | Seq_Len _ -> "tokens per sequence (default: the context length)."
             | Optimizer _ -> sprintf "%s (default adamw)." (names<Core.OptimizerKind> ())
             | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Precision)
-            | Device _ -> "cpu (default; attention keeps T x T probabilities) or cuda (fused attention)."
+            | Device _ -> "cpu (default; attention keeps T x T probabilities), cuda or cuda:N (fused attention)."
 
     /// The model overrides as key=value text for the facade, in command-line order.
     member a.Override =
@@ -179,7 +182,7 @@ type TrainArgs =
             | Init_From _ -> "start from the weights of a Hugging Face folder, checkpoint or run (same model shape)."
             | Config _ -> "a JSON file of options (names as in options.json); command-line options override it."
             | Model _ -> sprintf "a named config (default %s; see blr inspect --help)." defaults.Model
-            | Set _ -> "a model override KEY=VALUE (layers, width, heads, kv-heads, d-ff, context, vocab, bias, tied); repeatable."
+            | Set _ -> sprintf "a model override KEY=VALUE (%s); repeatable." Core.ModelConfig.overrideKeys
             | Data _ -> "a folder of shards from blr prepare."
             | Optimizer _ -> sprintf "%s (default %s)." (names<Core.OptimizerKind> ()) (OptionNames.Format defaults.Optimizer)
             | Ratios _ -> sprintf "paper, uniform, auto (from measured sharpness), or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers; default %s)." (if defaults.Ratios = BlockRatios.Paper then "paper" else string defaults.Ratios)
@@ -223,7 +226,7 @@ type EvalArgs =
             | Seq_Len _ -> "tokens per window (default 256)."
             | Batch_Size _ -> "windows per forward pass (default 8)."
             | Windows _ -> "at most this many non-overlapping windows, from the start (default 256)."
-            | Device _ -> "cpu (default) or cuda."
+            | Device _ -> "cpu (default), cuda or cuda:N."
 
 type SampleArgs =
     | [<Mandatory>] Model_Dir of path: string
@@ -245,7 +248,7 @@ type SampleArgs =
             | Top_K _ -> "keep the k most likely tokens (default 50; 0: off)."
             | Top_P _ -> "keep the smallest set of tokens whose probability reaches p (default 0.95; 1: off)."
             | Seed _ -> "seed of the sampling (default 1337)."
-            | Device _ -> "cpu (default) or cuda."
+            | Device _ -> "cpu (default), cuda or cuda:N."
 
 type HfArgs =
     | [<Mandatory>] From of path: string
@@ -282,7 +285,7 @@ type CompareArgs =
         member a.Usage =
             match a with
             | Data _ -> "a folder of shards from blr prepare."
-            | Model _ -> "a named config (default gpt2-tiny)."
+            | Model _ -> sprintf "a named config (default %s)." defaults.Model
             | Set _ -> "a model override KEY=VALUE; repeatable."
             | Optimizers _ -> sprintf "comma-separated (default %s)." (String.Join(",", OptionNames.Known<Core.OptimizerKind>()))
             | Seeds _ -> "comma-separated seeds (default 1337); mean and spread are over these."

@@ -31,6 +31,7 @@ let private device (text: string) =
 let schedule (args: ParseResults<ScheduleArgs>) =
     let total = args.GetResult ScheduleArgs.Steps
     let ratios = BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = string defaults.Ratios))
+    if ratios.IsAuto then raise (CliError "--ratios auto: auto ratios are set from measured sharpness during training; blr schedule shows fixed ratios (paper, uniform or a map)")
     let floor = args.TryGetResult ScheduleArgs.Floor |> Option.toNullable
     let kind = args.TryGetResult ScheduleArgs.Schedule |> Option.map (choice<Core.LrSchedule> "--schedule") |> Option.defaultValue defaults.Schedule
     let plan =
@@ -167,12 +168,17 @@ let private optionValues (results: 'T list) (skip: string list) : Collections.Ge
           | case, [| value |] -> yield Collections.Generic.KeyValuePair(optionKey case.Name, value)
           | _ -> () ]
 
+/// The config file of the running command and the options its command line gave (JSON names): an invalid
+/// option that did not come from the command line is reported against the file, not a flag.
+let mutable configFile: string option = None
+let mutable commandLineKeys: Set<string> = Set.empty
+
 let train (args: ParseResults<TrainArgs>) =
-    let fromFile =
-        args.TryGetResult TrainArgs.Config
-        |> Option.map Training.PretrainOptions.FromJsonFile
-        |> Option.defaultValue defaults
-    let options = fromFile.With(optionValues (args.GetAllResults()) [ "Config" ])
+    configFile <- args.TryGetResult TrainArgs.Config
+    let fromFile = configFile |> Option.map Training.PretrainOptions.FromJsonFile |> Option.defaultValue defaults
+    let values = optionValues (args.GetAllResults()) [ "Config" ]
+    commandLineKeys <- values |> List.map (fun kv -> kv.Key) |> Set.ofList
+    let options = fromFile.With(values)
     let name = OptionNames.Format options.Optimizer
     let result = withTraining name (fun progress cancel -> Training.Pretrainer.Run(options, progress, cancel))
     let summary = Table().AddColumn("").AddColumn(name)
@@ -188,10 +194,7 @@ let train (args: ParseResults<TrainArgs>) =
     AnsiConsole.Write summary
     if result.Interrupted then 130 else 0
 
-let private deviceOf (text: string) =
-    let chosen = device text
-    if chosen.IsCuda then (if chosen.Index.HasValue then TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, chosen.Index.Value) else TorchSharp.torch.CUDA)
-    else TorchSharp.torch.CPU
+let private deviceOf (text: string) = (device text).ToDevice()
 
 let eval (args: ParseResults<EvalArgs>) =
     let result =

@@ -29,10 +29,12 @@ let private inFlags (text: string) =
 /// value came from a config file, else the library's own message.
 let private describe (e: InvalidOptionException) =
     let value = if isNull e.Value then "" else " " + e.Value
-    match e.Source, flagOf e.Option with
-    | null, Some flag -> sprintf "%s%s: %s" flag value (inFlags e.Problem)
-    | null, None -> e.Message
-    | source, _ -> sprintf "%s: %s%s: %s" source (Commands.optionKey e.Option) (if isNull e.Value then "" else " = " + e.Value) e.Problem
+    let key = Commands.optionKey e.Option
+    let file = match e.ConfigFile with | null -> (if Commands.commandLineKeys.Contains key then None else Commands.configFile) | f -> Some f
+    match file, flagOf e.Option with
+    | Some source, _ -> sprintf "%s: %s%s: %s" source key (if isNull e.Value then "" else " = " + e.Value) e.Problem
+    | None, Some flag -> sprintf "%s%s: %s" flag value (inFlags e.Problem)
+    | None, None -> e.Message
 
 let private run (args: ParseResults<'T>) (command: ParseResults<'T> -> int) =
     flagOf <- flagsOf args.Parser
@@ -75,7 +77,12 @@ let main argv =
     | :? ArgumentException as e -> fail 2 e.Message
     | :? BlockPartitionException as e -> fail 2 e.Message
     | :? InvalidDataException as e -> fail 2 e.Message
-    | :? Data.DataInputException as e -> fail 2 (inFlags e.Message)
+    | :? Data.DataInputException as e ->
+        let said (text: string) (option: string) =
+            match flagOf option with
+            | Some flag -> Text.RegularExpressions.Regex.Replace(text, sprintf @"(?<![/\w.-])%s(?![/\w-])" option, flag)
+            | None -> text
+        fail 2 (e.Options |> Seq.fold said e.Message)
     | :? Training.TrainingDivergedException as e -> fail 4 e.Message
     | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
     | :? DirectoryNotFoundException as e -> fail 2 e.Message

@@ -160,6 +160,43 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
     }
 
     [Fact]
+    public void A_checkpoint_written_before_typed_options_still_reads()
+    {
+        // trainer.json of a blr demo --quick checkpoint made by the code before this change (architecture as a
+        // number, options with string choices and the four auto* keys).
+        var folder = Path.Combine(TestPaths.RepositoryRoot(), "tests", "data", "before-typed-options");
+        var state = Checkpoints.ReadState(folder, ModelConfigs.Create("gpt2-tiny"));
+        Assert.Equal((40, OptimizerKind.BlockwiseAdamW, 40), (state.Step, state.Options.Optimizer, state.TrainLosses.Count));
+        Assert.Equal(BlockRatios.Paper, state.Options.Ratios);
+        var other = Assert.Throws<InvalidOptionException>(() => Checkpoints.ReadState(folder, ModelConfigs.Create("gpt2-tiny", "layers=2")));
+        Assert.Equal("Resume", other.Option);
+    }
+
+    [Fact]
+    public void A_bad_value_from_a_config_file_names_the_file_and_key_and_one_from_the_command_line_its_flag()
+    {
+        var dir = Temp();
+        try
+        {
+            var config = Path.Combine(dir, "config.json");
+            File.WriteAllText(config, """{ "seqLen": 2000 }""");
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run([.. TinyArgs(run).Where(a => a != "--seq-len" && a != "8"), "--config", config]);
+            Assert.Equal(2, code);
+            Assert.Equal($"blr: {config}: seqLen = 2000: must be in 1..256 (the model's context)", error.Trim());
+            (code, _, error) = TestPaths.Run([.. TinyArgs(run), "--config", config]);   // the command line's --seq-len 8 wins
+            Assert.True(code == 0, error);
+            (code, _, error) = TestPaths.Run([.. TinyArgs(Path.Combine(dir, "r2")), "--ratios", "auto", "--auto-alpha", "-1"]);
+            Assert.Equal(2, code);
+            Assert.Equal("blr: --auto-alpha -1: alpha -1 must be a finite number > 0", error.Trim());
+            (code, _, error) = TestPaths.Run([.. TinyArgs(Path.Combine(dir, "r3")), "--set", "layers=x"]);
+            Assert.Equal(2, code);
+            Assert.Equal("blr: --set layers=1,width=16,heads=2,layers=x: model override layers=x: expected a whole number > 0", error.Trim());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void Defaults_live_in_one_place_and_the_cli_help_prints_them()
     {
         var (code, output, _) = TestPaths.Run(["train", "--help"]);

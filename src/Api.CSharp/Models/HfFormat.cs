@@ -29,7 +29,7 @@ public static class HfFormat
         if (!File.Exists(path)) throw new InvalidDataException($"{path}: not found (a Hugging Face model directory has config.json and model.safetensors)");
         JsonObject json;
         try { json = JsonNode.Parse(File.ReadAllText(path))?.AsObject() ?? throw new InvalidDataException($"{path}: empty"); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON: {e.Message}"); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON (line {e.LineNumber + 1})"); }
         var reader = new ConfigReader(path, json);
         var modelType = reader.String("model_type");
         ModelConfig config = modelType switch

@@ -35,7 +35,8 @@ public sealed record ComputeDevice
 
     public override string ToString() => !IsCuda ? "cpu" : Index is { } i ? $"cuda:{i}" : "cuda";
 
-    internal TorchSharp.torch.Device ToTorch() =>
+    /// <summary>The TorchSharp device.</summary>
+    public TorchSharp.torch.Device ToDevice() =>
         !IsCuda ? TorchSharp.torch.CPU : Index is { } i ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, i) : TorchSharp.torch.CUDA;
 }
 

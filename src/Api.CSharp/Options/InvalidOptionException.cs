@@ -6,13 +6,13 @@ namespace BlockwiseLR;
 /// own name for the option.</summary>
 public sealed class InvalidOptionException : ArgumentException
 {
-    public InvalidOptionException(string option, string? value, string problem, string? source = null)
-        : base($"{(source is null ? "" : source + ": ")}{option}{(value is null ? "" : " = " + value)}: {problem}")
+    public InvalidOptionException(string option, string? value, string problem, string? configFile = null)
+        : base($"{(configFile is null ? "" : configFile + ": ")}{option}{(value is null ? "" : " = " + value)}: {problem}")
     {
         Option = option;
         Value = value;
         Problem = problem;
-        Source = source;
+        ConfigFile = configFile;
     }
 
     /// <summary>The option's property name (PretrainOptions.Lr is "Lr").</summary>
@@ -21,5 +21,5 @@ public sealed class InvalidOptionException : ArgumentException
     public string? Value { get; }
     public string Problem { get; }
     /// <summary>The config file the value came from, if any.</summary>
-    public new string? Source { get; }
+    public string? ConfigFile { get; }
 }

@@ -54,6 +54,13 @@ sealed class OptionNameConverterFactory : JsonConverterFactory
 
     sealed class Converter<T> : TextConverter<T> where T : struct, Enum
     {
+        // Checkpoints written before typed options hold the model's architecture as its number.
+        protected override bool TryFromNumber(int value, out T result)
+        {
+            result = (T)Enum.ToObject(typeof(T), value);
+            return Enum.IsDefined(typeof(T), value);
+        }
+
         protected override string Expected => $"expected one of {string.Join(", ", OptionNames.Known<T>())}";
         protected override T Parse(string text) => OptionNames.Parse<T>(text);
         protected override string Format(T value) => OptionNames.Format(value);
@@ -67,9 +74,15 @@ abstract class TextConverter<T> : JsonConverter<T>
     protected abstract string Expected { get; }
     protected abstract T Parse(string text);
     protected virtual string Format(T value) => value!.ToString()!;
+    protected virtual bool TryFromNumber(int value, out T result)
+    {
+        result = default!;
+        return false;
+    }
 
     public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
+        if (reader.TokenType == JsonTokenType.Number && reader.TryGetInt32(out var number) && TryFromNumber(number, out var legacy)) return legacy;
         if (reader.TokenType != JsonTokenType.String) throw new OptionValueException(Expected);
         try { return Parse(reader.GetString()!); }
         catch (FormatException e) { throw new OptionValueException(e.Message); }

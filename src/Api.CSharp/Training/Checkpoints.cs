@@ -76,8 +76,10 @@ public static class Checkpoints
     /// checked by name and shape when its weights load).</summary>
     public static TrainerState ReadState(string checkpoint, ModelConfig? expected)
     {
-        var state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(checkpoint, "trainer.json")), OptionsJson.Options)
-            ?? throw new InvalidDataException($"{checkpoint}/trainer.json: empty");
+        var path = Path.Combine(checkpoint, "trainer.json");
+        TrainerState state;
+        try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), OptionsJson.Options) ?? throw new InvalidDataException($"{path}: empty"); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not a trainer state (line {e.LineNumber + 1}: {(e is OptionValueException ? e.Message : "unexpected value")})"); }
         if (!Equals(state.Model, expected))
             throw new InvalidOptionException(nameof(PretrainOptions.Resume), checkpoint,
                 $"holds another model ({Describe(state.Model)}), not the one asked for ({Describe(expected)}); resume with the same model and overrides");

@@ -132,17 +132,20 @@ public sealed record PretrainOptions
             var settings = result.Ratios.AutoSettings!;
             foreach (var (key, value) in legacyAuto)
             {
+                // Each key is checked on its own (the others valid), so a refusal names the key that set it.
+                var option = char.ToUpperInvariant(key[0]) + key[1..];
                 double Number() => value is JsonValue v && v.TryGetValue<double>(out var x) ? x
-                    : throw new InvalidOptionException("Ratios", value?.ToJsonString(), $"{key}: expected a number", source);
+                    : throw new InvalidOptionException(option, value?.ToJsonString(), "expected a number", source);
                 settings = OptionsJson.LegacyAutoKeys[key] switch
                 {
                     "alpha" => settings with { Alpha = Number() },
                     "max-ratio" => settings with { MaxRatio = Number() },
-                    "every" => settings with { Every = (int)Number() },
+                    "every" => Number() is var every && every == Math.Floor(every) && every is >= int.MinValue and <= int.MaxValue ? settings with { Every = (int)every }
+                        : throw new InvalidOptionException(option, value?.ToJsonString(), "expected a whole number", source),
                     _ => settings with { Smoothing = Number() },
                 };
+                if (settings.Problem() is { } problem) throw new InvalidOptionException(option, value?.ToJsonString(), problem, source);
             }
-            if (settings.Problem() is { } problem) throw new InvalidOptionException("Ratios", "auto", problem, source);
             result = result with { Ratios = BlockRatios.Auto(settings) };
         }
         return result;
@@ -185,7 +188,13 @@ static class OptionsJson
     /// <summary>A JSON value as the property's type; a refusal names the property, never a .NET type.</summary>
     public static object? Convert(PropertyInfo property, JsonNode? value, string? source)
     {
-        var text = value is JsonValue v && v.TryGetValue<string>(out var s) ? s : value?.ToJsonString() ?? "null";
+        var text = value switch
+        {
+            JsonValue v when v.TryGetValue<string>(out var s) => s,
+            JsonArray items => string.Join(",", items.Select(i => i is JsonValue iv && iv.TryGetValue<string>(out var t) ? t : i?.ToJsonString())),
+            null => "null",
+            _ => value.ToJsonString(),
+        };
         try
         {
             var converted = value.Deserialize(property.PropertyType, Options);

@@ -97,7 +97,7 @@ public sealed class Trainer(PretrainOptions options)
                 $"holds another model ({ModelConfigs.Describe(HfFormat.ReadConfig(initFrom))}), not {(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
         TorchRuntime.EnsureAvailable(cuda: o.Device.IsCuda);
         if (o.Threads is { } threads) set_num_threads(threads);
-        var device = customModel is null ? o.Device.ToTorch() : customModel.parameters().First().device;
+        var device = customModel is null ? o.Device.ToDevice() : customModel.parameters().First().device;
         Precisions.Apply(o.Precision, device);
         using var dataset = customTrain is null ? TokenDataset.Open(o.Data, "train", config?.Vocab) : null;
         using var valDataset = customVal is null ? TokenDataset.Open(o.Data, "val", config?.Vocab) : null;
