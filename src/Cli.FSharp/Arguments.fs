@@ -153,6 +153,7 @@ type TrainArgs =
     | Seed of seed: uint64
     | Out of dir: string
     | Resume of dir_or_latest: string
+    | Overwrite
     | Device of name: string
     | Precision of name: string
     | Eval_Every of steps: int
@@ -197,7 +198,8 @@ type TrainArgs =
             | Seq_Len _ -> "tokens per sequence (default: the model's context)."
             | Seed _ -> sprintf "seed of initialization and data order (default %d)." defaults.Seed
             | Out _ -> sprintf "the run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/, result.json (default %s)." defaults.Out
-            | Resume _ -> "latest (the newest checkpoint in --out) or a checkpoints/step_* folder."
+            | Resume _ -> "latest (the newest checkpoint in --out) or a checkpoints/step_* folder; options that change the trajectory must be as trained."
+            | Overwrite -> "replace the run already in --out (without it, such a folder is refused unless resumed)."
             | Device _ -> sprintf "cpu, cuda or cuda:N (default %O)." defaults.Device
             | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Precision)
             | Eval_Every _ -> sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.EvalEvery

@@ -10,6 +10,16 @@ let private fail (code: int) (message: string) =
     eprintfn "blr: %s" message
     code
 
+/// The last resort for a failure nothing else explains: one line naming a log file (under the system temp
+/// folder, never the output folder) that holds the whole trace.
+let private crash (e: exn) =
+    let log = Path.Combine(Path.GetTempPath(), sprintf "blr-error-%s-%d.log" (DateTime.UtcNow.ToString "yyyyMMdd-HHmmss") Environment.ProcessId)
+    let firstLine (text: string) = text.Split('\n', StringSplitOptions.RemoveEmptyEntries).[0].Trim()
+    try
+        File.WriteAllText(log, sprintf "blr %s\n%O\n" (String.Join(" ", Environment.GetCommandLineArgs())) e)
+        fail 1 (sprintf "internal error: %s (%s); the trace is in %s" (firstLine e.Message) (e.GetType().Name) log)
+    with _ -> fail 1 (sprintf "internal error: %s (%s); no trace log could be written" (firstLine e.Message) (e.GetType().Name))
+
 /// The flag of the running subcommand that sets a library option (its property name, e.g. "WarmupSteps").
 let mutable private flagOf: string -> string option = fun _ -> None
 
@@ -86,3 +96,7 @@ let main argv =
     | :? Training.TrainingDivergedException as e -> fail 4 e.Message
     | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
     | :? DirectoryNotFoundException as e -> fail 2 e.Message
+    // The machine refused a read or write: disk full, permission, a read-only file system.
+    | :? UnauthorizedAccessException as e -> fail 5 (sprintf "%s; check the folder's permissions and file system" e.Message)
+    | :? IOException as e -> fail 5 (sprintf "%s; check the disk (space, permissions, read-only mounts)" (e.Message.Split('\n').[0]))
+    | e -> crash e

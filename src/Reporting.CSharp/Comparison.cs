@@ -140,7 +140,8 @@ public static class Comparison
         {
             var label = OptionNames.Format(optimizer);
             starting?.Invoke(label);
-            var options = common with { Optimizer = optimizer, Out = Path.Combine(common.Out, label) };
+            // Each optimizer's run folder is the comparison's own: a new comparison replaces it.
+            var options = common with { Optimizer = optimizer, Out = Path.Combine(common.Out, label), Overwrite = true };
             runs.Add(new ComparisonRun(optimizer, Pretrainer.Run(options, progress, cancel)));
             if (cancel.IsCancellationRequested) break;
         }
@@ -205,7 +206,7 @@ public static class Comparison
                 var folder = Path.Combine(common.Out, label, $"seed-{seed}");
                 runs.Add(Pretrainer.Run(common with
                 {
-                    Optimizer = optimizer, Steps = steps, Lr = lr, Seed = seed, Out = folder,
+                    Optimizer = optimizer, Steps = steps, Lr = lr, Seed = seed, Out = folder, Overwrite = true,
                     WarmupSteps = common.WarmupSteps ?? BlockSchedule.DefaultWarmup(n),
                 }, progress, cancel));
             }

@@ -127,10 +127,17 @@ public static class Checkpoints
     }
 }
 
-/// <summary>Fault injection for the crash tests: BLR_FAULT=hang-during-checkpoint or hang-after-checkpoint (optionally
-/// @STEP, e.g. hang-during-checkpoint@4) makes the process stop there until it is killed.</summary>
+/// <summary>Fault injection for the crash tests, an internal test seam: BLR_FAULT=hang-during-checkpoint or
+/// hang-after-checkpoint (optionally @STEP, e.g. hang-during-checkpoint@4) makes the process stop there until it is
+/// killed; BLR_FAULT=bug-before-training throws an unexpected exception (the CLI's last-resort handler).</summary>
 static class FaultInjection
 {
+    public static void Bug(string point)
+    {
+        if (Environment.GetEnvironmentVariable("BLR_FAULT") == point)
+            throw new InvalidOperationException($"BLR_FAULT: {point}\nsecond line of the message");
+    }
+
     public static void Hang(string point, int step)
     {
         var fault = Environment.GetEnvironmentVariable("BLR_FAULT");
@@ -138,4 +145,48 @@ static class FaultInjection
         Console.Error.WriteLine($"BLR_FAULT: {point} at step {step}");
         Thread.Sleep(Timeout.Infinite);
     }
+}
+
+/// <summary>What a run folder holds, and what may change when a run is resumed.</summary>
+static class RunFolder
+{
+    static readonly string[] Files = ["options.json", "metrics.jsonl", "evals.csv", "result.json"];
+    static readonly string[] Folders = ["checkpoints", "tensorboard"];
+
+    public static bool HoldsRun(string run) =>
+        Files.Any(f => File.Exists(Path.Combine(run, f))) || Folders.Any(d => Directory.Exists(Path.Combine(run, d)));
+
+    /// <summary>Removes a run's own files (nothing else in the folder).</summary>
+    public static void Clear(string run)
+    {
+        foreach (var file in Files.Select(f => Path.Combine(run, f)).Where(File.Exists)) File.Delete(file);
+        foreach (var folder in Folders.Select(d => Path.Combine(run, d)).Where(Directory.Exists)) Directory.Delete(folder, true);
+    }
+
+    /// <summary>Options a resumed run may change: where and how often it evaluates, logs and checkpoints, and what
+    /// it runs on. Everything else decides the trajectory.</summary>
+    static readonly HashSet<string> MayChange =
+        ["evalEvery", "evalWindows", "checkpointEvery", "keepCheckpoints", "out", "resume", "initFrom", "overwrite", "threads",
+         "peakTflops", "sharpnessEvery", "device"];
+
+    public static void RefuseChangedTrajectory(PretrainOptions saved, PretrainOptions asked, string resume, string checkpoint)
+    {
+        var (before, now) = (Node(saved), Node(asked));
+        var changed = now.Select(kv => kv.Key).Where(k => !MayChange.Contains(k))
+            .Where(k => (before[k]?.ToJsonString() ?? "null") != (now[k]?.ToJsonString() ?? "null"))
+            .Select(k => $"{k} {Text(before[k])} -> {Text(now[k])}").ToList();
+        if (changed.Count > 0)
+            throw new InvalidOptionException(nameof(PretrainOptions.Resume), resume,
+                $"{checkpoint} was trained with other options ({string.Join("; ", changed)}); resume with the options it was trained with (its options.json) or start a new run");
+    }
+
+    static System.Text.Json.Nodes.JsonObject Node(PretrainOptions options)
+    {
+        var node = System.Text.Json.Nodes.JsonNode.Parse(options.ToJson())!.AsObject();
+        if (!string.IsNullOrEmpty(options.Data)) node["data"] = Path.GetFullPath(options.Data);
+        return node;
+    }
+
+    static string Text(System.Text.Json.Nodes.JsonNode? node) =>
+        node is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s) ? s : node?.ToJsonString() ?? "null";
 }

@@ -51,6 +51,9 @@ public sealed record PretrainOptions
     public string Out { get; init; } = "runs/run";
     /// <summary>"latest" (the newest checkpoint in Out) or a checkpoint folder.</summary>
     public string? Resume { get; init; }
+    /// <summary>Replace the run already in Out (its options, metrics, checkpoints and result); without it, an Out
+    /// that holds a run is refused unless the run is resumed.</summary>
+    public bool Overwrite { get; init; }
     /// <summary>Start from the weights of a Hugging Face folder, checkpoint or run (same model shape), with a
     /// fresh optimizer and schedule.</summary>
     public string? InitFrom { get; init; }
@@ -275,6 +278,7 @@ public sealed record ResolvedOptions(
             throw Bad(nameof(o.SeqLen), seqLen, config is null ? "must be >= 1" : $"must be in 1..{config.Context} (the model's context)");
         if (!ownData && string.IsNullOrWhiteSpace(o.Data)) throw Bad(nameof(o.Data), null, "is required: a folder of shards (ShardPreparer.Run or blr prepare writes one)");
         if (!ownData && !Directory.Exists(o.Data)) throw Bad(nameof(o.Data), o.Data, "no such folder; prepare the data into it first (ShardPreparer.Run or blr prepare)");
+        if (File.Exists(o.Out)) throw Bad(nameof(o.Out), o.Out, "is a file; give a folder for the run");
         if (o.EvalEvery < 0) throw Bad(nameof(o.EvalEvery), o.EvalEvery, "must be >= 0 (0: only at the end)");
         if (o.EvalWindows < 1) throw Bad(nameof(o.EvalWindows), o.EvalWindows, "must be >= 1");
         if (o.CheckpointEvery < 0) throw Bad(nameof(o.CheckpointEvery), o.CheckpointEvery, "must be >= 0 (0: only at the end)");

@@ -91,6 +91,9 @@ public sealed class Trainer(PretrainOptions options)
         // Everything that can be refused is checked before the run folder is touched.
         var resumeFrom = o.Resume is { } resume ? Checkpoints.Locate(run, resume) : null;
         var resumed = resumeFrom is null ? null : Checkpoints.ReadState(resumeFrom, config);
+        if (resumed is not null) RunFolder.RefuseChangedTrajectory(resumed.Options, o, o.Resume!, resumeFrom!);
+        if (resumeFrom is null && RunFolder.HoldsRun(run) && !o.Overwrite)
+            throw new InvalidOptionException(nameof(o.Out), o.Out, "already holds a run; resume it (Resume latest) or replace it (Overwrite)");
         var initFrom = o.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
         if (initFrom is not null && !HfFormat.ReadConfig(initFrom).Equals(config))
             throw new InvalidOptionException(nameof(o.InitFrom), initFrom,
@@ -106,6 +109,8 @@ public sealed class Trainer(PretrainOptions options)
             resumed is null ? null : new SamplerPosition(resumed.SamplerEpoch, resumed.SamplerIndex));
         _ = new BatchSampler(val, resolved.SeqLen, o.Seed);   // refuses a val split too short for seq_len
 
+        FaultInjection.Bug("bug-before-training");
+        if (resumeFrom is null && o.Overwrite) RunFolder.Clear(run);
         Directory.CreateDirectory(run);
         File.WriteAllText(Path.Combine(run, "options.json"), o.ToJson());
         using var owned = customModel is null ? LanguageModel.Create(config!, device, (long)o.Seed) : null;
