@@ -24,6 +24,10 @@ public static class SafetensorsHeader
         try
         {
             using var doc = JsonDocument.Parse(json);
+            var dataEnd = doc.RootElement.EnumerateObject().Where(p => p.Name != "__metadata__")
+                .Select(p => p.Value.TryGetProperty("data_offsets", out var o) ? o[1].GetInt64() : 0).DefaultIfEmpty(0).Max();
+            if (8 + length + dataEnd > stream.Length)
+                throw new InvalidDataException($"{path}: truncated: its header puts tensor data up to byte {8 + length + dataEnd}, the file has {stream.Length}; copy or write it again");
             return doc.RootElement.EnumerateObject()
                 .Where(p => p.Name != "__metadata__")
                 .Select(p => new Entry(p.Name, p.Value.GetProperty("dtype").GetString() ?? "",
@@ -33,6 +37,19 @@ public static class SafetensorsHeader
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {
             throw new InvalidDataException($"{path}: the safetensors header (bytes 8..{8 + length}) is not valid JSON of tensor entries{(e is JsonException j && j.BytePositionInLine is { } at ? $" (near byte {8 + at})" : "")}");
+        }
+    }
+
+    /// <summary>Every tensor of a safetensors file, or an <see cref="InvalidDataException"/> naming the file when it
+    /// is truncated or its header is not one (instead of the reader's own exception).</summary>
+    internal static Dictionary<string, TorchSharp.torch.Tensor> LoadTensors(string path)
+    {
+        Read(path);   // the header: length within the file, valid JSON of tensor entries
+        try { return TorchSharp.PyBridge.Safetensors.LoadStateDict(path); }
+        catch (EndOfStreamException) { throw new InvalidDataException($"{path}: truncated (the file ends before its tensors do); copy or write it again"); }
+        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException or InvalidOperationException or KeyNotFoundException or System.Text.Json.JsonException)
+        {
+            throw new InvalidDataException($"{path}: not a readable safetensors file ({e.GetType().Name.Replace("Exception", "").ToLowerInvariant()} error); copy or write it again");
         }
     }
 }

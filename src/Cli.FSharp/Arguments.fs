@@ -218,6 +218,7 @@ type EvalArgs =
     | Batch_Size of sequences: int
     | Windows of count: int64
     | Device of name: string
+    | Threads of count: int
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -228,6 +229,7 @@ type EvalArgs =
             | Seq_Len _ -> "tokens per window (default 256)."
             | Batch_Size _ -> "windows per forward pass (default 8)."
             | Windows _ -> "at most this many non-overlapping windows, from the start (default 256)."
+            | Threads _ -> "CPU threads for libtorch (default: libtorch's choice)."
             | Device _ -> "cpu (default), cuda or cuda:N."
 
 type SampleArgs =
@@ -239,10 +241,12 @@ type SampleArgs =
     | Top_P of p: float
     | Seed of seed: uint64
     | Device of name: string
+    | Threads of count: int
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Threads _ -> "CPU threads for libtorch (default: libtorch's choice)."
             | Model_Dir _ -> "a checkpoint, a Hugging Face folder or a run folder."
             | Prompt _ -> "the text to continue (default: none, start of a document)."
             | Max_Tokens _ -> "tokens to generate (default 100)."

@@ -56,6 +56,7 @@ let schedule (args: ParseResults<ScheduleArgs>) =
 
 let blocks (args: ParseResults<BlocksArgs>) =
     let file = args.GetResult BlocksArgs.File
+    if Directory.Exists file then raise (CliError(sprintf "%s: is a folder; give a .safetensors file (e.g. %s)" file (Path.Combine(file, "model.safetensors"))))
     let fromFile =
         args.TryGetResult BlocksArgs.Block_Rules
         |> Option.fold (fun (rules: BlockRules) path -> rules.WithRulesText(File.ReadAllText path, path)) BlockRules.Default
@@ -196,7 +197,17 @@ let train (args: ParseResults<TrainArgs>) =
 
 let private deviceOf (text: string) = (device text).ToDevice()
 
+/// --threads N: libtorch's CPU threads, set once libtorch is loaded (CUDA first where asked for).
+let private useThreads (threads: int option) (onDevice: string) =
+    match threads with
+    | Some n when n < 1 -> raise (CliError(sprintf "--threads %d: must be >= 1 (leave it out for libtorch's choice)" n))
+    | Some n ->
+        TorchRuntime.EnsureAvailable(cuda = (device onDevice).IsCuda)
+        TorchSharp.torch.set_num_threads n
+    | None -> ()
+
 let eval (args: ParseResults<EvalArgs>) =
+    useThreads (args.TryGetResult EvalArgs.Threads) (args.GetResult(EvalArgs.Device, defaultValue = "cpu"))
     let result =
         Training.Evaluation.Run(
             args.GetResult EvalArgs.Model_Dir,
@@ -211,6 +222,7 @@ let eval (args: ParseResults<EvalArgs>) =
     0
 
 let sample (args: ParseResults<SampleArgs>) =
+    useThreads (args.TryGetResult SampleArgs.Threads) (args.GetResult(SampleArgs.Device, defaultValue = "cpu"))
     let text =
         Training.TextGenerator.Generate(
             args.GetResult SampleArgs.Model_Dir,

@@ -266,6 +266,7 @@ public static class Plots
     public static string Curves(IReadOnlyList<string> runs, string png, bool train, int smooth = 10)
     {
         if (runs.Count == 0) throw new ArgumentException("give at least one --run folder");
+        if (Directory.Exists(png)) throw new ArgumentException($"--out {png}: is a folder; give the path of a .png file");
         var curves = runs.Select(run =>
         {
             var file = Path.Combine(run, train ? "metrics.jsonl" : "evals.csv");

@@ -89,6 +89,38 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
     }
 
     [Fact]
+    public void A_disk_that_fills_during_a_checkpoint_is_exit_5_and_leaves_no_partial_checkpoint()
+    {
+        // A real full disk: a 6 MiB tmpfs holds the run's logs but not its first checkpoint (about 10 MiB).
+        var mount = Directory.CreateTempSubdirectory("blr-full-").FullName;
+        using (var mounting = System.Diagnostics.Process.Start("mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", mount]))
+        {
+            mounting.WaitForExit();
+            if (mounting.ExitCode != 0)
+            {
+                Console.WriteLine($"SKIPPED {nameof(A_disk_that_fills_during_a_checkpoint_is_exit_5_and_leaves_no_partial_checkpoint)}: mounting a tmpfs was refused here");
+                Directory.Delete(mount);
+                return;
+            }
+        }
+        try
+        {
+            var run = Path.Combine(mount, "run");
+            var (code, _, error) = TestPaths.Run(Tiny(run));
+            Assert.Equal(5, code);
+            AssertOneLine(error);
+            Assert.Contains("No space left on device", error);
+            var checkpoints = Path.Combine(run, "checkpoints");
+            Assert.Empty(Directory.Exists(checkpoints) ? Directory.GetFileSystemEntries(checkpoints) : []);
+        }
+        finally
+        {
+            using (var unmounting = System.Diagnostics.Process.Start("umount", [mount])) unmounting.WaitForExit();
+            Directory.Delete(mount, true);
+        }
+    }
+
+    [Fact]
     public void An_output_path_that_is_a_file_is_refused_and_the_file_kept()
     {
         var file = Path.Combine(Path.GetTempPath(), $"blr-file-{Guid.NewGuid():N}");
@@ -125,5 +157,107 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             Assert.False(Directory.Exists(run));
         }
         finally { Directory.Delete(dir, true); }
+    }
+}
+
+/// A trained tiny run and broken copies of it, for the bad-input table.
+public sealed class BrokenFiles : IDisposable
+{
+    public BrokenFiles()
+    {
+        Root = Directory.CreateTempSubdirectory("blr-broken-").FullName;
+        Data = Path.Combine(Root, "data");
+        ShardPrepare();
+        Run = Path.Combine(Root, "run");
+        var (code, _, error) = TestPaths.Run(["train", "--data", Data, "--set", "layers=1", "--set", "width=16", "--set", "heads=2", "--steps", "2",
+            "--batch-size", "2", "--seq-len", "8", "--eval-windows", "1", "--threads", "1", "--out", Run]);
+        if (code != 0) throw new Exception(error);
+        var checkpoint = Path.Combine(Run, "checkpoints", "step_0000002");
+        // A model folder whose weights are cut short.
+        Truncated = Path.Combine(Root, "truncated");
+        Directory.CreateDirectory(Truncated);
+        File.Copy(Path.Combine(checkpoint, "config.json"), Path.Combine(Truncated, "config.json"));
+        File.WriteAllBytes(Path.Combine(Truncated, "model.safetensors"), File.ReadAllBytes(Path.Combine(checkpoint, "model.safetensors"))[..100_000]);
+        // A run whose checkpoint state is garbage.
+        Garbage = Path.Combine(Root, "garbage");
+        CopyFolder(Run, Garbage);
+        File.WriteAllText(Path.Combine(Garbage, "checkpoints", "step_0000002", "trainer.json"), "garbage");
+        // A safetensors file whose header length points past its end.
+        LongHeader = Path.Combine(Root, "long-header.safetensors");
+        File.WriteAllBytes(LongHeader, [.. BitConverter.GetBytes(1_000_000L), .. "{}"u8.ToArray()]);
+    }
+
+    void ShardPrepare() => BlockwiseLR.Data.ShardPreparer.Run(new BlockwiseLR.Data.PrepareOptions { Builtin = "gutenberg", OutputDirectory = Data });
+
+    static void CopyFolder(string from, string to)
+    {
+        foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories)) Directory.CreateDirectory(dir.Replace(from, to));
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories)) File.Copy(file, file.Replace(from, to));
+    }
+
+    public string Root { get; }
+    public string Data { get; }
+    public string Run { get; }
+    public string Truncated { get; }
+    public string Garbage { get; }
+    public string LongHeader { get; }
+
+    public void Dispose() => Directory.Delete(Root, true);
+}
+
+public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
+{
+    string Fill(string text) => text.Replace("{data}", files.Data).Replace("{run}", files.Run).Replace("{truncated}", files.Truncated)
+        .Replace("{garbage}", files.Garbage).Replace("{long}", files.LongHeader).Replace("{root}", files.Root);
+
+    const string Train = "train --data {data} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --eval-windows 1 --threads 1";
+
+    /// Each case: the command, its exit code, the start of its one line (after "blr: "), and a folder that must not exist after.
+    public static TheoryData<string, int, string, string> Cases => new()
+    {
+        { Train + " --out {root}/o1 --lr nan", 2, "--lr NaN: must be a finite number > 0", "{root}/o1" },
+        { Train + " --out {root}/o2 --lr 1e400", 2, "--lr Infinity: must be a finite number > 0", "{root}/o2" },
+        { Train + " --out {root}/o3 --grad-clip nan", 2, "--grad-clip NaN: must be a finite number >= 0", "{root}/o3" },
+        { Train + " --out {root}/o4 --weight-decay -5", 2, "--weight-decay -5: must be a finite number >= 0", "{root}/o4" },
+        { Train + " --out {root}/o5 --floor nan", 2, "--floor NaN: must be a finite number >= 0", "{root}/o5" },
+        { Train + " --out {root}/o6 --checkpoint-every -1", 2, "--checkpoint-every -1: must be >= 0", "{root}/o6" },
+        { Train + " --out {root}/o7 --threads 0", 2, "--threads 0: must be >= 1", "{root}/o7" },
+        { Train + " --out {root}/o8 --peak-tflops foo", 2, "--peak-tflops foo: give TFLOP/s", "{root}/o8" },
+        { Train + " --out {root}/o9 --init-from {truncated}", 2, "{truncated}/model.safetensors: truncated", "{root}/o9" },
+        { Train + " --out {root}/o10 --init-from /nonexistent", 2, "/nonexistent: not a model", "{root}/o10" },
+        { Train + " --out {garbage} --resume latest", 2, "{garbage}/checkpoints/step_0000002/trainer.json: not a trainer state", "{root}/never" },
+        { Train + " --out {root}/o11 --resume latest", 2, "--resume latest: {root}/o11 has no checkpoint to resume", "{root}/o11" },
+        { Train + " --out {root}/o12 --micro-batch-size 3", 2, "--micro-batch-size 3: must divide the batch size (2)", "{root}/o12" },
+        { Train + " --out {root}/o13 --device cuda:x", 2, "--device cuda:x: unknown device", "{root}/o13" },
+        { Train + " --out {root}/o14 --schedule cosin", 2, "--schedule cosin: unknown schedule 'cosin'", "{root}/o14" },
+        { Train + " --out {root}/o15 --precision fp8", 2, "--precision fp8: unknown precision 'fp8'", "{root}/o15" },
+        { Train + " --out {root}/o16 --ratios auto --auto-smoothing 1", 2, "--auto-smoothing 1: smoothing 1 must be in [0, 1)", "{root}/o16" },
+        { "sample --model-dir {truncated}", 2, "{truncated}/model.safetensors: truncated", "{root}/never" },
+        { "sample --model-dir {run} --temperature nan", 2, "--temperature NaN: must be a finite number >= 0", "{root}/never" },
+        { "sample --model-dir {run} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
+        { "eval --model-dir {truncated} --data {data}", 2, "{truncated}/model.safetensors: truncated", "{root}/never" },
+        { "eval --model-dir {run} --data {data} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
+        { "export-hf --from {truncated} --out {root}/e1", 2, "{truncated}/model.safetensors: truncated", "{root}/e1" },
+        { "import-hf --from {truncated} --out {root}/e2", 2, "{truncated}/model.safetensors: truncated", "{root}/e2" },
+        { "blocks {long}", 2, "{long}: header length 1000000 at byte 0 is not valid", "{root}/never" },
+        { "blocks {root}", 2, "{root}: is a folder; give a .safetensors file", "{root}/never" },
+        { "plot --run {run} --out {root}", 2, "--out {root}: is a folder; give the path of a .png file", "{root}/never" },
+        { "schedule --steps 100 --ratios auto", 2, "--ratios auto: auto ratios are set from measured sharpness during training", "{root}/never" },
+        { "prepare --builtin gutenberg --threads 0 --out {root}/p1", 2, "--threads 0: must be >= 1", "{root}/p1" },
+        { "prepare --builtin gutenberg --out {data}", 2, "{data}: already holds a prepared dataset", "{root}/never" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Bad_input_is_one_line_with_its_exit_code_and_writes_nothing(string command, int exit, string line, string absent)
+    {
+        var (code, output, error) = TestPaths.Run(Fill(command).Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        Assert.True(code == exit, $"exit {code}: {error}{output}");
+        Assert.Single(error.Trim().Split('\n'));
+        Assert.StartsWith("blr: " + Fill(line), error.Trim());
+        Assert.DoesNotContain("   at ", error);
+        Assert.DoesNotContain("Exception", error);
+        Assert.False(Directory.Exists(Fill(absent)), $"{Fill(absent)} was written");
     }
 }

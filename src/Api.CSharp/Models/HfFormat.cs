@@ -105,7 +105,7 @@ public static class HfFormat
         var model = LanguageModel.Create(config, CPU);
         using (var scope = NewDisposeScope())
         {
-            var stored = Safetensors.LoadStateDict(path);
+            var stored = SafetensorsHeader.LoadTensors(path);
             var ours = config.Architecture == Architecture.Gpt2 ? FromHfGpt2(stored, config, path) : FromHfLlama(stored);
             CopyInto(model, ours, path);
         }

@@ -150,7 +150,7 @@ public abstract class BlockOptimizer : IDisposable
     public void Load(string path)
     {
         using var scope = NewDisposeScope();
-        LoadStateDict(Safetensors.LoadStateDict(path), path);
+        LoadStateDict(SafetensorsHeader.LoadTensors(path), path);
     }
 
     public virtual void Dispose() => GC.SuppressFinalize(this);

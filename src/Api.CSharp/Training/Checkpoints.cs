@@ -36,11 +36,20 @@ public static class Checkpoints
         Directory.CreateDirectory(temp);
         // A temporary folder left by a process that died mid-write is not a checkpoint: remove it.
         foreach (var stale in Directory.GetDirectories(folder, ".tmp-*").Where(d => d != temp)) Directory.Delete(stale, true);
-        if (model is LanguageModel builtIn) HfFormat.Save(builtIn, temp);
-        else SaveStateDict(model, Path.Combine(temp, "model.safetensors"));
-        FaultInjection.Hang("hang-during-checkpoint", state.Step);
-        optimizer.Save(Path.Combine(temp, "optimizer.safetensors"));
-        WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, OptionsJson.Options));
+        try
+        {
+            if (model is LanguageModel builtIn) HfFormat.Save(builtIn, temp);
+            else SaveStateDict(model, Path.Combine(temp, "model.safetensors"));
+            FaultInjection.Hang("hang-during-checkpoint", state.Step);
+            optimizer.Save(Path.Combine(temp, "optimizer.safetensors"));
+            WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, OptionsJson.Options));
+        }
+        catch
+        {
+            // A failed write (disk full, ...) leaves no partial checkpoint behind to keep the disk full.
+            try { Directory.Delete(temp, true); } catch (IOException) { }
+            throw;
+        }
         var final = Path.Combine(folder, name);
         if (Directory.Exists(final)) Directory.Delete(final, true);
         Directory.Move(temp, final);
@@ -116,7 +125,7 @@ public static class Checkpoints
     {
         using var scope = TorchSharp.torch.NewDisposeScope();
         using var noGrad = TorchSharp.torch.no_grad();
-        var saved = TorchSharp.PyBridge.Safetensors.LoadStateDict(path);
+        var saved = SafetensorsHeader.LoadTensors(path);
         foreach (var (name, tensor) in model.state_dict())
         {
             if (!saved.TryGetValue(name, out var value)) throw new InvalidDataException($"{path}: no tensor {name}; was it saved from another model?");

@@ -110,9 +110,6 @@ public sealed class Trainer(PretrainOptions options)
         _ = new BatchSampler(val, resolved.SeqLen, o.Seed);   // refuses a val split too short for seq_len
 
         FaultInjection.Bug("bug-before-training");
-        if (resumeFrom is null && o.Overwrite) RunFolder.Clear(run);
-        Directory.CreateDirectory(run);
-        File.WriteAllText(Path.Combine(run, "options.json"), o.ToJson());
         using var owned = customModel is null ? LanguageModel.Create(config!, device, (long)o.Seed) : null;
         var model = customModel ?? owned!;
         if (owned is not null) owned.Precision = o.Precision;
@@ -121,6 +118,10 @@ public sealed class Trainer(PretrainOptions options)
             attention ?? (config is null ? null : ModelConfigModule.attention(config)), rules);
         if (resumeFrom is not null) Checkpoints.Load(resumeFrom, model, optimizer);
         else if (initFrom is not null) Checkpoints.LoadWeights(initFrom, model);
+        // Only now, with every input read, is the run folder touched.
+        if (resumeFrom is null && o.Overwrite) RunFolder.Clear(run);
+        Directory.CreateDirectory(run);
+        File.WriteAllText(Path.Combine(run, "options.json"), o.ToJson());
 
         var start = resumed?.Step ?? 0;
         var losses = resumed?.TrainLosses.Take(start).ToList() ?? [];
