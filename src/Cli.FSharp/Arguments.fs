@@ -259,12 +259,14 @@ type SampleArgs =
 type HfArgs =
     | [<Mandatory>] From of path: string
     | [<Mandatory>] Out of dir: string
+    | Overwrite
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | From _ -> "import-hf: a Hugging Face GPT-2 or LLaMA folder; export-hf: a checkpoint or run folder."
             | Out _ -> "the folder to write config.json and model.safetensors (Hugging Face names and layouts) into."
+            | Overwrite -> "replace a model already in --out."
 
 type CompareArgs =
     | [<Mandatory>] Data of dir: string

@@ -239,6 +239,9 @@ let sample (args: ParseResults<SampleArgs>) =
 
 /// import-hf and export-hf: read a model (HF folder, checkpoint or run), write it in Hugging Face format.
 let convertHf (args: ParseResults<HfArgs>) =
+    let out = args.GetResult HfArgs.Out
+    if not (args.Contains HfArgs.Overwrite) && [ "config.json"; "model.safetensors" ] |> List.exists (fun f -> File.Exists(Path.Combine(out, f))) then
+        raise (CliError(sprintf "--out %s: already holds a model; choose another folder or pass --overwrite" out))
     use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
     Models.HfFormat.Save(model, args.GetResult HfArgs.Out)
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) (args.GetResult HfArgs.Out) (Models.ModelConfigs.Describe model.Config)

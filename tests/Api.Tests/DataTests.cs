@@ -320,7 +320,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             File.WriteAllBytes($"{dir}/val_000000.bin", HandMadeShard(20240520, 1, 100, 2, [1, 2, 3]));
             var error = Assert.Throws<DataInputException>(() => TokenDataset.Open(dir, "val"));
-            Assert.Equal($"{dir}/val_000000.bin: truncated: the header (byte 8) says 100 tokens but only 3 follow; re-run blr prepare", error.Message);
+            Assert.Equal($"{dir}/val_000000.bin: truncated: the header (byte 8) says 100 tokens but only 3 follow; prepare the data again", error.Message);
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -182,6 +182,18 @@ public sealed class BrokenFiles : IDisposable
         Garbage = Path.Combine(Root, "garbage");
         CopyFolder(Run, Garbage);
         File.WriteAllText(Path.Combine(Garbage, "checkpoints", "step_0000002", "trainer.json"), "garbage");
+        // A dataset whose first train shard's header counts one token fewer than the file holds.
+        Undercount = Path.Combine(Root, "undercount");
+        CopyFolder(Data, Undercount);
+        var shard = Directory.GetFiles(Undercount, "train_*.bin").Order(StringComparer.Ordinal).First();
+        using (var stream = new FileStream(shard, FileMode.Open, FileAccess.ReadWrite))
+        {
+            var header = new byte[12];
+            stream.ReadExactly(header);
+            stream.Position = 8;
+            stream.Write(BitConverter.GetBytes(BitConverter.ToInt32(header, 8) - 1));
+        }
+        UndercountShard = shard;
         // A safetensors file whose header length points past its end.
         LongHeader = Path.Combine(Root, "long-header.safetensors");
         File.WriteAllBytes(LongHeader, [.. BitConverter.GetBytes(1_000_000L), .. "{}"u8.ToArray()]);
@@ -202,6 +214,8 @@ public sealed class BrokenFiles : IDisposable
     public string Truncated { get; }
     public string Garbage { get; }
     public string LongHeader { get; }
+    public string Undercount { get; }
+    public string UndercountShard { get; }
 
     public void Dispose() => Directory.Delete(Root, true);
 }
@@ -209,7 +223,8 @@ public sealed class BrokenFiles : IDisposable
 public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
 {
     string Fill(string text) => text.Replace("{data}", files.Data).Replace("{run}", files.Run).Replace("{truncated}", files.Truncated)
-        .Replace("{garbage}", files.Garbage).Replace("{long}", files.LongHeader).Replace("{root}", files.Root);
+        .Replace("{garbage}", files.Garbage).Replace("{long}", files.LongHeader).Replace("{root}", files.Root)
+        .Replace("{undercount}", files.Undercount).Replace("{undercountShard}", files.UndercountShard);
 
     const string Train = "train --data {data} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --eval-windows 1 --threads 1";
 
@@ -246,6 +261,9 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         { "schedule --steps 100 --ratios auto", 2, "--ratios auto: auto ratios are set from measured sharpness during training", "{root}/never" },
         { "prepare --builtin gutenberg --threads 0 --out {root}/p1", 2, "--threads 0: must be >= 1", "{root}/p1" },
         { "prepare --builtin gutenberg --out {data}", 2, "{data}: already holds a prepared dataset", "{root}/never" },
+        { "export-hf --from {run} --out {run}/checkpoints/step_0000002", 2, "--out {run}/checkpoints/step_0000002: already holds a model; choose another folder or pass --overwrite", "{root}/never" },
+        { "train --data {undercount} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o17", 2,
+          "{undercountShard}: the header (byte 8) says", "{root}/o17" },
     };
 
     [Theory]

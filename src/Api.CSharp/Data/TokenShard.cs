@@ -70,7 +70,10 @@ public sealed unsafe class TokenShard : IDisposable
         };
         if (count < 0 || HeaderBytes + (long)count * bytesPerToken > length)
             throw new DataInputException(
-                $"{path}: truncated: the header (byte 8) says {count} tokens but only {(length - HeaderBytes) / bytesPerToken} follow; re-run blr prepare");
+                $"{path}: truncated: the header (byte 8) says {count} tokens but only {(length - HeaderBytes) / bytesPerToken} follow; prepare the data again");
+        if (HeaderBytes + (long)count * bytesPerToken < length)
+            throw new DataInputException(
+                $"{path}: the header (byte 8) says {count} tokens but {(length - HeaderBytes) / bytesPerToken} follow; the header and the payload disagree, prepare the data again");
         return new TokenShard(path, HeaderBytes, count, bytesPerToken);
     }
 
