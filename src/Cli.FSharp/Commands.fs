@@ -111,6 +111,7 @@ let prepare (args: ParseResults<PrepareArgs>) =
                 task.Value <- float p.SourcesDone
                 task.Description <- sprintf "tokenizing: %s documents, %s tokens" (p.Documents.ToString "N0") (p.Tokens.ToString "N0")
             Data.ShardPreparer.Run(options, Progress<Data.PrepareProgress>(report)))
+    if not (isNull result.StaleStaging) then printfn "%s" result.StaleStaging
     printfn "%s documents -> %s train + %s val tokens (%d of %d chunks in val), %d shard(s) in %s"
         (result.Documents.ToString "N0") (result.TrainTokens.ToString "N0") (result.ValTokens.ToString "N0")
         result.ValChunks result.Chunks result.Shards.Count result.Directory

@@ -279,3 +279,57 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         Assert.False(Directory.Exists(Fill(absent)), $"{Fill(absent)} was written");
     }
 }
+
+/// `prepare` killed mid-way: the same command finishes the job, another command replaces the leftovers.
+public class PrepareKillTests
+{
+    static void KillDuringTokenization(string output, params string[] extra)
+    {
+        using var process = TestPaths.Start(["prepare", "--builtin", "gutenberg", "--out", output, .. extra], fault: "hang-during-prepare");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!(Directory.Exists(output) && Directory.GetDirectories(output, ".prepare-*")
+                   .Any(d => File.Exists(Path.Combine(d, "all.tokens")) && new FileInfo(Path.Combine(d, "all.tokens")).Length > 0)))
+        {
+            if (process.HasExited) throw new Exception($"prepare exited ({process.ExitCode}) early: {process.StandardError.ReadToEnd()}");
+            if (clock.Elapsed > TimeSpan.FromMinutes(2)) { process.Kill(); throw new TimeoutException("prepare never staged its tokens"); }
+            Thread.Sleep(20);
+        }
+        Thread.Sleep(200);   // it is now held at the fault point, past tokenization
+        process.Kill();      // SIGKILL: no cleanup runs
+        process.WaitForExit();
+    }
+
+    static Dictionary<string, string> Files(string folder) =>
+        Directory.GetFiles(folder).ToDictionary(f => Path.GetFileName(f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))));
+
+    [Fact]
+    public void The_same_prepare_after_a_sigkill_finishes_like_an_uninterrupted_one_and_another_replaces_the_leftovers()
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-prepare-kill-").FullName;
+        try
+        {
+            var reference = Path.Combine(dir, "reference");
+            var (code, _, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--out", reference]);
+            Assert.True(code == 0, error);
+
+            var killed = Path.Combine(dir, "killed");
+            KillDuringTokenization(killed);
+            Assert.Single(Directory.GetDirectories(killed, ".prepare-*"));
+            (code, var output, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--out", killed]);
+            Assert.True(code == 0, error);
+            Assert.Contains("reused the staging folder of an interrupted prepare of the same inputs", output);
+            Assert.Empty(Directory.GetDirectories(killed, ".prepare-*"));
+            var (expected, actual) = (Files(reference), Files(killed));
+            Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
+            Assert.All(expected, kv => Assert.Equal(kv.Value, actual[kv.Key]));   // shards and manifest, byte for byte
+
+            var other = Path.Combine(dir, "other");
+            KillDuringTokenization(other);
+            (code, output, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--out", other, "--seed", "7"]);
+            Assert.True(code == 0, error);
+            Assert.Contains("removed the staging folder of an interrupted prepare of other inputs or options", output);
+            Assert.Empty(Directory.GetDirectories(other, ".prepare-*"));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}

@@ -37,6 +37,10 @@ public sealed record PrepareResult(
     long Documents, int Chunks, int ValChunks, double Seconds)
 {
     public double TokensPerSecond => (TrainTokens + ValTokens) / Seconds;
+
+    /// <summary>What was done with the staging folder of a prepare that died here, if there was one: reused (the same
+    /// inputs and options) or replaced (another command's).</summary>
+    public string? StaleStaging { get; init; }
 }
 
 /// <summary>
@@ -60,13 +64,18 @@ public static class ShardPreparer
         var clock = Stopwatch.StartNew();
         var (sources, documentsOf) = Sources(options);
         var output = Path.GetFullPath(options.OutputDirectory);
-        CheckOutput(output, options.Overwrite);
-        var staging = Path.Combine(output, $".prepare-{Environment.ProcessId}");
-        Directory.CreateDirectory(staging);
+        var created = CheckOutput(output, options.Overwrite);
+        // The staging folder is named from the inputs (their content hashes) and the options that shape the output,
+        // and holds a lock with the live process's id: the same command after a kill finds it again; another
+        // command replaces it; a live one is left alone.
+        var staging = Path.Combine(output, $".prepare-{StagingKey(options, sources)}");
+        var stale = ClaimStaging(output, staging);
+        var succeeded = false;
         try
         {
             var allTokens = Path.Combine(staging, "all.tokens");
             var (chunks, documents) = Tokenize(sources, documentsOf, tokenizer, options, allTokens, progress);
+            BlockwiseLR.Training.FaultInjection.Hang("hang-during-prepare", 0);
             var total = chunks.Sum(c => c.Tokens);
             if (total == 0) throw new DataInputException($"the corpus is empty: {sources.Count} source(s) hold no text");
             var target = options.ValTokens ?? (long)Math.Round(options.ValFraction * total);
@@ -78,13 +87,56 @@ public static class ShardPreparer
             var manifest = Manifest(options, tokenizer, sources, chunks, valChunks, train, val, documents);
             File.WriteAllText(Path.Combine(staging, "manifest.json"), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             var shards = Commit(staging, output, options.Overwrite);
+            succeeded = true;
             return new PrepareResult(output, Path.Combine(output, "manifest.json"), shards,
-                train.Sum(s => s.Tokens), val.Sum(s => s.Tokens), documents, chunks.Count, valChunks.Count, clock.Elapsed.TotalSeconds);
+                train.Sum(s => s.Tokens), val.Sum(s => s.Tokens), documents, chunks.Count, valChunks.Count, clock.Elapsed.TotalSeconds)
+            { StaleStaging = stale };
         }
         finally
         {
             if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+            // A failed run into a folder it made leaves no empty folder behind.
+            if (!succeeded && created && Directory.Exists(output) && !Directory.EnumerateFileSystemEntries(output).Any()) Directory.Delete(output);
         }
+    }
+
+    static string StagingKey(PrepareOptions o, IReadOnlyList<SourceFile> sources)
+    {
+        var text = string.Join("\n", sources.Select(s => $"{s.Path}\t{s.Sha256}")) + "\n" + System.Text.Json.JsonSerializer.Serialize(
+            new { o.Builtin, o.Corpus, o.ValFraction, o.ValTokens, o.ChunkTokens, o.ShardTokens, o.Seed });
+        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
+    }
+
+    /// <summary>Takes the staging folder for this process (its lock names our process id), after dealing with any
+    /// other staging folder in the output: a live process's is refused, a dead one's is reused or removed.</summary>
+    static string? ClaimStaging(string output, string staging)
+    {
+        string? stale = null;
+        foreach (var other in Directory.GetDirectories(output, ".prepare-*"))
+        {
+            var lockFile = Path.Combine(other, "lock");
+            var owner = File.Exists(lockFile) && int.TryParse(File.ReadAllText(lockFile).Trim(), out var pid) ? pid : (int?)null;
+            if (owner is { } id && id != Environment.ProcessId && IsAlive(id))
+                throw new DataInputException($"{output}: another prepare (process {id}) is working here ({Path.GetFileName(other)}); wait for it or stop it");
+            stale = other == staging
+                ? $"reused the staging folder of an interrupted prepare of the same inputs ({Path.GetFileName(other)})"
+                : $"removed the staging folder of an interrupted prepare of other inputs or options ({Path.GetFileName(other)})";
+            Directory.Delete(other, recursive: true);   // no partial result is resumed yet: the work starts again
+        }
+        Directory.CreateDirectory(staging);
+        File.WriteAllText(Path.Combine(staging, "lock"), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        return stale;
+    }
+
+    static bool IsAlive(int processId)
+    {
+        try
+        {
+            using var process = Process.GetProcessById(processId);
+            return !process.HasExited;
+        }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 
     static void Validate(PrepareOptions o)
@@ -106,13 +158,15 @@ public static class ShardPreparer
         return (Corpus.Resolve(o.Inputs, o.Corpus), s => Corpus.Read(s.Path, o.Corpus));
     }
 
-    static void CheckOutput(string output, bool overwrite)
+    /// <summary>Whether the output folder was made now.</summary>
+    static bool CheckOutput(string output, bool overwrite)
     {
         if (File.Exists(output)) throw new DataInputException($"{output}: is a file; OutputDirectory takes a folder", "OutputDirectory");
-        if (!Directory.Exists(output)) { Directory.CreateDirectory(output); return; }
+        if (!Directory.Exists(output)) { Directory.CreateDirectory(output); return true; }
         var existing = Directory.GetFiles(output, "*.bin").Append(Path.Combine(output, "manifest.json")).Where(File.Exists).ToList();
         if (existing.Count > 0 && !overwrite)
             throw new DataInputException($"{output}: already holds a prepared dataset ({Path.GetFileName(existing[0])}); choose another OutputDirectory or set Overwrite", "OutputDirectory", "Overwrite");
+        return false;
     }
 
     /// <summary>Tokenizes every document (pieces in parallel, results in order) into one staging file and
