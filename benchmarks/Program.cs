@@ -37,6 +37,11 @@ if (args.Length > 0 && args[0] == "--ratios")
         args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : null);
     return;
 }
+if (args.Length > 0 && args[0] == "--sample")
+{
+    SamplingSpeed.Run();
+    return;
+}
 if (args.Length > 0 && args[0] == "--memory")
 {
     TrainerMeasurements.Memory(args.Length > 1 ? int.Parse(args[1]) : 1000);

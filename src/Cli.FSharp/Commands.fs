@@ -233,7 +233,8 @@ let sample (args: ParseResults<SampleArgs>) =
             args.GetResult(SampleArgs.Top_K, defaultValue = 50),
             args.GetResult(SampleArgs.Top_P, defaultValue = 0.95),
             args.GetResult(SampleArgs.Seed, defaultValue = 1337UL),
-            deviceOf (args.GetResult(SampleArgs.Device, defaultValue = "cpu"))
+            deviceOf (args.GetResult(SampleArgs.Device, defaultValue = "cpu")),
+            (fun note -> eprintfn "note: %s" note)
         )
     printfn "%s" text
     0

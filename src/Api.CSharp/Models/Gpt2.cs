@@ -19,14 +19,16 @@ public sealed class Gpt2 : LanguageModel
         RegisterUntiedHead(device);
     }
 
-    public override Tensor forward(Tensor tokens)
+    internal override Tensor Forward(Tensor tokens, KvCache? cache)
     {
-        CheckLength(tokens);
+        CheckLength(tokens, cache);
         var compute = ComputeType;
-        var positions = transformer.Wpe.Weight[..(int)tokens.shape[1]];          // (T, d)
+        var start = cache?.Length ?? 0;
+        var positions = transformer.Wpe.Weight[start..(start + (int)tokens.shape[1])];   // (T, d)
         var x = transformer.Wte.forward(tokens) + positions;                       // (B, T, d) fp32 residual stream
-        foreach (var block in transformer.H)
-            x = block.Forward(x, compute);
+        for (var layer = 0; layer < transformer.H.Count; layer++)
+            x = transformer.H[layer].Forward(x, compute, cache, layer);
+        cache?.Advance((int)tokens.shape[1]);
         return Head(transformer.LnF.forward(x), UntiedHead?.Weight ?? transformer.Wte.Weight);
     }
 
@@ -37,7 +39,7 @@ public sealed class Gpt2 : LanguageModel
         public ModuleList<TransformerBlock> H { get; }
         public LayerNorm LnF { get; }
 
-        public Gpt2Body(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("transformer")
+        public Gpt2Body(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend) : base("transformer")
         {
             Wte = new Embedding(c.Vocab, c.Width, device);
             Wpe = new Embedding(c.Context, c.Width, device);
@@ -51,7 +53,7 @@ public sealed class Gpt2 : LanguageModel
     }
 
     /// <summary>ln_1, attn (q/k/v_proj, c_proj), ln_2, mlp.</summary>
-    static TransformerBlock Block(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) => new(
+    static TransformerBlock Block(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend) => new(
         ("ln_1", new LayerNorm(c.Width, c.Bias, c.NormEps, device)),
         ("attn", new CausalSelfAttention(c.Width, c.Heads, c.Heads, c.HeadDim, c.Bias, "c_proj", rope: null, attend, device)),
         ("ln_2", new LayerNorm(c.Width, c.Bias, c.NormEps, device)),

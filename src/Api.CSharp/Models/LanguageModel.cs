@@ -36,15 +36,24 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
     /// fused kernels have no double backward, which Hessian-vector products need. Same result, slower.</summary>
     public bool MathAttention { get; set; }
 
-    /// <summary>Causal attention of (B, H, T, hd) queries, keys and values.</summary>
-    internal Tensor Attend(Tensor query, Tensor key, Tensor value)
+    /// <summary>Attention of (B, H, T, hd) queries to (B, H, S, hd) keys and values: causal (S = T), or every
+    /// query to every key (a cached step: the new token sees all earlier ones).</summary>
+    internal Tensor Attend(Tensor query, Tensor key, Tensor value, bool causal)
     {
-        if (!MathAttention) return nn.functional.scaled_dot_product_attention(query, key, value, null!, 0.0, true);
+        if (!MathAttention) return nn.functional.scaled_dot_product_attention(query, key, value, null!, 0.0, causal);
+        var scores = query.matmul(key.transpose(-2, -1)) / Math.Sqrt(query.shape[3]);                  // (B, H, T, S)
+        if (!causal) return scores.softmax(-1).matmul(value);
         var time = query.shape[2];
-        var scores = query.matmul(key.transpose(-2, -1)) / Math.Sqrt(query.shape[3]);                  // (B, H, T, T)
         var future = ones(time, time, dtype: ScalarType.Bool, device: query.device).triu(1);
         return scores.masked_fill(future, double.NegativeInfinity).softmax(-1).matmul(value);
     }
+
+    /// <summary>(B, T) token ids -> (B, T, vocab) logits.</summary>
+    public override Tensor forward(Tensor tokens) => Forward(tokens, null);
+
+    /// <summary>Logits of new tokens after the ones in <paramref name="cache"/> (positions continue from there),
+    /// adding their keys and values to it; with no cache, the plain forward pass.</summary>
+    internal abstract Tensor Forward(Tensor tokens, KvCache? cache);
 
     /// <summary>Builds a model with nanoGPT's initialization from <paramref name="seed"/> (same seed, same
     /// weights on every device: weights are drawn on the CPU, then moved). On the meta device nothing is
@@ -97,12 +106,15 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
     protected Tensor Head(Tensor hidden, Parameter headWeight) =>
         Dtypes.AtLeastFloat32(nn.functional.linear(hidden.to(ComputeType), headWeight.to(ComputeType)));
 
-    protected void CheckLength(Tensor tokens)
+    private protected void CheckLength(Tensor tokens, KvCache? cache = null)
     {
         if (tokens.dim() != 2)
             throw new ArgumentException($"token ids must be (batch, time); got shape ({string.Join(", ", tokens.shape)})");
-        if (tokens.shape[1] > Config.Context)
-            throw new ArgumentException($"sequence length {tokens.shape[1]} exceeds the model's context {Config.Context}");
+        var length = tokens.shape[1] + (cache?.Length ?? 0);
+        if (length > Config.Context)
+            throw new ArgumentException($"sequence length {length} exceeds the model's context {Config.Context}");
+        if (cache is { Length: > 0 } && tokens.shape[1] != 1)
+            throw new ArgumentException("after the first call, a cached forward pass takes one new token at a time");
     }
 }
 
@@ -115,5 +127,38 @@ public static class Precisions
         if (device.type != DeviceType.CUDA) return;
         backends.cuda.matmul.allow_tf32 = precision != Precision.Fp32;
         backends.cudnn.allow_tf32 = precision != Precision.Fp32;
+    }
+}
+
+/// <summary>The keys and values of every layer for the tokens a generation has seen, so each new token costs one
+/// token's forward pass instead of the whole window's. Tensors live outside dispose scopes; Dispose frees them.</summary>
+sealed class KvCache(int layers) : IDisposable
+{
+    readonly Tensor?[] keys = new Tensor?[layers], values = new Tensor?[layers];
+
+    /// <summary>Tokens held (the position of the next one).</summary>
+    public int Length { get; private set; }
+
+    /// <summary>Appends a layer's new (B, KV, T, hd) keys and values; returns all of them.</summary>
+    public (Tensor Keys, Tensor Values) Append(int layer, Tensor key, Tensor value)
+    {
+        var (oldKeys, oldValues) = (keys[layer], values[layer]);
+        var allKeys = (oldKeys is null ? key : cat([oldKeys, key], 2)).detach().DetachFromDisposeScope();
+        var allValues = (oldValues is null ? value : cat([oldValues, value], 2)).detach().DetachFromDisposeScope();
+        oldKeys?.Dispose();
+        oldValues?.Dispose();
+        (keys[layer], values[layer]) = (allKeys, allValues);
+        return (allKeys, allValues);
+    }
+
+    /// <summary>Called once per forward pass, after every layer appended: the new tokens are now held.</summary>
+    public void Advance(int tokens) => Length += tokens;
+
+    public void Dispose()
+    {
+        foreach (var t in keys.Concat(values)) t?.Dispose();
+        Array.Clear(keys);
+        Array.Clear(values);
+        Length = 0;
     }
 }

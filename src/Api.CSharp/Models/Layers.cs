@@ -139,10 +139,11 @@ public sealed class Rope
         return (cos, sin);
     }
 
-    /// <summary>x: (B, heads, T, head_dim), rotated in its own dtype.</summary>
-    public Tensor Apply(Tensor x)
+    /// <summary>x: (B, heads, T, head_dim) at positions offset .. offset + T - 1, rotated in its own dtype.</summary>
+    public Tensor Apply(Tensor x, int offset = 0)
     {
-        var (cos, sin) = Tables(x.shape[2], x.device);
+        var (cos, sin) = Tables(offset + x.shape[2], x.device);
+        if (offset > 0) (cos, sin) = (cos[offset..], sin[offset..]);
         var half = headDim / 2;
         var rotated = cat([-x[.., .., .., half..], x[.., .., .., ..half]], -1);
         return x * cos.to(x.dtype) + rotated * sin.to(x.dtype);

@@ -18,13 +18,14 @@ public sealed class Llama : LanguageModel
         RegisterUntiedHead(device);
     }
 
-    public override Tensor forward(Tensor tokens)
+    internal override Tensor Forward(Tensor tokens, KvCache? cache)
     {
-        CheckLength(tokens);
+        CheckLength(tokens, cache);
         var compute = ComputeType;
         var x = model.EmbedTokens.forward(tokens);                                 // (B, T, d) fp32 residual stream
-        foreach (var layer in model.Layers)
-            x = layer.Forward(x, compute);
+        for (var layer = 0; layer < model.Layers.Count; layer++)
+            x = model.Layers[layer].Forward(x, compute, cache, layer);
+        cache?.Advance((int)tokens.shape[1]);
         return Head(model.Norm.forward(x), UntiedHead?.Weight ?? model.EmbedTokens.Weight);
     }
 
@@ -34,7 +35,7 @@ public sealed class Llama : LanguageModel
         public ModuleList<TransformerBlock> Layers { get; }
         public RmsNorm Norm { get; }
 
-        public LlamaBody(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) : base("model")
+        public LlamaBody(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend) : base("model")
         {
             var rope = new Rope(c.HeadDim, c.RopeTheta);
             EmbedTokens = new Embedding(c.Vocab, c.Width, device);
@@ -47,7 +48,7 @@ public sealed class Llama : LanguageModel
     }
 
     /// <summary>input_layernorm, self_attn (q/k/v_proj with RoPE on q and k, o_proj), post_attention_layernorm, mlp.</summary>
-    static TransformerBlock Layer(ModelConfig c, Rope rope, Device device, Func<Tensor, Tensor, Tensor, Tensor> attend) => new(
+    static TransformerBlock Layer(ModelConfig c, Rope rope, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend) => new(
         ("input_layernorm", new RmsNorm(c.Width, c.NormEps, device)),
         ("self_attn", new CausalSelfAttention(c.Width, c.Heads, c.KvHeads, c.HeadDim, c.Bias, "o_proj", rope, attend, device)),
         ("post_attention_layernorm", new RmsNorm(c.Width, c.NormEps, device)),

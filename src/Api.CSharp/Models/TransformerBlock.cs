@@ -21,10 +21,11 @@ sealed class TransformerBlock : ExplicitModule
         register_module(mlp.Name, mlp.Module);
     }
 
-    /// <summary>x: (B, T, d) fp32 residual stream; sublayers compute in <paramref name="compute"/>.</summary>
-    public Tensor Forward(Tensor x, ScalarType compute)
+    /// <summary>x: (B, T, d) fp32 residual stream; sublayers compute in <paramref name="compute"/>; with a cache,
+    /// this is layer <paramref name="layer"/> of a generation step.</summary>
+    public Tensor Forward(Tensor x, ScalarType compute, KvCache? cache = null, int layer = 0)
     {
-        x = x + attention.forward(norm1.forward(x).to(compute));
+        x = x + attention.Forward(norm1.forward(x).to(compute), cache, layer);
         return x + mlp.forward(norm2.forward(x).to(compute));
     }
 }
@@ -37,7 +38,7 @@ sealed class CausalSelfAttention : ExplicitModule<Tensor, Tensor>
     readonly Linear q, k, v, output;
     readonly int heads, kvHeads, headDim;
     readonly Rope? rope;
-    readonly Func<Tensor, Tensor, Tensor, Tensor> attend;
+    readonly Func<Tensor, Tensor, Tensor, bool, Tensor> attend;
 
     /// <summary>Projections from <paramref name="width"/> to <paramref name="heads"/> query heads and
     /// <paramref name="kvHeads"/> key/value heads of <paramref name="headDim"/> each (with
@@ -45,7 +46,7 @@ sealed class CausalSelfAttention : ExplicitModule<Tensor, Tensor>
     /// when given; <paramref name="outputName"/> is the output projection's state-dict name (GPT-2 c_proj, LLaMA
     /// o_proj); <paramref name="attend"/> is causal attention of (B, H, T, hd) queries, keys and values.</summary>
     public CausalSelfAttention(int width, int heads, int kvHeads, int headDim, bool bias, string outputName, Rope? rope,
-        Func<Tensor, Tensor, Tensor, Tensor> attend, Device device) : base("attention")
+        Func<Tensor, Tensor, Tensor, bool, Tensor> attend, Device device) : base("attention")
     {
         (this.heads, this.kvHeads, this.headDim, this.rope, this.attend) = (heads, kvHeads, headDim, rope, attend);
         q = new Linear(width, heads * headDim, bias, device);
@@ -59,21 +60,26 @@ sealed class CausalSelfAttention : ExplicitModule<Tensor, Tensor>
     }
 
     /// <summary>x: (B, T, d) in the compute dtype.</summary>
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => Forward(x, null, 0);
+
+    /// <summary>With a cache: x holds the tokens after the cached ones; their keys and values join the cache.</summary>
+    public Tensor Forward(Tensor x, KvCache? cache, int layer)
     {
         var (batch, time) = (x.shape[0], x.shape[1]);
+        var offset = cache?.Length ?? 0;
         Tensor Heads(Linear projection, int count) => projection.forward(x).view(batch, time, count, headDim).transpose(1, 2);
         var query = Heads(q, heads);                                                 // (B, H, T, hd)
         var key = Heads(k, kvHeads);                                                 // (B, KV, T, hd)
         var value = Heads(v, kvHeads);
-        if (rope is not null) (query, key) = (rope.Apply(query), rope.Apply(key));
+        if (rope is not null) (query, key) = (rope.Apply(query, offset), rope.Apply(key, offset));
+        if (cache is not null) (key, value) = cache.Append(layer, key, value);       // (B, KV, offset + T, hd)
         if (kvHeads != heads)
         {
             // TorchSharp's SDPA has no GQA flag: repeat each KV head for its group of query heads.
             key = key.repeat_interleave(heads / kvHeads, dim: 1);
             value = value.repeat_interleave(heads / kvHeads, dim: 1);
         }
-        var y = attend(query, key, value);
+        var y = attend(query, key, value, offset == 0);
         return output.forward(y.transpose(1, 2).contiguous().view(batch, time, heads * headDim));
     }
 }
