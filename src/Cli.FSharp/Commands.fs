@@ -176,10 +176,10 @@ let mutable configFile: string option = None
 let mutable commandLineKeys: Set<string> = Set.empty
 
 let train (args: ParseResults<TrainArgs>) =
+    let values = optionValues (args.GetAllResults()) [ "Config" ]
+    commandLineKeys <- values |> List.map (fun kv -> kv.Key) |> Set.ofList |> Set.add "config"
     configFile <- args.TryGetResult TrainArgs.Config
     let fromFile = configFile |> Option.map Training.PretrainOptions.FromJsonFile |> Option.defaultValue defaults
-    let values = optionValues (args.GetAllResults()) [ "Config" ]
-    commandLineKeys <- values |> List.map (fun kv -> kv.Key) |> Set.ofList
     let options = fromFile.With(values)
     let name = OptionNames.Format options.Optimizer
     let result = withTraining name (fun progress cancel -> Training.Pretrainer.Run(options, progress, cancel))

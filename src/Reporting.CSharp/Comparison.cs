@@ -129,10 +129,22 @@ public static class Comparison
         Out = output,
     };
 
+    /// <summary>A demo or comparison replaces what it wrote itself (its runs, data and report), and refuses a
+    /// folder that holds anything else.</summary>
+    static void RefuseForeignFolder(string output, string command, Func<string, bool> own)
+    {
+        if (!Directory.Exists(output)) return;
+        var foreign = Directory.EnumerateFileSystemEntries(output).Select(Path.GetFileName).Where(n => !own(n!)).Order(StringComparer.Ordinal).ToList();
+        if (foreign.Count > 0)
+            throw new ArgumentException($"--out {output}: holds files {command} did not write ({string.Join(", ", foreign.Take(3))}{(foreign.Count > 3 ? ", ..." : "")}); choose another --out or empty it");
+    }
+
     /// <summary>Prepares the built-in corpus into OUT/data (once) and runs each optimizer.</summary>
     public static ComparisonReport Run(PretrainOptions common, IReadOnlyList<OptimizerKind> optimizers, Action<string>? starting = null,
         IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
+        RefuseForeignFolder(common.Out, "blr demo", name => name is "data" or "report.md" or "report.json" or "loss.png"
+            || optimizers.Any(o => OptionNames.Format(o) == name));
         if (!File.Exists(Path.Combine(common.Data, "manifest.json")))
             ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = common.Data, Overwrite = true });
         var runs = new List<ComparisonRun>();
@@ -192,6 +204,8 @@ public static class Comparison
     {
         var common = options.Common;
         if (options.Optimizers.Count == 0 || options.Seeds.Count == 0) throw new ArgumentException("give at least one optimizer and one seed");
+        RefuseForeignFolder(common.Out, "blr compare", name => name is "report.md" or "report.json" or "curves.png"
+            || name.StartsWith("adamw-2N", StringComparison.Ordinal) || options.Optimizers.Any(o => OptionNames.Format(o) == name));
         var n = common.Steps;
         var lrs = options.LrSweep.Count > 0 ? options.LrSweep : [common.Lr];
         foreach (var optimizer in options.Optimizers) ResolvedOptions.Resolve(common with { Optimizer = optimizer });   // every problem before any run

@@ -69,9 +69,14 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             AssertOneLine(error);
             Assert.StartsWith($"blr: --resume latest: {run}/checkpoints/step_0000004 was trained with other options (batchSize 2 -> 4; seqLen 8 -> 16)", error.Trim());
             Assert.Equal(before, Snapshot(run));
-            // Cadences may change.
+            // Cadences may change. The run is already complete: nothing is trained, and result.json still appears,
+            // with null for what was not measured.
             (code, _, error) = TestPaths.Run([.. Tiny(run, 4), "--eval-every", "2", "--keep-checkpoints", "3", "--resume", "latest"]);
             Assert.True(code == 0, error);
+            var result = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run, "result.json")))!;
+            Assert.Null(result["millisecondsPerStep"]);
+            Assert.NotNull(result["finalValLoss"]);
+            Assert.True(double.IsNaN(PretrainResult.FromJsonFile(Path.Combine(run, "result.json")).MillisecondsPerStep));
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -112,6 +117,35 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             Assert.Contains("No space left on device", error);
             var checkpoints = Path.Combine(run, "checkpoints");
             Assert.Empty(Directory.Exists(checkpoints) ? Directory.GetFileSystemEntries(checkpoints) : []);
+        }
+        finally
+        {
+            using (var unmounting = System.Diagnostics.Process.Start("umount", [mount])) unmounting.WaitForExit();
+            Directory.Delete(mount, true);
+        }
+    }
+
+    [Fact]
+    public void A_read_only_file_system_is_exit_5_in_one_line()
+    {
+        var mount = Directory.CreateTempSubdirectory("blr-ro-").FullName;
+        using (var mounting = System.Diagnostics.Process.Start("mount", ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", mount]))
+        {
+            mounting.WaitForExit();
+            if (mounting.ExitCode != 0)
+            {
+                Console.WriteLine($"SKIPPED {nameof(A_read_only_file_system_is_exit_5_in_one_line)}: mounting a tmpfs was refused here");
+                Directory.Delete(mount);
+                return;
+            }
+        }
+        try
+        {
+            var (code, _, error) = TestPaths.Run(Tiny(Path.Combine(mount, "run")));
+            Assert.Equal(5, code);
+            AssertOneLine(error);
+            Assert.Contains("Read-only file system", error);
+            Assert.Empty(Directory.GetFileSystemEntries(mount));
         }
         finally
         {
@@ -194,6 +228,13 @@ public sealed class BrokenFiles : IDisposable
             stream.Write(BitConverter.GetBytes(BitConverter.ToInt32(header, 8) - 1));
         }
         UndercountShard = shard;
+        // Datasets whose manifest.json is garbage, or lists no train shards.
+        GarbageManifest = Path.Combine(Root, "garbage-manifest");
+        CopyFolder(Data, GarbageManifest);
+        File.WriteAllText(Path.Combine(GarbageManifest, "manifest.json"), "{ not json");
+        EmptyManifest = Path.Combine(Root, "empty-manifest");
+        CopyFolder(Data, EmptyManifest);
+        File.WriteAllText(Path.Combine(EmptyManifest, "manifest.json"), "{}");
         // A safetensors file whose header length points past its end.
         LongHeader = Path.Combine(Root, "long-header.safetensors");
         File.WriteAllBytes(LongHeader, [.. BitConverter.GetBytes(1_000_000L), .. "{}"u8.ToArray()]);
@@ -215,6 +256,8 @@ public sealed class BrokenFiles : IDisposable
     public string Garbage { get; }
     public string LongHeader { get; }
     public string Undercount { get; }
+    public string GarbageManifest { get; }
+    public string EmptyManifest { get; }
     public string UndercountShard { get; }
 
     public void Dispose() => Directory.Delete(Root, true);
@@ -224,6 +267,7 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
 {
     string Fill(string text) => text.Replace("{data}", files.Data).Replace("{run}", files.Run).Replace("{truncated}", files.Truncated)
         .Replace("{garbage}", files.Garbage).Replace("{long}", files.LongHeader).Replace("{root}", files.Root)
+        .Replace("{garbageManifest}", files.GarbageManifest).Replace("{emptyManifest}", files.EmptyManifest)
         .Replace("{undercount}", files.Undercount).Replace("{undercountShard}", files.UndercountShard);
 
     const string Train = "train --data {data} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --eval-windows 1 --threads 1";
@@ -261,6 +305,21 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         { "schedule --steps 100 --ratios auto", 2, "--ratios auto: auto ratios are set from measured sharpness during training", "{root}/never" },
         { "prepare --builtin gutenberg --threads 0 --out {root}/p1", 2, "--threads 0: must be >= 1", "{root}/p1" },
         { "prepare --builtin gutenberg --out {data}", 2, "{data}: already holds a prepared dataset", "{root}/never" },
+        { "demo --out {run}", 2, "--out {run}: holds files blr demo did not write (checkpoints, evals.csv, metrics.jsonl, ...)", "{run}/data" },
+        { "compare --data {data} --steps 2 --out {run}", 2, "--out {run}: holds files blr compare did not write", "{run}/adamw-2N" },
+        { "train --data {garbageManifest} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o18", 2,
+          "{garbageManifest}/manifest.json: not valid JSON (line 1)", "{root}/o18" },
+        { "train --data {emptyManifest} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o19", 2,
+          "{emptyManifest}/manifest.json: no shards.train list", "{root}/o19" },
+        { Train + " --out {root}/o20 --config {root}/none.json", 2, "--config {root}/none.json: file not found", "{root}/o20" },
+        { Train + " --out {root}/o21 --model gpt5", 2, "--model gpt5: unknown model 'gpt5'", "{root}/o21" },
+        { Train + " --out {root}/o22 --set heads=3", 2, "--set layers=1,width=16,heads=3: width 16 is not divisible by heads 3", "{root}/o22" },
+        { Train + " --out {root}/o23 --resume {root}/nowhere", 2, "--resume {root}/nowhere: not a checkpoint (no trainer.json)", "{root}/o23" },
+        { "sample --model-dir {run} --top-p 0", 2, "--top-p 0: must be in (0, 1]", "{root}/never" },
+        { "sample --model-dir {run} --top-k -1", 2, "--top-k -1: must be >= 0", "{root}/never" },
+        { "eval --model-dir {run}", 2, "--data: give a prepared dataset (its val split) or a text file, one of them", "{root}/never" },
+        { "sharpness --run {run} --data {data} --steps 99", 2, "{run}: no checkpoints at the steps asked for", "{root}/never" },
+        { "blocks {run}/options.json", 2, "{run}/options.json: header length", "{root}/never" },
         { "export-hf --from {run} --out {run}/checkpoints/step_0000002", 2, "--out {run}/checkpoints/step_0000002: already holds a model; choose another folder or pass --overwrite", "{root}/never" },
         { "train --data {undercount} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o17", 2,
           "{undercountShard}: the header (byte 8) says", "{root}/o17" },

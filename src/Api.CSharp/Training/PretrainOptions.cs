@@ -161,6 +161,27 @@ static class OptionsJson
 {
     public static JsonSerializerOptions Options { get; } = Create();
 
+    /// <summary>For results: NaN and infinities are null (a value that was not measured).</summary>
+    public static JsonSerializerOptions Results { get; } = CreateResults();
+
+    static JsonSerializerOptions CreateResults()
+    {
+        var options = new JsonSerializerOptions(Create()) { Converters = { new MissingAsNull() } };
+        options.MakeReadOnly(populateMissingResolver: true);
+        return options;
+    }
+
+    sealed class MissingAsNull : JsonConverter<double>
+    {
+        public override bool HandleNull => true;
+        public override double Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+            reader.TokenType == JsonTokenType.Null ? double.NaN : reader.GetDouble();
+        public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
+        {
+            if (double.IsFinite(value)) writer.WriteNumberValue(value); else writer.WriteNullValue();
+        }
+    }
+
     static JsonSerializerOptions Create()
     {
         var options = new JsonSerializerOptions
@@ -256,6 +277,8 @@ public sealed record ResolvedOptions(
         if (o.ModelConfig is not null && !o.ModelOverrides.IsEmpty)
             throw Bad(nameof(o.ModelOverrides), string.Join(",", o.ModelOverrides.ToKeyValues()), "give either ModelConfig or ModelOverrides, not both (ModelConfigs.With applies overrides to a config)");
         ModelConfig? config = null;
+        if (!custom && o.ModelConfig is null && ModelConfigModule.tryNamed(o.Model) is { IsError: true } unknown)
+            throw Bad(nameof(o.Model), o.Model, unknown.ErrorValue);
         if (!custom)
             try { config = o.ModelConfig is { } whole ? whole.With(ModelOverrides.None) : ModelConfigs.Create(o.Model, o.ModelOverrides); }
             catch (ArgumentException e) when (e is not InvalidOptionException)
@@ -341,13 +364,14 @@ public sealed record PretrainResult(
     IReadOnlyList<double> TrainLosses, double TokensPerSecond, double MillisecondsPerStep, long OptimizerStateBytes,
     string? LastCheckpoint, string MetricsPath, bool Interrupted)
 {
-    /// <summary>Reads a run's result.json.</summary>
+    /// <summary>Reads a run's result.json (null numbers read as NaN).</summary>
     public static PretrainResult FromJsonFile(string path) =>
-        JsonSerializer.Deserialize<PretrainResult>(File.ReadAllText(path), OptionsJson.Options)
+        JsonSerializer.Deserialize<PretrainResult>(File.ReadAllText(path), OptionsJson.Results)
         ?? throw new InvalidDataException($"{path}: empty result");
 
-    /// <summary>The result as JSON (what result.json holds).</summary>
-    public string ToJson() => JsonSerializer.Serialize(this, OptionsJson.Options);
+    /// <summary>The result as JSON (what result.json holds): a number that does not exist (no evaluation, no
+    /// timed step) is null.</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, OptionsJson.Results);
 }
 
 /// <summary>Training stopped because the loss or gradients stopped being finite.</summary>
