@@ -97,18 +97,7 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
     public void A_disk_that_fills_during_a_checkpoint_is_exit_5_and_leaves_no_partial_checkpoint()
     {
         // A real full disk: a 6 MiB tmpfs holds the run's logs but not its first checkpoint (about 10 MiB).
-        var mount = Directory.CreateTempSubdirectory("blr-full-").FullName;
-        using (var mounting = System.Diagnostics.Process.Start("mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", mount]))
-        {
-            mounting.WaitForExit();
-            if (mounting.ExitCode != 0)
-            {
-                Console.WriteLine($"SKIPPED {nameof(A_disk_that_fills_during_a_checkpoint_is_exit_5_and_leaves_no_partial_checkpoint)}: mounting a tmpfs was refused here");
-                Directory.Delete(mount);
-                return;
-            }
-        }
-        try
+        OnTmpfs("size=6m", nameof(A_disk_that_fills_during_a_checkpoint_is_exit_5_and_leaves_no_partial_checkpoint), mount =>
         {
             var run = Path.Combine(mount, "run");
             var (code, _, error) = TestPaths.Run(Tiny(run));
@@ -117,7 +106,25 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             Assert.Contains("No space left on device", error);
             var checkpoints = Path.Combine(run, "checkpoints");
             Assert.Empty(Directory.Exists(checkpoints) ? Directory.GetFileSystemEntries(checkpoints) : []);
+        });
+    }
+
+    /// Runs <paramref name="body"/> on a fresh tmpfs mounted with <paramref name="options"/>, or prints why not
+    /// (mounting refused) and returns.
+    static void OnTmpfs(string options, string test, Action<string> body)
+    {
+        var mount = Directory.CreateTempSubdirectory("blr-tmpfs-").FullName;
+        using (var mounting = System.Diagnostics.Process.Start("mount", ["-t", "tmpfs", "-o", options, "tmpfs", mount]))
+        {
+            mounting.WaitForExit();
+            if (mounting.ExitCode != 0)
+            {
+                Console.WriteLine($"SKIPPED {test}: mounting a tmpfs was refused here");
+                Directory.Delete(mount);
+                return;
+            }
         }
+        try { body(mount); }
         finally
         {
             using (var unmounting = System.Diagnostics.Process.Start("umount", [mount])) unmounting.WaitForExit();
@@ -126,33 +133,15 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
     }
 
     [Fact]
-    public void A_read_only_file_system_is_exit_5_in_one_line()
-    {
-        var mount = Directory.CreateTempSubdirectory("blr-ro-").FullName;
-        using (var mounting = System.Diagnostics.Process.Start("mount", ["-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", mount]))
-        {
-            mounting.WaitForExit();
-            if (mounting.ExitCode != 0)
-            {
-                Console.WriteLine($"SKIPPED {nameof(A_read_only_file_system_is_exit_5_in_one_line)}: mounting a tmpfs was refused here");
-                Directory.Delete(mount);
-                return;
-            }
-        }
-        try
+    public void A_read_only_file_system_is_exit_5_in_one_line() =>
+        OnTmpfs("size=1m,ro", nameof(A_read_only_file_system_is_exit_5_in_one_line), mount =>
         {
             var (code, _, error) = TestPaths.Run(Tiny(Path.Combine(mount, "run")));
             Assert.Equal(5, code);
             AssertOneLine(error);
             Assert.Contains("Read-only file system", error);
             Assert.Empty(Directory.GetFileSystemEntries(mount));
-        }
-        finally
-        {
-            using (var unmounting = System.Diagnostics.Process.Start("umount", [mount])) unmounting.WaitForExit();
-            Directory.Delete(mount, true);
-        }
-    }
+        });
 
     [Fact]
     public void An_output_path_that_is_a_file_is_refused_and_the_file_kept()
