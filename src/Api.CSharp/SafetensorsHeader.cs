@@ -26,6 +26,21 @@ public static class SafetensorsHeader
             using var doc = JsonDocument.Parse(json);
             var dataEnd = doc.RootElement.EnumerateObject().Where(p => p.Name != "__metadata__")
                 .Select(p => p.Value.TryGetProperty("data_offsets", out var o) ? o[1].GetInt64() : 0).DefaultIfEmpty(0).Max();
+            foreach (var tensor in doc.RootElement.EnumerateObject().Where(p => p.Name != "__metadata__" && p.Value.TryGetProperty("data_offsets", out _)))
+            {
+                var dtype = tensor.Value.GetProperty("dtype").GetString() ?? "";
+                var size = dtype switch
+                {
+                    "F64" or "I64" or "U64" => 8, "F32" or "I32" or "U32" => 4, "F16" or "BF16" or "I16" or "U16" => 2,
+                    "I8" or "U8" or "BOOL" or "F8_E4M3" or "F8_E5M2" => 1,
+                    _ => throw new InvalidDataException($"{path}: tensor {tensor.Name} has the unknown dtype '{dtype}'"),
+                };
+                var offsets = tensor.Value.GetProperty("data_offsets");
+                var (begin, end) = (offsets[0].GetInt64(), offsets[1].GetInt64());
+                var elements = tensor.Value.GetProperty("shape").EnumerateArray().Aggregate(1L, (n, d) => n * d.GetInt64());
+                if (begin < 0 || end - begin != elements * size)
+                    throw new InvalidDataException($"{path}: tensor {tensor.Name} ({dtype}, {elements} elements) has data_offsets [{begin}, {end}], not {elements * size} bytes");
+            }
             if (8 + length + dataEnd > stream.Length)
                 throw new InvalidDataException($"{path}: truncated: its header puts tensor data up to byte {8 + length + dataEnd}, the file has {stream.Length}; copy or write it again");
             return doc.RootElement.EnumerateObject()

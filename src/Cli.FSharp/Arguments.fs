@@ -333,6 +333,7 @@ type SharpnessArgs =
     | Seq_Len of tokens: int
     | Hutchinson
     | Seed of seed: uint64
+    | Threads of count: int
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -344,17 +345,20 @@ type SharpnessArgs =
             | Batch_Size _ -> "sequences per batch (default 8)."
             | Seq_Len _ -> "tokens per sequence (default 128)."
             | Hutchinson -> "also Hutchinson's mean Hessian diagonal (Hessian-vector products; slower)."
+            | Threads _ -> "CPU threads for libtorch (default: libtorch's choice)."
             | Seed _ -> "seed of the Rademacher probes (default 1337)."
 
 type DemoArgs =
     | Quick
     | Out of dir: string
+    | Threads of count: int
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Quick -> "a shorter run (40 steps of 4 x 64 tokens), under a minute."
             | Out _ -> "the folder for data, runs and report (default runs/demo)."
+            | Threads _ -> "CPU threads for libtorch (default: libtorch's choice)."
 
 type DoctorArgs =
     | [<Hidden>] Quiet

@@ -182,7 +182,9 @@ let train (args: ParseResults<TrainArgs>) =
     let fromFile = configFile |> Option.map Training.PretrainOptions.FromJsonFile |> Option.defaultValue defaults
     let options = fromFile.With(values)
     let name = OptionNames.Format options.Optimizer
-    let result = withTraining name (fun progress cancel -> Training.Pretrainer.Run(options, progress, cancel))
+    let result =
+        withTraining name (fun progress cancel ->
+            Training.Trainer(options).WithProgress(progress).OnNote(fun note -> eprintfn "note: %s" note).Run(cancel))
     let summary = Table().AddColumn("").AddColumn(name)
     let row (name: string) (value: string) = summary.AddRow(Markup.Escape name, Markup.Escape value) |> ignore
     row "steps" (sprintf "%d%s" result.Steps (if result.Interrupted then " (interrupted)" else ""))
@@ -279,6 +281,7 @@ let plot (args: ParseResults<PlotArgs>) =
     0
 
 let sharpness (args: ParseResults<SharpnessArgs>) =
+    useThreads (args.TryGetResult SharpnessArgs.Threads) "cpu"
     let steps = args.TryGetResult SharpnessArgs.Steps |> Option.map (commaList >> Array.map int) |> Option.toObj
     let struct (rows, csv, png) =
         Reporting.SharpnessReport.Measure(
@@ -302,6 +305,7 @@ let sharpness (args: ParseResults<SharpnessArgs>) =
 
 let demo (args: ParseResults<DemoArgs>) =
     let options = Reporting.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
+    let options = match args.TryGetResult DemoArgs.Threads with Some n -> options.With([ Collections.Generic.KeyValuePair("threads", box n) ]) | None -> options
     printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW (paper ratios), %d steps of %d x %d tokens each"
         options.Model options.Steps options.BatchSize options.SeqLen.Value
     let report =

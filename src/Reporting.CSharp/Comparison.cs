@@ -145,6 +145,8 @@ public static class Comparison
     {
         RefuseForeignFolder(common.Out, "blr demo", name => name is "data" or "report.md" or "report.json" or "loss.png"
             || optimizers.Any(o => OptionNames.Format(o) == name));
+        // Every option is checked before the corpus is prepared (the data folder is the demo's own to make).
+        foreach (var optimizer in optimizers) ResolvedOptions.Resolve(common with { Optimizer = optimizer }, ownData: true);
         if (!File.Exists(Path.Combine(common.Data, "manifest.json")))
             ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = common.Data, Overwrite = true });
         var runs = new List<ComparisonRun>();

@@ -309,6 +309,8 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         { "eval --model-dir {run}", 2, "--data: give a prepared dataset (its val split) or a text file, one of them", "{root}/never" },
         { "sharpness --run {run} --data {data} --steps 99", 2, "{run}: no checkpoints at the steps asked for", "{root}/never" },
         { "blocks {run}/options.json", 2, "{run}/options.json: header length", "{root}/never" },
+        { "demo --threads 0 --out {root}/d1", 2, "--threads 0: must be >= 1", "{root}/d1" },
+        { "sharpness --run {run} --data {data} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
         { "export-hf --from {run} --out {run}/checkpoints/step_0000002", 2, "--out {run}/checkpoints/step_0000002: already holds a model; choose another folder or pass --overwrite", "{root}/never" },
         { "train --data {undercount} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o17", 2,
           "{undercountShard}: the header (byte 8) says", "{root}/o17" },

@@ -97,6 +97,8 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var (code, _, error) = TestPaths.Run([.. Tiny(run, 6), "--checkpoint-every", "2", "--resume", "latest"]);
             Assert.True(code == 0, error);
             Assert.Empty(Directory.GetDirectories(folder, ".tmp-*"));
+            Assert.Contains("note: removed " + Path.Combine(folder, ".tmp-step_0000004-"), error);
+            Assert.Contains("a checkpoint a process died writing", error);
 
             var whole = Path.Combine(dir, "whole");
             (code, _, error) = TestPaths.Run(Tiny(whole, 6));

@@ -26,6 +26,17 @@ public static class Checkpoints
 
     public static string Folder(string runDirectory) => Path.Combine(runDirectory, "checkpoints");
 
+    /// <summary>Removes the temporary folders of checkpoint writes that did not finish (a killed process); returns them.</summary>
+    internal static IReadOnlyList<string> RemoveStaleTemporaries(string runDirectory)
+    {
+        var folder = Folder(runDirectory);
+        if (!Directory.Exists(folder)) return [];
+        var stale = Directory.GetDirectories(folder, ".tmp-*").Concat(Directory.GetFiles(folder, ".tmp-*")).ToList();
+        foreach (var path in stale)
+            if (Directory.Exists(path)) Directory.Delete(path, true); else File.Delete(path);
+        return stale;
+    }
+
     public static string Write(string runDirectory, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, BlockOptimizer optimizer, TrainerState state, int keep)
     {
         var folder = Folder(runDirectory);

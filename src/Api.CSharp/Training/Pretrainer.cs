@@ -74,6 +74,16 @@ public sealed class Trainer(PretrainOptions options)
         return this;
     }
 
+    /// <summary>Hears what the trainer did on its own that a user should know (e.g. it removed a half-written
+    /// checkpoint of a process that died).</summary>
+    public Trainer OnNote(Action<string> note)
+    {
+        this.note = note;
+        return this;
+    }
+
+    Action<string>? note;
+
     public Trainer WithProgress(IProgress<TrainProgress>? progress)
     {
         this.progress = progress;
@@ -121,6 +131,7 @@ public sealed class Trainer(PretrainOptions options)
         // Only now, with every input read, is the run folder touched.
         if (resumeFrom is null && o.Overwrite) RunFolder.Clear(run);
         Directory.CreateDirectory(run);
+        foreach (var stale in Checkpoints.RemoveStaleTemporaries(run)) note?.Invoke($"removed {stale}, a checkpoint a process died writing");
         File.WriteAllText(Path.Combine(run, "options.json"), o.ToJson());
 
         var start = resumed?.Step ?? 0;
