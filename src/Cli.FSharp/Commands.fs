@@ -247,8 +247,8 @@ let convertHf (args: ParseResults<HfArgs>) =
     if not (args.Contains HfArgs.Overwrite) && [ "config.json"; "model.safetensors" ] |> List.exists (fun f -> File.Exists(Path.Combine(out, f))) then
         raise (CliError(sprintf "--out %s: already holds a model; choose another folder or pass --overwrite" out))
     use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
-    Models.HfFormat.Save(model, args.GetResult HfArgs.Out)
-    printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) (args.GetResult HfArgs.Out) (Models.ModelConfigs.Describe model.Config)
+    Models.HfFormat.Save(model, out)
+    printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) out (Models.ModelConfigs.Describe model.Config)
     0
 
 let private commaList (text: string) = text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)

@@ -31,9 +31,13 @@ let private flagsOf (parser: ArgumentParser<'T>) (option: string) =
     let key = flagAliases.TryFind key |> Option.defaultValue key
     parser.GetArgumentCases() |> List.tryFind (fun c -> Commands.optionKey c.UnionCaseInfo.Name = key) |> Option.map (fun c -> c.Name.Value)
 
-/// A library text with every option it names (a PascalCase property) said as this subcommand's flag.
-let private inFlags (text: string) =
-    Text.RegularExpressions.Regex.Replace(text, @"(?<![/\w.-])[A-Z][a-z]+(?:[A-Z][a-z0-9]+)*(?![/\w.-])", fun m -> flagOf m.Value |> Option.defaultValue m.Value)
+/// A library text with the options it names (PascalCase properties, those that `named` accepts) said as this
+/// subcommand's flags; words inside paths are left alone.
+let private inFlags (named: string -> bool) (text: string) =
+    Text.RegularExpressions.Regex.Replace(text, @"(?<![/\w.-])[A-Z][a-z]+(?:[A-Z][a-z0-9]+)*(?![/\w.-])",
+        fun m -> (if named m.Value then flagOf m.Value else None) |> Option.defaultValue m.Value)
+
+let private version () = printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3)
 
 /// An invalid option in the user's terms: the flag where the command line has one, the config key where the
 /// value came from a config file, else the library's own message.
@@ -43,7 +47,7 @@ let private describe (e: InvalidOptionException) =
     let file = match e.ConfigFile with | null -> (if Commands.commandLineKeys.Contains key then None else Commands.configFile) | f -> Some f
     match file, flagOf e.Option with
     | Some source, _ -> sprintf "%s: %s%s: %s" source key (if isNull e.Value then "" else " = " + e.Value) e.Problem
-    | None, Some flag -> sprintf "%s%s: %s" flag value (inFlags e.Problem)
+    | None, Some flag -> sprintf "%s%s: %s" flag value (inFlags (fun _ -> true) e.Problem)
     | None, None -> e.Message
 
 let private run (args: ParseResults<'T>) (command: ParseResults<'T> -> int) =
@@ -57,7 +61,7 @@ let main argv =
         let args = parser.ParseCommandLine(argv, raiseOnUsage = true)
         args.TryGetResult BlrArgs.Libtorch |> Option.iter TorchRuntime.UseLibTorch
         if args.Contains BlrArgs.Version then
-            printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3)
+            version ()
             0
         else
         match args.GetSubCommand() with
@@ -76,7 +80,7 @@ let main argv =
         | Inspect a -> run a Commands.inspect
         | Doctor a -> run a Commands.doctor
         | Version
-        | Libtorch _ -> printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3); 0
+        | Libtorch _ -> version (); 0
     with
     | :? InvalidOptionException as e -> fail 2 (describe e)
     | Commands.CliError message -> fail 2 message
@@ -87,12 +91,7 @@ let main argv =
     | :? ArgumentException as e -> fail 2 e.Message
     | :? BlockPartitionException as e -> fail 2 e.Message
     | :? InvalidDataException as e -> fail 2 e.Message
-    | :? Data.DataInputException as e ->
-        let said (text: string) (option: string) =
-            match flagOf option with
-            | Some flag -> Text.RegularExpressions.Regex.Replace(text, sprintf @"(?<![/\w.-])%s(?![/\w-])" option, flag)
-            | None -> text
-        fail 2 (e.Options |> Seq.fold said e.Message)
+    | :? Data.DataInputException as e -> fail 2 (inFlags (fun word -> Seq.contains word e.Options) e.Message)
     | :? Training.TrainingDivergedException as e -> fail 4 e.Message
     | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
     | :? DirectoryNotFoundException as e -> fail 2 e.Message

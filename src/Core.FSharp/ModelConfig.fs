@@ -123,14 +123,18 @@ module ModelConfig =
         else
             Ok c
 
-    /// A named config with `key=value` overrides applied in order (d-ff after everything else, so an
-    /// explicit d-ff wins over the width's rescaling), validated.
-    let create (name: string) (overrides: (string * string) list) : Result<ModelConfig, string> =
+    /// A config with `key=value` overrides applied in order (d-ff after everything else, so an explicit d-ff
+    /// wins over the width's rescaling), validated.
+    let withOverrides (overrides: (string * string) list) (config: ModelConfig) : Result<ModelConfig, string> =
         let isFeedForward (key: string) = List.contains (key.Trim().ToLowerInvariant().Replace('_', '-')) [ "d-ff"; "ff" ]
         overrides
         |> List.sortBy (fun (k, _) -> isFeedForward k)
-        |> List.fold (fun acc (k, v) -> acc |> Result.bind (withOverride k v)) (tryNamed name)
+        |> List.fold (fun acc (k, v) -> acc |> Result.bind (withOverride k v)) (Ok config)
         |> Result.bind validate
+
+    /// A named config with `key=value` overrides (see `withOverrides`), validated.
+    let create (name: string) (overrides: (string * string) list) : Result<ModelConfig, string> =
+        tryNamed name |> Result.bind (withOverrides overrides)
 
     /// The model's parameters in state-dict order, with BlockwiseLR's names (Hugging Face names wherever HF
     /// has one; GPT-2's fused c_attn as attn.q_proj/k_proj/v_proj) and Linear (out, in) shapes.

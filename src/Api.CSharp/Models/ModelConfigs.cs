@@ -43,11 +43,8 @@ public static class ModelConfigs
     /// <summary>This config with <paramref name="overrides"/> applied (and validated).</summary>
     public static ModelConfig With(this ModelConfig config, ModelOverrides overrides)
     {
-        var result = ListModule.OfSeq(overrides.Pairs()).Aggregate(
-            Microsoft.FSharp.Core.FSharpResult<ModelConfig, string>.NewOk(config),
-            (acc, kv) => acc.IsOk ? ModelConfigModule.withOverride(kv.Item1, kv.Item2, acc.ResultValue) : acc);
-        if (result.IsError) throw new ArgumentException(result.ErrorValue);
-        return Validated(result.ResultValue);
+        var result = ModelConfigModule.withOverrides(ListModule.OfSeq(overrides.Pairs()), config);
+        return result.IsOk ? result.ResultValue : throw new ArgumentException(result.ErrorValue);
     }
 
     /// <summary>The attention shape Adam-mini cuts Q and K by.</summary>

@@ -45,8 +45,6 @@ public static class Checkpoints
         var temp = Path.Combine(folder, $".tmp-{name}-{Environment.ProcessId}");
         if (Directory.Exists(temp)) Directory.Delete(temp, true);
         Directory.CreateDirectory(temp);
-        // A temporary folder left by a process that died mid-write is not a checkpoint: remove it.
-        foreach (var stale in Directory.GetDirectories(folder, ".tmp-*").Where(d => d != temp)) Directory.Delete(stale, true);
         try
         {
             if (model is LanguageModel builtIn) HfFormat.Save(builtIn, temp);

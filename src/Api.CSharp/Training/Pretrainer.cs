@@ -105,9 +105,9 @@ public sealed class Trainer(PretrainOptions options)
         if (resumeFrom is null && RunFolder.HoldsRun(run) && !o.Overwrite)
             throw new InvalidOptionException(nameof(o.Out), o.Out, "already holds a run; resume it (Resume latest) or replace it (Overwrite)");
         var initFrom = o.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
-        if (initFrom is not null && !HfFormat.ReadConfig(initFrom).Equals(config))
+        if (initFrom is not null && HfFormat.ReadConfig(initFrom) is var initConfig && !initConfig.Equals(config))
             throw new InvalidOptionException(nameof(o.InitFrom), initFrom,
-                $"holds another model ({ModelConfigs.Describe(HfFormat.ReadConfig(initFrom))}), not {(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
+                $"holds another model ({ModelConfigs.Describe(initConfig)}), not {(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
         TorchRuntime.EnsureAvailable(cuda: o.Device.IsCuda);
         if (o.Threads is { } threads) set_num_threads(threads);
         var device = customModel is null ? o.Device.ToDevice() : customModel.parameters().First().device;
