@@ -201,6 +201,9 @@ public static class TorchRuntime
         yield return dir;
     }
 
+    /// <summary>The LibTorchSharp native library this process uses (null when it cannot be found).</summary>
+    internal static string? LibTorchSharpPath => FindLibTorchSharp();
+
     static string? FindLibTorchSharp() =>
         NativeSearchDirs().Select(d => Path.Combine(d, "libLibTorchSharp.so")).FirstOrDefault(File.Exists);
 }

@@ -100,10 +100,14 @@ type InspectArgs =
     | Optimizer of name: string
     | Precision of name: string
     | Device of name: string
+    | Nproc of processes: int
+    | Zero of stage: int
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Nproc _ -> "data-parallel processes the optimizer state is sharded over (with --zero 1; default 1)."
+            | Zero _ -> "ZeRO stage: 0 (default) or 1 (optimizer state split over --nproc processes)."
             | Model _ -> sprintf "%s." modelNames
             | Layers _ -> "override the number of layers."
             | Width _ -> "override the width (d_ff keeps its ratio to the width unless --d-ff is given)."
@@ -170,11 +174,17 @@ type TrainArgs =
     | Auto_Every of steps: int
     | Auto_Smoothing of beta: float
     | Sharpness_Every of steps: int
+    | Nproc of processes: int
+    | Zero of stage: int
+    | Bucket_Mb of mib: float
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
             | Sharpness_Every _ -> "log the proxy sharpness per block into metrics.jsonl every N steps (default 0: off)."
+            | Nproc _ -> "train data-parallel on N processes: under mpirun on the CPU (OpenMPI), one per GPU with NCCL on CUDA (no MPI needed). Under mpirun already, leave it out."
+            | Zero _ -> sprintf "ZeRO stage: 0 (every process keeps all optimizer state) or 1 (each keeps its part; default %d)." defaults.Zero
+            | Bucket_Mb _ -> sprintf "MiB per gradient all-reduce (default %s)." (g defaults.BucketMb)
             | Auto_Alpha _ -> sprintf "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default %s, from the README's measurement)." (g AutoRatioSettings.Default.Alpha)
             | Auto_Max_Ratio _ -> sprintf "--ratios auto: the largest ratio (default %s)." (g AutoRatioSettings.Default.MaxRatio)
             | Auto_Every _ -> sprintf "--ratios auto: steps between ratio updates (default %d)." AutoRatioSettings.Default.Every

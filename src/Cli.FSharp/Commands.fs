@@ -118,12 +118,44 @@ let prepare (args: ParseResults<PrepareArgs>) =
     printfn "%.1f s, %s tokens/s with %d thread(s)" result.Seconds (result.TokensPerSecond.ToString "N0") options.Threads
     0
 
-/// Runs work under a progress bar with ETA; Ctrl-C asks the trainer to checkpoint and stop.
+/// When the last step of this process ended, and the longest step so far (the watchdog below reads them).
+let mutable private lastStepEnded = DateTime.UtcNow
+let mutable private longestStep = TimeSpan.Zero
+
+/// Marks a finished step.
+let private stepped (report: Training.StepReport) =
+    lastStepEnded <- DateTime.UtcNow
+    longestStep <- max longestStep (TimeSpan.FromMilliseconds report.Milliseconds)
+
+/// After a stop signal in a data-parallel run: the ranks agree to stop at the end of the step under way and
+/// checkpoint. A rank that sees no step end within max(10 s, twice its longest step) is waiting for a rank that
+/// is gone (mpirun sends SIGTERM to the survivors when a rank dies or aborts): it exits instead of hanging.
+let private watchdog (signalled: DateTime) =
+    let patience = max (TimeSpan.FromSeconds 10.0) (longestStep * 2.0)
+    Threading.Thread(
+        (fun () ->
+            while lastStepEnded < signalled do
+                if DateTime.UtcNow - signalled > patience then
+                    let rank = Distributed.LaunchInfo.FromEnvironment().Rank
+                    eprintfn "blr (rank %d): no step ended within %.0f s of the stop signal: another rank has failed; exiting without a checkpoint (the last one stands)" rank patience.TotalSeconds
+                    // At once: MPI_Finalize (an exit handler) would wait for the rank that is gone.
+                    Launch.exitNow 6
+                Threading.Thread.Sleep 100),
+        IsBackground = true
+    ).Start()
+
+/// Runs work under a progress bar with ETA; Ctrl-C (SIGINT) or SIGTERM (what mpirun forwards to its ranks) asks
+/// the trainer to checkpoint and stop. Ranks other than 0 of a data-parallel run show nothing.
 let private withTraining (describe: string) (work: IProgress<Training.TrainProgress> -> Threading.CancellationToken -> 'T) =
     use cancel = new Threading.CancellationTokenSource()
-    Console.CancelKeyPress.Add(fun e ->
-        e.Cancel <- true
-        cancel.Cancel())
+    let world = Distributed.LaunchInfo.FromEnvironment().WorldSize
+    let stop (context: Runtime.InteropServices.PosixSignalContext) =
+        context.Cancel <- true
+        if world > 1 && not cancel.IsCancellationRequested then watchdog DateTime.UtcNow
+        cancel.Cancel()
+    use _int = Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGINT, stop)
+    use _term = Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGTERM, stop)
+    if Distributed.LaunchInfo.FromEnvironment().Rank <> 0 then work null cancel.Token else
     AnsiConsole.Progress()
         .Columns(
             [| TaskDescriptionColumn() :> ProgressColumn
@@ -175,8 +207,20 @@ let private optionValues (results: 'T list) (skip: string list) : Collections.Ge
 let mutable configFile: string option = None
 let mutable commandLineKeys: Set<string> = Set.empty
 
-let train (args: ParseResults<TrainArgs>) =
-    let values = optionValues (args.GetAllResults()) [ "Config" ]
+let rec train (args: ParseResults<TrainArgs>) =
+    let launched = Distributed.LaunchInfo.FromEnvironment()
+    match args.TryGetResult TrainArgs.Nproc with
+    | Some n when n < 1 -> raise (CliError(sprintf "--nproc %d: must be >= 1" n))
+    | Some n when launched.WorldSize > 1 && n <> launched.WorldSize ->
+        raise (CliError(sprintf "--nproc %d: this process was launched as one of %d; leave --nproc out under mpirun or a launcher" n launched.WorldSize))
+    | Some n when n > 1 && launched.WorldSize = 1 ->
+        let onDevice = args.TryGetResult TrainArgs.Device |> Option.map device
+        let cuda = onDevice |> Option.map (fun d -> d.IsCuda) |> Option.defaultValue false
+        Launch.start n cuda
+    | _ -> trainHere args launched
+
+and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.LaunchInfo) =
+    let values = optionValues (args.GetAllResults()) [ "Config"; "Nproc" ]
     commandLineKeys <- values |> List.map (fun kv -> kv.Key) |> Set.ofList |> Set.add "config"
     configFile <- args.TryGetResult TrainArgs.Config
     let fromFile = configFile |> Option.map Training.PretrainOptions.FromJsonFile |> Option.defaultValue defaults
@@ -184,7 +228,10 @@ let train (args: ParseResults<TrainArgs>) =
     let name = OptionNames.Format options.Optimizer
     let result =
         withTraining name (fun progress cancel ->
-            Training.Trainer(options).WithProgress(progress).OnNote(fun note -> eprintfn "note: %s" note).Run(cancel))
+            Training.Trainer(options).WithProgress(progress).OnNote(fun note -> eprintfn "note: %s" note).OnStep(stepped).Run(cancel))
+    // Under `--nproc` the launcher reports the interruption: ranks that stopped as agreed end cleanly.
+    let interrupted = if result.Interrupted && isNull (Environment.GetEnvironmentVariable "BLR_LAUNCHED") then 130 else 0
+    if launched.Rank <> 0 then interrupted else
     let summary = Table().AddColumn("").AddColumn(name)
     let row (name: string) (value: string) = summary.AddRow(Markup.Escape name, Markup.Escape value) |> ignore
     row "steps" (sprintf "%d%s" result.Steps (if result.Interrupted then " (interrupted)" else ""))
@@ -192,11 +239,12 @@ let train (args: ParseResults<TrainArgs>) =
     row "best val loss" (sprintf "%.4f" result.BestValLoss)
     row "tokens/s" (result.TokensPerSecond.ToString "N0")
     row "ms/step" (sprintf "%.1f" result.MillisecondsPerStep)
-    row "optimizer state" (sprintf "%s bytes" (result.OptimizerStateBytes.ToString "N0"))
+    row "optimizer state" (sprintf "%s bytes%s" (result.OptimizerStateBytes.ToString "N0") (if launched.WorldSize > 1 then " (rank 0)" else ""))
+    if launched.WorldSize > 1 then row "processes" (string launched.WorldSize)
     row "run folder" result.RunDirectory
     row "checkpoint" (string result.LastCheckpoint)
     AnsiConsole.Write summary
-    if result.Interrupted then 130 else 0
+    interrupted
 
 let private deviceOf (text: string) = (device text).ToDevice()
 
@@ -328,6 +376,10 @@ let inspect (args: ParseResults<InspectArgs>) =
     let optimizer = OptionNames.Format optimizerKind
     let precision = OptionNames.Format precisionKind
     let report = Models.ModelInspection.Of(config, optimizerKind, precisionKind, batch, seqLen, onCpu)
+    let processes = args.GetResult(InspectArgs.Nproc, defaultValue = 1)
+    let zero = args.GetResult(InspectArgs.Zero, defaultValue = 0)
+    if processes < 1 then raise (CliError(sprintf "--nproc %d: must be >= 1" processes))
+    if zero <> 0 && zero <> 1 then raise (CliError(sprintf "--zero %d: must be 0 or 1" zero))
     printfn "%s: %s" (args.GetResult InspectArgs.Model) (Models.ModelConfigs.Describe config)
     printfn ""
     printfn "%-18s %15s %7s %22s" "block" "parameters" "share" (sprintf "%s state (bytes)" optimizer)
@@ -343,6 +395,15 @@ let inspect (args: ParseResults<InspectArgs>) =
     printfn "  optimizer state      %s" (mib report.OptimizerStateBytes)
     printfn "  activations          %s" (mib report.ActivationBytes)
     printfn "  total                %s" (mib report.TotalBytes)
+    if zero = 1 then
+        let perRank = Models.ModelInspection.ShardedStateBytes(config, optimizerKind, processes, not onCpu)
+        printfn ""
+        printfn "ZeRO-1 over %d processes: %s state per rank (its part of every flat group; gradients and weights stay whole)" processes optimizer
+        perRank |> Seq.iteri (fun rank bytes ->
+            printfn "  rank %-3d %18s bytes  %s  (%.1f%% of %s)" rank (bytes.ToString "N0") (mib bytes) (100.0 * float bytes / float report.OptimizerStateBytes) (mib report.OptimizerStateBytes))
+    elif processes > 1 then
+        printfn ""
+        printfn "ZeRO-0 over %d processes: every rank keeps all %s of optimizer state (--zero 1 splits it)" processes (mib report.OptimizerStateBytes)
     0
 
 let doctor (args: ParseResults<DoctorArgs>) =

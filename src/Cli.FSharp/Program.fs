@@ -6,8 +6,13 @@ open Argu
 open BlockwiseLR
 open BlockwiseLR.Cli.Arguments
 
+/// "blr", or "blr (rank R)" in a data-parallel run, where every rank may speak.
+let private speaker () =
+    let launch = Distributed.LaunchInfo.FromEnvironment()
+    if launch.WorldSize > 1 then sprintf "blr (rank %d)" launch.Rank else "blr"
+
 let private fail (code: int) (message: string) =
-    eprintfn "blr: %s" message
+    eprintfn "%s: %s" (speaker ()) message
     code
 
 /// The last resort for a failure nothing else explains: one line naming a log file (under the system temp
@@ -54,8 +59,7 @@ let private run (args: ParseResults<'T>) (command: ParseResults<'T> -> int) =
     flagOf <- flagsOf args.Parser
     command args
 
-[<EntryPoint>]
-let main argv =
+let private dispatch (argv: string[]) =
     let parser = ArgumentParser.Create<BlrArgs>(programName = "blr")
     try
         let args = parser.ParseCommandLine(argv, raiseOnUsage = true)
@@ -98,4 +102,15 @@ let main argv =
     // The machine refused a read or write: disk full, permission, a read-only file system.
     | :? UnauthorizedAccessException as e -> fail 5 (sprintf "%s; check the folder's permissions and file system" e.Message)
     | :? IOException as e -> fail 5 (sprintf "%s; check the disk (space, permissions, read-only mounts)" (e.Message.Split('\n').[0]))
+    | :? Distributed.DistributedException as e -> fail 6 e.Message
     | e -> crash e
+
+[<EntryPoint>]
+let main argv =
+    let code = dispatch argv
+    // A rank that fails ends the whole run (the others would wait for it in their next collective).
+    match Distributed.ProcessGroup.Current with
+    | null -> ()
+    | group when code <> 0 && code <> 130 && group.WorldSize > 1 -> group.Abort code
+    | _ -> ()
+    code

@@ -110,8 +110,10 @@ public sealed class BatchSampler
     }
 
     /// <summary>Inputs and targets, (B, T) int64 each: targets are the inputs shifted by one token.</summary>
-    public (Tensor Inputs, Tensor Targets) Next(int batchSize, Device? device = null) =>
-        Windows.Assemble(data, layout, NextWindows(batchSize), device);
+    public (Tensor Inputs, Tensor Targets) Next(int batchSize, Device? device = null) => Batch(NextWindows(batchSize), device);
+
+    /// <summary>Inputs and targets of the given windows (a share of <see cref="NextWindows"/>).</summary>
+    public (Tensor Inputs, Tensor Targets) Batch(long[] windows, Device? device = null) => Windows.Assemble(data, layout, windows, device);
 }
 
 /// <summary>Turns window indices into (inputs, targets) tensors.</summary>

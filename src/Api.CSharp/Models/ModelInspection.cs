@@ -35,4 +35,21 @@ public sealed record ModelInspection(
         return new ModelInspection(config, BlockRules.Default.CountByBlock(shapes), stateByBlock, m.Parameters, m.WeightBytes,
             m.GradientBytes, m.OptimizerStateBytes, m.ActivationBytes);
     }
+
+    /// <summary>The optimizer state bytes of each of <paramref name="processes"/> ranks under ZeRO-1: the optimizer
+    /// itself lays out its shards over parameters on the meta device (nothing is allocated), as it does in training
+    /// on <paramref name="cuda"/> or the CPU.</summary>
+    public static IReadOnlyList<long> ShardedStateBytes(ModelConfig config, OptimizerKind optimizer, int processes, bool cuda)
+    {
+        if (processes < 1) throw new ArgumentException($"{processes} processes: give 1 or more");
+        TorchRuntime.EnsureAvailable();
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        var parameters = ModelConfigModule.parameters(config)
+            .Select(p => (p.Name, new TorchSharp.Modules.Parameter(TorchSharp.torch.empty(p.Shape.ToArray(), device: TorchSharp.torch.META)))).ToList();
+        var parallel = new Optim.DataParallel(new Distributed.PlannedProcessGroup(processes), ZeroStage: 1)
+            { GridDevice = cuda ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA) : TorchSharp.torch.CPU };
+        using var planned = (Optim.FlatBlockOptimizer)Optim.BlockOptimizer.Create(optimizer, parameters, new Optim.AdamSettings(),
+            ModelConfigModule.attention(config), parallel: parallel);
+        return planned.StateBytesPerRank();
+    }
 }

@@ -16,26 +16,27 @@ namespace BlockwiseLR.Optim;
 /// </summary>
 public sealed class AdamMini : FlatBlockOptimizer
 {
-    readonly Dictionary<FlatGroup, (Tensor M, Tensor V, IReadOnlyList<VSegment> Segments, IReadOnlyList<long> VOffsets)> state = [];
+    readonly Dictionary<FlatGroup, (Tensor M, Tensor V, IReadOnlyList<long> VOffsets)> state = [];
 
     /// <summary>Adam-mini for a built-in model's config (its attention shape cuts Q and K into heads).</summary>
-    public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, ModelConfig config, BlockRules? rules = null)
-        : this(parameters, settings, ModelConfigModule.attention(config), rules) { }
+    public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, ModelConfig config, BlockRules? rules = null, DataParallel? parallel = null)
+        : this(parameters, settings, ModelConfigModule.attention(config), rules, parallel) { }
 
-    public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, AttentionShape attention, BlockRules? rules = null)
-        : base(parameters, settings, rules)
+    public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, AttentionShape attention, BlockRules? rules = null, DataParallel? parallel = null)
+        : base(parameters, settings, rules, parallel)
     {
         var valid = AdamMiniPartition.validateAttention(attention);
         if (valid.IsError) throw new ArgumentException(valid.ErrorValue);
         Plans = Parameters.ToDictionary(p => p, p => PlanOf(p, attention));
+        var segments = Groups.ToDictionary(g => g, g => AdamMiniPartition.concat(ListModule.OfSeq(g.Members.Select(p => Plans[p]))).ToList());
+        Distribute(g => segments[g].Select(s => (s.Offset, s.Blocks, s.BlockSize)));
         foreach (var g in Groups)
         {
-            var plans = g.Members.Select(p => Plans[p]).ToList();
-            var segments = AdamMiniPartition.concat(ListModule.OfSeq(plans)).ToList();
-            var vOffsets = plans.Select(plan => AdamMiniPartition.vCount(plan)).Aggregate(new List<long> { 0 }, (acc, n) => { acc.Add(acc[^1] + n); return acc; });
-            state[g] = (zeros_like(g.Params).DetachFromDisposeScope(),
-                        zeros(vOffsets[^1], dtype: ScalarType.Float32, device: g.Params.device).DetachFromDisposeScope(),
-                        segments, vOffsets);
+            var vOffsets = g.Members.Select(p => AdamMiniPartition.vCount(Plans[p])).Aggregate(new List<long> { 0 }, (acc, n) => { acc.Add(acc[^1] + n); return acc; });
+            var part = Part(g);
+            state[g] = (zeros(part.Length, device: g.Params.device).DetachFromDisposeScope(),
+                        zeros(part.VLength, dtype: ScalarType.Float32, device: g.Params.device).DetachFromDisposeScope(),
+                        vOffsets);
         }
     }
 
@@ -60,29 +61,21 @@ public sealed class AdamMini : FlatBlockOptimizer
         foreach (var g in Groups)
         {
             var lr = learningRate(g.Block);
-            var (m, v, segments, _) = state[g];
-            long vOffset = 0;
-            foreach (var s in segments)
+            var (m, v, _) = state[g];
+            var (first, _, vFirst, _) = Part(g);
+            // The grid's chunks are whole v-blocks of one size.
+            foreach (var c in OwnChunks(g))
             {
-                // Whole v-blocks at a time, about one cache-sized chunk each (at least one block).
-                var blocksPerChunk = Chunks(s.Blocks * s.BlockSize, g.Params.device).First().Length / s.BlockSize;
-                blocksPerChunk = Math.Max(1, blocksPerChunk);
-                for (long first = 0; first < s.Blocks; first += blocksPerChunk)
-                {
-                    using var chunk = NewDisposeScope();
-                    var blocks = Math.Min(blocksPerChunk, s.Blocks - first);
-                    var start = s.Offset + first * s.BlockSize;
-                    var shape = new long[] { blocks, s.BlockSize };
-                    var p = g.Params.narrow(0, start, blocks * s.BlockSize).view(shape);
-                    var grad = g.Grads.narrow(0, start, blocks * s.BlockSize).view(shape);
-                    var mc = m.narrow(0, start, blocks * s.BlockSize).view(shape);
-                    var vc = v.narrow(0, vOffset + first, blocks);
-                    if (g.Decays && wd != 0) p.mul_(1 - lr * wd);
-                    mc.lerp_(grad, 1 - b1);
-                    vc.mul_(b2).add_(grad.square().mean([1]), 1 - b2);
-                    p.addcdiv_(mc, vc.sqrt().add_(eps * bc2Sqrt).unsqueeze(1), -lr / bc1 * bc2Sqrt);
-                }
-                vOffset += s.Blocks;
+                using var chunk = NewDisposeScope();
+                var shape = new long[] { c.Blocks, c.BlockSize };
+                var p = g.Params.narrow(0, c.Start, c.Length).view(shape);
+                var grad = g.Grads.narrow(0, c.Start, c.Length).view(shape);
+                var mc = m.narrow(0, c.Start - first, c.Length).view(shape);
+                var vc = v.narrow(0, c.VStart - vFirst, c.Blocks);
+                if (g.Decays && wd != 0) p.mul_(1 - lr * wd);
+                mc.lerp_(grad, 1 - b1);
+                vc.mul_(b2).add_(grad.square().mean([1]), 1 - b2);
+                p.addcdiv_(mc, vc.sqrt().add_(eps * bc2Sqrt).unsqueeze(1), -lr / bc1 * bc2Sqrt);
             }
         }
     }
@@ -90,17 +83,19 @@ public sealed class AdamMini : FlatBlockOptimizer
     public override IReadOnlyDictionary<Block, long> StateBytes =>
         Groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 4 * (state[g].M.numel() + state[g].V.numel())));
 
-    protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter)
+    private protected override IEnumerable<StateBuffer> StateBuffers(FlatGroup g)
     {
-        var g = Owner[parameter];
-        var (m, v, _, vOffsets) = state[g];
-        var index = g.IndexOf(parameter);
-        return (g.Slice(m, parameter), v.narrow(0, vOffsets[index], vOffsets[index + 1] - vOffsets[index]));
+        var (m, v, vOffsets) = state[g];
+        return
+        [
+            new("exp_avg", m, false, (full, p) => g.Slice(full, p)),
+            new("exp_avg_sq", v, true, (full, p) => full.narrow(0, vOffsets[g.IndexOf(p)], vOffsets[g.IndexOf(p) + 1] - vOffsets[g.IndexOf(p)])),
+        ];
     }
 
     public override void Dispose()
     {
-        foreach (var (m, v, _, _) in state.Values) { m.Dispose(); v.Dispose(); }
+        foreach (var (m, v, _) in state.Values) { m.Dispose(); v.Dispose(); }
         base.Dispose();
     }
 }

@@ -61,7 +61,18 @@ public abstract class BlockOptimizer : IDisposable
         using var noGrad = no_grad();
         StepCount++;
         Update(learningRate);
+        AfterUpdate();
     }
+
+    /// <summary>After each update (a sharded optimizer gathers the parameters every rank updated).</summary>
+    private protected virtual void AfterUpdate() { }
+
+    /// <summary>Sums the gradients over the processes of a data-parallel run (nothing in a world of one); call it
+    /// after the last backward of a step and before <see cref="GradientSquaredNorms"/>, clipping and the step.</summary>
+    public virtual void ReduceGradients() { }
+
+    /// <summary>Milliseconds spent in collectives (gradient reduction, parameter gathering) since the optimizer was made.</summary>
+    public double CollectiveMilliseconds { get; private protected set; }
 
     /// <summary>One update with each block's LR from the schedule at step <see cref="StepCount"/>.</summary>
     public void Step(BlockSchedule schedule)
@@ -80,7 +91,7 @@ public abstract class BlockOptimizer : IDisposable
     public abstract void ZeroGrad();
 
     /// <summary>The squared L2 norm of the gradients of each block.</summary>
-    public IReadOnlyDictionary<Block, double> GradientSquaredNorms()
+    public virtual IReadOnlyDictionary<Block, double> GradientSquaredNorms()
     {
         using var scope = NewDisposeScope();
         var sums = GradientBuffers().GroupBy(g => g.Block)
@@ -103,10 +114,15 @@ public abstract class BlockOptimizer : IDisposable
     /// <summary>Optimizer state bytes per block kind.</summary>
     public abstract IReadOnlyDictionary<Block, long> StateBytes { get; }
 
-    /// <summary>(first moment, second moment) of one parameter, as views of the live state.</summary>
-    protected abstract (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter);
+    /// <summary>(first moment, second moment) of one parameter, as views of the live state (optimizers that keep
+    /// per-parameter state; the flat ones save through their own <see cref="StateDict"/>).</summary>
+    protected virtual (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter) =>
+        throw new NotSupportedException($"{GetType().Name} keeps no per-parameter moments");
 
-    public Dictionary<string, Tensor> StateDict()
+    /// <summary>The state under per-parameter names (step, exp_avg/NAME, exp_avg_sq/NAME), on the CPU, whatever the
+    /// layout or sharding: a checkpoint written at any number of processes loads at any other. With sharded state
+    /// every rank must call it (it gathers).</summary>
+    public virtual Dictionary<string, Tensor> StateDict()
     {
         var state = new Dictionary<string, Tensor> { ["step"] = tensor(StepCount) };
         foreach (var p in Parameters)
@@ -120,7 +136,7 @@ public abstract class BlockOptimizer : IDisposable
 
     /// <summary>Restores state saved by <see cref="StateDict"/>; a missing entry or a shape that differs (another
     /// model or optimizer) is an <see cref="InvalidDataException"/> naming it.</summary>
-    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string source = "optimizer state")
+    public virtual void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string source = "optimizer state")
     {
         using var noGrad = no_grad();
         if (!state.TryGetValue("step", out var step)) throw new InvalidDataException($"{source}: no 'step' entry");
@@ -128,12 +144,7 @@ public abstract class BlockOptimizer : IDisposable
         {
             var (m, v) = Moments(p);
             foreach (var (key, target) in new[] { ($"exp_avg/{p.Name}", m), ($"exp_avg_sq/{p.Name}", v) })
-            {
-                if (!state.TryGetValue(key, out var saved)) throw new InvalidDataException($"{source}: no entry {key}; was it saved for another model?");
-                if (!saved.shape.SequenceEqual(target.shape))
-                    throw new InvalidDataException($"{source}: {key} is ({string.Join(", ", saved.shape)}), expected ({string.Join(", ", target.shape)}); was it saved by another optimizer?");
-                target.copy_(saved);
-            }
+                target.copy_(Entry(state, key, target.shape, source));
         }
         StepCount = step.item<long>();
     }
@@ -142,9 +153,24 @@ public abstract class BlockOptimizer : IDisposable
     public void Save(string path)
     {
         using var scope = NewDisposeScope();
+        Save(path, StateDict());
+    }
+
+    /// <summary>Writes state already taken with <see cref="StateDict"/> (rank 0 of a sharded run).</summary>
+    internal static void Save(string path, Dictionary<string, Tensor> state)
+    {
         var temp = path + $".tmp-{Environment.ProcessId}";
-        Safetensors.SaveStateDict(temp, StateDict());
+        Safetensors.SaveStateDict(temp, state);
         File.Move(temp, path, overwrite: true);
+    }
+
+    /// <summary>Checks a saved entry against the shape it must have.</summary>
+    private protected static Tensor Entry(IReadOnlyDictionary<string, Tensor> state, string key, long[] shape, string source)
+    {
+        if (!state.TryGetValue(key, out var saved)) throw new InvalidDataException($"{source}: no entry {key}; was it saved for another model?");
+        if (!saved.shape.SequenceEqual(shape))
+            throw new InvalidDataException($"{source}: {key} is ({string.Join(", ", saved.shape)}), expected ({string.Join(", ", shape)}); was it saved by another optimizer?");
+        return saved;
     }
 
     public void Load(string path)
@@ -160,11 +186,12 @@ public abstract class BlockOptimizer : IDisposable
     /// per block comes from the schedule given to <see cref="Step(BlockSchedule)"/>. <paramref name="reference"/>
     /// picks the plain per-parameter implementations the fast ones are tested against.</summary>
     public static BlockOptimizer Create(OptimizerKind kind, IEnumerable<(string Name, Parameter Parameter)> parameters,
-        AdamSettings settings, AttentionShape? attention = null, BlockRules? rules = null, bool reference = false)
+        AdamSettings settings, AttentionShape? attention = null, BlockRules? rules = null, bool reference = false, DataParallel? parallel = null)
     {
+        if (reference && parallel is { Group.WorldSize: > 1 }) throw new ArgumentException("the reference optimizers train in one process");
         if (OptimizerKindModule.family(kind) == OptimizerFamily.AdamW)
-            return reference ? new ReferenceAdamW(parameters, settings, rules) : new BlockwiseAdamW(parameters, settings, rules);
+            return reference ? new ReferenceAdamW(parameters, settings, rules) : new BlockwiseAdamW(parameters, settings, rules, parallel);
         var shape = attention ?? throw new ArgumentException("Adam-mini needs the attention shape (width, heads, kv-heads) to cut Q and K into heads");
-        return reference ? new ReferenceAdamMini(parameters, settings, shape, rules) : new AdamMini(parameters, settings, shape, rules);
+        return reference ? new ReferenceAdamMini(parameters, settings, shape, rules) : new AdamMini(parameters, settings, shape, rules, parallel);
     }
 }

@@ -15,11 +15,15 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
 {
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V)> moments = [];
 
-    public BlockwiseAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules = null)
-        : base(parameters, settings, rules)
+    public BlockwiseAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules = null, DataParallel? parallel = null)
+        : base(parameters, settings, rules, parallel)
     {
+        Distribute(g => [(0, g.Length, 1)]);
         foreach (var g in Groups)
-            moments[g] = (zeros_like(g.Params).DetachFromDisposeScope(), zeros_like(g.Params).DetachFromDisposeScope());
+        {
+            var length = Part(g).Length;
+            moments[g] = (zeros(length, device: g.Params.device).DetachFromDisposeScope(), zeros(length, device: g.Params.device).DetachFromDisposeScope());
+        }
     }
 
     protected override void Update(Func<Block, double> learningRate)
@@ -30,13 +34,14 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
         {
             var lr = learningRate(g.Block);
             var (m, v) = moments[g];
-            foreach (var (start, length) in Chunks(g.Length, g.Params.device))
+            var first = Part(g).Start;
+            foreach (var (start, length, _, _) in OwnChunks(g))
             {
                 using var chunk = NewDisposeScope();
                 var p = g.Params.narrow(0, start, length);
                 var grad = g.Grads.narrow(0, start, length);
-                var mc = m.narrow(0, start, length);
-                var vc = v.narrow(0, start, length);
+                var mc = m.narrow(0, start - first, length);
+                var vc = v.narrow(0, start - first, length);
                 if (g.Decays && wd != 0) p.mul_(1 - lr * wd);
                 mc.lerp_(grad, 1 - b1);
                 vc.mul_(b2).addcmul_(grad, grad, 1 - b2);
@@ -45,14 +50,15 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
         }
     }
 
+    /// <summary>The bytes of this rank's m and v buffers.</summary>
     public override IReadOnlyDictionary<Block, long> StateBytes =>
-        Groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 2 * 4 * g.Length));
+        Groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 4 * (moments[g].M.numel() + moments[g].V.numel())));
 
-    protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter)
-    {
-        var g = Owner[parameter];
-        return (g.Slice(moments[g].M, parameter), g.Slice(moments[g].V, parameter));
-    }
+    private protected override IEnumerable<StateBuffer> StateBuffers(FlatGroup g) =>
+    [
+        new("exp_avg", moments[g].M, false, (full, p) => g.Slice(full, p)),
+        new("exp_avg_sq", moments[g].V, false, (full, p) => g.Slice(full, p)),
+    ];
 
     public override void Dispose()
     {

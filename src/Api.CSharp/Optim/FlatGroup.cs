@@ -1,3 +1,4 @@
+using BlockwiseLR.Distributed;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -71,54 +72,287 @@ sealed class FlatGroup : IDisposable
     }
 }
 
-/// <summary>How a step walks a flat buffer. On a CPU the update is memory-bound: running all of its operations
-/// on one cache-sized chunk before the next keeps the intermediate passes in cache. On a GPU one kernel per
-/// operation over the whole buffer is best.</summary>
+/// <summary>One piece of a flat group's fixed chunk grid: elements [Start, Start + Length) made of whole v-blocks of
+/// <see cref="BlockSize"/> elements (1 for AdamW), the first of them v-block number <see cref="VStart"/>.</summary>
+readonly record struct GridChunk(long Start, long Length, long BlockSize, long VStart)
+{
+    public long Blocks => Length / BlockSize;
+}
+
+/// <summary>How a step walks a flat buffer: a fixed grid of chunks, cut at v-block boundaries, that depends on
+/// the group's layout and the device only, never on the number of processes. Updates, gradient norms and ZeRO-1
+/// shards all follow it, so each chunk is computed the same way however the state is sharded. On a CPU the update
+/// is memory-bound: running all of its operations on one cache-sized chunk before the next keeps the passes in
+/// cache. On a GPU chunks are large (few launches) and bound the temporaries.</summary>
 static class Chunking
 {
     /// <summary>Elements per chunk on the CPU (1 MiB of each of p, g, m, v and a temporary at 256K floats; the
     /// fastest of 128K-1M on the 2-core development machine, see `Benchmarks --quick`).</summary>
     public const long DefaultCpuChunk = 1 << 18;
 
-    /// <summary>[start, start + length) pieces of a buffer: chunks of <paramref name="cpuChunk"/> elements on the
-    /// CPU (0: the whole buffer), the whole buffer elsewhere.</summary>
-    public static IEnumerable<(long Start, long Length)> Chunks(long length, Device device, long cpuChunk)
+    /// <summary>Elements per chunk on CUDA: 16M floats, 64 MiB per temporary.</summary>
+    public const long DefaultCudaChunk = 1 << 24;
+
+    /// <summary>The grid over segments of v-blocks (offset, blocks, block size), laid end to end: each segment cut
+    /// into runs of whole blocks of about <paramref name="chunk"/> elements (at least one block).</summary>
+    public static List<GridChunk> Grid(IEnumerable<(long Offset, long Blocks, long BlockSize)> segments, long chunk)
     {
-        var chunk = device.type == DeviceType.CPU && cpuChunk > 0 ? cpuChunk : length;
-        for (long start = 0; start < length; start += chunk)
-            yield return (start, Math.Min(chunk, length - start));
+        var grid = new List<GridChunk>();
+        long v = 0;
+        foreach (var (offset, blocks, size) in segments)
+        {
+            var perChunk = Math.Max(1, chunk / size);
+            for (long first = 0; first < blocks; first += perChunk)
+                grid.Add(new GridChunk(offset + first * size, Math.Min(perChunk, blocks - first) * size, size, v + first));
+            v += blocks;
+        }
+        return grid;
     }
 }
 
+/// <summary>How an optimizer is spread over the processes of a data-parallel run. <see cref="ZeroStage"/> 0: every
+/// rank keeps all optimizer state and all-reduces gradients (in buckets of <see cref="BucketBytes"/>); 1 (ZeRO-1):
+/// each rank keeps the state of its part of every flat group, gradients are reduce-scattered and the updated
+/// parameters all-gathered. Parts are runs of whole grid chunks, so an Adam-mini block is never split.</summary>
+public sealed record DataParallel(Distributed.ProcessGroup Group, int ZeroStage = 0, long BucketBytes = 25L << 20)
+{
+    public static DataParallel None { get; } = new(Distributed.ProcessGroup.Single);
+
+    /// <summary>The device whose chunk grid to lay out, when it is not the parameters' (planning on the meta device).</summary>
+    internal Device? GridDevice { get; init; }
+}
+
 /// <summary>What the flat-buffer optimizers (<see cref="BlockwiseAdamW"/>, <see cref="AdamMini"/>) share: parameters
-/// grouped by (block, decay) into contiguous buffers whose gradient buffers backward accumulates into.</summary>
+/// grouped by (block, decay) into contiguous buffers whose gradient buffers backward accumulates into, a fixed
+/// chunk grid over each, and (under ZeRO-1) the part of each group this rank updates.</summary>
 public abstract class FlatBlockOptimizer : BlockOptimizer
 {
-    private protected FlatBlockOptimizer(IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules)
+    private protected FlatBlockOptimizer(IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, AdamSettings settings,
+        BlockRules? rules, DataParallel? parallel)
         : base(parameters, settings, rules)
     {
         Groups = FlatGroup.Build(Parameters);
         Owner = FlatGroup.Owners(Groups);
+        Parallel = parallel ?? DataParallel.None;
+        if (Parallel.ZeroStage is not (0 or 1)) throw new ArgumentException($"ZeRO stage {Parallel.ZeroStage}: only 0 and 1 exist here");
     }
 
     private protected List<FlatGroup> Groups { get; }
     private protected Dictionary<OptimizedParameter, FlatGroup> Owner { get; }
+    public DataParallel Parallel { get; }
+    ProcessGroup Group => Parallel.Group;
 
-    /// <summary>Elements per cache-sized chunk of a CPU step (0: whole buffers); a tuning knob of this optimizer.</summary>
-    internal long CpuChunk { get; set; } = Chunking.DefaultCpuChunk;
+    /// <summary>True when this rank keeps the state of a part of each group only (ZeRO-1 at world > 1).</summary>
+    public bool Sharded => Parallel.ZeroStage == 1 && Group.WorldSize > 1;
 
-    private protected IEnumerable<(long Start, long Length)> Chunks(long length, Device device) => Chunking.Chunks(length, device, CpuChunk);
+    /// <summary>Per group: its grid, which rank owns each chunk, and the element and v-block counts per rank.</summary>
+    private protected sealed record Layout(List<GridChunk> Grid, int[] OwnerOf, long[] Counts, long[] VCounts, long OwnStart, long OwnVStart)
+    {
+        public IEnumerable<GridChunk> Own(int rank, bool sharded) => Grid.Where((_, i) => !sharded || OwnerOf[i] == rank);
+        public long Total => Counts.Sum();
+        public long VTotal => VCounts.Sum();
+    }
+
+    private protected Dictionary<FlatGroup, Layout> Layouts { get; } = [];
+
+    /// <summary>Lays the grid over every group from its v-block segments and splits the chunks of all groups, in
+    /// order, into contiguous runs of about equal size, one per rank. Subclasses call it before making state.</summary>
+    private protected void Distribute(Func<FlatGroup, IEnumerable<(long Offset, long Blocks, long BlockSize)>> segments)
+    {
+        segmentsOf = segments;
+        var world = Group.WorldSize;
+        long ChunkOf(FlatGroup g) => (Parallel.GridDevice ?? g.Params.device).type == DeviceType.CUDA ? Chunking.DefaultCudaChunk
+            : cpuChunk > 0 ? cpuChunk : long.MaxValue;
+        var grids = Groups.Select(g => Chunking.Grid(segments(g), ChunkOf(g))).ToList();
+        var total = Math.Max(1, grids.Sum(grid => grid.Sum(c => c.Length)));
+        long before = 0;
+        for (var i = 0; i < Groups.Count; i++)
+        {
+            var grid = grids[i];
+            var owners = new int[grid.Count];
+            var (counts, vcounts) = (new long[world], new long[world]);
+            for (var c = 0; c < grid.Count; c++)
+            {
+                owners[c] = (int)Math.Min(world - 1, (before + grid[c].Length / 2) * world / total);
+                counts[owners[c]] += grid[c].Length;
+                vcounts[owners[c]] += grid[c].Blocks;
+                before += grid[c].Length;
+            }
+            var rank = Group.Rank;
+            Layouts[Groups[i]] = new Layout(grid, owners, counts, vcounts, counts.Take(rank).Sum(), vcounts.Take(rank).Sum());
+        }
+    }
+
+    Func<FlatGroup, IEnumerable<(long Offset, long Blocks, long BlockSize)>>? segmentsOf;
+    long cpuChunk = Chunking.DefaultCpuChunk;
+
+    /// <summary>Elements per chunk of the CPU grid (0: whole buffers); a tuning knob of an unsharded optimizer,
+    /// set before its first step.</summary>
+    internal long CpuChunk
+    {
+        get => cpuChunk;
+        set
+        {
+            if (Sharded) throw new InvalidOperationException("the chunk grid of a sharded optimizer is fixed (its shards follow it)");
+            cpuChunk = value;
+            Layouts.Clear();
+            Distribute(segmentsOf!);
+        }
+    }
+
+    /// <summary>This rank's part of a group: (first element, elements) and (first v-block, v-blocks).</summary>
+    private protected (long Start, long Length, long VStart, long VLength) Part(FlatGroup g)
+    {
+        var layout = Layouts[g];
+        return Sharded ? (layout.OwnStart, layout.Counts[Group.Rank], layout.OwnVStart, layout.VCounts[Group.Rank]) : (0, layout.Total, 0, layout.VTotal);
+    }
+
+    /// <summary>Optimizer state bytes each rank keeps: its parts of every group's buffers under ZeRO-1, all of them otherwise.</summary>
+    public IReadOnlyList<long> StateBytesPerRank() =>
+        Enumerable.Range(0, Group.WorldSize).Select(r => Groups.Sum(g => StateBuffers(g).Sum(b =>
+            4 * (Sharded ? (b.PerVBlock ? Layouts[g].VCounts[r] : Layouts[g].Counts[r]) : (b.PerVBlock ? Layouts[g].VTotal : Layouts[g].Total))))).ToList();
+
+    /// <summary>The chunks of a group this rank updates.</summary>
+    private protected IEnumerable<GridChunk> OwnChunks(FlatGroup g) => Layouts[g].Own(Group.Rank, Sharded);
 
     public override void ZeroGrad()
     {
         foreach (var g in Groups) g.Grads.zero_();
     }
 
-    protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() => Groups.Select(g => (g.Block, g.Grads));
+    Tensor? scratch;
+
+    public override void ReduceGradients()
+    {
+        if (Group.WorldSize == 1) return;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var noGrad = no_grad();
+        if (!Sharded)
+        {
+            var bucket = Math.Max(1, Parallel.BucketBytes / 4);
+            foreach (var g in Groups)
+                for (long start = 0; start < g.Length; start += bucket)
+                    Group.AllReduce(g.Grads.narrow(0, start, Math.Min(bucket, g.Length - start)));
+        }
+        else
+        {
+            foreach (var g in Groups)
+            {
+                var (start, length, _, _) = Part(g);
+                if (scratch is null || scratch.numel() < length)
+                {
+                    scratch?.Dispose();
+                    scratch = empty(Groups.Max(x => Part(x).Length), dtype: ScalarType.Float32, device: g.Grads.device).DetachFromDisposeScope();
+                }
+                var piece = scratch.narrow(0, 0, length);
+                Group.ReduceScatter(g.Grads, piece, Layouts[g].Counts);
+                g.Grads.narrow(0, start, length).copy_(piece);
+            }
+        }
+        CollectiveMilliseconds += clock.Elapsed.TotalMilliseconds;
+    }
+
+    private protected override void AfterUpdate()
+    {
+        if (!Sharded) return;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        foreach (var g in Groups) Group.AllGather(g.Params, Layouts[g].Counts);
+        CollectiveMilliseconds += clock.Elapsed.TotalMilliseconds;
+    }
+
+    /// <summary>Squared norms as float64 sums over the grid's chunks, added in chunk order: the same numbers for
+    /// one process, ZeRO-0 and ZeRO-1 at any world size (a sharded rank sums its chunks, the others' are zeros in
+    /// one small all-reduce).</summary>
+    public override IReadOnlyDictionary<Block, double> GradientSquaredNorms()
+    {
+        using var scope = NewDisposeScope();
+        var sums = new List<Tensor>();
+        var index = new List<(Block Block, int Count)>();
+        foreach (var g in Groups)
+        {
+            var layout = Layouts[g];
+            for (var c = 0; c < layout.Grid.Count; c++)
+            {
+                var chunk = layout.Grid[c];
+                sums.Add(Sharded && layout.OwnerOf[c] != Group.Rank
+                    ? zeros(1, dtype: ScalarType.Float64, device: g.Grads.device)
+                    : g.Grads.narrow(0, chunk.Start, chunk.Length).square().sum(type: ScalarType.Float64).reshape(1));
+            }
+            index.Add((g.Block, layout.Grid.Count));
+        }
+        var all = cat(sums, 0);
+        if (Sharded) Group.AllReduce(all);
+        var values = all.cpu().data<double>().ToArray();
+        var result = new Dictionary<Block, double>();
+        var at = 0;
+        foreach (var (block, count) in index)
+        {
+            var total = result.GetValueOrDefault(block);
+            for (var c = 0; c < count; c++) total += values[at++];
+            result[block] = total;
+        }
+        return result;
+    }
+
+    /// <summary>The gradients this rank updates (its parts under ZeRO-1), each with its block.</summary>
+    protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() =>
+        Groups.Select(g => (g.Block, Sharded ? g.Grads.narrow(0, Part(g).Start, Part(g).Length) : g.Grads));
+
+    /// <summary>One kind of state per group: its local tensor (this rank's part), indexed by element or by v-block,
+    /// and the slice that belongs to one member in a full-group tensor.</summary>
+    private protected sealed record StateBuffer(string Kind, Tensor Local, bool PerVBlock, Func<Tensor, OptimizedParameter, Tensor> Slice);
+
+    private protected abstract IEnumerable<StateBuffer> StateBuffers(FlatGroup g);
+
+    /// <summary>A whole-group tensor of one state buffer (gathered from every rank when sharded).</summary>
+    Tensor Full(FlatGroup g, StateBuffer buffer)
+    {
+        var layout = Layouts[g];
+        var (start, length, vstart, vlength) = Part(g);
+        var full = zeros(buffer.PerVBlock ? layout.VTotal : layout.Total, dtype: ScalarType.Float32, device: buffer.Local.device);
+        full.narrow(0, buffer.PerVBlock ? vstart : start, buffer.PerVBlock ? vlength : length).copy_(buffer.Local);
+        if (Sharded) Group.AllGather(full, buffer.PerVBlock ? layout.VCounts : layout.Counts);
+        return full;
+    }
+
+    public override Dictionary<string, Tensor> StateDict()
+    {
+        var state = new Dictionary<string, Tensor> { ["step"] = tensor(StepCount) };
+        using var noGrad = no_grad();
+        foreach (var g in Groups)
+            foreach (var buffer in StateBuffers(g))
+            {
+                var full = Full(g, buffer);
+                foreach (var p in g.Members) state[$"{buffer.Kind}/{p.Name}"] = buffer.Slice(full, p).detach().cpu().contiguous();
+            }
+        return state;
+    }
+
+    public override void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string source = "optimizer state")
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        if (!state.TryGetValue("step", out var step)) throw new InvalidDataException($"{source}: no 'step' entry");
+        foreach (var g in Groups)
+            foreach (var buffer in StateBuffers(g))
+            {
+                var layout = Layouts[g];
+                var (start, length, vstart, vlength) = Part(g);
+                var full = zeros(buffer.PerVBlock ? layout.VTotal : layout.Total, dtype: ScalarType.Float32, device: buffer.Local.device);
+                foreach (var p in g.Members)
+                {
+                    var target = buffer.Slice(full, p);
+                    target.copy_(Entry(state, $"{buffer.Kind}/{p.Name}", target.shape, source));
+                }
+                buffer.Local.copy_(full.narrow(0, buffer.PerVBlock ? vstart : start, buffer.PerVBlock ? vlength : length));
+            }
+        StepCount = step.item<long>();
+    }
 
     public override void Dispose()
     {
         foreach (var g in Groups) g.Dispose();
+        scratch?.Dispose();
         base.Dispose();
     }
 }

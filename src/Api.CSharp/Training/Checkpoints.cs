@@ -37,11 +37,18 @@ public static class Checkpoints
         return stale;
     }
 
-    public static string Write(string runDirectory, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, BlockOptimizer optimizer, TrainerState state, int keep)
+    public static string Write(string runDirectory, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, BlockOptimizer optimizer, TrainerState state, int keep) =>
+        Write(runDirectory, model, optimizer.Save, state, keep);
+
+    /// <summary>The folder the checkpoint of <paramref name="step"/> is written to.</summary>
+    internal static string PathOf(string runDirectory, int step) => Path.Combine(Folder(runDirectory), $"step_{step:D7}");
+
+    /// <summary>Writes a checkpoint whose optimizer state <paramref name="saveOptimizer"/> writes to the path it is given.</summary>
+    internal static string Write(string runDirectory, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, Action<string> saveOptimizer, TrainerState state, int keep)
     {
         var folder = Folder(runDirectory);
         Directory.CreateDirectory(folder);
-        var name = $"step_{state.Step:D7}";
+        var name = Path.GetFileName(PathOf(runDirectory, state.Step));
         var temp = Path.Combine(folder, $".tmp-{name}-{Environment.ProcessId}");
         if (Directory.Exists(temp)) Directory.Delete(temp, true);
         Directory.CreateDirectory(temp);
@@ -50,7 +57,7 @@ public static class Checkpoints
             if (model is LanguageModel builtIn) HfFormat.Save(builtIn, temp);
             else SaveStateDict(model, Path.Combine(temp, "model.safetensors"));
             FaultInjection.Hang("hang-during-checkpoint", state.Step);
-            optimizer.Save(Path.Combine(temp, "optimizer.safetensors"));
+            saveOptimizer(Path.Combine(temp, "optimizer.safetensors"));
             WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, OptionsJson.Options));
         }
         catch
@@ -150,10 +157,21 @@ public static class Checkpoints
 /// killed; BLR_FAULT=bug-before-training throws an unexpected exception (the CLI's last-resort handler).</summary>
 static class FaultInjection
 {
+    /// <summary>BLR_FAULT_RANK=R limits a fault to rank R of a data-parallel run.</summary>
+    static bool ThisRank() =>
+        Environment.GetEnvironmentVariable("BLR_FAULT_RANK") is not { } rank || rank == Distributed.LaunchInfo.FromEnvironment().Rank.ToString();
+
     public static void Bug(string point)
     {
-        if (Environment.GetEnvironmentVariable("BLR_FAULT") == point)
+        if (Environment.GetEnvironmentVariable("BLR_FAULT") == point && ThisRank())
             throw new InvalidOperationException($"BLR_FAULT: {point}\nsecond line of the message");
+    }
+
+    /// <summary>Throws at the start of step <paramref name="step"/> when BLR_FAULT is POINT@STEP.</summary>
+    public static void Bug(string point, int step)
+    {
+        if (Environment.GetEnvironmentVariable("BLR_FAULT") == $"{point}@{step}" && ThisRank())
+            throw new InvalidOperationException($"BLR_FAULT: {point} at step {step}\nsecond line of the message");
     }
 
     public static void Hang(string point, int step)
@@ -185,7 +203,7 @@ static class RunFolder
     /// it runs on. Everything else decides the trajectory.</summary>
     static readonly HashSet<string> MayChange =
         ["evalEvery", "evalWindows", "checkpointEvery", "keepCheckpoints", "out", "resume", "initFrom", "overwrite", "threads",
-         "peakTflops", "sharpnessEvery", "device"];
+         "peakTflops", "sharpnessEvery", "device", "zero", "bucketMb"];
 
     public static void RefuseChangedTrajectory(PretrainOptions saved, PretrainOptions asked, string resume, string checkpoint)
     {

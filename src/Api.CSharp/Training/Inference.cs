@@ -50,18 +50,28 @@ public static class Evaluation
     /// non-overlapping windows of a split, in eval mode without gradients. Training and `blr eval` both use it.</summary>
     public static (double Loss, long Windows) MeanLoss(nn.Module<Tensor, Tensor> model, ITokenSource split, int seqLen, int batchSize, long maxWindows, Device? device)
     {
+        var (sum, windows) = LossSum(model, split, seqLen, batchSize, maxWindows, device, 0, 1);
+        return (sum / windows, windows);
+    }
+
+    /// <summary>The summed loss (each batch's mean times its windows) and the windows of every
+    /// <paramref name="world"/>-th batch from batch <paramref name="rank"/> on: one rank's share of an evaluation.</summary>
+    internal static (double Sum, long Windows) LossSum(nn.Module<Tensor, Tensor> model, ITokenSource split, int seqLen, int batchSize, long maxWindows, Device? device, int rank, int world)
+    {
         // One scope around the loop: the batches are made by the iterator, before a per-batch scope would exist.
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         model.eval();
         double sum = 0;
         long windows = 0;
+        var index = 0;
         foreach (var (inputs, targets) in Windows.Validation(split, seqLen, batchSize, maxWindows, device))
         {
+            if (index++ % world != rank) continue;
             sum += LanguageModel.Loss(model.forward(inputs), targets).item<float>() * inputs.shape[0];
             windows += inputs.shape[0];
         }
-        return (sum / windows, windows);
+        return (sum, windows);
     }
 
     /// <summary>A text file as a one-shard "val" split in a temporary folder (one document).</summary>

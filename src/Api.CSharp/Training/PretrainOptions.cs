@@ -76,8 +76,13 @@ public sealed record PretrainOptions
     public double Eps { get; init; } = 1e-8;
     /// <summary>Which parameters decay (default: all for AdamW, Adam-mini's names for Adam-mini).</summary>
     public WeightDecayPolicy? WeightDecayPolicy { get; init; }
-    /// <summary>CPU threads for libtorch (default: libtorch's choice).</summary>
+    /// <summary>CPU threads for libtorch (default: libtorch's choice; at N processes per machine, cores / N each).</summary>
     public int? Threads { get; init; }
+    /// <summary>ZeRO stage of a data-parallel run: 0 (every rank keeps all optimizer state) or 1 (each rank keeps
+    /// the state of its part of every flat group).</summary>
+    public int Zero { get; init; }
+    /// <summary>Size in MiB of the pieces gradients are all-reduced in (ZeRO-0).</summary>
+    public double BucketMb { get; init; } = 25;
     /// <summary>The GPU's dense peak TFLOP/s for MFU in the metrics, or a name from the table: h100, h200, a100
     /// (default h100 on CUDA; no MFU on the CPU).</summary>
     public string? PeakTflops { get; init; }
@@ -259,12 +264,14 @@ public sealed record ResolvedOptions(
     /// <summary>Checks options for a named model (or <see cref="PretrainOptions.ModelConfig"/>) on a prepared dataset.</summary>
     public static ResolvedOptions Resolve(PretrainOptions o) => Resolve(o, ownData: false);
 
-    internal static ResolvedOptions Resolve(PretrainOptions o, bool ownData) => Resolve(o, custom: false, customTied: true, ownData);
+    internal static ResolvedOptions Resolve(PretrainOptions o, bool ownData, int world = 1) => Resolve(o, custom: false, customTied: true, ownData, world);
 
     /// <summary>For a model of your own: no config; the head is tied when no parameter is the head's.</summary>
-    internal static ResolvedOptions ResolveCustom(PretrainOptions o, bool tiedHead, bool ownData) => Resolve(o, custom: true, tiedHead, ownData);
+    internal static ResolvedOptions ResolveCustom(PretrainOptions o, bool tiedHead, bool ownData, int world = 1) => Resolve(o, custom: true, tiedHead, ownData, world);
 
-    static ResolvedOptions Resolve(PretrainOptions o, bool custom, bool customTied, bool ownData)
+    /// <summary><paramref name="world"/> processes split each global batch: each takes BatchSize / world windows,
+    /// in micro-batches (default: one per process).</summary>
+    static ResolvedOptions Resolve(PretrainOptions o, bool custom, bool customTied, bool ownData, int world)
     {
         static string Text(double x) => x.ToString("R", CultureInfo.InvariantCulture);
         static InvalidOptionException Bad(string option, object? value, string problem) =>
@@ -293,9 +300,15 @@ public sealed record ResolvedOptions(
         Finite(nameof(o.Lr), o.Lr, 0, inclusive: false);
         if (o.Steps < 1) throw Bad(nameof(o.Steps), o.Steps, "must be >= 1");
         if (o.BatchSize < 1) throw Bad(nameof(o.BatchSize), o.BatchSize, "must be >= 1");
-        var micro = o.MicroBatchSize ?? o.BatchSize;
+        if (world > 1 && o.BatchSize % world != 0)
+            throw Bad(nameof(o.BatchSize), o.BatchSize, $"must be divisible by the number of processes ({world}); each takes an equal share of the batch");
+        var micro = o.MicroBatchSize ?? o.BatchSize / world;
         if (micro < 1 || o.BatchSize % micro != 0)
             throw Bad(nameof(o.MicroBatchSize), micro, $"must divide the batch size ({o.BatchSize}); pick a micro-batch that divides the batch");
+        if (world > 1 && (o.BatchSize / world) % micro != 0)
+            throw Bad(nameof(o.MicroBatchSize), micro, $"must divide each process's share of the batch ({o.BatchSize} / {world} processes = {o.BatchSize / world}); the batch must be divisible by processes x micro-batch");
+        if (o.Zero is not (0 or 1)) throw Bad(nameof(o.Zero), o.Zero, "must be 0 (no sharding) or 1 (optimizer state sharded across processes)");
+        Finite(nameof(o.BucketMb), o.BucketMb, 0, inclusive: false);
         var seqLen = o.SeqLen ?? config?.Context ?? throw Bad(nameof(o.SeqLen), null, "is required for a model of your own (its context is not known)");
         if (seqLen < 1 || (config is not null && seqLen > config.Context))
             throw Bad(nameof(o.SeqLen), seqLen, config is null ? "must be >= 1" : $"must be in 1..{config.Context} (the model's context)");

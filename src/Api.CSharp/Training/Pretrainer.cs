@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using BlockwiseLR.Core;
 using BlockwiseLR.Data;
+using BlockwiseLR.Distributed;
 using BlockwiseLR.Models;
 using BlockwiseLR.Optim;
 using Microsoft.FSharp.Collections;
@@ -83,6 +84,16 @@ public sealed class Trainer(PretrainOptions options)
     }
 
     Action<string>? note;
+    ProcessGroup? processGroup;
+
+    /// <summary>Trains data-parallel over <paramref name="group"/> instead of the world this process was launched
+    /// in (mpirun's or a torchrun-style launcher's, read from the environment; a process started by hand trains
+    /// alone). Every rank runs the same options; rank 0 writes the run folder.</summary>
+    public Trainer WithProcessGroup(ProcessGroup group)
+    {
+        processGroup = group;
+        return this;
+    }
 
     public Trainer WithProgress(IProgress<TrainProgress>? progress)
     {
@@ -92,10 +103,12 @@ public sealed class Trainer(PretrainOptions options)
 
     public PretrainResult Run(CancellationToken cancel = default)
     {
+        var launch = processGroup is null ? LaunchInfo.FromEnvironment() : null;
+        var world = processGroup?.WorldSize ?? launch!.WorldSize;
         var resolved = customModel is null
-            ? ResolvedOptions.Resolve(options, ownData: customTrain is not null)
+            ? ResolvedOptions.Resolve(options, ownData: customTrain is not null, world)
             : ResolvedOptions.ResolveCustom(options, rules.CountByBlock(customModel.named_parameters().Select(p => new ParameterShape(p.name, p.parameter.shape))).ContainsKey(Block.OutputHead) is false,
-                ownData: customTrain is not null);
+                ownData: customTrain is not null, world);
         var (o, config) = (resolved.Options, resolved.Config);
         var run = Path.GetFullPath(o.Out);
         // Everything that can be refused is checked before the run folder is touched.
@@ -109,8 +122,14 @@ public sealed class Trainer(PretrainOptions options)
             throw new InvalidOptionException(nameof(o.InitFrom), initFrom,
                 $"holds another model ({ModelConfigs.Describe(initConfig)}), not {(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
         TorchRuntime.EnsureAvailable(cuda: o.Device.IsCuda);
+        var group = processGroup ?? ProcessGroup.Join(launch!, o.Device.IsCuda);
+        var (rank, main) = (group.Rank, group.IsMain);
+        // Each rank takes its share of the machine's cores unless told otherwise.
         if (o.Threads is { } threads) set_num_threads(threads);
-        var device = customModel is null ? o.Device.ToDevice() : customModel.parameters().First().device;
+        else if (group.LocalWorldSize > 1) set_num_threads(Math.Max(1, Environment.ProcessorCount / group.LocalWorldSize));
+        var device = customModel is not null ? customModel.parameters().First().device
+            : group.WorldSize > 1 && o.Device.IsCuda ? group.CollectiveDevice : o.Device.ToDevice();
+        if (group.WorldSize > 1) Agreement.Require(group, "options", Agreement.OptionsFingerprint(o));
         Precisions.Apply(o.Precision, device);
         using var dataset = customTrain is null ? TokenDataset.Open(o.Data, "train", config?.Vocab) : null;
         using var valDataset = customVal is null ? TokenDataset.Open(o.Data, "val", config?.Vocab) : null;
@@ -125,19 +144,24 @@ public sealed class Trainer(PretrainOptions options)
         if (owned is not null) owned.Precision = o.Precision;
         var settings = new AdamSettings { Beta1 = o.Beta1, Beta2 = o.Beta2, Eps = o.Eps, WeightDecay = o.WeightDecay, DecayPolicy = resolved.DecayPolicy };
         using var optimizer = BlockOptimizer.Create(o.Optimizer, model.named_parameters().Select(p => (p.name, p.parameter)), settings,
-            attention ?? (config is null ? null : ModelConfigModule.attention(config)), rules);
+            attention ?? (config is null ? null : ModelConfigModule.attention(config)), rules,
+            parallel: new DataParallel(group, o.Zero, (long)Math.Round(o.BucketMb * 1024 * 1024)));
         if (resumeFrom is not null) Checkpoints.Load(resumeFrom, model, optimizer);
         else if (initFrom is not null) Checkpoints.LoadWeights(initFrom, model);
-        // Only now, with every input read, is the run folder touched.
-        if (resumeFrom is null && o.Overwrite) RunFolder.Clear(run);
-        Directory.CreateDirectory(run);
-        foreach (var stale in Checkpoints.RemoveStaleTemporaries(run)) note?.Invoke($"removed {stale}, a checkpoint a process died writing");
-        File.WriteAllText(Path.Combine(run, "options.json"), o.ToJson());
+        if (group.WorldSize > 1) Agreement.Require(group, "initial parameters", Agreement.ParametersFingerprint(model));
+        // Only now, with every input read, is the run folder touched (by rank 0 alone).
+        if (main)
+        {
+            if (resumeFrom is null && o.Overwrite) RunFolder.Clear(run);
+            Directory.CreateDirectory(run);
+            foreach (var stale in Checkpoints.RemoveStaleTemporaries(run)) note?.Invoke($"removed {stale}, a checkpoint a process died writing");
+            File.WriteAllText(Path.Combine(run, "options.json"), o.ToJson());
+        }
 
         var start = resumed?.Step ?? 0;
         var losses = resumed?.TrainLosses.Take(start).ToList() ?? [];
         var evals = resumed?.Evals.Where(e => e.Step <= start).ToList() ?? [];
-        using var metrics = new MetricsWriter(run, start);
+        using var metrics = main ? new MetricsWriter(run, start) : null;
         string? lastCheckpoint = resumeFrom;
         var tokensPerStep = (long)o.BatchSize * resolved.SeqLen;
         var peak = device.type == DeviceType.CUDA && config is not null ? ResolvedOptions.PeakFlops(o.PeakTflops ?? "h100", o.Precision) : (double?)null;
@@ -158,9 +182,13 @@ public sealed class Trainer(PretrainOptions options)
         TrainerState State(int step) => new(step, sampler.Position.Epoch, sampler.Position.Index, o.Seed, config, Pretrainer.CodeVersion,
             [.. losses], [.. evals], o, auto?.Steps ?? 0, auto is null ? null : DictionaryOf(auto.Smoothed), auto is null ? null : DictionaryOf(auto.Ratios));
 
+        // Rank r trains on its share of each global batch, drawn from the one permutation every rank walks.
+        var share = o.BatchSize / group.WorldSize;
         for (var step = start; step < o.Steps; step++)
         {
+            FaultInjection.Bug("bug-at-step", step);
             var clock = Stopwatch.StartNew();
+            var collectiveBefore = optimizer.CollectiveMilliseconds;
             double loss;
             IReadOnlyDictionary<Block, double> gradientNorms;
             IReadOnlyDictionary<Block, double>? sharpness = null;
@@ -169,15 +197,18 @@ public sealed class Trainer(PretrainOptions options)
                 model.train();
                 optimizer.ZeroGrad();
                 var lossSum = zeros(1, dtype: float64, device: device);
-                for (var micro = 0; micro < resolved.Accumulation; micro++)
+                var windows = sampler.NextWindows(o.BatchSize);
+                for (var first = rank * share; first < (rank + 1) * share; first += resolved.MicroBatch)
                 {
                     using var microScope = NewDisposeScope();
-                    var (inputs, targets) = sampler.Next(resolved.MicroBatch, device);
+                    var (inputs, targets) = sampler.Batch(windows[first..(first + resolved.MicroBatch)], device);
+                    // Scaled before backward, so summed gradients are the mean over the global batch.
                     var microLoss = LanguageModel.Loss(model.forward(inputs), targets) / resolved.Accumulation;
                     microLoss.backward();
                     lossSum.add_(microLoss.detach().to(float64));
                 }
-                loss = lossSum.item<double>();
+                optimizer.ReduceGradients();
+                loss = group.WorldSize == 1 ? lossSum.item<double>() : group.AllReduce([lossSum.item<double>()])[0];
                 var squared = optimizer.GradientSquaredNorms();
                 if (o.SharpnessEvery > 0 && step % o.SharpnessEvery == 0)
                     sharpness = squared.ToDictionary(kv => kv.Key, kv => Sharpness.proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key]));
@@ -200,17 +231,18 @@ public sealed class Trainer(PretrainOptions options)
             stepTimes.Add(milliseconds);
             losses.Add(loss);
             var tokensPerSecond = tokensPerStep * 1000 / milliseconds;
-            metrics.Step(step, loss, block => LearningRate(block, step), gradientNorms, tokensPerSecond, milliseconds,
+            metrics?.Step(step, loss, block => LearningRate(block, step), gradientNorms, tokensPerSecond, milliseconds,
                 peak is { } p ? tokensPerSecond * flopsPerToken / p : null,
-                auto is null ? null : block => AutoRatios.ratioOf(auto, block.ToCore()), sharpness);
+                auto is null ? null : block => AutoRatios.ratioOf(auto, block.ToCore()), sharpness,
+                group.WorldSize > 1 ? optimizer.CollectiveMilliseconds - collectiveBefore : null);
 
             var done = step + 1;
             double? valLoss = null;
             if (done == o.Steps || (o.EvalEvery > 0 && done % o.EvalEvery == 0))
             {
-                valLoss = Evaluate(model, val, resolved, device);
+                valLoss = Evaluate(model, val, resolved, device, group);
                 evals.Add(new EvalPoint(done, valLoss.Value));
-                metrics.Eval(done, valLoss.Value);
+                metrics?.Eval(done, valLoss.Value);
             }
             if (observers.Count > 0)
             {
@@ -219,8 +251,10 @@ public sealed class Trainer(PretrainOptions options)
                 foreach (var observer in observers) observer(report);
             }
             interrupted = cancel.IsCancellationRequested;   // an observer may have cancelled: stop after this step
+            // Ranks stop at the same step: any rank's request (a signal reaches each at its own time) stops all.
+            if (group.WorldSize > 1) interrupted = group.AllReduce([interrupted ? 1.0 : 0.0])[0] > 0;
             if (done == o.Steps || interrupted || (o.CheckpointEvery > 0 && done % o.CheckpointEvery == 0))
-                lastCheckpoint = Checkpoints.Write(run, model, optimizer, State(done), o.KeepCheckpoints);
+                lastCheckpoint = Checkpoint(run, model, optimizer, State(done), o.KeepCheckpoints, group);
             progress?.Report(new TrainProgress(done, o.Steps, loss, valLoss, tokensPerSecond));
             if (interrupted) break;
         }
@@ -230,9 +264,23 @@ public sealed class Trainer(PretrainOptions options)
         var msPerStep = steady.Count > 0 ? steady.Average() : double.NaN;
         var result = new PretrainResult(run, losses.Count, evals.LastOrDefault()?.ValLoss ?? double.NaN,
             evals.Count > 0 ? evals.Min(e => e.ValLoss) : double.NaN, evals, losses, tokensPerStep * 1000 / msPerStep, msPerStep,
-            optimizer.StateBytes.Values.Sum(), lastCheckpoint, metrics.Path, interrupted);
-        File.WriteAllText(Path.Combine(run, "result.json"), result.ToJson());
+            optimizer.StateBytes.Values.Sum(), lastCheckpoint, Path.Combine(run, "metrics.jsonl"), interrupted);
+        if (main) File.WriteAllText(Path.Combine(run, "result.json"), result.ToJson());
         return result;
+    }
+
+    /// <summary>Every rank takes the optimizer state (a gather when it is sharded); rank 0 writes the checkpoint,
+    /// the same files as one process's; no rank goes on before it is complete.</summary>
+    static string Checkpoint(string run, nn.Module<Tensor, Tensor> model, BlockOptimizer optimizer, TrainerState state, int keep, ProcessGroup group)
+    {
+        if (group.WorldSize == 1) return Checkpoints.Write(run, model, optimizer, state, keep);
+        using var scope = NewDisposeScope();
+        var optimizerState = optimizer.StateDict();
+        var path = group.IsMain
+            ? Checkpoints.Write(run, model, file => BlockOptimizer.Save(file, optimizerState), state, keep)
+            : Checkpoints.PathOf(run, state.Step);
+        group.Barrier();
+        return path;
     }
 
     static FSharpMap<BlockKind, double> MapOf(Dictionary<string, double> values) =>
@@ -241,11 +289,14 @@ public sealed class Trainer(PretrainOptions options)
     static Dictionary<string, double> DictionaryOf(FSharpMap<BlockKind, double> map) =>
         map.ToDictionary(kv => BlockKindModule.key(kv.Key), kv => kv.Value);
 
-    static double Evaluate(nn.Module<Tensor, Tensor> model, ITokenSource val, ResolvedOptions resolved, Device device)
+    /// <summary>The mean val loss; at world N each rank evaluates every N-th batch and the sums are reduced.</summary>
+    static double Evaluate(nn.Module<Tensor, Tensor> model, ITokenSource val, ResolvedOptions resolved, Device device, ProcessGroup group)
     {
-        var (loss, _) = Evaluation.MeanLoss(model, val, resolved.SeqLen, resolved.MicroBatch, resolved.Options.EvalWindows, device);
+        var (sum, windows) = Evaluation.LossSum(model, val, resolved.SeqLen, resolved.MicroBatch, resolved.Options.EvalWindows, device, group.Rank, group.WorldSize);
         model.train();
-        return loss;
+        if (group.WorldSize == 1) return sum / windows;
+        var total = group.AllReduce([sum, windows]);
+        return total[0] / total[1];
     }
 }
 
@@ -280,7 +331,7 @@ sealed class MetricsWriter : IDisposable
     }
 
     public void Step(int step, double loss, Func<Block, double> lr, IReadOnlyDictionary<Block, double> gradientNorms, double tokensPerSecond,
-        double milliseconds, double? mfu, Func<Block, double>? ratio = null, IReadOnlyDictionary<Block, double>? sharpness = null)
+        double milliseconds, double? mfu, Func<Block, double>? ratio = null, IReadOnlyDictionary<Block, double>? sharpness = null, double? collectiveMs = null)
     {
         var line = new JsonObject
         {
@@ -292,6 +343,7 @@ sealed class MetricsWriter : IDisposable
             ["ms"] = milliseconds,
         };
         if (mfu is { } value) line["mfu"] = value;
+        if (collectiveMs is { } comm) line["comm_ms"] = comm;
         if (ratio is not null) line["ratio"] = new JsonObject(gradientNorms.Keys.Select(b => KeyValuePair.Create(b.Key(), (JsonNode?)ratio(b))));
         if (sharpness is not null) line["sharpness"] = new JsonObject(sharpness.Select(kv => KeyValuePair.Create(kv.Key.Key(), (JsonNode?)kv.Value)));
         steps.WriteLine(line.ToJsonString());
