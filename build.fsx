@@ -1,5 +1,5 @@
 // BlockwiseLR build script: `dotnet fsi build.fsx <target>`
-//   setup  make the machine able to run TorchSharp 0.107 (libstdc++ of GCC >= 13), restore packages
+//   setup  make the machine able to run TorchSharp 0.107 (libstdc++ of GCC >= 13) and mpirun (openmpi-bin), restore packages
 //   build  setup, then build Hybrid.sln (Release)
 //   test   build, then every test runner and the pack check; the last line is `N passed, M failed`
 //   demo   build, then the main job: blr demo (gpt2-tiny on the built-in corpus, AdamW vs Blockwise AdamW);
@@ -139,12 +139,32 @@ let ensureLibStdCxx () =
             | Some now when hasGlibcxx now -> log (sprintf "libstdc++ ok: %s provides %s" now requiredGlibcxx)
             | _ -> fail ("setup: libstdc++6 from Debian 13 was installed, but " + requirementMessage path)
 
+// ---- setup: MPI ------------------------------------------------------------------------------------
+
+/// Data-parallel training on the CPU (and its tests) starts ranks with mpirun: OpenMPI, Debian's openmpi-bin.
+let ensureMpi () =
+    let onPath name =
+        (Environment.GetEnvironmentVariable "PATH").Split(':', StringSplitOptions.RemoveEmptyEntries)
+        |> Array.exists (fun dir -> File.Exists(Path.Combine(dir, name)))
+    if onPath "mpirun" then log "mpi ok: mpirun is on PATH"
+    elif not (OperatingSystem.IsLinux()) then log "not Linux: no MPI set-up (data-parallel CPU training needs mpirun)"
+    elif not (isRoot ()) || not (onPath "apt-get") then
+        fail "setup: mpirun is missing; install OpenMPI (Debian/Ubuntu: apt-get install openmpi-bin as root, or run `dotnet fsi build.fsx setup` as root)"
+    else
+        log "installing openmpi-bin (mpirun for data-parallel CPU training)"
+        let apt = [ ("DEBIAN_FRONTEND", "noninteractive") ]
+        if run "apt-get" [ "install"; "-y"; "-qq"; "--no-install-recommends"; "openmpi-bin" ] apt <> 0 then
+            if run "apt-get" [ "update"; "-qq" ] apt <> 0
+               || run "apt-get" [ "install"; "-y"; "-qq"; "--no-install-recommends"; "openmpi-bin" ] apt <> 0 then
+                fail "setup: apt-get install openmpi-bin failed"
+
 // ---- targets ------------------------------------------------------------------------------------------
 
 let dotnetEnv = [ "DOTNET_CLI_TELEMETRY_OPTOUT", "1"; "DOTNET_NOLOGO", "1" ]
 
 let setup () =
     ensureLibStdCxx ()
+    ensureMpi ()
     log "restoring packages"
     if run "dotnet" [ "restore"; "Hybrid.sln"; "-v"; "q" ] dotnetEnv <> 0 then fail "dotnet restore failed"
 

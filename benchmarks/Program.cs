@@ -42,6 +42,11 @@ if (args.Length > 0 && args[0] == "--sample")
     SamplingSpeed.Run();
     return;
 }
+if (args.Length > 0 && args[0] == "--data-parallel")
+{
+    TrainerMeasurements.DataParallel(args.Length > 1 ? int.Parse(args[1]) : 40);
+    return;
+}
 if (args.Length > 0 && args[0] == "--memory")
 {
     TrainerMeasurements.Memory(args.Length > 1 ? int.Parse(args[1]) : 1000);

@@ -99,6 +99,7 @@ let private supervise (children: Process list) =
 /// The command line mpirun is given for N ranks of this command.
 let mpirunArguments (processes: int) (program: string) (args: string list) =
     [ "-np"; string processes
+      "--quiet"   // no help banners: each rank's own line says what failed
       yield! (if processes > Environment.ProcessorCount then [ "--oversubscribe" ] else [])
       yield! (if geteuid () = 0u then [ "--allow-run-as-root" ] else [])
       "--bind-to"; "none"

@@ -15,6 +15,15 @@ let private fail (code: int) (message: string) =
     eprintfn "%s: %s" (speaker ()) message
     code
 
+let mutable private everyRankFails = false
+
+/// A failure every rank of a data-parallel run meets alike (it follows from the command line they share, or
+/// from a check they made together): said once, by rank 0.
+let private failOnce (code: int) (message: string) =
+    if Distributed.LaunchInfo.FromEnvironment().Rank = 0 then eprintfn "blr: %s" message
+    everyRankFails <- true
+    code
+
 /// The last resort for a failure nothing else explains: one line naming a log file (under the system temp
 /// folder, never the output folder) that holds the whole trace.
 let private crash (e: exn) =
@@ -86,31 +95,33 @@ let private dispatch (argv: string[]) =
         | Version
         | Libtorch _ -> version (); 0
     with
-    | :? InvalidOptionException as e -> fail 2 (describe e)
-    | Commands.CliError message -> fail 2 message
+    | :? InvalidOptionException as e -> failOnce 2 (describe e)
+    | Commands.CliError message -> failOnce 2 message
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText -> printfn "%s" e.Message; 0
-    | :? ArguParseException as e -> fail 2 (e.Message.Split('\n').[0] + " (see blr --help)")
+    | :? ArguParseException as e -> failOnce 2 (e.Message.Split('\n').[0] + " (see blr --help)")
     | :? TorchUnavailableException as e -> fail 3 (e.Message.Replace("TorchRuntime.UseLibTorch", "--libtorch DIR"))
     | :? FormatException as e -> fail 2 e.Message
     | :? ArgumentException as e -> fail 2 e.Message
     | :? BlockPartitionException as e -> fail 2 e.Message
     | :? InvalidDataException as e -> fail 2 e.Message
     | :? Data.DataInputException as e -> fail 2 (inFlags (fun word -> Seq.contains word e.Options) e.Message)
-    | :? Training.TrainingDivergedException as e -> fail 4 e.Message
+    | :? Training.TrainingDivergedException as e -> failOnce 4 e.Message
     | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
     | :? DirectoryNotFoundException as e -> fail 2 e.Message
     // The machine refused a read or write: disk full, permission, a read-only file system.
     | :? UnauthorizedAccessException as e -> fail 5 (sprintf "%s; check the folder's permissions and file system" e.Message)
     | :? IOException as e -> fail 5 (sprintf "%s; check the disk (space, permissions, read-only mounts)" (e.Message.Split('\n').[0]))
+    | :? Distributed.DistributedException as e when e.SameOnEveryRank -> failOnce 6 e.Message
     | :? Distributed.DistributedException as e -> fail 6 e.Message
     | e -> crash e
 
 [<EntryPoint>]
 let main argv =
     let code = dispatch argv
-    // A rank that fails ends the whole run (the others would wait for it in their next collective).
+    // A rank that fails alone ends the whole run (the others would wait for it in their next collective); a
+    // failure every rank met alike ends each of them cleanly.
     match Distributed.ProcessGroup.Current with
     | null -> ()
-    | group when code <> 0 && code <> 130 && group.WorldSize > 1 -> group.Abort code
-    | _ -> ()
+    | group when code <> 0 && code <> 130 && group.WorldSize > 1 && not everyRankFails -> group.Abort code
+    | group -> group.Dispose()
     code

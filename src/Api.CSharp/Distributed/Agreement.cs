@@ -14,12 +14,13 @@ static class Agreement
     public static void Require(ProcessGroup group, string what, byte[] fingerprint)
     {
         var rankZero = group.Broadcast(fingerprint);
-        var differs = rankZero.AsSpan().SequenceEqual(fingerprint) ? 0.0 : 1.0;
-        var count = group.AllReduce([differs])[0];
-        if (count > 0)
+        var verdicts = new double[group.WorldSize];
+        verdicts[group.Rank] = rankZero.AsSpan().SequenceEqual(fingerprint) ? 0 : 1;
+        var differ = group.AllReduce(verdicts).Select((v, r) => (v, r)).Where(x => x.v > 0).Select(x => x.r).ToList();
+        if (differ.Count > 0)
             throw new DistributedException(
-                $"the {what} of {count:0} of {group.WorldSize} ranks differ from rank 0's; start every rank with the same command, data and files" +
-                (differs > 0 ? $" (rank {group.Rank} is one of them)" : ""));
+                $"the {what} of rank{(differ.Count > 1 ? "s" : "")} {string.Join(", ", differ)} differ from rank 0's; start every rank with the same command, data and files",
+                sameOnEveryRank: true);
     }
 
     /// <summary>SHA-256 of the options as options.json writes them, the run folder made absolute.</summary>

@@ -140,6 +140,7 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
 
     public override void Abort(int code)
     {
+        finalized = true;   // no MPI_Finalize at exit: it would wait for ranks that are being killed
         abort(comm, code);
         Environment.Exit(code);   // MPI_Abort does not return; if it did, still never hang
     }

@@ -168,6 +168,7 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
 
     public override void Abort(int code)
     {
+        destroyed = true;
         commAbort(comm);
         if (mpi is not null) mpi.Abort(code);
         Environment.Exit(code);

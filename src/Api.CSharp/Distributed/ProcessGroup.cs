@@ -6,7 +6,11 @@ namespace BlockwiseLR.Distributed;
 
 /// <summary>Processes cannot meet or talk (MPI or NCCL missing or failing, a rank that disagrees). The message
 /// is one line: what failed and how to fix it.</summary>
-public sealed class DistributedException(string message) : Exception(message);
+public sealed class DistributedException(string message, bool sameOnEveryRank = false) : Exception(message)
+{
+    /// <summary>Every rank of the run throws this same exception (a check they made together).</summary>
+    public bool SameOnEveryRank { get; } = sameOnEveryRank;
+}
 
 /// <summary>Where this process sits among the processes of one run, as its launcher told it through the
 /// environment: mpirun (OMPI_COMM_WORLD_*, or PMI_* for MPICH) or a torchrun-style launcher
