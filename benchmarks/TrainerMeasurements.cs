@@ -84,18 +84,18 @@ static class TrainerMeasurements
     }
     /// <summary>Data parallelism on this machine's cores: gpt2-tiny, a global batch of 32 x 128 tokens in
     /// micro-batches of 16, as one process with 2 threads and as `blr train --nproc 2` (2 ranks x 1 thread under
-    /// mpirun). Steady ms/step (the first quarter of the steps left out) and, at 2 ranks, the milliseconds per step
+    /// mpirun), with ZeRO-0 and ZeRO-1. Steady ms/step (the first quarter of the steps left out) and, at 2 ranks, the milliseconds per step
     /// spent in the gradient all-reduce (metrics.jsonl's comm_ms).</summary>
     public static void DataParallel(int steps)
     {
         var data = Data();
         var blr = Blr();
-        (double Ms, double Comm) Train(int processes, int threads)
+        (double Ms, double Comm) Train(int processes, int threads, int zero = 0)
         {
             var run = Directory.CreateTempSubdirectory("blr-dp-bench-").FullName;
             string[] args = [blr, "train", .. processes > 1 ? new[] { "--nproc", processes.ToString() } : [], "--data", data, "--model", "gpt2-tiny",
                 "--steps", steps.ToString(), "--batch-size", "32", "--micro-batch-size", "16", "--seq-len", "128", "--eval-every", "0",
-                "--eval-windows", "1", "--threads", threads.ToString(), "--out", run];
+                "--eval-windows", "1", "--threads", threads.ToString(), "--zero", zero.ToString(), "--out", run];
             using var process = Process.Start(new ProcessStartInfo("dotnet", args) { RedirectStandardOutput = true })!;
             process.StandardOutput.ReadToEnd();
             process.WaitForExit();
@@ -106,9 +106,11 @@ static class TrainerMeasurements
         }
         var one = Train(1, 2);
         var two = Train(2, 1);
+        var sharded = Train(2, 1, zero: 1);
         Console.WriteLine($"gpt2-tiny, 32 x 128 tokens per step, micro-batch 16, {steps} steps (first {steps / 4} left out), {Environment.ProcessorCount} cores");
         Console.WriteLine($"  1 process x 2 threads: {one.Ms,8:F1} ms/step");
         Console.WriteLine($"  2 processes x 1 thread: {two.Ms,7:F1} ms/step, of which {two.Comm:F1} ms in the gradient all-reduce ({100 * two.Comm / two.Ms:F1}%)");
+        Console.WriteLine($"  same, ZeRO-1:           {sharded.Ms,7:F1} ms/step, of which {sharded.Comm:F1} ms in reduce-scatter + all-gather ({100 * sharded.Comm / sharded.Ms:F1}%)");
     }
 
     static string Blr()

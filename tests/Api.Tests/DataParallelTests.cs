@@ -70,6 +70,8 @@ public class DataParallelTests(GutenbergShards gutenberg)
                 Assert.Equal(expected, Metrics(run).Select(Trajectory).ToList());
                 SameFiles(Checkpoint(one, 5), Checkpoint(run, 5));
                 Assert.All(Metrics(run), line => Assert.NotNull(line["comm_ms"]));
+                // The final evaluation, split over the ranks (a batch each) and summed, in the same order.
+                Assert.Equal(File.ReadAllText(Path.Combine(one, "evals.csv")), File.ReadAllText(Path.Combine(run, "evals.csv")));
             }
 
             // ZeRO-1: rank 0 keeps about half the state (measured from its buffers), and inspect's plan of the
@@ -85,6 +87,28 @@ public class DataParallelTests(GutenbergShards gutenberg)
             Assert.Equal(2, perRank.Count);
             Assert.Equal(sharded, perRank[0]);
             Assert.Equal(whole, perRank.Sum());
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void One_process_through_mpi_collectives_equals_one_without()
+    {
+        var dir = Temp("mpi1");
+        try
+        {
+            var (plain, mpi) = (Path.Combine(dir, "plain"), Path.Combine(dir, "mpi"));
+            Ok(TestPaths.Run(Train(plain, 3)));
+            var info = new ProcessStartInfo("dotnet", [TestPaths.Blr(), .. Train(mpi, 3)]) { RedirectStandardError = true, RedirectStandardOutput = true };
+            info.Environment["BLR_PROCESS_GROUP"] = "mpi";   // an MPI singleton: every collective runs, over one rank
+            using var process = Process.Start(info)!;
+            var output = process.StandardOutput.ReadToEndAsync();
+            var error = process.StandardError.ReadToEnd();
+            process.WaitForExit();
+            Assert.True(process.ExitCode == 0, error);
+            Assert.Equal(Metrics(plain).Select(Trajectory), Metrics(mpi).Select(Trajectory));
+            Assert.All(Metrics(mpi), line => Assert.NotNull(line["comm_ms"]));
+            SameFiles(Checkpoint(plain, 3), Checkpoint(mpi, 3));
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -105,9 +105,16 @@ public abstract class ProcessGroup : IDisposable
     /// <summary>Joins the run this process was launched into: <see cref="Single"/> for a world of one, MPI for
     /// CPU training, NCCL for CUDA (its unique id from rank 0 over MPI under mpirun, else over TCP at the
     /// launcher's rendezvous address). Throws <see cref="DistributedException"/> with the fix.</summary>
+    /// <para>BLR_PROCESS_GROUP=mpi or nccl joins that backend even in a world of one, so a one-GPU or one-CPU
+    /// check runs the collectives' code path.</para>
     public static ProcessGroup Join(LaunchInfo launch, bool cuda)
     {
-        if (launch.WorldSize == 1) return Single;
+        var forced = Environment.GetEnvironmentVariable("BLR_PROCESS_GROUP");
+        if (forced is not (null or "" or "mpi" or "nccl"))
+            throw new DistributedException($"BLR_PROCESS_GROUP={forced}: give mpi or nccl (or leave it unset)");
+        if (forced is "mpi" or "nccl" && (forced == "nccl") != cuda)
+            throw new DistributedException($"BLR_PROCESS_GROUP={forced} on {(cuda ? "CUDA" : "the CPU")}: MPI reduces CPU tensors, NCCL CUDA tensors");
+        if (launch.WorldSize == 1 && string.IsNullOrEmpty(forced)) return Single;
         lock (Gate)
         {
             // A process joins its world once (MPI_Init may be called once); later runs reuse the group.

@@ -224,7 +224,7 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
 
     public override void ReduceGradients()
     {
-        if (Group.WorldSize == 1) return;
+        if (Group == ProcessGroup.Single) return;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         using var noGrad = no_grad();
         if (!Sharded)

@@ -234,7 +234,7 @@ public sealed class Trainer(PretrainOptions options)
             metrics?.Step(step, loss, block => LearningRate(block, step), gradientNorms, tokensPerSecond, milliseconds,
                 peak is { } p ? tokensPerSecond * flopsPerToken / p : null,
                 auto is null ? null : block => AutoRatios.ratioOf(auto, block.ToCore()), sharpness,
-                group.WorldSize > 1 ? optimizer.CollectiveMilliseconds - collectiveBefore : null);
+                group != ProcessGroup.Single ? optimizer.CollectiveMilliseconds - collectiveBefore : null);
 
             var done = step + 1;
             double? valLoss = null;
