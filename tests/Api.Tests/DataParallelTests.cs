@@ -316,6 +316,22 @@ public class DataParallelTests(GutenbergShards gutenberg)
     }
 
     [Fact]
+    public void Nproc_without_mpirun_is_one_line_naming_the_package()
+    {
+        // The dotnet that runs these tests (its root holds shared/Microsoft.NETCore.App/VERSION), and nothing else on PATH.
+        var dotnet = new DirectoryInfo(Path.GetDirectoryName(typeof(object).Assembly.Location)!).Parent!.Parent!.Parent!.FullName;
+        var info = new ProcessStartInfo(Path.Combine(dotnet, "dotnet"), [TestPaths.Blr(), .. Nproc(2, [], Train(Path.Combine(Path.GetTempPath(), "blr-dp-never"), 3))])
+            { RedirectStandardError = true, RedirectStandardOutput = true };
+        info.Environment["PATH"] = dotnet;
+        using var process = Process.Start(info)!;
+        var error = process.StandardError.ReadToEnd();
+        process.WaitForExit();
+        Assert.Equal(2, process.ExitCode);
+        Assert.Equal("blr: --nproc 2 on the CPU starts its processes with mpirun, which is not installed; install OpenMPI (apt-get install openmpi-bin, or `dotnet fsi build.fsx setup` as root)",
+            error.Trim());
+    }
+
+    [Fact]
     public void The_launch_environment_gives_rank_world_and_rendezvous()
     {
         // What mpirun sets, what a torchrun-style launcher sets, and nothing.
