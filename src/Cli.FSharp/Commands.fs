@@ -118,20 +118,23 @@ let prepare (args: ParseResults<PrepareArgs>) =
     printfn "%.1f s, %s tokens/s with %d thread(s)" result.Seconds (result.TokensPerSecond.ToString "N0") options.Threads
     0
 
-/// When the last step of this process ended, and the longest step so far (the watchdog below reads them).
+/// When the last step of this process ended, and the longest time between two step ends (a whole iteration:
+/// the step, its evaluation and checkpoint) so far; the watchdog below reads them.
 let mutable private lastStepEnded = DateTime.UtcNow
-let mutable private longestStep = TimeSpan.Zero
+let mutable private longestIteration = TimeSpan.Zero
 
 /// Marks a finished step.
-let private stepped (report: Training.StepReport) =
-    lastStepEnded <- DateTime.UtcNow
-    longestStep <- max longestStep (TimeSpan.FromMilliseconds report.Milliseconds)
+let private stepped (_: Training.StepReport) =
+    let now = DateTime.UtcNow
+    longestIteration <- max longestIteration (now - lastStepEnded)
+    lastStepEnded <- now
 
 /// After a stop signal in a data-parallel run: the ranks agree to stop at the end of the step under way and
-/// checkpoint. A rank that sees no step end within max(10 s, twice its longest step) is waiting for a rank that
-/// is gone (mpirun sends SIGTERM to the survivors when a rank dies or aborts): it exits instead of hanging.
+/// checkpoint. A rank that sees no step end within max(60 s, three times its longest iteration) is waiting for a
+/// rank that is gone: it exits instead of hanging. (mpirun usually ends such ranks sooner; this is for launchers
+/// that do not.)
 let private watchdog (signalled: DateTime) =
-    let patience = max (TimeSpan.FromSeconds 10.0) (longestStep * 2.0)
+    let patience = max (TimeSpan.FromSeconds 60.0) (longestIteration * 3.0)
     Threading.Thread(
         (fun () ->
             while lastStepEnded < signalled do
@@ -207,24 +210,25 @@ let private optionValues (results: 'T list) (skip: string list) : Collections.Ge
 let mutable configFile: string option = None
 let mutable commandLineKeys: Set<string> = Set.empty
 
+/// The options of `train`: its config file, then its command line.
+let private trainOptions (args: ParseResults<TrainArgs>) =
+    let values = optionValues (args.GetAllResults()) [ "Config"; "Nproc" ]
+    commandLineKeys <- values |> List.map (fun kv -> kv.Key) |> Set.ofList |> Set.add "config"
+    configFile <- args.TryGetResult TrainArgs.Config
+    let fromFile = configFile |> Option.map Training.PretrainOptions.FromJsonFile |> Option.defaultValue defaults
+    fromFile.With(values)
+
 let rec train (args: ParseResults<TrainArgs>) =
     let launched = Distributed.LaunchInfo.FromEnvironment()
     match args.TryGetResult TrainArgs.Nproc with
     | Some n when n < 1 -> raise (CliError(sprintf "--nproc %d: must be >= 1" n))
     | Some n when launched.WorldSize > 1 && n <> launched.WorldSize ->
         raise (CliError(sprintf "--nproc %d: this process was launched as one of %d; leave --nproc out under mpirun or a launcher" n launched.WorldSize))
-    | Some n when n > 1 && launched.WorldSize = 1 ->
-        let onDevice = args.TryGetResult TrainArgs.Device |> Option.map device
-        let cuda = onDevice |> Option.map (fun d -> d.IsCuda) |> Option.defaultValue false
-        Launch.start n cuda
+    | Some n when n > 1 && launched.WorldSize = 1 -> Launch.start n (trainOptions args).Device.IsCuda
     | _ -> trainHere args launched
 
 and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.LaunchInfo) =
-    let values = optionValues (args.GetAllResults()) [ "Config"; "Nproc" ]
-    commandLineKeys <- values |> List.map (fun kv -> kv.Key) |> Set.ofList |> Set.add "config"
-    configFile <- args.TryGetResult TrainArgs.Config
-    let fromFile = configFile |> Option.map Training.PretrainOptions.FromJsonFile |> Option.defaultValue defaults
-    let options = fromFile.With(values)
+    let options = trainOptions args
     let name = OptionNames.Format options.Optimizer
     let result =
         withTraining name (fun progress cancel ->

@@ -73,13 +73,13 @@ let private descendants (root: int) =
 /// of the first to fail, else 0. SIGINT or SIGTERM to this launcher becomes SIGTERM to every process of the run
 /// (the ranks themselves, not mpirun, whose kill would follow with SIGKILL): the ranks agree on the step to stop
 /// at, rank 0 checkpoints, and the launcher exits with 130.
-let private supervise (children: Process list) =
+let private supervise (viaMpirun: bool) (children: Process list) =
     let mutable signalled = false
     let stop (c: PosixSignalContext) =
         c.Cancel <- true
         signalled <- true
         for p in children do
-            for pid in (match descendants p.Id with [] -> [ p.Id ] | ranks -> ranks) do kill(pid, sigterm) |> ignore
+            for pid in (if viaMpirun then descendants p.Id else [ p.Id ]) do kill(pid, sigterm) |> ignore
     use _int = PosixSignalRegistration.Create(PosixSignal.SIGINT, stop)
     use _term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, stop)
     // The first child to fail ends the others (they would wait for it in a collective).
@@ -100,7 +100,8 @@ let private supervise (children: Process list) =
 let mpirunArguments (processes: int) (program: string) (args: string list) =
     [ "-np"; string processes
       "--quiet"   // no help banners: each rank's own line says what failed
-      yield! (if processes > Environment.ProcessorCount then [ "--oversubscribe" ] else [])
+      // Always: OpenMPI counts physical cores as slots, and without binding more ranks than cores only share them.
+      "--oversubscribe"
       yield! (if geteuid () = 0u then [ "--allow-run-as-root" ] else [])
       "--bind-to"; "none"
       "--mca"; "odls_base_sigkill_timeout"; string killDelaySeconds
@@ -119,7 +120,7 @@ let private underMpirun (processes: int) =
         // In a session of its own: a Ctrl-C at the terminal reaches this launcher only, which passes it on to the ranks.
         let info = ProcessStartInfo("setsid", "--wait" :: mpirun :: mpirunArguments processes program (withoutNproc args), UseShellExecute = false)
         info.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] <- "none"
-        supervise [ Process.Start info ]
+        supervise true [ Process.Start info ]
 
 let private freePort () =
     let listener = new Net.Sockets.TcpListener(Net.IPAddress.Loopback, 0)
@@ -139,7 +140,7 @@ let private perGpu (processes: int) =
                     "MASTER_ADDR", "127.0.0.1"; "MASTER_PORT", string port; "BLR_LAUNCHED", "1" ] do
                   info.Environment[name] <- value
               Process.Start info ]
-    supervise children
+    supervise false children
 
 /// Starts N processes of this command and waits for them: the exit code of the first to fail, else 0.
 let start (processes: int) (cuda: bool) = if cuda then perGpu processes else underMpirun processes

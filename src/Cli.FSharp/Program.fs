@@ -20,9 +20,13 @@ let mutable private everyRankFails = false
 /// A failure every rank of a data-parallel run meets alike (it follows from the command line they share, or
 /// from a check they made together): said once, by rank 0.
 let private failOnce (code: int) (message: string) =
-    if Distributed.LaunchInfo.FromEnvironment().Rank = 0 then eprintfn "blr: %s" message
     everyRankFails <- true
-    code
+    // The other ranks end quietly with 0, so that no launcher kills rank 0 before it has spoken; the run's exit
+    // code is rank 0's.
+    if Distributed.LaunchInfo.FromEnvironment().Rank = 0 then
+        eprintfn "blr: %s" message
+        code
+    else 0
 
 /// The last resort for a failure nothing else explains: one line naming a log file (under the system temp
 /// folder, never the output folder) that holds the whole trace.

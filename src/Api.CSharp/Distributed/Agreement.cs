@@ -36,9 +36,11 @@ static class Agreement
         var parts = new List<Tensor>();
         foreach (var (_, p) in model.named_parameters())
         {
+            // One parameter's float64 temporaries at a time.
+            using var inner = NewDisposeScope();
             var x = p.detach().flatten().to(ScalarType.Float64);
             var position = arange(x.shape[0], dtype: ScalarType.Float64, device: x.device).remainder_(9973).add_(1);
-            parts.Add(stack([x.sum(), x.square().sum(), (x * position).sum()]));
+            parts.Add(stack([x.sum(), x.square().sum(), (x * position).sum()]).MoveToOuterDisposeScope());
         }
         var values = cat(parts, 0).cpu().data<double>().ToArray();
         var bytes = new byte[values.Length * sizeof(double)];

@@ -88,9 +88,10 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
             {
                 var code = ((delegate* unmanaged<int, int>)setDevice)(index);
                 if (code != 0) throw new DistributedException($"cudaSetDevice({index}) failed with CUDA error {code}: local rank {launch.LocalRank} has no GPU of its own; start one process per GPU");
-                break;
+                return index;
             }
-        return index;
+        // Without it NCCL would put every rank on device 0.
+        throw new DistributedException("the CUDA runtime (libcudart.so.12) could not be loaded to pick this rank's GPU; put the folder of the libcudart your libtorch uses on LD_LIBRARY_PATH");
     }
 
     void Check(int code, string call)
@@ -120,36 +121,55 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
         Check(allReduce(address, address, (nuint)tensor.numel(), TypeOf(tensor), Sum, comm, 0), "ncclAllReduce");
     }
 
+    void CheckPieces(Tensor buffer, IReadOnlyList<long> counts)
+    {
+        if (counts.Count != WorldSize || counts.Sum() != buffer.numel())
+            throw new ArgumentException($"{counts.Count} pieces of {counts.Sum()} elements for {WorldSize} ranks and a buffer of {buffer.numel()}");
+    }
+
+    /// <summary>The calls of <paramref name="body"/> as one NCCL group, closed even when one of them fails.</summary>
+    void Grouped(Action body)
+    {
+        Check(groupStart(), "ncclGroupStart");
+        try { body(); }
+        finally { Check(groupEnd(), "ncclGroupEnd"); }
+    }
+
     public override void ReduceScatter(Tensor input, Tensor output, IReadOnlyList<long> counts)
     {
         RequireCuda(input);
+        CheckPieces(input, counts);
+        if (output.numel() != counts[Rank]) throw new ArgumentException($"output holds {output.numel()} elements, rank {Rank}'s piece is {counts[Rank]}");
         var size = TensorMemory.ElementSize(input);
         var (address, target) = (TensorMemory.Address(input), TensorMemory.Address(output));
-        Check(groupStart(), "ncclGroupStart");
-        long offset = 0;
-        for (var r = 0; r < WorldSize; r++)
+        Grouped(() =>
         {
-            if (counts[r] > 0)
-                Check(reduce(address + (nint)(offset * size), r == Rank ? target : 0, (nuint)counts[r], TypeOf(input), Sum, r, comm, 0), "ncclReduce");
-            offset += counts[r];
-        }
-        Check(groupEnd(), "ncclGroupEnd");
+            long offset = 0;
+            for (var r = 0; r < WorldSize; r++)
+            {
+                if (counts[r] > 0)
+                    Check(reduce(address + (nint)(offset * size), r == Rank ? target : 0, (nuint)counts[r], TypeOf(input), Sum, r, comm, 0), "ncclReduce");
+                offset += counts[r];
+            }
+        });
     }
 
     public override void AllGather(Tensor buffer, IReadOnlyList<long> counts)
     {
         RequireCuda(buffer);
+        CheckPieces(buffer, counts);
         var size = TensorMemory.ElementSize(buffer);
         var address = TensorMemory.Address(buffer);
-        Check(groupStart(), "ncclGroupStart");
-        long offset = 0;
-        for (var r = 0; r < WorldSize; r++)
+        Grouped(() =>
         {
-            var piece = address + (nint)(offset * size);
-            if (counts[r] > 0) Check(broadcast(piece, piece, (nuint)counts[r], TypeOf(buffer), r, comm, 0), "ncclBroadcast");
-            offset += counts[r];
-        }
-        Check(groupEnd(), "ncclGroupEnd");
+            long offset = 0;
+            for (var r = 0; r < WorldSize; r++)
+            {
+                var piece = address + (nint)(offset * size);
+                if (counts[r] > 0) Check(broadcast(piece, piece, (nuint)counts[r], TypeOf(buffer), r, comm, 0), "ncclBroadcast");
+                offset += counts[r];
+            }
+        });
     }
 
     public override void Broadcast(Tensor tensor, int root = 0)
@@ -183,8 +203,9 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
     }
 }
 
-/// <summary>llm.c's `tcp` rendezvous: rank 0 listens at the launcher's address and hands its bytes to each of the
-/// other ranks, which connect (retrying while rank 0 starts) within a minute.</summary>
+/// <summary>llm.c's `tcp` rendezvous: rank 0 listens at the launcher's address, on MASTER_PORT + 1 (torchrun keeps
+/// its own store on MASTER_PORT), and hands its bytes to each of the other ranks, which connect (retrying while
+/// rank 0 starts) within a minute.</summary>
 static class TcpRendezvous
 {
     static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
@@ -192,7 +213,7 @@ static class TcpRendezvous
     public static byte[] ShareFromRankZero(LaunchInfo launch, byte[] bytes)
     {
         var host = launch.RendezvousHost ?? "127.0.0.1";
-        var port = launch.RendezvousPort ?? 29500;
+        var port = (launch.RendezvousPort ?? 29500) + 1;
         var address = Dns.GetHostAddresses(host).FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork)
             ?? throw new DistributedException($"MASTER_ADDR {host} has no IPv4 address; set it to rank 0's host");
         return launch.Rank == 0 ? Serve(address, port, launch.WorldSize - 1, bytes) : Fetch(address, port, bytes.Length);
@@ -204,13 +225,14 @@ static class TcpRendezvous
         try { listener.Start(); }
         catch (SocketException e)
         {
-            throw new DistributedException($"rank 0 cannot listen on port {port} ({e.SocketErrorCode}); set MASTER_PORT to a free port");
+            throw new DistributedException($"rank 0 cannot listen on port {port} (MASTER_PORT + 1: {e.SocketErrorCode}); set MASTER_PORT so that the port after it is free");
         }
         var deadline = DateTime.UtcNow + Patience;
         for (var served = 0; served < clients; served++)
         {
             var accept = listener.AcceptTcpClientAsync();
-            if (!accept.Wait(deadline - DateTime.UtcNow))
+            var left = deadline - DateTime.UtcNow;
+            if (!accept.Wait(left > TimeSpan.Zero ? left : TimeSpan.Zero))
                 throw new DistributedException($"only {served} of {clients} ranks reached rank 0 at {address}:{port} within {Patience.TotalSeconds:0} s; check MASTER_ADDR and that every rank started");
             using var client = accept.Result;
             client.GetStream().Write(bytes);

@@ -319,23 +319,26 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     {
         var state = new Dictionary<string, Tensor> { ["step"] = tensor(StepCount) };
         using var noGrad = no_grad();
+        // One buffer gathered at a time: a sharded run never holds more than one whole buffer on its device.
         foreach (var g in Groups)
             foreach (var buffer in StateBuffers(g))
             {
+                using var scope = NewDisposeScope();
                 var full = Full(g, buffer);
-                foreach (var p in g.Members) state[$"{buffer.Kind}/{p.Name}"] = buffer.Slice(full, p).detach().cpu().contiguous();
+                foreach (var p in g.Members)
+                    state[$"{buffer.Kind}/{p.Name}"] = buffer.Slice(full, p).detach().cpu().contiguous().MoveToOuterDisposeScope();
             }
         return state;
     }
 
     public override void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string source = "optimizer state")
     {
-        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         if (!state.TryGetValue("step", out var step)) throw new InvalidDataException($"{source}: no 'step' entry");
         foreach (var g in Groups)
             foreach (var buffer in StateBuffers(g))
             {
+                using var scope = NewDisposeScope();
                 var layout = Layouts[g];
                 var (start, length, vstart, vlength) = Part(g);
                 var full = zeros(buffer.PerVBlock ? layout.VTotal : layout.Total, dtype: ScalarType.Float32, device: buffer.Local.device);
