@@ -153,18 +153,18 @@ public static class TorchRuntime
 
     /// <summary>Multiplies two small matrices with TorchSharp and checks the product against its closed
     /// form; returns one line saying where that ran.</summary>
-    public static string ComputeCheck()
+    public static string ComputeCheck(ComputeDevice? device = null)
     {
-        EnsureAvailable();
+        var on = (device ?? ComputeDevice.Cpu).Use();
         using var scope = torch.NewDisposeScope();
-        var a = torch.tensor(new float[] { 1, 2, 3, 4 }, 2, 2);
-        var b = torch.tensor(new float[] { 5, 6, 7, 8 }, 2, 2);
-        var product = a.matmul(b).data<float>().ToArray();
+        var a = torch.tensor(new float[] { 1, 2, 3, 4 }, 2, 2).to(on);
+        var b = torch.tensor(new float[] { 5, 6, 7, 8 }, 2, 2).to(on);
+        var product = a.matmul(b).cpu().data<float>().ToArray();
         float[] expected = [19, 22, 43, 50];
         if (!product.SequenceEqual(expected))
             throw new TorchUnavailableException(
                 $"libtorch loaded but computed [[1,2],[3,4]] x [[5,6],[7,8]] = [{string.Join(",", product)}] instead of [19,22,43,50]");
-        return $"TorchSharp computes on this machine: [[1,2],[3,4]] x [[5,6],[7,8]] = [[19,22],[43,50]] on CPU " +
+        return $"TorchSharp computes on this machine: [[1,2],[3,4]] x [[5,6],[7,8]] = [[19,22],[43,50]] on {(device ?? ComputeDevice.Cpu)} " +
                $"(TorchSharp {typeof(torch).Assembly.GetName().Version?.ToString(3)}, libtorch {torch.__version__}, " +
                $"backend {Backend}, {torch.get_num_threads()} threads)";
     }

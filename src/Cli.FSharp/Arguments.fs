@@ -344,6 +344,7 @@ type SharpnessArgs =
     | Hutchinson
     | Seed of seed: uint64
     | Threads of count: int
+    | Device of name: string
 
     interface IArgParserTemplate with
         member a.Usage =
@@ -357,24 +358,31 @@ type SharpnessArgs =
             | Hutchinson -> "also Hutchinson's mean Hessian diagonal (Hessian-vector products; slower)."
             | Threads _ -> "CPU threads for libtorch (default: libtorch's choice)."
             | Seed _ -> "seed of the Rademacher probes (default 1337)."
+            | Device _ -> "cpu, cuda or cuda:N (default cpu)."
 
 type DemoArgs =
     | Quick
     | Out of dir: string
     | Threads of count: int
+    | Device of name: string
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Device _ -> "cpu, cuda or cuda:N (default cpu)."
             | Quick -> "a shorter run (40 steps of 4 x 64 tokens), under a minute."
             | Out _ -> "the folder for data, runs and report (default runs/demo)."
             | Threads _ -> "CPU threads for libtorch (default: libtorch's choice)."
 
 type DoctorArgs =
     | [<Hidden>] Quiet
+    | Device of name: string
 
     interface IArgParserTemplate with
-        member _.Usage = "print nothing on success."
+        member a.Usage =
+            match a with
+            | Quiet -> "print nothing on success."
+            | Device _ -> "where to compute the check: cpu, cuda or cuda:N (default cpu)."
 
 type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Schedule of ParseResults<ScheduleArgs>

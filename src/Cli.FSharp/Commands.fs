@@ -250,19 +250,19 @@ and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.Lau
     AnsiConsole.Write summary
     interrupted
 
-let private deviceOf (text: string) = (device text).ToDevice()
-
-/// --threads N: libtorch's CPU threads, set once libtorch is loaded (CUDA first where asked for).
-let private useThreads (threads: int option) (onDevice: string) =
+/// --device and --threads of a command that computes, resolved once: libtorch loaded (CUDA first where asked
+/// for), the device checked (ComputeDevice.Use), then libtorch's CPU threads.
+let private useDevice (threads: int option) (onDevice: string option) =
     match threads with
     | Some n when n < 1 -> raise (CliError(sprintf "--threads %d: must be >= 1 (leave it out for libtorch's choice)" n))
-    | Some n ->
-        TorchRuntime.EnsureAvailable(cuda = (device onDevice).IsCuda)
-        TorchSharp.torch.set_num_threads n
-    | None -> ()
+    | _ -> ()
+    let chosen = onDevice |> Option.map device |> Option.defaultValue ComputeDevice.Cpu
+    let resolved = chosen.Use()
+    threads |> Option.iter TorchSharp.torch.set_num_threads
+    chosen, resolved
 
 let eval (args: ParseResults<EvalArgs>) =
-    useThreads (args.TryGetResult EvalArgs.Threads) (args.GetResult(EvalArgs.Device, defaultValue = "cpu"))
+    let _, on = useDevice (args.TryGetResult EvalArgs.Threads) (args.TryGetResult EvalArgs.Device)
     let result =
         Training.Evaluation.Run(
             args.GetResult EvalArgs.Model_Dir,
@@ -271,13 +271,13 @@ let eval (args: ParseResults<EvalArgs>) =
             args.GetResult(EvalArgs.Seq_Len, defaultValue = 256),
             args.GetResult(EvalArgs.Batch_Size, defaultValue = 8),
             args.GetResult(EvalArgs.Windows, defaultValue = 256L),
-            deviceOf (args.GetResult(EvalArgs.Device, defaultValue = "cpu"))
+            on
         )
     printfn "%s: loss %.4f, perplexity %.2f over %d windows (%s tokens)" result.Model result.Loss result.Perplexity result.Windows (result.Tokens.ToString "N0")
     0
 
 let sample (args: ParseResults<SampleArgs>) =
-    useThreads (args.TryGetResult SampleArgs.Threads) (args.GetResult(SampleArgs.Device, defaultValue = "cpu"))
+    let _, on = useDevice (args.TryGetResult SampleArgs.Threads) (args.TryGetResult SampleArgs.Device)
     let text =
         Training.TextGenerator.Generate(
             args.GetResult SampleArgs.Model_Dir,
@@ -287,7 +287,7 @@ let sample (args: ParseResults<SampleArgs>) =
             args.GetResult(SampleArgs.Top_K, defaultValue = 50),
             args.GetResult(SampleArgs.Top_P, defaultValue = 0.95),
             args.GetResult(SampleArgs.Seed, defaultValue = 1337UL),
-            deviceOf (args.GetResult(SampleArgs.Device, defaultValue = "cpu")),
+            on,
             (fun note -> eprintfn "note: %s" note)
         )
     printfn "%s" text
@@ -314,6 +314,7 @@ let compare (args: ParseResults<CompareArgs>) =
         match parse text with
         | true, v -> v
         | _ -> raise (CliError(sprintf "%s: '%s' is not a number" flag text))
+    common.Device.Use() |> ignore   // before anything is written
     let compareDefaults = Reporting.CompareOptions(Common = common)
     let options =
         Reporting.CompareOptions(
@@ -333,14 +334,14 @@ let plot (args: ParseResults<PlotArgs>) =
     0
 
 let sharpness (args: ParseResults<SharpnessArgs>) =
-    useThreads (args.TryGetResult SharpnessArgs.Threads) "cpu"
+    let chosen, _ = useDevice (args.TryGetResult SharpnessArgs.Threads) (args.TryGetResult SharpnessArgs.Device)
     let steps = args.TryGetResult SharpnessArgs.Steps |> Option.map (commaList >> Array.map int) |> Option.toObj
     let struct (rows, csv, png) =
         Reporting.SharpnessReport.Measure(
             args.GetResult SharpnessArgs.Run, args.GetResult SharpnessArgs.Data, steps,
             args.GetResult(SharpnessArgs.Batches, defaultValue = 4), args.GetResult(SharpnessArgs.Batch_Size, defaultValue = 8),
             args.GetResult(SharpnessArgs.Seq_Len, defaultValue = 128), args.Contains SharpnessArgs.Hutchinson,
-            args.GetResult(SharpnessArgs.Seed, defaultValue = 1337UL), (fun s -> eprintfn "measuring %s" s))
+            args.GetResult(SharpnessArgs.Seed, defaultValue = 1337UL), (fun s -> eprintfn "measuring %s" s), chosen)
     printfn "%6s %-18s %24s %24s" "step" "block" "proxy (+- se)" "hutchinson (+- se)"
     for r in rows do
         let h = if isNull (box r.Hutchinson) then "" else sprintf "%.4e +- %.1e" r.Hutchinson.Mean r.Hutchinson.StdErr
@@ -358,6 +359,8 @@ let sharpness (args: ParseResults<SharpnessArgs>) =
 let demo (args: ParseResults<DemoArgs>) =
     let options = Reporting.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
     let options = match args.TryGetResult DemoArgs.Threads with Some n -> options.With([ Collections.Generic.KeyValuePair("threads", box n) ]) | None -> options
+    let options = match args.TryGetResult DemoArgs.Device with Some d -> options.With([ Collections.Generic.KeyValuePair("device", box d) ]) | None -> options
+    options.Device.Use() |> ignore   // before the corpus is prepared: a device that cannot be used leaves nothing behind
     printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW (paper ratios), %d steps of %d x %d tokens each"
         options.Model options.Steps options.BatchSize options.SeqLen.Value
     let report =
@@ -411,6 +414,6 @@ let inspect (args: ParseResults<InspectArgs>) =
     0
 
 let doctor (args: ParseResults<DoctorArgs>) =
-    let line = TorchRuntime.ComputeCheck()
+    let line = TorchRuntime.ComputeCheck(args.TryGetResult DoctorArgs.Device |> Option.map device |> Option.toObj)
     if not (args.Contains DoctorArgs.Quiet) then printfn "%s" line
     0

@@ -24,7 +24,7 @@ public static class SharpnessReport
     }
 
     public static (IReadOnlyList<SharpnessRow> Rows, string Csv, string Png) Measure(string run, string data, IReadOnlyList<int>? steps,
-        int batches, int batchSize, int seqLen, bool hutchinson, ulong seed, Action<string>? starting = null)
+        int batches, int batchSize, int seqLen, bool hutchinson, ulong seed, Action<string>? starting = null, ComputeDevice? device = null)
     {
         var folder = Checkpoints.Folder(run);
         var checkpoints = (Directory.Exists(folder) ? Directory.GetDirectories(folder, "step_*") : [])
@@ -32,15 +32,15 @@ public static class SharpnessReport
             .Where(c => steps is null || steps.Contains(c.Step)).OrderBy(c => c.Step).ToList();
         if (checkpoints.Count == 0)
             throw new ArgumentException($"{run}: no checkpoints{(steps is null ? "" : " at the steps asked for")}; train with --checkpoint-every N --keep-checkpoints K to keep several");
-        TorchRuntime.EnsureAvailable();
+        var on = (device ?? ComputeDevice.Cpu).Use();
         using var val = Data.TokenDataset.Open(data, "val");
         var rows = new List<SharpnessRow>();
         foreach (var (step, dir) in checkpoints)
         {
             starting?.Invoke($"step {step}");
             using var scope = NewDisposeScope();
-            using var model = HfFormat.Load(dir);
-            var windows = Data.Windows.Validation(val, seqLen, batchSize, (long)batches * batchSize).ToList();
+            using var model = HfFormat.Load(dir, on);
+            var windows = Data.Windows.Validation(val, seqLen, batchSize, (long)batches * batchSize, on).ToList();
             var (proxy, hessian) = SharpnessEstimator.Measure(model, windows, hutchinson, seed);
             rows.AddRange(proxy.OrderBy(kv => kv.Key).Select(kv => new SharpnessRow(step, kv.Key, kv.Value, hessian?[kv.Key])));
         }

@@ -259,6 +259,7 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         .Replace("{garbageManifest}", files.GarbageManifest).Replace("{emptyManifest}", files.EmptyManifest)
         .Replace("{undercount}", files.Undercount).Replace("{undercountShard}", files.UndercountShard);
 
+    const string NoCuda = "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible";
     const string Train = "train --data {data} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --eval-windows 1 --threads 1";
 
     /// Each case: the command, its exit code, the start of its one line (after "blr: "), and a folder that must not exist after.
@@ -312,6 +313,16 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         { "demo --threads 0 --out {root}/d1", 2, "--threads 0: must be >= 1", "{root}/d1" },
         { "sharpness --run {run} --data {data} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
         { "export-hf --from {run} --out {run}/checkpoints/step_0000002", 2, "--out {run}/checkpoints/step_0000002: already holds a model; choose another folder or pass --overwrite", "{root}/never" },
+        // --device on every command that computes: resolved once, before anything is written (no GPU here).
+        { Train + " --out {root}/g1 --device cuda", 3, NoCuda, "{root}/g1" },
+        { "eval --model-dir {run} --data {data} --device cuda", 3, NoCuda, "{root}/never" },
+        { "sample --model-dir {run} --device cuda:1", 3, NoCuda, "{root}/never" },
+        { "sharpness --run {run} --data {data} --device cuda", 3, NoCuda, "{root}/never" },
+        { "compare --data {data} --steps 2 --out {root}/g2 --device cuda", 3, NoCuda, "{root}/g2" },
+        { "demo --quick --out {root}/g3 --device cuda", 3, NoCuda, "{root}/g3" },
+        { "doctor --device cuda", 3, NoCuda, "{root}/never" },
+        { "doctor --device cuda:x", 2, "--device cuda:x: unknown device 'cuda:x' (known: cpu, cuda, cuda:N)", "{root}/never" },
+        { Train + " --out {root}/g4 --device cuda:-1", 2, "--device cuda:-1: unknown device", "{root}/g4" },
         { "train --data {undercount} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o17", 2,
           "{undercountShard}: the header (byte 8) says", "{root}/o17" },
     };

@@ -347,4 +347,29 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
     {
         public void Report(TrainProgress value) => report(value);
     }
+
+    /// A model that notes the live tensor count at every forward: what evaluation keeps from earlier batches.
+    sealed class Counting(nn.Module<Tensor, Tensor> inner) : nn.Module<Tensor, Tensor>("counting")
+    {
+        public List<long> Live { get; } = [];
+        public override Tensor forward(Tensor x)
+        {
+            Live.Add(DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+            return inner.forward(x);
+        }
+    }
+
+    [Fact]
+    public void Evaluation_frees_each_batch_so_live_tensors_do_not_grow_with_the_batches()
+    {
+        TorchRuntime.EnsureAvailable();
+        using var model = Models.LanguageModel.Create(Models.ModelConfigs.Create("gpt2-tiny", new Models.ModelOverrides { Layers = 1, Width = 32, Heads = 2 }), seed: 1);
+        using var val = Data.TokenDataset.Open(gutenberg.Directory, "val");
+        var counting = new Counting(model);
+        var (loss, windows) = Evaluation.MeanLoss(counting, val, 32, 2, 16, null);
+        Assert.Equal(16, windows);
+        Assert.True(double.IsFinite(loss));
+        Assert.Equal(8, counting.Live.Count);
+        Assert.All(counting.Live, live => Assert.Equal(counting.Live[0], live));
+    }
 }

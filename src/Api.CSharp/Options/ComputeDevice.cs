@@ -35,6 +35,17 @@ public sealed record ComputeDevice
 
     public override string ToString() => !IsCuda ? "cpu" : Index is { } i ? $"cuda:{i}" : "cuda";
 
+    /// <summary>Makes this device usable and returns it: loads libtorch (with CUDA first when asked for) and checks
+    /// that cuda:N exists. Every command and the trainer resolve their device here; a device that cannot be used is a
+    /// <see cref="TorchUnavailableException"/> whose message says why in one line.</summary>
+    public TorchSharp.torch.Device Use()
+    {
+        TorchRuntime.EnsureAvailable(cuda: IsCuda);
+        if (Index is { } i && i >= TorchSharp.torch.cuda.device_count())
+            throw new TorchUnavailableException($"cuda:{i}: this machine has {TorchSharp.torch.cuda.device_count()} GPU(s) visible (cuda:0 to cuda:{TorchSharp.torch.cuda.device_count() - 1}); pick one of them or check CUDA_VISIBLE_DEVICES");
+        return ToDevice();
+    }
+
     /// <summary>The TorchSharp device.</summary>
     public TorchSharp.torch.Device ToDevice() =>
         !IsCuda ? TorchSharp.torch.CPU : Index is { } i ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, i) : TorchSharp.torch.CUDA;

@@ -1,3 +1,4 @@
+using BlockwiseLR.Core;
 using BlockwiseLR.Data;
 using BlockwiseLR.Models;
 using TorchSharp;
@@ -33,7 +34,7 @@ public static class Evaluation
         if (batchSize < 1) throw new InvalidOptionException("BatchSize", $"{batchSize}", "must be >= 1");
         if (maxWindows < 1) throw new InvalidOptionException("Windows", $"{maxWindows}", "must be >= 1");
         var located = ModelLocator.Resolve(model);
-        TorchRuntime.EnsureAvailable();
+        TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = HfFormat.Load(located, device);
         if (seqLen < 1 || seqLen > lm.Config.Context) throw new InvalidOptionException("SeqLen", $"{seqLen}", $"must be in 1..{lm.Config.Context}");
         var temp = textFile is null ? null : TextAsShard(textFile);
@@ -58,16 +59,17 @@ public static class Evaluation
     /// <paramref name="world"/>-th batch from batch <paramref name="rank"/> on: one rank's share of an evaluation.</summary>
     internal static (double Sum, long Windows) LossSum(nn.Module<Tensor, Tensor> model, ITokenSource split, int seqLen, int batchSize, long maxWindows, Device? device, int rank, int world)
     {
-        // One scope around the loop: the batches are made by the iterator, before a per-batch scope would exist.
-        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         model.eval();
+        var layout = Windows.Layout(split, seqLen);
+        var all = Sampling.validationWindows(layout, maxWindows);
         double sum = 0;
         long windows = 0;
-        var index = 0;
-        foreach (var (inputs, targets) in Windows.Validation(split, seqLen, batchSize, maxWindows, device))
+        for (long first = (long)rank * batchSize; first < all.Length; first += (long)world * batchSize)
         {
-            if (index++ % world != rank) continue;
+            // Each batch in its own scope: its activations and logits are freed before the next is made.
+            using var scope = NewDisposeScope();
+            var (inputs, targets) = Windows.Assemble(split, layout, all[(int)first..(int)Math.Min(all.Length, first + batchSize)], device);
             sum += LanguageModel.Loss(model.forward(inputs), targets).item<float>() * inputs.shape[0];
             windows += inputs.shape[0];
         }
@@ -123,7 +125,7 @@ public static class TextGenerator
         if (!(temperature >= 0) || double.IsInfinity(temperature)) throw new InvalidOptionException("Temperature", temperature.ToString(System.Globalization.CultureInfo.InvariantCulture), "must be a finite number >= 0 (0: greedy)");
         if (topK < 0) throw new InvalidOptionException("TopK", $"{topK}", "must be >= 0 (0: off)");
         if (!(topP > 0 && topP <= 1)) throw new InvalidOptionException("TopP", topP.ToString(System.Globalization.CultureInfo.InvariantCulture), "must be in (0, 1]");
-        TorchRuntime.EnsureAvailable();
+        TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = ModelLocator.Load(model, device);
         var tokenizer = Gpt2Tokenizer.Instance;
         long[] start = [tokenizer.EndOfText, .. tokenizer.Encode(prompt).Select(t => (long)t)];

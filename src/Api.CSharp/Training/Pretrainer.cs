@@ -121,14 +121,14 @@ public sealed class Trainer(PretrainOptions options)
         if (initFrom is not null && HfFormat.ReadConfig(initFrom) is var initConfig && !initConfig.Equals(config))
             throw new InvalidOptionException(nameof(o.InitFrom), initFrom,
                 $"holds another model ({ModelConfigs.Describe(initConfig)}), not {(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
-        TorchRuntime.EnsureAvailable(cuda: o.Device.IsCuda);
+        var resolvedDevice = o.Device.Use();
         var group = processGroup ?? ProcessGroup.Join(launch!, o.Device.IsCuda);
         var (rank, main) = (group.Rank, group.IsMain);
         // Each rank takes its share of the machine's cores unless told otherwise.
         if (o.Threads is { } threads) set_num_threads(threads);
         else if (group.LocalWorldSize > 1) set_num_threads(Math.Max(1, Environment.ProcessorCount / group.LocalWorldSize));
         var device = customModel is not null ? customModel.parameters().First().device
-            : group.WorldSize > 1 && o.Device.IsCuda ? group.CollectiveDevice : o.Device.ToDevice();
+            : group.WorldSize > 1 && o.Device.IsCuda ? group.CollectiveDevice : resolvedDevice;
         if (group.WorldSize > 1) Agreement.Require(group, "options", Agreement.OptionsFingerprint(o));
         Precisions.Apply(o.Precision, device);
         using var dataset = customTrain is null ? TokenDataset.Open(o.Data, "train", config?.Vocab) : null;

@@ -39,7 +39,8 @@ public static class SharpnessEstimator
         using var scope = NewDisposeScope();
         var inputs = parameters.Select(p => (Tensor)p.Parameter).ToList();
         var grads = autograd.grad([loss()], inputs, retain_graph: true, create_graph: true);
-        var probes = inputs.Select(p => randint(0, 2, p.shape, dtype: p.dtype, device: p.device, generator: generator) * 2 - 1).ToList();
+        // Drawn on the CPU generator and moved: the same probes on every device.
+        var probes = inputs.Select(p => (randint(0, 2, p.shape, dtype: p.dtype, generator: generator) * 2 - 1).to(p.device)).ToList();
         var dot = grads.Zip(probes, (g, z) => (g * z).sum()).Aggregate((a, b) => a + b);
         var hz = autograd.grad([dot], inputs);
         return parameters.Select((p, i) => (p.Block, Sum: (probes[i] * hz[i]).sum().to(float64).item<double>(), Count: p.Parameter.numel()))
