@@ -60,7 +60,7 @@ public static class TorchRuntime
         {
             if (ready && (!cuda || cudaReady)) return;
             if (ready && cuda)
-                throw new TorchUnavailableException("CUDA was asked for after libtorch started on the CPU; ask for CUDA before the first tensor, in a new process");
+                throw new TorchUnavailableException("CUDA was asked for after libtorch started on the CPU in this process; call ComputeDevice.Cuda.Use() (or TorchRuntime.EnsureAvailable(cuda: true)) before the first tensor, in a new process");
             failure ??= Probe(cuda);
             if (failure is not null) throw new TorchUnavailableException(failure);
             ready = true;

@@ -121,4 +121,23 @@ public class TrainerTests
         }
         finally { Directory.Delete(dir, true); }
     }
+
+    [Fact]
+    public void A_steady_step_reads_tensor_data_on_the_host_once()
+    {
+        TorchRuntime.EnsureAvailable();
+        var run = Directory.CreateTempSubdirectory("blr-reads-").FullName;
+        try
+        {
+            using var model = new TinyMixer(3);
+            var reads = new List<long>();
+            // Metrics and auto ratios on; evaluation and the checkpoint only after the last step.
+            var options = Options(run, 6) with { EvalEvery = 0, CheckpointEvery = 0, Ratios = BlockRatios.Auto(), GradClip = 0.01 };
+            Trainer(options, model).OnStep(_ => reads.Add(Optim.HostReads.Count)).Run();
+            Assert.Equal(6, reads.Count);
+            // Between the ends of steps 1..4 (step 5 evaluates): loss, norms (clipping at 0.01 always scales), auto ratios, metrics.
+            Assert.All(reads.Skip(1).Take(3).Zip(reads.Skip(2)), pair => Assert.Equal(1, pair.Second - pair.First));
+        }
+        finally { Directory.Delete(run, true); }
+    }
 }

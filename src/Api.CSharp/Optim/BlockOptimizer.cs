@@ -97,9 +97,15 @@ public abstract class BlockOptimizer : IDisposable
         var sums = GradientBuffers().GroupBy(g => g.Block)
             .Select(g => (g.Key, Sum: g.Select(x => x.Gradient.square().sum()).Aggregate((a, b) => a + b)))
             .ToList();
-        var values = stack(sums.Select(s => s.Sum.to(ScalarType.Float64)).ToArray()).cpu().data<double>().ToArray();
+        var values = HostReads.Read(stack(sums.Select(s => s.Sum.to(ScalarType.Float64)).ToArray()));
         return sums.Select((s, i) => (s.Key, values[i])).ToDictionary(x => x.Key, x => x.Item2);
     }
+
+    /// <summary>The squared norms per block and the values of <paramref name="extra"/> (a float64 vector on the
+    /// device, summed over the processes of a data-parallel run, e.g. the loss), fetched together: the step's one
+    /// read of tensor data on the host.</summary>
+    internal virtual (IReadOnlyDictionary<Block, double> Norms, double[] Extra) NormsAnd(Tensor extra) =>
+        (GradientSquaredNorms(), HostReads.Read(extra));
 
     /// <summary>Multiplies every gradient by <paramref name="factor"/> (global-norm clipping).</summary>
     public void ScaleGradients(double factor)

@@ -266,32 +266,41 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     public override IReadOnlyDictionary<Block, double> GradientSquaredNorms()
     {
         using var scope = NewDisposeScope();
-        var sums = new List<Tensor>();
+        return NormsAnd(zeros(0, dtype: ScalarType.Float64, device: Groups[0].Grads.device)).Norms;
+    }
+
+    /// <summary>In a data-parallel run each chunk's sum is taken by the rank that owns it (the others add exact
+    /// zeros), under ZeRO-0 too, so one all-reduce of [extra, chunk sums] serves both.</summary>
+    internal override (IReadOnlyDictionary<Block, double> Norms, double[] Extra) NormsAnd(Tensor extra)
+    {
+        using var scope = NewDisposeScope();
+        var sums = new List<Tensor> { extra.to(ScalarType.Float64).reshape(-1) };
         var index = new List<(Block Block, int Count)>();
+        var split = Group != ProcessGroup.Single;
         foreach (var g in Groups)
         {
             var layout = Layouts[g];
             for (var c = 0; c < layout.Grid.Count; c++)
             {
                 var chunk = layout.Grid[c];
-                sums.Add(Sharded && layout.OwnerOf[c] != Group.Rank
+                sums.Add(split && layout.OwnerOf[c] != Group.Rank
                     ? zeros(1, dtype: ScalarType.Float64, device: g.Grads.device)
                     : g.Grads.narrow(0, chunk.Start, chunk.Length).square().sum(type: ScalarType.Float64).reshape(1));
             }
             index.Add((g.Block, layout.Grid.Count));
         }
-        var all = cat(sums, 0);
-        if (Sharded) Group.AllReduce(all);
-        var values = all.cpu().data<double>().ToArray();
+        var all = cat(sums, 0).contiguous();
+        if (split) Group.AllReduce(all);
+        var values = HostReads.Read(all);
         var result = new Dictionary<Block, double>();
-        var at = 0;
+        var at = (int)extra.numel();
         foreach (var (block, count) in index)
         {
             var total = result.GetValueOrDefault(block);
             for (var c = 0; c < count; c++) total += values[at++];
             result[block] = total;
         }
-        return result;
+        return (result, values[..(int)extra.numel()]);
     }
 
     /// <summary>The gradients this rank updates (its parts under ZeRO-1), each with its block.</summary>

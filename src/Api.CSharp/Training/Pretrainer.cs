@@ -208,8 +208,9 @@ public sealed class Trainer(PretrainOptions options)
                     lossSum.add_(microLoss.detach().to(float64));
                 }
                 optimizer.ReduceGradients();
-                loss = group.WorldSize == 1 ? lossSum.item<double>() : group.AllReduce([lossSum.item<double>()])[0];
-                var squared = optimizer.GradientSquaredNorms();
+                // One small transfer: the loss (summed over ranks) and every block's squared gradient norm.
+                var (squared, values) = optimizer.NormsAnd(lossSum);
+                loss = values[0];
                 if (o.SharpnessEvery > 0 && step % o.SharpnessEvery == 0)
                     sharpness = squared.ToDictionary(kv => kv.Key, kv => Sharpness.proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key]));
                 gradientNorms = squared.ToDictionary(kv => kv.Key, kv => Math.Sqrt(kv.Value));
