@@ -286,10 +286,28 @@ let runSamples () =
     if Directory.Exists output then Directory.Delete(output, true)
     results |> List.reduce (fun a b -> { Passed = a.Passed + b.Passed; Failed = a.Failed + b.Failed })
 
+/// tools/gpu-check.sh, the GPU device check, end to end with --device cpu in its quick mode (counted as one
+/// test): every section runs, so the script cannot rot before a GPU machine runs it.
+let gpuCheck () =
+    let report = Path.Combine(Path.GetTempPath(), sprintf "blr-gpu-check-%d.md" Environment.ProcessId)
+    let dll = Path.Combine(root, "src", "Cli.FSharp", "bin", configuration, "net10.0", "blr.dll")
+    log "gpu check (quick, --device cpu): tools/gpu-check.sh"
+    let code =
+        run "bash" [ Path.Combine(root, "tools", "gpu-check.sh"); "--device"; "cpu"; "--quick"; "--out"; report; "--fixtures"; Path.Combine(root, "tests", "data") ]
+            (("BLR_COMMAND", sprintf "dotnet %s" dll) :: dotnetEnv)
+    let text = if File.Exists report then File.ReadAllText report else ""
+    let sections = [ "## 1. doctor"; "## 2. Fixture"; "## 3."; "## 4. ms/step"; "## 5. Peak"; "## 6. Collectives" ]
+    let missing = sections |> List.filter (fun s -> not (text.Contains s))
+    if File.Exists report then File.Delete report
+    if code = 0 && missing.IsEmpty then { Passed = 1; Failed = 0 }
+    else
+        log (sprintf "gpu check FAILED (exit %d; sections missing: %s)" code (String.Join(", ", missing)))
+        { Passed = 0; Failed = 1 }
+
 let test () =
     build ()
     let all =
-        [ runExpecto "tests/Core.Tests"; runXunit "tests/Api.Tests"; runSamples (); packCheck () ]
+        [ runExpecto "tests/Core.Tests"; runXunit "tests/Api.Tests"; runSamples (); gpuCheck (); packCheck () ]
         |> List.reduce (fun a b -> { Passed = a.Passed + b.Passed; Failed = a.Failed + b.Failed })
     Console.Out.Flush()
     printfn "%d passed, %d failed" all.Passed all.Failed
@@ -303,7 +321,7 @@ let bench (args: string list) =
     run "dotnet" (dll :: filter) dotnetEnv
 
 /// out/blr-bundle.tar.gz: `blr` built for an external libtorch (no natives), the .NET runtime, run.sh and
-/// bench-gpu.sh; then unpacked into a temporary folder and run: prepare + a 2-step train on the CPU, with the CPU
+/// gpu-check.sh and torch_eager_bench.py; then unpacked into a temporary folder and run: prepare + a 2-step train on the CPU, with the CPU
 /// natives package as the "external" libtorch.
 let bundle () =
     setup ()
@@ -322,7 +340,7 @@ let bundle () =
         | None -> fail "dotnet --list-runtimes failed"
     log (sprintf "packing the .NET runtime from %s" dotnetRoot)
     runOrFail "tar" [ "-cJf"; Path.Combine(out, "dotnet-rt.tar.xz"); "-C"; dotnetRoot; "dotnet"; "host"; "shared/Microsoft.NETCore.App" ]
-    for script in [ "run.sh"; "bench-gpu.sh" ] do
+    for script in [ "run.sh"; "gpu-check.sh"; "torch_eager_bench.py" ] do
         File.Copy(Path.Combine(root, "tools", script), Path.Combine(out, script))
     let archive = Path.Combine(root, "out", "blr-bundle.tar.gz")
     runOrFail "tar" [ "-czf"; archive; "-C"; out; "." ]

@@ -384,6 +384,16 @@ type DoctorArgs =
             | Quiet -> "print nothing on success."
             | Device _ -> "where to compute the check: cpu, cuda or cuda:N (default cpu)."
 
+type CheckFixturesArgs =
+    | [<Mandatory>] Fixtures of dir: string
+    | Device of name: string
+
+    interface IArgParserTemplate with
+        member a.Usage =
+            match a with
+            | Fixtures _ -> "the folder of the Hugging Face fixtures (tests/data: hf-gpt2-tiny, hf-llama-tiny)."
+            | Device _ -> "cpu, cuda or cuda:N (default cpu)."
+
 type BlrArgs =
     | [<CliPrefix(CliPrefix.None)>] Schedule of ParseResults<ScheduleArgs>
     | [<CliPrefix(CliPrefix.None)>] Blocks of ParseResults<BlocksArgs>
@@ -399,12 +409,14 @@ type BlrArgs =
     | [<CliPrefix(CliPrefix.None); CustomCommandLine("export-hf")>] Export_Hf of ParseResults<HfArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Doctor of ParseResults<DoctorArgs>
+    | [<CliPrefix(CliPrefix.None); CustomCommandLine("check-fixtures"); Hidden>] Check_Fixtures of ParseResults<CheckFixturesArgs>
     | Version
     | [<Inherit>] Libtorch of dir: string
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Check_Fixtures _ -> "the device check's fixture section: logits of the HF fixtures in fp32, tf32 and bf16-mixed against transformers."
             | Libtorch _ -> "load libtorch from this folder (e.g. a PyTorch install's torch/lib; also BLR_LIBTORCH)."
             | Schedule _ -> "print the per-block LR schedule of a run (e.g. blr schedule --steps 2000 --warmup 100)."
             | Blocks _ -> "show which block each parameter of a .safetensors file belongs to, and counts per block."

@@ -413,6 +413,18 @@ let inspect (args: ParseResults<InspectArgs>) =
         printfn "ZeRO-0 over %d processes: every rank keeps all %s of optimizer state (--zero 1 splits it)" processes (mib report.OptimizerStateBytes)
     0
 
+/// A Markdown table of the fixture logits on a device; exit 1 when a row misses its bound.
+let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
+    let on = args.TryGetResult CheckFixturesArgs.Device |> Option.map device |> Option.defaultValue ComputeDevice.Cpu
+    let rows = Reporting.FixtureCheck.Run(args.GetResult CheckFixturesArgs.Fixtures, on)
+    printfn "| fixture | precision | max abs diff | relative L2 | loss (HF) | bound | result |"
+    printfn "|---|---|---|---|---|---|---|"
+    for r in rows do
+        let bound = match r.Precision with Core.Precision.Fp32 -> "max <= 1e-4" | Core.Precision.Tf32 -> "max <= 5e-3" | _ -> "rel <= 1%"
+        printfn "| %s | %s | %.3e | %.3e | %.6f (%.6f) | %s | %s |" r.Fixture (OptionNames.Format r.Precision) r.MaxAbsDifference r.RelativeL2 r.Loss r.ExpectedLoss bound
+            (if r.Passed then "PASS" else "FAIL")
+    if rows |> Seq.forall (fun r -> r.Passed) then 0 else 1
+
 let doctor (args: ParseResults<DoctorArgs>) =
     let line = TorchRuntime.ComputeCheck(args.TryGetResult DoctorArgs.Device |> Option.map device |> Option.toObj)
     if not (args.Contains DoctorArgs.Quiet) then printfn "%s" line

@@ -96,6 +96,7 @@ let private dispatch (argv: string[]) =
         | Export_Hf a -> run a Commands.convertHf
         | Inspect a -> run a Commands.inspect
         | Doctor a -> run a Commands.doctor
+        | Check_Fixtures a -> run a Commands.checkFixtures
         | Version
         | Libtorch _ -> version (); 0
     with
