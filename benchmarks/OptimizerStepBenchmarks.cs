@@ -23,8 +23,7 @@ public class OptimizerStepBenchmarks
 
     LanguageModel Model()
     {
-        TorchRuntime.EnsureAvailable();
-        var device = Device == "cuda" ? CUDA : CPU;
+        var device = ComputeDevice.Parse(Device).Use();   // the one resolver: CUDA loaded first when asked for
         var config = ModelConfigs.Create("gpt2-small");
         var m = LanguageModel.Create(config, device, seed: 1);
         var generator = new Generator(2);

@@ -8,7 +8,7 @@
 # BLR_COMMAND overrides how blr is started (default: run.sh beside this script). Sections:
 #   1 doctor; 2 fixture logits (fp32, tf32, bf16-mixed) against transformers; 3 gpt2-tiny AdamW in bf16-mixed
 #   against the CPU fp32 run, and a resume; 4 ms/step of blr and of PyTorch eager on the same shapes, side by side;
-#   5 peak memory (not measured yet); 6 the collectives at world 1 (NCCL on CUDA, MPI on the CPU when present).
+#   5 device memory in use (cudaMemGetInfo) against inspect; 6 the collectives at world 1 (NCCL on CUDA, MPI on the CPU when present).
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 device=cuda; quick=0; out="$PWD/gpu-check.md"; fixtures="${BLR_FIXTURES:-}"
@@ -106,7 +106,21 @@ else
   report "" "PyTorch is not installed here: no eager numbers to compare with."
 fi
 
-report "" "## 5. Peak memory" "" "Not measured yet: blr does not read the device's memory statistics yet."
+report "" "## 5. Peak memory" ""
+if [ "$device" = cpu ]; then
+  report "On the CPU there is no device memory to read (metrics.jsonl has device_mem_mib on CUDA only)."
+else
+  report "Device memory in use (cudaMemGetInfo: the whole process, with the caching allocator's reserve), the largest per-step reading, against \\`blr inspect\\`'s estimate:" ""
+  for optimizer in blockwise-adamw adam-mini; do
+    run="$work/bench-gpt2-small-seq1024-b16-$optimizer"
+    [ -f "$run/metrics.jsonl" ] && python3 - "$run/metrics.jsonl" "$optimizer" >> "$out" <<'PY'
+import json, sys
+peak = max(json.loads(l).get("device_mem_mib", float("nan")) for l in open(sys.argv[1]))
+print(f"- gpt2-small, seq 1024, batch 16, {sys.argv[2]}: {peak:,.0f} MiB")
+PY
+    "${blr[@]}" inspect --model gpt2-small --batch-size 16 --seq-len 1024 --optimizer "$optimizer" --precision bf16-mixed --device cuda 2>&1 | grep -E "total" | tail -1 | sed 's/^/  inspect: /' >> "$out"
+  done
+fi
 
 report "" "## 6. Collectives at world 1 through the data-parallel code" ""
 backend=$([ "$device" = cpu ] && echo mpi || echo nccl)

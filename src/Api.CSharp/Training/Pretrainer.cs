@@ -235,7 +235,7 @@ public sealed class Trainer(PretrainOptions options)
             metrics?.Step(step, loss, block => LearningRate(block, step), gradientNorms, tokensPerSecond, milliseconds,
                 peak is { } p ? tokensPerSecond * flopsPerToken / p : null,
                 auto is null ? null : block => AutoRatios.ratioOf(auto, block.ToCore()), sharpness,
-                group != ProcessGroup.Single ? optimizer.CollectiveMilliseconds - collectiveBefore : null);
+                group != ProcessGroup.Single ? optimizer.CollectiveMilliseconds - collectiveBefore : null, DeviceMemory.UsedBytes(device));
 
             var done = step + 1;
             double? valLoss = null;
@@ -332,7 +332,8 @@ sealed class MetricsWriter : IDisposable
     }
 
     public void Step(int step, double loss, Func<Block, double> lr, IReadOnlyDictionary<Block, double> gradientNorms, double tokensPerSecond,
-        double milliseconds, double? mfu, Func<Block, double>? ratio = null, IReadOnlyDictionary<Block, double>? sharpness = null, double? collectiveMs = null)
+        double milliseconds, double? mfu, Func<Block, double>? ratio = null, IReadOnlyDictionary<Block, double>? sharpness = null, double? collectiveMs = null,
+        long? deviceMemoryBytes = null)
     {
         var line = new JsonObject
         {
@@ -345,6 +346,7 @@ sealed class MetricsWriter : IDisposable
         };
         if (mfu is { } value) line["mfu"] = value;
         if (collectiveMs is { } comm) line["comm_ms"] = comm;
+        if (deviceMemoryBytes is { } memory) line["device_mem_mib"] = memory / 1048576.0;
         if (ratio is not null) line["ratio"] = new JsonObject(gradientNorms.Keys.Select(b => KeyValuePair.Create(b.Key(), (JsonNode?)ratio(b))));
         if (sharpness is not null) line["sharpness"] = new JsonObject(sharpness.Select(kv => KeyValuePair.Create(kv.Key.Key(), (JsonNode?)kv.Value)));
         steps.WriteLine(line.ToJsonString());
