@@ -110,7 +110,7 @@ report "" "## 5. Peak memory" ""
 if [ "$device" = cpu ]; then
   report "On the CPU there is no device memory to read (metrics.jsonl has device_mem_mib on CUDA only)."
 else
-  report "Device memory in use (cudaMemGetInfo: the whole process, with the caching allocator's reserve), the largest per-step reading, against \\`blr inspect\\`'s estimate:" ""
+  report "Device memory in use (cudaMemGetInfo: the whole process, with the caching allocator's reserve), the largest per-step reading, against the estimate of blr inspect:" ""
   for optimizer in blockwise-adamw adam-mini; do
     run="$work/bench-gpt2-small-seq1024-b16-$optimizer"
     [ -f "$run/metrics.jsonl" ] && python3 - "$run/metrics.jsonl" "$optimizer" >> "$out" <<'PY'
