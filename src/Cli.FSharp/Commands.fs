@@ -28,6 +28,9 @@ let private device (text: string) =
     try ComputeDevice.Parse text
     with :? FormatException as e -> raise (CliError(sprintf "--device %s: %s" text e.Message))
 
+/// The --device of a command, the CPU when it has none.
+let private deviceOrCpu (text: string option) = text |> Option.map device |> Option.defaultValue ComputeDevice.Cpu
+
 let schedule (args: ParseResults<ScheduleArgs>) =
     let total = args.GetResult ScheduleArgs.Steps
     let ratios = BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = string defaults.Ratios))
@@ -256,7 +259,7 @@ let private useDevice (threads: int option) (onDevice: string option) =
     match threads with
     | Some n when n < 1 -> raise (CliError(sprintf "--threads %d: must be >= 1 (leave it out for libtorch's choice)" n))
     | _ -> ()
-    let chosen = onDevice |> Option.map device |> Option.defaultValue ComputeDevice.Cpu
+    let chosen = deviceOrCpu onDevice
     let resolved = chosen.Use()
     threads |> Option.iter TorchSharp.torch.set_num_threads
     chosen, resolved
@@ -375,7 +378,7 @@ let private mib (bytes: int64) = sprintf "%10.1f MiB" (float bytes / 1048576.0)
 let inspect (args: ParseResults<InspectArgs>) =
     let overrides = args.GetAllResults() |> List.choose (fun a -> a.Override) |> Array.ofList
     let config = Models.ModelConfigs.Create(args.GetResult InspectArgs.Model, overrides)
-    let onCpu = not (args.TryGetResult InspectArgs.Device |> Option.map device |> Option.defaultValue ComputeDevice.Cpu).IsCuda
+    let onCpu = not (deviceOrCpu (args.TryGetResult InspectArgs.Device)).IsCuda
     let batch = args.GetResult(InspectArgs.Batch_Size, defaultValue = 8)
     let seqLen = args.GetResult(InspectArgs.Seq_Len, defaultValue = config.Context)
     let optimizerKind = args.TryGetResult InspectArgs.Optimizer |> Option.map (choice<Core.OptimizerKind> "--optimizer") |> Option.defaultValue Core.OptimizerKind.AdamW
@@ -415,7 +418,7 @@ let inspect (args: ParseResults<InspectArgs>) =
 
 /// A Markdown table of the fixture logits on a device; exit 1 when a row misses its bound.
 let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
-    let on = args.TryGetResult CheckFixturesArgs.Device |> Option.map device |> Option.defaultValue ComputeDevice.Cpu
+    let on = deviceOrCpu (args.TryGetResult CheckFixturesArgs.Device)
     let rows = Reporting.FixtureCheck.Run(args.GetResult CheckFixturesArgs.Fixtures, on)
     printfn "| fixture | precision | max abs diff | relative L2 | loss (HF) | bound | result |"
     printfn "|---|---|---|---|---|---|---|"
@@ -426,6 +429,6 @@ let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
     if rows |> Seq.forall (fun r -> r.Passed) then 0 else 1
 
 let doctor (args: ParseResults<DoctorArgs>) =
-    let line = TorchRuntime.ComputeCheck(args.TryGetResult DoctorArgs.Device |> Option.map device |> Option.toObj)
+    let line = TorchRuntime.ComputeCheck(deviceOrCpu (args.TryGetResult DoctorArgs.Device))
     if not (args.Contains DoctorArgs.Quiet) then printfn "%s" line
     0

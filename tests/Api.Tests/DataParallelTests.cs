@@ -99,13 +99,8 @@ public class DataParallelTests(GutenbergShards gutenberg)
         {
             var (plain, mpi) = (Path.Combine(dir, "plain"), Path.Combine(dir, "mpi"));
             Ok(TestPaths.Run(Train(plain, 3)));
-            var info = new ProcessStartInfo("dotnet", [TestPaths.Blr(), .. Train(mpi, 3)]) { RedirectStandardError = true, RedirectStandardOutput = true };
-            info.Environment["BLR_PROCESS_GROUP"] = "mpi";   // an MPI singleton: every collective runs, over one rank
-            using var process = Process.Start(info)!;
-            var output = process.StandardOutput.ReadToEndAsync();
-            var error = process.StandardError.ReadToEnd();
-            process.WaitForExit();
-            Assert.True(process.ExitCode == 0, error);
+            // An MPI singleton: every collective runs, over one rank.
+            Ok(TestPaths.Run(Train(mpi, 3), new Dictionary<string, string> { ["BLR_PROCESS_GROUP"] = "mpi" }));
             Assert.Equal(Metrics(plain).Select(Trajectory), Metrics(mpi).Select(Trajectory));
             Assert.All(Metrics(mpi), line => Assert.NotNull(line["comm_ms"]));
             SameFiles(Checkpoint(plain, 3), Checkpoint(mpi, 3));
@@ -232,11 +227,8 @@ public class DataParallelTests(GutenbergShards gutenberg)
         var dir = Temp("throw");
         try
         {
-            var info = new ProcessStartInfo("dotnet", [TestPaths.Blr(), .. Nproc(2, [], Train(Path.Combine(dir, "run"), 100000))])
-                { RedirectStandardError = true, RedirectStandardOutput = true };
-            info.Environment["BLR_FAULT"] = "bug-at-step@3";
-            info.Environment["BLR_FAULT_RANK"] = "1";
-            using var launcher = Process.Start(info)!;
+            using var launcher = TestPaths.Start(Nproc(2, [], Train(Path.Combine(dir, "run"), 100000)), fault: "bug-at-step@3",
+                environment: new Dictionary<string, string> { ["BLR_FAULT_RANK"] = "1" });
             var output = launcher.StandardOutput.ReadToEndAsync();
             var error = launcher.StandardError.ReadToEndAsync();
             Assert.True(launcher.WaitForExit(TimeSpan.FromSeconds(90)), "the run hung after a rank failed");

@@ -25,18 +25,19 @@ static class TestPaths
         throw new DirectoryNotFoundException("no Hybrid.sln above the test binaries");
     }
 
-    /// Starts `dotnet blr.dll ARGS` with output captured; `fault` sets BLR_FAULT.
-    public static Process Start(IEnumerable<string> args, string? fault = null)
+    /// Starts `dotnet blr.dll ARGS` with output captured; `fault` sets BLR_FAULT, `environment` any variables.
+    public static Process Start(IEnumerable<string> args, string? fault = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo("dotnet", [Blr(), .. args]) { RedirectStandardError = true, RedirectStandardOutput = true };
         if (fault is not null) info.Environment["BLR_FAULT"] = fault;
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
         return Process.Start(info)!;
     }
 
     /// Runs blr to the end: (exit code, stdout, stderr).
-    public static (int Code, string Output, string Error) Run(IEnumerable<string> args)
+    public static (int Code, string Output, string Error) Run(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
     {
-        using var process = Start(args);
+        using var process = Start(args, environment: environment);
         var output = process.StandardOutput.ReadToEndAsync();
         var error = process.StandardError.ReadToEnd();
         process.WaitForExit();

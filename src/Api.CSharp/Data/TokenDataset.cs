@@ -147,8 +147,14 @@ public static class Windows
     public static IEnumerable<(Tensor Inputs, Tensor Targets)> Validation(ITokenSource data, int seqLen, int batchSize, long maxWindows, Device? device = null)
     {
         var layout = Layout(data, seqLen);
+        return ValidationBatches(layout, batchSize, maxWindows).Select(windows => Assemble(data, layout, windows, device));
+    }
+
+    /// <summary>The window indices of each validation batch, in order (a caller assembles each in its own scope).</summary>
+    internal static IEnumerable<long[]> ValidationBatches(WindowLayout layout, int batchSize, long maxWindows)
+    {
         var windows = Sampling.validationWindows(layout, maxWindows);
         for (var i = 0; i < windows.Length; i += batchSize)
-            yield return Assemble(data, layout, windows[i..Math.Min(windows.Length, i + batchSize)], device);
+            yield return windows[i..Math.Min(windows.Length, i + batchSize)];
     }
 }

@@ -108,8 +108,7 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
     {
         RequireCpu(input);
         RequireCpu(output);
-        CheckPieces(input, counts);
-        if (output.numel() != counts[Rank]) throw new ArgumentException($"output holds {output.numel()} elements, rank {Rank}'s piece is {counts[Rank]}");
+        CheckPieces(input, counts, output);
         var ints = Ints(counts);
         fixed (int* c = ints)
             Check(reduceScatter(TensorMemory.Address(input), TensorMemory.Address(output), c, TypeOf(input), sum, comm), "MPI_Reduce_scatter");
@@ -146,12 +145,6 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
     }
 
     static int[] Ints(IReadOnlyList<long> counts) => counts.Select(c => checked((int)c)).ToArray();
-
-    void CheckPieces(Tensor buffer, IReadOnlyList<long> counts)
-    {
-        if (counts.Count != WorldSize) throw new ArgumentException($"{counts.Count} pieces for {WorldSize} ranks");
-        if (counts.Sum() != buffer.numel()) throw new ArgumentException($"pieces of {counts.Sum()} elements for a buffer of {buffer.numel()}");
-    }
 
     public override void Dispose()
     {

@@ -83,13 +83,12 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
     {
         var visible = Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES");
         var index = visible is not null && visible.Split(',', StringSplitOptions.RemoveEmptyEntries).Length == 1 ? 0 : launch.LocalRank;
-        foreach (var name in new[] { "libcudart.so.12", "libcudart.so.13", "libcudart.so" })
-            if (NativeLibrary.TryLoad(name, out var cudart) && NativeLibrary.TryGetExport(cudart, "cudaSetDevice", out var setDevice))
-            {
-                var code = ((delegate* unmanaged<int, int>)setDevice)(index);
-                if (code != 0) throw new DistributedException($"cudaSetDevice({index}) failed with CUDA error {code}: local rank {launch.LocalRank} has no GPU of its own; start one process per GPU");
-                return index;
-            }
+        if (Training.CudaRuntime.TryExport("cudaSetDevice", out var setDevice))
+        {
+            var code = ((delegate* unmanaged<int, int>)setDevice)(index);
+            if (code != 0) throw new DistributedException($"cudaSetDevice({index}) failed with CUDA error {code}: local rank {launch.LocalRank} has no GPU of its own; start one process per GPU");
+            return index;
+        }
         // Without it NCCL would put every rank on device 0.
         throw new DistributedException("the CUDA runtime (libcudart.so.12) could not be loaded to pick this rank's GPU; put the folder of the libcudart your libtorch uses on LD_LIBRARY_PATH");
     }
@@ -121,12 +120,6 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
         Check(allReduce(address, address, (nuint)tensor.numel(), TypeOf(tensor), Sum, comm, 0), "ncclAllReduce");
     }
 
-    void CheckPieces(Tensor buffer, IReadOnlyList<long> counts)
-    {
-        if (counts.Count != WorldSize || counts.Sum() != buffer.numel())
-            throw new ArgumentException($"{counts.Count} pieces of {counts.Sum()} elements for {WorldSize} ranks and a buffer of {buffer.numel()}");
-    }
-
     /// <summary>The calls of <paramref name="body"/> as one NCCL group, closed even when one of them fails.</summary>
     void Grouped(Action body)
     {
@@ -138,8 +131,7 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
     public override void ReduceScatter(Tensor input, Tensor output, IReadOnlyList<long> counts)
     {
         RequireCuda(input);
-        CheckPieces(input, counts);
-        if (output.numel() != counts[Rank]) throw new ArgumentException($"output holds {output.numel()} elements, rank {Rank}'s piece is {counts[Rank]}");
+        CheckPieces(input, counts, output);
         var size = TensorMemory.ElementSize(input);
         var (address, target) = (TensorMemory.Address(input), TensorMemory.Address(output));
         Grouped(() =>

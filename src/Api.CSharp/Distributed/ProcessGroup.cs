@@ -62,6 +62,16 @@ public abstract class ProcessGroup : IDisposable
     /// <see cref="ReduceScatter"/>) and afterwards every rank holds all of them.</summary>
     public abstract void AllGather(Tensor buffer, IReadOnlyList<long> counts);
 
+    /// <summary>Checks that <paramref name="counts"/> has a piece per rank, adding up to <paramref name="buffer"/>,
+    /// and that <paramref name="output"/> (of a reduce-scatter) holds this rank's piece.</summary>
+    protected void CheckPieces(Tensor buffer, IReadOnlyList<long> counts, Tensor? output = null)
+    {
+        if (counts.Count != WorldSize) throw new ArgumentException($"{counts.Count} pieces for {WorldSize} ranks");
+        if (counts.Sum() != buffer.numel()) throw new ArgumentException($"pieces of {counts.Sum()} elements for a buffer of {buffer.numel()}");
+        if (output is not null && output.numel() != counts[Rank])
+            throw new ArgumentException($"output holds {output.numel()} elements, rank {Rank}'s piece is {counts[Rank]}");
+    }
+
     /// <summary>Copies rank <paramref name="root"/>'s tensor into every rank's.</summary>
     public abstract void Broadcast(Tensor tensor, int root = 0);
 

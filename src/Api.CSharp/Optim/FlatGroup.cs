@@ -210,7 +210,7 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     /// <summary>Optimizer state bytes each rank keeps: its parts of every group's buffers under ZeRO-1, all of them otherwise.</summary>
     public IReadOnlyList<long> StateBytesPerRank() =>
         Enumerable.Range(0, Group.WorldSize).Select(r => Groups.Sum(g => StateBuffers(g).Sum(b =>
-            4 * (Sharded ? (b.PerVBlock ? Layouts[g].VCounts[r] : Layouts[g].Counts[r]) : (b.PerVBlock ? Layouts[g].VTotal : Layouts[g].Total))))).ToList();
+            4 * (Sharded ? CountsOf(g, b)[r] : CountsOf(g, b).Sum())))).ToList();
 
     /// <summary>The chunks of a group this rank updates.</summary>
     private protected IEnumerable<GridChunk> OwnChunks(FlatGroup g) => Layouts[g].Own(Group.Rank, Sharded);
@@ -313,14 +313,23 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
 
     private protected abstract IEnumerable<StateBuffer> StateBuffers(FlatGroup g);
 
+    /// <summary>A state buffer's elements per rank: v-blocks or elements of the group.</summary>
+    long[] CountsOf(FlatGroup g, StateBuffer buffer) => buffer.PerVBlock ? Layouts[g].VCounts : Layouts[g].Counts;
+
+    /// <summary>A zero whole-group tensor of one state buffer and the view of it that this rank's part fills.</summary>
+    (Tensor Full, Tensor Mine) WholeOf(FlatGroup g, StateBuffer buffer)
+    {
+        var (start, length, vstart, vlength) = Part(g);
+        var full = zeros(CountsOf(g, buffer).Sum(), dtype: ScalarType.Float32, device: buffer.Local.device);
+        return (full, full.narrow(0, buffer.PerVBlock ? vstart : start, buffer.PerVBlock ? vlength : length));
+    }
+
     /// <summary>A whole-group tensor of one state buffer (gathered from every rank when sharded).</summary>
     Tensor Full(FlatGroup g, StateBuffer buffer)
     {
-        var layout = Layouts[g];
-        var (start, length, vstart, vlength) = Part(g);
-        var full = zeros(buffer.PerVBlock ? layout.VTotal : layout.Total, dtype: ScalarType.Float32, device: buffer.Local.device);
-        full.narrow(0, buffer.PerVBlock ? vstart : start, buffer.PerVBlock ? vlength : length).copy_(buffer.Local);
-        if (Sharded) Group.AllGather(full, buffer.PerVBlock ? layout.VCounts : layout.Counts);
+        var (full, mine) = WholeOf(g, buffer);
+        mine.copy_(buffer.Local);
+        if (Sharded) Group.AllGather(full, CountsOf(g, buffer));
         return full;
     }
 
@@ -348,15 +357,13 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
             foreach (var buffer in StateBuffers(g))
             {
                 using var scope = NewDisposeScope();
-                var layout = Layouts[g];
-                var (start, length, vstart, vlength) = Part(g);
-                var full = zeros(buffer.PerVBlock ? layout.VTotal : layout.Total, dtype: ScalarType.Float32, device: buffer.Local.device);
+                var (full, mine) = WholeOf(g, buffer);
                 foreach (var p in g.Members)
                 {
                     var target = buffer.Slice(full, p);
                     target.copy_(Entry(state, $"{buffer.Kind}/{p.Name}", target.shape, source));
                 }
-                buffer.Local.copy_(full.narrow(0, buffer.PerVBlock ? vstart : start, buffer.PerVBlock ? vlength : length));
+                buffer.Local.copy_(mine);
             }
         StepCount = step.item<long>();
     }

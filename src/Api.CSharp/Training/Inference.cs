@@ -1,4 +1,3 @@
-using BlockwiseLR.Core;
 using BlockwiseLR.Data;
 using BlockwiseLR.Models;
 using TorchSharp;
@@ -62,14 +61,13 @@ public static class Evaluation
         using var noGrad = no_grad();
         model.eval();
         var layout = Windows.Layout(split, seqLen);
-        var all = Sampling.validationWindows(layout, maxWindows);
         double sum = 0;
         long windows = 0;
-        for (long first = (long)rank * batchSize; first < all.Length; first += (long)world * batchSize)
+        foreach (var batch in Windows.ValidationBatches(layout, batchSize, maxWindows).Where((_, index) => index % world == rank))
         {
             // Each batch in its own scope: its activations and logits are freed before the next is made.
             using var scope = NewDisposeScope();
-            var (inputs, targets) = Windows.Assemble(split, layout, all[(int)first..(int)Math.Min(all.Length, first + batchSize)], device);
+            var (inputs, targets) = Windows.Assemble(split, layout, batch, device);
             sum += LanguageModel.Loss(model.forward(inputs), targets).item<float>() * inputs.shape[0];
             windows += inputs.shape[0];
         }
