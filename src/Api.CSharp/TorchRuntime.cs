@@ -14,7 +14,7 @@ public sealed class TorchUnavailableException(string message) : Exception(messag
 /// TorchSharp's own failure blames a missing package reference, prints a long trace, and copies ~500 MB of
 /// natives into the bin folder; the usual real cause on Debian 12 is a libstdc++ older than GCC 13.
 /// </summary>
-public static class TorchRuntime
+public static partial class TorchRuntime
 {
     /// <summary>The libstdc++ symbol version TorchSharp 0.107's native library needs (GCC >= 13).</summary>
     public const string RequiredGlibcxx = "GLIBCXX_3.4.32";

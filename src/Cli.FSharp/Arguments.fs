@@ -159,6 +159,7 @@ type TrainArgs =
     | Resume of dir_or_latest: string
     | Overwrite
     | Device of name: string
+    | Deterministic
     | Precision of name: string
     | Eval_Every of steps: int
     | Eval_Windows of count: int
@@ -211,6 +212,7 @@ type TrainArgs =
             | Resume _ -> "latest (the newest checkpoint in --out) or a checkpoints/step_* folder; options that change the trajectory must be as trained."
             | Overwrite -> "replace the run already in --out (without it, such a folder is refused unless resumed)."
             | Device _ -> sprintf "cpu, cuda or cuda:N (default %O)." defaults.Device
+            | Deterministic -> "deterministic CUDA kernels (PyTorch's use_deterministic_algorithms); an operation without one fails naming itself."
             | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Precision)
             | Eval_Every _ -> sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.EvalEvery
             | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.EvalWindows

@@ -416,7 +416,8 @@ let inspect (args: ParseResults<InspectArgs>) =
         printfn "ZeRO-0 over %d processes: every rank keeps all %s of optimizer state (--zero 1 splits it)" processes (mib report.OptimizerStateBytes)
     0
 
-/// A Markdown table of the fixture logits on a device; exit 1 when a row misses its bound.
+/// Markdown tables of the fixture logits and of the optimizer golden trajectories on a device; exit 1 when a row
+/// misses its bound or the golden file is missing.
 let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
     let on = deviceOrCpu (args.TryGetResult CheckFixturesArgs.Device)
     let rows = Reporting.FixtureCheck.Run(args.GetResult CheckFixturesArgs.Fixtures, on)
@@ -426,7 +427,19 @@ let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
         let bound = match r.Precision with Core.Precision.Fp32 -> "max <= 1e-4" | Core.Precision.Tf32 -> "max <= 5e-3" | _ -> "rel <= 1%"
         printfn "| %s | %s | %.3e | %.3e | %.6f (%.6f) | %s | %s |" r.Fixture (OptionNames.Format r.Precision) r.MaxAbsDifference r.RelativeL2 r.Loss r.ExpectedLoss bound
             (if r.Passed then "PASS" else "FAIL")
-    if rows |> Seq.forall (fun r -> r.Passed) then 0 else 1
+    let golden = Path.Combine(args.GetResult CheckFixturesArgs.Fixtures, "optim-golden.safetensors")
+    let trajectories =
+        if File.Exists golden then
+            [ for variant in Reporting.FixtureCheck.Variants -> Reporting.FixtureCheck.Trajectory(golden, variant, on) ]
+        else []
+    printfn ""
+    if File.Exists golden then
+        printfn "| optimizer golden trajectory (6 steps) | max abs diff | bound | result |"
+        printfn "|---|---|---|---|"
+        for t in trajectories do
+            printfn "| %s | %.3e | %.0e | %s |" t.Variant t.MaxAbsDifference t.Bound (if t.Passed then "PASS" else "FAIL")
+    else printfn "No optimizer golden file (%s): the optimizer trajectories were not replayed." golden
+    if rows |> Seq.forall (fun r -> r.Passed) && File.Exists golden && trajectories |> Seq.forall (fun t -> t.Passed) then 0 else 1
 
 let doctor (args: ParseResults<DoctorArgs>) =
     let line = TorchRuntime.ComputeCheck(deviceOrCpu (args.TryGetResult DoctorArgs.Device))

@@ -68,3 +68,31 @@ public class TorchRuntimeTests
         Assert.Equal("cpu", TorchRuntime.Backend);
     }
 }
+
+/// The process-wide deterministic switch, called in libtorch's C++ context: run alone (it changes every test's
+/// tensors while it is on), in the collection that runs after the parallel ones.
+[Collection(nameof(DataParallelTests))]
+public class DeterminismTests
+{
+    [Fact]
+    public void Deterministic_algorithms_switch_libtorch_itself_on_and_off()
+    {
+        TorchRuntime.EnsureAvailable();
+        Assert.False(TorchRuntime.DeterministicAlgorithms);
+        try
+        {
+            TorchRuntime.UseDeterministicAlgorithms(true);
+            Assert.True(TorchRuntime.DeterministicAlgorithms);
+            // libtorch's own evidence, not our flag: in deterministic mode it fills uninitialised memory with NaN
+            // (torch.utils.deterministic.fill_uninitialized_memory, on by default).
+            using var uninitialised = empty(64, dtype: float32);
+            Assert.All(uninitialised.data<float>().ToArray(), x => Assert.True(float.IsNaN(x)));
+            Assert.Equal(":4096:8", Environment.GetEnvironmentVariable("CUBLAS_WORKSPACE_CONFIG"));
+        }
+        finally
+        {
+            TorchRuntime.UseDeterministicAlgorithms(false);
+        }
+        Assert.False(TorchRuntime.DeterministicAlgorithms);
+    }
+}

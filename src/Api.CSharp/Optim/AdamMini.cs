@@ -66,7 +66,7 @@ public sealed class AdamMini : FlatBlockOptimizer
             // The grid's chunks are whole v-blocks of one size.
             foreach (var c in OwnChunks(g))
             {
-                using var chunk = NewDisposeScope();
+                using var chunk = Temporaries.Open();
                 var shape = new long[] { c.Blocks, c.BlockSize };
                 var p = g.Params.narrow(0, c.Start, c.Length).view(shape);
                 var grad = g.Grads.narrow(0, c.Start, c.Length).view(shape);

@@ -57,7 +57,7 @@ public abstract class BlockOptimizer : IDisposable
     /// <summary>One update with the learning rate of each block.</summary>
     public void Step(Func<Block, double> learningRate)
     {
-        using var scope = NewDisposeScope();
+        using var scope = Temporaries.Open();
         using var noGrad = no_grad();
         StepCount++;
         Update(learningRate);
@@ -110,6 +110,7 @@ public abstract class BlockOptimizer : IDisposable
     /// <summary>Multiplies every gradient by <paramref name="factor"/> (global-norm clipping).</summary>
     public void ScaleGradients(double factor)
     {
+        using var scope = Temporaries.Open();
         using var noGrad = no_grad();
         foreach (var (_, gradient) in GradientBuffers()) gradient.mul_(factor);
     }

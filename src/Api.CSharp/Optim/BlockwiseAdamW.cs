@@ -37,7 +37,7 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
             var first = Part(g).Start;
             foreach (var (start, length, _, _) in OwnChunks(g))
             {
-                using var chunk = NewDisposeScope();
+                using var chunk = Temporaries.Open();
                 var p = g.Params.narrow(0, start, length);
                 var grad = g.Grads.narrow(0, start, length);
                 var mc = m.narrow(0, start - first, length);

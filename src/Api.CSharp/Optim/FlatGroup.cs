@@ -273,7 +273,7 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     /// zeros), under ZeRO-0 too, so one all-reduce of [extra, chunk sums] serves both.</summary>
     internal override (IReadOnlyDictionary<Block, double> Norms, double[] Extra) NormsAnd(Tensor extra)
     {
-        using var scope = NewDisposeScope();
+        using var scope = Temporaries.Open();
         var sums = new List<Tensor> { extra.to(ScalarType.Float64).reshape(-1) };
         var index = new List<(Block Block, int Count)>();
         var split = Group != ProcessGroup.Single;
@@ -283,9 +283,11 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
             for (var c = 0; c < layout.Grid.Count; c++)
             {
                 var chunk = layout.Grid[c];
-                sums.Add(split && layout.OwnerOf[c] != Group.Rank
+                // Each chunk's square is freed before the next is made: one chunk of temporaries at a time.
+                using var inner = Temporaries.Open();
+                sums.Add((split && layout.OwnerOf[c] != Group.Rank
                     ? zeros(1, dtype: ScalarType.Float64, device: g.Grads.device)
-                    : g.Grads.narrow(0, chunk.Start, chunk.Length).square().sum(type: ScalarType.Float64).reshape(1));
+                    : g.Grads.narrow(0, chunk.Start, chunk.Length).square().sum(type: ScalarType.Float64).reshape(1)).MoveToOuterDisposeScope());
             }
             index.Add((g.Block, layout.Grid.Count));
         }

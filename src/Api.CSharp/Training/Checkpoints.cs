@@ -203,7 +203,7 @@ static class RunFolder
     /// it runs on. Everything else decides the trajectory.</summary>
     static readonly HashSet<string> MayChange =
         ["evalEvery", "evalWindows", "checkpointEvery", "keepCheckpoints", "out", "resume", "initFrom", "overwrite", "threads",
-         "peakTflops", "sharpnessEvery", "device", "zero", "bucketMb"];
+         "peakTflops", "sharpnessEvery", "device", "deterministic", "zero", "bucketMb"];
 
     public static void RefuseChangedTrajectory(PretrainOptions saved, PretrainOptions asked, string resume, string checkpoint)
     {

@@ -58,6 +58,10 @@ public sealed record PretrainOptions
     /// fresh optimizer and schedule.</summary>
     public string? InitFrom { get; init; }
     public ComputeDevice Device { get; init; } = ComputeDevice.Cpu;
+    /// <summary>Deterministic algorithms for the process (<see cref="TorchRuntime.UseDeterministicAlgorithms"/>):
+    /// on CUDA, kernels that can vary between runs are replaced by deterministic ones, or the step fails naming the
+    /// operation. CPU runs are deterministic for a fixed thread count without it.</summary>
+    public bool Deterministic { get; init; }
     public Precision Precision { get; init; } = Precision.Fp32;
     /// <summary>Evaluate every N steps (and at the end); 0: only at the end.</summary>
     public int EvalEvery { get; init; } = 100;

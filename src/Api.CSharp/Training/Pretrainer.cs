@@ -122,6 +122,7 @@ public sealed class Trainer(PretrainOptions options)
             throw new InvalidOptionException(nameof(o.InitFrom), initFrom,
                 $"holds another model ({ModelConfigs.Describe(initConfig)}), not {(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
         var resolvedDevice = o.Device.Use();
+        if (o.Deterministic) TorchRuntime.UseDeterministicAlgorithms(true);
         var group = processGroup ?? ProcessGroup.Join(launch!, o.Device.IsCuda);
         var (rank, main) = (group.Rank, group.IsMain);
         // Each rank takes its share of the machine's cores unless told otherwise.
