@@ -65,10 +65,12 @@ type PrepareArgs =
     | Threads of count: int
     | Replace_Invalid_Utf8
     | Overwrite
+    | Restart
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Restart -> "discard what an interrupted prepare of the same inputs left, instead of resuming it."
             | Input _ -> "a text, .jsonl or .parquet file (.gz allowed) or a folder (searched recursively); repeatable."
             | Builtin _ -> "a built-in corpus instead of --input: gutenberg (18 Project Gutenberg books, 3.2M GPT-2 tokens)."
             | Out _ -> "the folder for train_*.bin, val_*.bin and manifest.json."
@@ -76,9 +78,9 @@ type PrepareArgs =
             | Field _ -> sprintf "the .jsonl field holding the text (default %s)." corpusDefaults.JsonField
             | Column _ -> sprintf "the .parquet column holding the text (default %s)." corpusDefaults.ParquetColumn
             | Val_Fraction _ -> sprintf "share of tokens for validation (default %s)." (g prepareDefaults.ValFraction)
-            | Val_Tokens _ -> "tokens for validation, instead of a fraction."
+            | Val_Tokens _ -> "tokens for validation, instead of a fraction (taken from the first block of 1,024 chunks)."
             | Chunk_Tokens _ -> sprintf "documents are cut at paragraph breaks into chunks of about this many tokens; val is a seeded choice of chunks (default %d)." prepareDefaults.ChunkTokens
-            | Shard_Tokens _ -> sprintf "tokens per shard (default %s)." (prepareDefaults.ShardTokens.ToString("N0", Globalization.CultureInfo.InvariantCulture))
+            | Shard_Tokens _ -> sprintf "tokens per shard: shards rotate as the stream is written (default %s, as llm.c)." (prepareDefaults.ShardTokens.ToString("N0", Globalization.CultureInfo.InvariantCulture))
             | Seed _ -> sprintf "seed of the val choice (default %d)." prepareDefaults.Seed
             | Threads _ -> "tokenizer threads (default: all cores)."
             | Replace_Invalid_Utf8 -> "replace invalid UTF-8 with U+FFFD instead of stopping."

@@ -104,7 +104,8 @@ let prepare (args: ParseResults<PrepareArgs>) =
             ShardTokens = args.GetResult(PrepareArgs.Shard_Tokens, defaultValue = defaults.ShardTokens),
             Seed = args.GetResult(PrepareArgs.Seed, defaultValue = defaults.Seed),
             Threads = args.GetResult(PrepareArgs.Threads, defaultValue = defaults.Threads),
-            Overwrite = args.Contains PrepareArgs.Overwrite
+            Overwrite = args.Contains PrepareArgs.Overwrite,
+            Restart = args.Contains PrepareArgs.Restart
         )
     let result =
         Spectre.Console.AnsiConsole.Progress().Start(fun context ->

@@ -91,15 +91,15 @@ module Sampling =
     /// Validation: the first `count` non-overlapping windows, in order (as llm.c does), the same every time.
     let validationWindows (l: WindowLayout) (count: int64) : int64[] = Array.init (int (min count l.Total)) int64
 
-    /// The val split: chunks shuffled with `seed`, taken until they hold at least `targetTokens`. An error when
-    /// that is no chunk, or every chunk (no training data would be left).
-    let chooseValChunks (seed: uint64) (chunkTokens: int64[]) (targetTokens: int64) : Result<Set<int>, string> =
+    /// The val split of one block of a streamed corpus (`blr prepare` decides each block of chunks as the stream
+    /// passes): the same choice, shuffled by (seed, block), so block 0 is exactly `chooseValChunks`.
+    let chooseValChunksInBlock (seed: uint64) (block: int) (chunkTokens: int64[]) (targetTokens: int64) : Result<Set<int>, string> =
         if targetTokens <= 0L then
             Error "the val split is empty: give ValFraction > 0 or ValTokens > 0"
         elif chunkTokens.Length < 2 then
             Error(sprintf "the corpus has %d chunk(s): a val split needs at least one chunk and training at least one; add data or lower ChunkTokens" chunkTokens.Length)
         else
-            let order = permutation seed 0 chunkTokens.LongLength
+            let order = permutation seed block chunkTokens.LongLength
             let mutable taken = Set.empty
             let mutable tokens = 0L
             let mutable i = 0
@@ -111,3 +111,8 @@ module Sampling =
                 Error(sprintf "the val split (%d tokens wanted) would take the whole corpus (%d tokens); lower ValFraction or ValTokens" targetTokens (Array.sum chunkTokens))
             else
                 Ok taken
+
+    /// The val split: chunks shuffled with `seed`, taken until they hold at least `targetTokens`. An error when
+    /// that is no chunk, or every chunk (no training data would be left).
+    let chooseValChunks (seed: uint64) (chunkTokens: int64[]) (targetTokens: int64) : Result<Set<int>, string> =
+        chooseValChunksInBlock seed 0 chunkTokens targetTokens

@@ -4,6 +4,8 @@ using System.Text;
 using System.Text.Json.Nodes;
 using BlockwiseLR.Core;
 using BlockwiseLR.Data;
+using FsCheck;
+using FsCheck.Fluent;
 using Parquet;
 using Parquet.Schema;
 using static TorchSharp.torch;
@@ -42,15 +44,19 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         Assert.Equal(18, documents.Count);
         using var train = TokenDataset.Open(gutenberg.Directory, "train");
         using var val = TokenDataset.Open(gutenberg.Directory, "val");
-        // Reassemble corpus order from the manifest's chunk list: each chunk came from train or val, in order.
+        // Reassemble corpus order from the chunk index: each chunk came from train or val, in order.
         var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(gutenberg.Directory, "manifest.json")))!;
+        Assert.StartsWith("chunks.tsv", manifest["chunk_index"]!.GetValue<string>());
+        Assert.Contains("uint16", manifest["format"]!.GetValue<string>());
         using var trainTokens = train.Shards.SelectMany(Tokens).GetEnumerator();
         using var valTokens = val.Shards.SelectMany(Tokens).GetEnumerator();
         var corpus = new List<int>();
-        foreach (var chunk in manifest["chunks"]!.AsArray())
+        var chunks = File.ReadAllLines(Path.Combine(gutenberg.Directory, "chunks.tsv")).Select(l => l.Split('\t')).ToList();
+        Assert.Equal(manifest["chunks"]!.GetValue<long>(), chunks.Count);
+        foreach (var chunk in chunks)
         {
-            var source = chunk![3]!.GetValue<string>() == "val" ? valTokens : trainTokens;
-            for (var i = 0; i < chunk[2]!.GetValue<long>(); i++)
+            var source = chunk[3] == "val" ? valTokens : trainTokens;
+            for (var i = 0; i < long.Parse(chunk[2]); i++)
             {
                 Assert.True(source.MoveNext());
                 corpus.Add(source.Current);
@@ -234,6 +240,55 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             File.WriteAllText($"{dir}/empty.txt", "");
             Assert.Equal("the corpus is empty: 1 source(s) hold no text", PrepareFails(dir, Options(dir, $"{dir}/empty.txt")).Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// The streamed cutter against the whole-text one (TextPieces.Starts, the definition): the same pieces for any
+    /// text, piece size and way of delivering the text in blocks.
+    [Fact]
+    public void Pieces_of_a_streamed_text_are_the_pieces_of_the_whole_text()
+    {
+        string[] fragments = ["word", " ", "  ", "\n", "\n\n", "\t", "Ünïcödé", "😀", ".", "12345", " \n\n ", "x"];
+        var texts = Gen.ListOf(Gen.Elements(fragments)).Select(parts => string.Concat(parts.ToArray()));
+        var cases = from text in texts
+                    from target in Gen.Choose(1, 40)
+                    from block in Gen.Choose(1, 70)
+                    select (text, target, block);
+        Prop.ForAll(cases.ToArbitrary(), c =>
+        {
+            var (text, target, block) = c;
+            var starts = TextPieces.Starts(text, target);
+            var expected = text.Length == 0 ? [] : starts.Select((start, i) => text[start..(i + 1 < starts.Count ? starts[i + 1] : text.Length)]).ToList();
+            var blocks = Enumerable.Range(0, (text.Length + block - 1) / block).Select(i => text.AsMemory(i * block, Math.Min(block, text.Length - i * block)));
+            var streamed = TextPieces.Stream(blocks, target).ToList();
+            return expected.SequenceEqual(streamed);
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+    }
+
+    /// A text file is read in blocks of 1 MiB: an invalid byte past the first block is still named at its offset,
+    /// and a file of many blocks gives the tokens of its whole text.
+    [Fact]
+    public void A_text_file_of_many_blocks_streams_to_its_whole_text_tokens_and_names_a_late_bad_byte()
+    {
+        var dir = Temp();
+        try
+        {
+            var text = string.Concat(Enumerable.Range(0, 60_000).Select(i => $"Line {i} of the long file, ünïcödé 😀.\n" + (i % 7 == 0 ? "\n" : "")));
+            var bytes = Encoding.UTF8.GetBytes(text);
+            Assert.True(bytes.Length > 2 * (1 << 20));
+            File.WriteAllBytes($"{dir}/long.txt", bytes);
+            var result = ShardPreparer.Run(Options(dir, $"{dir}/long.txt") with { OutputDirectory = $"{dir}/out" });
+            using var train = TokenDataset.Open($"{dir}/out", "train");
+            using var val = TokenDataset.Open($"{dir}/out", "val");
+            Assert.Equal(1 + Gpt2Tokenizer.Instance.Encode(text).Count, result.TrainTokens + result.ValTokens);
+
+            var late = (1 << 20) + 12_345;
+            var broken = bytes.ToArray();
+            broken[late] = 0xFF;
+            File.WriteAllBytes($"{dir}/broken.txt", broken);
+            Assert.Equal($"{dir}/broken.txt: invalid UTF-8 at byte offset {late}; fix the file or set ReplaceInvalidUtf8",
+                PrepareFails(dir, Options(dir, $"{dir}/broken.txt") with { OutputDirectory = $"{dir}/out2" }).Message);
         }
         finally { Directory.Delete(dir, true); }
     }

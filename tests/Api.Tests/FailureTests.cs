@@ -341,22 +341,24 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
     }
 }
 
-/// `prepare` killed mid-way: the same command finishes the job, another command replaces the leftovers.
+/// `prepare` killed mid-way: the same command resumes where the last block was recorded and ends byte for byte as
+/// an uninterrupted run; another command replaces the leftovers; --restart discards them.
 public class PrepareKillTests
 {
-    static void KillDuringTokenization(string output, params string[] extra)
+    // Tiny limits: pieces of 256 characters and blocks of 256 chunks of about 64 tokens, shards of 20,000 tokens, so
+    // the built-in corpus streams through about 190 blocks and 160 shards, and a kill lands mid-stream.
+    static readonly Dictionary<string, string> Limits = new() { ["BLR_PREPARE_LIMITS"] = "pieces=256,block=256" };
+    static readonly string[] Small = ["--chunk-tokens", "64", "--shard-tokens", "20000"];
+
+    static string[] Prepare(string output, params string[] extra) => ["prepare", "--builtin", "gutenberg", "--out", output, .. Small, .. extra];
+
+    static void KillAfterBlock(string output, int block, params string[] extra)
     {
-        using var process = TestPaths.Start(["prepare", "--builtin", "gutenberg", "--out", output, .. extra], fault: "hang-during-prepare");
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        while (!(Directory.Exists(output) && Directory.GetDirectories(output, ".prepare-*")
-                   .Any(d => File.Exists(Path.Combine(d, "all.tokens")) && new FileInfo(Path.Combine(d, "all.tokens")).Length > 0)))
-        {
-            if (process.HasExited) throw new Exception($"prepare exited ({process.ExitCode}) early: {process.StandardError.ReadToEnd()}");
-            if (clock.Elapsed > TimeSpan.FromMinutes(2)) { process.Kill(); throw new TimeoutException("prepare never staged its tokens"); }
-            Thread.Sleep(20);
-        }
-        Thread.Sleep(200);   // it is now held at the fault point, past tokenization
-        process.Kill();      // SIGKILL: no cleanup runs
+        using var process = TestPaths.Start(Prepare(output, extra), fault: $"hang-after-block@{block}", environment: Limits);
+        var line = process.StandardError.ReadLineAsync();
+        if (!line.Wait(TimeSpan.FromMinutes(2))) { process.Kill(); throw new TimeoutException("prepare never reached the fault point"); }
+        Assert.Equal($"BLR_FAULT: hang-after-block at step {block}", line.Result);
+        process.Kill();      // SIGKILL while held after the block's state was saved: no cleanup runs
         process.WaitForExit();
     }
 
@@ -364,32 +366,44 @@ public class PrepareKillTests
         Directory.GetFiles(folder).ToDictionary(f => Path.GetFileName(f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))));
 
     [Fact]
-    public void The_same_prepare_after_a_sigkill_finishes_like_an_uninterrupted_one_and_another_replaces_the_leftovers()
+    public void The_same_prepare_after_a_sigkill_resumes_and_ends_byte_for_byte_like_an_uninterrupted_one()
     {
         var dir = Directory.CreateTempSubdirectory("blr-prepare-kill-").FullName;
         try
         {
             var reference = Path.Combine(dir, "reference");
-            var (code, _, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--out", reference]);
+            var (code, _, error) = TestPaths.Run(Prepare(reference), Limits);
             Assert.True(code == 0, error);
+            var expected = Files(reference);
+            Assert.True(expected.Keys.Count(k => k.StartsWith("train_")) > 100, "the shards did not rotate");
+            Assert.True(expected.Keys.Count(k => k.StartsWith("val_")) > 2, "the val shards did not rotate");
 
             var killed = Path.Combine(dir, "killed");
-            KillDuringTokenization(killed);
-            Assert.Single(Directory.GetDirectories(killed, ".prepare-*"));
-            (code, var output, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--out", killed]);
+            KillAfterBlock(killed, 40);
+            var staging = Assert.Single(Directory.GetDirectories(killed, ".prepare-*"));
+            Assert.True(File.Exists(Path.Combine(staging, "state.json")));
+            (code, var output, error) = TestPaths.Run(Prepare(killed), Limits);
             Assert.True(code == 0, error);
-            Assert.Contains("reused the staging folder of an interrupted prepare of the same inputs", output);
+            Assert.Contains("resumed an interrupted prepare of the same inputs after block 40", output);
             Assert.Empty(Directory.GetDirectories(killed, ".prepare-*"));
-            var (expected, actual) = (Files(reference), Files(killed));
+            var actual = Files(killed);
             Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
-            Assert.All(expected, kv => Assert.Equal(kv.Value, actual[kv.Key]));   // shards and manifest, byte for byte
+            Assert.All(expected, kv => Assert.Equal(kv.Value, actual[kv.Key]));   // shards, chunk index and manifest
 
             var other = Path.Combine(dir, "other");
-            KillDuringTokenization(other);
-            (code, output, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--out", other, "--seed", "7"]);
+            KillAfterBlock(other, 3);
+            (code, output, error) = TestPaths.Run(Prepare(other, "--seed", "7"), Limits);
             Assert.True(code == 0, error);
             Assert.Contains("removed the staging folder of an interrupted prepare of other inputs or options", output);
             Assert.Empty(Directory.GetDirectories(other, ".prepare-*"));
+
+            var restarted = Path.Combine(dir, "restarted");
+            KillAfterBlock(restarted, 3);
+            (code, output, error) = TestPaths.Run(Prepare(restarted, "--restart"), Limits);
+            Assert.True(code == 0, error);
+            Assert.Contains("discarded the staging folder of an interrupted prepare of the same inputs", output);
+            var again = Files(restarted);
+            Assert.All(expected, kv => Assert.Equal(kv.Value, again[kv.Key]));
         }
         finally { Directory.Delete(dir, true); }
     }

@@ -66,19 +66,52 @@ public static class Corpus
         return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
 
-    /// <summary>The documents of one file, in order.</summary>
-    public static IEnumerable<Document> Read(string path, CorpusOptions options)
+    /// <summary>The documents of one file, in order (each read whole; <c>blr prepare</c> streams them instead).</summary>
+    public static IEnumerable<Document> Read(string path, CorpusOptions options) =>
+        Stream(path, options).Select(d => new Document(path, d.Location, d.Text()));
+
+    /// <summary>The documents of one file as they are read: a text file is one document read in blocks of about
+    /// 1M characters, a .jsonl line or a .parquet row one block; a .gz is decompressed as it is read, and a .parquet
+    /// read row group by row group (a .parquet.gz is decompressed into memory first: parquet needs to seek). A
+    /// document's blocks must be consumed before the next document is asked for.</summary>
+    internal static IEnumerable<StreamedDocument> Stream(string path, CorpusOptions options)
     {
-        var bytes = File.ReadAllBytes(path);
-        var name = path;
-        if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase))
+        var name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
+        if (name.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase)) return ParquetRows(path, options.ParquetColumn);
+        if (name.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return JsonLines(path, () => Open(path), options);
+        return [new StreamedDocument(path, TextBlocks(path, options))];
+    }
+
+    static System.IO.Stream Open(string path)
+    {
+        var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionMode.Decompress) : file;
+    }
+
+    const int BlockBytes = 1 << 20;
+
+    /// <summary>A text file's characters in blocks (each yielded block is reused by the next: copy what you keep),
+    /// strictly decoded with the byte offset of the first invalid byte in the message.</summary>
+    static IEnumerable<ReadOnlyMemory<char>> TextBlocks(string path, CorpusOptions options)
+    {
+        using var stream = Open(path);
+        var decoder = (options.ReplaceInvalidUtf8 ? Replacing : Strict).GetDecoder();
+        var bytes = new byte[BlockBytes];
+        var chars = new char[BlockBytes + 4];
+        long offset = 0;
+        while (true)
         {
-            bytes = Gunzip(bytes, path);
-            name = path[..^3];
+            var n = ReadFull(stream, bytes, path, 0);
+            int produced;
+            try { produced = decoder.GetChars(bytes, 0, n, chars, 0, flush: n == 0); }
+            catch (DecoderFallbackException e)
+            {
+                throw new DataInputException($"{path}: invalid UTF-8 at byte offset {offset + e.Index}; fix the file or set ReplaceInvalidUtf8", "ReplaceInvalidUtf8");
+            }
+            offset += n;
+            if (produced > 0) yield return chars.AsMemory(0, produced);
+            if (n == 0) yield break;
         }
-        if (name.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return JsonLines(path, bytes, options);
-        if (name.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase)) return ParquetRows(path, bytes, options.ParquetColumn);
-        return [new Document(path, path, Decode(bytes, path, 0, null, options))];
     }
 
     /// <summary>The documents of a built-in corpus and a description of it for the manifest.</summary>
@@ -91,8 +124,8 @@ public static class Corpus
         resource.CopyTo(memory);
         var packed = memory.ToArray();
         const string source = "builtin:gutenberg (data/gutenberg/gutenberg.jsonl.gz)";
-        var documents = JsonLines(source, Gunzip(packed, source), new CorpusOptions())
-            .Select(d => d with { Location = d.Location.Replace(source, "gutenberg") });
+        var documents = JsonLines(source, () => new MemoryStream(Gunzip(packed, source)), new CorpusOptions())
+            .Select(d => new Document(source, d.Location.Replace(source, "gutenberg"), d.Text()));
         return (documents.ToList(), new SourceFile(source, packed.Length, Sha256(packed)));
     }
 
@@ -108,10 +141,7 @@ public static class Corpus
         catch (InvalidDataException e) { throw new DataInputException($"{path}: not valid gzip ({e.Message})"); }
     }
 
-    static string Decode(byte[] bytes, string path, int offset, int? line, CorpusOptions options) =>
-        Decode(bytes.AsSpan(), path, offset, line, options);
-
-    static string Decode(ReadOnlySpan<byte> bytes, string path, int offset, int? line, CorpusOptions options)
+    static string Decode(ReadOnlySpan<byte> bytes, string path, long offset, int? line, CorpusOptions options)
     {
         if (options.ReplaceInvalidUtf8) return Replacing.GetString(bytes);
         try { return Strict.GetString(bytes); }
@@ -122,70 +152,138 @@ public static class Corpus
         }
     }
 
-    static IEnumerable<Document> JsonLines(string path, byte[] bytes, CorpusOptions options)
+    /// <summary>One document a line (blank lines skipped), read line by line from the stream.</summary>
+    static IEnumerable<StreamedDocument> JsonLines(string path, Func<System.IO.Stream> open, CorpusOptions options)
     {
+        using var stream = open();
+        var buffer = new byte[BlockBytes];
+        int filled = 0, start = 0;
+        long consumed = 0;   // bytes before buffer[0]
         var lineNumber = 0;
-        var start = 0;
-        while (start < bytes.Length)
+        var end = false;
+        while (true)
         {
+            var newline = Array.IndexOf(buffer, (byte)'\n', start, filled - start);
+            if (newline < 0 && !end)
+            {
+                // Keep the partial line, make room (growing for a line longer than the buffer) and read on.
+                var partial = filled - start;
+                if (partial == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+                Array.Copy(buffer, start, buffer, 0, partial);
+                consumed += start;
+                (start, filled) = (0, partial);
+                var n = ReadFull(stream, buffer, path, filled);
+                filled += n;
+                end = n == 0;
+                continue;
+            }
+            var lineEnd = newline < 0 ? filled : newline;
+            if (newline < 0 && start == filled) yield break;
             lineNumber++;
-            var end = Array.IndexOf(bytes, (byte)'\n', start);
-            if (end < 0) end = bytes.Length;
-            var line = Decode(bytes.AsSpan(start, end - start), path, start, lineNumber, options);
-            var lineStart = start;
-            start = end + 1;
+            var lineStart = consumed + start;
+            var line = Decode(buffer.AsSpan(start, lineEnd - start), path, lineStart, lineNumber, options);
+            start = newline < 0 ? filled : newline + 1;
             if (line.Trim().Length == 0) continue;
-            string text;
-            try
-            {
-                using var json = JsonDocument.Parse(line);
-                if (json.RootElement.ValueKind != JsonValueKind.Object
-                    || !json.RootElement.TryGetProperty(options.JsonField, out var field) || field.ValueKind != JsonValueKind.String)
-                    throw new DataInputException($"{path}: line {lineNumber} (byte offset {lineStart}) has no string field '{options.JsonField}'; set JsonField", "JsonField");
-                text = field.GetString()!;
-            }
-            catch (JsonException e)
-            {
-                throw new DataInputException($"{path}: line {lineNumber} (byte offset {lineStart}) is not JSON: {e.Message.Split('\n')[0]}");
-            }
-            yield return new Document(path, $"{path}:{lineNumber}", text);
+            yield return new StreamedDocument($"{path}:{lineNumber}", [FieldOf(line, path, lineNumber, lineStart, options).AsMemory()]);
         }
     }
 
-    static IEnumerable<Document> ParquetRows(string path, byte[] bytes, string column)
+    /// <summary>Reads into buffer[at..] until it is full or the stream ends, turning a broken gzip into one line.</summary>
+    static int ReadFull(System.IO.Stream stream, byte[] buffer, string path, int at)
     {
-        List<Document> documents = [];
+        var total = 0;
         try
         {
-            var reader = ParquetReader.CreateAsync(new MemoryStream(bytes), null, false, default).GetAwaiter().GetResult();
-            try
+            while (at + total < buffer.Length)
             {
-                var fields = reader.Schema.GetDataFields();
-                var field = fields.FirstOrDefault(f => f.Name == column)
-                    ?? throw new DataInputException($"{path}: no column '{column}' (columns: {string.Join(", ", fields.Select(f => f.Name))}); set ParquetColumn", "ParquetColumn");
-                if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>))
-                    throw new DataInputException($"{path}: column '{column}' holds {field.ClrType.Name}, not text");
-                long row = 0;
-                for (var group = 0; group < reader.RowGroupCount; group++)
+                var n = stream.Read(buffer, at + total, buffer.Length - at - total);
+                if (n == 0) break;
+                total += n;
+            }
+        }
+        catch (InvalidDataException e) { throw new DataInputException($"{path}: not valid gzip ({e.Message})"); }
+        return total;
+    }
+
+    static string FieldOf(string line, string path, int lineNumber, long lineStart, CorpusOptions options)
+    {
+        try
+        {
+            using var json = JsonDocument.Parse(line);
+            if (json.RootElement.ValueKind != JsonValueKind.Object
+                || !json.RootElement.TryGetProperty(options.JsonField, out var field) || field.ValueKind != JsonValueKind.String)
+                throw new DataInputException($"{path}: line {lineNumber} (byte offset {lineStart}) has no string field '{options.JsonField}'; set JsonField", "JsonField");
+            return field.GetString()!;
+        }
+        catch (JsonException e)
+        {
+            throw new DataInputException($"{path}: line {lineNumber} (byte offset {lineStart}) is not JSON: {e.Message.Split('\n')[0]}");
+        }
+    }
+
+    /// <summary>One document a row, read one row group at a time.</summary>
+    static IEnumerable<StreamedDocument> ParquetRows(string path, string column)
+    {
+        System.IO.Stream stream;
+        if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase))
+        {
+            var memory = new MemoryStream();
+            using (var gz = Open(path))
+                try { gz.CopyTo(memory); }
+                catch (InvalidDataException e) { throw new DataInputException($"{path}: not valid gzip ({e.Message})"); }
+            memory.Position = 0;
+            stream = memory;
+        }
+        else stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        using var owned = stream;
+        ParquetReader reader;
+        Parquet.Schema.DataField field;
+        try
+        {
+            reader = ParquetReader.CreateAsync(stream, null, false, default).GetAwaiter().GetResult();
+            var fields = reader.Schema.GetDataFields();
+            field = fields.FirstOrDefault(f => f.Name == column)
+                ?? throw new DataInputException($"{path}: no column '{column}' (columns: {string.Join(", ", fields.Select(f => f.Name))}); set ParquetColumn", "ParquetColumn");
+            if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>))
+                throw new DataInputException($"{path}: column '{column}' holds {field.ClrType.Name}, not text");
+        }
+        catch (Exception e) when (NotParquet(e)) { throw new DataInputException($"{path}: not a readable parquet file ({e.Message.Split('\n')[0]})"); }
+        try
+        {
+            long row = 0;
+            for (var group = 0; group < reader.RowGroupCount; group++)
+            {
+                string?[] values;
+                try
                 {
                     using var groupReader = reader.OpenRowGroupReader(group);
-                    var values = new string?[groupReader.RowCount];
+                    values = new string?[groupReader.RowCount];
                     groupReader.ReadAsync(field, values.AsMemory(), null, default).AsTask().GetAwaiter().GetResult();
-                    foreach (var text in values)
-                    {
-                        row++;
-                        if (text is null) throw new DataInputException($"{path}: row {row} of column '{column}' is null, not text");
-                        documents.Add(new Document(path, $"{path}#row{row}", text));
-                    }
+                }
+                catch (Exception e) when (NotParquet(e)) { throw new DataInputException($"{path}: not a readable parquet file ({e.Message.Split('\n')[0]})"); }
+                foreach (var text in values)
+                {
+                    row++;
+                    if (text is null) throw new DataInputException($"{path}: row {row} of column '{column}' is null, not text");
+                    yield return new StreamedDocument($"{path}#row{row}", [text.AsMemory()]);
                 }
             }
-            finally { reader.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
         }
-        catch (Exception e) when (e is not DataInputException and (IOException or InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException))
-        {
-            throw new DataInputException($"{path}: not a readable parquet file ({e.Message.Split('\n')[0]})");
-        }
-        return documents;
+        finally { reader.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+    }
+
+    static bool NotParquet(Exception e) =>
+        e is not DataInputException and (IOException or InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException);
+}
+
+/// <summary>A document being read: where it is, and its text in blocks (see <see cref="Corpus.Stream"/>).</summary>
+sealed record StreamedDocument(string Location, IEnumerable<ReadOnlyMemory<char>> Blocks)
+{
+    public string Text()
+    {
+        var text = new StringBuilder();
+        foreach (var block in Blocks) text.Append(block.Span);
+        return text.ToString();
     }
 }
 
@@ -210,6 +308,75 @@ public static class TextPieces
             position = at + targetChars;
         }
         return starts;
+    }
+
+    /// <summary>The pieces of a text that arrives in blocks: exactly the cuts <see cref="Starts"/> makes in the whole
+    /// text, holding no more than the text since the last cut plus two pieces of lookahead (more only while no
+    /// whitespace comes). Blocks may be reused by their producer: they are copied.</summary>
+    internal static IEnumerable<string> Stream(IEnumerable<ReadOnlyMemory<char>> blocks, int targetChars)
+    {
+        var buffer = new char[Math.Max(1 << 16, 4 * targetChars + 4)];
+        int begin = 0, end = 0;       // buffer[begin..end) is the text since the last cut
+        using var source = blocks.GetEnumerator();
+        var ended = false;
+
+        bool More()
+        {
+            if (ended) return false;
+            if (!source.MoveNext()) { ended = true; return false; }
+            var block = source.Current.Span;
+            if (end + block.Length > buffer.Length)
+            {
+                var kept = end - begin;
+                if (kept + block.Length > buffer.Length / 2) Array.Resize(ref buffer, Math.Max(buffer.Length * 2, 2 * (kept + block.Length)));
+                Array.Copy(buffer, begin, buffer, 0, kept);
+                (begin, end) = (0, kept);
+            }
+            block.CopyTo(buffer.AsSpan(end));
+            end += block.Length;
+            return true;
+        }
+
+        while (true)
+        {
+            // The first paragraph break up to two targets on decides, so that much lookahead (or the end) is needed.
+            var limit = targetChars + targetChars;
+            while (end - begin < limit + 2 && More()) { }
+            var length = end - begin;
+            if (length <= targetChars)
+            {
+                if (length > 0) yield return new string(buffer, begin, length);
+                yield break;   // the fill stops short of the lookahead only at the end of the text
+            }
+            int? cut = null;
+            var blank = buffer.AsSpan(begin + targetChars, length - targetChars).IndexOf("\n\n".AsSpan());
+            if (blank >= 0 && blank + targetChars <= limit)
+            {
+                var start = blank + targetChars;
+                while (start > 0 && char.IsWhiteSpace(buffer[begin + start - 1])) start--;
+                if (start > targetChars - 1) cut = start;
+            }
+            if (cut is null)
+            {
+                // The first start of a whitespace run after the target; offsets are relative to begin, which More
+                // keeps pointing at the same text.
+                var i = Math.Max(1, targetChars);
+                while (true)
+                {
+                    if (begin + i >= end) { if (!More()) break; continue; }
+                    if (char.IsWhiteSpace(buffer[begin + i]) && !char.IsWhiteSpace(buffer[begin + i - 1])) { cut = i; break; }
+                    i++;
+                }
+            }
+            if (cut is not { } at)
+            {
+                while (More()) { }   // no cut left: the rest is one piece, as Starts leaves it
+                yield return new string(buffer, begin, end - begin);
+                yield break;
+            }
+            yield return new string(buffer, begin, at);
+            begin += at;
+        }
     }
 
     static int RunStart(string text, int index)

@@ -27,6 +27,8 @@ public sealed record PrepareOptions
     public int Threads { get; init; } = Environment.ProcessorCount;
     /// <summary>Replace an existing prepared dataset in <see cref="OutputDirectory"/>.</summary>
     public bool Overwrite { get; init; }
+    /// <summary>Discard what an interrupted prepare of the same inputs and options left (by default it is resumed).</summary>
+    public bool Restart { get; init; }
 }
 
 /// <summary>Progress: sources finished of all, documents and tokens so far.</summary>
@@ -44,53 +46,65 @@ public sealed record PrepareResult(
 }
 
 /// <summary>
-/// Corpus -> llm.c token shards: documents separated by &lt;|endoftext|&gt; (each document starts with it, as in
-/// llm.c), tokenized on all cores in paragraph-aligned pieces (exactly the whole-text tokens), cut into chunks of
-/// about <see cref="PrepareOptions.ChunkTokens"/>, a seeded choice of chunks written to val shards and the rest
-/// to train shards, with a manifest.json. Everything is written into a staging folder and moved into place at
-/// the end: a failure leaves no shard or manifest behind.
+/// Corpus -> llm.c token shards, streamed: documents separated by &lt;|endoftext|&gt; (each document starts with it,
+/// as in llm.c), read as they come (text in blocks, .jsonl by line, .parquet by row group), tokenized on all cores in
+/// whitespace-aligned pieces (exactly the whole-text tokens), cut into chunks of about
+/// <see cref="PrepareOptions.ChunkTokens"/>. Chunks are decided in blocks of 1,024 as the stream passes: a seeded
+/// choice of each block's chunks goes to the val shards, the rest to the train shards, which rotate at
+/// <see cref="PrepareOptions.ShardTokens"/>. Memory is bounded by one block of tokens, one batch of pieces and the
+/// tokenizer's word cache, never by the corpus. Everything is written into a staging folder named from the inputs
+/// and options; after each block the job records how far it got, so the same command after a kill resumes there,
+/// and the shards, chunk index and manifest are moved into place at the end: a failure leaves no dataset behind.
 /// </summary>
 public static class ShardPreparer
 {
-    const int PieceChars = 16_384;
-    const int BatchChars = 4 << 20;
+    /// <summary>Characters per tokenizer piece, chunks per val-choice block (the built-in corpus, 386 chunks, is one
+    /// block, so its val split is the whole-corpus choice of earlier versions), characters per parallel batch.
+    /// BLR_PREPARE_LIMITS=pieces=N,block=M sets the first two smaller, for tests of rotation and resume.</summary>
+    internal sealed record Limits(int PieceChars, int BlockChunks, int BatchChars)
+    {
+        public static Limits Default { get; } = new(16_384, 1024, 4 << 20);
 
-    sealed record Chunk(int Document, int IndexInDocument, long Offset, long Tokens);
+        public static Limits FromEnvironment()
+        {
+            var limits = Default;
+            foreach (var part in (Environment.GetEnvironmentVariable("BLR_PREPARE_LIMITS") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var kv = part.Split('=');
+                if (kv.Length == 2 && int.TryParse(kv[1], out var n) && n > 0)
+                    limits = kv[0] switch { "pieces" => limits with { PieceChars = n }, "block" => limits with { BlockChunks = n }, _ => limits };
+            }
+            return limits;
+        }
+    }
 
     public static PrepareResult Run(PrepareOptions options, IProgress<PrepareProgress>? progress = null, ITextTokenizer? tokenizer = null)
     {
         tokenizer ??= Gpt2Tokenizer.Instance;
         Validate(options);
+        var limits = Limits.FromEnvironment();
         var clock = Stopwatch.StartNew();
         var (sources, documentsOf) = Sources(options);
         var output = Path.GetFullPath(options.OutputDirectory);
         var created = CheckOutput(output, options.Overwrite);
-        // The staging folder is named from the inputs (their content hashes) and the options that shape the output,
-        // and holds a lock with the live process's id: the same command after a kill finds it again; another
-        // command replaces it; a live one is left alone.
-        var staging = Path.Combine(output, $".prepare-{StagingKey(options, sources)}");
-        var stale = ClaimStaging(output, staging);
+        // The staging folder is named from the inputs (their content hashes), the tokenizer and the options that
+        // shape the output, and holds a lock with the live process's id: the same command after a kill resumes from
+        // it; another command replaces it; a live one is left alone.
+        var staging = Path.Combine(output, $".prepare-{StagingKey(options, sources, tokenizer, limits)}");
+        var stale = ClaimStaging(output, staging, options.Restart);
         var succeeded = false;
         try
         {
-            var allTokens = Path.Combine(staging, "all.tokens");
-            var (chunks, documents) = Tokenize(sources, documentsOf, tokenizer, options, allTokens, progress);
+            using var job = new StreamJob(options, tokenizer, limits, staging);
+            job.Run(sources, documentsOf, progress);
             BlockwiseLR.Training.FaultInjection.Hang("hang-during-prepare", 0);
-            var total = chunks.Sum(c => c.Tokens);
-            if (total == 0) throw new DataInputException($"the corpus is empty: {sources.Count} source(s) hold no text");
-            var target = options.ValTokens ?? (long)Math.Round(options.ValFraction * total);
-            var chosen = Sampling.chooseValChunks(options.Seed, chunks.Select(c => c.Tokens).ToArray(), target);
-            if (chosen.IsError) throw new DataInputException(chosen.ErrorValue, "ValFraction", "ValTokens", "ChunkTokens");
-            var valChunks = chosen.ResultValue;
-            var (train, val) = WriteShards(allTokens, chunks, valChunks, staging, options.ShardTokens, tokenizer.VocabSize);
-            File.Delete(allTokens);
-            var manifest = Manifest(options, tokenizer, sources, chunks, valChunks, train, val, documents);
+            var manifest = Manifest(options, tokenizer, limits, sources, job);
             File.WriteAllText(Path.Combine(staging, "manifest.json"), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
             var shards = Commit(staging, output, options.Overwrite);
             succeeded = true;
             return new PrepareResult(output, Path.Combine(output, "manifest.json"), shards,
-                train.Sum(s => s.Tokens), val.Sum(s => s.Tokens), documents, chunks.Count, valChunks.Count, clock.Elapsed.TotalSeconds)
-            { StaleStaging = stale };
+                job.Train.Tokens, job.Val.Tokens, job.Documents, checked((int)job.Chunks), checked((int)job.ValChunks), clock.Elapsed.TotalSeconds)
+            { StaleStaging = stale ?? job.Resumed };
         }
         finally
         {
@@ -100,16 +114,17 @@ public static class ShardPreparer
         }
     }
 
-    static string StagingKey(PrepareOptions o, IReadOnlyList<SourceFile> sources)
+    static string StagingKey(PrepareOptions o, IReadOnlyList<SourceFile> sources, ITextTokenizer tokenizer, Limits limits)
     {
         var text = string.Join("\n", sources.Select(s => $"{s.Path}\t{s.Sha256}")) + "\n" + System.Text.Json.JsonSerializer.Serialize(
-            new { o.Builtin, o.Corpus, o.ValFraction, o.ValTokens, o.ChunkTokens, o.ShardTokens, o.Seed });
+            new { o.Builtin, o.Corpus, o.ValFraction, o.ValTokens, o.ChunkTokens, o.ShardTokens, o.Seed, Tokenizer = tokenizer.Name, limits.PieceChars, limits.BlockChunks });
         return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
     }
 
     /// <summary>Takes the staging folder for this process (its lock names our process id), after dealing with any
-    /// other staging folder in the output: a live process's is refused, a dead one's is reused or removed.</summary>
-    static string? ClaimStaging(string output, string staging)
+    /// other staging folder in the output: a live process's is refused, a dead one's is kept when it is ours to resume
+    /// (and <paramref name="restart"/> is not set) or removed.</summary>
+    static string? ClaimStaging(string output, string staging, bool restart)
     {
         string? stale = null;
         foreach (var other in Directory.GetDirectories(output, ".prepare-*"))
@@ -118,10 +133,11 @@ public static class ShardPreparer
             var owner = File.Exists(lockFile) && int.TryParse(File.ReadAllText(lockFile).Trim(), out var pid) ? pid : (int?)null;
             if (owner is { } id && id != Environment.ProcessId && IsAlive(id))
                 throw new DataInputException($"{output}: another prepare (process {id}) is working here ({Path.GetFileName(other)}); wait for it or stop it");
+            if (other == staging && !restart) continue;   // resumed by the job
             stale = other == staging
-                ? $"reused the staging folder of an interrupted prepare of the same inputs ({Path.GetFileName(other)})"
+                ? $"discarded the staging folder of an interrupted prepare of the same inputs ({Path.GetFileName(other)}): Restart"
                 : $"removed the staging folder of an interrupted prepare of other inputs or options ({Path.GetFileName(other)})";
-            Directory.Delete(other, recursive: true);   // no partial result is resumed yet: the work starts again
+            Directory.Delete(other, recursive: true);
         }
         Directory.CreateDirectory(staging);
         File.WriteAllText(Path.Combine(staging, "lock"), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -148,14 +164,14 @@ public static class ShardPreparer
         if (o.ValTokens is null && !(o.ValFraction >= 0 && o.ValFraction < 1)) throw new InvalidOptionException(nameof(o.ValFraction), o.ValFraction.ToString(System.Globalization.CultureInfo.InvariantCulture), "must be in [0, 1)");
     }
 
-    static (IReadOnlyList<SourceFile>, Func<SourceFile, IEnumerable<Document>>) Sources(PrepareOptions o)
+    static (IReadOnlyList<SourceFile>, Func<SourceFile, IEnumerable<StreamedDocument>>) Sources(PrepareOptions o)
     {
         if (o.Builtin is { } name)
         {
             var (documents, source) = Corpus.Builtin(name);
-            return ([source], _ => documents);
+            return ([source], _ => documents.Select(d => new StreamedDocument(d.Location, [d.Text.AsMemory()])));
         }
-        return (Corpus.Resolve(o.Inputs, o.Corpus), s => Corpus.Read(s.Path, o.Corpus));
+        return (Corpus.Resolve(o.Inputs, o.Corpus), s => Corpus.Stream(s.Path, o.Corpus));
     }
 
     /// <summary>Whether the output folder was made now.</summary>
@@ -169,109 +185,206 @@ public static class ShardPreparer
         return false;
     }
 
-    /// <summary>Tokenizes every document (pieces in parallel, results in order) into one staging file and
-    /// returns the chunks.</summary>
-    static (List<Chunk> Chunks, long Documents) Tokenize(IReadOnlyList<SourceFile> sources, Func<SourceFile, IEnumerable<Document>> documentsOf,
-        ITextTokenizer tokenizer, PrepareOptions options, string allTokens, IProgress<PrepareProgress>? progress)
+    internal const string ChunkIndex = "chunks.tsv";
+
+    /// <summary>One streaming prepare in its staging folder: pieces tokenized in parallel batches, consumed in order
+    /// into the current block of chunks; each full block decided (val or train), written to the shards and the
+    /// chunk index, and recorded in state.json, from which a later job with the same staging folder resumes.</summary>
+    sealed class StreamJob : IDisposable
     {
-        var chunks = new List<Chunk>();
-        var encode = tokenizer.BulkEncoder();
-        long offset = 0, documents = 0;
-        using var writer = new TokenShardWriter(allTokens, tokenizer.VocabSize);
-        var pending = new List<(int Document, string Text)>();    // pieces waiting for a parallel batch
-        var pendingChars = 0L;
-        var open = (Document: -1, Index: 0, Start: 0L);            // the chunk being filled
+        readonly PrepareOptions options;
+        readonly ITextTokenizer tokenizer;
+        readonly Limits limits;
+        readonly string staging;
+        readonly FileStream index;
+        readonly List<int> blockTokens = [];
+        readonly List<(long Document, int Index, long Tokens)> blockChunks = [];
+        int block;
+        long skip;   // pieces already in the shards of the job this one resumes
+        (long Document, int Index, int Start, bool Closed) open = (-1, 0, 0, true);
 
-        void CloseChunk()
+        public StreamJob(PrepareOptions options, ITextTokenizer tokenizer, Limits limits, string staging)
         {
-            if (open.Document >= 0 && offset > open.Start) chunks.Add(new Chunk(open.Document, open.Index, open.Start, offset - open.Start));
-        }
-
-        void Flush()
-        {
-            var encoded = new IReadOnlyList<int>[pending.Count];
-            Parallel.For(0, pending.Count, new ParallelOptions { MaxDegreeOfParallelism = options.Threads },
-                i => encoded[i] = encode(pending[i].Text));
-            for (var i = 0; i < pending.Count; i++)
+            (this.options, this.tokenizer, this.limits, this.staging) = (options, tokenizer, limits, staging);
+            Train = new ShardStream(staging, "train", options.ShardTokens, tokenizer.VocabSize);
+            Val = new ShardStream(staging, "val", options.ShardTokens, tokenizer.VocabSize);
+            index = new FileStream(Path.Combine(staging, ChunkIndex), FileMode.OpenOrCreate, FileAccess.Write, FileShare.None, 1 << 16);
+            var statePath = Path.Combine(staging, "state.json");
+            if (File.Exists(statePath)) Load(JsonNode.Parse(File.ReadAllText(statePath))!);
+            else
             {
-                var document = pending[i].Document;
-                if (document != open.Document)
-                {
-                    CloseChunk();
-                    open = (document, 0, offset);
-                    writer.Write([tokenizer.EndOfText]);
-                    offset++;
-                }
-                else if (offset - open.Start >= options.ChunkTokens)
-                {
-                    CloseChunk();
-                    open = (document, open.Index + 1, offset);
-                }
-                ReadOnlySpan<int> ids = encoded[i] switch
-                {
-                    List<int> list => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list),
-                    int[] array => array,
-                    var other => other.ToArray(),
-                };
-                writer.Write(ids);
-                offset += ids.Length;
+                foreach (var stray in Directory.GetFiles(staging, "*.bin")) File.Delete(stray);
+                index.SetLength(0);
             }
-            pending.Clear();
-            pendingChars = 0;
         }
 
-        for (var s = 0; s < sources.Count; s++)
+        public ShardStream Train { get; }
+        public ShardStream Val { get; }
+        public long Documents { get; private set; }
+        public long Chunks { get; private set; }
+        public long ValChunks { get; private set; }
+        /// <summary>Set when this job went on from an interrupted one.</summary>
+        public string? Resumed { get; private set; }
+
+        void Load(JsonNode state)
         {
-            foreach (var document in documentsOf(sources[s]))
-            {
-                if (document.Text.Length == 0) continue;
-                var index = (int)documents++;
-                var starts = TextPieces.Starts(document.Text, PieceChars);
-                for (var p = 0; p < starts.Count; p++)
-                {
-                    var end = p + 1 < starts.Count ? starts[p + 1] : document.Text.Length;
-                    pending.Add((index, document.Text[starts[p]..end]));
-                    pendingChars += end - starts[p];
-                }
-                if (pendingChars >= BatchChars) Flush();
-                progress?.Report(new PrepareProgress(s, sources.Count, documents, offset));
-            }
-            Flush();
-            progress?.Report(new PrepareProgress(s + 1, sources.Count, documents, offset));
+            block = state["block"]!.GetValue<int>();
+            skip = state["pieces"]!.GetValue<long>();
+            Chunks = state["chunks"]!.GetValue<long>();
+            ValChunks = state["val_chunks"]!.GetValue<long>();
+            var last = state["last_chunk"]!.AsArray();
+            open = (last[0]!.GetValue<long>(), last[1]!.GetValue<int>(), 0, true);
+            var keep = Train.Resume(state["train"]!).Concat(Val.Resume(state["val"]!)).ToHashSet();
+            foreach (var stray in Directory.GetFiles(staging, "*.bin").Where(f => !keep.Contains(Path.GetFileName(f)))) File.Delete(stray);
+            index.SetLength(state["index_bytes"]!.GetValue<long>());
+            index.Position = index.Length;
+            Resumed = $"resumed an interrupted prepare of the same inputs after block {block} ({Train.Tokens + Val.Tokens:N0} tokens)";
         }
-        CloseChunk();
-        return (chunks, documents);
+
+        void Save(long pieces)
+        {
+            Train.Sync();
+            Val.Sync();
+            index.Flush(flushToDisk: true);
+            var state = new JsonObject
+            {
+                ["block"] = block, ["pieces"] = pieces, ["chunks"] = Chunks, ["val_chunks"] = ValChunks,
+                ["last_chunk"] = new JsonArray(open.Document, open.Index),
+                ["train"] = Train.State(), ["val"] = Val.State(), ["index_bytes"] = index.Length,
+            };
+            var path = Path.Combine(staging, "state.json");
+            File.WriteAllText(path + ".tmp", state.ToJsonString());
+            File.Move(path + ".tmp", path, overwrite: true);
+        }
+
+        public void Run(IReadOnlyList<SourceFile> sources, Func<SourceFile, IEnumerable<StreamedDocument>> documentsOf, IProgress<PrepareProgress>? progress)
+        {
+            var encode = tokenizer.BulkEncoder();
+            var pending = new List<(long Document, string Text, long Piece)>();
+            var pendingChars = 0L;
+            long piece = 0, document = 0;
+            var source = 0;
+
+            void Flush()
+            {
+                var encoded = new IReadOnlyList<int>[pending.Count];
+                Parallel.For(0, pending.Count, new ParallelOptions { MaxDegreeOfParallelism = options.Threads },
+                    i => encoded[i] = encode(pending[i].Text));
+                for (var i = 0; i < pending.Count; i++) Consume(pending[i].Document, encoded[i], pending[i].Piece);
+                pending.Clear();
+                pendingChars = 0;
+                progress?.Report(new PrepareProgress(source, sources.Count, document, Train.Tokens + Val.Tokens + blockTokens.Count));
+            }
+
+            for (var s = 0; s < sources.Count; s++)
+            {
+                source = s;
+                foreach (var doc in documentsOf(sources[s]))
+                {
+                    var any = false;
+                    foreach (var text in TextPieces.Stream(doc.Blocks, limits.PieceChars))
+                    {
+                        any = true;
+                        if (piece++ < skip) continue;   // in the shards already: read past, not tokenized
+                        pending.Add((document, text, piece - 1));
+                        pendingChars += text.Length;
+                        if (pendingChars >= limits.BatchChars) Flush();
+                    }
+                    if (any) document++;
+                }
+                Flush();
+                progress?.Report(new PrepareProgress(s + 1, sources.Count, document, Train.Tokens + Val.Tokens + blockTokens.Count));
+            }
+            Documents = document;
+            Close(piece);
+            if (blockChunks.Count > 0) FinishBlock(piece, last: true);
+            if (Chunks == 0) throw new DataInputException($"the corpus is empty: {sources.Count} source(s) hold no text");
+            Train.Close();
+            Val.Close();
+        }
+
+        void Consume(long document, IReadOnlyList<int> encoded, long piece)
+        {
+            if (document != open.Document)
+            {
+                Close(piece);
+                open = (document, 0, blockTokens.Count, false);
+                blockTokens.Add(tokenizer.EndOfText);
+            }
+            else if (open.Closed || blockTokens.Count - open.Start >= options.ChunkTokens)
+            {
+                Close(piece);
+                open = (document, open.Index + 1, blockTokens.Count, false);
+            }
+            blockTokens.AddRange(encoded);
+        }
+
+        /// <summary>Closes the open chunk; a block that is full then is decided and written, and the job's place
+        /// (the piece that opens the next chunk) saved.</summary>
+        void Close(long piece)
+        {
+            if (open.Closed) return;
+            blockChunks.Add((open.Document, open.Index, blockTokens.Count - open.Start));
+            open.Closed = true;
+            if (blockChunks.Count == limits.BlockChunks)
+            {
+                FinishBlock(piece, last: false);
+                Save(piece);
+                BlockwiseLR.Training.FaultInjection.Hang("hang-after-block", block);
+            }
+        }
+
+        void FinishBlock(long piece, bool last)
+        {
+            var sizes = blockChunks.Select(c => c.Tokens).ToArray();
+            var target = options.ValTokens is { } wanted ? (block == 0 ? wanted : 0) : (long)Math.Round(options.ValFraction * sizes.Sum());
+            FSharpSet<int> val;
+            if (block > 0 && (target <= 0 || sizes.Length < 2)) val = SetModule.Empty<int>();   // a later block may give val nothing
+            else
+            {
+                var chosen = Sampling.chooseValChunksInBlock(options.Seed, block, sizes, target);
+                if (chosen.IsError) throw new DataInputException(chosen.ErrorValue, "ValFraction", "ValTokens", "ChunkTokens");
+                val = chosen.ResultValue;
+            }
+            var tokens = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(blockTokens);
+            var lines = new System.Text.StringBuilder();
+            var at = 0;
+            for (var c = 0; c < blockChunks.Count; c++)
+            {
+                var (document, indexInDocument, count) = blockChunks[c];
+                var toVal = val.Contains(c);
+                (toVal ? Val : Train).Write(tokens.Slice(at, (int)count));
+                at += (int)count;
+                lines.Append(System.Globalization.CultureInfo.InvariantCulture, $"{document}\t{indexInDocument}\t{count}\t{(toVal ? "val" : "train")}\n");
+            }
+            index.Write(System.Text.Encoding.ASCII.GetBytes(lines.ToString()));
+            Chunks += blockChunks.Count;
+            ValChunks += val.Count;
+            blockChunks.Clear();
+            blockTokens.Clear();
+            open.Start = 0;
+            block++;
+        }
+
+        public void Dispose()
+        {
+            index.Dispose();
+            Train.Dispose();
+            Val.Dispose();
+        }
     }
 
-    sealed record ShardFile(string Name, long Tokens);
+    internal sealed record ShardFile(string Name, long Tokens);
 
-    static (List<ShardFile> Train, List<ShardFile> Val) WriteShards(string allTokens, List<Chunk> chunks, FSharpSet<int> valChunks,
-        string staging, long shardTokens, int vocabSize)
-    {
-        using var source = TokenShard.Open(allTokens);
-        var train = new ShardStream(staging, "train", shardTokens, vocabSize);
-        var val = new ShardStream(staging, "val", shardTokens, vocabSize);
-        var buffer = new long[1 << 16];
-        var ints = new int[buffer.Length];
-        for (var c = 0; c < chunks.Count; c++)
-        {
-            var target = valChunks.Contains(c) ? val : train;
-            for (long done = 0; done < chunks[c].Tokens; done += buffer.Length)
-            {
-                var n = (int)Math.Min(buffer.Length, chunks[c].Tokens - done);
-                source.CopyTo(chunks[c].Offset + done, buffer.AsSpan(0, n));
-                for (var i = 0; i < n; i++) ints[i] = (int)buffer[i];
-                target.Write(ints.AsSpan(0, n));
-            }
-        }
-        return (train.Close(), val.Close());
-    }
-
-    /// <summary>A split written as consecutive shards of at most shardTokens tokens.</summary>
-    sealed class ShardStream(string folder, string split, long shardTokens, int vocabSize)
+    /// <summary>A split written as consecutive shards of at most shardTokens tokens; its state (the shards done and
+    /// the one being written) can be saved and resumed.</summary>
+    internal sealed class ShardStream(string folder, string split, long shardTokens, int vocabSize) : IDisposable
     {
         readonly List<ShardFile> done = [];
         TokenShardWriter? current;
+
+        public IReadOnlyList<ShardFile> Done => done;
+        public long Tokens => done.Sum(s => s.Tokens) + (current?.Count ?? 0);
 
         public void Write(ReadOnlySpan<int> tokens)
         {
@@ -293,25 +406,42 @@ public static class ShardPreparer
             current = null;
         }
 
-        public List<ShardFile> Close()
+        public void Sync() => current?.Sync();
+
+        public JsonObject State() => new()
         {
-            Finish();
-            return done;
+            ["done"] = new JsonArray(done.Select(s => (JsonNode)new JsonArray(s.Name, s.Tokens)).ToArray()),
+            ["current"] = current is null ? null : new JsonArray(Path.GetFileName(current.Path), current.Count),
+        };
+
+        /// <summary>Takes up a saved state; returns the files it keeps.</summary>
+        public IEnumerable<string> Resume(JsonNode state)
+        {
+            foreach (var s in state["done"]!.AsArray())
+                done.Add(new ShardFile(s![0]!.GetValue<string>(), s[1]!.GetValue<long>()));
+            if (state["current"] is JsonArray c)
+                current = TokenShardWriter.Resume(Path.Combine(folder, c[0]!.GetValue<string>()), vocabSize, c[1]!.GetValue<long>());
+            return done.Select(s => s.Name).Concat(current is null ? [] : [Path.GetFileName(current.Path)]).ToList();
         }
+
+        public void Close() => Finish();
+
+        public void Dispose() => current?.Dispose();
     }
 
-    static JsonObject Manifest(PrepareOptions o, ITextTokenizer tokenizer, IReadOnlyList<SourceFile> sources, List<Chunk> chunks,
-        FSharpSet<int> valChunks, List<ShardFile> train, List<ShardFile> val, long documents) => new()
+    static JsonObject Manifest(PrepareOptions o, ITextTokenizer tokenizer, Limits limits, IReadOnlyList<SourceFile> sources, StreamJob job) => new()
     {
-        ["format"] = "llm.c token shards (header: 256 int32, magic 20240520 version 1 = uint16 tokens)",
+        ["format"] = tokenizer.VocabSize <= 65536
+            ? "llm.c token shards (header: 256 int32, magic 20240520 version 1 = uint16 tokens)"
+            : "llm.c token shards (header: 256 int32, magic 20240801 version 7 = uint32 tokens)",
         ["tokenizer"] = new JsonObject { ["name"] = tokenizer.Name, ["vocab_size"] = tokenizer.VocabSize, ["end_of_text"] = tokenizer.EndOfText },
-        ["documents"] = documents,
-        ["train_tokens"] = train.Sum(s => s.Tokens),
-        ["val_tokens"] = val.Sum(s => s.Tokens),
+        ["documents"] = job.Documents,
+        ["train_tokens"] = job.Train.Tokens,
+        ["val_tokens"] = job.Val.Tokens,
         ["shards"] = new JsonObject
         {
-            ["train"] = new JsonArray(train.Select(s => (JsonNode)new JsonObject { ["file"] = s.Name, ["tokens"] = s.Tokens }).ToArray()),
-            ["val"] = new JsonArray(val.Select(s => (JsonNode)new JsonObject { ["file"] = s.Name, ["tokens"] = s.Tokens }).ToArray()),
+            ["train"] = new JsonArray(job.Train.Done.Select(s => (JsonNode)new JsonObject { ["file"] = s.Name, ["tokens"] = s.Tokens }).ToArray()),
+            ["val"] = new JsonArray(job.Val.Done.Select(s => (JsonNode)new JsonObject { ["file"] = s.Name, ["tokens"] = s.Tokens }).ToArray()),
         },
         ["sources"] = new JsonArray(sources.Select(s => (JsonNode)new JsonObject { ["path"] = s.Path, ["bytes"] = s.Bytes, ["sha256"] = s.Sha256 }).ToArray()),
         ["options"] = new JsonObject
@@ -326,17 +456,21 @@ public static class ShardPreparer
             ["chunk_tokens"] = o.ChunkTokens,
             ["shard_tokens"] = o.ShardTokens,
             ["seed"] = o.Seed,
+            ["piece_chars"] = limits.PieceChars,
+            ["block_chunks"] = limits.BlockChunks,
         },
-        // In corpus order: which split each chunk went to, so the corpus can be reassembled from the shards.
-        ["chunks"] = new JsonArray(chunks.Select((c, i) => (JsonNode)new JsonArray(c.Document, c.IndexInDocument, c.Tokens, valChunks.Contains(i) ? "val" : "train")).ToArray()),
+        ["chunks"] = job.Chunks,
+        ["val_chunks"] = job.ValChunks,
+        // In corpus order, one line per chunk: which split it went to, so the corpus can be reassembled from the shards.
+        ["chunk_index"] = $"{ChunkIndex}: document, index in document, tokens, split (tab-separated, one line per chunk, in corpus order)",
     };
 
-    /// <summary>Moves the staged shards and then the manifest into place, removing an old dataset first when
-    /// overwriting.</summary>
+    /// <summary>Moves the staged shards and chunk index, and then the manifest, into place, removing an old dataset
+    /// first when overwriting.</summary>
     static List<string> Commit(string staging, string output, bool overwrite)
     {
         if (overwrite)
-            foreach (var old in Directory.GetFiles(output, "*.bin").Append(Path.Combine(output, "manifest.json")).Where(File.Exists))
+            foreach (var old in Directory.GetFiles(output, "*.bin").Append(Path.Combine(output, "manifest.json")).Append(Path.Combine(output, ChunkIndex)).Where(File.Exists))
                 File.Delete(old);
         var shards = new List<string>();
         foreach (var file in Directory.GetFiles(staging, "*.bin").Order(StringComparer.Ordinal))
@@ -345,6 +479,7 @@ public static class ShardPreparer
             File.Move(file, target);
             shards.Add(target);
         }
+        File.Move(Path.Combine(staging, ChunkIndex), Path.Combine(output, ChunkIndex));
         File.Move(Path.Combine(staging, "manifest.json"), Path.Combine(output, "manifest.json"));
         return shards;
     }

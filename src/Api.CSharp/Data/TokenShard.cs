@@ -149,6 +149,31 @@ public sealed class TokenShardWriter : IDisposable
         stream.Write(TokenShard.Header(0, BytesPerToken));
     }
 
+    TokenShardWriter(string path, int vocabSize, long count)
+    {
+        Path = path;
+        BytesPerToken = vocabSize <= 65536 ? 2 : 4;
+        stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.None, 1 << 16);
+        var length = TokenShard.HeaderBytes + count * BytesPerToken;
+        if (stream.Length < length)
+            throw new InvalidDataException($"{path}: holds {(stream.Length - TokenShard.HeaderBytes) / BytesPerToken} tokens, fewer than the {count} recorded; start again (Restart)");
+        stream.SetLength(length);
+        stream.Position = length;
+        Count = count;
+    }
+
+    /// <summary>Reopens a shard being written by an interrupted job at the <paramref name="count"/> tokens it had
+    /// made durable (<see cref="Sync"/>), dropping whatever was written after; the header is rewritten on Dispose.</summary>
+    public static TokenShardWriter Resume(string path, int vocabSize, long count) => new(path, vocabSize, count);
+
+    /// <summary>Makes the tokens written so far durable (on disk, not only in buffers); the header's count stays
+    /// as it is until Dispose.</summary>
+    public void Sync()
+    {
+        Flush();
+        stream.Flush(flushToDisk: true);
+    }
+
     public string Path { get; }
     public int BytesPerToken { get; }
     public long Count { get; private set; }

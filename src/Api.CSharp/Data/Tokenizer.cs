@@ -37,6 +37,9 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
     public IReadOnlyList<int> Encode(string text) => tokenizer.EncodeToIds(text);
     public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids) ?? "";
 
+    /// <summary>Words the bulk encoder's cache holds at most.</summary>
+    internal const int CacheWords = 1 << 20;
+
     /// <summary>GPT-2's pre-tokenizer pattern (tiktoken's r50k_base).</summary>
     const string PreTokenPattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
@@ -61,7 +64,10 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
                 if (!lookup.TryGetValue(piece, out var pieceIds))
                 {
                     pieceIds = [.. tokenizer.EncodeToIds(piece, considerPreTokenization: false)];
-                    if (cache.Count < 4_000_000) lookup.TryAdd(piece, pieceIds);
+                    // Capped (about 120 MB at 1M words): when full it starts again, so a vocabulary that keeps
+                    // growing stays cached as it goes and memory does not grow with the corpus.
+                    if (cache.Count >= CacheWords) cache.Clear();
+                    lookup.TryAdd(piece, pieceIds);
                 }
                 ids.AddRange(pieceIds);
             }
