@@ -47,6 +47,12 @@ if (args.Length > 0 && args[0] == "--data-parallel")
     TrainerMeasurements.DataParallel(args.Length > 1 ? int.Parse(args[1]) : 40);
     return;
 }
+if (args.Length > 0 && args[0] == "--prepare-scale")
+{
+    PrepareScale.Run(args.Length > 1 ? args[1] : "/tmp/blr-prepare-scale",
+        args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 8.5);
+    return;
+}
 if (args.Length > 0 && args[0] == "--memory")
 {
     TrainerMeasurements.Memory(args.Length > 1 ? int.Parse(args[1]) : 1000);

@@ -113,7 +113,7 @@ static class TrainerMeasurements
         Console.WriteLine($"  same, ZeRO-1:           {sharded.Ms,7:F1} ms/step, of which {sharded.Comm:F1} ms in reduce-scatter + all-gather ({100 * sharded.Comm / sharded.Ms:F1}%)");
     }
 
-    static string Blr()
+    internal static string Blr()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {

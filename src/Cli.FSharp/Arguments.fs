@@ -66,10 +66,12 @@ type PrepareArgs =
     | Replace_Invalid_Utf8
     | Overwrite
     | Restart
+    | Tokenizer of name: string
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Tokenizer _ -> sprintf "%s (default %s; cl100k and o200k are tiktoken's, written as uint32 shards)." (String.Join(", ", Data.TextTokenizers.Names)) prepareDefaults.Tokenizer
             | Restart -> "discard what an interrupted prepare of the same inputs left, instead of resuming it."
             | Input _ -> "a text, .jsonl or .parquet file (.gz allowed) or a folder (searched recursively); repeatable."
             | Builtin _ -> "a built-in corpus instead of --input: gutenberg (18 Project Gutenberg books, 3.2M GPT-2 tokens)."

@@ -105,7 +105,8 @@ let prepare (args: ParseResults<PrepareArgs>) =
             Seed = args.GetResult(PrepareArgs.Seed, defaultValue = defaults.Seed),
             Threads = args.GetResult(PrepareArgs.Threads, defaultValue = defaults.Threads),
             Overwrite = args.Contains PrepareArgs.Overwrite,
-            Restart = args.Contains PrepareArgs.Restart
+            Restart = args.Contains PrepareArgs.Restart,
+            Tokenizer = args.GetResult(PrepareArgs.Tokenizer, defaultValue = defaults.Tokenizer)
         )
     let result =
         Spectre.Console.AnsiConsole.Progress().Start(fun context ->
@@ -304,6 +305,9 @@ let convertHf (args: ParseResults<HfArgs>) =
         raise (CliError(sprintf "--out %s: already holds a model; choose another folder or pass --overwrite" out))
     use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
     Models.HfFormat.Save(model, out)
+    // The tokenizer travels with the model (a folder without the file is GPT-2's).
+    let tokenizerFile = Path.Combine(Training.ModelLocator.Resolve(args.GetResult HfArgs.From), Data.TextTokenizers.ModelFile)
+    if File.Exists tokenizerFile then File.Copy(tokenizerFile, Path.Combine(out, Data.TextTokenizers.ModelFile), true)
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) out (Models.ModelConfigs.Describe model.Config)
     0
 

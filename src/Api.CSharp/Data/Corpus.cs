@@ -310,11 +310,20 @@ public static class TextPieces
         return starts;
     }
 
-    /// <summary>The pieces of a text that arrives in blocks: exactly the cuts <see cref="Starts"/> makes in the whole
-    /// text, holding no more than the text since the last cut plus two pieces of lookahead (more only while no
-    /// whitespace comes). Blocks may be reused by their producer: they are copied.</summary>
-    internal static IEnumerable<string> Stream(IEnumerable<ReadOnlyMemory<char>> blocks, int targetChars)
+    /// <summary>The pieces of a text that arrives in blocks. With <see cref="PieceCuts.WhitespaceRuns"/> (GPT-2), exactly
+    /// the cuts <see cref="Starts"/> makes in the whole text; with <see cref="PieceCuts.Spaces"/> (cl100k, o200k), the
+    /// first space or tab after a non-whitespace character past the target; with None, the whole text. The cuts are
+    /// made holding no more than the text since the last cut plus two pieces of lookahead (more only while no cut
+    /// comes). Blocks may be reused by their producer: they are copied.</summary>
+    internal static IEnumerable<string> Stream(IEnumerable<ReadOnlyMemory<char>> blocks, int targetChars, PieceCuts cuts = PieceCuts.WhitespaceRuns)
     {
+        if (cuts == PieceCuts.None)
+        {
+            var whole = new StringBuilder();
+            foreach (var block in blocks) whole.Append(block.Span);
+            if (whole.Length > 0) yield return whole.ToString();
+            yield break;
+        }
         var buffer = new char[Math.Max(1 << 16, 4 * targetChars + 4)];
         int begin = 0, end = 0;       // buffer[begin..end) is the text since the last cut
         using var source = blocks.GetEnumerator();
@@ -349,7 +358,7 @@ public static class TextPieces
                 yield break;   // the fill stops short of the lookahead only at the end of the text
             }
             int? cut = null;
-            var blank = buffer.AsSpan(begin + targetChars, length - targetChars).IndexOf("\n\n".AsSpan());
+            var blank = cuts == PieceCuts.Spaces ? -1 : buffer.AsSpan(begin + targetChars, length - targetChars).IndexOf("\n\n".AsSpan());
             if (blank >= 0 && blank + targetChars <= limit)
             {
                 var start = blank + targetChars;
@@ -364,7 +373,8 @@ public static class TextPieces
                 while (true)
                 {
                     if (begin + i >= end) { if (!More()) break; continue; }
-                    if (char.IsWhiteSpace(buffer[begin + i]) && !char.IsWhiteSpace(buffer[begin + i - 1])) { cut = i; break; }
+                    var c = buffer[begin + i];
+                    if ((cuts == PieceCuts.Spaces ? c is ' ' or '\t' : char.IsWhiteSpace(c)) && !char.IsWhiteSpace(buffer[begin + i - 1])) { cut = i; break; }
                     i++;
                 }
             }

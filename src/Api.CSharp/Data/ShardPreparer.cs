@@ -25,6 +25,9 @@ public sealed record PrepareOptions
     public long ShardTokens { get; init; } = 100_000_000;
     public ulong Seed { get; init; } = 1337;
     public int Threads { get; init; } = Environment.ProcessorCount;
+    /// <summary>The tokenizer by name (<see cref="TextTokenizers.Names"/>): gpt2, cl100k or o200k; ignored when
+    /// <see cref="ShardPreparer.Run"/> is given a tokenizer object.</summary>
+    public string Tokenizer { get; init; } = "gpt2";
     /// <summary>Replace an existing prepared dataset in <see cref="OutputDirectory"/>.</summary>
     public bool Overwrite { get; init; }
     /// <summary>Discard what an interrupted prepare of the same inputs and options left (by default it is resumed).</summary>
@@ -80,7 +83,7 @@ public static class ShardPreparer
 
     public static PrepareResult Run(PrepareOptions options, IProgress<PrepareProgress>? progress = null, ITextTokenizer? tokenizer = null)
     {
-        tokenizer ??= Gpt2Tokenizer.Instance;
+        tokenizer ??= TextTokenizers.Create(options.Tokenizer);
         Validate(options);
         var limits = Limits.FromEnvironment();
         var clock = Stopwatch.StartNew();
@@ -282,7 +285,7 @@ public static class ShardPreparer
                 foreach (var doc in documentsOf(sources[s]))
                 {
                     var any = false;
-                    foreach (var text in TextPieces.Stream(doc.Blocks, limits.PieceChars))
+                    foreach (var text in TextPieces.Stream(doc.Blocks, limits.PieceChars, tokenizer.Cuts))
                     {
                         any = true;
                         if (piece++ < skip) continue;   // in the shards already: read past, not tokenized

@@ -4,8 +4,22 @@ using Microsoft.ML.Tokenizers;
 
 namespace BlockwiseLR.Data;
 
-/// <summary>Text to token ids and back. GPT-2 BPE today; a SentencePiece model (Microsoft.ML.Tokenizers'
-/// LlamaTokenizer) can implement it later.</summary>
+/// <summary>Where a text may be cut into pieces that tokenize, one by one, to exactly the whole text's ids (so
+/// <c>blr prepare</c> can stream a document of any size and tokenize its pieces in parallel).</summary>
+public enum PieceCuts
+{
+    /// <summary>Nowhere: each document is tokenized whole (held in memory whole).</summary>
+    None,
+    /// <summary>At the start of any whitespace run that follows a non-whitespace character (GPT-2's pre-tokenizer
+    /// never joins whitespace to the text before it).</summary>
+    WhitespaceRuns,
+    /// <summary>Only before a space or tab that follows a non-whitespace character (cl100k and o200k join newlines to
+    /// punctuation before them, never a space or tab).</summary>
+    Spaces,
+}
+
+/// <summary>Text to token ids and back: GPT-2 BPE (<see cref="Gpt2Tokenizer"/>) and tiktoken's cl100k and o200k
+/// (<see cref="TiktokenTextTokenizer"/>), made by name through <see cref="TextTokenizers"/>.</summary>
 public interface ITextTokenizer
 {
     /// <summary>A short name recorded in manifests, e.g. "gpt2".</summary>
@@ -19,6 +33,9 @@ public interface ITextTokenizer
     /// <summary>An encoder for one bulk job (e.g. a `blr prepare` run): may keep caches for the job's lifetime;
     /// thread-safe; gives exactly <see cref="Encode"/>'s ids.</summary>
     Func<string, IReadOnlyList<int>> BulkEncoder() => Encode;
+
+    /// <summary>Where its texts may be cut (<see cref="PieceCuts.None"/> unless the tokenizer says otherwise).</summary>
+    PieceCuts Cuts => PieceCuts.None;
 }
 
 /// <summary>GPT-2's BPE (tiktoken's "gpt2": ids 0..50256, &lt;|endoftext|&gt; = 50256) through
@@ -34,6 +51,7 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
     public string Name => "gpt2";
     public int VocabSize => 50257;
     public int EndOfText => 50256;
+    public PieceCuts Cuts => PieceCuts.WhitespaceRuns;
     public IReadOnlyList<int> Encode(string text) => tokenizer.EncodeToIds(text);
     public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids) ?? "";
 
@@ -74,4 +92,87 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
             return ids;
         };
     }
+}
+
+/// <summary>tiktoken's cl100k_base (GPT-4, 100,277 ids, &lt;|endoftext|&gt; = 100257) and o200k_base (GPT-4o,
+/// 200,019 ids, &lt;|endoftext|&gt; = 199999), through Microsoft.ML.Tokenizers and its data packages; ids are
+/// checked against js-tiktoken's in the tests. Thread-safe. Shards of these hold uint32 tokens.</summary>
+public sealed class TiktokenTextTokenizer : ITextTokenizer
+{
+    readonly Tokenizer tokenizer;
+
+    TiktokenTextTokenizer(string name, string encoding, int vocabSize, int endOfText)
+    {
+        (Name, VocabSize, EndOfText) = (name, vocabSize, endOfText);
+        tokenizer = TiktokenTokenizer.CreateForEncoding(encoding);
+    }
+
+    static readonly Lazy<TiktokenTextTokenizer> SharedCl100k = new(() => new("cl100k", "cl100k_base", 100_277, 100_257));
+    static readonly Lazy<TiktokenTextTokenizer> SharedO200k = new(() => new("o200k", "o200k_base", 200_019, 199_999));
+
+    public static TiktokenTextTokenizer Cl100k => SharedCl100k.Value;
+    public static TiktokenTextTokenizer O200k => SharedO200k.Value;
+
+    public string Name { get; }
+    public int VocabSize { get; }
+    public int EndOfText { get; }
+    public PieceCuts Cuts => PieceCuts.Spaces;
+    public IReadOnlyList<int> Encode(string text) => tokenizer.EncodeToIds(text);
+    public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids) ?? "";
+}
+
+/// <summary>What a prepared dataset, a checkpoint and an exported model record of their tokenizer.</summary>
+public sealed record TokenizerRecord(string Name, int VocabSize, int EndOfText)
+{
+    public static TokenizerRecord Of(ITextTokenizer tokenizer) => new(tokenizer.Name, tokenizer.VocabSize, tokenizer.EndOfText);
+}
+
+/// <summary>The tokenizers by name, and the tokenizer a dataset or a model was made with.</summary>
+public static class TextTokenizers
+{
+    /// <summary>The built-in names: gpt2 (the default), cl100k, o200k.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["gpt2", "cl100k", "o200k"];
+
+    /// <summary>The file beside a model's config.json that names its tokenizer (checkpoints and export-hf write it;
+    /// a model folder without one is taken to use GPT-2's).</summary>
+    public const string ModelFile = "blr-tokenizer.json";
+
+    public static ITextTokenizer Create(string name) => name.ToLowerInvariant() switch
+    {
+        "gpt2" => Gpt2Tokenizer.Instance,
+        "cl100k" or "cl100k_base" => TiktokenTextTokenizer.Cl100k,
+        "o200k" or "o200k_base" => TiktokenTextTokenizer.O200k,
+        _ => throw new InvalidOptionException("Tokenizer", name, $"is not a tokenizer here (known: {string.Join(", ", Names)})"),
+    };
+
+    /// <summary>The tokenizer a prepared dataset's manifest.json records (null: no manifest, e.g. raw nanoGPT files).</summary>
+    public static TokenizerRecord? OfDataset(string folder)
+    {
+        var path = Path.Combine(folder, "manifest.json");
+        if (!File.Exists(path)) return null;
+        try
+        {
+            var tokenizer = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?["tokenizer"];
+            if (tokenizer is null) return null;
+            return new TokenizerRecord(tokenizer["name"]!.GetValue<string>(), tokenizer["vocab_size"]!.GetValue<int>(), tokenizer["end_of_text"]!.GetValue<int>());
+        }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or NullReferenceException)
+        {
+            throw new DataInputException($"{path}: its tokenizer entry is unreadable ({e.Message.Split('\n')[0]}); prepare the data again");
+        }
+    }
+
+    /// <summary>The tokenizer of a model folder: the one its <see cref="ModelFile"/> names, else GPT-2's.</summary>
+    public static ITextTokenizer ForModel(string folder)
+    {
+        var path = Path.Combine(folder, ModelFile);
+        if (!File.Exists(path)) return Gpt2Tokenizer.Instance;
+        var record = System.Text.Json.JsonSerializer.Deserialize<TokenizerRecord>(File.ReadAllText(path))
+            ?? throw new DataInputException($"{path}: empty; it should name the model's tokenizer");
+        return Create(record.Name);
+    }
+
+    /// <summary>Writes <see cref="ModelFile"/> into a model folder.</summary>
+    public static void WriteForModel(string folder, TokenizerRecord record) =>
+        File.WriteAllText(Path.Combine(folder, ModelFile), System.Text.Json.JsonSerializer.Serialize(record));
 }

@@ -11,7 +11,8 @@ namespace BlockwiseLR.Training;
 public sealed record TrainerState(
     int Step, int SamplerEpoch, long SamplerIndex, ulong Seed, ModelConfig? Model, string CodeVersion,
     List<double> TrainLosses, List<EvalPoint> Evals, PretrainOptions Options,
-    int AutoSteps = 0, Dictionary<string, double>? AutoSmoothed = null, Dictionary<string, double>? AutoRatios = null);
+    int AutoSteps = 0, Dictionary<string, double>? AutoSmoothed = null, Dictionary<string, double>? AutoRatios = null,
+    Data.TokenizerRecord? Tokenizer = null);
 
 /// <summary>
 /// Checkpoints: RUN/checkpoints/step_NNNNNNN/ holds config.json + model.safetensors (Hugging Face format; for a
@@ -56,6 +57,7 @@ public static class Checkpoints
         {
             if (model is LanguageModel builtIn) HfFormat.Save(builtIn, temp);
             else SaveStateDict(model, Path.Combine(temp, "model.safetensors"));
+            if (state.Tokenizer is { } tokenizer) Data.TextTokenizers.WriteForModel(temp, tokenizer);
             FaultInjection.Hang("hang-during-checkpoint", state.Step);
             saveOptimizer(Path.Combine(temp, "optimizer.safetensors"));
             WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, OptionsJson.Options));

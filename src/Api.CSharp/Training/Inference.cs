@@ -26,7 +26,7 @@ public sealed record EvalResult(string Model, double Loss, double Perplexity, lo
 public static class Evaluation
 {
     /// <summary>Mean next-token loss over the first <paramref name="maxWindows"/> non-overlapping windows of
-    /// seq_len + 1 tokens: of the val split of a prepared dataset, or of a text file tokenized with GPT-2.</summary>
+    /// seq_len + 1 tokens: of the val split of a prepared dataset, or of a text file tokenized with the model's tokenizer (its blr-tokenizer.json, else GPT-2's).</summary>
     public static EvalResult Run(string model, string? data, string? textFile, int seqLen, int batchSize, long maxWindows, Device? device = null)
     {
         if ((data is null) == (textFile is null)) throw new InvalidOptionException("Data", data, "give a prepared dataset (its val split) or a text file, one of them");
@@ -36,7 +36,7 @@ public static class Evaluation
         TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = HfFormat.Load(located, device);
         if (seqLen < 1 || seqLen > lm.Config.Context) throw new InvalidOptionException("SeqLen", $"{seqLen}", $"must be in 1..{lm.Config.Context}");
-        var temp = textFile is null ? null : TextAsShard(textFile);
+        var temp = textFile is null ? null : TextAsShard(textFile, TextTokenizers.ForModel(located));
         try
         {
             using var dataset = TokenDataset.Open(temp ?? data!, "val", lm.Config.Vocab);
@@ -74,11 +74,10 @@ public static class Evaluation
         return (sum, windows);
     }
 
-    /// <summary>A text file as a one-shard "val" split in a temporary folder (one document).</summary>
-    static string TextAsShard(string path)
+    /// <summary>A text file as a one-shard "val" split in a temporary folder (one document), in the model's tokenizer.</summary>
+    static string TextAsShard(string path, ITextTokenizer tokenizer)
     {
         var text = Corpus.Read(path, new CorpusOptions()).Single().Text;
-        var tokenizer = Gpt2Tokenizer.Instance;
         var folder = Directory.CreateTempSubdirectory("blr-eval-").FullName;
         using (var writer = new TokenShardWriter(Path.Combine(folder, "val_000000.bin"), tokenizer.VocabSize))
         {
@@ -113,7 +112,7 @@ public static class TextGenerator
         return logits;
     }
 
-    /// <summary>Continues <paramref name="prompt"/> by <paramref name="maxTokens"/> GPT-2 tokens. Each new token
+    /// <summary>Continues <paramref name="prompt"/> by <paramref name="maxTokens"/> tokens of the model's tokenizer. Each new token
     /// costs one token's forward pass (a KV cache), whatever its position. Past the model's context the window
     /// slides: the cache is rebuilt from the last half-context of tokens, and <paramref name="note"/> hears it.</summary>
     public static string Generate(string model, string prompt, int maxTokens, double temperature, int topK, double topP, ulong seed,
@@ -125,7 +124,7 @@ public static class TextGenerator
         if (!(topP > 0 && topP <= 1)) throw new InvalidOptionException("TopP", topP.ToString(System.Globalization.CultureInfo.InvariantCulture), "must be in (0, 1]");
         TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = ModelLocator.Load(model, device);
-        var tokenizer = Gpt2Tokenizer.Instance;
+        var tokenizer = TextTokenizers.ForModel(ModelLocator.Resolve(model));
         long[] start = [tokenizer.EndOfText, .. tokenizer.Encode(prompt).Select(t => (long)t)];
         var generated = GenerateTokens(lm, start, maxTokens, temperature, topK, topP, seed, tokenizer.VocabSize, cached: true, note);
         return prompt + tokenizer.Decode(generated.Select(t => (int)t));

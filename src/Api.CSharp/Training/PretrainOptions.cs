@@ -259,6 +259,9 @@ public sealed record ResolvedOptions(
     PretrainOptions Options, ModelConfig? Config, BlockRatios Ratios, BlockSchedule Schedule,
     int SeqLen, int MicroBatch, int Accumulation, WeightDecayPolicy DecayPolicy)
 {
+    /// <summary>The tokenizer the data's manifest records (null: data of your own, or shards without a manifest).</summary>
+    public Data.TokenizerRecord? Tokenizer { get; init; }
+
     /// <summary>Whether each block gets its own LR (a blockwise optimizer).</summary>
     public bool Blockwise => OptimizerKindModule.isBlockwise(Options.Optimizer);
 
@@ -318,6 +321,18 @@ public sealed record ResolvedOptions(
             throw Bad(nameof(o.SeqLen), seqLen, config is null ? "must be >= 1" : $"must be in 1..{config.Context} (the model's context)");
         if (!ownData && string.IsNullOrWhiteSpace(o.Data)) throw Bad(nameof(o.Data), null, "is required: a folder of shards (ShardPreparer.Run or blr prepare writes one)");
         if (!ownData && !Directory.Exists(o.Data)) throw Bad(nameof(o.Data), o.Data, "no such folder; prepare the data into it first (ShardPreparer.Run or blr prepare)");
+        // The model's vocabulary comes from the data's tokenizer (padded to a multiple of 64, as the named configs pad
+        // GPT-2's 50,257 to 50,304), unless given; one smaller than the tokenizer's is refused here.
+        var tokenizer = !ownData ? Data.TextTokenizers.OfDataset(o.Data!) : null;
+        if (config is not null && tokenizer is not null)
+        {
+            var explicitVocab = o.ModelConfig is not null || o.ModelOverrides.Vocab is not null;
+            if (explicitVocab && config.Vocab < tokenizer.VocabSize)
+                throw Bad(o.ModelConfig is not null ? nameof(o.ModelConfig) : nameof(o.ModelOverrides), $"vocab={config.Vocab}",
+                    $"is smaller than the data's tokenizer ({tokenizer.Name}, {tokenizer.VocabSize} ids); leave vocab out to take it from the data, or give at least {tokenizer.VocabSize}");
+            if (!explicitVocab && config.Vocab != PaddedVocab(tokenizer.VocabSize))
+                config = ModelConfigs.Create(o.Model, o.ModelOverrides with { Vocab = PaddedVocab(tokenizer.VocabSize) });
+        }
         if (File.Exists(o.Out)) throw Bad(nameof(o.Out), o.Out, "is a file; give a folder for the run");
         if (o.EvalEvery < 0) throw Bad(nameof(o.EvalEvery), o.EvalEvery, "must be >= 0 (0: only at the end)");
         if (o.EvalWindows < 1) throw Bad(nameof(o.EvalWindows), o.EvalWindows, "must be >= 1");
@@ -355,8 +370,11 @@ public sealed record ResolvedOptions(
         var decay = o.WeightDecayPolicy ?? (OptimizerKindModule.family(o.Optimizer) == OptimizerFamily.AdamMini
             ? Core.WeightDecayPolicy.AdamMiniNames : Core.WeightDecayPolicy.AllParameters);
         var normalized = o.ModelConfig is null && !custom ? o : o with { Model = "custom" };
-        return new ResolvedOptions(normalized, config, ratios, schedule, seqLen, micro, o.BatchSize / micro, decay);
+        return new ResolvedOptions(normalized, config, ratios, schedule, seqLen, micro, o.BatchSize / micro, decay) { Tokenizer = tokenizer };
     }
+
+    /// <summary>A vocabulary rounded up to a multiple of 64 (50,257 -> 50,304; 100,277 -> 100,288).</summary>
+    public static int PaddedVocab(int vocab) => (vocab + 63) / 64 * 64;
 
     /// <summary>Peak FLOP/s: a number of TFLOP/s, or a GPU name from the core's table (by precision).</summary>
     internal static double PeakFlops(string peak, Precision precision)

@@ -181,7 +181,8 @@ public sealed class Trainer(PretrainOptions options)
             : AutoRatios.scaleAboveFloor(AutoRatios.ratioOf(auto, block.ToCore()), resolved.Schedule.FloorLr, resolved.Schedule.LrAt(block, step));
 
         TrainerState State(int step) => new(step, sampler.Position.Epoch, sampler.Position.Index, o.Seed, config, Pretrainer.CodeVersion,
-            [.. losses], [.. evals], o, auto?.Steps ?? 0, auto is null ? null : DictionaryOf(auto.Smoothed), auto is null ? null : DictionaryOf(auto.Ratios));
+            [.. losses], [.. evals], o, auto?.Steps ?? 0, auto is null ? null : DictionaryOf(auto.Smoothed), auto is null ? null : DictionaryOf(auto.Ratios),
+            resolved.Tokenizer);
 
         // Rank r trains on its share of each global batch, drawn from the one permutation every rank walks.
         var share = o.BatchSize / group.WorldSize;

@@ -1,0 +1,131 @@
+using System.Text.Json.Nodes;
+using BlockwiseLR.Data;
+using FsCheck;
+using FsCheck.Fluent;
+using Xunit.Abstractions;
+
+namespace BlockwiseLR.Tests;
+
+/// Tokenizers against golden ids from an implementation that is not ours (js-tiktoken; tools/tokenizer-goldens.mjs
+/// made tests/data/tokenizers/*.ids.json once), and streamed prepare against tokenizing whole documents.
+public class TokenizerTests(ITestOutputHelper output)
+{
+    static string Data(string relative) => Path.Combine(AppContext.BaseDirectory, "data", "tokenizers", relative);
+
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("cl100k")]
+    [InlineData("o200k")]
+    public void Ids_of_mixed_text_equal_the_reference_implementations(string name)
+    {
+        var text = File.ReadAllText(Data("mixed.txt"));
+        Assert.True(text.Length >= 2000);
+        var golden = JsonNode.Parse(File.ReadAllText(Data($"{name}.ids.json")))!;
+        var expected = golden["ids"]!.AsArray().Select(x => x!.GetValue<int>()).ToArray();
+        var tokenizer = TextTokenizers.Create(name);
+        var ids = tokenizer.Encode(text);
+        output.WriteLine($"{name}: {ids.Count} ids, oracle {golden["oracle"]}");
+        Assert.Equal(expected, ids);
+        Assert.Equal(text, tokenizer.Decode(ids));
+        Assert.Equal(expected, tokenizer.BulkEncoder()(text));
+        Assert.Equal(name, tokenizer.Name);
+        Assert.True(expected.Max() < tokenizer.VocabSize && tokenizer.EndOfText < tokenizer.VocabSize);
+        Assert.Equal([tokenizer.EndOfText], tokenizer.Encode("<|endoftext|>"));
+    }
+
+    /// The piece rule of each tokenizer: cut anywhere it allows, the pieces' ids laid end to end are the whole text's.
+    [Theory]
+    [InlineData("gpt2")]
+    [InlineData("cl100k")]
+    [InlineData("o200k")]
+    public void Pieces_cut_by_the_tokenizers_rule_tokenize_to_the_whole_texts_ids(string name)
+    {
+        var tokenizer = TextTokenizers.Create(name);
+        string[] fragments = ["word", " ", "  ", "\n", "\n\n", "\t", " \t", ".", "!\n", "'s", "'LL", "12345", "Ünï", "😀", "日本", "(x)", "\r\n", "a\u0301", "/", "--"];
+        var cases = from parts in Gen.ListOf(Gen.Elements(fragments))
+                    from target in Gen.Choose(1, 12)
+                    select (Text: string.Concat(parts.ToArray()), Target: target);
+        Prop.ForAll(cases.ToArbitrary(), c =>
+        {
+            var pieces = TextPieces.Stream([c.Text.AsMemory()], c.Target, tokenizer.Cuts).ToList();
+            return string.Concat(pieces) == c.Text && pieces.SelectMany(p => tokenizer.Encode(p)).SequenceEqual(tokenizer.Encode(c.Text));
+        }).Check(Config.QuickThrowOnFailure.WithMaxTest(400));
+    }
+
+    [Fact]
+    public void The_builtin_corpus_prepared_with_cl100k_holds_each_documents_whole_text_ids_in_uint32_shards()
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-cl100k-").FullName;
+        try
+        {
+            var result = ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = dir, Tokenizer = "cl100k" });
+            var tokenizer = TiktokenTextTokenizer.Cl100k;
+            var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "manifest.json")))!;
+            Assert.Contains("uint32", manifest["format"]!.GetValue<string>());
+            Assert.Equal(new TokenizerRecord("cl100k", 100_277, 100_257), TextTokenizers.OfDataset(dir));
+            var expected = Corpus.Builtin("gutenberg").Documents.SelectMany(d => new[] { tokenizer.EndOfText }.Concat(tokenizer.Encode(d.Text))).ToList();
+            using var train = TokenDataset.Open(dir, "train");
+            using var val = TokenDataset.Open(dir, "val");
+            var shards = train.Shards.Concat(val.Shards).ToList();
+            Assert.All(shards, s => Assert.Equal(4, s.BytesPerToken));
+            // Reassemble corpus order from the chunk index.
+            var (t, v) = (train.Shards.SelectMany(Tokens).GetEnumerator(), val.Shards.SelectMany(Tokens).GetEnumerator());
+            var corpus = new List<int>();
+            foreach (var line in File.ReadLines(Path.Combine(dir, "chunks.tsv")))
+            {
+                var fields = line.Split('\t');
+                var from = fields[3] == "val" ? v : t;
+                for (var i = 0; i < long.Parse(fields[2]); i++) { Assert.True(from.MoveNext()); corpus.Add(from.Current); }
+            }
+            Assert.Equal(expected.Count, corpus.Count);
+            Assert.True(expected.SequenceEqual(corpus), "streamed cl100k pieces tokenize differently from whole documents");
+            output.WriteLine($"cl100k: {result.TrainTokens + result.ValTokens:N0} tokens, {result.TokensPerSecond:N0} tokens/s");
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// `blr train` on a cl100k set takes the vocabulary from the data (padded to 100,288), the checkpoint names its
+    /// tokenizer, `blr sample` decodes with it, and a smaller explicit vocab is one line before anything is written.
+    [Fact]
+    public void Train_on_a_cl100k_set_takes_its_vocab_and_sample_decodes_with_the_runs_tokenizer()
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-cl100k-train-").FullName;
+        try
+        {
+            var data = Path.Combine(dir, "data");
+            var (code, _, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--tokenizer", "cl100k", "--out", data]);
+            Assert.True(code == 0, error);
+            string[] tiny = ["--data", data, "--model", "gpt2-tiny", "--set", "layers=1", "--set", "width=32", "--set", "heads=2",
+                             "--steps", "3", "--batch-size", "2", "--seq-len", "32", "--eval-windows", "2", "--threads", "1"];
+            var run = Path.Combine(dir, "run");
+            (code, _, error) = TestPaths.Run(["train", .. tiny, "--out", run]);
+            Assert.True(code == 0, error);
+            var checkpoint = Training.ModelLocator.Resolve(run);
+            Assert.Equal(100_288, JsonNode.Parse(File.ReadAllText(Path.Combine(checkpoint, "config.json")))!["vocab_size"]!.GetValue<int>());
+            Assert.Equal("cl100k", TextTokenizers.ForModel(checkpoint).Name);
+
+            const string prompt = "The whale";
+            (code, var output, error) = TestPaths.Run(["sample", "--model-dir", run, "--prompt", prompt, "--max-tokens", "12", "--temperature", "0", "--threads", "1"]);
+            Assert.True(code == 0, error);
+            // The reference: the plain uncached loop's greedy ids, decoded by cl100k itself.
+            TorchRuntime.EnsureAvailable();
+            using var model = Training.ModelLocator.Load(run);
+            var cl100k = TiktokenTextTokenizer.Cl100k;
+            long[] start = [cl100k.EndOfText, .. cl100k.Encode(prompt).Select(t => (long)t)];
+            var ids = Training.TextGenerator.GenerateTokens(model, start, 12, 0, 0, 1, 1, model.Config.Vocab, cached: false);
+            Assert.Contains(prompt + cl100k.Decode(ids.Select(t => (int)t)), output);
+
+            (code, _, error) = TestPaths.Run(["train", .. tiny, "--set", "vocab=50304", "--out", Path.Combine(dir, "refused")]);
+            Assert.Equal(2, code);
+            Assert.Single(error.Trim().Split('\n'));
+            Assert.Contains("smaller than the data's tokenizer (cl100k, 100277 ids)", error);
+            Assert.False(Directory.Exists(Path.Combine(dir, "refused")));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    static IEnumerable<int> Tokens(TokenShard shard)
+    {
+        for (long i = 0; i < shard.Count; i++) yield return shard[i];
+    }
+}
