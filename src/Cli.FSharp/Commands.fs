@@ -306,8 +306,11 @@ let convertHf (args: ParseResults<HfArgs>) =
     use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
     Models.HfFormat.Save(model, out)
     // The tokenizer travels with the model (a folder without the file is GPT-2's).
-    let tokenizerFile = Path.Combine(Training.ModelLocator.Resolve(args.GetResult HfArgs.From), Data.TextTokenizers.ModelFile)
-    if File.Exists tokenizerFile then File.Copy(tokenizerFile, Path.Combine(out, Data.TextTokenizers.ModelFile), true)
+    let source = Training.ModelLocator.Resolve(args.GetResult HfArgs.From)
+    let tokenizerFile = Path.Combine(source, Data.TextTokenizers.ModelFile)
+    if File.Exists tokenizerFile then
+        let record = Text.Json.JsonSerializer.Deserialize<Data.TokenizerRecord>(File.ReadAllText tokenizerFile)
+        Data.TextTokenizers.WriteForModel(out, record, source)
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) out (Models.ModelConfigs.Describe model.Config)
     0
 

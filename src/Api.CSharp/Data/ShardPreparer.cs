@@ -25,8 +25,9 @@ public sealed record PrepareOptions
     public long ShardTokens { get; init; } = 100_000_000;
     public ulong Seed { get; init; } = 1337;
     public int Threads { get; init; } = Environment.ProcessorCount;
-    /// <summary>The tokenizer by name (<see cref="TextTokenizers.Names"/>): gpt2, cl100k or o200k; ignored when
-    /// <see cref="ShardPreparer.Run"/> is given a tokenizer object.</summary>
+    /// <summary>The tokenizer (<see cref="TextTokenizers.Create"/>): gpt2, cl100k, o200k, or a tokenizer.model,
+    /// tokenizer.json, vocab.json + merges.txt (or a folder of one); ignored when <see cref="ShardPreparer.Run"/> is
+    /// given a tokenizer object.</summary>
     public string Tokenizer { get; init; } = "gpt2";
     /// <summary>Replace an existing prepared dataset in <see cref="OutputDirectory"/>.</summary>
     public bool Overwrite { get; init; }
@@ -101,9 +102,10 @@ public static class ShardPreparer
             using var job = new StreamJob(options, tokenizer, limits, staging);
             job.Run(sources, documentsOf, progress);
             BlockwiseLR.Training.FaultInjection.Hang("hang-during-prepare", 0);
+            foreach (var (from, name) in TextTokenizers.FilesOf(tokenizer)) File.Copy(from, Path.Combine(staging, name), overwrite: true);
             var manifest = Manifest(options, tokenizer, limits, sources, job);
             File.WriteAllText(Path.Combine(staging, "manifest.json"), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            var shards = Commit(staging, output, options.Overwrite);
+            var shards = Commit(staging, output, options.Overwrite, TextTokenizers.FilesOf(tokenizer).Select(f => f.Name));
             succeeded = true;
             return new PrepareResult(output, Path.Combine(output, "manifest.json"), shards,
                 job.Train.Tokens, job.Val.Tokens, job.Documents, checked((int)job.Chunks), checked((int)job.ValChunks), clock.Elapsed.TotalSeconds)
@@ -120,7 +122,7 @@ public static class ShardPreparer
     static string StagingKey(PrepareOptions o, IReadOnlyList<SourceFile> sources, ITextTokenizer tokenizer, Limits limits)
     {
         var text = string.Join("\n", sources.Select(s => $"{s.Path}\t{s.Sha256}")) + "\n" + System.Text.Json.JsonSerializer.Serialize(
-            new { o.Builtin, o.Corpus, o.ValFraction, o.ValTokens, o.ChunkTokens, o.ShardTokens, o.Seed, Tokenizer = tokenizer.Name, limits.PieceChars, limits.BlockChunks });
+            new { o.Builtin, o.Corpus, o.ValFraction, o.ValTokens, o.ChunkTokens, o.ShardTokens, o.Seed, Tokenizer = TokenizerRecord.Of(tokenizer), limits.PieceChars, limits.BlockChunks });
         return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
     }
 
@@ -437,7 +439,7 @@ public static class ShardPreparer
         ["format"] = tokenizer.VocabSize <= 65536
             ? "llm.c token shards (header: 256 int32, magic 20240520 version 1 = uint16 tokens)"
             : "llm.c token shards (header: 256 int32, magic 20240801 version 7 = uint32 tokens)",
-        ["tokenizer"] = new JsonObject { ["name"] = tokenizer.Name, ["vocab_size"] = tokenizer.VocabSize, ["end_of_text"] = tokenizer.EndOfText },
+        ["tokenizer"] = TextTokenizers.ToJson(TokenizerRecord.Of(tokenizer)),
         ["documents"] = job.Documents,
         ["train_tokens"] = job.Train.Tokens,
         ["val_tokens"] = job.Val.Tokens,
@@ -470,7 +472,7 @@ public static class ShardPreparer
 
     /// <summary>Moves the staged shards and chunk index, and then the manifest, into place, removing an old dataset
     /// first when overwriting.</summary>
-    static List<string> Commit(string staging, string output, bool overwrite)
+    static List<string> Commit(string staging, string output, bool overwrite, IEnumerable<string> tokenizerFiles)
     {
         if (overwrite)
             foreach (var old in Directory.GetFiles(output, "*.bin").Append(Path.Combine(output, "manifest.json")).Append(Path.Combine(output, ChunkIndex)).Where(File.Exists))
@@ -482,7 +484,8 @@ public static class ShardPreparer
             File.Move(file, target);
             shards.Add(target);
         }
-        File.Move(Path.Combine(staging, ChunkIndex), Path.Combine(output, ChunkIndex));
+        File.Move(Path.Combine(staging, ChunkIndex), Path.Combine(output, ChunkIndex), overwrite);
+        foreach (var file in tokenizerFiles) File.Move(Path.Combine(staging, file), Path.Combine(output, file), overwrite: true);
         File.Move(Path.Combine(staging, "manifest.json"), Path.Combine(output, "manifest.json"));
         return shards;
     }

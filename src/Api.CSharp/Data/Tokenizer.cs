@@ -142,13 +142,28 @@ static class Specials
     }
 }
 
-/// <summary>What a prepared dataset, a checkpoint and an exported model record of their tokenizer.</summary>
-public sealed record TokenizerRecord(string Name, int VocabSize, int EndOfText)
+/// <summary>What a prepared dataset, a checkpoint and an exported model record of their tokenizer: its kind (a built-in
+/// name, or sentencepiece, tokenizer.json, vocab+merges), vocabulary, the id written before each document, and for
+/// the file kinds the files (copied beside the shards and into every checkpoint) with the SHA-256 of their bytes.</summary>
+public sealed record TokenizerRecord(string Name, int VocabSize, int EndOfText, IReadOnlyList<string>? Files = null, string? Sha256 = null)
 {
-    public static TokenizerRecord Of(ITextTokenizer tokenizer) => new(tokenizer.Name, tokenizer.VocabSize, tokenizer.EndOfText);
+    public static TokenizerRecord Of(ITextTokenizer tokenizer)
+    {
+        var files = TextTokenizers.FilesOf(tokenizer);
+        return files.Count == 0
+            ? new(tokenizer.Name, tokenizer.VocabSize, tokenizer.EndOfText)
+            : new(tokenizer.Name, tokenizer.VocabSize, tokenizer.EndOfText, files.Select(f => f.Name).ToList(),
+                  Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(files.SelectMany(f => File.ReadAllBytes(f.From)).ToArray())));
+    }
+
+    public bool Equals(TokenizerRecord? other) =>
+        other is not null && Name == other.Name && VocabSize == other.VocabSize && EndOfText == other.EndOfText && Sha256 == other.Sha256
+        && (Files ?? []).SequenceEqual(other.Files ?? []);
+
+    public override int GetHashCode() => HashCode.Combine(Name, VocabSize, EndOfText, Sha256);
 }
 
-/// <summary>The tokenizers by name, and the tokenizer a dataset or a model was made with.</summary>
+/// <summary>The tokenizers by name or file, and the tokenizer a dataset or a model was made with.</summary>
 public static class TextTokenizers
 {
     /// <summary>The built-in names: gpt2 (the default), cl100k, o200k.</summary>
@@ -158,13 +173,60 @@ public static class TextTokenizers
     /// a model folder without one is taken to use GPT-2's).</summary>
     public const string ModelFile = "blr-tokenizer.json";
 
-    public static ITextTokenizer Create(string name) => name.ToLowerInvariant() switch
+    /// <summary>A built-in name (gpt2, cl100k, o200k), or a path: a SentencePiece <c>*.model</c>, a Hugging Face
+    /// <c>tokenizer.json</c>, <c>vocab.json</c> (with <c>merges.txt</c> beside it) or GPT-2's <c>encoder.json</c>
+    /// (with <c>vocab.bpe</c>), or a folder holding one of these.</summary>
+    public static ITextTokenizer Create(string spec)
     {
-        "gpt2" => Gpt2Tokenizer.Instance,
-        "cl100k" or "cl100k_base" => TiktokenTextTokenizer.Cl100k,
-        "o200k" or "o200k_base" => TiktokenTextTokenizer.O200k,
-        _ => throw new InvalidOptionException("Tokenizer", name, $"is not a tokenizer here (known: {string.Join(", ", Names)})"),
+        switch (spec.ToLowerInvariant())
+        {
+            case "gpt2": return Gpt2Tokenizer.Instance;
+            case "cl100k" or "cl100k_base": return TiktokenTextTokenizer.Cl100k;
+            case "o200k" or "o200k_base": return TiktokenTextTokenizer.O200k;
+        }
+        if (Directory.Exists(spec))
+        {
+            foreach (var name in new[] { "tokenizer.json", "tokenizer.model", "vocab.json", "encoder.json" })
+                if (File.Exists(Path.Combine(spec, name))) return Create(Path.Combine(spec, name));
+            throw new InvalidOptionException("Tokenizer", spec, "is a folder without tokenizer.json, tokenizer.model, vocab.json + merges.txt or encoder.json + vocab.bpe");
+        }
+        if (!File.Exists(spec))
+            throw new InvalidOptionException("Tokenizer", spec, $"is neither a tokenizer here ({string.Join(", ", Names)}) nor a tokenizer file or folder");
+        var file = Path.GetFileName(spec).ToLowerInvariant();
+        var folder = Path.GetDirectoryName(Path.GetFullPath(spec))!;
+        if (file.EndsWith(".model", StringComparison.Ordinal)) return new SentencePieceTextTokenizer(spec);
+        if (file is "vocab.json" or "encoder.json")
+        {
+            var merges = Path.Combine(folder, file == "vocab.json" ? "merges.txt" : "vocab.bpe");
+            if (!File.Exists(merges)) throw new InvalidOptionException("Tokenizer", spec, $"needs {Path.GetFileName(merges)} beside it (the BPE merges)");
+            return new VocabMergesTokenizer(spec, merges);
+        }
+        if (file.EndsWith(".json", StringComparison.Ordinal)) return new HfTextTokenizer(spec);
+        throw new InvalidOptionException("Tokenizer", spec, "is not a tokenizer file (*.model, tokenizer.json, vocab.json, encoder.json)");
+    }
+
+    /// <summary>The files a tokenizer is made from, each with the name it is stored under beside shards and checkpoints.</summary>
+    internal static IReadOnlyList<(string From, string Name)> FilesOf(ITextTokenizer tokenizer) => tokenizer switch
+    {
+        SentencePieceTextTokenizer sp => [(sp.Path, "tokenizer.model")],
+        HfTextTokenizer hf => [(hf.Path, "tokenizer.json")],
+        VocabMergesTokenizer bpe => [(bpe.VocabPath, "vocab.json"), (bpe.MergesPath, "merges.txt")],
+        _ => [],
     };
+
+    /// <summary>The tokenizer a record names, its files (if any) in <paramref name="folder"/>.</summary>
+    public static ITextTokenizer Load(TokenizerRecord record, string folder)
+    {
+        if (record.Files is not { Count: > 0 } files) return Create(record.Name);
+        var paths = files.Select(f => Path.Combine(folder, f)).ToList();
+        if (paths.FirstOrDefault(p => !File.Exists(p)) is { } missing)
+            throw new DataInputException($"{missing}: missing; the {record.Name} tokenizer's files travel with the data and the model, copy it back");
+        return record.Name switch
+        {
+            "vocab+merges" => new VocabMergesTokenizer(paths[0], paths[1]),
+            _ => Create(paths[0]),
+        };
+    }
 
     /// <summary>The tokenizer a prepared dataset's manifest.json records (null: no manifest, e.g. raw nanoGPT files,
     /// or one without a readable tokenizer entry, which opening the dataset reports).</summary>
@@ -176,10 +238,19 @@ public static class TextTokenizers
         {
             var tokenizer = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?["tokenizer"];
             if (tokenizer?["name"] is null || tokenizer["vocab_size"] is null || tokenizer["end_of_text"] is null) return null;
-            return new TokenizerRecord(tokenizer["name"]!.GetValue<string>(), tokenizer["vocab_size"]!.GetValue<int>(), tokenizer["end_of_text"]!.GetValue<int>());
+            return new TokenizerRecord(tokenizer["name"]!.GetValue<string>(), tokenizer["vocab_size"]!.GetValue<int>(), tokenizer["end_of_text"]!.GetValue<int>(),
+                tokenizer["files"]?.AsArray().Select(f => f!.GetValue<string>()).ToList(), tokenizer["sha256"]?.GetValue<string>());
         }
         catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException) { return null; }
     }
+
+    /// <summary>A record as the manifest's tokenizer entry.</summary>
+    internal static System.Text.Json.Nodes.JsonObject ToJson(TokenizerRecord record) => new()
+    {
+        ["name"] = record.Name, ["vocab_size"] = record.VocabSize, ["end_of_text"] = record.EndOfText,
+        ["files"] = record.Files is null ? null : new System.Text.Json.Nodes.JsonArray(record.Files.Select(f => (System.Text.Json.Nodes.JsonNode)f).ToArray()),
+        ["sha256"] = record.Sha256,
+    };
 
     /// <summary>The tokenizer of a model folder: the one its <see cref="ModelFile"/> names, else GPT-2's.</summary>
     public static ITextTokenizer ForModel(string folder)
@@ -188,10 +259,16 @@ public static class TextTokenizers
         if (!File.Exists(path)) return Gpt2Tokenizer.Instance;
         var record = System.Text.Json.JsonSerializer.Deserialize<TokenizerRecord>(File.ReadAllText(path))
             ?? throw new DataInputException($"{path}: empty; it should name the model's tokenizer");
-        return Create(record.Name);
+        return Load(record, folder);
     }
 
-    /// <summary>Writes <see cref="ModelFile"/> into a model folder.</summary>
-    public static void WriteForModel(string folder, TokenizerRecord record) =>
+    /// <summary>Writes <see cref="ModelFile"/> into a model folder, with the tokenizer's files copied from
+    /// <paramref name="filesFrom"/> (a dataset or another model folder).</summary>
+    public static void WriteForModel(string folder, TokenizerRecord record, string? filesFrom = null)
+    {
         File.WriteAllText(Path.Combine(folder, ModelFile), System.Text.Json.JsonSerializer.Serialize(record));
+        if (filesFrom is not null)
+            foreach (var file in record.Files ?? [])
+                File.Copy(Path.Combine(filesFrom, file), Path.Combine(folder, file), overwrite: true);
+    }
 }

@@ -57,7 +57,7 @@ public static class Checkpoints
         {
             if (model is LanguageModel builtIn) HfFormat.Save(builtIn, temp);
             else SaveStateDict(model, Path.Combine(temp, "model.safetensors"));
-            if (state.Tokenizer is { } tokenizer) Data.TextTokenizers.WriteForModel(temp, tokenizer);
+            if (state.Tokenizer is { } tokenizer) Data.TextTokenizers.WriteForModel(temp, tokenizer, state.Options.Data);
             FaultInjection.Hang("hang-during-checkpoint", state.Step);
             saveOptimizer(Path.Combine(temp, "optimizer.safetensors"));
             WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, OptionsJson.Options));
