@@ -2,7 +2,8 @@
 //   setup  make the machine able to run TorchSharp 0.107 (libstdc++ of GCC >= 13) and mpirun (openmpi-bin), restore packages
 //   build  setup, then build Hybrid.sln (Release)
 //   test   build, then every test runner and the pack check; the last line is `N passed, M failed`
-//   demo   build, then the main job: blr demo (gpt2-tiny on the built-in corpus, AdamW vs Blockwise AdamW);
+//   demo   build, then the main job: blr demo (gpt2-tiny on the built-in corpus, AdamW vs Blockwise AdamW with the
+//          paper ratios vs Blockwise AdamW with auto ratios);
 //          extra arguments go to blr demo, e.g. `dotnet fsi build.fsx demo --quick`
 //   bench  build, then the BenchmarkDotNet benchmarks (minutes; not part of test)
 //   bundle the GPU bundle of docs (app built for an external libtorch + the .NET runtime + run.sh), checked end

@@ -332,10 +332,12 @@ type PlotArgs =
     | [<Mandatory>] Run of dir: string
     | [<Mandatory>] Out of png: string
     | Train
+    | Sharpness
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Sharpness -> "plot the per-block sharpness a run logged (train --sharpness-every N), log scale, one line per block (one --run)."
             | Run _ -> "a blr train --out folder; repeatable."
             | Out _ -> "the PNG to write."
             | Train -> "plot the train loss (10-step mean) instead of the val loss."
@@ -348,6 +350,7 @@ type SharpnessArgs =
     | Batch_Size of sequences: int
     | Seq_Len of tokens: int
     | Hutchinson
+    | Preconditioned
     | Seed of seed: uint64
     | Threads of count: int
     | Device of name: string
@@ -355,6 +358,7 @@ type SharpnessArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Preconditioned -> "also the Adam-preconditioned curvature, the diagonal of diag(1/(sqrt(v)+eps)) H, with v from each checkpoint's optimizer state."
             | Run _ -> "a blr train --out folder: its checkpoints are measured."
             | Data _ -> "the prepared dataset: its first val windows are the batches."
             | Steps _ -> "comma-separated checkpoint steps (default: all kept checkpoints)."

@@ -340,7 +340,13 @@ let compare (args: ParseResults<CompareArgs>) =
     0
 
 let plot (args: ParseResults<PlotArgs>) =
-    let png = Reporting.Plots.Curves(args.GetResults PlotArgs.Run |> Array.ofList, args.GetResult PlotArgs.Out, args.Contains PlotArgs.Train)
+    let runs = args.GetResults PlotArgs.Run
+    let png =
+        if args.Contains PlotArgs.Sharpness then
+            match runs with
+            | [ run ] -> Reporting.Plots.SharpnessCurves(run, args.GetResult PlotArgs.Out)
+            | _ -> raise (CliError "--sharpness plots one run: give one --run")
+        else Reporting.Plots.Curves(runs |> Array.ofList, args.GetResult PlotArgs.Out, args.Contains PlotArgs.Train)
     printfn "wrote %s" png
     0
 
@@ -352,11 +358,12 @@ let sharpness (args: ParseResults<SharpnessArgs>) =
             args.GetResult SharpnessArgs.Run, args.GetResult SharpnessArgs.Data, steps,
             args.GetResult(SharpnessArgs.Batches, defaultValue = 4), args.GetResult(SharpnessArgs.Batch_Size, defaultValue = 8),
             args.GetResult(SharpnessArgs.Seq_Len, defaultValue = 128), args.Contains SharpnessArgs.Hutchinson,
-            args.GetResult(SharpnessArgs.Seed, defaultValue = 1337UL), (fun s -> eprintfn "measuring %s" s), chosen)
-    printfn "%6s %-18s %24s %24s" "step" "block" "proxy (+- se)" "hutchinson (+- se)"
+            args.GetResult(SharpnessArgs.Seed, defaultValue = 1337UL), (fun s -> eprintfn "measuring %s" s), chosen,
+            args.Contains SharpnessArgs.Preconditioned)
+    let estimate (e: Core.Estimate) = if isNull (box e) then "" else sprintf "%.4e +- %.1e" e.Mean e.StdErr
+    printfn "%6s %-18s %24s %24s %24s" "step" "block" "proxy (+- se)" "hutchinson (+- se)" "preconditioned (+- se)"
     for r in rows do
-        let h = if isNull (box r.Hutchinson) then "" else sprintf "%.4e +- %.1e" r.Hutchinson.Mean r.Hutchinson.StdErr
-        printfn "%6d %-18O %24s %24s" r.Step r.Block (sprintf "%.4e +- %.1e" r.Proxy.Mean r.Proxy.StdErr) h
+        printfn "%6d %-18O %24s %24s %24s" r.Step r.Block (estimate r.Proxy) (estimate r.Hutchinson) (estimate r.Preconditioned)
     for step, group in rows |> Seq.groupBy (fun r -> r.Step) do
         for estimator in [ "proxy"; "hutchinson" ] do
             let hutchinson = estimator = "hutchinson"
@@ -372,11 +379,11 @@ let demo (args: ParseResults<DemoArgs>) =
     let options = match args.TryGetResult DemoArgs.Threads with Some n -> options.With([ Collections.Generic.KeyValuePair("threads", box n) ]) | None -> options
     let options = match args.TryGetResult DemoArgs.Device with Some d -> options.With([ Collections.Generic.KeyValuePair("device", box d) ]) | None -> options
     options.Device.Use() |> ignore   // before the corpus is prepared: a device that cannot be used leaves nothing behind
-    printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW (paper ratios), %d steps of %d x %d tokens each"
+    printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW with the paper's ratios vs Blockwise AdamW with ratios from measured sharpness (auto), %d steps of %d x %d tokens each"
         options.Model options.Steps options.BatchSize options.SeqLen.Value
     let report =
         withTraining "demo" (fun progress cancel ->
-            Reporting.Comparison.Run(options, [| Core.OptimizerKind.AdamW; Core.OptimizerKind.BlockwiseAdamW |], null, progress, cancel))
+            Reporting.Comparison.Run(options, Reporting.ComparisonArm.Demo, null, progress, cancel))
     printfn "%s" (report.Table())
     printfn "report %s, curves %s" report.Markdown report.Png
     0

@@ -83,9 +83,33 @@ public sealed record CompareReport(CompareRow Baseline, IReadOnlyList<CompareRow
 }
 
 /// <summary>One optimizer's run in a comparison.</summary>
-public sealed record ComparisonRun(OptimizerKind Optimizer, PretrainResult Result)
+/// <summary>One arm of a comparison: its label (and run folder), optimizer and ratios (null: the options' own).</summary>
+public sealed record ComparisonArm(string Label, OptimizerKind Optimizer, BlockRatios? Ratios = null)
 {
-    public string Label => OptionNames.Format(Optimizer);
+    public static ComparisonArm Of(OptimizerKind optimizer) => new(OptionNames.Format(optimizer), optimizer);
+
+    /// <summary>The main job's arms: AdamW, Blockwise AdamW with the paper's ratios, and with ratios set from the
+    /// measured sharpness (auto).</summary>
+    public static IReadOnlyList<ComparisonArm> Demo { get; } =
+    [
+        Of(OptimizerKind.AdamW),
+        new("blockwise-adamw-paper", OptimizerKind.BlockwiseAdamW, BlockRatios.Paper),
+        new("blockwise-adamw-auto", OptimizerKind.BlockwiseAdamW, BlockRatios.Auto()),
+    ];
+}
+
+/// <summary>One finished arm: its result and the ratios it trained with (auto's as reached at the end).</summary>
+public sealed record ComparisonRun(string Label, OptimizerKind Optimizer, PretrainResult Result, string Ratios)
+{
+    /// <summary>The ratios in words: auto's final ones from the last checkpoint, the fixed ones as given.</summary>
+    public static string RatiosOf(PretrainOptions options, PretrainResult result)
+    {
+        if (!OptimizerKindModule.isBlockwise(options.Optimizer)) return "one LR";
+        if (!options.Ratios.IsAuto || result.LastCheckpoint is not { } last) return options.Ratios.ToString();
+        var final = Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).AutoRatios ?? [];
+        return "auto, at the end: " + string.Join(", ", final.OrderBy(kv => kv.Key, StringComparer.Ordinal)
+            .Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F2}")));
+    }
 }
 
 /// <summary>The outcome of a comparison and the files written for it.</summary>
@@ -95,13 +119,13 @@ public sealed record ComparisonReport(IReadOnlyList<ComparisonRun> Runs, string 
     public string Table()
     {
         var text = new StringBuilder();
-        text.AppendLine("| optimizer | val loss (final) | val loss (best) | train tokens/s | ms/step | optimizer state |");
-        text.AppendLine("|---|---|---|---|---|---|");
+        text.AppendLine("| run | val loss (final) | val loss (best) | train tokens/s | ms/step | optimizer state | ratios |");
+        text.AppendLine("|---|---|---|---|---|---|---|");
         foreach (var run in Runs)
         {
             var r = run.Result;
             text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {run.Label} | {r.FinalValLoss:F4} | {r.BestValLoss:F4} | {r.TokensPerSecond:N0} | {r.MillisecondsPerStep:F1} | {r.OptimizerStateBytes / 1048576.0:F1} MiB |"));
+                $"| {run.Label} | {r.FinalValLoss:F4} | {r.BestValLoss:F4} | {r.TokensPerSecond:N0} | {r.MillisecondsPerStep:F1} | {r.OptimizerStateBytes / 1048576.0:F1} MiB | {run.Ratios} |"));
         }
         return text.ToString();
     }
@@ -114,15 +138,17 @@ public sealed record ComparisonReport(IReadOnlyList<ComparisonRun> Runs, string 
 /// </summary>
 public static class Comparison
 {
+    /// <summary>The main job's options: three runs of 200 steps of 8 x 128 tokens fit 7 minutes on 2 cores (two of
+    /// 250 took 5.2); --quick is 40 steps of 4 x 64.</summary>
     public static PretrainOptions DemoOptions(string output, bool quick) => new()
     {
         Model = "gpt2-tiny",
         Data = Path.Combine(output, "data"),
         Lr = 1e-3,
-        Steps = quick ? 40 : 250,
+        Steps = quick ? 40 : 200,
         BatchSize = quick ? 4 : 8,
         SeqLen = quick ? 64 : 128,
-        WarmupSteps = quick ? 4 : 25,
+        WarmupSteps = quick ? 4 : 20,
         EvalEvery = quick ? 10 : 25,
         EvalWindows = quick ? 16 : 32,
         Seed = 1337,
@@ -141,22 +167,27 @@ public static class Comparison
 
     /// <summary>Prepares the built-in corpus into OUT/data (once) and runs each optimizer.</summary>
     public static ComparisonReport Run(PretrainOptions common, IReadOnlyList<OptimizerKind> optimizers, Action<string>? starting = null,
+        IProgress<TrainProgress>? progress = null, CancellationToken cancel = default) =>
+        Run(common, optimizers.Select(ComparisonArm.Of).ToList(), starting, progress, cancel);
+
+    public static ComparisonReport Run(PretrainOptions common, IReadOnlyList<ComparisonArm> arms, Action<string>? starting = null,
         IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
+        PretrainOptions OptionsOf(ComparisonArm arm) => common with { Optimizer = arm.Optimizer, Ratios = arm.Ratios ?? common.Ratios };
         RefuseForeignFolder(common.Out, "blr demo", name => name is "data" or "report.md" or "report.json" or "loss.png"
-            || optimizers.Any(o => OptionNames.Format(o) == name));
+            || arms.Any(a => a.Label == name));
         // Every option is checked before the corpus is prepared (the data folder is the demo's own to make).
-        foreach (var optimizer in optimizers) ResolvedOptions.Resolve(common with { Optimizer = optimizer }, ownData: true);
+        foreach (var arm in arms) ResolvedOptions.Resolve(OptionsOf(arm), ownData: true);
         if (!File.Exists(Path.Combine(common.Data, "manifest.json")))
             ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = common.Data, Overwrite = true });
         var runs = new List<ComparisonRun>();
-        foreach (var optimizer in optimizers)
+        foreach (var arm in arms)
         {
-            var label = OptionNames.Format(optimizer);
-            starting?.Invoke(label);
-            // Each optimizer's run folder is the comparison's own: a new comparison replaces it.
-            var options = common with { Optimizer = optimizer, Out = Path.Combine(common.Out, label), Overwrite = true };
-            runs.Add(new ComparisonRun(optimizer, Pretrainer.Run(options, progress, cancel)));
+            starting?.Invoke(arm.Label);
+            // Each arm's run folder is the comparison's own: a new comparison replaces it.
+            var options = OptionsOf(arm) with { Out = Path.Combine(common.Out, arm.Label), Overwrite = true };
+            var result = Pretrainer.Run(options, progress, cancel);
+            runs.Add(new ComparisonRun(arm.Label, arm.Optimizer, result, ComparisonRun.RatiosOf(options, result)));
             if (cancel.IsCancellationRequested) break;
         }
         return Write(common, runs);
@@ -252,7 +283,7 @@ public static class Plots
     public sealed record Curve(string Label, double[] Steps, double[] Losses, bool Thin = false, int? ColorOf = null);
 
     /// <summary>Writes the curves into one PNG; <see cref="Curve.ColorOf"/> reuses an earlier curve's colour.</summary>
-    public static string Save(string png, string title, IEnumerable<Curve> curves)
+    public static string Save(string png, string title, IEnumerable<Curve> curves, string yLabel = "loss")
     {
         var plot = new ScottPlot.Plot();
         var lines = new List<ScottPlot.Plottables.Scatter>();
@@ -267,7 +298,7 @@ public static class Plots
         }
         plot.Title(title);
         plot.XLabel("step");
-        plot.YLabel("loss");
+        plot.YLabel(yLabel);
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(png))!);
         plot.SavePng(png, 900, 560);
@@ -296,5 +327,23 @@ public static class Plots
                 train ? Smooth(losses, smooth) : [.. losses], Thin: train);
         }).ToList();
         return Save(png, train ? $"train loss ({smooth}-step mean)" : "val loss", curves);
+    }
+
+    /// <summary>`blr plot --sharpness`: the per-block proxy sharpness a run logged every --sharpness-every steps
+    /// (metrics.jsonl's "sharpness"), log10 against the step, one line per block: the disparity as it forms.</summary>
+    public static string SharpnessCurves(string run, string png)
+    {
+        if (Directory.Exists(png)) throw new ArgumentException($"--out {png}: is a folder; give the path of a .png file");
+        var file = Path.Combine(run, "metrics.jsonl");
+        if (!File.Exists(file)) throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
+        var points = File.ReadLines(file).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
+            .Where(n => n["sharpness"] is System.Text.Json.Nodes.JsonObject)
+            .SelectMany(n => n["sharpness"]!.AsObject().Select(kv => (Block: kv.Key, Step: n["step"]!.GetValue<double>(), Value: kv.Value!.GetValue<double>())))
+            .ToList();
+        if (points.Count == 0)
+            throw new ArgumentException($"{file}: no sharpness entries; train with --sharpness-every N to log the per-block sharpness");
+        var curves = points.GroupBy(p => p.Block).Select(g => new Curve(g.Key, g.Select(p => p.Step).ToArray(),
+            g.Select(p => Math.Log10(Math.Max(1e-30, p.Value))).ToArray(), Thin: g.Count() > 40));
+        return Save(png, $"{Path.GetFileName(Path.GetFullPath(run).TrimEnd('/'))}: proxy sharpness per block, B |g_b|^2 / #params(b)", curves, "log10 sharpness");
     }
 }

@@ -8,7 +8,7 @@ using BlockwiseLR.Training;
 namespace BlockwiseLR.Reporting;
 
 /// <summary>One checkpoint's measurement.</summary>
-public sealed record SharpnessRow(int Step, Block Block, Estimate Proxy, Estimate? Hutchinson);
+public sealed record SharpnessRow(int Step, Block Block, Estimate Proxy, Estimate? Hutchinson, Estimate? Preconditioned = null);
 
 /// <summary>`blr sharpness`: every checkpoint of a run (or the ones asked for), measured on the first val windows.</summary>
 public static class SharpnessReport
@@ -24,7 +24,8 @@ public static class SharpnessReport
     }
 
     public static (IReadOnlyList<SharpnessRow> Rows, string Csv, string Png) Measure(string run, string data, IReadOnlyList<int>? steps,
-        int batches, int batchSize, int seqLen, bool hutchinson, ulong seed, Action<string>? starting = null, ComputeDevice? device = null)
+        int batches, int batchSize, int seqLen, bool hutchinson, ulong seed, Action<string>? starting = null, ComputeDevice? device = null,
+        bool preconditioned = false)
     {
         var folder = Checkpoints.Folder(run);
         var checkpoints = (Directory.Exists(folder) ? Directory.GetDirectories(folder, "step_*") : [])
@@ -41,12 +42,21 @@ public static class SharpnessReport
             using var scope = NewDisposeScope();
             using var model = HfFormat.Load(dir, on);
             var windows = Data.Windows.Validation(val, seqLen, batchSize, (long)batches * batchSize, on).ToList();
-            var (proxy, hessian) = SharpnessEstimator.Measure(model, windows, hutchinson, seed);
-            rows.AddRange(proxy.OrderBy(kv => kv.Key).Select(kv => new SharpnessRow(step, kv.Key, kv.Value, hessian?[kv.Key])));
+            // Adam's v from the checkpoint's optimizer state, with the run's beta2 and eps.
+            IReadOnlyList<Tensor>? preconditioners = null;
+            if (preconditioned)
+            {
+                var trainer = Checkpoints.ReadState(dir, model.Config);
+                var state = SafetensorsHeader.LoadTensors(Path.Combine(dir, "optimizer.safetensors"));
+                preconditioners = SharpnessEstimator.Preconditioners(model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)), state, trainer.Options.Beta2, trainer.Options.Eps);
+            }
+            var (proxy, hessian, adam) = SharpnessEstimator.Measure(model, windows, hutchinson, seed, preconditioners);
+            rows.AddRange(proxy.OrderBy(kv => kv.Key).Select(kv => new SharpnessRow(step, kv.Key, kv.Value, hessian?[kv.Key], adam?[kv.Key])));
         }
         var csv = Path.Combine(run, "sharpness.csv");
         File.WriteAllLines(csv, rows.Select(r => FormattableString.Invariant(
-            $"{r.Step},{r.Block.Key()},{r.Proxy.Mean:R},{r.Proxy.StdErr:R},{r.Hutchinson?.Mean:R},{r.Hutchinson?.StdErr:R}")).Prepend("step,block,proxy,proxy_stderr,hutchinson,hutchinson_stderr"));
+            $"{r.Step},{r.Block.Key()},{r.Proxy.Mean:R},{r.Proxy.StdErr:R},{r.Hutchinson?.Mean:R},{r.Hutchinson?.StdErr:R},{r.Preconditioned?.Mean:R},{r.Preconditioned?.StdErr:R}"))
+            .Prepend("step,block,proxy,proxy_stderr,hutchinson,hutchinson_stderr,preconditioned,preconditioned_stderr"));
         // log10 sharpness per block against step (the Hutchinson estimate where measured, else the proxy).
         var png = Plots.Save(Path.Combine(run, "sharpness.png"), "log10 sharpness per block (Hutchinson where measured, else the proxy)",
             rows.GroupBy(r => r.Block).Select(g => new Plots.Curve(g.Key.ToString(), g.Select(r => (double)r.Step).ToArray(),

@@ -292,6 +292,7 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         { "blocks {long}", 2, "{long}: header length 1000000 at byte 0 is not valid", "{root}/never" },
         { "blocks {root}", 2, "{root}: is a folder; give a .safetensors file", "{root}/never" },
         { "plot --run {run} --out {root}", 2, "--out {root}: is a folder; give the path of a .png file", "{root}/never" },
+        { "plot --run {run} --sharpness --out {root}/s.png", 2, "{run}/metrics.jsonl: no sharpness entries; train with --sharpness-every N", "{root}/s.png" },
         { "schedule --steps 100 --ratios auto", 2, "--ratios auto: auto ratios are set from measured sharpness during training", "{root}/never" },
         { "prepare --builtin gutenberg --threads 0 --out {root}/p1", 2, "--threads 0: must be >= 1", "{root}/p1" },
         { "prepare --builtin gutenberg --out {data}", 2, "{data}: already holds a prepared dataset", "{root}/never" },

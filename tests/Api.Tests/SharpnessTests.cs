@@ -36,6 +36,56 @@ public class SharpnessTests
         Assert.True(estimate[Block.Norm].StdErr < 0.05 * meanDiagonal, "the standard error is reported and small");
     }
 
+    /// The preconditioned estimator on the same problem: diag(P H) = P * diag(H), so with a known P the block means are
+    /// mean_ij P_ij D_j for W1 and mean_ij P_ij 4 D_j for W2, D_j = (1/N) sum_n x_nj^2. H is not diagonal (the
+    /// coordinates of a row couple), so the probes must average out.
+    [Fact]
+    public void The_preconditioned_estimate_recovers_the_diagonal_of_P_H_within_5_percent()
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var (loss, parameters, _, x, _, _) = LinearProblem();
+        var draw = new Generator(5);
+        var p1 = rand([4, 3], generator: draw, dtype: float64) * 10 + 0.5;
+        var p2 = rand([4, 3], generator: draw, dtype: float64) * 10 + 0.5;
+        var d = x.square().mean([0L]);   // (1/N) sum_n x_nj^2, per column j
+        var (expected1, expected2) = ((p1 * d).mean().item<double>(), (p2 * 4 * d).mean().item<double>());
+        var generator = new Generator(3);
+        var estimate = SharpnessEstimator.Summarize(Enumerable.Range(0, 400).Select(_ => SharpnessEstimator.PreconditionedSample(loss, parameters, [p1, p2], generator)));
+        Assert.InRange(estimate[Block.Norm].Mean, 0.95 * expected1, 1.05 * expected1);
+        Assert.InRange(estimate[Block.FeedForward].Mean, 0.95 * expected2, 1.05 * expected2);
+        // Unpreconditioned it would be D's means, far from these: the preconditioner is really applied.
+        Assert.True(Math.Abs(expected1 - d.mean().item<double>()) > 0.5 * expected1);
+    }
+
+    /// Adam's preconditioner from an optimizer state: bias-corrected, AdamW's v per coordinate, Adam-mini's per-row v
+    /// spread over its row.
+    [Fact]
+    public void Preconditioners_are_adams_from_a_checkpoints_state_for_adamw_and_adam_mini_layouts()
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var w = zeros(2, 3);
+        var state = new Dictionary<string, Tensor>
+        {
+            ["step"] = tensor(2L),
+            ["exp_avg_sq/full"] = tensor(new float[] { 1, 4, 9, 16, 25, 36 }).reshape(2, 3),
+            ["exp_avg_sq/rows"] = tensor(new float[] { 4, 100 }),
+        };
+        var p = SharpnessEstimator.Preconditioners([("full", w), ("rows", w)], state, beta2: 0.5, eps: 0.25);
+        var correction = 1 - 0.25;   // 1 - beta2^2
+        double P(double v) => 1 / (Math.Sqrt(v / correction) + 0.25);
+        Assert.Equal(new[] { 1.0, 4, 9, 16, 25, 36 }.Select(P).ToArray(), p[0].to(float64).data<double>().ToArray(), new Comparer(1e-6));
+        Assert.Equal(new[] { 4.0, 4, 4, 100, 100, 100 }.Select(P).ToArray(), p[1].to(float64).data<double>().ToArray(), new Comparer(1e-6));
+        Assert.Throws<InvalidDataException>(() => SharpnessEstimator.Preconditioners([("missing", w)], state, 0.5, 0.25));
+    }
+
+    sealed class Comparer(double tolerance) : IEqualityComparer<double>
+    {
+        public bool Equals(double a, double b) => Math.Abs(a - b) <= tolerance * Math.Max(1, Math.Abs(a));
+        public int GetHashCode(double x) => 0;
+    }
+
     [Fact]
     public void The_proxy_equals_its_closed_form_on_a_linear_model()
     {

@@ -109,6 +109,56 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         finally { Directory.Delete(dir, true); }
     }
 
+    /// The main job in its quick mode: three arms on one seed and corpus, the table names the ratios each trained
+    /// with, auto's as it reached them at the end (read from its last checkpoint).
+    [Fact]
+    public void The_quick_demo_trains_adamw_the_paper_ratios_and_auto_ratios_and_reports_all_three()
+    {
+        var dir = Temp();
+        try
+        {
+            var (code, output, error) = TestPaths.Run(["demo", "--quick", "--out", dir, "--threads", "1"]);
+            Assert.True(code == 0, error);
+            var report = File.ReadAllText(Path.Combine(dir, "report.md"));
+            foreach (var label in new[] { "adamw", "blockwise-adamw-paper", "blockwise-adamw-auto" })
+            {
+                Assert.Contains($"| {label} |", report);
+                Assert.True(File.Exists(Path.Combine(dir, label, "result.json")), label);
+            }
+            Assert.Matches(@"\| blockwise-adamw-auto \|.*\| auto, at the end: emb \d+\.\d\d, ffn \d+\.\d\d", report);
+            Assert.Contains("| blockwise-adamw-paper |", output);
+            Assert.True(File.Exists(Path.Combine(dir, "loss.png")));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    /// A run trained with --sharpness-every: `plot --sharpness` draws it; `sharpness --preconditioned` measures the
+    /// curvature Adam steps against from the checkpoint's optimizer state, for every block.
+    [Fact]
+    public void Plot_sharpness_draws_a_runs_logged_sharpness_and_sharpness_measures_the_preconditioned_curvature()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run([.. Tiny(run, 6), "--sharpness-every", "2"]);
+            Assert.True(code == 0, error);
+            var png = Path.Combine(dir, "sharpness.png");
+            (code, var output, error) = TestPaths.Run(["plot", "--run", run, "--sharpness", "--out", png]);
+            Assert.True(code == 0, error);
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(png)[..4]);
+            Assert.Contains(png, output);
+
+            (code, output, error) = TestPaths.Run(["sharpness", "--run", run, "--data", gutenberg.Directory, "--batches", "2", "--batch-size", "2",
+                "--seq-len", "16", "--preconditioned", "--threads", "1"]);
+            Assert.True(code == 0, error);
+            var csv = File.ReadAllLines(Path.Combine(run, "sharpness.csv"));
+            Assert.Equal("step,block,proxy,proxy_stderr,hutchinson,hutchinson_stderr,preconditioned,preconditioned_stderr", csv[0]);
+            Assert.All(csv.Skip(1), line => Assert.True(double.Parse(line.Split(',')[6], System.Globalization.CultureInfo.InvariantCulture) is var v && double.IsFinite(v), line));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
     [Fact]
     public void Ctrl_c_writes_a_checkpoint_then_exits_130_and_the_run_resumes()
     {

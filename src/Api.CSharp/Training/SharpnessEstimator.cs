@@ -34,7 +34,14 @@ public static class SharpnessEstimator
     }
 
     /// <summary>One Hutchinson sample per block from one loss: the block's mean of z * (H z), z Rademacher.</summary>
-    public static Dictionary<Block, double> HutchinsonSample(Func<Tensor> loss, IReadOnlyList<(Block Block, Parameter Parameter)> parameters, Generator generator)
+    public static Dictionary<Block, double> HutchinsonSample(Func<Tensor> loss, IReadOnlyList<(Block Block, Parameter Parameter)> parameters, Generator generator) =>
+        PreconditionedSample(loss, parameters, null, generator);
+
+    /// <summary>One sample per block of the Adam-preconditioned curvature, the block's mean of z * (P H z) with
+    /// P = diag(1 / (sqrt(v_hat) + eps)): the diagonal of P H, the curvature Adam actually steps against (its step is
+    /// lr P g). <paramref name="preconditioners"/> holds P per parameter, in its shape (null: P = 1, plain Hutchinson).</summary>
+    public static Dictionary<Block, double> PreconditionedSample(Func<Tensor> loss, IReadOnlyList<(Block Block, Parameter Parameter)> parameters,
+        IReadOnlyList<Tensor>? preconditioners, Generator generator)
     {
         using var scope = NewDisposeScope();
         var inputs = parameters.Select(p => (Tensor)p.Parameter).ToList();
@@ -43,7 +50,8 @@ public static class SharpnessEstimator
         var probes = inputs.Select(p => (randint(0, 2, p.shape, dtype: p.dtype, generator: generator) * 2 - 1).to(p.device)).ToList();
         var dot = grads.Zip(probes, (g, z) => (g * z).sum()).Aggregate((a, b) => a + b);
         var hz = autograd.grad([dot], inputs);
-        return parameters.Select((p, i) => (p.Block, Sum: (probes[i] * hz[i]).sum().to(float64).item<double>(), Count: p.Parameter.numel()))
+        return parameters.Select((p, i) => (p.Block, Sum: (probes[i] * hz[i] * (preconditioners is null ? 1.0 : preconditioners[i])).sum().to(float64).item<double>(),
+                Count: p.Parameter.numel()))
             .GroupBy(x => x.Block)
             .ToDictionary(g => g.Key, g => g.Sum(x => x.Sum) / g.Sum(x => x.Count));
     }
@@ -53,10 +61,39 @@ public static class SharpnessEstimator
         samples.SelectMany(s => s).GroupBy(kv => kv.Key)
             .ToDictionary(g => g.Key, g => Sharpness.summarize(ListModule.OfSeq(g.Select(kv => kv.Value))));
 
-    /// <summary>Both estimates for a model over the given (inputs, targets) batches (one Hutchinson probe per
-    /// batch). Attention runs as explicit math during the measurement, which double backward needs.</summary>
+    /// <summary>Adam's preconditioner 1 / (sqrt(v / (1 - beta2^t)) + eps) per parameter of a model, from an optimizer
+    /// state (exp_avg_sq/NAME and step, as checkpoints hold it): AdamW's v has the parameter's shape; Adam-mini's one
+    /// value per block of consecutive coordinates (head, row, tensor) is spread over its block.</summary>
+    public static IReadOnlyList<Tensor> Preconditioners(IEnumerable<(string Name, Tensor Parameter)> parameters, IReadOnlyDictionary<string, Tensor> optimizerState,
+        double beta2, double eps)
+    {
+        if (!optimizerState.TryGetValue("step", out var stepTensor)) throw new InvalidDataException("the optimizer state has no 'step' entry");
+        var step = stepTensor.item<long>();
+        if (step < 1) throw new InvalidDataException("the optimizer state is from before the first step (no second moments yet)");
+        var correction = 1 - Math.Pow(beta2, step);
+        return parameters.Select(p =>
+        {
+            if (!optimizerState.TryGetValue($"exp_avg_sq/{p.Name}", out var v))
+                throw new InvalidDataException($"the optimizer state has no exp_avg_sq/{p.Name}: not a checkpoint of this model");
+            var numel = p.Parameter.numel();
+            if (numel % v.numel() != 0) throw new InvalidDataException($"exp_avg_sq/{p.Name} has {v.numel()} values for {numel} coordinates");
+            var spread = v.numel() == numel ? v.reshape(p.Parameter.shape) : v.reshape(-1).repeat_interleave(numel / v.numel()).reshape(p.Parameter.shape);
+            return (1.0 / ((spread.to(float64) / correction).sqrt() + eps)).to(p.Parameter.dtype).to(p.Parameter.device);
+        }).ToList();
+    }
+
+    /// <summary>The estimates for a model over the given (inputs, targets) batches (one Hutchinson probe per batch;
+    /// the preconditioned one when <paramref name="preconditioners"/> are given). Attention runs as explicit math
+    /// during the measurement, which double backward needs.</summary>
     public static (Dictionary<Block, Estimate> Proxy, Dictionary<Block, Estimate>? Hutchinson) Measure(
         LanguageModel model, IReadOnlyList<(Tensor Inputs, Tensor Targets)> batches, bool hutchinson, ulong seed)
+    {
+        var (proxy, hessian, _) = Measure(model, batches, hutchinson, seed, null);
+        return (proxy, hessian);
+    }
+
+    public static (Dictionary<Block, Estimate> Proxy, Dictionary<Block, Estimate>? Hutchinson, Dictionary<Block, Estimate>? Preconditioned) Measure(
+        LanguageModel model, IReadOnlyList<(Tensor Inputs, Tensor Targets)> batches, bool hutchinson, ulong seed, IReadOnlyList<Tensor>? preconditioners)
     {
         var parameters = ByBlock(model);
         var wasMath = model.MathAttention;
@@ -65,10 +102,12 @@ public static class SharpnessEstimator
         try
         {
             var proxy = Summarize(batches.Select(b => ProxySample(() => LanguageModel.Loss(model.forward(b.Inputs), b.Targets), parameters, (int)b.Inputs.shape[0])));
-            if (!hutchinson) return (proxy, null);
-            var generator = new Generator(seed);
-            var hessian = Summarize(batches.Select(b => HutchinsonSample(() => LanguageModel.Loss(model.forward(b.Inputs), b.Targets), parameters, generator)));
-            return (proxy, hessian);
+            Dictionary<Block, Estimate>? Probed(IReadOnlyList<Tensor>? p)
+            {
+                var generator = new Generator(seed);   // the same probes for both estimates
+                return Summarize(batches.Select(b => PreconditionedSample(() => LanguageModel.Loss(model.forward(b.Inputs), b.Targets), parameters, p, generator)));
+            }
+            return (proxy, hutchinson ? Probed(null) : null, preconditioners is null ? null : Probed(preconditioners));
         }
         finally { model.MathAttention = wasMath; }
     }
