@@ -165,11 +165,7 @@ public static class Comparison
             throw new ArgumentException($"--out {output}: holds files {command} did not write ({string.Join(", ", foreign.Take(3))}{(foreign.Count > 3 ? ", ..." : "")}); choose another --out or empty it");
     }
 
-    /// <summary>Prepares the built-in corpus into OUT/data (once) and runs each optimizer.</summary>
-    public static ComparisonReport Run(PretrainOptions common, IReadOnlyList<OptimizerKind> optimizers, Action<string>? starting = null,
-        IProgress<TrainProgress>? progress = null, CancellationToken cancel = default) =>
-        Run(common, optimizers.Select(ComparisonArm.Of).ToList(), starting, progress, cancel);
-
+    /// <summary>Prepares the built-in corpus into OUT/data (once) and runs each arm.</summary>
     public static ComparisonReport Run(PretrainOptions common, IReadOnlyList<ComparisonArm> arms, Action<string>? starting = null,
         IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {

@@ -31,39 +31,18 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
 {
     static string Temp() => Directory.CreateTempSubdirectory("blr-data-").FullName;
 
-    static IEnumerable<int> Tokens(TokenShard shard)
-    {
-        for (long i = 0; i < shard.Count; i++) yield return shard[i];
-    }
-
     [Fact]
     public void Builtin_corpus_round_trips_and_matches_whole_text_tokenization()
     {
         var tokenizer = Gpt2Tokenizer.Instance;
         var documents = Corpus.Builtin("gutenberg").Documents.ToList();
         Assert.Equal(18, documents.Count);
-        using var train = TokenDataset.Open(gutenberg.Directory, "train");
-        using var val = TokenDataset.Open(gutenberg.Directory, "val");
         // Reassemble corpus order from the chunk index: each chunk came from train or val, in order.
         var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(gutenberg.Directory, "manifest.json")))!;
         Assert.StartsWith("chunks.tsv", manifest["chunk_index"]!.GetValue<string>());
         Assert.Contains("uint16", manifest["format"]!.GetValue<string>());
-        using var trainTokens = train.Shards.SelectMany(Tokens).GetEnumerator();
-        using var valTokens = val.Shards.SelectMany(Tokens).GetEnumerator();
-        var corpus = new List<int>();
-        var chunks = File.ReadAllLines(Path.Combine(gutenberg.Directory, "chunks.tsv")).Select(l => l.Split('\t')).ToList();
-        Assert.Equal(manifest["chunks"]!.GetValue<long>(), chunks.Count);
-        foreach (var chunk in chunks)
-        {
-            var source = chunk[3] == "val" ? valTokens : trainTokens;
-            for (var i = 0; i < long.Parse(chunk[2]); i++)
-            {
-                Assert.True(source.MoveNext());
-                corpus.Add(source.Current);
-            }
-        }
-        Assert.False(trainTokens.MoveNext());
-        Assert.False(valTokens.MoveNext());
+        Assert.Equal(manifest["chunks"]!.GetValue<long>(), File.ReadLines(Path.Combine(gutenberg.Directory, "chunks.tsv")).Count());
+        var corpus = PreparedCorpus.InOrder(gutenberg.Directory);
         // Text -> shards -> decode gives the cleaned text, each document after <|endoftext|>.
         Assert.Equal(string.Concat(documents.Select(d => "<|endoftext|>" + d.Text)), tokenizer.Decode(corpus));
         // Parallel, paragraph-aligned pieces give exactly the tokens of tokenizing each whole book.
@@ -125,7 +104,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             using var shard = TokenShard.Open(path);
             Assert.Equal(tokens.Length, shard.Count);
             Assert.Equal(width, shard.BytesPerToken);
-            Assert.Equal(tokens.Select(t => (int)t), Tokens(shard));
+            Assert.Equal(tokens.Select(t => (int)t), PreparedCorpus.Tokens(shard));
             var window = new long[2];
             shard.CopyTo(2, window);
             Assert.Equal([tokens[2], tokens[3]], window.Select(t => (uint)t));
@@ -141,7 +120,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             File.WriteAllBytes(Path.Combine(dir, "train.bin"), [5, 0, 1, 1, 255, 255]);
             using var data = TokenDataset.Open(dir, "train");
-            Assert.Equal([5, 257, 65535], Tokens(data.Shards[0]));
+            Assert.Equal([5, 257, 65535], PreparedCorpus.Tokens(data.Shards[0]));
         }
         finally { Directory.Delete(dir, true); }
     }

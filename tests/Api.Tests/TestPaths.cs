@@ -44,3 +44,34 @@ static class TestPaths
         return (process.ExitCode, output.Result, error);
     }
 }
+
+/// A prepared dataset read back in corpus order: each line of its chunk index (chunks.tsv) takes that many tokens
+/// from the train or the val shards, in order, and every token of both splits is used exactly once.
+static class PreparedCorpus
+{
+    public static IEnumerable<int> Tokens(BlockwiseLR.Data.TokenShard shard)
+    {
+        for (long i = 0; i < shard.Count; i++) yield return shard[i];
+    }
+
+    public static List<int> InOrder(string directory)
+    {
+        using var train = BlockwiseLR.Data.TokenDataset.Open(directory, "train");
+        using var val = BlockwiseLR.Data.TokenDataset.Open(directory, "val");
+        using var trainTokens = train.Shards.SelectMany(Tokens).GetEnumerator();
+        using var valTokens = val.Shards.SelectMany(Tokens).GetEnumerator();
+        var corpus = new List<int>();
+        foreach (var chunk in File.ReadLines(Path.Combine(directory, "chunks.tsv")).Select(l => l.Split('\t')))
+        {
+            var source = chunk[3] == "val" ? valTokens : trainTokens;
+            for (var i = 0; i < long.Parse(chunk[2]); i++)
+            {
+                Assert.True(source.MoveNext());
+                corpus.Add(source.Current);
+            }
+        }
+        Assert.False(trainTokens.MoveNext());
+        Assert.False(valTokens.MoveNext());
+        return corpus;
+    }
+}

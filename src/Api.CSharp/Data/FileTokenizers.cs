@@ -32,8 +32,8 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
         {
             throw new DataInputException($"{path}: a SentencePiece model without a BOS id (bos_id = -1, ALBERT/T5 style) cannot be used: it has no document-start token; train it with --bos_id set, or use a tokenizer.json", "Tokenizer");
         }
-        catch (Exception e) when (e is not DataInputException and (IOException or InvalidDataException or ArgumentException or FormatException or InvalidOperationException
-                                      or Google.Protobuf.InvalidProtocolBufferException))
+        catch (Exception e) when (e is IOException or InvalidDataException or ArgumentException or FormatException or InvalidOperationException
+                                      or Google.Protobuf.InvalidProtocolBufferException)
         {
             throw new DataInputException($"{path}: not a readable SentencePiece model ({e.Message.Split('\n')[0]})", "Tokenizer");
         }
@@ -210,9 +210,8 @@ public sealed class HfTextTokenizer : ITextTokenizer, IDisposable
         }
         var empty = tokenizers.Value!.Encode("");
         prefix = empty.Length;
-        int? separator = empty.Length == 1 ? (int)empty[0]
-            : added.FirstOrDefault(t => t.Content is "<|endoftext|>").Content is not null ? added.First(t => t.Content is "<|endoftext|>").Id
-            : added.FirstOrDefault(t => t.Content is "</s>").Content is not null ? added.First(t => t.Content is "</s>").Id : null;
+        int? Added(string content) => added.Where(t => t.Content == content).Select(t => (int?)t.Id).FirstOrDefault();
+        var separator = empty.Length == 1 ? (int)empty[0] : Added("<|endoftext|>") ?? Added("</s>");
         EndOfText = separator ?? throw new DataInputException($"{path}: no document separator (its template adds no BOS, and it has no <|endoftext|> or </s>)", "Tokenizer");
     }
 

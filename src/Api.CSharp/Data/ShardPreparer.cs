@@ -84,7 +84,12 @@ public static class ShardPreparer
 
     public static PrepareResult Run(PrepareOptions options, IProgress<PrepareProgress>? progress = null, ITextTokenizer? tokenizer = null)
     {
+        // A tokenizer made here from the options is disposed here (file tokenizers hold native handles and temporary files).
+        var made = tokenizer is null;
         tokenizer ??= TextTokenizers.Create(options.Tokenizer);
+        using var owned = made ? tokenizer as IDisposable : null;
+        var record = TokenizerRecord.Of(tokenizer);
+        var files = TextTokenizers.FilesOf(tokenizer);
         Validate(options);
         var limits = Limits.FromEnvironment();
         var clock = Stopwatch.StartNew();
@@ -94,7 +99,7 @@ public static class ShardPreparer
         // The staging folder is named from the inputs (their content hashes), the tokenizer and the options that
         // shape the output, and holds a lock with the live process's id: the same command after a kill resumes from
         // it; another command replaces it; a live one is left alone.
-        var staging = Path.Combine(output, $".prepare-{StagingKey(options, sources, tokenizer, limits)}");
+        var staging = Path.Combine(output, $".prepare-{StagingKey(options, sources, record, limits)}");
         var stale = ClaimStaging(output, staging, options.Restart);
         var succeeded = false;
         try
@@ -102,10 +107,10 @@ public static class ShardPreparer
             using var job = new StreamJob(options, tokenizer, limits, staging);
             job.Run(sources, documentsOf, progress);
             BlockwiseLR.Training.FaultInjection.Hang("hang-during-prepare", 0);
-            foreach (var (from, name) in TextTokenizers.FilesOf(tokenizer)) File.Copy(from, Path.Combine(staging, name), overwrite: true);
-            var manifest = Manifest(options, tokenizer, limits, sources, job);
+            foreach (var (from, name) in files) File.Copy(from, Path.Combine(staging, name), overwrite: true);
+            var manifest = Manifest(options, record, limits, sources, job);
             File.WriteAllText(Path.Combine(staging, "manifest.json"), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            var shards = Commit(staging, output, options.Overwrite, TextTokenizers.FilesOf(tokenizer).Select(f => f.Name));
+            var shards = Commit(staging, output, options.Overwrite, files.Select(f => f.Name));
             succeeded = true;
             return new PrepareResult(output, Path.Combine(output, "manifest.json"), shards,
                 job.Train.Tokens, job.Val.Tokens, job.Documents, checked((int)job.Chunks), checked((int)job.ValChunks), clock.Elapsed.TotalSeconds)
@@ -119,10 +124,10 @@ public static class ShardPreparer
         }
     }
 
-    static string StagingKey(PrepareOptions o, IReadOnlyList<SourceFile> sources, ITextTokenizer tokenizer, Limits limits)
+    static string StagingKey(PrepareOptions o, IReadOnlyList<SourceFile> sources, TokenizerRecord tokenizer, Limits limits)
     {
         var text = string.Join("\n", sources.Select(s => $"{s.Path}\t{s.Sha256}")) + "\n" + System.Text.Json.JsonSerializer.Serialize(
-            new { o.Builtin, o.Corpus, o.ValFraction, o.ValTokens, o.ChunkTokens, o.ShardTokens, o.Seed, Tokenizer = TokenizerRecord.Of(tokenizer), limits.PieceChars, limits.BlockChunks });
+            new { o.Builtin, o.Corpus, o.ValFraction, o.ValTokens, o.ChunkTokens, o.ShardTokens, o.Seed, Tokenizer = tokenizer, limits.PieceChars, limits.BlockChunks });
         return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
     }
 
@@ -302,7 +307,7 @@ public static class ShardPreparer
             }
             Documents = document;
             Close(piece);
-            if (blockChunks.Count > 0) FinishBlock(piece, last: true);
+            if (blockChunks.Count > 0) FinishBlock();
             if (Chunks == 0) throw new DataInputException($"the corpus is empty: {sources.Count} source(s) hold no text");
             Train.Close();
             Val.Close();
@@ -333,13 +338,13 @@ public static class ShardPreparer
             open.Closed = true;
             if (blockChunks.Count == limits.BlockChunks)
             {
-                FinishBlock(piece, last: false);
+                FinishBlock();
                 Save(piece);
                 BlockwiseLR.Training.FaultInjection.Hang("hang-after-block", block);
             }
         }
 
-        void FinishBlock(long piece, bool last)
+        void FinishBlock()
         {
             var sizes = blockChunks.Select(c => c.Tokens).ToArray();
             var target = options.ValTokens is { } wanted ? (block == 0 ? wanted : 0) : (long)Math.Round(options.ValFraction * sizes.Sum());
@@ -434,12 +439,12 @@ public static class ShardPreparer
         public void Dispose() => current?.Dispose();
     }
 
-    static JsonObject Manifest(PrepareOptions o, ITextTokenizer tokenizer, Limits limits, IReadOnlyList<SourceFile> sources, StreamJob job) => new()
+    static JsonObject Manifest(PrepareOptions o, TokenizerRecord tokenizer, Limits limits, IReadOnlyList<SourceFile> sources, StreamJob job) => new()
     {
         ["format"] = tokenizer.VocabSize <= 65536
             ? "llm.c token shards (header: 256 int32, magic 20240520 version 1 = uint16 tokens)"
             : "llm.c token shards (header: 256 int32, magic 20240801 version 7 = uint32 tokens)",
-        ["tokenizer"] = TextTokenizers.ToJson(TokenizerRecord.Of(tokenizer)),
+        ["tokenizer"] = TextTokenizers.ToJson(tokenizer),
         ["documents"] = job.Documents,
         ["train_tokens"] = job.Train.Tokens,
         ["val_tokens"] = job.Val.Tokens,

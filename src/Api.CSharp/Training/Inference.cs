@@ -36,7 +36,12 @@ public static class Evaluation
         TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = HfFormat.Load(located, device);
         if (seqLen < 1 || seqLen > lm.Config.Context) throw new InvalidOptionException("SeqLen", $"{seqLen}", $"must be in 1..{lm.Config.Context}");
-        var temp = textFile is null ? null : TextAsShard(textFile, TextTokenizers.ForModel(located));
+        string? temp = null;
+        if (textFile is not null)
+        {
+            var tokenizer = TextTokenizers.ForModel(located);
+            using (tokenizer as IDisposable) temp = TextAsShard(textFile, tokenizer);
+        }
         try
         {
             using var dataset = TokenDataset.Open(temp ?? data!, "val", lm.Config.Vocab);
@@ -125,6 +130,7 @@ public static class TextGenerator
         TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = ModelLocator.Load(model, device);
         var tokenizer = TextTokenizers.ForModel(ModelLocator.Resolve(model));
+        using var owned = tokenizer as IDisposable;   // file tokenizers hold native handles and temporary files
         long[] start = [tokenizer.EndOfText, .. tokenizer.Encode(prompt).Select(t => (long)t)];
         var generated = GenerateTokens(lm, start, maxTokens, temperature, topK, topP, seed, tokenizer.VocabSize, cached: true, note);
         return prompt + tokenizer.Decode(generated.Select(t => (int)t));

@@ -331,7 +331,7 @@ public sealed record ResolvedOptions(
                 throw Bad(o.ModelConfig is not null ? nameof(o.ModelConfig) : nameof(o.ModelOverrides), $"vocab={config.Vocab}",
                     $"is smaller than the data's tokenizer ({tokenizer.Name}, {tokenizer.VocabSize} ids); leave vocab out to take it from the data, or give at least {tokenizer.VocabSize}");
             if (!explicitVocab && config.Vocab != PaddedVocab(tokenizer.VocabSize))
-                config = ModelConfigs.Create(o.Model, o.ModelOverrides with { Vocab = PaddedVocab(tokenizer.VocabSize) });
+                config = config.With(ModelOverrides.None with { Vocab = PaddedVocab(tokenizer.VocabSize) });
         }
         if (File.Exists(o.Out)) throw Bad(nameof(o.Out), o.Out, "is a file; give a folder for the run");
         if (o.EvalEvery < 0) throw Bad(nameof(o.EvalEvery), o.EvalEvery, "must be >= 0 (0: only at the end)");

@@ -82,9 +82,7 @@ public static class SharpnessEstimator
         }).ToList();
     }
 
-    /// <summary>The estimates for a model over the given (inputs, targets) batches (one Hutchinson probe per batch;
-    /// the preconditioned one when <paramref name="preconditioners"/> are given). Attention runs as explicit math
-    /// during the measurement, which double backward needs.</summary>
+    /// <summary>The proxy and (with <paramref name="hutchinson"/>) Hutchinson's estimate, without the preconditioned one.</summary>
     public static (Dictionary<Block, Estimate> Proxy, Dictionary<Block, Estimate>? Hutchinson) Measure(
         LanguageModel model, IReadOnlyList<(Tensor Inputs, Tensor Targets)> batches, bool hutchinson, ulong seed)
     {
@@ -92,6 +90,9 @@ public static class SharpnessEstimator
         return (proxy, hessian);
     }
 
+    /// <summary>The estimates for a model over the given (inputs, targets) batches (one Hutchinson probe per batch;
+    /// the preconditioned one when <paramref name="preconditioners"/> are given, with the same probes). Attention runs
+    /// as explicit math during the measurement, which double backward needs.</summary>
     public static (Dictionary<Block, Estimate> Proxy, Dictionary<Block, Estimate>? Hutchinson, Dictionary<Block, Estimate>? Preconditioned) Measure(
         LanguageModel model, IReadOnlyList<(Tensor Inputs, Tensor Targets)> batches, bool hutchinson, ulong seed, IReadOnlyList<Tensor>? preconditioners)
     {
