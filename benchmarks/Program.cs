@@ -52,6 +52,11 @@ if (args.Length > 0 && args[0] == "--study")
     Study.Run(args.Skip(1).ToList());
     return;
 }
+if (args.Length > 0 && args[0] == "--adam-mini-horizon")
+{
+    Study.AdamMiniHorizon(args.Length > 1 ? int.Parse(args[1]) : 400);
+    return;
+}
 if (args.Length > 0 && args[0] == "--prepare-scale")
 {
     PrepareScale.Run(args.Length > 1 ? args[1] : "/tmp/blr-prepare-scale",

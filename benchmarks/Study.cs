@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BlockwiseLR.Core;
+using BlockwiseLR.Reporting;
 using BlockwiseLR.Data;
 using BlockwiseLR.Training;
 
@@ -11,11 +12,15 @@ namespace BlockwiseLR.Benchmarks;
 
 /// <summary>
 /// `--study CELL...` and `--study report`: the auto-ratio study of the sharpness issue, one cell at a time, each
-/// cell's raw results written as JSON into docs/study/cells/, the report (docs/study/report.md) rebuilt from
-/// whatever cells are there. A cell is a model shape, tokens per step and corpus. In each: AdamW at three base LRs
-/// (seed 1; the best final val loss is the baseline LR, tuned as the paper tuned its), then at seeds 1-3 and that LR:
-/// AdamW, Blockwise AdamW with the paper's ratios and with auto ratios, Adam-mini, and Adam-mini with the paper's
-/// and with auto ratios; 150 steps, cosine to LR/20 after 15 warmup steps, val loss on 32 windows every 25 steps.
+/// cell's raw results written as JSON into docs/study/cells/ after every run (a cell stopped half-way resumes from
+/// it; delete the file to run the cell afresh), the report (docs/study/report.md) rebuilt from the finished cells.
+/// A cell is a model shape, tokens per step and corpus. In each: AdamW at three base LRs (seed 1), widened by factors
+/// of 2 while the best is at an edge (at most two more); the best final val loss is the baseline LR, tuned as the
+/// paper tuned its; then at seeds 1-3 and that LR: AdamW, Blockwise AdamW with the paper's ratios and with auto
+/// ratios, Adam-mini, and Adam-mini with the paper's and with auto ratios; 150 steps, cosine to LR/20 after 15
+/// warmup steps, val loss on 32 windows every 25 steps. Every cell uses the built-in 4,000-piece SentencePiece BPE
+/// (gutenberg-bpe4k, LLaMA-2 options, trained on the built-in corpus): with GPT-2's 50,257 tokens a tiny model is
+/// nearly all embedding (89% of gpt2-tiny's parameters) and its output layer costs most of each step.
 /// </summary>
 static class Study
 {
@@ -33,7 +38,8 @@ static class Study
         new("man-llama-1024", "llama-tiny", "manpages", 16, 64),
     ];
 
-    static readonly double[] Lrs = [5e-4, 1e-3, 2e-3];
+    static readonly double[] Lrs = [1e-3, 2e-3, 4e-3];
+    const int MoreLrs = 2;
     static readonly ulong[] Seeds = [1, 2, 3];
     const int Steps = 150;
 
@@ -47,12 +53,14 @@ static class Study
         ("adam-mini+auto", OptimizerKind.BlockwiseAdamMini, "auto"),
     ];
 
-    static string Docs()
+    static string Root()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Hybrid.sln"))) return Path.Combine(dir.FullName, "docs", "study");
+            if (File.Exists(Path.Combine(dir.FullName, "Hybrid.sln"))) return dir.FullName;
         throw new DirectoryNotFoundException("no Hybrid.sln above the benchmark");
     }
+
+    static string Docs() => Path.Combine(Root(), "docs", "study");
 
     public static void Run(IReadOnlyList<string> names)
     {
@@ -64,96 +72,235 @@ static class Study
         Report();
     }
 
+    /// <summary>`--adam-mini-horizon`: <see cref="Benchmarks.AdamMiniHorizon"/> on the study's built-in corpus.</summary>
+    public static void AdamMiniHorizon(int steps) => Benchmarks.AdamMiniHorizon.Run(steps, Data("gutenberg"), Docs());
+
     static string Data(string corpus)
     {
-        var folder = Path.Combine(Path.GetTempPath(), $"blr-study-{corpus}");
+        var folder = Path.Combine(Path.GetTempPath(), $"blr-study-{corpus}-spm4000");
         if (File.Exists(Path.Combine(folder, "manifest.json"))) return folder;
-        if (corpus == "gutenberg") ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = folder, Overwrite = true });
+        const string tokenizer = TextTokenizers.BuiltinSmall;
+        if (corpus == "gutenberg") ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", Tokenizer = tokenizer, OutputDirectory = folder, Overwrite = true });
         else
         {
             // Sections 1, 5 and 8 of the installed manual pages (the manpages and manpages-dev packages and whatever
             // else is installed), gzipped troff, each page a document.
             var pages = new[] { "man1", "man5", "man8" }.Select(s => Path.Combine("/usr/share/man", s)).Where(Directory.Exists).ToArray();
             if (pages.Length == 0) throw new DirectoryNotFoundException("no /usr/share/man: install Debian's manpages package");
-            ShardPreparer.Run(new PrepareOptions { Inputs = pages, Corpus = new CorpusOptions { Glob = "*.gz", ReplaceInvalidUtf8 = true }, OutputDirectory = folder, Overwrite = true });
+            ShardPreparer.Run(new PrepareOptions
+            {
+                Inputs = pages, Corpus = new CorpusOptions { Glob = "*.gz", ReplaceInvalidUtf8 = true }, Tokenizer = tokenizer,
+                OutputDirectory = folder, Overwrite = true,
+            });
         }
         return folder;
     }
+
+    static string Key(OptimizerKind optimizer, string ratios, double lr, ulong seed) =>
+        FormattableString.Invariant($"{OptionNames.Format(optimizer)}/{ratios}/{lr}/{seed}");
 
     static JsonObject Train(Cell cell, string data, OptimizerKind optimizer, string ratios, double lr, ulong seed)
     {
         var run = Directory.CreateTempSubdirectory("blr-study-").FullName;
         var clock = Stopwatch.StartNew();
-        var result = Pretrainer.Run(new PretrainOptions
+        var options = new PretrainOptions
         {
             Data = data, Model = cell.Model, Optimizer = optimizer, Ratios = ratios == "auto" ? BlockRatios.Auto() : BlockRatios.Parse(ratios),
             Lr = lr, Steps = Steps, WarmupSteps = Steps / 10, BatchSize = cell.BatchSize, SeqLen = cell.SeqLen,
             EvalEvery = 25, EvalWindows = 32, Seed = seed, Out = run,
-        });
-        Directory.Delete(run, true);
-        return new JsonObject
+        };
+        double final;
+        PretrainResult? result = null;
+        try { result = Pretrainer.Run(options); final = result.FinalValLoss; }
+        catch (TrainingDivergedException) { final = double.NaN; }
+        var entry = new JsonObject
         {
             ["optimizer"] = OptionNames.Format(optimizer), ["ratios"] = ratios, ["lr"] = lr, ["seed"] = seed, ["seconds"] = clock.Elapsed.TotalSeconds,
-            ["final"] = result.FinalValLoss,
-            ["evals"] = new JsonArray(result.Evals.Select(e => (JsonNode)new JsonArray(e.Step, e.ValLoss)).ToArray()),
+            ["code"] = Pretrainer.CodeVersion, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+            ["final"] = double.IsNaN(final) ? null : final,
+            ["evals"] = new JsonArray((result?.Evals ?? []).Select(e => (JsonNode)new JsonArray(e.Step, e.ValLoss)).ToArray()),
         };
+        if (ratios == "auto" && result?.LastCheckpoint is { } last)
+            entry["auto_end"] = new JsonObject((Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).AutoRatios ?? new Dictionary<string, double>())
+                .OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 3))));
+        Directory.Delete(run, true);
+        return entry;
     }
+
+    static double Final(JsonNode run) => run["final"] is { } f ? f.GetValue<double>() : double.PositiveInfinity;
 
     static void RunCell(Cell cell)
     {
         var data = Data(cell.Corpus);
+        var file = Path.Combine(Docs(), "cells", $"{cell.Name}.json");
+        var setup = new JsonObject
+        {
+            ["model"] = cell.Model, ["corpus"] = cell.Corpus, ["tokenizer"] = TextTokenizers.BuiltinSmall, ["batch_size"] = cell.BatchSize,
+            ["seq_len"] = cell.SeqLen, ["tokens_per_step"] = cell.BatchSize * cell.SeqLen, ["steps"] = Steps,
+        };
+        // Runs already done for this cell with this setup are kept (a stopped cell resumes); a file of another setup
+        // is moved aside, not overwritten.
+        var done = new Dictionary<string, JsonObject>();
+        if (File.Exists(file) && JsonNode.Parse(File.ReadAllText(file)) is { } old && !JsonNode.DeepEquals(old["setup"], setup))
+        {
+            var aside = $"{file}.{DateTime.UtcNow:yyyyMMddHHmmss}.other-setup";
+            File.Move(file, aside);
+            Console.WriteLine($"  {file} held another setup: moved to {aside}");
+        }
+        else if (File.Exists(file) && JsonNode.Parse(File.ReadAllText(file)) is { } same)
+            foreach (var r in same["runs"]!.AsArray())
+                done[Key(OptionNames.Parse<OptimizerKind>(r!["optimizer"]!.GetValue<string>()), r["ratios"]!.GetValue<string>(), r["lr"]!.GetValue<double>(), r["seed"]!.GetValue<ulong>())] = r.AsObject();
+        var runs = new List<JsonObject>();
+        void Save(double? baseline, bool complete)
+        {
+            var json = new JsonObject
+            {
+                ["cell"] = cell.Name, ["setup"] = setup.DeepClone(), ["baseline_lr"] = baseline, ["complete"] = complete,
+                ["machine"] = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
+                ["runs"] = new JsonArray(runs.Select(r => (JsonNode)r.DeepClone()).ToArray()),
+            };
+            var temporary = file + ".tmp";
+            File.WriteAllText(temporary, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            File.Move(temporary, file, true);
+        }
+        JsonObject Get(OptimizerKind optimizer, string ratios, double lr, ulong seed, double? baseline)
+        {
+            if (!done.TryGetValue(Key(optimizer, ratios, lr, seed), out var r))
+            {
+                r = Train(cell, data, optimizer, ratios, lr, seed);
+                done[Key(optimizer, ratios, lr, seed)] = r;
+            }
+            if (!runs.Contains(r)) runs.Add(r);
+            Save(baseline, false);
+            return r;
+        }
+
         Console.WriteLine($"cell {cell.Name}: {cell.Model}, {cell.BatchSize} x {cell.SeqLen} tokens per step, {cell.Corpus}");
-        var sweep = Lrs.Select(lr => Train(cell, data, OptimizerKind.AdamW, "uniform", lr, Seeds[0])).ToList();
-        var best = sweep.MinBy(r => r["final"]!.GetValue<double>())!["lr"]!.GetValue<double>();
-        Console.WriteLine($"  AdamW sweep: {string.Join(", ", sweep.Select(r => FormattableString.Invariant($"lr {r["lr"]} -> {r["final"]!.GetValue<double>():F4}")))}; baseline LR {best}");
-        var arms = new JsonObject();
+        var lrs = Lrs.ToList();
+        var sweep = lrs.Select(lr => Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null)).ToList();
+        for (var more = 0; more < MoreLrs; more++)
+        {
+            var bestAt = sweep.IndexOf(sweep.MinBy(Final)!);
+            if (bestAt != 0 && bestAt != sweep.Count - 1) break;
+            var lr = bestAt == 0 ? lrs[0] / 2 : lrs[^1] * 2;
+            var r = Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null);
+            if (bestAt == 0) { lrs.Insert(0, lr); sweep.Insert(0, r); } else { lrs.Add(lr); sweep.Add(r); }
+        }
+        var best = sweep.MinBy(Final)!["lr"]!.GetValue<double>();
+        Console.WriteLine($"  AdamW sweep: {string.Join(", ", sweep.Select(r => FormattableString.Invariant($"lr {r["lr"]} -> {Final(r):F4}")))}; baseline LR {best}");
         foreach (var (arm, optimizer, ratios) in Arms)
         {
-            var runs = Seeds.Select(seed => arm == "adamw" && seed == Seeds[0] ? sweep.First(r => r["lr"]!.GetValue<double>() == best).DeepClone().AsObject()
-                : Train(cell, data, optimizer, ratios, best, seed)).ToList();
-            arms[arm] = new JsonArray(runs.Cast<JsonNode>().ToArray());
-            Console.WriteLine($"  {arm,-16} {string.Join("  ", runs.Select(r => r["final"]!.GetValue<double>().ToString("F4", CultureInfo.InvariantCulture)))}");
+            var finals = Seeds.Select(seed => Final(Get(optimizer, ratios, best, seed, best))).ToList();
+            Console.WriteLine($"  {arm,-16} {string.Join("  ", finals.Select(f => f.ToString("F4", CultureInfo.InvariantCulture)))}");
         }
-        var json = new JsonObject
-        {
-            ["cell"] = cell.Name, ["model"] = cell.Model, ["corpus"] = cell.Corpus, ["batch_size"] = cell.BatchSize, ["seq_len"] = cell.SeqLen,
-            ["tokens_per_step"] = cell.BatchSize * cell.SeqLen, ["steps"] = Steps, ["baseline_lr"] = best,
-            ["machine"] = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
-            ["code"] = Pretrainer.CodeVersion, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
-            ["sweep"] = new JsonArray(sweep.Cast<JsonNode>().ToArray()), ["arms"] = arms,
-        };
-        File.WriteAllText(Path.Combine(Docs(), "cells", $"{cell.Name}.json"), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        Save(best, true);
     }
 
-    /// <summary>docs/study/report.md from the cells' JSON: final val loss as mean (min..max) over seeds per arm, and
-    /// for each base whether auto and the paper ratios are above or below their plain base beyond the seed spread.</summary>
+    /// <summary>docs/study/report.md (and one PNG per cell) from the finished cells' JSON: final val loss as mean
+    /// (min..max) over seeds per arm; for each base whether auto and the paper ratios end below or above their plain
+    /// base beyond the seed spread; the paper's speedup (the run's steps over the steps the arm needs to reach the
+    /// plain base's final loss, on the seed-mean val curves); and the goal for auto per base.</summary>
     static void Report()
     {
-        var files = Directory.Exists(Path.Combine(Docs(), "cells")) ? Directory.GetFiles(Path.Combine(Docs(), "cells"), "*.json").Order(StringComparer.Ordinal).ToList() : [];
+        var folder = Path.Combine(Docs(), "cells");
+        var cells = (Directory.Exists(folder) ? Directory.GetFiles(folder, "*.json") : [])
+            .Select(f => JsonNode.Parse(File.ReadAllText(f))!).Where(c => c["complete"]?.GetValue<bool>() == true)
+            .OrderBy(c => Cells.ToList().FindIndex(k => k.Name == c["cell"]!.GetValue<string>())).ToList();
         var text = new StringBuilder();
         text.AppendLine("# Auto ratios against AdamW and Adam-mini, cell by cell");
         text.AppendLine();
-        text.AppendLine($"Rebuilt by `dotnet benchmarks/bin/Release/net10.0/Benchmarks.dll --study report` from {files.Count} of {Cells.Count} cells in `docs/study/cells/`;");
-        text.AppendLine("a cell runs with `--study CELL`. Final val loss after 150 steps, mean (min..max) over seeds 1-3 at the cell's best AdamW LR.");
-        text.AppendLine("A difference counts only when the seed ranges do not overlap. A CPU cannot reach the paper's 0.3-0.5M tokens per step: these cells are 256 and 1,024.");
+        text.AppendLine($"Rebuilt by `dotnet benchmarks/bin/Release/net10.0/Benchmarks.dll --study report` from {cells.Count} of {Cells.Count} cells in");
+        text.AppendLine("`docs/study/cells/` (a cell runs with `--study CELL`, all with `--study`). Every cell: 150 steps, 15 warmup, cosine to LR/20,");
+        text.AppendLine($"the built-in 4,000-piece SentencePiece BPE `{TextTokenizers.BuiltinSmall}` (vocab padded to 4,032), sequences of 64 tokens,");
+        text.AppendLine("val loss on 32 windows every 25 steps. AdamW's LR is swept at seed 1 over 1e-3, 2e-3, 4e-3, widened by a factor of 2 (at most");
+        text.AppendLine($"{MoreLrs} times) while the best is at an edge; the best is every arm's base LR. Final val loss, mean (min..max) over seeds 1-3. A difference counts only");
+        text.AppendLine("when the seed ranges do not overlap. A CPU cannot reach the paper's 0.3-0.5M tokens per step: these cells have 256 and 1,024.");
         text.AppendLine();
-        text.AppendLine("| cell | tokens/step | LR | " + string.Join(" | ", Arms.Select(a => a.Arm)) + " | cost |");
-        text.AppendLine("|---|---|---|" + string.Concat(Arms.Select(_ => "---|")) + "---|");
-        foreach (var file in files)
+        text.AppendLine("| cell | model | corpus | tokens/step | LR | " + string.Join(" | ", Arms.Select(a => a.Arm)) + " | cost |");
+        text.AppendLine("|---|---|---|---|---|" + string.Concat(Arms.Select(_ => "---|")) + "---|");
+        var verdicts = new StringBuilder();
+        var goals = Arms.Where(a => a.Ratios == "uniform").ToDictionary(a => a.Arm, _ => new List<string>());
+        foreach (var cell in cells)
         {
-            var cell = JsonNode.Parse(File.ReadAllText(file))!;
-            var arms = cell["arms"]!.AsObject();
-            string Summary(string arm)
+            var setup = cell["setup"]!;
+            var lr = cell["baseline_lr"]!.GetValue<double>();
+            var runs = cell["runs"]!.AsArray().Select(r => r!).ToList();
+            var swept = runs.Where(r => r["optimizer"]!.GetValue<string>() == "adamw" && r["seed"]!.GetValue<ulong>() == Seeds[0]).Select(r => r["lr"]!.GetValue<double>()).Order().ToList();
+            if (lr == swept[0] || lr == swept[^1])
+                verdicts.AppendLine(FormattableString.Invariant($"- {cell["cell"]}: AdamW's best LR {lr} is still at an edge of the sweep ({string.Join(", ", swept)}) after {MoreLrs} widenings: the baseline may be under-tuned"));
+            List<JsonNode> Of(string arm)
             {
-                var finals = arms[arm]!.AsArray().Select(r => r!["final"]!.GetValue<double>()).ToList();
-                return FormattableString.Invariant($"{finals.Average():F3} ({finals.Min():F3}..{finals.Max():F3})");
+                var (_, optimizer, ratios) = Arms.First(a => a.Arm == arm);
+                return runs.Where(r => r["optimizer"]!.GetValue<string>() == OptionNames.Format(optimizer) && r["ratios"]!.GetValue<string>() == ratios
+                    && r["lr"]!.GetValue<double>() == lr).OrderBy(r => r["seed"]!.GetValue<ulong>()).ToList();
             }
-            var seconds = cell["sweep"]!.AsArray().Concat(arms.SelectMany(a => a.Value!.AsArray())).Sum(r => r!["seconds"]!.GetValue<double>());
-            text.AppendLine(FormattableString.Invariant($"| {cell["cell"]} | {cell["tokens_per_step"]} | {cell["baseline_lr"]} | ") +
-                string.Join(" | ", Arms.Select(a => Summary(a.Arm))) + FormattableString.Invariant($" | {seconds / 60:F0} min |"));
+            var finals = Arms.ToDictionary(a => a.Arm, a => Of(a.Arm).Select(Final).ToList());
+            string Summary(List<double> f) => f.Any(double.IsInfinity) ? $"diverged at {f.Count(double.IsInfinity)} seed(s)"
+                : FormattableString.Invariant($"{f.Average():F3} ({f.Min():F3}..{f.Max():F3})");
+            var seconds = runs.Sum(r => r["seconds"]!.GetValue<double>());
+            text.AppendLine(FormattableString.Invariant($"| {cell["cell"]} | {setup["model"]} | {setup["corpus"]} | {setup["tokens_per_step"]} | {lr} | ") +
+                string.Join(" | ", Arms.Select(a => Summary(finals[a.Arm]))) + FormattableString.Invariant($" | {seconds / 60:F0} min |"));
+
+            foreach (var plain in goals.Keys)
+            {
+                var basis = finals[plain];
+                string Compare(string arm)
+                {
+                    var f = finals[arm];
+                    var delta = f.Average() - basis.Average();
+                    var verdict = f.Max() < basis.Min() ? "below (counts)" : f.Min() > basis.Max() ? "above (counts)" : "within the spread";
+                    var speed = Speedup(Of(arm), basis.Average(), cell["setup"]!["steps"]!.GetValue<int>());
+                    return FormattableString.Invariant($"{arm} {delta:+0.000;-0.000}, {verdict}{speed}");
+                }
+                verdicts.AppendLine($"- {cell["cell"]}, against {plain}: {Compare(plain + "+paper")}; {Compare(plain + "+auto")}");
+                var (paper, auto) = (finals[plain + "+paper"], finals[plain + "+auto"]);
+                if (auto.Any(double.IsInfinity)) goals[plain].Add($"{cell["cell"]}: auto diverged at {auto.Count(double.IsInfinity)} seed(s)");
+                else if (auto.Min() > basis.Max()) goals[plain].Add($"{cell["cell"]}: auto's range is entirely above {plain}'s");
+                if (paper.Max() < basis.Min() && basis.Average() - auto.Average() < (basis.Average() - paper.Average()) / 2)
+                    goals[plain].Add(FormattableString.Invariant($"{cell["cell"]}: the paper ratios gain {basis.Average() - paper.Average():F3}, auto keeps {basis.Average() - auto.Average():F3} (under half)"));
+            }
+            Plots.Save(Path.Combine(Docs(), $"{cell["cell"]}.png"), FormattableString.Invariant($"{cell["cell"]}: val loss, mean of seeds 1-3 (LR {lr})"),
+                Arms.Select(a => MeanCurve(Of(a.Arm)) is var (steps, losses) ? new Plots.Curve(a.Arm, steps, losses) : null!).Where(c => c.Steps.Length > 0), "val loss");
         }
+        text.AppendLine();
+        text.AppendLine("Each arm against its plain base (mean to mean; \"counts\" when the seed ranges do not overlap; the speedup is the paper's measure,");
+        text.AppendLine("the run's steps over the steps the arm's seed-mean val curve needs to reach the plain base's final mean, where it ends below it):");
+        text.AppendLine();
+        text.Append(verdicts);
+        text.AppendLine();
+        text.AppendLine("Goal for auto, per base: in no cell is auto's seed range entirely above its plain base's, and in every cell where the paper");
+        text.AppendLine("ratios' range is entirely below the plain base's, auto keeps at least half of that gain (mean to mean).");
+        text.AppendLine();
+        foreach (var (plain, misses) in goals)
+            text.AppendLine(cells.Count == 0 ? $"- {plain}: no cell yet" : misses.Count == 0 ? $"- {plain}: **met** in all {cells.Count} cells"
+                : $"- {plain}: **not met**: {string.Join("; ", misses)}");
         Directory.CreateDirectory(Docs());
         File.WriteAllText(Path.Combine(Docs(), "report.md"), text.ToString());
         Console.WriteLine(text);
+    }
+
+    /// <summary>The seed-mean val curve of runs evaluated at the same steps.</summary>
+    static (double[] Steps, double[] Losses) MeanCurve(IReadOnlyList<JsonNode> runs)
+    {
+        var curves = runs.Select(r => r["evals"]!.AsArray().Select(e => (Step: e![0]!.GetValue<double>(), Loss: e[1]!.GetValue<double>())).ToList()).Where(c => c.Count > 0).ToList();
+        if (curves.Count == 0 || curves.Count < runs.Count) return ([], []);
+        var steps = curves[0].Select(p => p.Step).ToArray();
+        return (steps, steps.Select((_, i) => curves.Average(c => c[i].Loss)).ToArray());
+    }
+
+    /// <summary>", speedup S x": the run's steps over the steps the arm's seed-mean val curve needs to reach the plain
+    /// base's final mean (linear between evaluations), when the arm ends below it; empty otherwise.</summary>
+    static string Speedup(IReadOnlyList<JsonNode> arm, double target, int steps)
+    {
+        var (at, losses) = MeanCurve(arm);
+        if (at.Length == 0 || losses[^1] >= target) return "";
+        for (var i = 0; i < at.Length; i++)
+            if (losses[i] <= target)
+            {
+                if (i == 0) return FormattableString.Invariant($", speedup >= {steps / at[0]:F2}x (reached by the first evaluation)");
+                var reached = at[i - 1] + (at[i] - at[i - 1]) * (losses[i - 1] - target) / (losses[i - 1] - losses[i]);
+                return FormattableString.Invariant($", speedup {steps / reached:F2}x");
+            }
+        return "";
     }
 }

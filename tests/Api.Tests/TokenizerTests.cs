@@ -86,7 +86,8 @@ public class TokenizerTests(ITestOutputHelper output)
     [Fact]
     public void A_sentencepiece_model_gives_the_ids_of_spm_encode_and_a_model_without_bos_is_one_line()
     {
-        var tokenizer = TextTokenizers.Create(Data("llama-style-bpe.model"));
+        // The built-in gutenberg-bpe4k is that model (data/tokenizers/README.md).
+        var tokenizer = TextTokenizers.Create(TextTokenizers.BuiltinSmall);
         var golden = JsonNode.Parse(File.ReadAllText(Data("sentencepiece.ids.json")))!["lines"]!.AsArray()
             .Select(l => l!.AsArray().Select(x => x!.GetValue<int>()).ToArray()).ToList();
         var lines = File.ReadAllText(Data("mixed.txt")).Split('\n');
@@ -148,15 +149,14 @@ public class TokenizerTests(ITestOutputHelper output)
     /// explicit vocab is one line before anything is written.
     [Theory]
     [InlineData("cl100k", 100_288, 100_277)]
-    [InlineData("llama-style-bpe.model", 4_032, 4_000)]
+    [InlineData(TextTokenizers.BuiltinSmall, 4_032, 4_000)]
     public void Train_on_a_set_takes_its_vocab_and_sample_decodes_with_the_runs_tokenizer(string spec, int padded, int vocab)
     {
         var dir = Directory.CreateTempSubdirectory("blr-tokenizer-train-").FullName;
         try
         {
-            var tokenizerSpec = spec.EndsWith(".model") ? Data(spec) : spec;
             var data = Path.Combine(dir, "data");
-            var (code, _, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--tokenizer", tokenizerSpec, "--out", data]);
+            var (code, _, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--tokenizer", spec, "--out", data]);
             Assert.True(code == 0, error);
             string[] tiny = ["--data", data, "--model", "gpt2-tiny", "--set", "layers=1", "--set", "width=32", "--set", "heads=2",
                              "--steps", "3", "--batch-size", "2", "--seq-len", "32", "--eval-windows", "2", "--threads", "1"];
@@ -165,9 +165,10 @@ public class TokenizerTests(ITestOutputHelper output)
             Assert.True(code == 0, error);
             var checkpoint = Training.ModelLocator.Resolve(run);
             Assert.Equal(padded, JsonNode.Parse(File.ReadAllText(Path.Combine(checkpoint, "config.json")))!["vocab_size"]!.GetValue<int>());
-            var reference = TextTokenizers.Create(tokenizerSpec);
+            var reference = TextTokenizers.Create(spec);
             Assert.Equal(reference.Name, TextTokenizers.ForModel(checkpoint).Name);
-            if (spec.EndsWith(".model")) Assert.Equal(File.ReadAllBytes(Data(spec)), File.ReadAllBytes(Path.Combine(checkpoint, "tokenizer.model")));
+            if (spec == TextTokenizers.BuiltinSmall)
+                Assert.Equal(File.ReadAllBytes(Path.Combine(TestPaths.RepositoryRoot(), "data", "tokenizers", "gutenberg-bpe4k.model")), File.ReadAllBytes(Path.Combine(checkpoint, "tokenizer.model")));
 
             const string prompt = "The whale";
             (code, var output, error) = TestPaths.Run(["sample", "--model-dir", run, "--prompt", prompt, "--max-tokens", "12", "--temperature", "0", "--threads", "1"]);

@@ -166,14 +166,19 @@ public sealed record TokenizerRecord(string Name, int VocabSize, int EndOfText, 
 /// <summary>The tokenizers by name or file, and the tokenizer a dataset or a model was made with.</summary>
 public static class TextTokenizers
 {
-    /// <summary>The built-in names: gpt2 (the default), cl100k, o200k.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["gpt2", "cl100k", "o200k"];
+    /// <summary>The built-in names: gpt2 (the default), cl100k, o200k, and gutenberg-bpe4k (a LLaMA-style
+    /// SentencePiece BPE of 4,000 pieces trained on the built-in corpus: small models spend their steps on the
+    /// Transformer instead of a 50K-row embedding; the main job uses it).</summary>
+    public static IReadOnlyList<string> Names { get; } = ["gpt2", "cl100k", "o200k", BuiltinSmall];
+
+    /// <summary>The built-in SentencePiece tokenizer's name.</summary>
+    public const string BuiltinSmall = "gutenberg-bpe4k";
 
     /// <summary>The file beside a model's config.json that names its tokenizer (checkpoints and export-hf write it;
     /// a model folder without one is taken to use GPT-2's).</summary>
     public const string ModelFile = "blr-tokenizer.json";
 
-    /// <summary>A built-in name (gpt2, cl100k, o200k), or a path: a SentencePiece <c>*.model</c>, a Hugging Face
+    /// <summary>A built-in name (gpt2, cl100k, o200k, gutenberg-bpe4k), or a path: a SentencePiece <c>*.model</c>, a Hugging Face
     /// <c>tokenizer.json</c>, <c>vocab.json</c> (with <c>merges.txt</c> beside it) or GPT-2's <c>encoder.json</c>
     /// (with <c>vocab.bpe</c>), or a folder holding one of these.</summary>
     public static ITextTokenizer Create(string spec)
@@ -183,6 +188,7 @@ public static class TextTokenizers
             case "gpt2": return Gpt2Tokenizer.Instance;
             case "cl100k" or "cl100k_base": return TiktokenTextTokenizer.Cl100k;
             case "o200k" or "o200k_base": return TiktokenTextTokenizer.O200k;
+            case BuiltinSmall: return new SentencePieceTextTokenizer(BuiltinFile(BuiltinSmall + ".model"));
         }
         if (Directory.Exists(spec))
         {
@@ -204,6 +210,30 @@ public static class TextTokenizers
         if (file.EndsWith(".json", StringComparison.Ordinal)) return new HfTextTokenizer(spec);
         throw new InvalidOptionException("Tokenizer", spec, "is not a tokenizer file (*.model, tokenizer.json, vocab.json, encoder.json)");
     }
+
+    /// <summary>A tokenizer file embedded in this library, as a file (file tokenizers are read from, and copied beside
+    /// shards and checkpoints from, a path): written once per process into the user's temp folder under its SHA-256,
+    /// through a uniquely named temporary file and a rename, so processes and threads that start together never read
+    /// half a file; a file already there is used only if its own SHA-256 is the resource's.</summary>
+    static string BuiltinFile(string name) => BuiltinFiles.GetOrAdd(name, static name =>
+    {
+        using var resource = typeof(TextTokenizers).Assembly.GetManifestResourceStream(name)
+            ?? throw new InvalidOperationException($"the built-in tokenizer {name} is missing from this build");
+        using var buffer = new MemoryStream();
+        resource.CopyTo(buffer);
+        var bytes = buffer.ToArray();
+        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+        var folder = Path.Combine(Path.GetTempPath(), $"blr-tokenizers-{Environment.UserName}", hash[..16]);
+        var path = Path.Combine(folder, name);
+        if (File.Exists(path) && Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path))) == hash) return path;
+        Directory.CreateDirectory(folder);
+        var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
+        File.WriteAllBytes(temporary, bytes);
+        File.Move(temporary, path, overwrite: true);
+        return path;
+    });
+
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> BuiltinFiles = new();
 
     /// <summary>The files a tokenizer is made from, each with the name it is stored under beside shards and checkpoints.</summary>
     internal static IReadOnlyList<(string From, string Name)> FilesOf(ITextTokenizer tokenizer) => tokenizer switch

@@ -107,6 +107,20 @@ public abstract class BlockOptimizer : IDisposable
     internal virtual (IReadOnlyDictionary<Block, double> Norms, double[] Extra) NormsAnd(Tensor extra) =>
         (GradientSquaredNorms(), HostReads.Read(extra));
 
+    /// <summary>The squared norm of this process's own gradient buffers per block, in <paramref name="order"/>, as a
+    /// float64 tensor left on the device (nothing is read): before the gradients are reduced, e.g. after the first
+    /// micro-batch, for the gradient-noise scale of auto ratios.</summary>
+    internal virtual Tensor LocalSquaredNorms(IReadOnlyList<Block> order)
+    {
+        var sums = order.Select(block =>
+        {
+            var sum = zeros(1, dtype: ScalarType.Float64, device: Parameters[0].Tensor.device);
+            foreach (var p in Parameters.Where(p => p.Block == block && p.Tensor.grad is not null)) sum.add_(p.Tensor.grad!.square().sum(type: ScalarType.Float64));
+            return sum;
+        }).ToArray();
+        return cat(sums, 0);
+    }
+
     /// <summary>Multiplies every gradient by <paramref name="factor"/> (global-norm clipping).</summary>
     public void ScaleGradients(double factor)
     {

@@ -12,7 +12,7 @@ public sealed record TrainerState(
     int Step, int SamplerEpoch, long SamplerIndex, ulong Seed, ModelConfig? Model, string CodeVersion,
     List<double> TrainLosses, List<EvalPoint> Evals, PretrainOptions Options,
     int AutoSteps = 0, Dictionary<string, double>? AutoSmoothed = null, Dictionary<string, double>? AutoRatios = null,
-    Data.TokenizerRecord? Tokenizer = null);
+    Data.TokenizerRecord? Tokenizer = null, Dictionary<string, double>? AutoSmallSquared = null, Dictionary<string, double>? AutoBigSquared = null);
 
 /// <summary>
 /// Checkpoints: RUN/checkpoints/step_NNNNNNN/ holds config.json + model.safetensors (Hugging Face format; for a

@@ -62,6 +62,9 @@ public sealed record PretrainOptions
     /// on CUDA, kernels that can vary between runs are replaced by deterministic ones, or the step fails naming the
     /// operation. CPU runs are deterministic for a fixed thread count without it.</summary>
     public bool Deterministic { get; init; }
+    /// <summary>Train with the plain per-parameter optimizers the flat-buffer ones are tested against (slow; one
+    /// process): for checking the fast ones over a whole run.</summary>
+    internal bool ReferenceOptimizer { get; init; }
     public Precision Precision { get; init; } = Precision.Fp32;
     /// <summary>Evaluate every N steps (and at the end); 0: only at the end.</summary>
     public int EvalEvery { get; init; } = 100;

@@ -145,7 +145,7 @@ public sealed class Trainer(PretrainOptions options)
         if (owned is not null) owned.Precision = o.Precision;
         var settings = new AdamSettings { Beta1 = o.Beta1, Beta2 = o.Beta2, Eps = o.Eps, WeightDecay = o.WeightDecay, DecayPolicy = resolved.DecayPolicy };
         using var optimizer = BlockOptimizer.Create(o.Optimizer, model.named_parameters().Select(p => (p.name, p.parameter)), settings,
-            attention ?? (config is null ? null : ModelConfigModule.attention(config)), rules,
+            attention ?? (config is null ? null : ModelConfigModule.attention(config)), rules, reference: o.ReferenceOptimizer,
             parallel: new DataParallel(group, o.Zero, (long)Math.Round(o.BucketMb * 1024 * 1024)));
         if (resumeFrom is not null) Checkpoints.Load(resumeFrom, model, optimizer);
         else if (initFrom is not null) Checkpoints.LoadWeights(initFrom, model);
@@ -173,8 +173,13 @@ public sealed class Trainer(PretrainOptions options)
         // Auto ratios: the smoothed proxy sharpness per block and the ratios it sets (saved in checkpoints).
         var autoSettings = resolved.AutoRatios ? o.Ratios.AutoSettings! : null;
         var auto = autoSettings is null ? null : resumed?.AutoSmoothed is { } saved
-            ? new AutoRatioState(resumed.AutoSteps, MapOf(saved), MapOf(resumed.AutoRatios ?? []))
+            ? new AutoRatioState(resumed.AutoSteps, MapOf(saved), MapOf(resumed.AutoRatios ?? []), MapOf(resumed.AutoSmallSquared ?? []), MapOf(resumed.AutoBigSquared ?? []))
             : AutoRatios.start;
+        // With micro-batches, auto ratios also measure each block's gradient-noise scale: the squared norms of the
+        // first micro-batch's gradient (rank 0's, read from the accumulation buffer before the next backward, sent
+        // with the step's one transfer) against the whole batch's.
+        var measureNoise = auto is not null && resolved.MicroBatch < o.BatchSize;
+        var blockOrder = optimizer.Parameters.Select(p => p.Block).Distinct().ToList();
         var parametersPerBlock = optimizer.Parameters.GroupBy(p => p.Block).ToDictionary(g => g.Key, g => g.Sum(p => p.Numel));
         double LearningRate(Block block, int step) => auto is null
             ? resolved.Schedule.LrAt(block, step)
@@ -182,7 +187,7 @@ public sealed class Trainer(PretrainOptions options)
 
         TrainerState State(int step) => new(step, sampler.Position.Epoch, sampler.Position.Index, o.Seed, config, Pretrainer.CodeVersion,
             [.. losses], [.. evals], o, auto?.Steps ?? 0, auto is null ? null : DictionaryOf(auto.Smoothed), auto is null ? null : DictionaryOf(auto.Ratios),
-            resolved.Tokenizer);
+            resolved.Tokenizer, auto is null ? null : DictionaryOf(auto.SmallSquared), auto is null ? null : DictionaryOf(auto.BigSquared));
 
         // Rank r trains on its share of each global batch, drawn from the one permutation every rank walks.
         var share = o.BatchSize / group.WorldSize;
@@ -200,6 +205,7 @@ public sealed class Trainer(PretrainOptions options)
                 optimizer.ZeroGrad();
                 var lossSum = zeros(1, dtype: float64, device: device);
                 var windows = sampler.NextWindows(o.BatchSize);
+                var smallSquared = measureNoise ? zeros(blockOrder.Count, dtype: float64, device: device) : null;
                 for (var first = rank * share; first < (rank + 1) * share; first += resolved.MicroBatch)
                 {
                     using var microScope = NewDisposeScope();
@@ -208,10 +214,13 @@ public sealed class Trainer(PretrainOptions options)
                     var microLoss = LanguageModel.Loss(model.forward(inputs), targets) / resolved.Accumulation;
                     microLoss.backward();
                     lossSum.add_(microLoss.detach().to(float64));
+                    // The buffer holds the first micro-batch's gradient / accumulation steps.
+                    if (measureNoise && first == 0)
+                        smallSquared!.copy_(optimizer.LocalSquaredNorms(blockOrder).mul_((double)resolved.Accumulation * resolved.Accumulation));
                 }
                 optimizer.ReduceGradients();
                 // One small transfer: the loss (summed over ranks) and every block's squared gradient norm.
-                var (squared, values) = optimizer.NormsAnd(lossSum);
+                var (squared, values) = optimizer.NormsAnd(smallSquared is null ? lossSum : cat([lossSum, smallSquared], 0));
                 loss = values[0];
                 if (o.SharpnessEvery > 0 && step % o.SharpnessEvery == 0)
                     sharpness = squared.ToDictionary(kv => kv.Key, kv => Sharpness.proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key]));
@@ -223,8 +232,10 @@ public sealed class Trainer(PretrainOptions options)
                         (lastCheckpoint is null ? "" : $"; the last good checkpoint is {lastCheckpoint}") +
                         "; lower the LR or the ratios" + (o.Precision == Precision.Fp32 ? "" : ", or train in fp32"));
                 if (auto is not null)
-                    auto = AutoRatios.observe(autoSettings!.Smoothing, autoSettings.Alpha, autoSettings.MaxRatio, autoSettings.Every,
-                        ListModule.OfSeq(squared.Select(kv => Tuple.Create(kv.Key.ToCore(), Sharpness.proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key])))), auto);
+                    auto = AutoRatios.observeWithNoise(autoSettings!.Smoothing, autoSettings.Alpha, autoSettings.MaxRatio, autoSettings.Every,
+                        resolved.MicroBatch, o.BatchSize,
+                        ListModule.OfSeq(squared.Select(kv => Tuple.Create(kv.Key.ToCore(), Sharpness.proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key])))),
+                        ListModule.OfSeq(measureNoise ? blockOrder.Select((block, i) => Tuple.Create(block.ToCore(), values[1 + i], squared[block])) : []), auto);
                 if (o.GradClip > 0 && total > o.GradClip) optimizer.ScaleGradients(o.GradClip / (total + 1e-6));
                 var current = step;
                 optimizer.Step(block => LearningRate(block, current));
