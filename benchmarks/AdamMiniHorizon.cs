@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
@@ -25,29 +24,16 @@ static class AdamMiniHorizon
 
     static JsonObject Train(string data, OptimizerKind optimizer, string ratios, double lr, ulong seed, bool reference, int steps)
     {
-        var run = Directory.CreateTempSubdirectory("blr-horizon-").FullName;
-        var clock = Stopwatch.StartNew();
-        PretrainResult? result = null;
-        try
+        var (entry, result) = Study.Record(new PretrainOptions
         {
-            result = Pretrainer.Run(new PretrainOptions
-            {
-                Data = data, Model = "gpt2-tiny", Optimizer = optimizer, Ratios = BlockRatios.Parse(ratios), Lr = lr, Steps = steps,
-                WarmupSteps = steps / 10, BatchSize = BatchSize, SeqLen = SeqLen, EvalEvery = 50, EvalWindows = 32, Seed = seed, Out = run,
-                ReferenceOptimizer = reference,
-            });
-        }
-        catch (TrainingDivergedException) { }
-        finally { Directory.Delete(run, true); }
-        var final = result?.FinalValLoss ?? double.NaN;
-        Console.WriteLine(FormattableString.Invariant($"  {OptionNames.Format(optimizer)} {ratios} lr {lr} seed {seed}{(reference ? " (reference)" : "")}: final val {final:F4} ({clock.Elapsed.TotalSeconds:F0} s)"));
-        return new JsonObject
-        {
-            ["optimizer"] = OptionNames.Format(optimizer), ["ratios"] = ratios, ["lr"] = lr, ["seed"] = seed, ["reference"] = reference,
-            ["seconds"] = clock.Elapsed.TotalSeconds, ["final"] = double.IsNaN(final) ? null : final,
-            ["train_losses"] = new JsonArray((result?.TrainLosses ?? []).Select(l => (JsonNode)Math.Round(l, 6)).ToArray()),
-            ["evals"] = new JsonArray((result?.Evals ?? []).Select(e => (JsonNode)new JsonArray(e.Step, e.ValLoss)).ToArray()),
-        };
+            Data = data, Model = "gpt2-tiny", Optimizer = optimizer, Ratios = BlockRatios.Parse(ratios), Lr = lr, Steps = steps,
+            WarmupSteps = steps / 10, BatchSize = BatchSize, SeqLen = SeqLen, EvalEvery = 50, EvalWindows = 32, Seed = seed,
+            ReferenceOptimizer = reference,
+        }, ratios);
+        entry["reference"] = reference;
+        entry["train_losses"] = new JsonArray((result?.TrainLosses ?? []).Select(l => (JsonNode)Math.Round(l, 6)).ToArray());
+        Console.WriteLine(FormattableString.Invariant($"  {OptionNames.Format(optimizer)} {ratios} lr {lr} seed {seed}{(reference ? " (reference)" : "")}: final val {Final(entry):F4} ({entry["seconds"]!.GetValue<double>():F0} s)"));
+        return entry;
     }
 
     static double Final(JsonNode run) => run["final"] is { } f ? f.GetValue<double>() : double.NaN;

@@ -102,33 +102,48 @@ static class Study
     static string Key(OptimizerKind optimizer, string ratios, double lr, ulong seed) =>
         FormattableString.Invariant($"{OptionNames.Format(optimizer)}/{ratios}/{lr}/{seed}");
 
-    static JsonObject Train(Cell cell, string data, OptimizerKind optimizer, string ratios, double lr, ulong seed)
+    /// <summary>One run of the study's benchmarks (this one's and <see cref="Benchmarks.AdamMiniHorizon"/>'s) in a
+    /// temporary folder, removed afterwards: its record (optimizer, ratios as named, LR, seed, seconds, code, date,
+    /// final val loss or null when it diverged, evals) and its result (null when it diverged).
+    /// <paramref name="whileThere"/> adds to the record what needs the run folder.</summary>
+    internal static (JsonObject Entry, PretrainResult? Result) Record(PretrainOptions options, string ratios, Action<PretrainResult, JsonObject>? whileThere = null)
     {
         var run = Directory.CreateTempSubdirectory("blr-study-").FullName;
         var clock = Stopwatch.StartNew();
+        try
+        {
+            PretrainResult? result = null;
+            try { result = Pretrainer.Run(options with { Out = run }); }
+            catch (TrainingDivergedException) { }
+            var entry = new JsonObject
+            {
+                ["optimizer"] = OptionNames.Format(options.Optimizer), ["ratios"] = ratios, ["lr"] = options.Lr, ["seed"] = options.Seed,
+                ["seconds"] = clock.Elapsed.TotalSeconds,
+                ["code"] = Pretrainer.CodeVersion, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+                ["final"] = result?.FinalValLoss,
+                ["evals"] = new JsonArray((result?.Evals ?? []).Select(e => (JsonNode)new JsonArray(e.Step, e.ValLoss)).ToArray()),
+            };
+            if (result is not null) whileThere?.Invoke(result, entry);
+            return (entry, result);
+        }
+        finally { Directory.Delete(run, true); }
+    }
+
+    static JsonObject Train(Cell cell, string data, OptimizerKind optimizer, string ratios, double lr, ulong seed)
+    {
         var options = new PretrainOptions
         {
             Data = data, Model = cell.Model, Optimizer = optimizer, Ratios = ratios.StartsWith("auto") ? BlockRatios.Auto() : BlockRatios.Parse(ratios),
             Lr = lr, Steps = Steps, WarmupSteps = Steps / 10, BatchSize = cell.BatchSize, SeqLen = cell.SeqLen,
             MicroBatchSize = ratios.EndsWith("+micro") ? cell.BatchSize / 2 : null,
-            EvalEvery = 25, EvalWindows = 32, Seed = seed, Out = run,
+            EvalEvery = 25, EvalWindows = 32, Seed = seed,
         };
-        double final;
-        PretrainResult? result = null;
-        try { result = Pretrainer.Run(options); final = result.FinalValLoss; }
-        catch (TrainingDivergedException) { final = double.NaN; }
-        var entry = new JsonObject
+        return Record(options, ratios, (result, entry) =>
         {
-            ["optimizer"] = OptionNames.Format(optimizer), ["ratios"] = ratios, ["lr"] = lr, ["seed"] = seed, ["seconds"] = clock.Elapsed.TotalSeconds,
-            ["code"] = Pretrainer.CodeVersion, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
-            ["final"] = double.IsNaN(final) ? null : final,
-            ["evals"] = new JsonArray((result?.Evals ?? []).Select(e => (JsonNode)new JsonArray(e.Step, e.ValLoss)).ToArray()),
-        };
-        if (ratios.StartsWith("auto") && result?.LastCheckpoint is { } last)
-            entry["auto_end"] = new JsonObject((Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).AutoRatios ?? new Dictionary<string, double>())
-                .OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 3))));
-        Directory.Delete(run, true);
-        return entry;
+            if (ratios.StartsWith("auto") && result.LastCheckpoint is { } last)
+                entry["auto_end"] = new JsonObject((Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).AutoRatios ?? new Dictionary<string, double>())
+                    .OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 3))));
+        }).Entry;
     }
 
     static double Final(JsonNode run) => run["final"] is { } f ? f.GetValue<double>() : double.PositiveInfinity;

@@ -75,16 +75,16 @@ module AutoRatios =
     /// correction cancels in B_noise). A block whose |G|^2 estimate is not positive gets the largest factor measured
     /// (the noisiest); none measured, or no estimate at all: 1 for every block.
     let noiseFactors (small: int) (big: int) (state: AutoRatioState) =
-        let scales =
+        let factors =
             state.BigSquared |> Map.map (fun k bigSq ->
-                match state.SmallSquared |> Map.tryFind k with
-                | Some smallSq -> Sharpness.noiseScale small big smallSq bigSq
-                | None -> None)
-        let factors = scales |> Map.toList |> List.choose (fun (_, n) -> n |> Option.map (fun n -> 1.0 + n / float big))
-        let noisiest = if factors.IsEmpty then 1.0 else List.max factors
+                state.SmallSquared |> Map.tryFind k
+                |> Option.bind (fun smallSq -> Sharpness.noiseScale small big smallSq bigSq)
+                |> Option.map (fun n -> 1.0 + n / float big))
+        let measured = factors |> Map.toList |> List.choose snd
+        let noisiest = if measured.IsEmpty then 1.0 else List.max measured
         fun (k: BlockKind) ->
-            match scales |> Map.tryFind k with
-            | Some(Some n) -> 1.0 + n / float big
+            match factors |> Map.tryFind k with
+            | Some(Some f) -> f
             | Some None -> noisiest
             | None -> 1.0
 

@@ -309,19 +309,17 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     /// rank holds all of its own gradient), one chunk of temporaries at a time.</summary>
     internal override Tensor LocalSquaredNorms(IReadOnlyList<Block> order)
     {
-        var sums = new Tensor[order.Count];
-        for (var i = 0; i < order.Count; i++) sums[i] = zeros(1, dtype: ScalarType.Float64, device: Groups[0].Grads.device);
+        var sums = order.ToDictionary(block => block, _ => zeros(1, dtype: ScalarType.Float64, device: Groups[0].Grads.device));
         foreach (var g in Groups)
         {
-            var at = order.ToList().IndexOf(g.Block);
-            if (at < 0) continue;
+            if (!sums.TryGetValue(g.Block, out var sum)) continue;
             foreach (var chunk in Layouts[g].Grid)
             {
                 using var inner = Temporaries.Open();
-                sums[at].add_(g.Grads.narrow(0, chunk.Start, chunk.Length).square().sum(type: ScalarType.Float64));
+                sum.add_(g.Grads.narrow(0, chunk.Start, chunk.Length).square().sum(type: ScalarType.Float64));
             }
         }
-        return cat(sums, 0);
+        return cat(order.Select(block => sums[block]).ToArray(), 0);
     }
 
     /// <summary>The gradients this rank updates (its parts under ZeRO-1), each with its block.</summary>

@@ -179,8 +179,8 @@ public sealed class Trainer(PretrainOptions options)
         // first micro-batch's gradient (rank 0's, read from the accumulation buffer before the next backward, sent
         // with the step's one transfer) against the whole batch's.
         var measureNoise = auto is not null && resolved.MicroBatch < o.BatchSize;
-        var blockOrder = optimizer.Parameters.Select(p => p.Block).Distinct().ToList();
         var parametersPerBlock = optimizer.Parameters.GroupBy(p => p.Block).ToDictionary(g => g.Key, g => g.Sum(p => p.Numel));
+        var blockOrder = parametersPerBlock.Keys.ToList();
         double LearningRate(Block block, int step) => auto is null
             ? resolved.Schedule.LrAt(block, step)
             : AutoRatios.scaleAboveFloor(AutoRatios.ratioOf(auto, block.ToCore()), resolved.Schedule.FloorLr, resolved.Schedule.LrAt(block, step));
