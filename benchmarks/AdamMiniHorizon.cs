@@ -11,7 +11,7 @@ namespace BlockwiseLR.Benchmarks;
 /// `--adam-mini-horizon [STEPS]`: does Blockwise Adam-mini lose to plain Adam-mini over long runs because our flat
 /// Adam-mini drifts from the method, or because the paper's ratios are too much for this regime? Two questions, two
 /// measurements, on gpt2-tiny (4 layers x 128, the shape of the held-out result) with the study's tokenizer:
-/// (1) the flat optimizer against the plain per-parameter reference (<see cref="Optim.ReferenceAdamMini"/>, method.md
+/// (1) the flat optimizer against the plain per-parameter reference (<see cref="Optim.ReferenceAdamMini"/>, docs/method.md
 /// section 6 written literally) through the whole trainer, step by step, plain and with the paper's ratios; (2) at
 /// seeds 1-3, plain Adam-mini, the paper's ratios at the base LR and the paper's ratios at half the base LR: if halving
 /// the LR turns a loss into a win, the ratios are past the stable step size here, not wrong in the optimizer.

@@ -141,7 +141,7 @@ static class Study
         return Record(options, ratios, (result, entry) =>
         {
             if (ratios.StartsWith("auto") && result.LastCheckpoint is { } last)
-                entry["auto_end"] = new JsonObject((Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).AutoRatios ?? new Dictionary<string, double>())
+                entry["auto_end"] = new JsonObject((Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).Auto?.Ratios ?? new Dictionary<string, double>())
                     .OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 3))));
         }).Entry;
     }

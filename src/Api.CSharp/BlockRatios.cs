@@ -44,17 +44,17 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
 
     /// <summary>Norm 1, VO 4, FFN 6, QK 8, Embedding 10, PositionEmbedding 1; the head follows the embedding
     /// when tied, 1 when untied.</summary>
-    public static BlockRatios Paper { get; } = new(Ratios.paper);
+    public static BlockRatios Paper { get; } = new(RatioRules.Paper);
 
     /// <summary>Every block at the base LR: plain AdamW.</summary>
-    public static BlockRatios Uniform { get; } = new(Ratios.uniform);
+    public static BlockRatios Uniform { get; } = new(RatioRules.Uniform);
 
     /// <summary>Ratios set from measured sharpness during the run (uniform until the first update).</summary>
     public static BlockRatios Auto(AutoRatioSettings? settings = null)
     {
         var chosen = settings ?? AutoRatioSettings.Default;
         if (chosen.Problem() is { } problem) throw new ArgumentException($"auto ratios: {problem}", nameof(settings));
-        return new(Ratios.uniform, chosen);
+        return new(RatioRules.Uniform, chosen);
     }
 
     /// <summary>A map of your own; blocks not named get ratio 1, the head follows the paper's default unless named.</summary>
@@ -70,10 +70,8 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
     {
         var trimmed = (text ?? "").Trim();
         if (trimmed.Equals("auto", StringComparison.OrdinalIgnoreCase)) return Auto();
-        if (trimmed.StartsWith("auto:", StringComparison.OrdinalIgnoreCase)) return new(Ratios.uniform, ParseAuto(trimmed));
-        var parsed = Ratios.parse(trimmed);
-        if (parsed.IsError) throw new FormatException(parsed.ErrorValue);
-        return new BlockRatios(parsed.ResultValue);
+        if (trimmed.StartsWith("auto:", StringComparison.OrdinalIgnoreCase)) return new(RatioRules.Uniform, ParseAuto(trimmed));
+        return new BlockRatios(RatioRules.Parse(trimmed).OrThrow(reason => new FormatException(reason)));
     }
 
     static AutoRatioSettings ParseAuto(string text)
@@ -101,18 +99,17 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
     /// <summary>Checks the ratios for a model whose head is (or is not) tied to the embedding.</summary>
     public BlockRatios Validate(bool tiedHead)
     {
-        var checkedSpec = Ratios.validate(tiedHead, Spec);
-        if (checkedSpec.IsError) throw new ArgumentException(checkedSpec.ErrorValue);
+        RatioRules.Validate(tiedHead, Spec).OrThrow(reason => new ArgumentException(reason));
         return this;
     }
 
     /// <summary>The ratio of one block (auto ratios: 1, their starting point).</summary>
-    public double For(Block block, bool tiedHead) => Ratios.ratioOf(tiedHead, Spec, block.ToCore());
+    public double For(Block block, bool tiedHead) => RatioRules.RatioOf(tiedHead, Spec, block.ToCore());
 
     /// <summary>The text <see cref="Parse"/> reads back.</summary>
     public override string ToString() => AutoSettings switch
     {
-        null => Ratios.format(Spec),
+        null => RatioRules.Format(Spec),
         var s when s == AutoRatioSettings.Default => "auto",
         var s => $"auto:alpha={AutoRatioSettings.Fmt(s.Alpha)},max-ratio={AutoRatioSettings.Fmt(s.MaxRatio)},every={s.Every},smoothing={AutoRatioSettings.Fmt(s.Smoothing)}",
     };

@@ -1,6 +1,4 @@
 using BlockwiseLR.Core;
-using Microsoft.FSharp.Collections;
-using Microsoft.FSharp.Core;
 
 namespace BlockwiseLR;
 
@@ -30,33 +28,30 @@ public sealed class BlockPartitionException(string message) : Exception(message)
 /// built-in ones for Hugging Face LLaMA, Hugging Face GPT-2, nanoGPT and BlockwiseLR's own names.</summary>
 public sealed class BlockRules
 {
-    internal FSharpList<BlockRule> Rules { get; }
+    internal IReadOnlyList<BlockRule> Rules { get; }
 
-    BlockRules(FSharpList<BlockRule> rules) => Rules = rules;
+    BlockRules(IReadOnlyList<BlockRule> rules) => Rules = rules;
 
     /// <summary>The built-in rules.</summary>
-    public static BlockRules Default { get; } = new(BlockRuleModule.defaults);
+    public static BlockRules Default { get; } = new(BlockRuleTable.Defaults);
 
     /// <summary>Adds a rule that takes precedence over every rule so far: parameters whose name (or a
     /// dot-separated suffix of it) matches <paramref name="pattern"/> go to <paramref name="block"/>.</summary>
     public BlockRules With(string pattern, Block block) =>
-        Prepend([new BlockRule(pattern, BlockAssignment.NewWhole(block.ToCore()))]);
+        Prepend([BlockRuleTable.Whole(pattern, block.ToCore())]);
 
     /// <summary>Adds a rule for a fused projection cut into equal parts along its output dimension.</summary>
     public BlockRules WithFused(string pattern, params Block[] parts) =>
-        Prepend([new BlockRule(pattern, BlockAssignment.NewFused(ListModule.OfSeq(parts.Select(p => p.ToCore()))))]);
+        Prepend([BlockRuleTable.Fused(pattern, parts.Select(p => p.ToCore()))]);
 
     /// <summary>Adds the rules of a rule file (`pattern=block` a line, `#` comments), before the rules so far.
     /// Throws <see cref="FormatException"/> naming <paramref name="source"/> and the line.</summary>
     public BlockRules WithRulesText(string text, string source)
     {
-        var parsed = BlockRuleModule.parseMany(source, text);
-        if (parsed.IsError) throw new FormatException(parsed.ErrorValue);
-        return Prepend(parsed.ResultValue);
+        return Prepend(BlockRuleTable.ParseMany(source, text).OrThrow(reason => new FormatException(reason)));
     }
 
-    BlockRules Prepend(IEnumerable<BlockRule> userRules) =>
-        new(BlockRuleModule.withUserRules(ListModule.OfSeq(userRules), Rules));
+    BlockRules Prepend(IEnumerable<BlockRule> userRules) => new(BlockRuleTable.WithUserRules(userRules, Rules));
 
     /// <summary>Places every parameter, or throws <see cref="BlockPartitionException"/> listing every
     /// unmatched name.</summary>
@@ -71,26 +66,18 @@ public sealed class BlockRules
 
     /// <summary>Parameter count per block kind (blocks with no parameters are absent).</summary>
     public IReadOnlyDictionary<Block, long> CountByBlock(IEnumerable<ParameterShape> parameters) =>
-        Taxonomy.countsByBlock(PartitionCore(parameters)).ToDictionary(c => c.Item1.ToCSharp(), c => c.Item2);
+        BlockRuleTable.CountsByBlock(PartitionCore(parameters)).ToDictionary(c => c.Key.ToCSharp(), c => c.Value);
 
-    FSharpList<PlacedParameter> PartitionCore(IEnumerable<ParameterShape> parameters)
-    {
-        var infos = ListModule.OfSeq(parameters.Select(p => new ParameterInfo(p.Name, ListModule.OfSeq(p.Shape))));
-        var result = Taxonomy.partition(Rules, infos);
-        if (result.IsError) throw new BlockPartitionException(result.ErrorValue);
-        return result.ResultValue;
-    }
+    IReadOnlyList<PlacedParameter> PartitionCore(IEnumerable<ParameterShape> parameters) =>
+        BlockRuleTable.Partition(Rules, parameters.Select(p => KeyValuePair.Create(p.Name, p.Shape)))
+            .OrThrow(reason => new BlockPartitionException(reason));
 
     static ParameterBlocks ToView(PlacedParameter placed)
     {
-        var shape = placed.Parameter.Shape.ToArray();
-        IReadOnlyList<BlockSlice> slices = placed.Placement switch
-        {
-            Placement.WholeTensor whole => [new BlockSlice(whole.Item.ToCSharp(), -1, 0, Taxonomy.numel(placed.Parameter.Shape))],
-            Placement.Slices cut => cut.parts.Select(part => new BlockSlice(part.Item3.ToCSharp(), cut.dim, part.Item1, part.Item2)).ToList(),
-            _ => throw new InvalidOperationException("unknown placement"),
-        };
-        return new ParameterBlocks(placed.Parameter.Name, shape, slices);
+        var slices = BlockRuleTable.Slices(placed)
+            .Select(((BlockKind Kind, int Dim, long Start, long Length) s) => new BlockSlice(s.Kind.ToCSharp(), s.Dim, s.Start, s.Length))
+            .ToList();
+        return new ParameterBlocks(placed.Parameter.Name, [.. placed.Parameter.Shape], slices);
     }
 }
 
@@ -98,7 +85,7 @@ public sealed class BlockRules
 public static class Blocks
 {
     /// <summary>The short key used in ratio maps, rule files and CLI options: emb, pe, qk, vo, ffn, norm, head.</summary>
-    public static string Key(this Block block) => BlockKindModule.key(block.ToCore());
+    public static string Key(this Block block) => BlockKinds.Key(block.ToCore());
 }
 
 static class BlockConversions
@@ -115,5 +102,15 @@ static class BlockConversions
         _ => throw new ArgumentOutOfRangeException(nameof(block), block, "unknown block"),
     };
 
-    public static Block ToCSharp(this BlockKind kind) => (Block)kind.Tag;
+    public static Block ToCSharp(this BlockKind kind) => kind.Tag switch
+    {
+        BlockKind.Tags.Embedding => Block.Embedding,
+        BlockKind.Tags.PositionEmbedding => Block.PositionEmbedding,
+        BlockKind.Tags.AttentionQK => Block.AttentionQK,
+        BlockKind.Tags.AttentionVO => Block.AttentionVO,
+        BlockKind.Tags.FeedForward => Block.FeedForward,
+        BlockKind.Tags.Norm => Block.Norm,
+        BlockKind.Tags.OutputHead => Block.OutputHead,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown block kind"),
+    };
 }

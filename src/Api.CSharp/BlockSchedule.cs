@@ -1,5 +1,4 @@
 using BlockwiseLR.Core;
-using Microsoft.FSharp.Collections;
 
 namespace BlockwiseLR;
 
@@ -17,7 +16,7 @@ public sealed class BlockSchedule
         TiedHead = tiedHead;
         perBlock = Enum.GetValues<Block>().ToDictionary(
             b => b,
-            b => { var f = ScheduleModule.forBlock(spec, ratios.For(b, tiedHead)); return (Func<int, double>)(t => f.Invoke(t)); });
+            b => ScheduleRules.ForBlock(spec, ratios.For(b, tiedHead)));
     }
 
     /// <summary>Builds and validates a schedule. <paramref name="warmupSteps"/> defaults to
@@ -27,19 +26,21 @@ public sealed class BlockSchedule
         BlockRatios ratios, bool tiedHead, double? floorLr = null, bool alphaWarmup = false)
     {
         ratios.Validate(tiedHead);
-        var spec = new ScheduleSpec(ScheduleModule.kindOf(kind), baseLr, floorLr ?? ScheduleModule.officialFloor(baseLr),
-                                    warmupSteps ?? DefaultWarmup(totalSteps), totalSteps, alphaWarmup);
-        var blockRatios = ListModule.OfSeq(Enum.GetValues<Block>().Select(b => ratios.For(b, tiedHead)));
-        var valid = ScheduleModule.validate(blockRatios, spec);
-        if (valid.IsError) throw new ArgumentException(valid.ErrorValue);
+        var spec = ScheduleRules.Spec(kind, baseLr, floorLr ?? DefaultFloor(baseLr), warmupSteps ?? DefaultWarmup(totalSteps),
+            totalSteps, alphaWarmup);
+        var blockRatios = Enum.GetValues<Block>().Select(b => ratios.For(b, tiedHead));
+        ScheduleRules.Validate(blockRatios, spec).OrThrow(reason => new ArgumentException(reason));
         return new BlockSchedule(spec, ratios, tiedHead);
     }
 
     /// <summary>The warmup when none is given: 2% of the run, at least one step.</summary>
-    public static int DefaultWarmup(int totalSteps) => ScheduleModule.defaultWarmup(totalSteps);
+    public static int DefaultWarmup(int totalSteps) => ScheduleRules.DefaultWarmup(totalSteps);
 
     /// <summary>The floor when none is given: base LR / 20 (the official recipe).</summary>
-    public static double DefaultFloor(double baseLr) => ScheduleModule.officialFloor(baseLr);
+    public static double DefaultFloor(double baseLr) => ScheduleRules.OfficialFloor(baseLr);
+
+    /// <summary>The core's description of the schedule (auto ratios read a block's LR from it at any ratio).</summary>
+    internal ScheduleSpec Spec => spec;
 
     public BlockRatios Ratios { get; }
     public bool TiedHead { get; }
@@ -53,5 +54,5 @@ public sealed class BlockSchedule
 
     /// <summary>Steps worth printing: 0, the end of warmup, <paramref name="points"/> evenly spaced steps,
     /// the last step and T.</summary>
-    public IReadOnlyList<int> Milestones(int points) => ScheduleModule.milestones(spec, points).ToList();
+    public IReadOnlyList<int> Milestones(int points) => ScheduleRules.Milestones(spec, points);
 }

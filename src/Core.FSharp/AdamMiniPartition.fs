@@ -5,7 +5,7 @@ open System
 /// The attention geometry Adam-mini needs to cut Q and K into heads.
 type AttentionShape = { Width: int; Heads: int; KvHeads: int }
 
-/// How many coordinates share one second-moment scalar v (method.md section 6).
+/// How many coordinates share one second-moment scalar v (docs/method.md section 6).
 type VGranularity =
     /// One v per attention head: the head's rows of a Q or K projection.
     | PerHead
@@ -31,25 +31,6 @@ type AdamMiniPlan =
       Segments: VSegment list
       /// Adam-mini 1.1.1: no weight decay for names containing `norm`, `ln` or `bias`.
       WeightDecay: bool }
-
-/// Which parameters get decoupled weight decay. An enum, so C# sees it as one.
-type WeightDecayPolicy =
-    /// The paper's recipe: every parameter, norms and embeddings included.
-    | AllParameters = 0
-    /// nanoGPT: matrices and embeddings only; no decay on 1-D parameters (norms, biases).
-    | MatricesOnly = 1
-    /// Adam-mini 1.1.1: no decay for names containing `norm`, `ln` or `bias`.
-    | AdamMiniNames = 2
-
-[<RequireQualifiedAccess>]
-module WeightDecay =
-    let applies (policy: WeightDecayPolicy) (name: string) (shape: int64 list) =
-        match policy with
-        | WeightDecayPolicy.AllParameters -> true
-        | WeightDecayPolicy.MatricesOnly -> shape.Length >= 2
-        | _ ->
-            let lower = name.ToLowerInvariant()
-            not (lower.Contains "norm" || lower.Contains "ln" || lower.Contains "bias")
 
 [<RequireQualifiedAccess>]
 module AdamMiniPartition =

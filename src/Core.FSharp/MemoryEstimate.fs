@@ -1,10 +1,5 @@
 namespace BlockwiseLR.Core
 
-/// Which optimizer's state to count (Blockwise variants keep the same state as their base).
-type OptimizerFamily =
-    | AdamW = 0
-    | AdamMini = 1
-
 /// Training memory in bytes, from shapes alone (nothing is allocated).
 type MemoryEstimate =
     { Parameters: int64
@@ -14,27 +9,6 @@ type MemoryEstimate =
       ActivationBytes: int64 }
 
     member m.TotalBytes = m.WeightBytes + m.GradientBytes + m.OptimizerStateBytes + m.ActivationBytes
-
-/// The four optimizers of a run: AdamW or Adam-mini, each plain (one LR for every block) or blockwise (an LR
-/// per block from the ratios). An enum, so C# sees it as one; its names are in `Names.optimizers`.
-type OptimizerKind =
-    | AdamW = 0
-    | BlockwiseAdamW = 1
-    | AdamMini = 2
-    | BlockwiseAdamMini = 3
-
-[<RequireQualifiedAccess>]
-module OptimizerKind =
-    /// Whose state the optimizer keeps: AdamW's or Adam-mini's.
-    let family (kind: OptimizerKind) =
-        match kind with
-        | OptimizerKind.AdamMini
-        | OptimizerKind.BlockwiseAdamMini -> OptimizerFamily.AdamMini
-        | _ -> OptimizerFamily.AdamW
-
-    /// Whether each block gets its own peak LR (the plain ones give every block the base LR).
-    let isBlockwise (kind: OptimizerKind) =
-        kind = OptimizerKind.BlockwiseAdamW || kind = OptimizerKind.BlockwiseAdamMini
 
 [<RequireQualifiedAccess>]
 module MemoryEstimate =
@@ -93,21 +67,3 @@ module MemoryEstimate =
                   GradientBytes = 4L * count
                   OptimizerStateBytes = optimizerBytes
                   ActivationBytes = activationBytes c precision batch seqLen mathAttention })
-
-/// Model FLOPs for MFU (nanoGPT's / PaLM's estimate).
-[<RequireQualifiedAccess>]
-module Flops =
-    /// Training FLOPs per token: 6 N for the matmuls of N parameters (the position embedding is a lookup, not a
-    /// matmul) plus 12 L H Q T for attention scores and values, forward and backward.
-    let perToken (c: ModelConfig) (seqLen: int) =
-        let lookups =
-            ModelConfig.parameters c
-            |> List.filter (fun p -> p.Name.EndsWith "wpe.weight" || (not c.Tied && (p.Name.EndsWith "wte.weight" || p.Name.EndsWith "embed_tokens.weight")))
-            |> List.sumBy (fun p -> Taxonomy.numel p.Shape)
-        6.0 * float (ModelConfig.parameterCount c - lookups) + 12.0 * float c.Layers * float c.Heads * float c.HeadDim * float seqLen
-
-    /// Dense peak TFLOP/s of common GPUs by precision (vendor data sheets, SXM parts).
-    let peakTflops =
-        [ "h100", (989.0, 494.7, 66.9)      // bf16, tf32, fp32
-          "h200", (989.0, 494.7, 66.9)
-          "a100", (312.0, 156.0, 19.5) ]

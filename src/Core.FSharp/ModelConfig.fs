@@ -45,7 +45,7 @@ module ModelConfig =
 
     /// Named configurations. GPT-2 sizes follow the paper and nanoGPT: vocab padded to 50304, bias-free,
     /// tied head (override `vocab=50257,bias=true` for Hugging Face's gpt2). LLaMA sizes are the paper's
-    /// (method.md section 5): head dim 64, SwiGLU, vocab 50304, untied head.
+    /// (docs/method.md section 5): head dim 64, SwiGLU, vocab 50304, untied head.
     let named =
         [ "gpt2-tiny", gpt2 4 128 4 256
           "gpt2-small", gpt2 12 768 12 1024
@@ -192,13 +192,3 @@ module ModelConfig =
         || name.EndsWith("mlp.c_proj.weight", StringComparison.Ordinal)
         || name.EndsWith("self_attn.o_proj.weight", StringComparison.Ordinal)
         || name.EndsWith("mlp.down_proj.weight", StringComparison.Ordinal)
-
-/// How a model computes. An enum, so C# sees it as one.
-type Precision =
-    /// fp32 everywhere.
-    | Fp32 = 0
-    /// fp32 storage, TF32 matmuls on GPUs that have them (same as Fp32 on CPU).
-    | Tf32 = 1
-    /// fp32 master weights, bf16 matmuls and attention, norms and loss in fp32 (autocast by hand).
-    | Bf16Mixed = 2
-

@@ -3,7 +3,7 @@ namespace BlockwiseLR.Core
 open System
 open System.Globalization
 
-/// Peak-LR multipliers per block: peak(b) = ratio(b) x base LR (method.md section 3).
+/// Peak-LR multipliers per block: peak(b) = ratio(b) x base LR (docs/method.md section 3).
 /// `OutputHead = None` means "the paper's default": the embedding's ratio when the head is tied to the
 /// embedding (they are one tensor), 1 when it is untied (as the official LLaMA script).
 type RatioSpec =

@@ -24,7 +24,7 @@ type ScheduleKind =
     | WarmupConstant
     /// Warmup, stable at the peak, then decay over the last `decayFraction` of the run.
     | WarmupStableDecay of decayFraction: float * shape: DecayShape
-    /// The official WSD variant (method.md section 3): warm up to ratio x base, hold until T/3, anneal the
+    /// The official WSD variant (docs/method.md section 3): warm up to ratio x base, hold until T/3, anneal the
     /// ratio linearly back to 1 by 2T/3, then decay linearly to the floor at T.
     | WsdRatioAnneal
 
@@ -77,11 +77,6 @@ module Schedule =
             match phases |> List.tryFind (fun (phaseEnd, _) -> float t < phaseEnd) with
             | Some(_, schedule) -> schedule t
             | None -> last t
-
-    /// Never below `floor`.
-    let withFloor (floor: float) (schedule: Schedule) : Schedule = fun t -> max floor (schedule t)
-
-    let scaled (factor: float) (schedule: Schedule) : Schedule = fun t -> factor * schedule t
 
     // ---- The recipe: one schedule per block, peaks = ratio x base, one shared floor. ----
 

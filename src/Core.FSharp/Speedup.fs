@@ -1,6 +1,6 @@
 namespace BlockwiseLR.Core
 
-/// The paper's speedup (method.md section 4): a candidate run of N steps against an AdamW run of 2N steps.
+/// The paper's speedup (docs/method.md section 4): a candidate run of N steps against an AdamW run of 2N steps.
 [<RequireQualifiedAccess>]
 module Speedup =
     /// The first step at which an eval curve ((step, loss), in step order) reaches `target`, interpolating

@@ -3,7 +3,7 @@ namespace BlockwiseLR.Core
 open System
 open System.Text.RegularExpressions
 
-/// The kinds of Transformer blocks whose sharpness differs (method.md section 1):
+/// The kinds of Transformer blocks whose sharpness differs (docs/method.md section 1):
 /// S(Embedding) << S(QK) < S(FFN) < S(VO) << S(Norm).
 type BlockKind =
     | Embedding

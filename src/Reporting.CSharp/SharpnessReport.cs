@@ -1,6 +1,5 @@
 using BlockwiseLR.Core;
 using BlockwiseLR.Models;
-using Microsoft.FSharp.Collections;
 using TorchSharp;
 using static TorchSharp.torch;
 using BlockwiseLR.Training;
@@ -18,9 +17,9 @@ public static class SharpnessReport
     public static (IReadOnlyList<Block> FlattestFirst, bool MatchesPaper) Ordering(IEnumerable<SharpnessRow> rowsOfOneStep, bool hutchinson)
     {
         var measured = rowsOfOneStep.Where(r => !hutchinson || r.Hutchinson is not null)
-            .Select(r => Tuple.Create(r.Block.ToCore(), hutchinson ? r.Hutchinson!.Mean : r.Proxy.Mean));
-        var order = Sharpness.order(ListModule.OfSeq(measured));
-        return (order.Select(k => k.ToCSharp()).ToList(), Sharpness.matchesPaper(order));
+            .Select(r => KeyValuePair.Create(r.Block.ToCore(), hutchinson ? r.Hutchinson!.Mean : r.Proxy.Mean));
+        var (order, matchesPaper) = SharpnessRules.Order(measured);
+        return (order.Select(k => k.ToCSharp()).ToList(), matchesPaper);
     }
 
     public static (IReadOnlyList<SharpnessRow> Rows, string Csv, string Png) Measure(string run, string data, IReadOnlyList<int>? steps,

@@ -282,6 +282,8 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         { Train + " --out {root}/o14 --schedule cosin", 2, "--schedule cosin: unknown schedule 'cosin'", "{root}/o14" },
         { Train + " --out {root}/o15 --precision fp8", 2, "--precision fp8: unknown precision 'fp8'", "{root}/o15" },
         { Train + " --out {root}/o16 --ratios auto --auto-smoothing 1", 2, "--auto-smoothing 1: smoothing 1 must be in [0, 1)", "{root}/o16" },
+        { Train + " --out {root}/o24 --auto-alpha 0.5 --ratios paper", 2, "--auto-alpha 0.5: applies only to auto ratios (--ratios auto), not emb=10,pe=1,qk=8,vo=4,ffn=6,norm=1", "{root}/o24" },
+        { Train + " --out {root}/o25 --ratios auto --alpha", 2, "--alpha true: makes a block's warmup ratio x longer, but auto ratios change during the run", "{root}/o25" },
         { "sample --model-dir {truncated}", 2, "{truncated}/model.safetensors: truncated", "{root}/never" },
         { "sample --model-dir {run} --temperature nan", 2, "--temperature NaN: must be a finite number >= 0", "{root}/never" },
         { "sample --model-dir {run} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },

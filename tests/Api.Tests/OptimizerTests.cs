@@ -206,7 +206,7 @@ public class OptimizerTests(ITestOutputHelper output)
         {
             using var model = LanguageModel.Create(config, META);
             using var opt = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(optimizer), Named(model), new AdamSettings(), ModelConfigModule.attention(config));
-            // The real buffers against a count by hand (method.md section 6): AdamW keeps m and v per coordinate;
+            // The real buffers against a count by hand (docs/method.md section 6): AdamW keeps m and v per coordinate;
             // Adam-mini m per coordinate and one v per head of Q and K, per row of V, O, FFN and embeddings, per norm.
             var p = opt.Parameters.Sum(x => x.Numel);
             var (l, d, f, h, kv, hd) = ((long)config.Layers, (long)config.Width, (long)config.FeedForward, (long)config.Heads, (long)config.KvHeads, (long)config.HeadDim);

@@ -140,4 +140,51 @@ public class TrainerTests
         }
         finally { Directory.Delete(run, true); }
     }
+    sealed class Synchronous(Action<TrainProgress> report) : IProgress<TrainProgress>
+    {
+        public void Report(TrainProgress value) => report(value);
+    }
+
+    [Fact]
+    public void One_step_report_feeds_metrics_observers_and_progress_alike()
+    {
+        var run = Directory.CreateTempSubdirectory("blr-one-record-").FullName;
+        try
+        {
+            using var model = new TinyMixer(5);
+            var (reports, progress) = (new List<StepReport>(), new List<TrainProgress>());
+            // Auto ratios with micro-batches (ratios and the noise measurement), sharpness on even steps, evaluations.
+            var options = Options(run, 7) with { Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 2 }), SharpnessEvery = 2 };
+            Trainer(options, model).OnStep(reports.Add).WithProgress(new Synchronous(progress.Add)).Run();
+
+            var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+            Assert.Equal(7, reports.Count);
+            Assert.Equal(7, lines.Count);
+            Assert.Equal(7, progress.Count);
+            static Dictionary<string, double> Keyed(IReadOnlyDictionary<Block, double> values) =>
+                values.ToDictionary(kv => kv.Key.Key(), kv => kv.Value);
+            static Dictionary<string, double> Read(JsonNode? node) =>
+                node!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<double>());
+            foreach (var (report, line, shown) in reports.Zip(lines, progress))
+            {
+                Assert.Equal(report.Step, line["step"]!.GetValue<int>());
+                Assert.Equal(report.Loss, line["loss"]!.GetValue<double>());
+                Assert.Equal(Keyed(report.LearningRates), Read(line["lr"]));
+                Assert.Equal(Keyed(report.GradientNorms), Read(line["grad_norm"]));
+                Assert.Equal(Keyed(report.Ratios!), Read(line["ratio"]));
+                Assert.Equal(report.TokensPerSecond, line["tokens_per_s"]!.GetValue<double>());
+                Assert.Equal(report.Milliseconds, line["ms"]!.GetValue<double>());
+                if (report.Step % 2 == 0) Assert.Equal(Keyed(report.Sharpness!), Read(line["sharpness"]));
+                else Assert.True(report.Sharpness is null && line["sharpness"] is null);
+                Assert.Equal((report.Step + 1, 7, report.Loss, report.ValLoss, report.TokensPerSecond),
+                    (shown.Step, shown.Steps, shown.Loss, shown.ValLoss, shown.TokensPerSecond));
+            }
+            // Ratios moved off 1 by the end (they are measured), and evals.csv holds the reports' evaluations.
+            Assert.Contains(reports[^1].Ratios!.Values, r => r > 1);
+            var evals = File.ReadAllLines(Path.Combine(run, "evals.csv")).Skip(1).Select(l => l.Split(','))
+                .Select(p => (int.Parse(p[0]), double.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture)));
+            Assert.Equal(reports.Where(r => r.ValLoss is not null).Select(r => (r.Step + 1, r.ValLoss!.Value)), evals);
+        }
+        finally { Directory.Delete(run, true); }
+    }
 }

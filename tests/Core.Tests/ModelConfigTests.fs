@@ -37,7 +37,7 @@ let tests =
             Expect.equal (ModelConfig.parameterCount (create "gpt2-small" [ "vocab", "50257"; "bias", "true" ])) 124_439_808L "HF gpt2"
         }
 
-        test "the paper's LLaMA sizes (method.md section 5), to 0.1M" {
+        test "the paper's LLaMA sizes (docs/method.md section 5), to 0.1M" {
             let millions name = System.Math.Round(float (ModelConfig.parameterCount (create name [])) / 1e6, 1)
             Expect.equal
                 [ for n in [ "llama-0.13b"; "llama-0.25b"; "llama-0.5b"; "llama-0.75b"; "llama-0.9b"; "llama-1.1b" ] -> millions n ]

@@ -47,11 +47,9 @@ let tests =
             Expect.floatClose Accuracy.veryHigh (lr 10) 0.1 "floor at T"
         }
 
-        test "the algebra composes: constant, warmup, decay shapes and floor" {
+        test "the algebra composes: warmup, a decay shape and piecewise" {
             let s = Schedule.piecewise [ 3.0, Schedule.linearWarmup 3.0 6.0 ] (Schedule.decay OneMinusSqrt 6.0 2.0 3.0 4.0)
             Expect.equal [ s 0; s 1; s 2; s 3; s 4; s 7; s 9 ] [ 2.0; 4.0; 6.0; 6.0; 6.0 - 4.0 * 0.5; 2.0; 2.0 ] "piecewise"
-            Expect.equal (Schedule.withFloor 3.0 s 0) 3.0 "floor"
-            Expect.equal (Schedule.scaled 0.5 (Schedule.constant 4.0) 99) 2.0 "scaled"
         }
 
         test "WSD with ratio annealing: ratio until T/3, back to 1 by 2T/3, then linear to the floor" {

@@ -12,7 +12,7 @@ let line (a: float) (b: float) (last: int) = [ for s in 0..10..last -> s, a - b 
 [<Tests>]
 let tests =
     testList "Speedup" [
-        test "method.md section 4 by hand" {
+        test "docs/method.md section 4 by hand" {
             // AdamW(2N = 200) goes linearly from 10 to 6; a candidate at N = 100 from 10 to 7 (ends above 6):
             // AdamW(2N) reaches 7 at step 150, so the speedup is 150 / 100.
             Expect.equal (Speedup.measure (line 10.0 0.02 200) (line 10.0 0.03 100) 100) (Some 1.5) "above"

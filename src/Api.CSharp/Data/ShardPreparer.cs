@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BlockwiseLR.Core;
-using Microsoft.FSharp.Collections;
 
 namespace BlockwiseLR.Data;
 
@@ -348,14 +347,10 @@ public static class ShardPreparer
         {
             var sizes = blockChunks.Select(c => c.Tokens).ToArray();
             var target = options.ValTokens is { } wanted ? (block == 0 ? wanted : 0) : (long)Math.Round(options.ValFraction * sizes.Sum());
-            FSharpSet<int> val;
-            if (block > 0 && (target <= 0 || sizes.Length < 2)) val = SetModule.Empty<int>();   // a later block may give val nothing
-            else
-            {
-                var chosen = Sampling.chooseValChunksInBlock(options.Seed, block, sizes, target);
-                if (chosen.IsError) throw new DataInputException(chosen.ErrorValue, "ValFraction", "ValTokens", "ChunkTokens");
-                val = chosen.ResultValue;
-            }
+            // A later block may give val nothing.
+            var val = block > 0 && (target <= 0 || sizes.Length < 2) ? new HashSet<int>()
+                : SamplingRules.ChooseValChunksInBlock(options.Seed, block, sizes, target)
+                    .OrThrow(reason => new DataInputException(reason, "ValFraction", "ValTokens", "ChunkTokens"));
             var tokens = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(blockTokens);
             var lines = new System.Text.StringBuilder();
             var at = 0;

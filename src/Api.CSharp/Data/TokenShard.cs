@@ -3,14 +3,6 @@ using System.IO.MemoryMappedFiles;
 
 namespace BlockwiseLR.Data;
 
-/// <summary>Bad input data: <see cref="Exception.Message"/> is one line naming the file and, where it applies,
-/// the line, byte offset or token index, and what to do.</summary>
-public sealed class DataInputException(string message, params string[] options) : Exception(message)
-{
-    /// <summary>The options (property names) the message suggests changing, so a front end can say them its way.</summary>
-    public IReadOnlyList<string> Options { get; } = options;
-}
-
 /// <summary>
 /// Token shards in the llm.c / modded-nanogpt format: a header of 256 little-endian int32 (header[0] magic
 /// 20240520 with header[1] version 1 for uint16 tokens, or magic 20240801 with version 7 for uint32; header[2]

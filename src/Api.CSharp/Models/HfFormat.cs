@@ -38,8 +38,8 @@ public static class HfFormat
             "llama" => ReadLlama(reader),
             _ => throw new InvalidDataException($"{path}: model_type '{modelType}' is not supported (gpt2, llama)"),
         };
-        var valid = ModelConfigModule.validate(config);
-        if (valid.IsError) throw new InvalidDataException($"{path}: {valid.ErrorValue}");
+        var valid = ModelConfigRules.Validate(config);
+        if (!valid.IsOk) throw new InvalidDataException($"{path}: {valid.Error}");
         return config;
     }
 

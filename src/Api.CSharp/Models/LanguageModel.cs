@@ -60,8 +60,7 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
     /// allocated or initialized: names and shapes only.</summary>
     public static LanguageModel Create(ModelConfig config, Device? device = null, long seed = 0)
     {
-        var valid = ModelConfigModule.validate(config);
-        if (valid.IsError) throw new ArgumentException(valid.ErrorValue);
+        ModelConfigRules.Validate(config).OrThrow(reason => new ArgumentException(reason));
         TorchRuntime.EnsureAvailable();
         device ??= CPU;
         var buildOn = device.type == DeviceType.META ? device : CPU;
@@ -89,7 +88,7 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
         {
             if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
             else if (parameter.dim() == 1) parameter.fill_(1.0);
-            else parameter.normal_(0.0, ModelConfigModule.isResidualProjection(name) ? residualStd : 0.02, generator);
+            else parameter.normal_(0.0, ModelConfigRules.IsResidualProjection(name) ? residualStd : 0.02, generator);
         }
     }
 
@@ -115,50 +114,5 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
             throw new ArgumentException($"sequence length {length} exceeds the model's context {Config.Context}");
         if (cache is { Length: > 0 } && tokens.shape[1] != 1)
             throw new ArgumentException("after the first call, a cached forward pass takes one new token at a time");
-    }
-}
-
-/// <summary>Device-wide precision switches.</summary>
-public static class Precisions
-{
-    /// <summary>TF32 matmuls on CUDA for Tf32 (and for the fp32 parts of Bf16Mixed); off for Fp32.</summary>
-    public static void Apply(Precision precision, Device device)
-    {
-        if (device.type != DeviceType.CUDA) return;
-        backends.cuda.matmul.allow_tf32 = precision != Precision.Fp32;
-        backends.cudnn.allow_tf32 = precision != Precision.Fp32;
-    }
-}
-
-/// <summary>The keys and values of every layer for the tokens a generation has seen, so each new token costs one
-/// token's forward pass instead of the whole window's. Tensors live outside dispose scopes; Dispose frees them.</summary>
-sealed class KvCache(int layers) : IDisposable
-{
-    readonly Tensor?[] keys = new Tensor?[layers], values = new Tensor?[layers];
-
-    /// <summary>Tokens held (the position of the next one).</summary>
-    public int Length { get; private set; }
-
-    /// <summary>Appends a layer's new (B, KV, T, hd) keys and values; returns all of them.</summary>
-    public (Tensor Keys, Tensor Values) Append(int layer, Tensor key, Tensor value)
-    {
-        var (oldKeys, oldValues) = (keys[layer], values[layer]);
-        var allKeys = (oldKeys is null ? key : cat([oldKeys, key], 2)).detach().DetachFromDisposeScope();
-        var allValues = (oldValues is null ? value : cat([oldValues, value], 2)).detach().DetachFromDisposeScope();
-        oldKeys?.Dispose();
-        oldValues?.Dispose();
-        (keys[layer], values[layer]) = (allKeys, allValues);
-        return (allKeys, allValues);
-    }
-
-    /// <summary>Called once per forward pass, after every layer appended: the new tokens are now held.</summary>
-    public void Advance(int tokens) => Length += tokens;
-
-    public void Dispose()
-    {
-        foreach (var t in keys.Concat(values)) t?.Dispose();
-        Array.Clear(keys);
-        Array.Clear(values);
-        Length = 0;
     }
 }

@@ -25,13 +25,12 @@ public sealed record ModelInspection(
     /// <param name="mathAttention">true where attention materializes T x T probabilities (CPU).</param>
     public static ModelInspection Of(ModelConfig config, OptimizerKind optimizer, Precision precision, int batchSize, int seqLen, bool mathAttention)
     {
-        var family = OptimizerKindModule.family(optimizer);
-        var estimate = MemoryEstimateModule.estimate(config, family, precision, batchSize, seqLen, mathAttention);
-        if (estimate.IsError) throw new ArgumentException(estimate.ErrorValue);
-        var shapes = ModelConfigModule.parameters(config).Select(p => new ParameterShape(p.Name, p.Shape.ToArray()));
-        var stateByBlock = MemoryEstimateModule.optimizerStateBytesByBlock(config, family).ResultValue
-            .ToDictionary(b => b.Item1.ToCSharp(), b => b.Item2);
-        var m = estimate.ResultValue;
+        var family = OptimizerKinds.Family(optimizer);
+        var m = MemoryRules.Estimate(config, family, precision, batchSize, seqLen, mathAttention)
+            .OrThrow(reason => new ArgumentException(reason));
+        var shapes = ModelConfigRules.Parameters(config).Select(p => new ParameterShape(p.Key, p.Value));
+        var stateByBlock = MemoryRules.OptimizerStateBytesByBlock(config, family).Value
+            .ToDictionary(b => b.Key.ToCSharp(), b => b.Value);
         return new ModelInspection(config, BlockRules.Default.CountByBlock(shapes), stateByBlock, m.Parameters, m.WeightBytes,
             m.GradientBytes, m.OptimizerStateBytes, m.ActivationBytes);
     }
@@ -44,12 +43,13 @@ public sealed record ModelInspection(
         if (processes < 1) throw new ArgumentException($"{processes} processes: give 1 or more");
         TorchRuntime.EnsureAvailable();
         using var scope = TorchSharp.torch.NewDisposeScope();
-        var parameters = ModelConfigModule.parameters(config)
-            .Select(p => (p.Name, new TorchSharp.Modules.Parameter(TorchSharp.torch.empty(p.Shape.ToArray(), device: TorchSharp.torch.META)))).ToList();
+        var parameters = ModelConfigRules.Parameters(config)
+            .Select(p => (p.Key, new TorchSharp.Modules.Parameter(TorchSharp.torch.empty(p.Value, device: TorchSharp.torch.META))))
+            .ToList();
         var parallel = new Optim.DataParallel(new Distributed.PlannedProcessGroup(processes), ZeroStage: 1)
             { GridDevice = cuda ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA) : TorchSharp.torch.CPU };
         using var planned = (Optim.FlatBlockOptimizer)Optim.BlockOptimizer.Create(optimizer, parameters, new Optim.AdamSettings(),
-            ModelConfigModule.attention(config), parallel: parallel);
+            ModelConfigRules.Attention(config), parallel: parallel);
         return planned.StateBytesPerRank();
     }
 }

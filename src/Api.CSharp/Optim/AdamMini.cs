@@ -1,5 +1,4 @@
 using BlockwiseLR.Core;
-using Microsoft.FSharp.Collections;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,7 +6,7 @@ using static TorchSharp.torch;
 namespace BlockwiseLR.Optim;
 
 /// <summary>
-/// Adam-mini (the official 1.1.1 rules, method.md section 6) with one LR per block kind, on flat buffers: m per
+/// Adam-mini (the official 1.1.1 rules, docs/method.md section 6) with one LR per block kind, on flat buffers: m per
 /// coordinate, one v per block of coordinates (per head for Q and K, per row for V, O, FFN, embeddings and head,
 /// per tensor for norms, per coordinate for biases). Per step: p *= 1 - lr*wd; m = lerp(m, g, 1-b1);
 /// v_b = b2 v_b + (1-b2) mean_b(g^2); p -= (lr / bc1) * m / (sqrt(v_b)/sqrt(bc2) + eps).
@@ -20,19 +19,18 @@ public sealed class AdamMini : FlatBlockOptimizer
 
     /// <summary>Adam-mini for a built-in model's config (its attention shape cuts Q and K into heads).</summary>
     public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, ModelConfig config, BlockRules? rules = null, DataParallel? parallel = null)
-        : this(parameters, settings, ModelConfigModule.attention(config), rules, parallel) { }
+        : this(parameters, settings, ModelConfigRules.Attention(config), rules, parallel) { }
 
     public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, AttentionShape attention, BlockRules? rules = null, DataParallel? parallel = null)
         : base(parameters, settings, rules, parallel)
     {
-        var valid = AdamMiniPartition.validateAttention(attention);
-        if (valid.IsError) throw new ArgumentException(valid.ErrorValue);
+        AdamMiniRules.ValidateAttention(attention).OrThrow(reason => new ArgumentException(reason));
         Plans = Parameters.ToDictionary(p => p, p => PlanOf(p, attention));
-        var segments = Groups.ToDictionary(g => g, g => AdamMiniPartition.concat(ListModule.OfSeq(g.Members.Select(p => Plans[p]))).ToList());
+        var segments = Groups.ToDictionary(g => g, g => AdamMiniRules.Concat(g.Members.Select(p => Plans[p])));
         Distribute(g => segments[g].Select(s => (s.Offset, s.Blocks, s.BlockSize)));
         foreach (var g in Groups)
         {
-            var vOffsets = g.Members.Select(p => AdamMiniPartition.vCount(Plans[p])).Aggregate(new List<long> { 0 }, (acc, n) => { acc.Add(acc[^1] + n); return acc; });
+            var vOffsets = g.Members.Select(p => AdamMiniRules.VCount(Plans[p])).Aggregate(new List<long> { 0 }, (acc, n) => { acc.Add(acc[^1] + n); return acc; });
             var part = Part(g);
             state[g] = (zeros(part.Length, device: g.Params.device).DetachFromDisposeScope(),
                         zeros(part.VLength, dtype: ScalarType.Float32, device: g.Params.device).DetachFromDisposeScope(),
@@ -44,14 +42,12 @@ public sealed class AdamMini : FlatBlockOptimizer
     internal IReadOnlyDictionary<OptimizedParameter, AdamMiniPlan> Plans { get; }
 
     /// <summary>How many second-moment scalars (v) each parameter keeps: one per head, row, tensor or coordinate.</summary>
-    public IReadOnlyDictionary<string, long> SecondMomentCounts => Plans.ToDictionary(kv => kv.Key.Name, kv => AdamMiniPartition.vCount(kv.Value));
+    public IReadOnlyDictionary<string, long> SecondMomentCounts => Plans.ToDictionary(kv => kv.Key.Name, kv => AdamMiniRules.VCount(kv.Value));
 
     internal static AdamMiniPlan PlanOf(OptimizedParameter p, AttentionShape attention)
     {
-        var placed = new PlacedParameter(new ParameterInfo(p.Name, ListModule.OfSeq(p.Tensor.shape)), Placement.NewWholeTensor(p.Block.ToCore()));
-        var plan = AdamMiniPartition.plan(attention, placed);
-        if (plan.IsError) throw new ArgumentException(plan.ErrorValue);
-        return plan.ResultValue;
+        return AdamMiniRules.Plan(attention, p.Name, p.Tensor.shape, p.Block.ToCore())
+            .OrThrow(reason => new ArgumentException(reason));
     }
 
     protected override void Update(Func<Block, double> learningRate)

@@ -1,29 +1,10 @@
 using BlockwiseLR.Core;
-using Microsoft.FSharp.Collections;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.PyBridge;
 using static TorchSharp.torch;
 
 namespace BlockwiseLR.Optim;
-
-/// <summary>Adam hyperparameters, every one explicit (TorchSharp's own defaults differ from PyTorch's).
-/// Defaults are the paper's recipe: betas (0.9, 0.95), eps 1e-8, weight decay 0.1 on every parameter.</summary>
-public sealed record AdamSettings
-{
-    public double Beta1 { get; init; } = 0.9;
-    public double Beta2 { get; init; } = 0.95;
-    public double Eps { get; init; } = 1e-8;
-    public double WeightDecay { get; init; } = 0.1;
-    /// <summary>Which parameters decay: AllParameters (paper), MatricesOnly (nanoGPT), AdamMiniNames (Adam-mini 1.1.1).</summary>
-    public WeightDecayPolicy DecayPolicy { get; init; } = WeightDecayPolicy.AllParameters;
-}
-
-/// <summary>One parameter as an optimizer sees it.</summary>
-public sealed record OptimizedParameter(string Name, Parameter Tensor, Block Block, bool Decays)
-{
-    public long Numel => Tensor.numel();
-}
 
 /// <summary>
 /// Adam-family optimizers whose learning rate is set per block kind at every step (Blockwise LR). With one LR
@@ -38,7 +19,7 @@ public abstract class BlockOptimizer : IDisposable
         var list = parameters.ToList();
         var blocks = (rules ?? BlockRules.Default).WholeBlocks(list.Select(p => new ParameterShape(p.Name, p.Parameter.shape)));
         Parameters = list.Zip(blocks, (p, block) => new OptimizedParameter(p.Name, p.Parameter, block,
-            WeightDecay.applies(settings.DecayPolicy, p.Name, ListModule.OfSeq(p.Parameter.shape)))).ToList();
+            AdamMiniRules.Decays(settings.DecayPolicy, p.Name, p.Parameter.shape))).ToList();
         var devices = Parameters.Select(p => p.Tensor.device.ToString()).Distinct().ToList();
         if (devices.Count > 1) throw new ArgumentException($"parameters are on several devices ({string.Join(", ", devices)}); move the model first");
         if (Parameters.FirstOrDefault(p => p.Tensor.dtype != ScalarType.Float32) is { } wrong)
@@ -210,7 +191,7 @@ public abstract class BlockOptimizer : IDisposable
         AdamSettings settings, AttentionShape? attention = null, BlockRules? rules = null, bool reference = false, DataParallel? parallel = null)
     {
         if (reference && parallel is { Group.WorldSize: > 1 }) throw new ArgumentException("the reference optimizers train in one process");
-        if (OptimizerKindModule.family(kind) == OptimizerFamily.AdamW)
+        if (OptimizerKinds.Family(kind) == OptimizerFamily.AdamW)
             return reference ? new ReferenceAdamW(parameters, settings, rules) : new BlockwiseAdamW(parameters, settings, rules, parallel);
         var shape = attention ?? throw new ArgumentException("Adam-mini needs the attention shape (width, heads, kv-heads) to cut Q and K into heads");
         return reference ? new ReferenceAdamMini(parameters, settings, shape, rules) : new AdamMini(parameters, settings, shape, rules, parallel);

@@ -47,7 +47,7 @@ public sealed class ReferenceAdamW : BlockOptimizer
 }
 
 /// <summary>The plain Adam-mini: a loop over parameters and, within each, over its v-blocks, following
-/// method.md section 6 literally. The flat-buffer <see cref="AdamMini"/> is tested against it.</summary>
+/// docs/method.md section 6 literally. The flat-buffer <see cref="AdamMini"/> is tested against it.</summary>
 public sealed class ReferenceAdamMini : BlockOptimizer
 {
     readonly Dictionary<OptimizedParameter, (Tensor M, Tensor V, AdamMiniPlan Plan)> state;
@@ -58,7 +58,7 @@ public sealed class ReferenceAdamMini : BlockOptimizer
         {
             var plan = AdamMini.PlanOf(p, attention);
             return (zeros_like(p.Tensor).DetachFromDisposeScope(),
-                    zeros(AdamMiniPartition.vCount(plan), dtype: ScalarType.Float32, device: p.Tensor.device).DetachFromDisposeScope(),
+                    zeros(AdamMiniRules.VCount(plan), dtype: ScalarType.Float32, device: p.Tensor.device).DetachFromDisposeScope(),
                     plan);
         });
 

@@ -5,15 +5,6 @@ using BlockwiseLR.Optim;
 
 namespace BlockwiseLR.Training;
 
-/// <summary>Everything besides tensors that a checkpoint holds. All randomness comes from the seed and the
-/// sampler position (initialization draws from an explicit generator; training itself draws nothing), so
-/// these two are the complete RNG state.</summary>
-public sealed record TrainerState(
-    int Step, int SamplerEpoch, long SamplerIndex, ulong Seed, ModelConfig? Model, string CodeVersion,
-    List<double> TrainLosses, List<EvalPoint> Evals, PretrainOptions Options,
-    int AutoSteps = 0, Dictionary<string, double>? AutoSmoothed = null, Dictionary<string, double>? AutoRatios = null,
-    Data.TokenizerRecord? Tokenizer = null, Dictionary<string, double>? AutoSmallSquared = null, Dictionary<string, double>? AutoBigSquared = null);
-
 /// <summary>
 /// Checkpoints: RUN/checkpoints/step_NNNNNNN/ holds config.json + model.safetensors (Hugging Face format; for a
 /// model of your own, model.safetensors under its own parameter names and no config.json),
@@ -151,37 +142,6 @@ public static class Checkpoints
                 throw new InvalidDataException($"{path}: {name} is ({string.Join(", ", value.shape)}), expected ({string.Join(", ", tensor.shape)})");
             tensor.copy_(value);
         }
-    }
-}
-
-/// <summary>Fault injection for the crash tests, an internal test seam: BLR_FAULT=hang-during-checkpoint or
-/// hang-after-checkpoint (optionally @STEP, e.g. hang-during-checkpoint@4) makes the process stop there until it is
-/// killed; BLR_FAULT=bug-before-training throws an unexpected exception (the CLI's last-resort handler).</summary>
-static class FaultInjection
-{
-    /// <summary>BLR_FAULT_RANK=R limits a fault to rank R of a data-parallel run.</summary>
-    static bool ThisRank() =>
-        Environment.GetEnvironmentVariable("BLR_FAULT_RANK") is not { } rank || rank == Distributed.LaunchInfo.FromEnvironment().Rank.ToString();
-
-    public static void Bug(string point)
-    {
-        if (Environment.GetEnvironmentVariable("BLR_FAULT") == point && ThisRank())
-            throw new InvalidOperationException($"BLR_FAULT: {point}\nsecond line of the message");
-    }
-
-    /// <summary>Throws at the start of step <paramref name="step"/> when BLR_FAULT is POINT@STEP.</summary>
-    public static void Bug(string point, int step)
-    {
-        if (Environment.GetEnvironmentVariable("BLR_FAULT") == $"{point}@{step}" && ThisRank())
-            throw new InvalidOperationException($"BLR_FAULT: {point} at step {step}\nsecond line of the message");
-    }
-
-    public static void Hang(string point, int step)
-    {
-        var fault = Environment.GetEnvironmentVariable("BLR_FAULT");
-        if (fault != point && fault != $"{point}@{step}") return;
-        Console.Error.WriteLine($"BLR_FAULT: {point} at step {step}");
-        Thread.Sleep(Timeout.Infinite);
     }
 }
 

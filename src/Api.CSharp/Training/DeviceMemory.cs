@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -7,18 +6,6 @@ namespace BlockwiseLR.Training;
 /// <summary>Device memory in use on a CUDA device, from the CUDA runtime's cudaMemGetInfo (the whole process,
 /// including what libtorch's caching allocator holds in reserve). libtorch's allocator statistics are C++ only
 /// and not reachable from TorchSharp 0.107, so the peak a run reports is the largest of these per-step readings.</summary>
-/// <summary>The CUDA runtime libtorch already loaded (libcudart, by soname so it binds to that copy).</summary>
-static class CudaRuntime
-{
-    public static bool TryExport(string function, out nint address)
-    {
-        foreach (var name in new[] { "libcudart.so.12", "libcudart.so.13", "libcudart.so" })
-            if (NativeLibrary.TryLoad(name, out var cudart) && NativeLibrary.TryGetExport(cudart, function, out address)) return true;
-        address = 0;
-        return false;
-    }
-}
-
 static unsafe class DeviceMemory
 {
     static delegate* unmanaged<nuint*, nuint*, int> memGetInfo;

@@ -1,6 +1,5 @@
 using BlockwiseLR.Core;
 using BlockwiseLR.Models;
-using Microsoft.FSharp.Collections;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -8,7 +7,7 @@ using static TorchSharp.torch;
 namespace BlockwiseLR.Training;
 
 /// <summary>
-/// Per-block sharpness (method.md section 2), averaged over mini-batches or probes, each with its standard error:
+/// Per-block sharpness (docs/method.md section 8), averaged over mini-batches or probes, each with its standard error:
 /// the paper's proxy S(b) = B ||grad_b L_B||^2 / #params(b), and Hutchinson's estimate of the mean Hessian
 /// diagonal, mean over b of z * (H z) with Rademacher z, from Hessian-vector products by double backward.
 /// </summary>
@@ -30,7 +29,7 @@ public static class SharpnessEstimator
         var grads = autograd.grad([loss()], inputs);
         return parameters.Select((p, i) => (p.Block, Squared: grads[i].square().sum().to(float64).item<double>(), Count: p.Parameter.numel()))
             .GroupBy(x => x.Block)
-            .ToDictionary(g => g.Key, g => Sharpness.proxy(batchSize, g.Sum(x => x.Squared), g.Sum(x => x.Count)));
+            .ToDictionary(g => g.Key, g => SharpnessRules.Proxy(batchSize, g.Sum(x => x.Squared), g.Sum(x => x.Count)));
     }
 
     /// <summary>One Hutchinson sample per block from one loss: the block's mean of z * (H z), z Rademacher.</summary>
@@ -59,7 +58,7 @@ public static class SharpnessEstimator
     /// <summary>Summaries over samples, per block.</summary>
     public static Dictionary<Block, Estimate> Summarize(IEnumerable<Dictionary<Block, double>> samples) =>
         samples.SelectMany(s => s).GroupBy(kv => kv.Key)
-            .ToDictionary(g => g.Key, g => Sharpness.summarize(ListModule.OfSeq(g.Select(kv => kv.Value))));
+            .ToDictionary(g => g.Key, g => SharpnessRules.Summarize(g.Select(kv => kv.Value)));
 
     /// <summary>Adam's preconditioner 1 / (sqrt(v / (1 - beta2^t)) + eps) per parameter of a model, from an optimizer
     /// state (exp_avg_sq/NAME and step, as checkpoints hold it): AdamW's v has the parameter's shape; Adam-mini's one

@@ -1,0 +1,78 @@
+using BlockwiseLR.Core;
+using TorchSharp;
+
+namespace BlockwiseLR.Training;
+
+/// <summary>What a checkpoint holds of auto ratios: the state of the rule (docs/method.md section 9), keyed by
+/// block key (emb, qk, ...).</summary>
+public sealed record AutoRatioCheckpoint(
+    int Steps,
+    Dictionary<string, double> Smoothed,
+    Dictionary<string, double> Ratios,
+    Dictionary<string, double> SmallSquared,
+    Dictionary<string, double> BigSquared
+);
+
+/// <summary>
+/// Auto ratios during a run (<see cref="BlockRatios.Auto"/>): the rule's state, its observation of every step, the
+/// LR it gives each block and its part of the checkpoint. The rule itself is the core's (AutoRatios.fs); a ratio r
+/// gives a block the LR that fixed ratios at r give it.
+/// </summary>
+sealed class AutoRatioTracker
+{
+    readonly AutoRatioRule rule;
+    readonly BlockSchedule schedule;
+    readonly IReadOnlyDictionary<Block, long> parametersPerBlock;
+    AutoRatioState state;
+
+    AutoRatioTracker(AutoRatioRule rule, BlockSchedule schedule, IReadOnlyDictionary<Block, long> parametersPerBlock,
+        AutoRatioState state)
+    {
+        (this.rule, this.schedule, this.parametersPerBlock, this.state) = (rule, schedule, parametersPerBlock, state);
+        Blocks = [.. parametersPerBlock.Keys];
+    }
+
+    /// <summary>The tracker of a run with auto ratios (null for fixed ratios), resumed from
+    /// <paramref name="saved"/> when the checkpoint has its part.</summary>
+    public static AutoRatioTracker? For(ResolvedOptions resolved, IReadOnlyDictionary<Block, long> parametersPerBlock,
+        AutoRatioCheckpoint? saved)
+    {
+        if (!resolved.AutoRatios) return null;
+        var settings = resolved.Options.Ratios.AutoSettings!;
+        var rule = new AutoRatioRule(settings.Alpha, settings.MaxRatio, settings.Every, settings.Smoothing,
+            resolved.MicroBatch, resolved.Options.BatchSize);
+        var state = saved is null ? AutoRatioRules.Start
+            : AutoRatioRules.Restore(saved.Steps, saved.Smoothed, saved.Ratios, saved.SmallSquared, saved.BigSquared);
+        return new AutoRatioTracker(rule, resolved.Schedule, parametersPerBlock, state);
+    }
+
+    /// <summary>Whether each step also measures the first micro-batch's gradient (the noise correction): only
+    /// with micro-batches.</summary>
+    public bool MeasuresNoise => rule.MicroBatch < rule.Batch;
+
+    /// <summary>The blocks in the order the noise measurement reads them.</summary>
+    public IReadOnlyList<Block> Blocks { get; }
+
+    /// <summary>Folds one step in: each block's squared gradient norm over the whole batch and, with micro-batches,
+    /// over the first micro-batch (<paramref name="smallSquared"/>, in <see cref="Blocks"/> order).</summary>
+    public void Observe(IReadOnlyDictionary<Block, double> squared, IReadOnlyList<double>? smallSquared)
+    {
+        var measured = squared.Select(kv => AutoRatioRules.Observation(kv.Key.ToCore(), kv.Value,
+            parametersPerBlock[kv.Key], null));
+        if (smallSquared is not null)
+            measured = Blocks.Select((block, i) => AutoRatioRules.Observation(block.ToCore(), squared[block],
+                parametersPerBlock[block], smallSquared[i]));
+        state = AutoRatioRules.Observe(rule, measured, state);
+    }
+
+    /// <summary>The ratio in force for a block (1 until the first update).</summary>
+    public double RatioOf(Block block) => AutoRatioRules.RatioOf(state, block.ToCore());
+
+    /// <summary>The LR of a block during a step under the ratio in force.</summary>
+    public double LrAt(Block block, int step) => AutoRatioRules.LrAt(schedule.Spec, state, block.ToCore(), step);
+
+    /// <summary>The tracker's part of a checkpoint.</summary>
+    public AutoRatioCheckpoint Checkpoint() => new(state.Steps, AutoRatioRules.Keyed(state.Smoothed),
+        AutoRatioRules.Keyed(state.Ratios), AutoRatioRules.Keyed(state.SmallSquared),
+        AutoRatioRules.Keyed(state.BigSquared));
+}

@@ -1,0 +1,89 @@
+using BlockwiseLR.Core;
+using BlockwiseLR.Data;
+
+namespace BlockwiseLR.Training;
+
+/// <summary>What a run has done so far: the train loss and time of every step, the evaluations and the last
+/// checkpoint; from it come the checkpoint's state and the run's result.</summary>
+sealed class RunHistory(RunSetup setup)
+{
+    readonly List<double> losses = setup.Resumed?.TrainLosses.Take(setup.StartStep).ToList() ?? [];
+    readonly List<EvalPoint> evals = setup.Resumed?.Evals.Where(e => e.Step <= setup.StartStep).ToList() ?? [];
+    readonly List<double> stepTimes = [];
+
+    public string? LastCheckpoint { get; set; } = setup.ResumeFrom;
+
+    public void Add(StepOutcome outcome)
+    {
+        losses.Add(outcome.Loss);
+        stepTimes.Add(outcome.Milliseconds);
+    }
+
+    /// <summary>Records an evaluation after <paramref name="done"/> steps; returns its loss.</summary>
+    public double AddEval(int done, double valLoss)
+    {
+        evals.Add(new EvalPoint(done, valLoss));
+        return valLoss;
+    }
+
+    /// <summary>The checkpoint's state after <paramref name="done"/> steps.</summary>
+    public TrainerState State(int done, BatchSampler sampler, AutoRatioTracker? auto) => new()
+    {
+        Step = done,
+        SamplerEpoch = sampler.Position.Epoch,
+        SamplerIndex = sampler.Position.Index,
+        Seed = setup.Options.Seed,
+        Model = setup.Config,
+        CodeVersion = Pretrainer.CodeVersion,
+        TrainLosses = [.. losses],
+        Evals = [.. evals],
+        Options = setup.Options,
+        Tokenizer = setup.Resolved.Tokenizer,
+        Auto = auto?.Checkpoint(),
+    };
+
+    /// <summary>The run's result. Speed is the steady state's: the first quarter of the steps pays for warm-up
+    /// (allocations, JIT).</summary>
+    public PretrainResult Result(bool interrupted, long optimizerStateBytes)
+    {
+        var steady = stepTimes.Count > 4 ? stepTimes.Skip(stepTimes.Count / 4).ToList() : stepTimes;
+        var msPerStep = steady.Count > 0 ? steady.Average() : double.NaN;
+        var run = setup.RunDirectory;
+        return new PretrainResult(run, losses.Count, evals.LastOrDefault()?.ValLoss ?? double.NaN,
+            evals.Count > 0 ? evals.Min(e => e.ValLoss) : double.NaN, evals, losses,
+            setup.TokensPerStep * 1000 / msPerStep, msPerStep, optimizerStateBytes, LastCheckpoint,
+            Path.Combine(run, "metrics.jsonl"), interrupted);
+    }
+}
+
+/// <summary>Turns a step's outcome into its <see cref="StepReport"/>: each block's LR and gradient norm, speed,
+/// MFU on CUDA, auto ratios, the proxy sharpness on the steps that log it, time in collectives and device
+/// memory.</summary>
+sealed class StepDiagnostics(RunSetup setup, IReadOnlyDictionary<Block, long> parametersPerBlock,
+    Func<Block, int, double> learningRate, AutoRatioTracker? auto)
+{
+    readonly double? peakFlops = setup.Device.type == TorchSharp.DeviceType.CUDA && setup.Config is not null
+        ? ResolvedOptions.PeakFlops(setup.Options.PeakTflops ?? "h100", setup.Options.Precision) : null;
+    readonly double flopsPerToken = setup.Config is null ? 0 : FlopsRules.PerToken(setup.Config, setup.Resolved.SeqLen);
+
+    public StepReport Report(int step, StepOutcome outcome, double? valLoss)
+    {
+        var o = setup.Options;
+        var blocks = outcome.SquaredNorms.Keys;
+        var tokensPerSecond = setup.TokensPerStep * 1000 / outcome.Milliseconds;
+        var logsSharpness = o.SharpnessEvery > 0 && step % o.SharpnessEvery == 0;
+        return new StepReport(step, outcome.Loss, blocks.ToDictionary(b => b, b => learningRate(b, step)),
+            outcome.SquaredNorms.ToDictionary(kv => kv.Key, kv => Math.Sqrt(kv.Value)), tokensPerSecond,
+            outcome.Milliseconds, valLoss)
+        {
+            Steps = o.Steps,
+            Ratios = auto is null ? null : blocks.ToDictionary(b => b, auto.RatioOf),
+            Sharpness = !logsSharpness ? null : outcome.SquaredNorms.ToDictionary(kv => kv.Key,
+                kv => SharpnessRules.Proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key])),
+            Mfu = peakFlops is { } peak ? tokensPerSecond * flopsPerToken / peak : null,
+            CollectiveMilliseconds = setup.Group != Distributed.ProcessGroup.Single
+                ? outcome.CollectiveMilliseconds : null,
+            DeviceMemoryBytes = DeviceMemory.UsedBytes(setup.Device),
+        };
+    }
+}

@@ -1,0 +1,159 @@
+using BlockwiseLR.Core;
+using BlockwiseLR.Data;
+using BlockwiseLR.Distributed;
+using BlockwiseLR.Models;
+using BlockwiseLR.Optim;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Training;
+
+/// <summary>
+/// The set-up of a run, in the order a refusal must come: the options resolved against each other and the data,
+/// the checkpoint a resume continues (or the weights an init starts from), the process group, the device and its
+/// precision; then the data, the model and the optimizer; and only when every input has been read, the run
+/// folder (rank 0 alone). Nothing here trains.
+/// </summary>
+sealed class RunSetup
+{
+    RunSetup(ResolvedOptions resolved, string runDirectory, string? resumeFrom, TrainerState? resumed, string? initFrom)
+    {
+        (Resolved, RunDirectory, ResumeFrom, Resumed, InitFrom) = (resolved, runDirectory, resumeFrom, resumed, initFrom);
+    }
+
+    public ResolvedOptions Resolved { get; }
+    public PretrainOptions Options => Resolved.Options;
+    public ModelConfig? Config => Resolved.Config;
+    public string RunDirectory { get; }
+    /// <summary>The checkpoint a resume continues (null: a new run).</summary>
+    public string? ResumeFrom { get; }
+    public TrainerState? Resumed { get; }
+    /// <summary>The weights a new run starts from (null: initialized from the seed).</summary>
+    public string? InitFrom { get; }
+    public ProcessGroup Group { get; private set; } = ProcessGroup.Single;
+    public Device Device { get; private set; } = CPU;
+    /// <summary>The first step this process runs.</summary>
+    public int StartStep => Resumed?.Step ?? 0;
+    public long TokensPerStep => (long)Options.BatchSize * Resolved.SeqLen;
+
+    /// <summary>Resolves and checks everything that can be refused before anything is written, joins the process
+    /// group (<paramref name="group"/>, or the launcher's world) and picks the device.</summary>
+    public static RunSetup Prepare(PretrainOptions options, nn.Module<Tensor, Tensor>? customModel, BlockRules rules,
+        bool ownData, ProcessGroup? group)
+    {
+        var launch = group is null ? LaunchInfo.FromEnvironment() : null;
+        var world = group?.WorldSize ?? launch!.WorldSize;
+        var resolved = customModel is null
+            ? ResolvedOptions.Resolve(options, ownData, world)
+            : ResolvedOptions.ResolveCustom(options, tiedHead: !HasOwnHead(customModel, rules), ownData, world);
+        var (o, config) = (resolved.Options, resolved.Config);
+        var run = Path.GetFullPath(o.Out);
+        var resumeFrom = o.Resume is { } resume ? Checkpoints.Locate(run, resume) : null;
+        var resumed = resumeFrom is null ? null : Checkpoints.ReadState(resumeFrom, config);
+        if (resumed is not null) RunFolder.RefuseChangedTrajectory(resumed.Options, o, o.Resume!, resumeFrom!);
+        if (resumeFrom is null && RunFolder.HoldsRun(run) && !o.Overwrite)
+            throw new InvalidOptionException(nameof(o.Out), o.Out,
+                "already holds a run; resume it (Resume latest) or replace it (Overwrite)");
+        var initFrom = o.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
+        if (initFrom is not null && HfFormat.ReadConfig(initFrom) is var initConfig && !initConfig.Equals(config))
+            throw new InvalidOptionException(nameof(o.InitFrom), initFrom,
+                $"holds another model ({ModelConfigs.Describe(initConfig)}), not "
+                + $"{(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
+        var setup = new RunSetup(resolved, run, resumeFrom, resumed, initFrom);
+        setup.Join(launch, group, customModel);
+        return setup;
+    }
+
+    static bool HasOwnHead(nn.Module<Tensor, Tensor> model, BlockRules rules) =>
+        rules.CountByBlock(model.named_parameters().Select(p => new ParameterShape(p.name, p.parameter.shape)))
+            .ContainsKey(Block.OutputHead);
+
+    /// <summary>The process group, the threads, the device and its precision.</summary>
+    void Join(LaunchInfo? launch, ProcessGroup? group, nn.Module<Tensor, Tensor>? customModel)
+    {
+        var o = Options;
+        var resolvedDevice = o.Device.Use();
+        if (o.Deterministic) TorchRuntime.UseDeterministicAlgorithms(true);
+        Group = group ?? ProcessGroup.Join(launch!, o.Device.IsCuda);
+        // Each rank takes its share of the machine's cores unless told otherwise.
+        if (o.Threads is { } threads) set_num_threads(threads);
+        else if (Group.LocalWorldSize > 1) set_num_threads(Math.Max(1, Environment.ProcessorCount / Group.LocalWorldSize));
+        Device = customModel is not null ? customModel.parameters().First().device
+            : Group.WorldSize > 1 && o.Device.IsCuda ? Group.CollectiveDevice
+            : resolvedDevice;
+        if (Group.WorldSize > 1) Agreement.Require(Group, "options", Agreement.OptionsFingerprint(o));
+        Precisions.Apply(o.Precision, Device);
+    }
+
+    /// <summary>The named model of the options, initialized from the seed, in the run's precision.</summary>
+    public LanguageModel CreateModel()
+    {
+        var model = LanguageModel.Create(Config!, Device, (long)Options.Seed);
+        model.Precision = Options.Precision;
+        return model;
+    }
+
+    /// <summary>The optimizer of the options over <paramref name="model"/>'s parameters, data-parallel over the
+    /// group.</summary>
+    public BlockOptimizer CreateOptimizer(nn.Module<Tensor, Tensor> model, BlockRules rules, AttentionShape? attention)
+    {
+        var o = Options;
+        var settings = new AdamSettings
+        {
+            Beta1 = o.Beta1, Beta2 = o.Beta2, Eps = o.Eps, WeightDecay = o.WeightDecay,
+            DecayPolicy = Resolved.DecayPolicy,
+        };
+        var parallel = new DataParallel(Group, o.Zero, (long)Math.Round(o.BucketMb * 1024 * 1024));
+        return BlockOptimizer.Create(o.Optimizer, model.named_parameters().Select(p => (p.name, p.parameter)),
+            settings, attention ?? Config?.Attention(), rules, reference: o.ReferenceOptimizer, parallel: parallel);
+    }
+
+    /// <summary>The weights and optimizer state a resume continues, or the weights an init starts from; every rank
+    /// then agrees on the parameters.</summary>
+    public void LoadStart(nn.Module<Tensor, Tensor> model, BlockOptimizer optimizer)
+    {
+        if (ResumeFrom is not null) Checkpoints.Load(ResumeFrom, model, optimizer);
+        else if (InitFrom is not null) Checkpoints.LoadWeights(InitFrom, model);
+        if (Group.WorldSize > 1) Agreement.Require(Group, "initial parameters", Agreement.ParametersFingerprint(model));
+    }
+
+    /// <summary>Only now, with every input read, is the run folder touched (by rank 0 alone): cleared when
+    /// overwritten, stale checkpoint temporaries removed, options.json written.</summary>
+    public void OpenRunFolder(Action<string>? note)
+    {
+        if (!Group.IsMain) return;
+        if (ResumeFrom is null && Options.Overwrite) RunFolder.Clear(RunDirectory);
+        Directory.CreateDirectory(RunDirectory);
+        foreach (var stale in Checkpoints.RemoveStaleTemporaries(RunDirectory))
+            note?.Invoke($"removed {stale}, a checkpoint a process died writing");
+        File.WriteAllText(Path.Combine(RunDirectory, "options.json"), Options.ToJson());
+    }
+}
+
+/// <summary>The train and val token sources of a run (the prepared dataset's, or the caller's) and the sampler
+/// that walks the train split from the resumed position.</summary>
+sealed class TrainingData : IDisposable
+{
+    readonly TokenDataset? ownTrain, ownVal;
+
+    public TrainingData(RunSetup setup, ITokenSource? customTrain, ITokenSource? customVal)
+    {
+        var (o, vocab) = (setup.Options, setup.Config?.Vocab);
+        ownTrain = customTrain is null ? TokenDataset.Open(o.Data, "train", vocab) : null;
+        ownVal = customVal is null ? TokenDataset.Open(o.Data, "val", vocab) : null;
+        (Train, Val) = (customTrain ?? ownTrain!, customVal ?? ownVal!);
+        var position = setup.Resumed is { } r ? new SamplerPosition(r.SamplerEpoch, r.SamplerIndex) : null;
+        Sampler = new BatchSampler(Train, setup.Resolved.SeqLen, o.Seed, position);
+        _ = new BatchSampler(Val, setup.Resolved.SeqLen, o.Seed);   // refuses a val split too short for seq_len
+    }
+
+    public ITokenSource Train { get; }
+    public ITokenSource Val { get; }
+    public BatchSampler Sampler { get; }
+
+    public void Dispose()
+    {
+        ownTrain?.Dispose();
+        ownVal?.Dispose();
+    }
+}

@@ -1,0 +1,36 @@
+namespace BlockwiseLR.Training;
+
+/// <summary>One finished optimizer step: the one record that metrics.jsonl, observers
+/// (<see cref="Trainer.OnStep"/>) and progress (<see cref="TrainProgress"/>) are written from.</summary>
+public sealed record StepReport(
+    int Step,
+    double Loss,
+    IReadOnlyDictionary<Block, double> LearningRates,
+    IReadOnlyDictionary<Block, double> GradientNorms,
+    double TokensPerSecond,
+    double Milliseconds,
+    double? ValLoss
+)
+{
+    /// <summary>The run's length in steps.</summary>
+    public int Steps { get; init; }
+
+    /// <summary>Each block's ratio under auto ratios (null: fixed ratios).</summary>
+    public IReadOnlyDictionary<Block, double>? Ratios { get; init; }
+
+    /// <summary>Each block's proxy sharpness B ||grad_b||^2 / #params(b) on the steps
+    /// <see cref="PretrainOptions.SharpnessEvery"/> picks (null on the others).</summary>
+    public IReadOnlyDictionary<Block, double>? Sharpness { get; init; }
+
+    /// <summary>Model FLOP utilization on CUDA for a built-in model (null elsewhere).</summary>
+    public double? Mfu { get; init; }
+
+    /// <summary>Milliseconds of the step spent in collectives (null for one process).</summary>
+    public double? CollectiveMilliseconds { get; init; }
+
+    /// <summary>Device memory in use after the step on CUDA (null elsewhere).</summary>
+    public long? DeviceMemoryBytes { get; init; }
+
+    /// <summary>The step as progress displays see it (steps done of the run).</summary>
+    public TrainProgress Progress() => new(Step + 1, Steps, Loss, ValLoss, TokensPerSecond);
+}

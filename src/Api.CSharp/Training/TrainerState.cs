@@ -1,0 +1,56 @@
+using System.Text.Json.Serialization;
+using BlockwiseLR.Core;
+
+namespace BlockwiseLR.Training;
+
+/// <summary>Everything besides tensors that a checkpoint holds (its trainer.json). All randomness comes from the
+/// seed and the sampler position (initialization draws from an explicit generator; training itself draws nothing),
+/// so these two are the complete RNG state.</summary>
+public sealed record TrainerState
+{
+    /// <summary>Optimizer steps done.</summary>
+    public required int Step { get; init; }
+    /// <summary>The sampler's position: the epoch of the data order and the next window in it.</summary>
+    public int SamplerEpoch { get; init; }
+    public long SamplerIndex { get; init; }
+    public ulong Seed { get; init; }
+    /// <summary>The model's config (null: a model of your own).</summary>
+    public ModelConfig? Model { get; init; }
+    /// <summary>The library version that wrote the checkpoint.</summary>
+    public string CodeVersion { get; init; } = "";
+    /// <summary>The train loss of every step done.</summary>
+    public List<double> TrainLosses { get; init; } = [];
+    public List<EvalPoint> Evals { get; init; } = [];
+    public required PretrainOptions Options { get; init; }
+    /// <summary>The tokenizer of the data (null: data of your own).</summary>
+    public Data.TokenizerRecord? Tokenizer { get; init; }
+
+    /// <summary>The state of auto ratios (null: fixed ratios).</summary>
+    [JsonIgnore]
+    public AutoRatioCheckpoint? Auto
+    {
+        get => autoSmoothed is null ? null
+            : new(autoSteps, autoSmoothed, autoRatios ?? [], autoSmallSquared ?? [], autoBigSquared ?? []);
+        init => (autoSteps, autoSmoothed, autoRatios, autoSmallSquared, autoBigSquared) =
+            (value?.Steps ?? 0, value?.Smoothed, value?.Ratios, value?.SmallSquared, value?.BigSquared);
+    }
+
+    // trainer.json keeps the auto part as five top-level keys, as every earlier version wrote it.
+    int autoSteps;
+    Dictionary<string, double>? autoSmoothed, autoRatios, autoSmallSquared, autoBigSquared;
+
+    [JsonInclude, JsonPropertyName("autoSteps")]
+    int AutoSteps { get => autoSteps; init => autoSteps = value; }
+
+    [JsonInclude, JsonPropertyName("autoSmoothed")]
+    Dictionary<string, double>? AutoSmoothed { get => autoSmoothed; init => autoSmoothed = value; }
+
+    [JsonInclude, JsonPropertyName("autoRatios")]
+    Dictionary<string, double>? AutoRatios { get => autoRatios; init => autoRatios = value; }
+
+    [JsonInclude, JsonPropertyName("autoSmallSquared")]
+    Dictionary<string, double>? AutoSmallSquared { get => autoSmallSquared; init => autoSmallSquared = value; }
+
+    [JsonInclude, JsonPropertyName("autoBigSquared")]
+    Dictionary<string, double>? AutoBigSquared { get => autoBigSquared; init => autoBigSquared = value; }
+}

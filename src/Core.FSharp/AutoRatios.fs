@@ -1,0 +1,134 @@
+namespace BlockwiseLR.Core
+
+open System
+
+/// The smoothed sharpness per block behind `--ratios auto`, the ratios last set from it, and the smoothed squared
+/// gradient norms of a small and the whole batch behind the noise correction (empty without micro-batches).
+type AutoRatioState =
+    { Steps: int
+      Smoothed: Map<BlockKind, float>
+      Ratios: Map<BlockKind, float>
+      SmallSquared: Map<BlockKind, float>
+      BigSquared: Map<BlockKind, float> }
+
+/// How auto ratios read the run (docs/method.md section 9).
+type AutoRatioRule =
+    {
+        /// r_b = clamp((S_norm / S_b)^Alpha, 1, MaxRatio).
+        Alpha: float
+        /// The largest ratio a block may get.
+        MaxRatio: float
+        /// Steps between ratio updates.
+        Every: int
+        /// The moving-average factor of the measured quantities.
+        Smoothing: float
+        /// Sequences in the first micro-batch (the small batch of the noise estimate); equal to Batch: no
+        /// micro-batches, no noise correction.
+        MicroBatch: int
+        /// Sequences in the step (the whole batch).
+        Batch: int
+    }
+
+/// One step's measurements per block: the squared norm of the whole batch's gradient, the block's parameter
+/// count and, with micro-batches, the squared norm of the first micro-batch's gradient.
+type AutoRatioObservation =
+    { Block: BlockKind
+      Squared: float
+      Parameters: int64
+      SmallSquared: float option }
+
+/// Sharpness-adaptive ratios, the whole rule in one place (docs/method.md section 9): the paper's proxy sharpness
+/// per block, smoothed by a bias-corrected moving average, corrected for gradient noise with micro-batches, and
+/// turned into ratios every few steps. A ratio r gives a block the LR that fixed ratios at r give it
+/// (`Schedule.forBlock`), so the same r means the same peak whether it was measured or chosen.
+[<RequireQualifiedAccess>]
+module AutoRatios =
+    let start = { Steps = 0; Smoothed = Map.empty; Ratios = Map.empty; SmallSquared = Map.empty; BigSquared = Map.empty }
+
+    /// The gradient-noise scale B_noise = tr(Sigma) / |G|^2 (McCandlish et al. 2018, appendix A) from the squared
+    /// norms of one gradient over a small batch of b sequences and over the whole batch of B > b: unbiased
+    /// |G|^2 = (B |g_B|^2 - b |g_b|^2) / (B - b) and tr(Sigma) = (|g_b|^2 - |g_B|^2) / (1/b - 1/B). None when the
+    /// estimate of |G|^2 is not positive (the noise hides the signal); tr(Sigma) below 0 counts as 0.
+    let noiseScale (small: int) (big: int) (smallSquared: float) (bigSquared: float) =
+        let b, bb = float small, float big
+        let signal = (bb * bigSquared - b * smallSquared) / (bb - b)
+        let trace = max 0.0 ((smallSquared - bigSquared) / (1.0 / b - 1.0 / bb))
+        if signal > 0.0 && Double.IsFinite trace then Some(trace / signal) else None
+
+    /// The adaptive rule: r_b = clamp((S_norm / S_b)^alpha, 1, rMax). Flatter blocks than the norms get larger
+    /// LRs, never less than the base and never more than rMax times it.
+    let adaptiveRatio (alpha: float) (rMax: float) (sharpnessNorm: float) (sharpnessBlock: float) =
+        if not (sharpnessNorm > 0.0 && sharpnessBlock > 0.0) then 1.0
+        else Math.Clamp((sharpnessNorm / sharpnessBlock) ** alpha, 1.0, rMax)
+
+    let private fold (smoothing: float) (state: Map<BlockKind, float>) (measured: (BlockKind * float) list) =
+        measured
+        |> List.fold
+            (fun (m: Map<BlockKind, float>) (k, s) ->
+                let previous = m |> Map.tryFind k |> Option.defaultValue 0.0
+                m.Add(k, smoothing * previous + (1.0 - smoothing) * s))
+            state
+
+    /// Each block's noise factor 1 + B_noise,b / B from the smoothed squared norms (the moving averages' bias
+    /// correction cancels in B_noise). A block whose |G|^2 estimate is not positive gets the largest factor
+    /// measured (the noisiest); none measured, or no estimate at all: 1 for every block.
+    let noiseFactors (small: int) (big: int) (state: AutoRatioState) =
+        let factors =
+            state.BigSquared
+            |> Map.map (fun k bigSq ->
+                state.SmallSquared
+                |> Map.tryFind k
+                |> Option.bind (fun smallSq -> noiseScale small big smallSq bigSq)
+                |> Option.map (fun n -> 1.0 + n / float big))
+        let measured = factors |> Map.toList |> List.choose snd
+        let noisiest = if measured.IsEmpty then 1.0 else List.max measured
+        fun (k: BlockKind) ->
+            match factors |> Map.tryFind k with
+            | Some(Some f) -> f
+            | Some None -> noisiest
+            | None -> 1.0
+
+    /// One step: fold this step's proxy sharpness per block (`Sharpness.proxy`) into exponential moving averages
+    /// (bias-corrected), and with micro-batches (MicroBatch < Batch) the squared gradient norms of the small batch
+    /// and the whole batch per block; every `Every` steps set each block's ratio to
+    /// clamp((S'_norm / S'_b)^alpha, 1, rMax) with S'_b = S_b (1 + B_noise,b / B): the sharpness a block's step
+    /// must respect, raised by how much of its gradient is noise at this batch size. Norms keep ratio 1.
+    let observe (rule: AutoRatioRule) (measured: AutoRatioObservation list) (state: AutoRatioState) =
+        let smoothing = rule.Smoothing
+        let sharpness = measured |> List.map (fun m -> m.Block, Sharpness.proxy rule.Batch m.Squared m.Parameters)
+        let noise =
+            if rule.MicroBatch < rule.Batch then
+                measured |> List.choose (fun m -> m.SmallSquared |> Option.map (fun small -> m.Block, small, m.Squared))
+            else
+                []
+        let steps = state.Steps + 1
+        let smoothed = fold smoothing state.Smoothed sharpness
+        let smallSquared = fold smoothing state.SmallSquared (noise |> List.map (fun (k, s, _) -> k, s))
+        let bigSquared = fold smoothing state.BigSquared (noise |> List.map (fun (k, _, b) -> k, b))
+        let next =
+            { state with
+                Steps = steps
+                Smoothed = smoothed
+                SmallSquared = smallSquared
+                BigSquared = bigSquared }
+        if steps % rule.Every <> 0 || not (smoothed.ContainsKey Norm) then
+            next
+        else
+            let factor =
+                if rule.MicroBatch < rule.Batch then
+                    noiseFactors rule.MicroBatch rule.Batch next
+                else
+                    fun _ -> 1.0
+            let effective k = smoothed[k] / (1.0 - smoothing ** float steps) * factor k
+            let ratio k =
+                if k = Norm then 1.0 else adaptiveRatio rule.Alpha rule.MaxRatio (effective Norm) (effective k)
+            { next with Ratios = smoothed |> Map.map (fun k _ -> ratio k) }
+
+    /// The ratio in force for a block (1 until the first update).
+    let ratioOf (state: AutoRatioState) (kind: BlockKind) =
+        state.Ratios |> Map.tryFind kind |> Option.defaultValue 1.0
+
+    /// A block's LR at step t under auto ratios: the schedule of a block whose ratio is the one in force, the
+    /// same rule fixed ratios follow.
+    let lrAt (spec: ScheduleSpec) (state: AutoRatioState) (kind: BlockKind) (t: int) =
+        Schedule.forBlock spec (ratioOf state kind) t

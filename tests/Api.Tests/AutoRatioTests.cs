@@ -1,0 +1,60 @@
+using BlockwiseLR.Core;
+using BlockwiseLR.Training;
+
+namespace BlockwiseLR.Tests;
+
+/// Auto ratios in the trainer: the LR a ratio gives, and the two block types joined case by case.
+public class AutoRatioTests
+{
+    static readonly Dictionary<Block, double> Held = new()
+    {
+        [Block.Embedding] = 10, [Block.AttentionQK] = 3.5, [Block.AttentionVO] = 2, [Block.FeedForward] = 6, [Block.Norm] = 1,
+    };
+
+    [Theory]
+    [InlineData(LrSchedule.Cosine, 20)]
+    [InlineData(LrSchedule.Linear, 1)]
+    [InlineData(LrSchedule.Wsd, 7)]
+    [InlineData(LrSchedule.WsdAnneal, 5)]
+    public void Auto_ratios_held_at_r_give_every_block_the_LR_fixed_ratios_at_r_give(LrSchedule schedule, int warmup)
+    {
+        var options = new PretrainOptions
+        {
+            Optimizer = OptimizerKind.BlockwiseAdamW, Lr = 1e-3, Steps = 200, WarmupSteps = warmup, Schedule = schedule,
+            BatchSize = 4, SeqLen = 8, Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 1000 }),
+        };
+        var auto = ResolvedOptions.ResolveCustom(options, tiedHead: true, ownData: true);
+        var counts = Held.Keys.ToDictionary(b => b, _ => 100L);
+        var saved = new AutoRatioCheckpoint(3, Held.ToDictionary(kv => kv.Key.Key(), _ => 1.0),
+            Held.ToDictionary(kv => kv.Key.Key(), kv => kv.Value), [], []);
+        var tracker = AutoRatioTracker.For(auto, counts, saved)!;
+        var fixedRatios = BlockSchedule.Create(schedule, 1e-3, warmup, 200, BlockRatios.Of(Held), tiedHead: true);
+        foreach (var block in Held.Keys)
+        {
+            Assert.Equal(Held[block], tracker.RatioOf(block));
+            for (var step = 0; step <= 200; step++) Assert.Equal(fixedRatios.LrAt(block, step), tracker.LrAt(block, step));
+        }
+        // The peak is r x base, the end the one shared floor.
+        Assert.Equal(10 * 1e-3, Enumerable.Range(0, 200).Max(t => tracker.LrAt(Block.Embedding, t)), 15);
+        Assert.Equal(fixedRatios.FloorLr, tracker.LrAt(Block.Embedding, 200), 15);
+    }
+
+    [Fact]
+    public void Every_block_maps_to_the_core_block_of_the_same_name_and_back()
+    {
+        var pairs = new (Block Block, BlockKind Kind)[]
+        {
+            (Block.Embedding, BlockKind.Embedding), (Block.PositionEmbedding, BlockKind.PositionEmbedding),
+            (Block.AttentionQK, BlockKind.AttentionQK), (Block.AttentionVO, BlockKind.AttentionVO),
+            (Block.FeedForward, BlockKind.FeedForward), (Block.Norm, BlockKind.Norm), (Block.OutputHead, BlockKind.OutputHead),
+        };
+        Assert.Equal(Enum.GetValues<Block>().Order(), pairs.Select(p => p.Block).Order());
+        Assert.Equal(BlockKinds.All.Count, pairs.Length);
+        foreach (var (block, kind) in pairs)
+        {
+            Assert.Equal(kind, block.ToCore());
+            Assert.Equal(block, kind.ToCSharp());
+            Assert.Equal(block.ToString(), kind.ToString());
+        }
+    }
+}
