@@ -25,11 +25,15 @@ static class AdamMiniHorizon
     static JsonObject Train(string data, OptimizerKind optimizer, string ratios, double lr, ulong seed, bool reference, int steps)
     {
         var (entry, result) = Study.Record(new PretrainOptions
-        {
-            Data = data, Model = "gpt2-tiny", Optimizer = optimizer, Ratios = BlockRatios.Parse(ratios), Lr = lr, Steps = steps,
-            WarmupSteps = steps / 10, BatchSize = BatchSize, SeqLen = SeqLen, EvalEvery = 50, EvalWindows = 32, Seed = seed,
-            ReferenceOptimizer = reference,
-        }, ratios);
+{
+        Model = new() { Name = "gpt2-tiny" },
+        Data = new() { Path = data },
+        Optimizer = new() { Kind = optimizer, Ratios = BlockRatios.Parse(ratios) },
+        Schedule = new() { Lr = lr, WarmupSteps = steps / 10 },
+        Training = new() { Steps = steps, BatchSize = BatchSize, SeqLen = SeqLen, Seed = seed },
+        Evaluation = new() { Every = 50, Windows = 32 },
+        Debug = new() { ReferenceOptimizer = reference },
+}, ratios);
         entry["reference"] = reference;
         entry["train_losses"] = new JsonArray((result?.TrainLosses ?? []).Select(l => (JsonNode)Math.Round(l, 6)).ToArray());
         Console.WriteLine(FormattableString.Invariant($"  {OptionNames.Format(optimizer)} {ratios} lr {lr} seed {seed}{(reference ? " (reference)" : "")}: final val {Final(entry):F4} ({entry["seconds"]!.GetValue<double>():F0} s)"));

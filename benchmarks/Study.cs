@@ -113,11 +113,11 @@ static class Study
         try
         {
             PretrainResult? result = null;
-            try { result = Pretrainer.Run(options with { Out = run }); }
+            try { result = Pretrainer.Run(options with { Run = options.Run with { Out = run } }); }
             catch (TrainingDivergedException) { }
             var entry = new JsonObject
             {
-                ["optimizer"] = OptionNames.Format(options.Optimizer), ["ratios"] = ratios, ["lr"] = options.Lr, ["seed"] = options.Seed,
+                ["optimizer"] = OptionNames.Format(options.Optimizer.Kind), ["ratios"] = ratios, ["lr"] = options.Schedule.Lr, ["seed"] = options.Training.Seed,
                 ["seconds"] = clock.Elapsed.TotalSeconds,
                 ["code"] = Pretrainer.CodeVersion, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
                 ["final"] = result?.FinalValLoss,
@@ -132,12 +132,14 @@ static class Study
     static JsonObject Train(Cell cell, string data, OptimizerKind optimizer, string ratios, double lr, ulong seed)
     {
         var options = new PretrainOptions
-        {
-            Data = data, Model = cell.Model, Optimizer = optimizer, Ratios = ratios.StartsWith("auto") ? BlockRatios.Auto() : BlockRatios.Parse(ratios),
-            Lr = lr, Steps = Steps, WarmupSteps = Steps / 10, BatchSize = cell.BatchSize, SeqLen = cell.SeqLen,
-            MicroBatchSize = ratios.EndsWith("+micro") ? cell.BatchSize / 2 : null,
-            EvalEvery = 25, EvalWindows = 32, Seed = seed,
-        };
+{
+        Model = new() { Name = cell.Model },
+        Data = new() { Path = data },
+        Optimizer = new() { Kind = optimizer, Ratios = ratios.StartsWith("auto") ? BlockRatios.Auto() : BlockRatios.Parse(ratios) },
+        Schedule = new() { Lr = lr, WarmupSteps = Steps / 10 },
+        Training = new() { Steps = Steps, BatchSize = cell.BatchSize, SeqLen = cell.SeqLen, MicroBatchSize = ratios.EndsWith("+micro") ? cell.BatchSize / 2 : null, Seed = seed },
+        Evaluation = new() { Every = 25, Windows = 32 },
+};
         return Record(options, ratios, (result, entry) =>
         {
             if (ratios.StartsWith("auto") && result.LastCheckpoint is { } last)

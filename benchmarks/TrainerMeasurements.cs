@@ -37,14 +37,18 @@ static class TrainerMeasurements
         var data = Data();
         var run = Directory.CreateTempSubdirectory("blr-overhead-").FullName;
         var options = new PretrainOptions
-        {
-            Data = data, Model = "gpt2-tiny", Steps = steps, BatchSize = 8, SeqLen = 128, EvalEvery = 0, EvalWindows = 1, Out = run, Threads = 1,
-        };
+{
+        Model = new() { Name = "gpt2-tiny" },
+        Data = new() { Path = data },
+        Training = new() { Steps = steps, BatchSize = 8, SeqLen = 128, Threads = 1 },
+        Evaluation = new() { Every = 0, Windows = 1 },
+        Run = new() { Out = run },
+};
         var trainer = Pretrainer.Run(options);
 
         using var train = TokenDataset.Open(data, "train");
-        var sampler = new BatchSampler(train, 128, options.Seed);
-        using var model = LanguageModel.Create(ModelConfigs.Create("gpt2-tiny"), seed: (long)options.Seed);
+        var sampler = new BatchSampler(train, 128, options.Training.Seed);
+        using var model = LanguageModel.Create(ModelConfigs.Create("gpt2-tiny"), seed: (long)options.Training.Seed);
         using var optimizer = BlockOptimizer.Create(OptimizerKind.BlockwiseAdamW, model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings());
         var times = new List<double>();
         for (var step = 0; step < steps; step++)
@@ -67,10 +71,13 @@ static class TrainerMeasurements
     {
         var run = Directory.CreateTempSubdirectory("blr-memory-").FullName;
         var options = new PretrainOptions
-        {
-            Data = Data(), Model = "gpt2-tiny", ModelOverrides = new() { Layers = 1, Width = 16, Heads = 2 },
-            Steps = steps + 1, BatchSize = 2, SeqLen = 8, EvalEvery = 0, EvalWindows = 2, Out = run, Threads = 1,
-        };
+{
+        Model = new() { Name = "gpt2-tiny", Overrides = new() { Layers = 1, Width = 16, Heads = 2 } },
+        Data = new() { Path = Data() },
+        Training = new() { Steps = steps + 1, BatchSize = 2, SeqLen = 8, Threads = 1 },
+        Evaluation = new() { Every = 0, Windows = 2 },
+        Run = new() { Out = run },
+};
         var readings = new List<(int Step, long Rss)>();
         Pretrainer.Run(options, new Synchronous(p => { if (p.Step % (steps / 4) == 0 && p.Step <= steps) readings.Add((p.Step, Rss())); }));
         Console.WriteLine(string.Join(", ", readings.Select(r => $"step {r.Step}: {r.Rss / 1048576.0:F1} MiB")));
@@ -148,12 +155,15 @@ static class RatioComparison
                 {
                     var run = Directory.CreateTempSubdirectory("blr-ratios-").FullName;
                     var result = Pretrainer.Run(new PretrainOptions
-                    {
-                        Data = data, Model = "gpt2-tiny", ModelOverrides = ModelOverrides.Parse(overrides), Optimizer = OptionNames.Parse<OptimizerKind>(optimizer),
-                        Ratios = ratios == "auto" ? BlockRatios.Auto(AutoRatioSettings.Default with { Alpha = autoAlpha ?? AutoRatioSettings.Default.Alpha }) : BlockRatios.Parse(ratios),
-                        Lr = 1e-3, Steps = steps, WarmupSteps = steps / 10, BatchSize = 8, SeqLen = 64, EvalEvery = steps / 6, EvalWindows = 32,
-                        Seed = seed, Out = run,
-                    });
+{
+        Model = new() { Name = "gpt2-tiny", Overrides = ModelOverrides.Parse(overrides) },
+        Data = new() { Path = data },
+        Optimizer = new() { Kind = OptionNames.Parse<OptimizerKind>(optimizer), Ratios = ratios == "auto" ? BlockRatios.Auto(AutoRatioSettings.Default with { Alpha = autoAlpha ?? AutoRatioSettings.Default.Alpha }) : BlockRatios.Parse(ratios) },
+        Schedule = new() { Lr = 1e-3, WarmupSteps = steps / 10 },
+        Training = new() { Steps = steps, BatchSize = 8, SeqLen = 64, Seed = seed },
+        Evaluation = new() { Every = steps / 6, Windows = 32 },
+        Run = new() { Out = run },
+});
                     Directory.Delete(run, true);
                     return result;
                 }).ToList();

@@ -15,21 +15,13 @@ if (!File.Exists(Path.Combine(data, "manifest.json")))
 
 var options = new PretrainOptions
 {
-    Model = "gpt2-tiny",
-    ModelOverrides = new() { Layers = 2 },          // a smaller gpt2-tiny: 2 layers instead of 4
-    Data = data,
-    Optimizer = OptimizerKind.BlockwiseAdamW,
-    Ratios = BlockRatios.Paper,                      // Norm x1, VO x4, FFN x6, QK x8, Emb x10
-    Schedule = LrSchedule.Cosine,
-    Lr = 1e-3,
-    Steps = steps,
-    BatchSize = 4,
-    SeqLen = 64,
-    EvalEvery = Math.Max(1, steps / 2),
-    EvalWindows = 8,
-    Device = ComputeDevice.Cpu,
-    Out = Path.Combine(output, "run"),
-    Resume = null,
+    Model = new() { Name = "gpt2-tiny", Overrides = new() { Layers = 2 } }, // a smaller gpt2-tiny: 2 layers, not 4
+    Data = new() { Path = data },
+    Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW, Ratios = BlockRatios.Paper }, // Norm x1, VO x4, FFN x6, QK x8, Emb x10
+    Schedule = new() { Kind = LrSchedule.Cosine, Lr = 1e-3 },
+    Training = new() { Steps = steps, BatchSize = 4, SeqLen = 64, Device = ComputeDevice.Cpu },
+    Evaluation = new() { Every = Math.Max(1, steps / 2), Windows = 8 },
+    Run = new() { Out = Path.Combine(output, "run") },
 };
 
 try

@@ -29,7 +29,8 @@ public sealed class BlockSchedule
         var spec = ScheduleRules.Spec(kind, baseLr, floorLr ?? DefaultFloor(baseLr), warmupSteps ?? DefaultWarmup(totalSteps),
             totalSteps, alphaWarmup);
         var blockRatios = Enum.GetValues<Block>().Select(b => ratios.For(b, tiedHead));
-        ScheduleRules.Validate(blockRatios, spec).OrThrow(reason => new ArgumentException(reason));
+        var (valid, field) = ScheduleRules.Validate(blockRatios, spec);
+        if (!valid.IsOk) throw new ScheduleException(field, valid.Error);
         return new BlockSchedule(spec, ratios, tiedHead);
     }
 

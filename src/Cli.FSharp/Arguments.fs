@@ -30,9 +30,9 @@ type ScheduleArgs =
             match a with
             | Steps _ -> "run length T in optimizer steps."
             | Warmup _ -> sprintf "warmup steps W (%s)." warmupDefault
-            | Lr _ -> sprintf "base (AdamW) peak LR; a block's peak is ratio x this (default %s)." (g defaults.Lr)
+            | Lr _ -> sprintf "base (AdamW) peak LR; a block's peak is ratio x this (default %s)." (g defaults.Schedule.Lr)
             | Ratios _ -> "paper (default), uniform, or a map like emb=10,qk=8,vo=4,ffn=6,norm=1[,head=1]."
-            | Schedule _ -> sprintf "%s (default %s)." (names<Core.LrSchedule> ()) (OptionNames.Format defaults.Schedule)
+            | Schedule _ -> sprintf "%s (default %s)." (names<Core.LrSchedule> ()) (OptionNames.Format defaults.Schedule.Kind)
             | Floor _ -> "the one floor every block decays to (default: base LR / 20, the official recipe)."
             | Alpha -> "alpha mode: a block's warmup is ratio times longer (equal warmup slopes)."
             | Untied -> "the output head is its own tensor (LLaMA); default: tied to the embedding (GPT-2)."
@@ -127,7 +127,7 @@ type InspectArgs =
             | Batch_Size _ -> "sequences per step for the activation estimate (default 8)."
             | Seq_Len _ -> "tokens per sequence (default: the context length)."
             | Optimizer _ -> sprintf "%s (default adamw)." (names<Core.OptimizerKind> ())
-            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Precision)
+            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Training.Precision)
             | Device _ -> "cpu (default; attention keeps T x T probabilities), cuda or cuda:N (fused attention)."
 
     /// The model overrides as key=value text for the facade, in command-line order.
@@ -190,8 +190,8 @@ type TrainArgs =
             match a with
             | Sharpness_Every _ -> "log the proxy sharpness per block into metrics.jsonl every N steps (default 0: off)."
             | Nproc _ -> "train data-parallel on N processes: under mpirun on the CPU (OpenMPI), one per GPU with NCCL on CUDA (no MPI needed). Under mpirun already, leave it out."
-            | Zero _ -> sprintf "ZeRO stage: 0 (every process keeps all optimizer state) or 1 (each keeps its part; default %d)." defaults.Zero
-            | Bucket_Mb _ -> sprintf "MiB per gradient all-reduce (default %s)." (g defaults.BucketMb)
+            | Zero _ -> sprintf "ZeRO stage: 0 (every process keeps all optimizer state) or 1 (each keeps its part; default %d)." defaults.Parallelism.Zero
+            | Bucket_Mb _ -> sprintf "MiB per gradient all-reduce (default %s)." (g defaults.Parallelism.BucketMb)
             | Auto_Alpha _ -> sprintf "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default %s, from the README's measurement)." (g AutoRatioSettings.Default.Alpha)
             | Auto_Max_Ratio _ -> sprintf "--ratios auto: the largest ratio (default %s)." (g AutoRatioSettings.Default.MaxRatio)
             | Auto_Every _ -> sprintf "--ratios auto: steps between ratio updates (default %d)." AutoRatioSettings.Default.Every
@@ -199,33 +199,33 @@ type TrainArgs =
             | Peak_Tflops _ -> "the GPU's dense peak TFLOP/s for MFU in metrics.jsonl, or h100, h200, a100 (default h100; CUDA only)."
             | Init_From _ -> "start from the weights of a Hugging Face folder, checkpoint or run (same model shape)."
             | Config _ -> "a JSON file of options (names as in options.json); command-line options override it."
-            | Model _ -> sprintf "a named config (default %s; see blr inspect --help)." defaults.Model
+            | Model _ -> sprintf "a named config (default %s; see blr inspect --help)." defaults.Model.Name
             | Set _ -> sprintf "a model override KEY=VALUE (%s); repeatable." Core.ModelConfig.overrideKeys
             | Data _ -> "a folder of shards from blr prepare."
-            | Optimizer _ -> sprintf "%s (default %s)." (names<Core.OptimizerKind> ()) (OptionNames.Format defaults.Optimizer)
-            | Ratios _ -> sprintf "paper, uniform, auto (from measured sharpness), or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers; default %s)." (if defaults.Ratios = BlockRatios.Paper then "paper" else string defaults.Ratios)
-            | Lr _ -> sprintf "base (AdamW) peak LR (default %s)." (g defaults.Lr)
-            | Schedule _ -> sprintf "%s (default %s)." (names<Core.LrSchedule> ()) (OptionNames.Format defaults.Schedule)
+            | Optimizer _ -> sprintf "%s (default %s)." (names<Core.OptimizerKind> ()) (OptionNames.Format defaults.Optimizer.Kind)
+            | Ratios _ -> sprintf "paper, uniform, auto (from measured sharpness), or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers; default %s)." (if defaults.Optimizer.Ratios = BlockRatios.Paper then "paper" else string defaults.Optimizer.Ratios)
+            | Lr _ -> sprintf "base (AdamW) peak LR (default %s)." (g defaults.Schedule.Lr)
+            | Schedule _ -> sprintf "%s (default %s)." (names<Core.LrSchedule> ()) (OptionNames.Format defaults.Schedule.Kind)
             | Warmup _ -> sprintf "warmup steps (%s)." warmupDefault
             | Floor _ -> "the one floor every block decays to (default LR/20)."
             | Alpha -> "alpha warmup: a block's warmup is ratio times longer."
-            | Steps _ -> sprintf "optimizer steps (default %d)." defaults.Steps
-            | Batch_Size _ -> sprintf "sequences per optimizer step (default %d)." defaults.BatchSize
+            | Steps _ -> sprintf "optimizer steps (default %d)." defaults.Training.Steps
+            | Batch_Size _ -> sprintf "sequences per optimizer step (default %d)." defaults.Training.BatchSize
             | Micro_Batch_Size _ -> "sequences per forward/backward; gradients accumulate up to the batch (default: the batch)."
             | Seq_Len _ -> "tokens per sequence (default: the model's context)."
-            | Seed _ -> sprintf "seed of initialization and data order (default %d)." defaults.Seed
-            | Out _ -> sprintf "the run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/, result.json (default %s)." defaults.Out
+            | Seed _ -> sprintf "seed of initialization and data order (default %d)." defaults.Training.Seed
+            | Out _ -> sprintf "the run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/, result.json (default %s)." defaults.Run.Out
             | Resume _ -> "latest (the newest checkpoint in --out) or a checkpoints/step_* folder; options that change the trajectory must be as trained."
             | Overwrite -> "replace the run already in --out (without it, such a folder is refused unless resumed)."
-            | Device _ -> sprintf "cpu, cuda or cuda:N (default %O)." defaults.Device
+            | Device _ -> sprintf "cpu, cuda or cuda:N (default %O)." defaults.Training.Device
             | Deterministic -> "deterministic CUDA kernels (PyTorch's use_deterministic_algorithms); an operation without one fails naming itself."
-            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Precision)
-            | Eval_Every _ -> sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.EvalEvery
-            | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.EvalWindows
-            | Checkpoint_Every _ -> sprintf "checkpoint every N steps (default %d: only at the end)." defaults.CheckpointEvery
-            | Keep_Checkpoints _ -> sprintf "checkpoints kept (default %d)." defaults.KeepCheckpoints
-            | Grad_Clip _ -> sprintf "global gradient-norm clip (default %s; 0: off)." (g defaults.GradClip)
-            | Weight_Decay _ -> sprintf "decoupled weight decay (default %s)." (g defaults.WeightDecay)
+            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Training.Precision)
+            | Eval_Every _ -> sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.Evaluation.Every
+            | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.Evaluation.Windows
+            | Checkpoint_Every _ -> sprintf "checkpoint every N steps (default %d: only at the end)." defaults.Checkpoint.Every
+            | Keep_Checkpoints _ -> sprintf "checkpoints kept (default %d)." defaults.Checkpoint.Keep
+            | Grad_Clip _ -> sprintf "global gradient-norm clip (default %s; 0: off)." (g defaults.Training.GradClip)
+            | Weight_Decay _ -> sprintf "decoupled weight decay (default %s)." (g defaults.Optimizer.WeightDecay)
             | Threads _ -> "CPU threads for libtorch."
 
 type EvalArgs =
@@ -311,24 +311,24 @@ type CompareArgs =
         member a.Usage =
             match a with
             | Data _ -> "a folder of shards from blr prepare."
-            | Model _ -> sprintf "a named config (default %s)." defaults.Model
+            | Model _ -> sprintf "a named config (default %s)." defaults.Model.Name
             | Set _ -> "a model override KEY=VALUE; repeatable."
             | Optimizers _ -> sprintf "comma-separated (default %s)." (String.Join(",", OptionNames.Known<Core.OptimizerKind>()))
             | Seeds _ -> "comma-separated seeds (default 1337); mean and spread are over these."
             | Steps _ -> "N: every optimizer runs N steps; the AdamW baseline runs 2N."
-            | Batch_Size _ -> sprintf "sequences per step (default %d)." defaults.BatchSize
+            | Batch_Size _ -> sprintf "sequences per step (default %d)." defaults.Training.BatchSize
             | Micro_Batch_Size _ -> "sequences per forward/backward (default: the batch)."
             | Seq_Len _ -> "tokens per sequence (default: the model's context)."
-            | Lr _ -> sprintf "base LR (default %s)." (g defaults.Lr)
+            | Lr _ -> sprintf "base LR (default %s)." (g defaults.Schedule.Lr)
             | Lr_Sweep _ -> "comma-separated base LRs for the AdamW(2N) baseline; the best is used for all."
             | Ratios _ -> "ratios of the blockwise optimizers (default paper)."
             | Warmup _ -> sprintf "warmup steps (%s)." warmupDefault
-            | Eval_Every _ -> sprintf "evaluate every N steps (default %d)." defaults.EvalEvery
-            | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.EvalWindows
+            | Eval_Every _ -> sprintf "evaluate every N steps (default %d)." defaults.Evaluation.Every
+            | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.Evaluation.Windows
             | Out _ -> "the comparison folder (default runs/compare)."
             | Threads _ -> "CPU threads for libtorch."
             | Device _ -> "cpu (default), cuda or cuda:N."
-            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Precision)
+            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Training.Precision)
 
 type PlotArgs =
     | [<Mandatory>] Run of dir: string

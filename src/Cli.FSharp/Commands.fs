@@ -33,14 +33,14 @@ let private deviceOrCpu (text: string option) = text |> Option.map device |> Opt
 
 let schedule (args: ParseResults<ScheduleArgs>) =
     let total = args.GetResult ScheduleArgs.Steps
-    let ratios = BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = string defaults.Ratios))
+    let ratios = BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = string defaults.Optimizer.Ratios))
     if ratios.IsAuto then raise (CliError "--ratios auto: auto ratios are set from measured sharpness during training; blr schedule shows fixed ratios (paper, uniform or a map)")
     let floor = args.TryGetResult ScheduleArgs.Floor |> Option.toNullable
-    let kind = args.TryGetResult ScheduleArgs.Schedule |> Option.map (choice<Core.LrSchedule> "--schedule") |> Option.defaultValue defaults.Schedule
+    let kind = args.TryGetResult ScheduleArgs.Schedule |> Option.map (choice<Core.LrSchedule> "--schedule") |> Option.defaultValue defaults.Schedule.Kind
     let plan =
         BlockSchedule.Create(
             kind,
-            args.GetResult(ScheduleArgs.Lr, defaultValue = defaults.Lr),
+            args.GetResult(ScheduleArgs.Lr, defaultValue = defaults.Schedule.Lr),
             args.TryGetResult ScheduleArgs.Warmup |> Option.toNullable,
             total,
             ratios,
@@ -180,35 +180,30 @@ let private withTraining (describe: string) (work: IProgress<Training.TrainProgr
                 task.Description <- sprintf "%s: step %d/%d, loss %.3f%s, %s tok/s" describe p.Step p.Steps p.Loss valText (p.TokensPerSecond.ToString "N0")
             work (Progress<Training.TrainProgress>(report)) cancel.Token)
 
-/// The JSON name of the option a command-line case sets: the case name in camelCase (Batch_Size ->
-/// batchSize), except where the flag is shorter than the property.
+/// The camelCase name of a subcommand's argument (Batch_Size -> batchSize): how the commands that do not train
+/// (prepare, eval, sample, ...) name their library options.
 let optionKey (caseName: string) =
-    match caseName with
-    | "Warmup" -> "warmupSteps"
-    | "Floor" -> "floorLr"
-    | "Alpha" -> "alphaWarmup"
-    | "Set" -> "modelOverrides"
-    | name ->
-        let parts = name.Split('_', StringSplitOptions.RemoveEmptyEntries)
-        let first (f: char -> char) (p: string) = string (f p.[0]) + p.Substring 1
-        first Char.ToLowerInvariant parts.[0] + (parts.[1..] |> Array.map (first Char.ToUpperInvariant) |> String.concat "")
+    let parts = caseName.Split('_', StringSplitOptions.RemoveEmptyEntries)
+    let first (f: char -> char) (p: string) = string (f p.[0]) + p.Substring 1
+    first Char.ToLowerInvariant parts.[0] + (parts.[1..] |> Array.map (first Char.ToUpperInvariant) |> String.concat "")
 
-/// The options that parsed arguments set, as (JSON name, value) pairs for PretrainOptions.With; `skip` names
-/// the cases that are not training options.
-let private optionValues (results: 'T list) (skip: string list) : Collections.Generic.KeyValuePair<string, obj> list =
-    let caseOf (a: 'T) = Reflection.FSharpValue.GetUnionFields(a, typeof<'T>)
-    let overrides =
+/// The options that parsed arguments set, as (option path, value) pairs for PretrainOptions.With, each flag read
+/// through OptionFlags.table (repeated --set values together); arguments that set no option (--config, --nproc,
+/// compare's --optimizers, ...) are left out.
+let private optionValues (parser: ArgumentParser<'T>) (results: 'T list) : Collections.Generic.KeyValuePair<string, obj> list =
+    let settings =
         [ for a in results do
-              match caseOf a with
-              | case, [| value |] when case.Name = "Set" -> yield string value
-              | _ -> () ]
-    [ if not overrides.IsEmpty then yield Collections.Generic.KeyValuePair("modelOverrides", box (Array.ofList overrides))
-      for a in results do
-          match caseOf a with
-          | case, _ when case.Name = "Set" || List.contains case.Name skip -> ()
-          | case, [||] -> yield Collections.Generic.KeyValuePair(optionKey case.Name, box true)
-          | case, [| value |] -> yield Collections.Generic.KeyValuePair(optionKey case.Name, value)
-          | _ -> () ]
+              match OptionFlags.pathOf (parser.GetArgumentCaseInfo(a).Name.Value) with
+              | Some path ->
+                  match Reflection.FSharpValue.GetUnionFields(a, typeof<'T>) with
+                  | _, [||] -> yield path, box true
+                  | _, [| value |] -> yield path, value
+                  | _ -> ()
+              | None -> () ]
+    let overrides = settings |> List.filter (fun (path, _) -> path = "model.overrides") |> List.map (snd >> string)
+    [ if not overrides.IsEmpty then yield Collections.Generic.KeyValuePair("model.overrides", box (Array.ofList overrides))
+      for path, value in settings do
+          if path <> "model.overrides" then yield Collections.Generic.KeyValuePair(path, value) ]
 
 /// The config file of the running command and the options its command line gave (JSON names): an invalid
 /// option that did not come from the command line is reported against the file, not a flag.
@@ -217,7 +212,7 @@ let mutable commandLineKeys: Set<string> = Set.empty
 
 /// The options of `train`: its config file, then its command line.
 let private trainOptions (args: ParseResults<TrainArgs>) =
-    let values = optionValues (args.GetAllResults()) [ "Config"; "Nproc" ]
+    let values = optionValues args.Parser (args.GetAllResults())
     commandLineKeys <- values |> List.map (fun kv -> kv.Key) |> Set.ofList |> Set.add "config"
     configFile <- args.TryGetResult TrainArgs.Config
     let fromFile = configFile |> Option.map Training.PretrainOptions.FromJsonFile |> Option.defaultValue defaults
@@ -229,12 +224,12 @@ let rec train (args: ParseResults<TrainArgs>) =
     | Some n when n < 1 -> raise (CliError(sprintf "--nproc %d: must be >= 1" n))
     | Some n when launched.WorldSize > 1 && n <> launched.WorldSize ->
         raise (CliError(sprintf "--nproc %d: this process was launched as one of %d; leave --nproc out under mpirun or a launcher" n launched.WorldSize))
-    | Some n when n > 1 && launched.WorldSize = 1 -> Launch.start n (trainOptions args).Device.IsCuda
+    | Some n when n > 1 && launched.WorldSize = 1 -> Launch.start n (trainOptions args).Training.Device.IsCuda
     | _ -> trainHere args launched
 
 and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.LaunchInfo) =
     let options = trainOptions args
-    let name = OptionNames.Format options.Optimizer
+    let name = OptionNames.Format options.Optimizer.Kind
     let result =
         withTraining name (fun progress cancel ->
             Training.Trainer(options).WithProgress(progress).OnNote(fun note -> eprintfn "note: %s" note).OnStep(stepped).Run(cancel))
@@ -319,13 +314,12 @@ let private commaList (text: string) = text.Split(',', StringSplitOptions.Remove
 let compare (args: ParseResults<CompareArgs>) =
     let common =
         defaults.With(
-            Collections.Generic.KeyValuePair("out", box "runs/compare")
-            :: optionValues (args.GetAllResults()) [ "Optimizers"; "Seeds"; "Lr_Sweep" ])
+            Collections.Generic.KeyValuePair("run.out", box "runs/compare") :: optionValues args.Parser (args.GetAllResults()))
     let number (flag: string) (parse: string -> bool * 'T) (text: string) =
         match parse text with
         | true, v -> v
         | _ -> raise (CliError(sprintf "%s: '%s' is not a number" flag text))
-    common.Device.Use() |> ignore   // before anything is written
+    common.Training.Device.Use() |> ignore   // before anything is written
     let compareDefaults = Reporting.CompareOptions(Common = common)
     let options =
         Reporting.CompareOptions(
@@ -376,11 +370,11 @@ let sharpness (args: ParseResults<SharpnessArgs>) =
 
 let demo (args: ParseResults<DemoArgs>) =
     let options = Reporting.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
-    let options = match args.TryGetResult DemoArgs.Threads with Some n -> options.With([ Collections.Generic.KeyValuePair("threads", box n) ]) | None -> options
-    let options = match args.TryGetResult DemoArgs.Device with Some d -> options.With([ Collections.Generic.KeyValuePair("device", box d) ]) | None -> options
-    options.Device.Use() |> ignore   // before the corpus is prepared: a device that cannot be used leaves nothing behind
+    let options = match args.TryGetResult DemoArgs.Threads with Some n -> options.With([ Collections.Generic.KeyValuePair("training.threads", box n) ]) | None -> options
+    let options = match args.TryGetResult DemoArgs.Device with Some d -> options.With([ Collections.Generic.KeyValuePair("training.device", box d) ]) | None -> options
+    options.Training.Device.Use() |> ignore   // before the corpus is prepared: a device that cannot be used leaves nothing behind
     printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW with the paper's ratios vs Blockwise AdamW with ratios from measured sharpness (auto), %d steps of %d x %d tokens each"
-        options.Model options.Steps options.BatchSize options.SeqLen.Value
+        options.Model.Name options.Training.Steps options.Training.BatchSize options.Training.SeqLen.Value
     let report =
         withTraining "demo" (fun progress cancel ->
             Reporting.Comparison.Run(options, Reporting.ComparisonArm.Demo, null, progress, cancel))
@@ -397,7 +391,7 @@ let inspect (args: ParseResults<InspectArgs>) =
     let batch = args.GetResult(InspectArgs.Batch_Size, defaultValue = 8)
     let seqLen = args.GetResult(InspectArgs.Seq_Len, defaultValue = config.Context)
     let optimizerKind = args.TryGetResult InspectArgs.Optimizer |> Option.map (choice<Core.OptimizerKind> "--optimizer") |> Option.defaultValue Core.OptimizerKind.AdamW
-    let precisionKind = args.TryGetResult InspectArgs.Precision |> Option.map (choice<Core.Precision> "--precision") |> Option.defaultValue defaults.Precision
+    let precisionKind = args.TryGetResult InspectArgs.Precision |> Option.map (choice<Core.Precision> "--precision") |> Option.defaultValue defaults.Training.Precision
     let optimizer = OptionNames.Format optimizerKind
     let precision = OptionNames.Format precisionKind
     let report = Models.ModelInspection.Of(config, optimizerKind, precisionKind, batch, seqLen, onCpu)

@@ -38,20 +38,27 @@ let private crash (e: exn) =
         fail 1 (sprintf "internal error: %s (%s); the trace is in %s" (firstLine e.Message) (e.GetType().Name) log)
     with _ -> fail 1 (sprintf "internal error: %s (%s); no trace log could be written" (firstLine e.Message) (e.GetType().Name))
 
-/// The flag of the running subcommand that sets a library option (its property name, e.g. "WarmupSteps").
-let mutable private flagOf: string -> string option = fun _ -> None
+/// The flags of the running subcommand.
+let mutable private flags: string list = []
 
-/// Library property names whose flag has another name.
+/// Library property names whose flag has another name, for the subcommands that do not train (prepare, eval,
+/// sample, ...); training options go through OptionFlags.table.
 let private flagAliases = Map [ "outputDirectory", "out"; "inputs", "input"; "jsonField", "field"; "parquetColumn", "column" ]
 
-let private flagsOf (parser: ArgumentParser<'T>) (option: string) =
-    let key = Commands.optionKey option
-    let key = flagAliases.TryFind key |> Option.defaultValue key
-    parser.GetArgumentCases() |> List.tryFind (fun c -> Commands.optionKey c.UnionCaseInfo.Name = key) |> Option.map (fun c -> c.Name.Value)
+/// The flag of the running subcommand that sets a library option: a training option ("Schedule.Lr") through
+/// OptionFlags.table, another subcommand's property ("SeqLen") by its name.
+let private flagOf (option: string) =
+    match OptionFlags.flagOfName flags option with
+    | Some flag -> Some flag
+    | None ->
+        let key = Commands.optionKey option
+        let key = flagAliases.TryFind key |> Option.defaultValue key
+        flags |> List.tryFind (fun flag -> flag.TrimStart('-') |> fun f -> Commands.optionKey (f.Replace('-', '_')) = key)
 
-/// A library text with the options it names (PascalCase properties, those that `named` accepts) said as this
-/// subcommand's flags; words inside paths are left alone.
+/// A library text with the options it names said as this subcommand's flags: training options ("Optimizer.Ratios")
+/// through the table, and the plain property names `named` accepts; words inside paths are left alone.
 let private inFlags (named: string -> bool) (text: string) =
+    let text = OptionFlags.inFlags flags text
     Text.RegularExpressions.Regex.Replace(text, @"(?<![/\w.-])[A-Z][a-z]+(?:[A-Z][a-z0-9]+)*(?![/\w.-])",
         fun m -> (if named m.Value then flagOf m.Value else None) |> Option.defaultValue m.Value)
 
@@ -61,15 +68,16 @@ let private version () = printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName(
 /// value came from a config file, else the library's own message.
 let private describe (e: InvalidOptionException) =
     let value = if isNull e.Value then "" else " " + e.Value
-    let key = Commands.optionKey e.Option
-    let file = match e.ConfigFile with | null -> (if Commands.commandLineKeys.Contains key then None else Commands.configFile) | f -> Some f
+    let path = OptionFlags.pathOfName e.Option
+    let fromFile = isNull e.ConfigFile && not (Commands.commandLineKeys.Contains path)
+    let file = match e.ConfigFile with | null -> (if fromFile then Commands.configFile else None) | f -> Some f
     match file, flagOf e.Option with
-    | Some source, _ -> sprintf "%s: %s%s: %s" source key (if isNull e.Value then "" else " = " + e.Value) e.Problem
+    | Some source, _ -> sprintf "%s: %s%s: %s" source path (if isNull e.Value then "" else " = " + e.Value) e.Problem
     | None, Some flag -> sprintf "%s%s: %s" flag value (inFlags (fun _ -> true) e.Problem)
     | None, None -> e.Message
 
 let private run (args: ParseResults<'T>) (command: ParseResults<'T> -> int) =
-    flagOf <- flagsOf args.Parser
+    flags <- args.Parser.GetArgumentCases() |> List.map (fun c -> c.Name.Value)
     command args
 
 let private dispatch (argv: string[]) =

@@ -212,9 +212,11 @@ type ScheduleRules =
         let schedule = Schedule.forBlock spec ratio
         Func<int, float>(schedule)
 
-    /// Checks the spec against the ratios it will be used with.
-    static member Validate(ratios: IEnumerable<float>, spec: ScheduleSpec) =
-        Schedule.validate (List.ofSeq ratios) spec |> Checked.ofResult
+    /// Checks the spec against the ratios it will be used with: the spec, or the field a refusal is about and why.
+    static member Validate(ratios: IEnumerable<float>, spec: ScheduleSpec) : struct (Checked<ScheduleSpec> * ScheduleField) =
+        match Schedule.validateFields (List.ofSeq ratios) spec with
+        | Ok valid -> struct (Checked.ofResult (Ok valid), ScheduleField.Kind)
+        | Error(field, reason) -> struct (Checked.ofResult (Error reason), field)
 
     static member DefaultWarmup(totalSteps: int) = Schedule.defaultWarmup totalSteps
     static member OfficialFloor(baseLr: float) = Schedule.officialFloor baseLr

@@ -38,6 +38,15 @@ type LrSchedule =
     | Wsd1Sqrt = 5
     | WsdAnneal = 6
 
+/// The part of a schedule a refusal is about.
+type ScheduleField =
+    | BaseLr = 0
+    | FloorLr = 1
+    | TotalSteps = 2
+    | WarmupSteps = 3
+    /// The schedule's kind (a WSD decay fraction).
+    | Kind = 4
+
 type ScheduleSpec =
     { Kind: ScheduleKind
       /// The AdamW LR; a block's peak is its ratio times this.
@@ -111,8 +120,8 @@ module Schedule =
 
     let private finitePositive x = not (Double.IsNaN x || Double.IsInfinity x) && x > 0.0
 
-    /// Checks the spec against the ratios it will be used with (the longest alpha warmup must fit the run).
-    let validate (ratios: float list) (spec: ScheduleSpec) : Result<ScheduleSpec, string> =
+    /// Checks the spec against the ratios it will be used with; a refusal names the field it is about.
+    let validateFields (ratios: float list) (spec: ScheduleSpec) : Result<ScheduleSpec, ScheduleField * string> =
         let longestWarmup = (1.0 :: ratios) |> List.map (warmupOf spec) |> List.max
         let lowestPeak = (1.0 :: ratios) |> List.min |> (*) spec.BaseLr
         let warmupLimit, limitName =
@@ -121,25 +130,30 @@ module Schedule =
             | WsdRatioAnneal -> float spec.TotalSteps / 3.0, "a third of the run"
             | _ -> float spec.TotalSteps, "the run length"
         if not (finitePositive spec.BaseLr) then
-            Error(sprintf "base LR %g must be a finite number > 0" spec.BaseLr)
+            Error(ScheduleField.BaseLr, sprintf "base LR %g must be a finite number > 0" spec.BaseLr)
         elif Double.IsNaN spec.FloorLr || spec.FloorLr < 0.0 then
-            Error(sprintf "floor LR %g must be >= 0" spec.FloorLr)
+            Error(ScheduleField.FloorLr, sprintf "floor LR %g must be >= 0" spec.FloorLr)
         elif spec.FloorLr > lowestPeak then
-            Error(sprintf "floor LR %g is above the lowest block peak %g; lower the floor" spec.FloorLr lowestPeak)
+            Error(ScheduleField.FloorLr, sprintf "floor LR %g is above the lowest block peak %g; lower the floor" spec.FloorLr lowestPeak)
         elif spec.TotalSteps < 1 then
-            Error(sprintf "total steps %d must be >= 1" spec.TotalSteps)
+            Error(ScheduleField.TotalSteps, sprintf "total steps %d must be >= 1" spec.TotalSteps)
         elif spec.WarmupSteps < 0 then
-            Error(sprintf "warmup steps %d must be >= 0" spec.WarmupSteps)
+            Error(ScheduleField.WarmupSteps, sprintf "warmup steps %d must be >= 0" spec.WarmupSteps)
         else
             match spec.Kind with
             | WarmupStableDecay(fraction, _) when not (fraction > 0.0 && fraction <= 1.0) ->
-                Error(sprintf "WSD decay fraction %g must be in (0, 1]" fraction)
+                Error(ScheduleField.Kind, sprintf "WSD decay fraction %g must be in (0, 1]" fraction)
             | _ when longestWarmup > warmupLimit ->
                 Error(
+                    ScheduleField.WarmupSteps,
                     sprintf "warmup of %g steps%s exceeds %s (%g steps); shorten the warmup or lengthen the run"
                         longestWarmup (if spec.AlphaWarmup then " (alpha mode: ratio x warmup)" else "") limitName warmupLimit
                 )
             | _ -> Ok spec
+
+    /// Checks the spec against the ratios it will be used with (the longest alpha warmup must fit the run).
+    let validate (ratios: float list) (spec: ScheduleSpec) : Result<ScheduleSpec, string> =
+        validateFields ratios spec |> Result.mapError snd
 
     /// The recipe behind each schedule name: `wsd` cools down linearly over the last 20%, `wsd-cosine` and
     /// `wsd-1-sqrt` with those shapes, `wsd-anneal` is the official ratio-annealing variant.

@@ -57,10 +57,10 @@ public sealed record CompareReport(CompareRow Baseline, IReadOnlyList<CompareRow
     public string ToMarkdown(PretrainOptions common)
     {
         var text = new StringBuilder();
-        text.AppendLine($"# Comparison: {common.Model}, N = {N} steps of {common.BatchSize} x {common.SeqLen} tokens");
+        text.AppendLine($"# Comparison: {common.Model.Name}, N = {N} steps of {common.Training.BatchSize} x {common.Training.SeqLen} tokens");
         text.AppendLine();
         text.AppendLine(
-            $"Data {common.Data}; seeds {string.Join(", ", Rows[0].Runs.Select(r => Path.GetFileName(r.RunDirectory)))}; AdamW at 2N = {2 * N} steps is the baseline" +
+            $"Data {common.Data.Path}; seeds {string.Join(", ", Rows[0].Runs.Select(r => Path.GetFileName(r.RunDirectory)))}; AdamW at 2N = {2 * N} steps is the baseline" +
             (Sweep.Count > 1 ? $" (best base LR of {string.Join(", ", Sweep.Select(s => s.Lr.ToString("G3", CultureInfo.InvariantCulture)))})" : "") +
             $"; speedup as docs/method.md section 4; BlockwiseLR {Pretrainer.CodeVersion}.");
         text.AppendLine();
@@ -102,8 +102,8 @@ public sealed record ComparisonRun(string Label, OptimizerKind Optimizer, Pretra
     /// <summary>The ratios in words: auto's final ones from the last checkpoint, the fixed ones as given.</summary>
     public static string RatiosOf(PretrainOptions options, PretrainResult result)
     {
-        if (!OptimizerKinds.IsBlockwise(options.Optimizer)) return "one LR";
-        if (!options.Ratios.IsAuto || result.LastCheckpoint is not { } last) return options.Ratios.ToString();
+        if (!OptimizerKinds.IsBlockwise(options.Optimizer.Kind)) return "one LR";
+        if (!options.Optimizer.Ratios.IsAuto || result.LastCheckpoint is not { } last) return options.Optimizer.Ratios.ToString();
         var final = Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).Auto?.Ratios ?? [];
         return "auto, at the end: " + string.Join(", ", final.OrderBy(kv => kv.Key, StringComparer.Ordinal)
             .Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F2}")));
@@ -141,17 +141,12 @@ public static class Comparison
     /// <see cref="DemoTokenizer"/>, about 4 minutes on 2 cores; --quick is 40 steps of 4 x 64.</summary>
     public static PretrainOptions DemoOptions(string output, bool quick) => new()
     {
-        Model = "gpt2-tiny",
-        Data = Path.Combine(output, "data"),
-        Lr = 1e-3,
-        Steps = quick ? 40 : 300,
-        BatchSize = quick ? 4 : 8,
-        SeqLen = quick ? 64 : 128,
-        WarmupSteps = quick ? 4 : 30,
-        EvalEvery = quick ? 10 : 25,
-        EvalWindows = quick ? 16 : 32,
-        Seed = 1337,
-        Out = output,
+        Model = new() { Name = "gpt2-tiny" },
+        Data = new() { Path = Path.Combine(output, "data") },
+        Schedule = new() { Lr = 1e-3, WarmupSteps = quick ? 4 : 30 },
+        Training = new() { Steps = quick ? 40 : 300, BatchSize = quick ? 4 : 8, SeqLen = quick ? 64 : 128, Seed = 1337 },
+        Evaluation = new() { Every = quick ? 10 : 25, Windows = quick ? 16 : 32 },
+        Run = new() { Out = output },
     };
 
     /// <summary>The tokenizer the main job prepares the built-in corpus with: the built-in 4,000-piece SentencePiece
@@ -173,21 +168,22 @@ public static class Comparison
     public static ComparisonReport Run(PretrainOptions common, IReadOnlyList<ComparisonArm> arms, Action<string>? starting = null,
         IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
     {
-        PretrainOptions OptionsOf(ComparisonArm arm) => common with { Optimizer = arm.Optimizer, Ratios = arm.Ratios ?? common.Ratios };
-        RefuseForeignFolder(common.Out, "blr demo", name => name is "data" or "report.md" or "report.json" or "loss.png"
+        PretrainOptions OptionsOf(ComparisonArm arm) =>
+            common with { Optimizer = common.Optimizer with { Kind = arm.Optimizer, Ratios = arm.Ratios ?? common.Optimizer.Ratios } };
+        RefuseForeignFolder(common.Run.Out, "blr demo", name => name is "data" or "report.md" or "report.json" or "loss.png"
             || arms.Any(a => a.Label == name));
         // Every option is checked before the corpus is prepared (the data folder is the demo's own to make).
         foreach (var arm in arms) ResolvedOptions.Resolve(OptionsOf(arm), ownData: true);
         // The data folder is the demo's own: one prepared with another tokenizer (an older demo's) is made again.
         // (SentencePiece tokenizers hold nothing to dispose.)
-        if (!Equals(TextTokenizers.OfDataset(common.Data), TokenizerRecord.Of(TextTokenizers.Create(DemoTokenizer))))
-            ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", Tokenizer = DemoTokenizer, OutputDirectory = common.Data, Overwrite = true });
+        if (!Equals(TextTokenizers.OfDataset(common.Data.Path), TokenizerRecord.Of(TextTokenizers.Create(DemoTokenizer))))
+            ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", Tokenizer = DemoTokenizer, OutputDirectory = common.Data.Path, Overwrite = true });
         var runs = new List<ComparisonRun>();
         foreach (var arm in arms)
         {
             starting?.Invoke(arm.Label);
             // Each arm's run folder is the comparison's own: a new comparison replaces it.
-            var options = OptionsOf(arm) with { Out = Path.Combine(common.Out, arm.Label), Overwrite = true };
+            var options = OptionsOf(arm) with { Run = new() { Out = Path.Combine(common.Run.Out, arm.Label), Overwrite = true } };
             var result = Pretrainer.Run(options, progress, cancel);
             runs.Add(new ComparisonRun(arm.Label, arm.Optimizer, result, ComparisonRun.RatiosOf(options, result)));
             if (cancel.IsCancellationRequested) break;
@@ -197,9 +193,9 @@ public static class Comparison
 
     static ComparisonReport Write(PretrainOptions common, List<ComparisonRun> runs)
     {
-        Directory.CreateDirectory(common.Out);
-        var png = Plots.Save(Path.Combine(common.Out, "loss.png"),
-            $"{common.Model}, {common.Steps} steps of {common.BatchSize} x {common.SeqLen} tokens: loss by step",
+        Directory.CreateDirectory(common.Run.Out);
+        var png = Plots.Save(Path.Combine(common.Run.Out, "loss.png"),
+            $"{common.Model.Name}, {common.Training.Steps} steps of {common.Training.BatchSize} x {common.Training.SeqLen} tokens: loss by step",
             runs.SelectMany((run, i) => new[]
             {
                 new Plots.Curve($"{run.Label} train (10-step mean)", Enumerable.Range(1, run.Result.TrainLosses.Count).Select(x => (double)x).ToArray(),
@@ -207,12 +203,12 @@ public static class Comparison
                 new Plots.Curve($"{run.Label} val", run.Result.Evals.Select(e => (double)e.Step).ToArray(),
                     run.Result.Evals.Select(e => e.ValLoss).ToArray(), ColorOf: 2 * i),
             }));
-        var report = new ComparisonReport(runs, Path.Combine(common.Out, "report.md"), png, Path.Combine(common.Out, "report.json"));
+        var report = new ComparisonReport(runs, Path.Combine(common.Run.Out, "report.md"), png, Path.Combine(common.Run.Out, "report.json"));
         var markdown = new StringBuilder();
-        markdown.AppendLine($"# {common.Model}: {string.Join(" vs ", runs.Select(r => r.Label))}");
+        markdown.AppendLine($"# {common.Model.Name}: {string.Join(" vs ", runs.Select(r => r.Label))}");
         markdown.AppendLine();
         markdown.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"Same data ({common.Data}), seed {common.Seed}, {common.Steps} steps of {common.BatchSize} x {common.SeqLen} tokens, base LR {common.Lr}, {OptionNames.Format(common.Schedule)} to LR/20 after {common.WarmupSteps ?? BlockSchedule.DefaultWarmup(common.Steps)} warmup steps; BlockwiseLR {Pretrainer.CodeVersion}, {Environment.ProcessorCount} CPU threads."));
+            $"Same data ({common.Data.Path}), seed {common.Training.Seed}, {common.Training.Steps} steps of {common.Training.BatchSize} x {common.Training.SeqLen} tokens, base LR {common.Schedule.Lr}, {OptionNames.Format(common.Schedule.Kind)} to LR/20 after {common.Schedule.WarmupSteps ?? BlockSchedule.DefaultWarmup(common.Training.Steps)} warmup steps; BlockwiseLR {Pretrainer.CodeVersion}, {Environment.ProcessorCount} CPU threads."));
         markdown.AppendLine();
         markdown.Append(report.Table());
         markdown.AppendLine();
@@ -239,12 +235,14 @@ public static class Comparison
     {
         var common = options.Common;
         if (options.Optimizers.Count == 0 || options.Seeds.Count == 0) throw new ArgumentException("give at least one optimizer and one seed");
-        RefuseForeignFolder(common.Out, "blr compare", name => name is "report.md" or "report.json" or "curves.png"
+        RefuseForeignFolder(common.Run.Out, "blr compare", name => name is "report.md" or "report.json" or "curves.png"
             || name.StartsWith("adamw-2N", StringComparison.Ordinal) || options.Optimizers.Any(o => OptionNames.Format(o) == name));
-        var n = common.Steps;
-        var lrs = options.LrSweep.Count > 0 ? options.LrSweep : [common.Lr];
-        foreach (var optimizer in options.Optimizers) ResolvedOptions.Resolve(common with { Optimizer = optimizer });   // every problem before any run
-        ResolvedOptions.Resolve(common with { Steps = 2 * n });
+        var n = common.Training.Steps;
+        var lrs = options.LrSweep.Count > 0 ? options.LrSweep : [common.Schedule.Lr];
+        // Every problem before any run.
+        foreach (var optimizer in options.Optimizers)
+            ResolvedOptions.Resolve(common with { Optimizer = common.Optimizer with { Kind = optimizer } });
+        ResolvedOptions.Resolve(common with { Training = common.Training with { Steps = 2 * n } });
 
         CompareRow RunRow(string label, OptimizerKind optimizer, int steps, double lr)
         {
@@ -252,11 +250,13 @@ public static class Comparison
             foreach (var seed in options.Seeds)
             {
                 starting?.Invoke($"{label} seed {seed}");
-                var folder = Path.Combine(common.Out, label, $"seed-{seed}");
+                var folder = Path.Combine(common.Run.Out, label, $"seed-{seed}");
                 runs.Add(Pretrainer.Run(common with
                 {
-                    Optimizer = optimizer, Steps = steps, Lr = lr, Seed = seed, Out = folder, Overwrite = true,
-                    WarmupSteps = common.WarmupSteps ?? BlockSchedule.DefaultWarmup(n),
+                    Optimizer = common.Optimizer with { Kind = optimizer },
+                    Schedule = common.Schedule with { Lr = lr, WarmupSteps = common.Schedule.WarmupSteps ?? BlockSchedule.DefaultWarmup(n) },
+                    Training = common.Training with { Steps = steps, Seed = seed },
+                    Run = new() { Out = folder, Overwrite = true },
                 }, progress, cancel));
             }
             return new CompareRow(label, optimizer, steps, lr, runs);
@@ -266,9 +266,9 @@ public static class Comparison
         var baseline = baselines.MinBy(b => b.MeanFinal)!;
         var rows = options.Optimizers.Select(o => RunRow(OptionNames.Format(o), o, n, baseline.Lr)).ToList();
         var report = new CompareReport(baseline, baselines, rows, n,
-            Path.Combine(common.Out, "report.md"), Path.Combine(common.Out, "curves.png"), Path.Combine(common.Out, "report.json"));
+            Path.Combine(common.Run.Out, "report.md"), Path.Combine(common.Run.Out, "curves.png"), Path.Combine(common.Run.Out, "report.json"));
 
-        Plots.Save(report.Png, $"{common.Model}: mean val loss over {options.Seeds.Count} seed(s)",
+        Plots.Save(report.Png, $"{common.Model.Name}: mean val loss over {options.Seeds.Count} seed(s)",
             rows.Prepend(baseline).Select(row => new Plots.Curve(row.Label, row.MeanCurve.Select(c => (double)c.Step).ToArray(),
                 row.MeanCurve.Select(c => c.ValLoss).ToArray())));
         File.WriteAllText(report.Markdown, report.ToMarkdown(common));

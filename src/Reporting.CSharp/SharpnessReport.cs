@@ -47,7 +47,7 @@ public static class SharpnessReport
             {
                 var trainer = Checkpoints.ReadState(dir, model.Config);
                 var state = SafetensorsHeader.LoadTensors(Path.Combine(dir, "optimizer.safetensors"));
-                preconditioners = SharpnessEstimator.Preconditioners(model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)), state, trainer.Options.Beta2, trainer.Options.Eps);
+                preconditioners = SharpnessEstimator.Preconditioners(model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)), state, trainer.Options.Optimizer.Beta2, trainer.Options.Optimizer.Eps);
             }
             var (proxy, hessian, adam) = SharpnessEstimator.Measure(model, windows, hutchinson, seed, preconditioners);
             rows.AddRange(proxy.OrderBy(kv => kv.Key).Select(kv => new SharpnessRow(step, kv.Key, kv.Value, hessian?[kv.Key], adam?[kv.Key])));

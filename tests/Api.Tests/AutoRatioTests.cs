@@ -19,10 +19,11 @@ public class AutoRatioTests
     public void Auto_ratios_held_at_r_give_every_block_the_LR_fixed_ratios_at_r_give(LrSchedule schedule, int warmup)
     {
         var options = new PretrainOptions
-        {
-            Optimizer = OptimizerKind.BlockwiseAdamW, Lr = 1e-3, Steps = 200, WarmupSteps = warmup, Schedule = schedule,
-            BatchSize = 4, SeqLen = 8, Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 1000 }),
-        };
+{
+        Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW, Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 1000 }) },
+        Schedule = new() { Lr = 1e-3, WarmupSteps = warmup, Kind = schedule },
+        Training = new() { Steps = 200, BatchSize = 4, SeqLen = 8 },
+};
         var auto = ResolvedOptions.ResolveCustom(options, tiedHead: true, ownData: true);
         var counts = Held.Keys.ToDictionary(b => b, _ => 100L);
         var saved = new AutoRatioCheckpoint(3, Held.ToDictionary(kv => kv.Key.Key(), _ => 1.0),

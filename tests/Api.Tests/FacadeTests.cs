@@ -92,9 +92,13 @@ public class FacadeTests
         Assert.Equal(5e-5 + (4e-3 - 5e-5) * 0.5, plan.LrAt(Block.AttentionVO, 4), 15); // cosine midpoint
         foreach (var block in Enum.GetValues<Block>())
             Assert.Equal(5e-5, plan.LrAt(block, 6), 15);
-        var error = Assert.Throws<ArgumentException>(() =>
+        var error = Assert.Throws<ScheduleException>(() =>
             BlockSchedule.Create(LrSchedule.Cosine, 1e-3, warmupSteps: 10, totalSteps: 5, BlockRatios.Paper, tiedHead: true));
         Assert.Contains("exceeds the run length", error.Message);
+        Assert.Equal(ScheduleField.WarmupSteps, error.Field);   // the field is named, not read from the message
+        var floor = Assert.Throws<ScheduleException>(() =>
+            BlockSchedule.Create(LrSchedule.Cosine, 1e-3, null, 100, BlockRatios.Paper, tiedHead: true, floorLr: 2e-3));
+        Assert.Equal(ScheduleField.FloorLr, floor.Field);
     }
 
     [Fact]

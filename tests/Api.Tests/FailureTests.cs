@@ -67,7 +67,7 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             (code, _, error) = TestPaths.Run([.. Tiny(run, 4), "--batch-size", "4", "--seq-len", "16", "--resume", "latest"]);
             Assert.Equal(2, code);
             AssertOneLine(error);
-            Assert.StartsWith($"blr: --resume latest: {run}/checkpoints/step_0000004 was trained with other options (batchSize 2 -> 4; seqLen 8 -> 16)", error.Trim());
+            Assert.StartsWith($"blr: --resume latest: {run}/checkpoints/step_0000004 was trained with other options (--batch-size 2 -> 4; --seq-len 8 -> 16)", error.Trim());
             Assert.Equal(before, Snapshot(run));
             // Cadences may change. The run is already complete: nothing is trained, and result.json still appears,
             // with null for what was not measured.

@@ -12,10 +12,13 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
     static string Temp() => Directory.CreateTempSubdirectory("blr-options-").FullName;
 
     PretrainOptions Tiny(string run) => new()
-    {
-        Data = gutenberg.Directory, ModelOverrides = new() { Layers = 1, Width = 16, Heads = 2 }, Steps = 2, BatchSize = 2, SeqLen = 8,
-        EvalEvery = 0, EvalWindows = 1, Threads = 1, Out = run,
-    };
+{
+        Model = new() { Overrides = new() { Layers = 1, Width = 16, Heads = 2 } },
+        Data = new() { Path = gutenberg.Directory },
+        Training = new() { Steps = 2, BatchSize = 2, SeqLen = 8, Threads = 1 },
+        Evaluation = new() { Every = 0, Windows = 1 },
+        Run = new() { Out = run },
+};
 
     string[] TinyArgs(string run) =>
     [
@@ -53,14 +56,14 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
                 // JSON, as a config file reads it.
                 var fromJson = Tiny(Path.Combine(dir, $"json-{i}"));
                 var json = JsonNode.Parse(fromJson.ToJson())!.AsObject();
-                json["optimizer"] = spelling;
+                json["optimizer"]!["kind"] = spelling;
                 var config = Path.Combine(dir, $"config-{i}.json");
                 File.WriteAllText(config, json.ToJsonString());
                 var options = PretrainOptions.FromJsonFile(config);
-                Assert.Equal(OptionNames.Parse<OptimizerKind>(name), options.Optimizer);
+                Assert.Equal(OptionNames.Parse<OptimizerKind>(name), options.Optimizer.Kind);
                 Pretrainer.Run(options);
-                AssertLrsMatch(name, StepZeroLrs(options.Out));
-                Assert.Equal(name, JsonNode.Parse(File.ReadAllText(Path.Combine(options.Out, "options.json")))!["optimizer"]!.GetValue<string>());
+                AssertLrsMatch(name, StepZeroLrs(options.Run.Out));
+                Assert.Equal(name, JsonNode.Parse(File.ReadAllText(Path.Combine(options.Run.Out, "options.json")))!["optimizer"]!["kind"]!.GetValue<string>());
 
                 // The command line.
                 var run = Path.Combine(dir, $"cli-{i}");
@@ -80,11 +83,14 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
         try
         {
             var run = Path.Combine(dir, "run");
-            var lr = Assert.Throws<InvalidOptionException>(() => Pretrainer.Run(Tiny(run) with { Lr = double.NaN }));
-            Assert.Equal(("Lr", "NaN"), (lr.Option, lr.Value));
-            Assert.Equal("Lr = NaN: must be a finite number > 0", lr.Message);
-            var warmup = Assert.Throws<InvalidOptionException>(() => Pretrainer.Run(Tiny(run) with { WarmupSteps = 50 }));
-            Assert.StartsWith("WarmupSteps = 50: warmup of 50 steps exceeds the run length", warmup.Message);
+            var tiny = Tiny(run);
+            var lr = Assert.Throws<InvalidOptionException>(() =>
+                Pretrainer.Run(tiny with { Schedule = tiny.Schedule with { Lr = double.NaN } }));
+            Assert.Equal(("Schedule.Lr", "NaN"), (lr.Option, lr.Value));
+            Assert.Equal("Schedule.Lr = NaN: must be a finite number > 0", lr.Message);
+            var warmup = Assert.Throws<InvalidOptionException>(() =>
+                Pretrainer.Run(tiny with { Schedule = tiny.Schedule with { WarmupSteps = 50 } }));
+            Assert.StartsWith("Schedule.WarmupSteps = 50: warmup of 50 steps exceeds the run length", warmup.Message);
             Assert.False(Directory.Exists(run));   // refused before anything is written
 
             foreach (var (args, expected) in new (string[], string)[]
@@ -109,12 +115,12 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             File.WriteAllText(config, """{ "lr": "fast", "optimizer": "adamw" }""");
             var (badCode, _, badError) = TestPaths.Run(["train", "--config", config]);
             Assert.Equal(2, badCode);
-            Assert.Equal($"blr: {config}: lr = fast: expected a number", badError.Trim());
+            Assert.Equal($"blr: {config}: schedule.lr = fast: expected a number", badError.Trim());
             var fromCsharp = Assert.Throws<InvalidOptionException>(() => PretrainOptions.FromJsonFile(config));
-            Assert.Equal($"{config}: Lr = fast: expected a number", fromCsharp.Message);
+            Assert.Equal($"{config}: Schedule.Lr = fast: expected a number", fromCsharp.Message);
             File.WriteAllText(config, """{ "stepz": 3 }""");
             var unknown = Assert.Throws<InvalidOptionException>(() => PretrainOptions.FromJsonFile(config));
-            Assert.StartsWith($"{config}: stepz: unknown option (known: model, ", unknown.Message);
+            Assert.StartsWith($"{config}: stepz: unknown option (known: model.name, ", unknown.Message);
         }
         finally { Directory.Delete(dir, true); }
     }
@@ -123,20 +129,23 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
     public void Options_json_reads_back_as_the_same_typed_options()
     {
         var options = new PretrainOptions
-        {
-            Model = "llama-tiny", ModelOverrides = new() { Layers = 2, KvHeads = 1 }, Optimizer = OptimizerKind.BlockwiseAdamMini,
-            Ratios = BlockRatios.Auto(new AutoRatioSettings { Alpha = 0.5, Every = 3 }), Schedule = LrSchedule.Wsd1Sqrt,
-            Device = ComputeDevice.CudaDevice(1), Precision = Precision.Bf16Mixed, WeightDecayPolicy = WeightDecayPolicy.MatricesOnly,
-            WarmupSteps = 7, FloorLr = 1e-5,
-        };
+{
+        Model = new() { Name = "llama-tiny", Overrides = new() { Layers = 2, KvHeads = 1 } },
+        Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamMini, Ratios = BlockRatios.Auto(new AutoRatioSettings { Alpha = 0.5, Every = 3 }), WeightDecayPolicy = WeightDecayPolicy.MatricesOnly },
+        Schedule = new() { Kind = LrSchedule.Wsd1Sqrt, WarmupSteps = 7, FloorLr = 1e-5 },
+        Training = new() { Device = ComputeDevice.CudaDevice(1), Precision = Precision.Bf16Mixed },
+};
         var json = options.ToJson();
         Assert.Equal(options, PretrainOptions.FromJson(json));
         var node = JsonNode.Parse(json)!;
-        Assert.Equal("blockwise-adam-mini", node["optimizer"]!.GetValue<string>());
-        Assert.Equal("auto:alpha=0.5,max-ratio=10,every=3,smoothing=0.9", node["ratios"]!.GetValue<string>());
-        Assert.Equal("cuda:1", node["device"]!.GetValue<string>());
-        Assert.Equal(["layers=2", "kv-heads=1"], node["modelOverrides"]!.AsArray().Select(n => n!.GetValue<string>()));
-        var whole = new PretrainOptions { ModelConfig = ModelConfigs.Gpt2(layers: 2, width: 32, heads: 4, context: 64) };
+        Assert.Equal("blockwise-adam-mini", node["optimizer"]!["kind"]!.GetValue<string>());
+        Assert.Equal("auto:alpha=0.5,max-ratio=10,every=3,smoothing=0.9", node["optimizer"]!["ratios"]!.GetValue<string>());
+        Assert.Equal("cuda:1", node["training"]!["device"]!.GetValue<string>());
+        Assert.Equal(["layers=2", "kv-heads=1"], node["model"]!["overrides"]!.AsArray().Select(n => n!.GetValue<string>()));
+        var whole = new PretrainOptions
+{
+        Model = new() { Config = ModelConfigs.Gpt2(layers: 2, width: 32, heads: 4, context: 64) },
+};
         Assert.Equal(whole, PretrainOptions.FromJson(whole.ToJson()));
     }
 
@@ -154,9 +163,9 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
               "peakTflops": null }
             """;
         var options = PretrainOptions.FromJson(before);
-        Assert.Equal(new AutoRatioSettings { Alpha = 0.5, MaxRatio = 8, Every = 2, Smoothing = 0.8 }, options.Ratios.AutoSettings);
-        Assert.Equal(new ModelOverrides { Layers = 1, Width = 32, Heads = 2 }, options.ModelOverrides);
-        Assert.Equal((OptimizerKind.BlockwiseAdamW, LrSchedule.Cosine, ComputeDevice.Cpu), (options.Optimizer, options.Schedule, options.Device));
+        Assert.Equal(new AutoRatioSettings { Alpha = 0.5, MaxRatio = 8, Every = 2, Smoothing = 0.8 }, options.Optimizer.Ratios.AutoSettings);
+        Assert.Equal(new ModelOverrides { Layers = 1, Width = 32, Heads = 2 }, options.Model.Overrides);
+        Assert.Equal((OptimizerKind.BlockwiseAdamW, LrSchedule.Cosine, ComputeDevice.Cpu), (options.Optimizer.Kind, options.Schedule.Kind, options.Training.Device));
     }
 
     [Fact]
@@ -166,10 +175,10 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
         // number, options with string choices and the four auto* keys).
         var folder = Path.Combine(TestPaths.RepositoryRoot(), "tests", "data", "before-typed-options");
         var state = Checkpoints.ReadState(folder, ModelConfigs.Create("gpt2-tiny"));
-        Assert.Equal((40, OptimizerKind.BlockwiseAdamW, 40), (state.Step, state.Options.Optimizer, state.TrainLosses.Count));
-        Assert.Equal(BlockRatios.Paper, state.Options.Ratios);
+        Assert.Equal((40, OptimizerKind.BlockwiseAdamW, 40), (state.Step, state.Options.Optimizer.Kind, state.TrainLosses.Count));
+        Assert.Equal(BlockRatios.Paper, state.Options.Optimizer.Ratios);
         var other = Assert.Throws<InvalidOptionException>(() => Checkpoints.ReadState(folder, ModelConfigs.Create("gpt2-tiny", "layers=2")));
-        Assert.Equal("Resume", other.Option);
+        Assert.Equal("Checkpoint.Resume", other.Option);
     }
 
     [Fact]
@@ -183,7 +192,7 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             var run = Path.Combine(dir, "run");
             var (code, _, error) = TestPaths.Run([.. TinyArgs(run).Where(a => a != "--seq-len" && a != "8"), "--config", config]);
             Assert.Equal(2, code);
-            Assert.Equal($"blr: {config}: seqLen = 2000: must be in 1..256 (the model's context)", error.Trim());
+            Assert.Equal($"blr: {config}: training.seqLen = 2000: must be in 1..256 (the model's context)", error.Trim());
             (code, _, error) = TestPaths.Run([.. TinyArgs(run), "--config", config]);   // the command line's --seq-len 8 wins
             Assert.True(code == 0, error);
             (code, _, error) = TestPaths.Run([.. TinyArgs(Path.Combine(dir, "r2")), "--ratios", "auto", "--auto-alpha", "-1"]);
@@ -202,13 +211,17 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
         var (code, output, _) = TestPaths.Run(["train", "--help"]);
         Assert.Equal(0, code);
         var defaults = PretrainOptions.Defaults;
-        Assert.Contains($"(default {defaults.Lr:R})", output);
-        Assert.Contains($"(default {defaults.Steps})", output);
-        Assert.Contains($"(default {OptionNames.Format(defaults.Optimizer)})", output);
+        Assert.Contains($"(default {defaults.Schedule.Lr:R})", output);
+        Assert.Contains($"(default {defaults.Training.Steps})", output);
+        Assert.Contains($"(default {OptionNames.Format(defaults.Optimizer.Kind)})", output);
         Assert.Equal(20, ResolvedWarmup(1000));   // 2% of the run
         Assert.Equal(1, ResolvedWarmup(10));      // at least one step
         Assert.Contains("warmup steps (default: 2% of the run, at least 1)", output);
     }
 
-    int ResolvedWarmup(int steps) => ResolvedOptions.Resolve(Tiny("unused") with { Steps = steps }).Schedule.WarmupSteps;
+    int ResolvedWarmup(int steps)
+    {
+        var tiny = Tiny("unused");
+        return ResolvedOptions.Resolve(tiny with { Training = tiny.Training with { Steps = steps } }).Schedule.WarmupSteps;
+    }
 }

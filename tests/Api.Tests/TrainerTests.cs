@@ -52,10 +52,14 @@ public class TrainerTests
     }
 
     static PretrainOptions Options(string run, int steps) => new()
-    {
-        Optimizer = OptimizerKind.BlockwiseAdamW, Lr = 3e-3, Steps = steps, BatchSize = 4, MicroBatchSize = 2, SeqLen = 8,
-        EvalEvery = 2, EvalWindows = 4, CheckpointEvery = 4, Threads = 1, Out = run,
-    };
+{
+        Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW },
+        Schedule = new() { Lr = 3e-3 },
+        Training = new() { Steps = steps, BatchSize = 4, MicroBatchSize = 2, SeqLen = 8, Threads = 1 },
+        Evaluation = new() { Every = 2, Windows = 4 },
+        Run = new() { Out = run },
+        Checkpoint = new() { Every = 4 },
+};
 
     static Trainer Trainer(PretrainOptions options, TinyMixer model) =>
         new Trainer(options).WithModel(model, Rules).WithData(Counting("train", 4000, 1), Counting("val", 400, 2));
@@ -112,7 +116,7 @@ public class TrainerTests
             Assert.True(stopped.Interrupted);
             Assert.Equal(4, stopped.Steps);
             using var second = new TinyMixer(99);   // other initial weights: the checkpoint must replace them all
-            var resumed = Trainer(Options(part, 8) with { Resume = "latest" }, second).Run();
+            var resumed = Trainer(Options(part, 8) with { Checkpoint = new() { Resume = "latest", Every = 4 } }, second).Run();
             Assert.Equal(8, resumed.Steps);
             foreach (var (name, tensor) in whole.state_dict())
                 Assert.True(tensor.eq(second.state_dict()[name]).all().item<bool>(), name);
@@ -132,7 +136,14 @@ public class TrainerTests
             using var model = new TinyMixer(3);
             var reads = new List<long>();
             // Metrics and auto ratios on; evaluation and the checkpoint only after the last step.
-            var options = Options(run, 6) with { EvalEvery = 0, CheckpointEvery = 0, Ratios = BlockRatios.Auto(), GradClip = 0.01 };
+            var basic = Options(run, 6);
+            var options = basic with
+            {
+                Optimizer = basic.Optimizer with { Ratios = BlockRatios.Auto() },
+                Training = basic.Training with { GradClip = 0.01 },
+                Evaluation = basic.Evaluation with { Every = 0 },
+                Checkpoint = basic.Checkpoint with { Every = 0 },
+            };
             Trainer(options, model).OnStep(_ => reads.Add(Optim.HostReads.Count)).Run();
             Assert.Equal(6, reads.Count);
             // Between the ends of steps 1..4 (step 5 evaluates): loss, norms (clipping at 0.01 always scales), auto ratios, metrics.
@@ -154,7 +165,12 @@ public class TrainerTests
             using var model = new TinyMixer(5);
             var (reports, progress) = (new List<StepReport>(), new List<TrainProgress>());
             // Auto ratios with micro-batches (ratios and the noise measurement), sharpness on even steps, evaluations.
-            var options = Options(run, 7) with { Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 2 }), SharpnessEvery = 2 };
+            var basic = Options(run, 7);
+            var options = basic with
+            {
+                Optimizer = basic.Optimizer with { Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 2 }) },
+                Debug = new() { SharpnessEvery = 2 },
+            };
             Trainer(options, model).OnStep(reports.Add).WithProgress(new Synchronous(progress.Add)).Run();
 
             var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();

@@ -247,7 +247,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var (code, _, error) = TestPaths.Run([.. Tiny(run, 2), "--config", config, "--lr", "0.004"]);
             Assert.True(code == 0, error);
             var saved = PretrainOptions.FromJsonFile(Path.Combine(run, "options.json"));
-            Assert.Equal((OptimizerKind.AdamMini, 0.004, 2), (saved.Optimizer, saved.Lr, saved.Steps));
+            Assert.Equal((OptimizerKind.AdamMini, 0.004, 2), (saved.Optimizer.Kind, saved.Schedule.Lr, saved.Training.Steps));
             File.WriteAllText(config, """{ "stepz": 1 }""");
             (code, _, error) = TestPaths.Run(["train", "--config", config, "--out", Path.Combine(dir, "never")]);
             Assert.Equal(2, code);
@@ -307,10 +307,13 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         try
         {
             var common = new PretrainOptions
-            {
-                Data = gutenberg.Directory, Model = "gpt2-tiny", ModelOverrides = new() { Layers = 1, Width = 16, Heads = 2 },
-                Steps = 4, BatchSize = 2, SeqLen = 16, EvalEvery = 2, EvalWindows = 2, Threads = 1, Out = dir,
-            };
+{
+        Model = new() { Name = "gpt2-tiny", Overrides = new() { Layers = 1, Width = 16, Heads = 2 } },
+        Data = new() { Path = gutenberg.Directory },
+        Training = new() { Steps = 4, BatchSize = 2, SeqLen = 16, Threads = 1 },
+        Evaluation = new() { Every = 2, Windows = 2 },
+        Run = new() { Out = dir },
+};
             var report = Reporting.Comparison.Compare(new Reporting.CompareOptions
             {
                 Common = common, Optimizers = [OptimizerKind.BlockwiseAdamW, OptimizerKind.AdamMini], Seeds = [1, 2], LrSweep = [1e-3, 3e-3],
@@ -379,10 +382,13 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         try
         {
             var options = new PretrainOptions
-            {
-                Data = gutenberg.Directory, Model = "gpt2-tiny", ModelOverrides = new() { Layers = 1, Width = 16, Heads = 2 },
-                Steps = 1001, BatchSize = 2, SeqLen = 8, EvalEvery = 250, EvalWindows = 2, Out = Path.Combine(dir, "run"), Threads = 1,
-            };
+{
+        Model = new() { Name = "gpt2-tiny", Overrides = new() { Layers = 1, Width = 16, Heads = 2 } },
+        Data = new() { Path = gutenberg.Directory },
+        Training = new() { Steps = 1001, BatchSize = 2, SeqLen = 8, Threads = 1 },
+        Evaluation = new() { Every = 250, Windows = 2 },
+        Run = new() { Out = Path.Combine(dir, "run") },
+};
             var live = new Dictionary<int, long>();
             Pretrainer.Run(options, new Synchronous(p =>
             {

@@ -25,7 +25,7 @@ static class Agreement
 
     /// <summary>SHA-256 of the options as options.json writes them, the run folder made absolute.</summary>
     public static byte[] OptionsFingerprint(PretrainOptions options) =>
-        SHA256.HashData(Encoding.UTF8.GetBytes((options with { Out = Path.GetFullPath(options.Out) }).ToJson()));
+        SHA256.HashData(Encoding.UTF8.GetBytes((options with { Run = options.Run with { Out = Path.GetFullPath(options.Run.Out) } }).ToJson()));
 
     /// <summary>Per parameter, its float64 sum and sum of squares and a position-weighted sum, computed on the device:
     /// equal on every rank exactly when (up to a collision no seed produces) the weights are.</summary>

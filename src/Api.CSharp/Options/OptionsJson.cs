@@ -47,22 +47,10 @@ static class OptionsJson
         return options;
     }
 
-    static readonly Dictionary<string, PropertyInfo> properties = typeof(PretrainOptions)
-        .GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite)
-        .ToDictionary(p => JsonNamingPolicy.CamelCase.ConvertName(p.Name), StringComparer.Ordinal);
-
-    public static readonly Dictionary<string, string> LegacyAutoKeys = new()
-    {
-        ["autoAlpha"] = "alpha", ["autoMaxRatio"] = "max-ratio", ["autoEvery"] = "every", ["autoSmoothing"] = "smoothing",
-    };
-
-    public static IEnumerable<string> Names => properties.Keys;
-
-    public static PropertyInfo? Property(string jsonName) => properties.GetValueOrDefault(jsonName);
-
     /// <summary>A JSON value as the property's type; a refusal names the property, never a .NET type.</summary>
-    public static object? Convert(PropertyInfo property, JsonNode? value, string? source)
+    public static object? Convert(OptionField field, JsonNode? value, string? source)
     {
+        var property = field.Property;
         var text = value switch
         {
             JsonValue v when v.TryGetValue<string>(out var s) => s,
@@ -74,12 +62,14 @@ static class OptionsJson
         {
             var converted = value.Deserialize(property.PropertyType, Options);
             if (converted is null && new NullabilityInfoContext().Create(property).WriteState == NullabilityState.NotNull)
-                throw new InvalidOptionException(property.Name, "null", $"needs a value ({Expected(property.PropertyType)})", source);
+                throw new InvalidOptionException(field.Name, "null", $"needs a value ({Expected(property.PropertyType)})", source);
             return converted;
         }
-        catch (OptionValueException e) { throw new InvalidOptionException(property.Name, text, e.Message, source); }
-        catch (JsonException) { throw new InvalidOptionException(property.Name, text, $"expected {Expected(property.PropertyType)}", source); }
-        catch (InvalidOperationException) { throw new InvalidOptionException(property.Name, text, $"expected {Expected(property.PropertyType)}", source); }
+        catch (OptionValueException e) { throw new InvalidOptionException(field.Name, text, e.Message, source); }
+        catch (JsonException) { throw Unexpected(); }
+        catch (InvalidOperationException) { throw Unexpected(); }
+        InvalidOptionException Unexpected() =>
+            new(field.Name, text, $"expected {Expected(property.PropertyType)}", source);
     }
 
     static string Expected(Type type)
@@ -93,4 +83,104 @@ static class OptionsJson
             : type == typeof(ModelConfig) ? "a model config object (architecture, layers, width, heads, kvHeads, feedForward, context, vocab, bias, tied, normEps, ropeTheta)"
             : "a value of the documented form";
     }
+}
+
+/// <summary>One option: its path in a config file ("schedule.lr"), its name in messages ("Schedule.Lr"), the flat
+/// key earlier versions wrote ("lr"), and the group and field properties it reads and writes.</summary>
+sealed record OptionField(string Path, string Name, string? FlatKey, PropertyInfo Group, PropertyInfo Property)
+{
+    /// <summary>One of the auto-ratio settings, which live inside <see cref="OptimizerOptions.Ratios"/>.</summary>
+    public bool IsAutoSetting => Path.StartsWith(OptionFields.AutoPrefix, StringComparison.Ordinal);
+
+    /// <summary>The options with this field set (a copy of its group with the field replaced).</summary>
+    public PretrainOptions Set(PretrainOptions options, object? value)
+    {
+        var group = CloneRecord(Group.GetValue(options)!);
+        Property.SetValue(group, value);
+        var copy = CloneRecord(options);
+        Group.SetValue(copy, group);
+        return (PretrainOptions)copy;
+    }
+
+    public object? Get(PretrainOptions options) => Property.GetValue(Group.GetValue(options));
+
+    // Records clone through their compiler-made <Clone>$ (what `with` calls).
+    static object CloneRecord(object record) => record.GetType().GetMethod("<Clone>$")!.Invoke(record, null)!;
+}
+
+/// <summary>Every option of <see cref="PretrainOptions"/>, found from the groups' properties, and the flat keys of
+/// the files earlier versions wrote (one line each below).</summary>
+static class OptionFields
+{
+    public const string AutoPrefix = "optimizer.ratios.";
+    public const string AutoAlpha = AutoPrefix + "alpha", AutoMaxRatio = AutoPrefix + "maxRatio";
+    public const string AutoEvery = AutoPrefix + "every", AutoSmoothing = AutoPrefix + "smoothing";
+
+    /// <summary>Flat key of earlier versions -> path.</summary>
+    static readonly Dictionary<string, string> flatKeys = new(StringComparer.Ordinal)
+    {
+        ["model"] = "model.name", ["modelOverrides"] = "model.overrides", ["modelConfig"] = "model.config",
+        ["data"] = "data.path",
+        ["optimizer"] = "optimizer.kind", ["ratios"] = "optimizer.ratios", ["beta1"] = "optimizer.beta1",
+        ["beta2"] = "optimizer.beta2", ["eps"] = "optimizer.eps", ["weightDecay"] = "optimizer.weightDecay",
+        ["weightDecayPolicy"] = "optimizer.weightDecayPolicy",
+        ["autoAlpha"] = AutoAlpha, ["autoMaxRatio"] = AutoMaxRatio, ["autoEvery"] = AutoEvery,
+        ["autoSmoothing"] = AutoSmoothing,
+        ["schedule"] = "schedule.kind", ["lr"] = "schedule.lr", ["warmupSteps"] = "schedule.warmupSteps",
+        ["floorLr"] = "schedule.floorLr", ["alphaWarmup"] = "schedule.alphaWarmup",
+        ["steps"] = "training.steps", ["batchSize"] = "training.batchSize", ["microBatchSize"] = "training.microBatchSize",
+        ["seqLen"] = "training.seqLen", ["seed"] = "training.seed", ["precision"] = "training.precision",
+        ["gradClip"] = "training.gradClip", ["device"] = "training.device", ["threads"] = "training.threads",
+        ["evalEvery"] = "evaluation.every", ["evalWindows"] = "evaluation.windows",
+        ["out"] = "run.out", ["overwrite"] = "run.overwrite",
+        ["checkpointEvery"] = "checkpoint.every", ["keepCheckpoints"] = "checkpoint.keep", ["resume"] = "checkpoint.resume",
+        ["initFrom"] = "checkpoint.initFrom",
+        ["zero"] = "parallelism.zero", ["bucketMb"] = "parallelism.bucketMb",
+        ["sharpnessEvery"] = "debug.sharpnessEvery", ["peakTflops"] = "debug.peakTflops",
+        ["deterministic"] = "debug.deterministic",
+    };
+
+    static string Camel(string name) => JsonNamingPolicy.CamelCase.ConvertName(name);
+
+    /// <summary>The groups, as written: JSON name and property.</summary>
+    public static IReadOnlyList<(string Key, PropertyInfo Property)> Groups { get; } = typeof(PretrainOptions)
+        .GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite)
+        .Select(p => (Camel(p.Name), p)).ToList();
+
+    static readonly Dictionary<string, OptionField> byPath = Create();
+
+    static Dictionary<string, OptionField> Create()
+    {
+        var fields = new Dictionary<string, OptionField>(StringComparer.Ordinal);
+        var flatOf = flatKeys.ToDictionary(kv => kv.Value, kv => kv.Key);
+        foreach (var (key, group) in Groups)
+            foreach (var property in group.PropertyType.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite))
+            {
+                var path = $"{key}.{Camel(property.Name)}";
+                fields[path] = new OptionField(path, $"{group.Name}.{property.Name}", flatOf.GetValueOrDefault(path), group, property);
+            }
+        // The auto-ratio settings are parts of Optimizer.Ratios, read and checked by PretrainOptions.
+        var ratios = fields["optimizer.ratios"];
+        foreach (var path in new[] { AutoAlpha, AutoMaxRatio, AutoEvery, AutoSmoothing })
+        {
+            var name = "Optimizer.Ratios." + char.ToUpperInvariant(path[AutoPrefix.Length]) + path[(AutoPrefix.Length + 1)..];
+            fields[path] = ratios with { Path = path, Name = name, FlatKey = flatOf[path] };
+        }
+        return fields;
+    }
+
+    /// <summary>Every option's path.</summary>
+    public static IEnumerable<string> Paths => byPath.Keys;
+
+    /// <summary>Every option.</summary>
+    public static IEnumerable<OptionField> All => byPath.Values;
+
+    public static bool IsGroup(string key) => Groups.Any(g => g.Key == key);
+
+    /// <summary>The option at a path ("schedule.lr") or flat key of earlier versions ("lr"), or null.</summary>
+    public static OptionField? Find(string key) =>
+        byPath.GetValueOrDefault(key) ?? (flatKeys.TryGetValue(key, out var path) ? byPath[path] : null);
+
+    /// <summary>The option of a message name ("Schedule.Lr"), or null.</summary>
+    public static OptionField? Named(string name) => byPath.Values.FirstOrDefault(f => f.Name == name);
 }

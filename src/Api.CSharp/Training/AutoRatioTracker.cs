@@ -38,9 +38,9 @@ sealed class AutoRatioTracker
         AutoRatioCheckpoint? saved)
     {
         if (!resolved.AutoRatios) return null;
-        var settings = resolved.Options.Ratios.AutoSettings!;
+        var settings = resolved.Options.Optimizer.Ratios.AutoSettings!;
         var rule = new AutoRatioRule(settings.Alpha, settings.MaxRatio, settings.Every, settings.Smoothing,
-            resolved.MicroBatch, resolved.Options.BatchSize);
+            resolved.MicroBatch, resolved.Options.Training.BatchSize);
         var state = saved is null ? AutoRatioRules.Start
             : AutoRatioRules.Restore(saved.Steps, saved.Smoothed, saved.Ratios, saved.SmallSquared, saved.BigSquared);
         return new AutoRatioTracker(rule, resolved.Schedule, parametersPerBlock, state);

@@ -48,7 +48,7 @@ public static class Checkpoints
         {
             if (model is LanguageModel builtIn) HfFormat.Save(builtIn, temp);
             else SaveStateDict(model, Path.Combine(temp, "model.safetensors"));
-            if (state.Tokenizer is { } tokenizer) Data.TextTokenizers.WriteForModel(temp, tokenizer, state.Options.Data);
+            if (state.Tokenizer is { } tokenizer) Data.TextTokenizers.WriteForModel(temp, tokenizer, state.Options.Data.Path);
             FaultInjection.Hang("hang-during-checkpoint", state.Step);
             saveOptimizer(Path.Combine(temp, "optimizer.safetensors"));
             WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, OptionsJson.Options));
@@ -84,9 +84,9 @@ public static class Checkpoints
     {
         if (resume != "latest")
             return File.Exists(Path.Combine(resume, "trainer.json")) ? resume
-                : throw new InvalidOptionException(nameof(PretrainOptions.Resume), resume, "not a checkpoint (no trainer.json); give a checkpoints/step_* folder or \"latest\"");
+                : throw new InvalidOptionException("Checkpoint.Resume", resume, "not a checkpoint (no trainer.json); give a checkpoints/step_* folder or \"latest\"");
         var pointer = Path.Combine(Folder(runDirectory), LatestFile);
-        if (!File.Exists(pointer)) throw new InvalidOptionException(nameof(PretrainOptions.Resume), resume, $"{runDirectory} has no checkpoint to resume (no {pointer}); train it without Resume first");
+        if (!File.Exists(pointer)) throw new InvalidOptionException("Checkpoint.Resume", resume, $"{runDirectory} has no checkpoint to resume (no {pointer}); train it without Resume first");
         return Path.Combine(Folder(runDirectory), File.ReadAllText(pointer).Trim());
     }
 
@@ -99,7 +99,7 @@ public static class Checkpoints
         try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), OptionsJson.Options) ?? throw new InvalidDataException($"{path}: empty"); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not a trainer state (line {e.LineNumber + 1}: {(e is OptionValueException ? e.Message : "unexpected value")})"); }
         if (!Equals(state.Model, expected))
-            throw new InvalidOptionException(nameof(PretrainOptions.Resume), checkpoint,
+            throw new InvalidOptionException("Checkpoint.Resume", checkpoint,
                 $"holds another model ({Describe(state.Model)}), not the one asked for ({Describe(expected)}); resume with the same model and overrides");
         return state;
     }
@@ -164,25 +164,28 @@ static class RunFolder
     /// <summary>Options a resumed run may change: where and how often it evaluates, logs and checkpoints, and what
     /// it runs on. Everything else decides the trajectory.</summary>
     static readonly HashSet<string> MayChange =
-        ["evalEvery", "evalWindows", "checkpointEvery", "keepCheckpoints", "out", "resume", "initFrom", "overwrite", "threads",
-         "peakTflops", "sharpnessEvery", "device", "deterministic", "zero", "bucketMb"];
+        ["evaluation.every", "evaluation.windows", "checkpoint.every", "checkpoint.keep", "run.out", "checkpoint.resume",
+         "checkpoint.initFrom", "run.overwrite", "training.threads", "debug.peakTflops", "debug.sharpnessEvery",
+         "training.device", "debug.deterministic", "parallelism.zero", "parallelism.bucketMb"];
 
     public static void RefuseChangedTrajectory(PretrainOptions saved, PretrainOptions asked, string resume, string checkpoint)
     {
-        var (before, now) = (Node(saved), Node(asked));
-        var changed = now.Select(kv => kv.Key).Where(k => !MayChange.Contains(k))
-            .Where(k => (before[k]?.ToJsonString() ?? "null") != (now[k]?.ToJsonString() ?? "null"))
-            .Select(k => $"{k} {Text(before[k])} -> {Text(now[k])}").ToList();
+        var changed = OptionFields.All.Where(f => !f.IsAutoSetting && !MayChange.Contains(f.Path))
+            .Select(f => (f.Name, Before: Value(f, saved), Now: Value(f, asked)))
+            .Where(f => f.Before?.ToJsonString() != f.Now?.ToJsonString())
+            .Select(f => $"{f.Name} {Text(f.Before)} -> {Text(f.Now)}").ToList();
         if (changed.Count > 0)
-            throw new InvalidOptionException(nameof(PretrainOptions.Resume), resume,
-                $"{checkpoint} was trained with other options ({string.Join("; ", changed)}); resume with the options it was trained with (its options.json) or start a new run");
+            throw new InvalidOptionException("Checkpoint.Resume", resume,
+                $"{checkpoint} was trained with other options ({string.Join("; ", changed)}); resume with the options it was "
+                + "trained with (its options.json) or start a new run");
     }
 
-    static System.Text.Json.Nodes.JsonObject Node(PretrainOptions options)
+    /// <summary>An option's value as options.json writes it (the data folder made absolute).</summary>
+    static System.Text.Json.Nodes.JsonNode? Value(OptionField field, PretrainOptions options)
     {
-        var node = System.Text.Json.Nodes.JsonNode.Parse(options.ToJson())!.AsObject();
-        if (!string.IsNullOrEmpty(options.Data)) node["data"] = Path.GetFullPath(options.Data);
-        return node;
+        var value = field.Get(options);
+        if (field.Path == "data.path" && value is string { Length: > 0 } path) value = Path.GetFullPath(path);
+        return System.Text.Json.JsonSerializer.SerializeToNode(value, field.Property.PropertyType, OptionsJson.Options);
     }
 
     static string Text(System.Text.Json.Nodes.JsonNode? node) =>

@@ -115,7 +115,7 @@ public sealed class Trainer(PretrainOptions options)
         var diagnostics = new StepDiagnostics(setup, parametersPerBlock, learningRate, auto);
 
         var interrupted = false;
-        for (var t = setup.StartStep; t < o.Steps && !interrupted; t++)
+        for (var t = setup.StartStep; t < o.Training.Steps && !interrupted; t++)
         {
             FaultInjection.Bug("bug-at-step", t);
             var outcome = step.Run(t, history.LastCheckpoint);
@@ -124,13 +124,13 @@ public sealed class Trainer(PretrainOptions options)
             // Everything that follows now is just diagnostics: evaluation, the step's one report (metrics.jsonl,
             // observers, progress), and a checkpoint when one is due or the run stops.
             var done = t + 1;
-            double? valLoss = done == o.Steps || (o.EvalEvery > 0 && done % o.EvalEvery == 0)
+            double? valLoss = done == o.Training.Steps || (o.Evaluation.Every > 0 && done % o.Evaluation.Every == 0)
                 ? history.AddEval(done, Evaluate(model, data.Val, setup)) : null;
             var report = diagnostics.Report(t, outcome, valLoss);
             metrics?.Write(report);
             foreach (var observer in observers) observer(report);
             interrupted = StopRequested(cancel, group);
-            if (done == o.Steps || interrupted || (o.CheckpointEvery > 0 && done % o.CheckpointEvery == 0))
+            if (done == o.Training.Steps || interrupted || (o.Checkpoint.Every > 0 && done % o.Checkpoint.Every == 0))
                 history.LastCheckpoint = Checkpoint(setup, model, optimizer, history.State(done, data.Sampler, auto));
             progress?.Report(report.Progress());
         }
@@ -151,7 +151,7 @@ public sealed class Trainer(PretrainOptions options)
     /// the same files as one process's; no rank goes on before it is complete.</summary>
     static string Checkpoint(RunSetup setup, nn.Module<Tensor, Tensor> model, BlockOptimizer optimizer, TrainerState state)
     {
-        var (run, keep, group) = (setup.RunDirectory, setup.Options.KeepCheckpoints, setup.Group);
+        var (run, keep, group) = (setup.RunDirectory, setup.Options.Checkpoint.Keep, setup.Group);
         if (group.WorldSize == 1) return Checkpoints.Write(run, model, optimizer, state, keep);
         using var scope = NewDisposeScope();
         var optimizerState = optimizer.StateDict();
@@ -167,7 +167,7 @@ public sealed class Trainer(PretrainOptions options)
     {
         var (resolved, group) = (setup.Resolved, setup.Group);
         var (sum, windows) = Evaluation.LossSum(model, val, resolved.SeqLen, resolved.MicroBatch,
-            resolved.Options.EvalWindows, setup.Device, group.Rank, group.WorldSize);
+            resolved.Options.Evaluation.Windows, setup.Device, group.Rank, group.WorldSize);
         model.train();
         if (group.WorldSize == 1) return sum / windows;
         var total = group.AllReduce([sum, windows]);

@@ -32,7 +32,7 @@ sealed class RunHistory(RunSetup setup)
         Step = done,
         SamplerEpoch = sampler.Position.Epoch,
         SamplerIndex = sampler.Position.Index,
-        Seed = setup.Options.Seed,
+        Seed = setup.Options.Training.Seed,
         Model = setup.Config,
         CodeVersion = Pretrainer.CodeVersion,
         TrainLosses = [.. losses],
@@ -63,7 +63,7 @@ sealed class StepDiagnostics(RunSetup setup, IReadOnlyDictionary<Block, long> pa
     Func<Block, int, double> learningRate, AutoRatioTracker? auto)
 {
     readonly double? peakFlops = setup.Device.type == TorchSharp.DeviceType.CUDA && setup.Config is not null
-        ? ResolvedOptions.PeakFlops(setup.Options.PeakTflops ?? "h100", setup.Options.Precision) : null;
+        ? ResolvedOptions.PeakFlops(setup.Options.Debug.PeakTflops ?? "h100", setup.Options.Training.Precision) : null;
     readonly double flopsPerToken = setup.Config is null ? 0 : FlopsRules.PerToken(setup.Config, setup.Resolved.SeqLen);
 
     public StepReport Report(int step, StepOutcome outcome, double? valLoss)
@@ -71,15 +71,15 @@ sealed class StepDiagnostics(RunSetup setup, IReadOnlyDictionary<Block, long> pa
         var o = setup.Options;
         var blocks = outcome.SquaredNorms.Keys;
         var tokensPerSecond = setup.TokensPerStep * 1000 / outcome.Milliseconds;
-        var logsSharpness = o.SharpnessEvery > 0 && step % o.SharpnessEvery == 0;
+        var logsSharpness = o.Debug.SharpnessEvery > 0 && step % o.Debug.SharpnessEvery == 0;
         return new StepReport(step, outcome.Loss, blocks.ToDictionary(b => b, b => learningRate(b, step)),
             outcome.SquaredNorms.ToDictionary(kv => kv.Key, kv => Math.Sqrt(kv.Value)), tokensPerSecond,
             outcome.Milliseconds, valLoss)
         {
-            Steps = o.Steps,
+            Steps = o.Training.Steps,
             Ratios = auto is null ? null : blocks.ToDictionary(b => b, auto.RatioOf),
             Sharpness = !logsSharpness ? null : outcome.SquaredNorms.ToDictionary(kv => kv.Key,
-                kv => SharpnessRules.Proxy(o.BatchSize, kv.Value, parametersPerBlock[kv.Key])),
+                kv => SharpnessRules.Proxy(o.Training.BatchSize, kv.Value, parametersPerBlock[kv.Key])),
             Mfu = peakFlops is { } peak ? tokensPerSecond * flopsPerToken / peak : null,
             CollectiveMilliseconds = setup.Group != Distributed.ProcessGroup.Single
                 ? outcome.CollectiveMilliseconds : null,

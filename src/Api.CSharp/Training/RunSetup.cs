@@ -34,7 +34,7 @@ sealed class RunSetup
     public Device Device { get; private set; } = CPU;
     /// <summary>The first step this process runs.</summary>
     public int StartStep => Resumed?.Step ?? 0;
-    public long TokensPerStep => (long)Options.BatchSize * Resolved.SeqLen;
+    public long TokensPerStep => (long)Options.Training.BatchSize * Resolved.SeqLen;
 
     /// <summary>Resolves and checks everything that can be refused before anything is written, joins the process
     /// group (<paramref name="group"/>, or the launcher's world) and picks the device.</summary>
@@ -47,16 +47,16 @@ sealed class RunSetup
             ? ResolvedOptions.Resolve(options, ownData, world)
             : ResolvedOptions.ResolveCustom(options, tiedHead: !HasOwnHead(customModel, rules), ownData, world);
         var (o, config) = (resolved.Options, resolved.Config);
-        var run = Path.GetFullPath(o.Out);
-        var resumeFrom = o.Resume is { } resume ? Checkpoints.Locate(run, resume) : null;
+        var run = Path.GetFullPath(o.Run.Out);
+        var resumeFrom = o.Checkpoint.Resume is { } resume ? Checkpoints.Locate(run, resume) : null;
         var resumed = resumeFrom is null ? null : Checkpoints.ReadState(resumeFrom, config);
-        if (resumed is not null) RunFolder.RefuseChangedTrajectory(resumed.Options, o, o.Resume!, resumeFrom!);
-        if (resumeFrom is null && RunFolder.HoldsRun(run) && !o.Overwrite)
-            throw new InvalidOptionException(nameof(o.Out), o.Out,
+        if (resumed is not null) RunFolder.RefuseChangedTrajectory(resumed.Options, o, o.Checkpoint.Resume!, resumeFrom!);
+        if (resumeFrom is null && RunFolder.HoldsRun(run) && !o.Run.Overwrite)
+            throw new InvalidOptionException(nameof(o.Run.Out), o.Run.Out,
                 "already holds a run; resume it (Resume latest) or replace it (Overwrite)");
-        var initFrom = o.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
+        var initFrom = o.Checkpoint.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
         if (initFrom is not null && HfFormat.ReadConfig(initFrom) is var initConfig && !initConfig.Equals(config))
-            throw new InvalidOptionException(nameof(o.InitFrom), initFrom,
+            throw new InvalidOptionException(nameof(o.Checkpoint.InitFrom), initFrom,
                 $"holds another model ({ModelConfigs.Describe(initConfig)}), not "
                 + $"{(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
         var setup = new RunSetup(resolved, run, resumeFrom, resumed, initFrom);
@@ -72,24 +72,24 @@ sealed class RunSetup
     void Join(LaunchInfo? launch, ProcessGroup? group, nn.Module<Tensor, Tensor>? customModel)
     {
         var o = Options;
-        var resolvedDevice = o.Device.Use();
-        if (o.Deterministic) TorchRuntime.UseDeterministicAlgorithms(true);
-        Group = group ?? ProcessGroup.Join(launch!, o.Device.IsCuda);
+        var resolvedDevice = o.Training.Device.Use();
+        if (o.Debug.Deterministic) TorchRuntime.UseDeterministicAlgorithms(true);
+        Group = group ?? ProcessGroup.Join(launch!, o.Training.Device.IsCuda);
         // Each rank takes its share of the machine's cores unless told otherwise.
-        if (o.Threads is { } threads) set_num_threads(threads);
+        if (o.Training.Threads is { } threads) set_num_threads(threads);
         else if (Group.LocalWorldSize > 1) set_num_threads(Math.Max(1, Environment.ProcessorCount / Group.LocalWorldSize));
         Device = customModel is not null ? customModel.parameters().First().device
-            : Group.WorldSize > 1 && o.Device.IsCuda ? Group.CollectiveDevice
+            : Group.WorldSize > 1 && o.Training.Device.IsCuda ? Group.CollectiveDevice
             : resolvedDevice;
         if (Group.WorldSize > 1) Agreement.Require(Group, "options", Agreement.OptionsFingerprint(o));
-        Precisions.Apply(o.Precision, Device);
+        Precisions.Apply(o.Training.Precision, Device);
     }
 
     /// <summary>The named model of the options, initialized from the seed, in the run's precision.</summary>
     public LanguageModel CreateModel()
     {
-        var model = LanguageModel.Create(Config!, Device, (long)Options.Seed);
-        model.Precision = Options.Precision;
+        var model = LanguageModel.Create(Config!, Device, (long)Options.Training.Seed);
+        model.Precision = Options.Training.Precision;
         return model;
     }
 
@@ -100,12 +100,12 @@ sealed class RunSetup
         var o = Options;
         var settings = new AdamSettings
         {
-            Beta1 = o.Beta1, Beta2 = o.Beta2, Eps = o.Eps, WeightDecay = o.WeightDecay,
+            Beta1 = o.Optimizer.Beta1, Beta2 = o.Optimizer.Beta2, Eps = o.Optimizer.Eps, WeightDecay = o.Optimizer.WeightDecay,
             DecayPolicy = Resolved.DecayPolicy,
         };
-        var parallel = new DataParallel(Group, o.Zero, (long)Math.Round(o.BucketMb * 1024 * 1024));
-        return BlockOptimizer.Create(o.Optimizer, model.named_parameters().Select(p => (p.name, p.parameter)),
-            settings, attention ?? Config?.Attention(), rules, reference: o.ReferenceOptimizer, parallel: parallel);
+        var parallel = new DataParallel(Group, o.Parallelism.Zero, (long)Math.Round(o.Parallelism.BucketMb * 1024 * 1024));
+        return BlockOptimizer.Create(o.Optimizer.Kind, model.named_parameters().Select(p => (p.name, p.parameter)),
+            settings, attention ?? Config?.Attention(), rules, reference: o.Debug.ReferenceOptimizer, parallel: parallel);
     }
 
     /// <summary>The weights and optimizer state a resume continues, or the weights an init starts from; every rank
@@ -122,7 +122,7 @@ sealed class RunSetup
     public void OpenRunFolder(Action<string>? note)
     {
         if (!Group.IsMain) return;
-        if (ResumeFrom is null && Options.Overwrite) RunFolder.Clear(RunDirectory);
+        if (ResumeFrom is null && Options.Run.Overwrite) RunFolder.Clear(RunDirectory);
         Directory.CreateDirectory(RunDirectory);
         foreach (var stale in Checkpoints.RemoveStaleTemporaries(RunDirectory))
             note?.Invoke($"removed {stale}, a checkpoint a process died writing");
@@ -139,12 +139,12 @@ sealed class TrainingData : IDisposable
     public TrainingData(RunSetup setup, ITokenSource? customTrain, ITokenSource? customVal)
     {
         var (o, vocab) = (setup.Options, setup.Config?.Vocab);
-        ownTrain = customTrain is null ? TokenDataset.Open(o.Data, "train", vocab) : null;
-        ownVal = customVal is null ? TokenDataset.Open(o.Data, "val", vocab) : null;
+        ownTrain = customTrain is null ? TokenDataset.Open(o.Data.Path, "train", vocab) : null;
+        ownVal = customVal is null ? TokenDataset.Open(o.Data.Path, "val", vocab) : null;
         (Train, Val) = (customTrain ?? ownTrain!, customVal ?? ownVal!);
         var position = setup.Resumed is { } r ? new SamplerPosition(r.SamplerEpoch, r.SamplerIndex) : null;
-        Sampler = new BatchSampler(Train, setup.Resolved.SeqLen, o.Seed, position);
-        _ = new BatchSampler(Val, setup.Resolved.SeqLen, o.Seed);   // refuses a val split too short for seq_len
+        Sampler = new BatchSampler(Train, setup.Resolved.SeqLen, o.Training.Seed, position);
+        _ = new BatchSampler(Val, setup.Resolved.SeqLen, o.Training.Seed);   // refuses a val split too short for seq_len
     }
 
     public ITokenSource Train { get; }

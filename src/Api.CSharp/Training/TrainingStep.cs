@@ -59,7 +59,7 @@ sealed class TrainingStep(
         auto?.Observe(squared, smallSquared is null ? null : values[1..]);
 
         // Clip and update.
-        if (o.GradClip > 0 && total > o.GradClip) optimizer.ScaleGradients(o.GradClip / (total + 1e-6));
+        if (o.Training.GradClip > 0 && total > o.Training.GradClip) optimizer.ScaleGradients(o.Training.GradClip / (total + 1e-6));
         optimizer.Step(block => learningRate(block, step));
         if (device.type == DeviceType.CUDA) cuda.synchronize();
         return new StepOutcome(loss, squared, clock.Elapsed.TotalMilliseconds,
@@ -74,10 +74,10 @@ sealed class TrainingStep(
         model.train();
         optimizer.ZeroGrad();
         var lossSum = zeros(1, dtype: float64, device: device);
-        var windows = sampler.NextWindows(o.BatchSize);
+        var windows = sampler.NextWindows(o.Training.BatchSize);
         var measureNoise = auto is { MeasuresNoise: true };
         var smallSquared = measureNoise ? zeros(auto!.Blocks.Count, dtype: float64, device: device) : null;
-        var share = o.BatchSize / setup.Group.WorldSize;
+        var share = o.Training.BatchSize / setup.Group.WorldSize;
         var rank = setup.Group.Rank;
         for (var first = rank * share; first < (rank + 1) * share; first += resolved.MicroBatch)
         {
@@ -103,6 +103,6 @@ sealed class TrainingStep(
             $"step {step}: the {what} is {value}; training stopped before the update"
             + (lastCheckpoint is null ? "" : $"; the last good checkpoint is {lastCheckpoint}")
             + "; lower the LR or the ratios"
-            + (o.Precision == Precision.Fp32 ? "" : ", or train in fp32"));
+            + (o.Training.Precision == Precision.Fp32 ? "" : ", or train in fp32"));
     }
 }
