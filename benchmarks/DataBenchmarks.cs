@@ -1,5 +1,5 @@
-using BlockwiseLR.Core;
 using BenchmarkDotNet.Attributes;
+using BlockwiseLR.Core;
 using BlockwiseLR.Data;
 using BlockwiseLR.Models;
 using BlockwiseLR.Optim;
@@ -9,7 +9,8 @@ using static TorchSharp.torch;
 namespace BlockwiseLR.Benchmarks;
 
 /// <summary>Tokenization on the built-in corpus (3.16M GPT-2 tokens): the tokenizer alone on one thread, and
-/// the whole of `blr prepare` (pieces, parallel tokenization, val choice, shards, manifest) on 1 and 2 threads.</summary>
+/// the whole of `blr prepare` (pieces, parallel tokenization, val choice, shards, manifest) on 1 and 2
+/// threads.</summary>
 [SimpleJob(launchCount: 1, warmupCount: 1, iterationCount: 5, invocationCount: 1)]
 public class PrepareBenchmarks
 {
@@ -34,7 +35,15 @@ public class PrepareBenchmarks
 
     long Prepare(int threads)
     {
-        var result = ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = output, Threads = threads, Overwrite = true });
+        var result = ShardPreparer.Run(
+            new PrepareOptions
+            {
+                Builtin = "gutenberg",
+                OutputDirectory = output,
+                Threads = threads,
+                Overwrite = true,
+            }
+        );
         return result.TrainTokens + result.ValTokens;
     }
 
@@ -52,7 +61,8 @@ public class BatchBenchmarks
     BatchSampler sampler = null!;
     LanguageModel model = null!;
     BlockOptimizer optimizer = null!;
-    Tensor inputs = null!, targets = null!;
+    Tensor inputs = null!,
+        targets = null!;
 
     [GlobalSetup]
     public void Setup()
@@ -62,7 +72,11 @@ public class BatchBenchmarks
         train = TokenDataset.Open(directory, "train");
         sampler = new BatchSampler(train, 256, seed: 1);
         model = LanguageModel.Create(ModelConfigs.Create("gpt2-tiny"), seed: 1);
-        optimizer = BlockOptimizer.Create(OptimizerKind.BlockwiseAdamW, model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings());
+        optimizer = BlockOptimizer.Create(
+            OptimizerKind.BlockwiseAdamW,
+            model.named_parameters().Select(p => (p.name, p.parameter)),
+            new AdamSettings()
+        );
         (inputs, targets) = sampler.Next(16);
         inputs = inputs.DetachFromDisposeScope();
         targets = targets.DetachFromDisposeScope();

@@ -23,11 +23,12 @@ public class OptimizerStepBenchmarks
 
     LanguageModel Model()
     {
-        var device = ComputeDevice.Parse(Device).Use();   // the one resolver: CUDA loaded first when asked for
+        var device = ComputeDevice.Parse(Device).Use(); // the one resolver: CUDA loaded first when asked for
         var config = ModelConfigs.Create("gpt2-small");
         var m = LanguageModel.Create(config, device, seed: 1);
         var generator = new Generator(2);
-        foreach (var p in m.parameters()) p.grad = randn(p.shape, generator: generator).to(device);
+        foreach (var p in m.parameters())
+            p.grad = randn(p.shape, generator: generator).to(device);
         return m;
     }
 
@@ -38,12 +39,18 @@ public class OptimizerStepBenchmarks
     {
         model = Model();
         var config = model.Config;
-        blockwise = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), model.named_parameters().Select(p => (p.name, p.parameter)), new AdamSettings(), ModelConfigModule.attention(config));
+        blockwise = BlockOptimizer.Create(
+            OptionNames.Parse<OptimizerKind>(name),
+            model.named_parameters().Select(p => (p.name, p.parameter)),
+            new AdamSettings(),
+            ModelConfigModule.attention(config)
+        );
         ((FlatBlockOptimizer)blockwise).CpuChunk = Chunk;
         // Flat buffers re-pointed the parameters and gradients: give the gradients values again.
         var generator = new Generator(2);
         using var noGrad = no_grad();
-        foreach (var p in model.parameters()) p.grad!.copy_(randn(p.shape, generator: generator));
+        foreach (var p in model.parameters())
+            p.grad!.copy_(randn(p.shape, generator: generator));
     }
 
     [GlobalSetup(Target = nameof(BlockwiseAdamW))]
@@ -56,7 +63,16 @@ public class OptimizerStepBenchmarks
     public void SetupTorchSharpAdamW()
     {
         model = Model();
-        builtIn = optim.AdamW(model.parameters(), lr: 6e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, amsgrad: false, maximize: false);
+        builtIn = optim.AdamW(
+            model.parameters(),
+            lr: 6e-4,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+            amsgrad: false,
+            maximize: false
+        );
     }
 
     static readonly Func<Block, double> Lr = block => 6e-4;
@@ -84,7 +100,8 @@ public class OptimizerStepBenchmarks
 
     void Synchronize()
     {
-        if (Device == "cuda") cuda.synchronize();
+        if (Device == "cuda")
+            cuda.synchronize();
     }
 
     [GlobalCleanup]

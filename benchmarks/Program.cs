@@ -8,19 +8,31 @@ if (args.Length > 0 && args[0] == "--quick")
     var chunks = args.Skip(1).Select(long.Parse).DefaultIfEmpty(BlockwiseLR.Optim.Chunking.DefaultCpuChunk).ToList();
     foreach (var chunk in chunks)
     {
-        foreach (var (name, setup, step) in new (string, Action<OptimizerStepBenchmarks>, Action<OptimizerStepBenchmarks>)[]
-                 {
-                     ("TorchSharpAdamW", b => b.SetupTorchSharpAdamW(), b => b.TorchSharpAdamW()),
-                     ("BlockwiseAdamW", b => b.SetupBlockwiseAdamW(), b => b.BlockwiseAdamW()),
-                     ("AdamMini", b => b.SetupAdamMini(), b => b.AdamMini()),
-                 })
+        foreach (
+            var (name, setup, step) in new (string, Action<OptimizerStepBenchmarks>, Action<OptimizerStepBenchmarks>)[]
+            {
+                ("TorchSharpAdamW", b => b.SetupTorchSharpAdamW(), b => b.TorchSharpAdamW()),
+                ("BlockwiseAdamW", b => b.SetupBlockwiseAdamW(), b => b.BlockwiseAdamW()),
+                ("AdamMini", b => b.SetupAdamMini(), b => b.AdamMini()),
+            }
+        )
         {
-            if (chunk != chunks[0] && name == "TorchSharpAdamW") continue;
+            if (chunk != chunks[0] && name == "TorchSharpAdamW")
+                continue;
             var bench = new OptimizerStepBenchmarks { Chunk = chunk };
             setup(bench);
             step(bench);
-            var times = Enumerable.Range(0, 5).Select(_ => { var sw = Stopwatch.StartNew(); step(bench); return sw.Elapsed.TotalMilliseconds; }).Order().ToList();
-            Console.WriteLine($"chunk {chunk,9}  {name,-16} median {times[2],8:F1} ms  (min {times[0]:F1})");
+            var times = Enumerable
+                .Range(0, 5)
+                .Select(_ =>
+                {
+                    var sw = Stopwatch.StartNew();
+                    step(bench);
+                    return sw.Elapsed.TotalMilliseconds;
+                })
+                .Order()
+                .ToList();
+            Console.WriteLine($"chunk {chunk, 9}  {name, -16} median {times[2], 8:F1} ms  (min {times[0]:F1})");
             bench.Cleanup();
         }
     }
@@ -33,8 +45,10 @@ if (args.Length > 0 && args[0] == "--overhead")
 }
 if (args.Length > 0 && args[0] == "--ratios")
 {
-    RatioComparison.Run(args.Length > 1 ? int.Parse(args[1]) : 150,
-        args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : null);
+    RatioComparison.Run(
+        args.Length > 1 ? int.Parse(args[1]) : 150,
+        args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : null
+    );
     return;
 }
 if (args.Length > 0 && args[0] == "--sample")
@@ -59,8 +73,10 @@ if (args.Length > 0 && args[0] == "--adam-mini-horizon")
 }
 if (args.Length > 0 && args[0] == "--prepare-scale")
 {
-    PrepareScale.Run(args.Length > 1 ? args[1] : "/tmp/blr-prepare-scale",
-        args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 8.5);
+    PrepareScale.Run(
+        args.Length > 1 ? args[1] : "/tmp/blr-prepare-scale",
+        args.Length > 2 ? double.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 8.5
+    );
     return;
 }
 if (args.Length > 0 && args[0] == "--memory")

@@ -4,8 +4,8 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BlockwiseLR.Core;
-using BlockwiseLR.Reporting;
 using BlockwiseLR.Data;
+using BlockwiseLR.Reporting;
 using BlockwiseLR.Training;
 
 namespace BlockwiseLR.Benchmarks;
@@ -59,7 +59,8 @@ static class Study
     static string Root()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Hybrid.sln"))) return dir.FullName;
+            if (File.Exists(Path.Combine(dir.FullName, "Hybrid.sln")))
+                return dir.FullName;
         throw new DirectoryNotFoundException("no Hybrid.sln above the benchmark");
     }
 
@@ -67,34 +68,68 @@ static class Study
 
     public static void Run(IReadOnlyList<string> names)
     {
-        if (names.Count == 1 && names[0] == "report") { Report(); return; }
-        var cells = names.Count == 0 ? Cells : names.Select(n => Cells.FirstOrDefault(c => c.Name == n)
-            ?? throw new ArgumentException($"unknown cell {n} (known: {string.Join(", ", Cells.Select(c => c.Name))}, or report)")).ToList();
+        if (names.Count == 1 && names[0] == "report")
+        {
+            Report();
+            return;
+        }
+        var cells =
+            names.Count == 0
+                ? Cells
+                : names
+                    .Select(n =>
+                        Cells.FirstOrDefault(c => c.Name == n)
+                        ?? throw new ArgumentException(
+                            $"unknown cell {n} (known: {string.Join(", ", Cells.Select(c => c.Name))}, or report)"
+                        )
+                    )
+                    .ToList();
         Directory.CreateDirectory(Path.Combine(Docs(), "cells"));
-        foreach (var cell in cells) RunCell(cell);
+        foreach (var cell in cells)
+            RunCell(cell);
         Report();
     }
 
-    /// <summary>`--adam-mini-horizon`: <see cref="Benchmarks.AdamMiniHorizon"/> on the study's built-in corpus.</summary>
+    /// <summary>`--adam-mini-horizon`: <see cref="Benchmarks.AdamMiniHorizon"/> on the study's built-in
+    /// corpus.</summary>
     public static void AdamMiniHorizon(int steps) => Benchmarks.AdamMiniHorizon.Run(steps, Data("gutenberg"), Docs());
 
     static string Data(string corpus)
     {
         var folder = Path.Combine(Path.GetTempPath(), $"blr-study-{corpus}-spm4000");
-        if (File.Exists(Path.Combine(folder, "manifest.json"))) return folder;
+        if (File.Exists(Path.Combine(folder, "manifest.json")))
+            return folder;
         const string tokenizer = TextTokenizers.BuiltinSmall;
-        if (corpus == "gutenberg") ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", Tokenizer = tokenizer, OutputDirectory = folder, Overwrite = true });
+        if (corpus == "gutenberg")
+            ShardPreparer.Run(
+                new PrepareOptions
+                {
+                    Builtin = "gutenberg",
+                    Tokenizer = tokenizer,
+                    OutputDirectory = folder,
+                    Overwrite = true,
+                }
+            );
         else
         {
             // Sections 1, 5 and 8 of the installed manual pages (the manpages and manpages-dev packages and whatever
             // else is installed), gzipped troff, each page a document.
-            var pages = new[] { "man1", "man5", "man8" }.Select(s => Path.Combine("/usr/share/man", s)).Where(Directory.Exists).ToArray();
-            if (pages.Length == 0) throw new DirectoryNotFoundException("no /usr/share/man: install Debian's manpages package");
-            ShardPreparer.Run(new PrepareOptions
-            {
-                Inputs = pages, Corpus = new CorpusOptions { Glob = "*.gz", ReplaceInvalidUtf8 = true }, Tokenizer = tokenizer,
-                OutputDirectory = folder, Overwrite = true,
-            });
+            var pages = new[] { "man1", "man5", "man8" }
+                .Select(s => Path.Combine("/usr/share/man", s))
+                .Where(Directory.Exists)
+                .ToArray();
+            if (pages.Length == 0)
+                throw new DirectoryNotFoundException("no /usr/share/man: install Debian's manpages package");
+            ShardPreparer.Run(
+                new PrepareOptions
+                {
+                    Inputs = pages,
+                    Corpus = new CorpusOptions { Glob = "*.gz", ReplaceInvalidUtf8 = true },
+                    Tokenizer = tokenizer,
+                    OutputDirectory = folder,
+                    Overwrite = true,
+                }
+            );
         }
         return folder;
     }
@@ -106,45 +141,79 @@ static class Study
     /// temporary folder, removed afterwards: its record (optimizer, ratios as named, LR, seed, seconds, code, date,
     /// final val loss or null when it diverged, evals) and its result (null when it diverged).
     /// <paramref name="whileThere"/> adds to the record what needs the run folder.</summary>
-    internal static (JsonObject Entry, PretrainResult? Result) Record(PretrainOptions options, string ratios, Action<PretrainResult, JsonObject>? whileThere = null)
+    internal static (JsonObject Entry, PretrainResult? Result) Record(
+        PretrainOptions options,
+        string ratios,
+        Action<PretrainResult, JsonObject>? whileThere = null
+    )
     {
         var run = Directory.CreateTempSubdirectory("blr-study-").FullName;
         var clock = Stopwatch.StartNew();
         try
         {
             PretrainResult? result = null;
-            try { result = Pretrainer.Run(options with { Run = options.Run with { Out = run } }); }
+            try
+            {
+                result = Pretrainer.Run(options with { Run = options.Run with { Out = run } });
+            }
             catch (TrainingDivergedException) { }
             var entry = new JsonObject
             {
-                ["optimizer"] = OptionNames.Format(options.Optimizer.Kind), ["ratios"] = ratios, ["lr"] = options.Schedule.Lr, ["seed"] = options.Training.Seed,
+                ["optimizer"] = OptionNames.Format(options.Optimizer.Kind),
+                ["ratios"] = ratios,
+                ["lr"] = options.Schedule.Lr,
+                ["seed"] = options.Training.Seed,
                 ["seconds"] = clock.Elapsed.TotalSeconds,
-                ["code"] = Pretrainer.CodeVersion, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
+                ["code"] = Pretrainer.CodeVersion,
+                ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture),
                 ["final"] = result?.FinalValLoss,
-                ["evals"] = new JsonArray((result?.Evals ?? []).Select(e => (JsonNode)new JsonArray(e.Step, e.ValLoss)).ToArray()),
+                ["evals"] = new JsonArray(
+                    (result?.Evals ?? []).Select(e => (JsonNode)new JsonArray(e.Step, e.ValLoss)).ToArray()
+                ),
             };
-            if (result is not null) whileThere?.Invoke(result, entry);
+            if (result is not null)
+                whileThere?.Invoke(result, entry);
             return (entry, result);
         }
-        finally { Directory.Delete(run, true); }
+        finally
+        {
+            Directory.Delete(run, true);
+        }
     }
 
     static JsonObject Train(Cell cell, string data, OptimizerKind optimizer, string ratios, double lr, ulong seed)
     {
         var options = new PretrainOptions
-{
-        Model = new() { Name = cell.Model },
-        Data = new() { Path = data },
-        Optimizer = new() { Kind = optimizer, Ratios = ratios.StartsWith("auto") ? BlockRatios.Auto() : BlockRatios.Parse(ratios) },
-        Schedule = new() { Lr = lr, WarmupSteps = Steps / 10 },
-        Training = new() { Steps = Steps, BatchSize = cell.BatchSize, SeqLen = cell.SeqLen, MicroBatchSize = ratios.EndsWith("+micro") ? cell.BatchSize / 2 : null, Seed = seed },
-        Evaluation = new() { Every = 25, Windows = 32 },
-};
+        {
+            Model = new() { Name = cell.Model },
+            Data = new() { Path = data },
+            Optimizer = new()
+            {
+                Kind = optimizer,
+                Ratios = ratios.StartsWith("auto") ? BlockRatios.Auto() : BlockRatios.Parse(ratios),
+            },
+            Schedule = new() { Lr = lr, WarmupSteps = Steps / 10 },
+            Training = new()
+            {
+                Steps = Steps,
+                BatchSize = cell.BatchSize,
+                SeqLen = cell.SeqLen,
+                MicroBatchSize = ratios.EndsWith("+micro") ? cell.BatchSize / 2 : null,
+                Seed = seed,
+            },
+            Evaluation = new() { Every = 25, Windows = 32 },
+        };
         return Record(options, ratios, (result, entry) =>
         {
             if (ratios.StartsWith("auto") && result.LastCheckpoint is { } last)
-                entry["auto_end"] = new JsonObject((Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).Auto?.Ratios ?? new Dictionary<string, double>())
-                    .OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 3))));
+                entry["auto_end"] = new JsonObject(
+                    (
+                        Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).Auto?.Ratios
+                        ?? new Dictionary<string, double>()
+                    )
+                        .OrderBy(kv => kv.Key, StringComparer.Ordinal)
+                        .Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)Math.Round(kv.Value, 3)))
+                );
         }).Entry;
     }
 
@@ -156,13 +225,22 @@ static class Study
         var file = Path.Combine(Docs(), "cells", $"{cell.Name}.json");
         var setup = new JsonObject
         {
-            ["model"] = cell.Model, ["corpus"] = cell.Corpus, ["tokenizer"] = TextTokenizers.BuiltinSmall, ["batch_size"] = cell.BatchSize,
-            ["seq_len"] = cell.SeqLen, ["tokens_per_step"] = cell.BatchSize * cell.SeqLen, ["steps"] = Steps,
+            ["model"] = cell.Model,
+            ["corpus"] = cell.Corpus,
+            ["tokenizer"] = TextTokenizers.BuiltinSmall,
+            ["batch_size"] = cell.BatchSize,
+            ["seq_len"] = cell.SeqLen,
+            ["tokens_per_step"] = cell.BatchSize * cell.SeqLen,
+            ["steps"] = Steps,
         };
         // Runs already done for this cell with this setup are kept (a stopped cell resumes); a file of another setup
         // is moved aside, not overwritten.
         var done = new Dictionary<string, JsonObject>();
-        if (File.Exists(file) && JsonNode.Parse(File.ReadAllText(file)) is { } old && !JsonNode.DeepEquals(old["setup"], setup))
+        if (
+            File.Exists(file)
+            && JsonNode.Parse(File.ReadAllText(file)) is { } old
+            && !JsonNode.DeepEquals(old["setup"], setup)
+        )
         {
             var aside = $"{file}.{DateTime.UtcNow:yyyyMMddHHmmss}.other-setup";
             File.Move(file, aside);
@@ -170,14 +248,25 @@ static class Study
         }
         else if (File.Exists(file) && JsonNode.Parse(File.ReadAllText(file)) is { } same)
             foreach (var r in same["runs"]!.AsArray())
-                done[Key(OptionNames.Parse<OptimizerKind>(r!["optimizer"]!.GetValue<string>()), r["ratios"]!.GetValue<string>(), r["lr"]!.GetValue<double>(), r["seed"]!.GetValue<ulong>())] = r.AsObject();
+                done[
+                    Key(
+                        OptionNames.Parse<OptimizerKind>(r!["optimizer"]!.GetValue<string>()),
+                        r["ratios"]!.GetValue<string>(),
+                        r["lr"]!.GetValue<double>(),
+                        r["seed"]!.GetValue<ulong>()
+                    )
+                ] = r.AsObject();
         var runs = new List<JsonObject>();
         void Save(double? baseline, bool complete)
         {
             var json = new JsonObject
             {
-                ["cell"] = cell.Name, ["setup"] = setup.DeepClone(), ["baseline_lr"] = baseline, ["complete"] = complete,
-                ["machine"] = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
+                ["cell"] = cell.Name,
+                ["setup"] = setup.DeepClone(),
+                ["baseline_lr"] = baseline,
+                ["complete"] = complete,
+                ["machine"] =
+                    $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
                 ["runs"] = new JsonArray(runs.Select(r => (JsonNode)r.DeepClone()).ToArray()),
             };
             var temporary = file + ".tmp";
@@ -191,28 +280,45 @@ static class Study
                 r = Train(cell, data, optimizer, ratios, lr, seed);
                 done[Key(optimizer, ratios, lr, seed)] = r;
             }
-            if (!runs.Contains(r)) runs.Add(r);
+            if (!runs.Contains(r))
+                runs.Add(r);
             Save(baseline, false);
             return r;
         }
 
-        Console.WriteLine($"cell {cell.Name}: {cell.Model}, {cell.BatchSize} x {cell.SeqLen} tokens per step, {cell.Corpus}");
+        Console.WriteLine(
+            $"cell {cell.Name}: {cell.Model}, {cell.BatchSize} x {cell.SeqLen} tokens per step, {cell.Corpus}"
+        );
         var lrs = Lrs.ToList();
         var sweep = lrs.Select(lr => Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null)).ToList();
         for (var more = 0; more < MoreLrs; more++)
         {
             var bestAt = sweep.IndexOf(sweep.MinBy(Final)!);
-            if (bestAt != 0 && bestAt != sweep.Count - 1) break;
+            if (bestAt != 0 && bestAt != sweep.Count - 1)
+                break;
             var lr = bestAt == 0 ? lrs[0] / 2 : lrs[^1] * 2;
             var r = Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null);
-            if (bestAt == 0) { lrs.Insert(0, lr); sweep.Insert(0, r); } else { lrs.Add(lr); sweep.Add(r); }
+            if (bestAt == 0)
+            {
+                lrs.Insert(0, lr);
+                sweep.Insert(0, r);
+            }
+            else
+            {
+                lrs.Add(lr);
+                sweep.Add(r);
+            }
         }
         var best = sweep.MinBy(Final)!["lr"]!.GetValue<double>();
-        Console.WriteLine($"  AdamW sweep: {string.Join(", ", sweep.Select(r => FormattableString.Invariant($"lr {r["lr"]} -> {Final(r):F4}")))}; baseline LR {best}");
+        Console.WriteLine(
+            $"  AdamW sweep: {string.Join(", ", sweep.Select(r => FormattableString.Invariant($"lr {r["lr"]} -> {Final(r):F4}")))}; baseline LR {best}"
+        );
         foreach (var (arm, optimizer, ratios) in Arms)
         {
             var finals = Seeds.Select(seed => Final(Get(optimizer, ratios, best, seed, best))).ToList();
-            Console.WriteLine($"  {arm,-16} {string.Join("  ", finals.Select(f => f.ToString("F4", CultureInfo.InvariantCulture)))}");
+            Console.WriteLine(
+                $"  {arm, -16} {string.Join("  ", finals.Select(f => f.ToString("F4", CultureInfo.InvariantCulture)))}"
+            );
         }
         Save(best, true);
     }
@@ -225,21 +331,39 @@ static class Study
     {
         var folder = Path.Combine(Docs(), "cells");
         var cells = (Directory.Exists(folder) ? Directory.GetFiles(folder, "*.json") : [])
-            .Select(f => JsonNode.Parse(File.ReadAllText(f))!).Where(c => c["complete"]?.GetValue<bool>() == true)
-            .OrderBy(c => Cells.ToList().FindIndex(k => k.Name == c["cell"]!.GetValue<string>())).ToList();
+            .Select(f => JsonNode.Parse(File.ReadAllText(f))!)
+            .Where(c => c["complete"]?.GetValue<bool>() == true)
+            .OrderBy(c => Cells.ToList().FindIndex(k => k.Name == c["cell"]!.GetValue<string>()))
+            .ToList();
         var text = new StringBuilder();
         text.AppendLine("# Auto ratios against AdamW and Adam-mini, cell by cell");
         text.AppendLine();
-        text.AppendLine($"Rebuilt by `dotnet benchmarks/bin/Release/net10.0/Benchmarks.dll --study report` from {cells.Count} of {Cells.Count} cells in");
-        text.AppendLine("`docs/study/cells/` (a cell runs with `--study CELL`, all with `--study`). Every cell: 150 steps, 15 warmup, cosine to LR/20,");
-        text.AppendLine($"the built-in 4,000-piece SentencePiece BPE `{TextTokenizers.BuiltinSmall}` (vocab padded to 4,032), sequences of 64 tokens,");
-        text.AppendLine("val loss on 32 windows every 25 steps. AdamW's LR is swept at seed 1 over 1e-3, 2e-3, 4e-3, widened by a factor of 2 (at most");
-        text.AppendLine($"{MoreLrs} times) while the best is at an edge; the best is every arm's base LR. Final val loss, mean (min..max) over seeds 1-3. A difference counts only");
-        text.AppendLine("when the seed ranges do not overlap. A CPU cannot reach the paper's 0.3-0.5M tokens per step: these cells have 256 and 1,024.");
-        text.AppendLine("The auto arms train with one micro-batch per step (the sharpness rule alone); the auto-micro arms with two (the rule's");
+        text.AppendLine(
+            $"Rebuilt by `dotnet benchmarks/bin/Release/net10.0/Benchmarks.dll --study report` from {cells.Count} of {Cells.Count} cells in"
+        );
+        text.AppendLine(
+            "`docs/study/cells/` (a cell runs with `--study CELL`, all with `--study`). Every cell: 150 steps, 15 warmup, cosine to LR/20,"
+        );
+        text.AppendLine(
+            $"the built-in 4,000-piece SentencePiece BPE `{TextTokenizers.BuiltinSmall}` (vocab padded to 4,032), sequences of 64 tokens,"
+        );
+        text.AppendLine(
+            "val loss on 32 windows every 25 steps. AdamW's LR is swept at seed 1 over 1e-3, 2e-3, 4e-3, widened by a factor of 2 (at most"
+        );
+        text.AppendLine(
+            $"{MoreLrs} times) while the best is at an edge; the best is every arm's base LR. Final val loss, mean (min..max) over seeds 1-3. A difference counts only"
+        );
+        text.AppendLine(
+            "when the seed ranges do not overlap. A CPU cannot reach the paper's 0.3-0.5M tokens per step: these cells have 256 and 1,024."
+        );
+        text.AppendLine(
+            "The auto arms train with one micro-batch per step (the sharpness rule alone); the auto-micro arms with two (the rule's"
+        );
         text.AppendLine("gradient-noise correction applies).");
         text.AppendLine();
-        text.AppendLine("| cell | model | corpus | tokens/step | LR | " + string.Join(" | ", Arms.Select(a => a.Arm)) + " | cost |");
+        text.AppendLine(
+            "| cell | model | corpus | tokens/step | LR | " + string.Join(" | ", Arms.Select(a => a.Arm)) + " | cost |"
+        );
         text.AppendLine("|---|---|---|---|---|" + string.Concat(Arms.Select(_ => "---|")) + "---|");
         var verdicts = new StringBuilder();
         var goals = Arms.Where(a => a.Ratios.StartsWith("auto")).ToDictionary(a => a.Arm, _ => new List<string>());
@@ -248,21 +372,42 @@ static class Study
             var setup = cell["setup"]!;
             var lr = cell["baseline_lr"]!.GetValue<double>();
             var runs = cell["runs"]!.AsArray().Select(r => r!).ToList();
-            var swept = runs.Where(r => r["optimizer"]!.GetValue<string>() == "adamw" && r["seed"]!.GetValue<ulong>() == Seeds[0]).Select(r => r["lr"]!.GetValue<double>()).Order().ToList();
+            var swept = runs.Where(r =>
+                    r["optimizer"]!.GetValue<string>() == "adamw" && r["seed"]!.GetValue<ulong>() == Seeds[0]
+                )
+                .Select(r => r["lr"]!.GetValue<double>())
+                .Order()
+                .ToList();
             if (lr == swept[0] || lr == swept[^1])
-                verdicts.AppendLine(FormattableString.Invariant($"- {cell["cell"]}: AdamW's best LR {lr} is still at an edge of the sweep ({string.Join(", ", swept)}) after {MoreLrs} widenings: the baseline may be under-tuned"));
+                verdicts.AppendLine(
+                    FormattableString.Invariant(
+                        $"- {cell["cell"]}: AdamW's best LR {lr} is still at an edge of the sweep ({string.Join(", ", swept)}) after {MoreLrs} widenings: the baseline may be under-tuned"
+                    )
+                );
             List<JsonNode> Of(string arm)
             {
                 var (_, optimizer, ratios) = Arms.First(a => a.Arm == arm);
-                return runs.Where(r => r["optimizer"]!.GetValue<string>() == OptionNames.Format(optimizer) && r["ratios"]!.GetValue<string>() == ratios
-                    && r["lr"]!.GetValue<double>() == lr).OrderBy(r => r["seed"]!.GetValue<ulong>()).ToList();
+                return runs.Where(r =>
+                        r["optimizer"]!.GetValue<string>() == OptionNames.Format(optimizer)
+                        && r["ratios"]!.GetValue<string>() == ratios
+                        && r["lr"]!.GetValue<double>() == lr
+                    )
+                    .OrderBy(r => r["seed"]!.GetValue<ulong>())
+                    .ToList();
             }
             var finals = Arms.ToDictionary(a => a.Arm, a => Of(a.Arm).Select(Final).ToList());
-            string Summary(List<double> f) => f.Any(double.IsInfinity) ? $"diverged at {f.Count(double.IsInfinity)} seed(s)"
-                : FormattableString.Invariant($"{f.Average():F3} ({f.Min():F3}..{f.Max():F3})");
+            string Summary(List<double> f) =>
+                f.Any(double.IsInfinity)
+                    ? $"diverged at {f.Count(double.IsInfinity)} seed(s)"
+                    : FormattableString.Invariant($"{f.Average():F3} ({f.Min():F3}..{f.Max():F3})");
             var seconds = runs.Sum(r => r["seconds"]!.GetValue<double>());
-            text.AppendLine(FormattableString.Invariant($"| {cell["cell"]} | {setup["model"]} | {setup["corpus"]} | {setup["tokens_per_step"]} | {lr} | ") +
-                string.Join(" | ", Arms.Select(a => Summary(finals[a.Arm]))) + FormattableString.Invariant($" | {seconds / 60:F0} min |"));
+            text.AppendLine(
+                FormattableString.Invariant(
+                    $"| {cell["cell"]} | {setup["model"]} | {setup["corpus"]} | {setup["tokens_per_step"]} | {lr} | "
+                )
+                    + string.Join(" | ", Arms.Select(a => Summary(finals[a.Arm])))
+                    + FormattableString.Invariant($" | {seconds / 60:F0} min |")
+            );
 
             foreach (var plain in Arms.Where(a => a.Ratios == "uniform").Select(a => a.Arm))
             {
@@ -271,37 +416,70 @@ static class Study
                 {
                     var f = finals[arm];
                     var delta = f.Average() - basis.Average();
-                    var verdict = f.Max() < basis.Min() ? "below (counts)" : f.Min() > basis.Max() ? "above (counts)" : "within the spread";
+                    var verdict =
+                        f.Max() < basis.Min() ? "below (counts)"
+                        : f.Min() > basis.Max() ? "above (counts)"
+                        : "within the spread";
                     var speed = Speedup(Of(arm), basis.Average(), cell["setup"]!["steps"]!.GetValue<int>());
                     return FormattableString.Invariant($"{arm} {delta:+0.000;-0.000}, {verdict}{speed}");
                 }
                 var autos = goals.Keys.Where(k => k.StartsWith(plain + "+")).ToList();
-                verdicts.AppendLine($"- {cell["cell"]}, against {plain}: {Compare(plain + "+paper")}; {string.Join("; ", autos.Select(Compare))}");
+                verdicts.AppendLine(
+                    $"- {cell["cell"]}, against {plain}: {Compare(plain + "+paper")}; {string.Join("; ", autos.Select(Compare))}"
+                );
                 var paper = finals[plain + "+paper"];
                 foreach (var name in autos)
                 {
                     var auto = finals[name];
-                    if (auto.Any(double.IsInfinity)) goals[name].Add($"{cell["cell"]}: diverged at {auto.Count(double.IsInfinity)} seed(s)");
-                    else if (auto.Min() > basis.Max()) goals[name].Add($"{cell["cell"]}: its range is entirely above {plain}'s");
-                    if (paper.Max() < basis.Min() && basis.Average() - auto.Average() < (basis.Average() - paper.Average()) / 2)
-                        goals[name].Add(FormattableString.Invariant($"{cell["cell"]}: the paper ratios gain {basis.Average() - paper.Average():F3}, it keeps {basis.Average() - auto.Average():F3} (under half)"));
+                    if (auto.Any(double.IsInfinity))
+                        goals[name].Add($"{cell["cell"]}: diverged at {auto.Count(double.IsInfinity)} seed(s)");
+                    else if (auto.Min() > basis.Max())
+                        goals[name].Add($"{cell["cell"]}: its range is entirely above {plain}'s");
+                    if (
+                        paper.Max() < basis.Min()
+                        && basis.Average() - auto.Average() < (basis.Average() - paper.Average()) / 2
+                    )
+                        goals[name]
+                            .Add(
+                                FormattableString.Invariant(
+                                    $"{cell["cell"]}: the paper ratios gain {basis.Average() - paper.Average():F3}, it keeps {basis.Average() - auto.Average():F3} (under half)"
+                                )
+                            );
                 }
             }
-            Plots.Save(Path.Combine(Docs(), $"{cell["cell"]}.png"), FormattableString.Invariant($"{cell["cell"]}: val loss, mean of seeds 1-3 (LR {lr})"),
-                Arms.Select(a => MeanCurve(Of(a.Arm)) is var (steps, losses) ? new Plots.Curve(a.Arm, steps, losses) : null!).Where(c => c.Steps.Length > 0), "val loss");
+            Plots.Save(
+                Path.Combine(Docs(), $"{cell["cell"]}.png"),
+                FormattableString.Invariant($"{cell["cell"]}: val loss, mean of seeds 1-3 (LR {lr})"),
+                Arms.Select(a =>
+                        MeanCurve(Of(a.Arm)) is var (steps, losses) ? new Plots.Curve(a.Arm, steps, losses) : null!
+                    )
+                    .Where(c => c.Steps.Length > 0),
+                "val loss"
+            );
         }
         text.AppendLine();
-        text.AppendLine("Each arm against its plain base (mean to mean; \"counts\" when the seed ranges do not overlap; the speedup is the paper's measure,");
-        text.AppendLine("the run's steps over the steps the arm's seed-mean val curve needs to reach the plain base's final mean, where it ends below it):");
+        text.AppendLine(
+            "Each arm against its plain base (mean to mean; \"counts\" when the seed ranges do not overlap; the speedup is the paper's measure,"
+        );
+        text.AppendLine(
+            "the run's steps over the steps the arm's seed-mean val curve needs to reach the plain base's final mean, where it ends below it):"
+        );
         text.AppendLine();
         text.Append(verdicts);
         text.AppendLine();
-        text.AppendLine("Goal for auto, per base: in no cell is auto's seed range entirely above its plain base's, and in every cell where the paper");
-        text.AppendLine("ratios' range is entirely below the plain base's, auto keeps at least half of that gain (mean to mean).");
+        text.AppendLine(
+            "Goal for auto, per base: in no cell is auto's seed range entirely above its plain base's, and in every cell where the paper"
+        );
+        text.AppendLine(
+            "ratios' range is entirely below the plain base's, auto keeps at least half of that gain (mean to mean)."
+        );
         text.AppendLine();
         foreach (var (auto, misses) in goals)
-            text.AppendLine(cells.Count == 0 ? $"- {auto}: no cell yet" : misses.Count == 0 ? $"- {auto}: **met** in all {cells.Count} cells"
-                : $"- {auto}: **not met**: {string.Join("; ", misses)}");
+            text.AppendLine(
+                cells.Count == 0 ? $"- {auto}: no cell yet"
+                : misses.Count == 0 ? $"- {auto}: **met** in all {cells.Count} cells"
+                : $"- {auto}: **not met**: {string.Join("; ", misses)}"
+            );
         Directory.CreateDirectory(Docs());
         File.WriteAllText(Path.Combine(Docs(), "report.md"), text.ToString());
         Console.WriteLine(text);
@@ -310,8 +488,16 @@ static class Study
     /// <summary>The seed-mean val curve of runs evaluated at the same steps.</summary>
     static (double[] Steps, double[] Losses) MeanCurve(IReadOnlyList<JsonNode> runs)
     {
-        var curves = runs.Select(r => r["evals"]!.AsArray().Select(e => (Step: e![0]!.GetValue<double>(), Loss: e[1]!.GetValue<double>())).ToList()).Where(c => c.Count > 0).ToList();
-        if (curves.Count == 0 || curves.Count < runs.Count) return ([], []);
+        var curves = runs.Select(r =>
+                r["evals"]!
+                    .AsArray()
+                    .Select(e => (Step: e![0]!.GetValue<double>(), Loss: e[1]!.GetValue<double>()))
+                    .ToList()
+            )
+            .Where(c => c.Count > 0)
+            .ToList();
+        if (curves.Count == 0 || curves.Count < runs.Count)
+            return ([], []);
         var steps = curves[0].Select(p => p.Step).ToArray();
         return (steps, steps.Select((_, i) => curves.Average(c => c[i].Loss)).ToArray());
     }
@@ -321,11 +507,15 @@ static class Study
     static string Speedup(IReadOnlyList<JsonNode> arm, double target, int steps)
     {
         var (at, losses) = MeanCurve(arm);
-        if (at.Length == 0 || losses[^1] >= target) return "";
+        if (at.Length == 0 || losses[^1] >= target)
+            return "";
         for (var i = 0; i < at.Length; i++)
             if (losses[i] <= target)
             {
-                if (i == 0) return FormattableString.Invariant($", speedup >= {steps / at[0]:F2}x (reached by the first evaluation)");
+                if (i == 0)
+                    return FormattableString.Invariant(
+                        $", speedup >= {steps / at[0]:F2}x (reached by the first evaluation)"
+                    );
                 var reached = at[i - 1] + (at[i] - at[i - 1]) * (losses[i - 1] - target) / (losses[i - 1] - losses[i]);
                 return FormattableString.Invariant($", speedup {steps / reached:F2}x");
             }

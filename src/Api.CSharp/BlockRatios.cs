@@ -53,35 +53,50 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
     public static BlockRatios Auto(AutoRatioSettings? settings = null)
     {
         var chosen = settings ?? AutoRatioSettings.Default;
-        if (chosen.Problem() is { } problem) throw new ArgumentException($"auto ratios: {problem}", nameof(settings));
+        if (chosen.Problem() is { } problem)
+            throw new ArgumentException($"auto ratios: {problem}", nameof(settings));
         return new(RatioRules.Uniform, chosen);
     }
 
-    /// <summary>A map of your own; blocks not named get ratio 1, the head follows the paper's default unless named.</summary>
+    /// <summary>A map of your own; blocks not named get ratio 1, the head follows the paper's default unless
+    /// named.</summary>
     public static BlockRatios Of(IReadOnlyDictionary<Block, double> ratios) =>
-        ratios.Count == 0 ? Uniform : Parse(string.Join(",", ratios.Select(kv => $"{kv.Key.Key()}={AutoRatioSettings.Fmt(kv.Value)}")));
+        ratios.Count == 0
+            ? Uniform
+            : Parse(string.Join(",", ratios.Select(kv => $"{kv.Key.Key()}={AutoRatioSettings.Fmt(kv.Value)}")));
 
     /// <summary>The auto settings, or null for fixed ratios.</summary>
     public AutoRatioSettings? AutoSettings { get; }
     public bool IsAuto => AutoSettings is not null;
 
-    /// <summary>Reads the text forms above (any case). Throws <see cref="FormatException"/> with a one-line message.</summary>
+    /// <summary>Reads the text forms above (any case). Throws <see cref="FormatException"/> with a one-line
+    /// message.</summary>
     public static BlockRatios Parse(string text)
     {
         var trimmed = (text ?? "").Trim();
-        if (trimmed.Equals("auto", StringComparison.OrdinalIgnoreCase)) return Auto();
-        if (trimmed.StartsWith("auto:", StringComparison.OrdinalIgnoreCase)) return new(RatioRules.Uniform, ParseAuto(trimmed));
+        if (trimmed.Equals("auto", StringComparison.OrdinalIgnoreCase))
+            return Auto();
+        if (trimmed.StartsWith("auto:", StringComparison.OrdinalIgnoreCase))
+            return new(RatioRules.Uniform, ParseAuto(trimmed));
         return new BlockRatios(RatioRules.Parse(trimmed).OrThrow(reason => new FormatException(reason)));
     }
 
     static AutoRatioSettings ParseAuto(string text)
     {
         var settings = AutoRatioSettings.Default;
-        foreach (var item in text["auto:".Length..].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        foreach (
+            var item in text["auto:".Length..]
+                .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+        )
         {
             var parts = item.Split('=', StringSplitOptions.TrimEntries);
-            if (parts.Length != 2 || !double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var x))
-                throw new FormatException($"ratios '{text}': '{item}' is not KEY=NUMBER (keys: alpha, max-ratio, every, smoothing)");
+            if (
+                parts.Length != 2
+                || !double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var x)
+            )
+                throw new FormatException(
+                    $"ratios '{text}': '{item}' is not KEY=NUMBER (keys: alpha, max-ratio, every, smoothing)"
+                );
             settings = parts[0].ToLowerInvariant() switch
             {
                 "alpha" => settings with { Alpha = x },
@@ -89,10 +104,13 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
                 "every" when x == Math.Floor(x) && x is >= 1 and <= int.MaxValue => settings with { Every = (int)x },
                 "every" => throw new FormatException($"ratios '{text}': every={parts[1]} must be a whole number >= 1"),
                 "smoothing" => settings with { Smoothing = x },
-                var other => throw new FormatException($"ratios '{text}': unknown key '{other}' (keys: alpha, max-ratio, every, smoothing)"),
+                var other => throw new FormatException(
+                    $"ratios '{text}': unknown key '{other}' (keys: alpha, max-ratio, every, smoothing)"
+                ),
             };
         }
-        if (settings.Problem() is { } problem) throw new FormatException($"ratios '{text}': {problem}");
+        if (settings.Problem() is { } problem)
+            throw new FormatException($"ratios '{text}': {problem}");
         return settings;
     }
 
@@ -107,20 +125,26 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
     public double For(Block block, bool tiedHead) => RatioRules.RatioOf(tiedHead, Spec, block.ToCore());
 
     /// <summary>The text <see cref="Parse"/> reads back.</summary>
-    public override string ToString() => AutoSettings switch
-    {
-        null => RatioRules.Format(Spec),
-        var s when s == AutoRatioSettings.Default => "auto",
-        var s => $"auto:alpha={AutoRatioSettings.Fmt(s.Alpha)},max-ratio={AutoRatioSettings.Fmt(s.MaxRatio)},every={s.Every},smoothing={AutoRatioSettings.Fmt(s.Smoothing)}",
-    };
+    public override string ToString() =>
+        AutoSettings switch
+        {
+            null => RatioRules.Format(Spec),
+            var s when s == AutoRatioSettings.Default => "auto",
+            var s => $"auto:alpha={AutoRatioSettings.Fmt(s.Alpha)},max-ratio={AutoRatioSettings.Fmt(s.MaxRatio)},"
+                + $"every={s.Every},smoothing={AutoRatioSettings.Fmt(s.Smoothing)}",
+        };
 
-    public bool Equals(BlockRatios? other) => other is not null && Spec.Equals(other.Spec) && Equals(AutoSettings, other.AutoSettings);
+    public bool Equals(BlockRatios? other) =>
+        other is not null && Spec.Equals(other.Spec) && Equals(AutoSettings, other.AutoSettings);
+
     public override bool Equals(object? obj) => Equals(obj as BlockRatios);
+
     public override int GetHashCode() => HashCode.Combine(Spec, AutoSettings);
 }
 
 sealed class BlockRatiosConverter : TextConverter<BlockRatios>
 {
     protected override string Expected => "expected text such as paper, uniform, auto or emb=10,qk=8,vo=4,ffn=6,norm=1";
+
     protected override BlockRatios Parse(string text) => BlockRatios.Parse(text);
 }

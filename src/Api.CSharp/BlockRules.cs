@@ -3,7 +3,16 @@ using BlockwiseLR.Core;
 namespace BlockwiseLR;
 
 /// <summary>The block kinds of the core taxonomy, as a C# enum.</summary>
-public enum Block { Embedding, PositionEmbedding, AttentionQK, AttentionVO, FeedForward, Norm, OutputHead }
+public enum Block
+{
+    Embedding,
+    PositionEmbedding,
+    AttentionQK,
+    AttentionVO,
+    FeedForward,
+    Norm,
+    OutputHead,
+}
 
 /// <summary>A parameter's state-dict name and shape.</summary>
 public sealed record ParameterShape(string Name, long[] Shape);
@@ -37,8 +46,7 @@ public sealed class BlockRules
 
     /// <summary>Adds a rule that takes precedence over every rule so far: parameters whose name (or a
     /// dot-separated suffix of it) matches <paramref name="pattern"/> go to <paramref name="block"/>.</summary>
-    public BlockRules With(string pattern, Block block) =>
-        Prepend([BlockRuleTable.Whole(pattern, block.ToCore())]);
+    public BlockRules With(string pattern, Block block) => Prepend([BlockRuleTable.Whole(pattern, block.ToCore())]);
 
     /// <summary>Adds a rule for a fused projection cut into equal parts along its output dimension.</summary>
     public BlockRules WithFused(string pattern, params Block[] parts) =>
@@ -61,21 +69,33 @@ public sealed class BlockRules
     /// <summary>The block of each parameter, in order, for code that works per tensor (optimizers, sharpness):
     /// a fused projection split across blocks is an <see cref="ArgumentException"/> naming it.</summary>
     public IReadOnlyList<Block> WholeBlocks(IEnumerable<ParameterShape> parameters) =>
-        Partition(parameters).Select(p => p.WholeBlock ?? throw new ArgumentException(
-            $"{p.Name}: a fused projection spans several blocks and cannot be handled per tensor; split it (BlockwiseLR models do)")).ToList();
+        Partition(parameters)
+            .Select(p =>
+                p.WholeBlock
+                ?? throw new ArgumentException(
+                    $"{p.Name}: a fused projection spans several blocks and cannot be handled per tensor; split it "
+                        + $"(BlockwiseLR models do)"
+                )
+            )
+            .ToList();
 
     /// <summary>Parameter count per block kind (blocks with no parameters are absent).</summary>
     public IReadOnlyDictionary<Block, long> CountByBlock(IEnumerable<ParameterShape> parameters) =>
         BlockRuleTable.CountsByBlock(PartitionCore(parameters)).ToDictionary(c => c.Key.ToCSharp(), c => c.Value);
 
     IReadOnlyList<PlacedParameter> PartitionCore(IEnumerable<ParameterShape> parameters) =>
-        BlockRuleTable.Partition(Rules, parameters.Select(p => KeyValuePair.Create(p.Name, p.Shape)))
+        BlockRuleTable
+            .Partition(Rules, parameters.Select(p => KeyValuePair.Create(p.Name, p.Shape)))
             .OrThrow(reason => new BlockPartitionException(reason));
 
     static ParameterBlocks ToView(PlacedParameter placed)
     {
-        var slices = BlockRuleTable.Slices(placed)
-            .Select(((BlockKind Kind, int Dim, long Start, long Length) s) => new BlockSlice(s.Kind.ToCSharp(), s.Dim, s.Start, s.Length))
+        var slices = BlockRuleTable
+            .Slices(placed)
+            .Select(
+                ((BlockKind Kind, int Dim, long Start, long Length) s) =>
+                    new BlockSlice(s.Kind.ToCSharp(), s.Dim, s.Start, s.Length)
+            )
             .ToList();
         return new ParameterBlocks(placed.Parameter.Name, [.. placed.Parameter.Shape], slices);
     }
@@ -84,33 +104,36 @@ public sealed class BlockRules
 /// <summary>Names of blocks.</summary>
 public static class Blocks
 {
-    /// <summary>The short key used in ratio maps, rule files and CLI options: emb, pe, qk, vo, ffn, norm, head.</summary>
+    /// <summary>The short key used in ratio maps, rule files and CLI options: emb, pe, qk, vo, ffn, norm,
+    /// head.</summary>
     public static string Key(this Block block) => BlockKinds.Key(block.ToCore());
 }
 
 static class BlockConversions
 {
-    public static BlockKind ToCore(this Block block) => block switch
-    {
-        Block.Embedding => BlockKind.Embedding,
-        Block.PositionEmbedding => BlockKind.PositionEmbedding,
-        Block.AttentionQK => BlockKind.AttentionQK,
-        Block.AttentionVO => BlockKind.AttentionVO,
-        Block.FeedForward => BlockKind.FeedForward,
-        Block.Norm => BlockKind.Norm,
-        Block.OutputHead => BlockKind.OutputHead,
-        _ => throw new ArgumentOutOfRangeException(nameof(block), block, "unknown block"),
-    };
+    public static BlockKind ToCore(this Block block) =>
+        block switch
+        {
+            Block.Embedding => BlockKind.Embedding,
+            Block.PositionEmbedding => BlockKind.PositionEmbedding,
+            Block.AttentionQK => BlockKind.AttentionQK,
+            Block.AttentionVO => BlockKind.AttentionVO,
+            Block.FeedForward => BlockKind.FeedForward,
+            Block.Norm => BlockKind.Norm,
+            Block.OutputHead => BlockKind.OutputHead,
+            _ => throw new ArgumentOutOfRangeException(nameof(block), block, "unknown block"),
+        };
 
-    public static Block ToCSharp(this BlockKind kind) => kind.Tag switch
-    {
-        BlockKind.Tags.Embedding => Block.Embedding,
-        BlockKind.Tags.PositionEmbedding => Block.PositionEmbedding,
-        BlockKind.Tags.AttentionQK => Block.AttentionQK,
-        BlockKind.Tags.AttentionVO => Block.AttentionVO,
-        BlockKind.Tags.FeedForward => Block.FeedForward,
-        BlockKind.Tags.Norm => Block.Norm,
-        BlockKind.Tags.OutputHead => Block.OutputHead,
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown block kind"),
-    };
+    public static Block ToCSharp(this BlockKind kind) =>
+        kind.Tag switch
+        {
+            BlockKind.Tags.Embedding => Block.Embedding,
+            BlockKind.Tags.PositionEmbedding => Block.PositionEmbedding,
+            BlockKind.Tags.AttentionQK => Block.AttentionQK,
+            BlockKind.Tags.AttentionVO => Block.AttentionVO,
+            BlockKind.Tags.FeedForward => Block.FeedForward,
+            BlockKind.Tags.Norm => Block.Norm,
+            BlockKind.Tags.OutputHead => Block.OutputHead,
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "unknown block kind"),
+        };
 }

@@ -14,23 +14,37 @@ public sealed class BlockSchedule
         this.spec = spec;
         Ratios = ratios;
         TiedHead = tiedHead;
-        perBlock = Enum.GetValues<Block>().ToDictionary(
-            b => b,
-            b => ScheduleRules.ForBlock(spec, ratios.For(b, tiedHead)));
+        perBlock = Enum.GetValues<Block>()
+            .ToDictionary(b => b, b => ScheduleRules.ForBlock(spec, ratios.For(b, tiedHead)));
     }
 
     /// <summary>Builds and validates a schedule. <paramref name="warmupSteps"/> defaults to
     /// <see cref="DefaultWarmup"/>, <paramref name="floorLr"/> to the official base/20. Throws
     /// <see cref="ArgumentException"/> with a one-line message.</summary>
-    public static BlockSchedule Create(LrSchedule kind, double baseLr, int? warmupSteps, int totalSteps,
-        BlockRatios ratios, bool tiedHead, double? floorLr = null, bool alphaWarmup = false)
+    public static BlockSchedule Create(
+        LrSchedule kind,
+        double baseLr,
+        int? warmupSteps,
+        int totalSteps,
+        BlockRatios ratios,
+        bool tiedHead,
+        double? floorLr = null,
+        bool alphaWarmup = false
+    )
     {
         ratios.Validate(tiedHead);
-        var spec = ScheduleRules.Spec(kind, baseLr, floorLr ?? DefaultFloor(baseLr), warmupSteps ?? DefaultWarmup(totalSteps),
-            totalSteps, alphaWarmup);
+        var spec = ScheduleRules.Spec(
+            kind,
+            baseLr,
+            floorLr ?? DefaultFloor(baseLr),
+            warmupSteps ?? DefaultWarmup(totalSteps),
+            totalSteps,
+            alphaWarmup
+        );
         var blockRatios = Enum.GetValues<Block>().Select(b => ratios.For(b, tiedHead));
         var (valid, field) = ScheduleRules.Validate(blockRatios, spec);
-        if (!valid.IsOk) throw new ScheduleException(field, valid.Error);
+        if (!valid.IsOk)
+            throw new ScheduleException(field, valid.Error);
         return new BlockSchedule(spec, ratios, tiedHead);
     }
 

@@ -18,40 +18,70 @@ public static class SafetensorsHeader
             throw new InvalidDataException($"{path}: shorter than a safetensors header (8 bytes)");
         var length = BinaryPrimitives.ReadInt64LittleEndian(lengthBytes);
         if (length <= 0 || length > 100_000_000 || length > stream.Length - 8)
-            throw new InvalidDataException($"{path}: header length {length} at byte 0 is not valid for a {stream.Length}-byte safetensors file");
+            throw new InvalidDataException(
+                $"{path}: header length {length} at byte 0 is not valid for a {stream.Length}-byte safetensors file"
+            );
         var json = new byte[length];
         stream.ReadExactly(json);
         try
         {
             using var doc = JsonDocument.Parse(json);
-            var dataEnd = doc.RootElement.EnumerateObject().Where(p => p.Name != "__metadata__")
-                .Select(p => p.Value.TryGetProperty("data_offsets", out var o) ? o[1].GetInt64() : 0).DefaultIfEmpty(0).Max();
-            foreach (var tensor in doc.RootElement.EnumerateObject().Where(p => p.Name != "__metadata__" && p.Value.TryGetProperty("data_offsets", out _)))
+            var dataEnd = doc
+                .RootElement.EnumerateObject()
+                .Where(p => p.Name != "__metadata__")
+                .Select(p => p.Value.TryGetProperty("data_offsets", out var o) ? o[1].GetInt64() : 0)
+                .DefaultIfEmpty(0)
+                .Max();
+            foreach (
+                var tensor in doc
+                    .RootElement.EnumerateObject()
+                    .Where(p => p.Name != "__metadata__" && p.Value.TryGetProperty("data_offsets", out _))
+            )
             {
                 var dtype = tensor.Value.GetProperty("dtype").GetString() ?? "";
                 var size = dtype switch
                 {
-                    "F64" or "I64" or "U64" => 8, "F32" or "I32" or "U32" => 4, "F16" or "BF16" or "I16" or "U16" => 2,
+                    "F64" or "I64" or "U64" => 8,
+                    "F32" or "I32" or "U32" => 4,
+                    "F16" or "BF16" or "I16" or "U16" => 2,
                     "I8" or "U8" or "BOOL" or "F8_E4M3" or "F8_E5M2" => 1,
-                    _ => throw new InvalidDataException($"{path}: tensor {tensor.Name} has the unknown dtype '{dtype}'"),
+                    _ => throw new InvalidDataException(
+                        $"{path}: tensor {tensor.Name} has the unknown dtype '{dtype}'"
+                    ),
                 };
                 var offsets = tensor.Value.GetProperty("data_offsets");
                 var (begin, end) = (offsets[0].GetInt64(), offsets[1].GetInt64());
-                var elements = tensor.Value.GetProperty("shape").EnumerateArray().Aggregate(1L, (n, d) => n * d.GetInt64());
+                var elements = tensor
+                    .Value.GetProperty("shape")
+                    .EnumerateArray()
+                    .Aggregate(1L, (n, d) => n * d.GetInt64());
                 if (begin < 0 || end - begin != elements * size)
-                    throw new InvalidDataException($"{path}: tensor {tensor.Name} ({dtype}, {elements} elements) has data_offsets [{begin}, {end}], not {elements * size} bytes");
+                    throw new InvalidDataException(
+                        $"{path}: tensor {tensor.Name} ({dtype}, {elements} elements) has data_offsets [{begin}, "
+                            + $"{end}], not {elements * size} bytes"
+                    );
             }
             if (8 + length + dataEnd > stream.Length)
-                throw new InvalidDataException($"{path}: truncated: its header puts tensor data up to byte {8 + length + dataEnd}, the file has {stream.Length}; copy or write it again");
-            return doc.RootElement.EnumerateObject()
+                throw new InvalidDataException(
+                    $"{path}: truncated: its header puts tensor data up to byte {8 + length + dataEnd}, the file has "
+                        + $"{stream.Length}; copy or write it again"
+                );
+            return doc
+                .RootElement.EnumerateObject()
                 .Where(p => p.Name != "__metadata__")
-                .Select(p => new Entry(p.Name, p.Value.GetProperty("dtype").GetString() ?? "",
-                                       p.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray()))
+                .Select(p => new Entry(
+                    p.Name,
+                    p.Value.GetProperty("dtype").GetString() ?? "",
+                    p.Value.GetProperty("shape").EnumerateArray().Select(d => d.GetInt64()).ToArray()
+                ))
                 .ToList();
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {
-            throw new InvalidDataException($"{path}: the safetensors header (bytes 8..{8 + length}) is not valid JSON of tensor entries{(e is JsonException j && j.BytePositionInLine is { } at ? $" (near byte {8 + at})" : "")}");
+            throw new InvalidDataException(
+                $"{path}: the safetensors header (bytes 8..{8 + length}) is not valid JSON of tensor entries"
+                    + (e is JsonException j && j.BytePositionInLine is { } at ? $" (near byte {8 + at})" : "")
+            );
         }
     }
 
@@ -59,12 +89,31 @@ public static class SafetensorsHeader
     /// is truncated or its header is not one (instead of the reader's own exception).</summary>
     internal static Dictionary<string, TorchSharp.torch.Tensor> LoadTensors(string path)
     {
-        Read(path);   // the header: length within the file, valid JSON of tensor entries
-        try { return TorchSharp.PyBridge.Safetensors.LoadStateDict(path); }
-        catch (EndOfStreamException) { throw new InvalidDataException($"{path}: truncated (the file ends before its tensors do); copy or write it again"); }
-        catch (Exception e) when (e is ArgumentException or FormatException or OverflowException or InvalidOperationException or KeyNotFoundException or System.Text.Json.JsonException)
+        Read(path); // the header: length within the file, valid JSON of tensor entries
+        try
         {
-            throw new InvalidDataException($"{path}: not a readable safetensors file ({e.GetType().Name.Replace("Exception", "").ToLowerInvariant()} error); copy or write it again");
+            return TorchSharp.PyBridge.Safetensors.LoadStateDict(path);
+        }
+        catch (EndOfStreamException)
+        {
+            throw new InvalidDataException(
+                $"{path}: truncated (the file ends before its tensors do); copy or write it again"
+            );
+        }
+        catch (Exception e)
+            when (e
+                    is ArgumentException
+                        or FormatException
+                        or OverflowException
+                        or InvalidOperationException
+                        or KeyNotFoundException
+                        or System.Text.Json.JsonException
+            )
+        {
+            throw new InvalidDataException(
+                $"{path}: not a readable safetensors file "
+                    + $"({e.GetType().Name.Replace("Exception", "").ToLowerInvariant()} error); copy or write it again"
+            );
         }
     }
 }

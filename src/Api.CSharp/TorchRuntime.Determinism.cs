@@ -17,17 +17,27 @@ public static partial class TorchRuntime
     public static unsafe void UseDeterministicAlgorithms(bool on, bool warnOnly = false)
     {
         lock (Gate)
-            if (!ready) throw new InvalidOperationException("libtorch is not loaded yet: call ComputeDevice.Use() (or TorchRuntime.EnsureAvailable) first");
+            if (!ready)
+                throw new InvalidOperationException(
+                    "libtorch is not loaded yet: call ComputeDevice.Use() (or TorchRuntime.EnsureAvailable) first"
+                );
         var context = Context();
-        ((delegate* unmanaged<nint, byte, byte, void>)Export("_ZN2at7Context26setDeterministicAlgorithmsEbb"))(context, on ? (byte)1 : (byte)0, warnOnly ? (byte)1 : (byte)0);
-        ((delegate* unmanaged<nint, byte, void>)Export("_ZN2at7Context21setDeterministicCuDNNEb"))(context, on ? (byte)1 : (byte)0);
+        ((delegate* unmanaged<nint, byte, byte, void>)Export("_ZN2at7Context26setDeterministicAlgorithmsEbb"))(
+            context,
+            on ? (byte)1 : (byte)0,
+            warnOnly ? (byte)1 : (byte)0
+        );
+        ((delegate* unmanaged<nint, byte, void>)Export("_ZN2at7Context21setDeterministicCuDNNEb"))(
+            context,
+            on ? (byte)1 : (byte)0
+        );
         if (on)
         {
             ((delegate* unmanaged<nint, byte, void>)Export("_ZN2at7Context17setBenchmarkCuDNNEb"))(context, 0);
             if (Environment.GetEnvironmentVariable("CUBLAS_WORKSPACE_CONFIG") is null)
             {
                 Environment.SetEnvironmentVariable("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
-                setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);   // the native environment cuBLAS reads
+                setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0); // the native environment cuBLAS reads
             }
         }
     }
@@ -38,8 +48,10 @@ public static partial class TorchRuntime
         get
         {
             lock (Gate)
-                if (!ready) return false;
-            return ((delegate* unmanaged<nint, byte>)Export("_ZNK2at7Context23deterministicAlgorithmsEv"))(Context()) != 0;
+                if (!ready)
+                    return false;
+            return ((delegate* unmanaged<nint, byte>)Export("_ZNK2at7Context23deterministicAlgorithmsEv"))(Context())
+                != 0;
         }
     }
 
@@ -47,9 +59,18 @@ public static partial class TorchRuntime
 
     static nint Export(string symbol)
     {
-        var library = LibTorchDirectory is { Length: > 0 } folder ? Path.Combine(folder, "libtorch_cpu.so") : "libtorch_cpu.so";
-        if (NativeLibrary.TryLoad(library, out var handle) && NativeLibrary.TryGetExport(handle, symbol, out var address)) return address;
-        throw new TorchUnavailableException($"libtorch_cpu.so does not export {symbol}: this libtorch is not the 2.x C++ build TorchSharp 0.107 expects, so deterministic algorithms cannot be switched on");
+        var library = LibTorchDirectory is { Length: > 0 } folder
+            ? Path.Combine(folder, "libtorch_cpu.so")
+            : "libtorch_cpu.so";
+        if (
+            NativeLibrary.TryLoad(library, out var handle)
+            && NativeLibrary.TryGetExport(handle, symbol, out var address)
+        )
+            return address;
+        throw new TorchUnavailableException(
+            $"libtorch_cpu.so does not export {symbol}: this libtorch is not the 2.x C++ build TorchSharp 0.107 "
+                + $"expects, so deterministic algorithms cannot be switched on"
+        );
     }
 
     [DllImport("libc.so.6", EntryPoint = "setenv")]

@@ -20,8 +20,8 @@ public static partial class TorchRuntime
     public const string RequiredGlibcxx = "GLIBCXX_3.4.32";
 
     const string SetupFix =
-        "Fix: on Debian 12 run `dotnet fsi build.fsx setup` as root (installs libstdc++6 from Debian 13, pinned low); " +
-        "or use a system with GCC >= 13's libstdc++ (Ubuntu 24.04+, Debian 13+, Fedora 39+)";
+        "Fix: on Debian 12 run `dotnet fsi build.fsx setup` as root (installs libstdc++6 from Debian 13, pinned low); "
+        + "or use a system with GCC >= 13's libstdc++ (Ubuntu 24.04+, Debian 13+, Fedora 39+)";
 
     static readonly object Gate = new();
     static string? failure;
@@ -29,8 +29,11 @@ public static partial class TorchRuntime
 
     /// <summary>The native backend this build was made with: cpu, cuda or external.</summary>
     public static string Backend =>
-        typeof(TorchRuntime).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
-            .FirstOrDefault(a => a.Key == "TorchBackend")?.Value ?? "cpu";
+        typeof(TorchRuntime)
+            .Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "TorchBackend")
+            ?.Value
+        ?? "cpu";
 
     /// <summary>The libtorch folder loaded instead of the natives package, if any (<see cref="UseLibTorch"/>, or
     /// the BLR_LIBTORCH environment variable).</summary>
@@ -43,13 +46,22 @@ public static partial class TorchRuntime
         lock (Gate)
         {
             if (ready && directory != LibTorchDirectory)
-                throw new InvalidOperationException($"libtorch is already loaded; choose the folder {directory} before the first tensor");
+                throw new InvalidOperationException(
+                    $"libtorch is already loaded; choose the folder {directory} before the first tensor"
+                );
             LibTorchDirectory = directory;
         }
     }
 
     // Load order: each library's dependencies first; CUDA ones before the CPU library that dispatches to them.
-    static readonly string[] LibTorchLibraries = ["libc10.so", "libc10_cuda.so", "libtorch_cuda.so", "libtorch_cpu.so", "libtorch.so"];
+    static readonly string[] LibTorchLibraries =
+    [
+        "libc10.so",
+        "libc10_cuda.so",
+        "libtorch_cuda.so",
+        "libtorch_cpu.so",
+        "libtorch.so",
+    ];
 
     /// <summary>Loads libtorch (once per process) or throws <see cref="TorchUnavailableException"/>.
     /// Every entry point calls this before its first tensor; with <paramref name="cuda"/>, CUDA is initialized
@@ -58,11 +70,17 @@ public static partial class TorchRuntime
     {
         lock (Gate)
         {
-            if (ready && (!cuda || cudaReady)) return;
+            if (ready && (!cuda || cudaReady))
+                return;
             if (ready && cuda)
-                throw new TorchUnavailableException("CUDA was asked for after libtorch started on the CPU in this process; call ComputeDevice.Cuda.Use() (or TorchRuntime.EnsureAvailable(cuda: true)) before the first tensor, in a new process");
+                throw new TorchUnavailableException(
+                    "CUDA was asked for after libtorch started on the CPU in this process; call "
+                        + "ComputeDevice.Cuda.Use() (or TorchRuntime.EnsureAvailable(cuda: true)) before the first "
+                        + "tensor, in a new process"
+                );
             failure ??= Probe(cuda);
-            if (failure is not null) throw new TorchUnavailableException(failure);
+            if (failure is not null)
+                throw new TorchUnavailableException(failure);
             ready = true;
             cudaReady = cuda;
         }
@@ -72,14 +90,23 @@ public static partial class TorchRuntime
 
     static string? LoadLibTorchFrom(string directory)
     {
-        if (!Directory.Exists(directory)) return $"libtorch folder {directory}: no such folder (give a libtorch lib folder, e.g. a PyTorch install's torch/lib)";
+        if (!Directory.Exists(directory))
+            return $"libtorch folder {directory}: no such folder (give a libtorch lib folder, e.g. a PyTorch "
+                + $"install's torch/lib)";
         var found = LibTorchLibraries.Select(name => Path.Combine(directory, name)).Where(File.Exists).ToList();
         if (!found.Any(p => p.EndsWith("libtorch_cpu.so", StringComparison.Ordinal)))
-            return $"libtorch folder {directory}: no libtorch_cpu.so there; give the folder that holds libtorch_cpu.so and libc10.so";
+            return $"libtorch folder {directory}: no libtorch_cpu.so there; give the folder that holds "
+                + $"libtorch_cpu.so and libc10.so";
         foreach (var library in found)
         {
-            try { NativeLibrary.Load(library); }
-            catch (DllNotFoundException e) { return Explain(e.Message, LoadedLibStdCxx()); }
+            try
+            {
+                NativeLibrary.Load(library);
+            }
+            catch (DllNotFoundException e)
+            {
+                return Explain(e.Message, LoadedLibStdCxx());
+            }
         }
         return null;
     }
@@ -97,8 +124,9 @@ public static partial class TorchRuntime
 
         var native = FindLibTorchSharp();
         if (native is null)
-            return "libtorch could not be loaded: libLibTorchSharp.so is not next to TorchSharp.dll " +
-                   $"(looked in {string.Join(", ", NativeSearchDirs())}). Fix: rebuild with `dotnet build` so the TorchSharp package's natives are copied";
+            return "libtorch could not be loaded: libLibTorchSharp.so is not next to TorchSharp.dll "
+                + $"(looked in {string.Join(", ", NativeSearchDirs())}). Fix: rebuild with `dotnet build` so the "
+                + $"TorchSharp package's natives are copied";
         try
         {
             NativeLibrary.Load(native);
@@ -112,18 +140,28 @@ public static partial class TorchRuntime
         {
             if (cuda)
             {
-                const string noCuda = "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible. " +
-                                      "Fix: load libtorch from a CUDA PyTorch's torch/lib (TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable) on a machine with a GPU, or build with -p:TorchBackend=cuda";
-                try { torch.InitializeDeviceType(DeviceType.CUDA); }
-                catch (Exception) { return noCuda; }
-                if (!torch.cuda.is_available()) return noCuda;
+                const string noCuda =
+                    "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible. "
+                    + "Fix: load libtorch from a CUDA PyTorch's torch/lib (TorchRuntime.UseLibTorch or the "
+                    + "BLR_LIBTORCH variable) on a machine with a GPU, or build with -p:TorchBackend=cuda";
+                try
+                {
+                    torch.InitializeDeviceType(DeviceType.CUDA);
+                }
+                catch (Exception)
+                {
+                    return noCuda;
+                }
+                if (!torch.cuda.is_available())
+                    return noCuda;
             }
             torch.InitializeDeviceType(DeviceType.CPU);
             using var probe = torch.ones(1);
         }
         catch (Exception e)
         {
-            return $"TorchSharp could not initialise libtorch: {FirstLine(e.Message)}. Fix: check the libtorch next to {native} matches TorchSharp 0.107 (libtorch 2.10)";
+            return $"TorchSharp could not initialise libtorch: {FirstLine(e.Message)}. Fix: check the libtorch next "
+                + $"to {native} matches TorchSharp 0.107 (libtorch 2.10)";
         }
         return null;
     }
@@ -132,24 +170,32 @@ public static partial class TorchRuntime
     /// the diagnosis can be tested without breaking the machine.</summary>
     public static string Explain(string loaderMessage, string? libstdcxxPath)
     {
-        var detail = loaderMessage.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                                  .LastOrDefault() ?? loaderMessage;
-        if (detail.Contains("GLIBCXX_", StringComparison.Ordinal) && detail.Contains("not found", StringComparison.Ordinal))
+        var detail = loaderMessage
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .LastOrDefault()
+            ?? loaderMessage;
+        if (
+            detail.Contains("GLIBCXX_", StringComparison.Ordinal)
+            && detail.Contains("not found", StringComparison.Ordinal)
+        )
             return ExplainLibStdCxx(libstdcxxPath ?? detail.Split(':')[0].Trim());
         const string missing = ": cannot open shared object file";
         var at = detail.IndexOf(missing, StringComparison.Ordinal);
         if (at > 0)
         {
             var library = detail[..at].Split(' ', ':').Last(s => s.Length > 0);
-            return $"libtorch could not be loaded: {library} was not found. Fix: build with the default -p:TorchBackend=cpu " +
-                   "(restores libtorch-cpu-linux-x64 2.10.0), or for -p:TorchBackend=external load libtorch from a folder (TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable) " +
-                   "with a libtorch folder such as a PyTorch install's torch/lib";
+            return $"libtorch could not be loaded: {library} was not found. Fix: build with the default "
+                + $"-p:TorchBackend=cpu "
+                + "(restores libtorch-cpu-linux-x64 2.10.0), or for -p:TorchBackend=external load libtorch from a "
+                + "folder (TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable) "
+                + "with a libtorch folder such as a PyTorch install's torch/lib";
         }
         return $"libtorch could not be loaded: {detail}. {SetupFix}";
     }
 
     static string ExplainLibStdCxx(string path) =>
-        $"libtorch could not be loaded: {path} lacks {RequiredGlibcxx} (TorchSharp 0.107 needs libstdc++ from GCC >= 13). {SetupFix}";
+        $"libtorch could not be loaded: {path} lacks {RequiredGlibcxx} (TorchSharp 0.107 needs libstdc++ from GCC >= "
+        + $"13). {SetupFix}";
 
     /// <summary>Multiplies two small matrices with TorchSharp and checks the product against its closed
     /// form; returns one line saying where that ran.</summary>
@@ -163,14 +209,18 @@ public static partial class TorchRuntime
         float[] expected = [19, 22, 43, 50];
         if (!product.SequenceEqual(expected))
             throw new TorchUnavailableException(
-                $"libtorch loaded but computed [[1,2],[3,4]] x [[5,6],[7,8]] = [{string.Join(",", product)}] instead of [19,22,43,50]");
-        return $"TorchSharp computes on this machine: [[1,2],[3,4]] x [[5,6],[7,8]] = [[19,22],[43,50]] on {(device ?? ComputeDevice.Cpu)} " +
-               $"(TorchSharp {typeof(torch).Assembly.GetName().Version?.ToString(3)}, libtorch {torch.__version__}, " +
-               $"backend {Backend}, {torch.get_num_threads()} threads)";
+                $"libtorch loaded but computed [[1,2],[3,4]] x [[5,6],[7,8]] = [{string.Join(",", product)}] instead "
+                    + $"of [19,22,43,50]"
+            );
+        return $"TorchSharp computes on this machine: [[1,2],[3,4]] x [[5,6],[7,8]] = [[19,22],[43,50]] on "
+            + $"{(device ?? ComputeDevice.Cpu)} "
+            + $"(TorchSharp {typeof(torch).Assembly.GetName().Version?.ToString(3)}, libtorch {torch.__version__}, "
+            + $"backend {Backend}, {torch.get_num_threads()} threads)";
     }
 
     static string FirstLine(string text) =>
-        text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault() ?? text;
+        text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).FirstOrDefault()
+        ?? text;
 
     /// <summary>The libstdc++ this process actually mapped (the .NET runtime itself links it), else the
     /// usual Debian/Ubuntu/Fedora locations.</summary>
@@ -181,10 +231,16 @@ public static partial class TorchRuntime
             var mapped = File.ReadLines("/proc/self/maps")
                 .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).LastOrDefault())
                 .FirstOrDefault(p => p is not null && p.Contains("/libstdc++.so", StringComparison.Ordinal));
-            if (mapped is not null) return mapped;
+            if (mapped is not null)
+                return mapped;
         }
         catch (IOException) { }
-        string[] usual = ["/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6"];
+        string[] usual =
+        [
+            "/usr/lib/x86_64-linux-gnu/libstdc++.so.6",
+            "/lib/x86_64-linux-gnu/libstdc++.so.6",
+            "/usr/lib64/libstdc++.so.6",
+        ];
         return usual.FirstOrDefault(File.Exists);
     }
 

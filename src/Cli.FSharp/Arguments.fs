@@ -7,8 +7,13 @@ open BlockwiseLR
 
 /// Library defaults and names, read where the help text mentions them (never restated here).
 let private defaults = Training.PretrainOptions.Defaults
-let private g (x: float) = x.ToString("R", Globalization.CultureInfo.InvariantCulture)
-let private names<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType and 'T :> Enum> () = String.Join(", ", OptionNames.Known<'T>())
+
+let private g (x: float) =
+    x.ToString("R", Globalization.CultureInfo.InvariantCulture)
+
+let private names<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType and 'T :> Enum> () =
+    String.Join(", ", OptionNames.Known<'T>())
+
 let private warmupDefault = "default: 2% of the run, at least 1"
 let private prepareDefaults = Data.PrepareOptions(OutputDirectory = "")
 let private corpusDefaults = Data.CorpusOptions()
@@ -30,9 +35,11 @@ type ScheduleArgs =
             match a with
             | Steps _ -> "run length T in optimizer steps."
             | Warmup _ -> sprintf "warmup steps W (%s)." warmupDefault
-            | Lr _ -> sprintf "base (AdamW) peak LR; a block's peak is ratio x this (default %s)." (g defaults.Schedule.Lr)
+            | Lr _ ->
+                sprintf "base (AdamW) peak LR; a block's peak is ratio x this (default %s)." (g defaults.Schedule.Lr)
             | Ratios _ -> "paper (default), uniform, or a map like emb=10,qk=8,vo=4,ffn=6,norm=1[,head=1]."
-            | Schedule _ -> sprintf "%s (default %s)." (names<Core.LrSchedule> ()) (OptionNames.Format defaults.Schedule.Kind)
+            | Schedule _ ->
+                sprintf "%s (default %s)." (names<Core.LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
             | Floor _ -> "the one floor every block decays to (default: base LR / 20, the official recipe)."
             | Alpha -> "alpha mode: a block's warmup is ratio times longer (equal warmup slopes)."
             | Untied -> "the output head is its own tensor (LLaMA); default: tied to the embedding (GPT-2)."
@@ -47,7 +54,9 @@ type BlocksArgs =
         member a.Usage =
             match a with
             | File _ -> "a .safetensors file (only its header is read)."
-            | Block_Rule _ -> "an extra rule PATTERN=BLOCK (blocks: emb, pe, qk, vo, ffn, norm, head; PATTERN=qk,qk,vo splits a fused projection); repeatable, first wins, before the built-in rules."
+            | Block_Rule _ ->
+                "an extra rule PATTERN=BLOCK (blocks: emb, pe, qk, vo, ffn, norm, head; PATTERN=qk,qk,vo splits a \
+                 fused projection); repeatable, first wins, before the built-in rules."
             | Block_Rules _ -> "a file of rules, one PATTERN=BLOCK a line, # comments; read before --block-rule."
 
 type PrepareArgs =
@@ -72,19 +81,34 @@ type PrepareArgs =
         member a.Usage =
             match a with
             | Tokenizer _ ->
-                sprintf "%s (default %s; cl100k and o200k are tiktoken's, written as uint32 shards; %s is a 4,000-piece SentencePiece BPE of the built-in corpus), or a tokenizer.model, tokenizer.json, or vocab.json + merges.txt file or folder."
-                    (String.Join(", ", Data.TextTokenizers.Names)) prepareDefaults.Tokenizer Data.TextTokenizers.BuiltinSmall
+                sprintf
+                    "%s (default %s; cl100k and o200k are tiktoken's, written as uint32 shards; %s is a 4,000-piece \
+                     SentencePiece BPE of the built-in corpus), or a tokenizer.model, tokenizer.json, or vocab.json + \
+                     merges.txt file or folder."
+                    (String.Join(", ", Data.TextTokenizers.Names))
+                    prepareDefaults.Tokenizer
+                    Data.TextTokenizers.BuiltinSmall
             | Restart -> "discard what an interrupted prepare of the same inputs left, instead of resuming it."
             | Input _ -> "a text, .jsonl or .parquet file (.gz allowed) or a folder (searched recursively); repeatable."
-            | Builtin _ -> "a built-in corpus instead of --input: gutenberg (18 Project Gutenberg books, 3.2M GPT-2 tokens, 3.7M with gutenberg-bpe4k)."
+            | Builtin _ ->
+                "a built-in corpus instead of --input: gutenberg (18 Project Gutenberg books, 3.2M GPT-2 tokens, 3.7M \
+                 with gutenberg-bpe4k)."
             | Out _ -> "the folder for train_*.bin, val_*.bin and manifest.json."
             | Glob _ -> sprintf "files taken from folders (default %s)." corpusDefaults.Glob
             | Field _ -> sprintf "the .jsonl field holding the text (default %s)." corpusDefaults.JsonField
             | Column _ -> sprintf "the .parquet column holding the text (default %s)." corpusDefaults.ParquetColumn
             | Val_Fraction _ -> sprintf "share of tokens for validation (default %s)." (g prepareDefaults.ValFraction)
-            | Val_Tokens _ -> "tokens for validation, instead of a fraction (taken from the first block of 1,024 chunks)."
-            | Chunk_Tokens _ -> sprintf "documents are cut at paragraph breaks into chunks of about this many tokens; val is a seeded choice of chunks (default %d)." prepareDefaults.ChunkTokens
-            | Shard_Tokens _ -> sprintf "tokens per shard: shards rotate as the stream is written (default %s, as llm.c)." (prepareDefaults.ShardTokens.ToString("N0", Globalization.CultureInfo.InvariantCulture))
+            | Val_Tokens _ ->
+                "tokens for validation, instead of a fraction (taken from the first block of 1,024 chunks)."
+            | Chunk_Tokens _ ->
+                sprintf
+                    "documents are cut at paragraph breaks into chunks of about this many tokens; val is a seeded \
+                     choice of chunks (default %d)."
+                    prepareDefaults.ChunkTokens
+            | Shard_Tokens _ ->
+                sprintf
+                    "tokens per shard: shards rotate as the stream is written (default %s, as llm.c)."
+                    (prepareDefaults.ShardTokens.ToString("N0", Globalization.CultureInfo.InvariantCulture))
             | Seed _ -> sprintf "seed of the val choice (default %d)." prepareDefaults.Seed
             | Threads _ -> "tokenizer threads (default: all cores)."
             | Replace_Invalid_Utf8 -> "replace invalid UTF-8 with U+FFFD instead of stopping."
@@ -126,8 +150,9 @@ type InspectArgs =
             | Tied _ -> "tie the output head to the embedding (true/false)."
             | Batch_Size _ -> "sequences per step for the activation estimate (default 8)."
             | Seq_Len _ -> "tokens per sequence (default: the context length)."
-            | Optimizer _ -> sprintf "%s (default adamw)." (names<Core.OptimizerKind> ())
-            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Training.Precision)
+            | Optimizer _ -> sprintf "%s (default adamw)." (names<Core.OptimizerKind>())
+            | Precision _ ->
+                sprintf "%s (default %s)." (names<Core.Precision>()) (OptionNames.Format defaults.Training.Precision)
             | Device _ -> "cpu (default; attention keeps T x T probabilities), cuda or cuda:N (fused attention)."
 
     /// The model overrides as key=value text for the facade, in command-line order.
@@ -188,41 +213,78 @@ type TrainArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Sharpness_Every _ -> "log the proxy sharpness per block into metrics.jsonl every N steps (default 0: off)."
-            | Nproc _ -> "train data-parallel on N processes: under mpirun on the CPU (OpenMPI), one per GPU with NCCL on CUDA (no MPI needed). Under mpirun already, leave it out."
-            | Zero _ -> sprintf "ZeRO stage: 0 (every process keeps all optimizer state) or 1 (each keeps its part; default %d)." defaults.Parallelism.Zero
+            | Sharpness_Every _ ->
+                "log the proxy sharpness per block into metrics.jsonl every N steps (default 0: off)."
+            | Nproc _ ->
+                "train data-parallel on N processes: under mpirun on the CPU (OpenMPI), one per GPU with NCCL on CUDA \
+                 (no MPI needed). Under mpirun already, leave it out."
+            | Zero _ ->
+                sprintf
+                    "ZeRO stage: 0 (every process keeps all optimizer state) or 1 (each keeps its part; default %d)."
+                    defaults.Parallelism.Zero
             | Bucket_Mb _ -> sprintf "MiB per gradient all-reduce (default %s)." (g defaults.Parallelism.BucketMb)
-            | Auto_Alpha _ -> sprintf "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default %s, from the README's measurement)." (g AutoRatioSettings.Default.Alpha)
-            | Auto_Max_Ratio _ -> sprintf "--ratios auto: the largest ratio (default %s)." (g AutoRatioSettings.Default.MaxRatio)
-            | Auto_Every _ -> sprintf "--ratios auto: steps between ratio updates (default %d)." AutoRatioSettings.Default.Every
-            | Auto_Smoothing _ -> sprintf "--ratios auto: moving-average factor of the measured sharpness (default %s)." (g AutoRatioSettings.Default.Smoothing)
-            | Peak_Tflops _ -> "the GPU's dense peak TFLOP/s for MFU in metrics.jsonl, or h100, h200, a100 (default h100; CUDA only)."
+            | Auto_Alpha _ ->
+                sprintf
+                    "--ratios auto: r_b = clamp((S_norm / S_b)^alpha, 1, max) (default %s, from the README's \
+                     measurement)."
+                    (g AutoRatioSettings.Default.Alpha)
+            | Auto_Max_Ratio _ ->
+                sprintf "--ratios auto: the largest ratio (default %s)." (g AutoRatioSettings.Default.MaxRatio)
+            | Auto_Every _ ->
+                sprintf "--ratios auto: steps between ratio updates (default %d)." AutoRatioSettings.Default.Every
+            | Auto_Smoothing _ ->
+                sprintf
+                    "--ratios auto: moving-average factor of the measured sharpness (default %s)."
+                    (g AutoRatioSettings.Default.Smoothing)
+            | Peak_Tflops _ ->
+                "the GPU's dense peak TFLOP/s for MFU in metrics.jsonl, or h100, h200, a100 (default h100; CUDA only)."
             | Init_From _ -> "start from the weights of a Hugging Face folder, checkpoint or run (same model shape)."
             | Config _ -> "a JSON file of options (names as in options.json); command-line options override it."
             | Model _ -> sprintf "a named config (default %s; see blr inspect --help)." defaults.Model.Name
             | Set _ -> sprintf "a model override KEY=VALUE (%s); repeatable." Core.ModelConfig.overrideKeys
             | Data _ -> "a folder of shards from blr prepare."
-            | Optimizer _ -> sprintf "%s (default %s)." (names<Core.OptimizerKind> ()) (OptionNames.Format defaults.Optimizer.Kind)
-            | Ratios _ -> sprintf "paper, uniform, auto (from measured sharpness), or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers; default %s)." (if defaults.Optimizer.Ratios = BlockRatios.Paper then "paper" else string defaults.Optimizer.Ratios)
+            | Optimizer _ ->
+                sprintf "%s (default %s)." (names<Core.OptimizerKind>()) (OptionNames.Format defaults.Optimizer.Kind)
+            | Ratios _ ->
+                sprintf
+                    "paper, uniform, auto (from measured sharpness), or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 \
+                     (blockwise optimizers; default %s)."
+                    (if defaults.Optimizer.Ratios = BlockRatios.Paper then
+                         "paper"
+                     else
+                         string defaults.Optimizer.Ratios)
             | Lr _ -> sprintf "base (AdamW) peak LR (default %s)." (g defaults.Schedule.Lr)
-            | Schedule _ -> sprintf "%s (default %s)." (names<Core.LrSchedule> ()) (OptionNames.Format defaults.Schedule.Kind)
+            | Schedule _ ->
+                sprintf "%s (default %s)." (names<Core.LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
             | Warmup _ -> sprintf "warmup steps (%s)." warmupDefault
             | Floor _ -> "the one floor every block decays to (default LR/20)."
             | Alpha -> "alpha warmup: a block's warmup is ratio times longer."
             | Steps _ -> sprintf "optimizer steps (default %d)." defaults.Training.Steps
             | Batch_Size _ -> sprintf "sequences per optimizer step (default %d)." defaults.Training.BatchSize
-            | Micro_Batch_Size _ -> "sequences per forward/backward; gradients accumulate up to the batch (default: the batch)."
+            | Micro_Batch_Size _ ->
+                "sequences per forward/backward; gradients accumulate up to the batch (default: the batch)."
             | Seq_Len _ -> "tokens per sequence (default: the model's context)."
             | Seed _ -> sprintf "seed of initialization and data order (default %d)." defaults.Training.Seed
-            | Out _ -> sprintf "the run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/, result.json (default %s)." defaults.Run.Out
-            | Resume _ -> "latest (the newest checkpoint in --out) or a checkpoints/step_* folder; options that change the trajectory must be as trained."
+            | Out _ ->
+                sprintf
+                    "the run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/, result.json \
+                     (default %s)."
+                    defaults.Run.Out
+            | Resume _ ->
+                "latest (the newest checkpoint in --out) or a checkpoints/step_* folder; options that change the \
+                 trajectory must be as trained."
             | Overwrite -> "replace the run already in --out (without it, such a folder is refused unless resumed)."
             | Device _ -> sprintf "cpu, cuda or cuda:N (default %O)." defaults.Training.Device
-            | Deterministic -> "deterministic CUDA kernels (PyTorch's use_deterministic_algorithms); an operation without one fails naming itself."
-            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Training.Precision)
-            | Eval_Every _ -> sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.Evaluation.Every
+            | Deterministic ->
+                "deterministic CUDA kernels (PyTorch's use_deterministic_algorithms); an operation without one fails \
+                 naming itself."
+            | Precision _ ->
+                sprintf "%s (default %s)." (names<Core.Precision>()) (OptionNames.Format defaults.Training.Precision)
+            | Eval_Every _ ->
+                sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.Evaluation.Every
             | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.Evaluation.Windows
-            | Checkpoint_Every _ -> sprintf "checkpoint every N steps (default %d: only at the end)." defaults.Checkpoint.Every
+            | Checkpoint_Every _ ->
+                sprintf "checkpoint every N steps (default %d: only at the end)." defaults.Checkpoint.Every
             | Keep_Checkpoints _ -> sprintf "checkpoints kept (default %d)." defaults.Checkpoint.Keep
             | Grad_Clip _ -> sprintf "global gradient-norm clip (default %s; 0: off)." (g defaults.Training.GradClip)
             | Weight_Decay _ -> sprintf "decoupled weight decay (default %s)." (g defaults.Optimizer.WeightDecay)
@@ -241,9 +303,13 @@ type EvalArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Model_Dir _ -> "a checkpoint, a Hugging Face folder (config.json + model.safetensors) or a run folder (its latest checkpoint)."
+            | Model_Dir _ ->
+                "a checkpoint, a Hugging Face folder (config.json + model.safetensors) or a run folder (its latest \
+                 checkpoint)."
             | Data _ -> "a prepared dataset: its val split."
-            | Text _ -> "a text file instead of --data (tokenized with the model's own tokenizer: the one its blr-tokenizer.json names, else GPT-2's)."
+            | Text _ ->
+                "a text file instead of --data (tokenized with the model's own tokenizer: the one its \
+                 blr-tokenizer.json names, else GPT-2's)."
             | Seq_Len _ -> "tokens per window (default 256)."
             | Batch_Size _ -> "windows per forward pass (default 8)."
             | Windows _ -> "at most this many non-overlapping windows, from the start (default 256)."
@@ -313,7 +379,8 @@ type CompareArgs =
             | Data _ -> "a folder of shards from blr prepare."
             | Model _ -> sprintf "a named config (default %s)." defaults.Model.Name
             | Set _ -> "a model override KEY=VALUE; repeatable."
-            | Optimizers _ -> sprintf "comma-separated (default %s)." (String.Join(",", OptionNames.Known<Core.OptimizerKind>()))
+            | Optimizers _ ->
+                sprintf "comma-separated (default %s)." (String.Join(",", OptionNames.Known<Core.OptimizerKind>()))
             | Seeds _ -> "comma-separated seeds (default 1337); mean and spread are over these."
             | Steps _ -> "N: every optimizer runs N steps; the AdamW baseline runs 2N."
             | Batch_Size _ -> sprintf "sequences per step (default %d)." defaults.Training.BatchSize
@@ -328,7 +395,8 @@ type CompareArgs =
             | Out _ -> "the comparison folder (default runs/compare)."
             | Threads _ -> "CPU threads for libtorch."
             | Device _ -> "cpu (default), cuda or cuda:N."
-            | Precision _ -> sprintf "%s (default %s)." (names<Core.Precision> ()) (OptionNames.Format defaults.Training.Precision)
+            | Precision _ ->
+                sprintf "%s (default %s)." (names<Core.Precision>()) (OptionNames.Format defaults.Training.Precision)
 
 type PlotArgs =
     | [<Mandatory>] Run of dir: string
@@ -339,7 +407,9 @@ type PlotArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Sharpness -> "plot the per-block sharpness a run logged (train --sharpness-every N), log scale, one line per block (one --run)."
+            | Sharpness ->
+                "plot the per-block sharpness a run logged (train --sharpness-every N), log scale, one line per block \
+                 (one --run)."
             | Run _ -> "a blr train --out folder; repeatable."
             | Out _ -> "the PNG to write."
             | Train -> "plot the train loss (10-step mean) instead of the val loss."
@@ -360,7 +430,9 @@ type SharpnessArgs =
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Preconditioned -> "also the Adam-preconditioned curvature, the diagonal of diag(1/(sqrt(v)+eps)) H, with v from each checkpoint's optimizer state."
+            | Preconditioned ->
+                "also the Adam-preconditioned curvature, the diagonal of diag(1/(sqrt(v)+eps)) H, with v from each \
+                 checkpoint's optimizer state."
             | Run _ -> "a blr train --out folder: its checkpoints are measured."
             | Data _ -> "the prepared dataset: its first val windows are the batches."
             | Steps _ -> "comma-separated checkpoint steps (default: all kept checkpoints)."
@@ -421,27 +493,45 @@ type BlrArgs =
     | [<CliPrefix(CliPrefix.None); CustomCommandLine("export-hf")>] Export_Hf of ParseResults<HfArgs>
     | [<CliPrefix(CliPrefix.None)>] Inspect of ParseResults<InspectArgs>
     | [<CliPrefix(CliPrefix.None)>] Doctor of ParseResults<DoctorArgs>
-    | [<CliPrefix(CliPrefix.None); CustomCommandLine("check-fixtures"); Hidden>] Check_Fixtures of ParseResults<CheckFixturesArgs>
+    | [<CliPrefix(CliPrefix.None); CustomCommandLine("check-fixtures"); Hidden>] Check_Fixtures of
+        ParseResults<CheckFixturesArgs>
     | Version
     | [<Inherit>] Libtorch of dir: string
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
-            | Check_Fixtures _ -> "the device check's fixture section: logits of the HF fixtures in fp32, tf32 and bf16-mixed against transformers."
+            | Check_Fixtures _ ->
+                "the device check's fixture section: logits of the HF fixtures in fp32, tf32 and bf16-mixed against \
+                 transformers."
             | Libtorch _ -> "load libtorch from this folder (e.g. a PyTorch install's torch/lib; also BLR_LIBTORCH)."
             | Schedule _ -> "print the per-block LR schedule of a run (e.g. blr schedule --steps 2000 --warmup 100)."
             | Blocks _ -> "show which block each parameter of a .safetensors file belongs to, and counts per block."
-            | Prepare _ -> "tokenize a corpus into llm.c train/val shards (e.g. blr prepare --builtin gutenberg --out data/gutenberg-gpt2)."
-            | Train _ -> "pre-train a model (e.g. blr train --data data/gutenberg-gpt2 --model gpt2-tiny --steps 300 --seq-len 128 --batch-size 8)."
-            | Compare _ -> "optimizers on the same data, model, seeds and N steps against AdamW at 2N: val loss, the paper's speedup, state bytes, speed."
-            | Sharpness _ -> "per-block sharpness of a run's checkpoints: the paper's proxy and Hutchinson's estimate, a table, sharpness.csv and sharpness.png."
-            | Plot _ -> "loss curves of run folders as a PNG (e.g. blr plot --run runs/demo/adamw --run runs/demo/blockwise-adamw-auto --out loss.png)."
-            | Eval _ -> "loss and perplexity of a model on a dataset's val split or a text file (e.g. blr eval --model-dir runs/demo/adamw --data runs/demo/data)."
-            | Sample _ -> "generate text (e.g. blr sample --model-dir runs/demo/adamw --prompt 'The whale' --max-tokens 50)."
+            | Prepare _ ->
+                "tokenize a corpus into llm.c train/val shards (e.g. blr prepare --builtin gutenberg --out \
+                 data/gutenberg-gpt2)."
+            | Train _ ->
+                "pre-train a model (e.g. blr train --data data/gutenberg-gpt2 --model gpt2-tiny --steps 300 --seq-len \
+                 128 --batch-size 8)."
+            | Compare _ ->
+                "optimizers on the same data, model, seeds and N steps against AdamW at 2N: val loss, the paper's \
+                 speedup, state bytes, speed."
+            | Sharpness _ ->
+                "per-block sharpness of a run's checkpoints: the paper's proxy and Hutchinson's estimate, a table, \
+                 sharpness.csv and sharpness.png."
+            | Plot _ ->
+                "loss curves of run folders as a PNG (e.g. blr plot --run runs/demo/adamw --run \
+                 runs/demo/blockwise-adamw-auto --out loss.png)."
+            | Eval _ ->
+                "loss and perplexity of a model on a dataset's val split or a text file (e.g. blr eval --model-dir \
+                 runs/demo/adamw --data runs/demo/data)."
+            | Sample _ ->
+                "generate text (e.g. blr sample --model-dir runs/demo/adamw --prompt 'The whale' --max-tokens 50)."
             | Import_Hf _ -> "check and convert a Hugging Face GPT-2/LLaMA folder (use it with blr train --init-from)."
             | Export_Hf _ -> "write a checkpoint as a Hugging Face folder that transformers loads."
-            | Demo _ -> "the main job: gpt2-tiny on the built-in corpus, three runs (AdamW; Blockwise AdamW with the paper's ratios; Blockwise AdamW with auto ratios from measured sharpness), a table, loss.png and report.md."
+            | Demo _ ->
+                "the main job: gpt2-tiny on the built-in corpus, three runs (AdamW; Blockwise AdamW with the paper's \
+                 ratios; Blockwise AdamW with auto ratios from measured sharpness), a table, loss.png and report.md."
             | Inspect _ -> "parameters per block and a training-memory estimate for a model, without allocating it."
             | Doctor _ -> "check that libtorch loads and computes on this machine."
             | Version -> "print the version."

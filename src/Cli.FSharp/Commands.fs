@@ -13,30 +13,54 @@ exception CliError of string
 
 let private blockColumns = Enum.GetValues<Block>() |> Array.ofSeq
 
-let private lr (value: float) = value.ToString("0.000e+00", Globalization.CultureInfo.InvariantCulture)
+let private lr (value: float) =
+    value.ToString("0.000e+00", Globalization.CultureInfo.InvariantCulture)
 
-let private shape (dims: int64[]) = "(" + (dims |> Array.map string |> String.concat ", ") + ")"
+let private shape (dims: int64[]) =
+    "(" + (dims |> Array.map string |> String.concat ", ") + ")"
 
 let private defaults = Training.PretrainOptions.Defaults
 
 /// A choice given on the command line, read by the library's one parser of its names.
-let private choice<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType and 'T :> Enum> (flag: string) (text: string) : 'T =
-    try OptionNames.Parse<'T> text
-    with :? FormatException as e -> raise (CliError(sprintf "%s %s: %s" flag text e.Message))
+let private choice<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType and 'T :> Enum>
+    (flag: string)
+    (text: string)
+    : 'T =
+    try
+        OptionNames.Parse<'T> text
+    with :? FormatException as e ->
+        raise (CliError(sprintf "%s %s: %s" flag text e.Message))
 
 let private device (text: string) =
-    try ComputeDevice.Parse text
-    with :? FormatException as e -> raise (CliError(sprintf "--device %s: %s" text e.Message))
+    try
+        ComputeDevice.Parse text
+    with :? FormatException as e ->
+        raise (CliError(sprintf "--device %s: %s" text e.Message))
 
 /// The --device of a command, the CPU when it has none.
-let private deviceOrCpu (text: string option) = text |> Option.map device |> Option.defaultValue ComputeDevice.Cpu
+let private deviceOrCpu (text: string option) =
+    text |> Option.map device |> Option.defaultValue ComputeDevice.Cpu
 
 let schedule (args: ParseResults<ScheduleArgs>) =
     let total = args.GetResult ScheduleArgs.Steps
-    let ratios = BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = string defaults.Optimizer.Ratios))
-    if ratios.IsAuto then raise (CliError "--ratios auto: auto ratios are set from measured sharpness during training; blr schedule shows fixed ratios (paper, uniform or a map)")
+
+    let ratios =
+        BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = string defaults.Optimizer.Ratios))
+
+    if ratios.IsAuto then
+        raise (
+            CliError
+                "--ratios auto: auto ratios are set from measured sharpness during training; blr schedule shows fixed \
+                 ratios (paper, uniform or a map)"
+        )
+
     let floor = args.TryGetResult ScheduleArgs.Floor |> Option.toNullable
-    let kind = args.TryGetResult ScheduleArgs.Schedule |> Option.map (choice<Core.LrSchedule> "--schedule") |> Option.defaultValue defaults.Schedule.Kind
+
+    let kind =
+        args.TryGetResult ScheduleArgs.Schedule
+        |> Option.map (choice<Core.LrSchedule> "--schedule")
+        |> Option.defaultValue defaults.Schedule.Kind
+
     let plan =
         BlockSchedule.Create(
             kind,
@@ -48,38 +72,82 @@ let schedule (args: ParseResults<ScheduleArgs>) =
             floor,
             args.Contains ScheduleArgs.Alpha
         )
-    printfn "Per-block LR, %s schedule: base LR %g, shared floor %g, warmup %d of %d steps, ratios %O (%s head)"
-        (OptionNames.Format kind) plan.BaseLr plan.FloorLr plan.WarmupSteps
-        plan.TotalSteps ratios (if plan.TiedHead then "tied" else "untied")
-    printfn "%8s %s" "step" (blockColumns |> Array.map (fun b -> sprintf "%11s" (Blocks.Key b)) |> String.concat "")
+
+    printfn
+        "Per-block LR, %s schedule: base LR %g, shared floor %g, warmup %d of %d steps, ratios %O (%s head)"
+        (OptionNames.Format kind)
+        plan.BaseLr
+        plan.FloorLr
+        plan.WarmupSteps
+        plan.TotalSteps
+        ratios
+        (if plan.TiedHead then "tied" else "untied")
+
+    printfn
+        "%8s %s"
+        "step"
+        (blockColumns
+         |> Array.map (fun b -> sprintf "%11s" (Blocks.Key b))
+         |> String.concat "")
+
     for step in plan.Milestones(args.GetResult(ScheduleArgs.Points, defaultValue = 10)) do
-        let lrs = blockColumns |> Array.map (fun b -> sprintf "%11s" (lr (plan.LrAt(b, step)))) |> String.concat ""
+        let lrs =
+            blockColumns
+            |> Array.map (fun b -> sprintf "%11s" (lr (plan.LrAt(b, step))))
+            |> String.concat ""
+
         printfn "%8d %s" step lrs
+
     0
 
 let blocks (args: ParseResults<BlocksArgs>) =
     let file = args.GetResult BlocksArgs.File
-    if Directory.Exists file then raise (CliError(sprintf "%s: is a folder; give a .safetensors file (e.g. %s)" file (Path.Combine(file, "model.safetensors"))))
+
+    if Directory.Exists file then
+        raise (
+            CliError(
+                sprintf
+                    "%s: is a folder; give a .safetensors file (e.g. %s)"
+                    file
+                    (Path.Combine(file, "model.safetensors"))
+            )
+        )
+
     let fromFile =
         args.TryGetResult BlocksArgs.Block_Rules
-        |> Option.fold (fun (rules: BlockRules) path -> rules.WithRulesText(File.ReadAllText path, path)) BlockRules.Default
+        |> Option.fold
+            (fun (rules: BlockRules) path -> rules.WithRulesText(File.ReadAllText path, path))
+            BlockRules.Default
     // Later --block-rule options take precedence over earlier ones and over the file.
     let rules =
         args.GetResults BlocksArgs.Block_Rule
         |> List.fold (fun (rules: BlockRules) text -> rules.WithRulesText(text, "--block-rule")) fromFile
+
     let parameters =
-        SafetensorsHeader.Read file |> Seq.map (fun e -> ParameterShape(e.Name, e.Shape)) |> Array.ofSeq
+        SafetensorsHeader.Read file
+        |> Seq.map (fun e -> ParameterShape(e.Name, e.Shape))
+        |> Array.ofSeq
+
     let placed = rules.Partition parameters
+
     for p in placed do
         let where =
             p.Slices
-            |> Seq.map (fun s -> if s.Dim < 0 then string s.Block else sprintf "%O[dim %d: %d..%d)" s.Block s.Dim s.Start (s.Start + s.Length))
+            |> Seq.map (fun s ->
+                if s.Dim < 0 then
+                    string s.Block
+                else
+                    sprintf "%O[dim %d: %d..%d)" s.Block s.Dim s.Start (s.Start + s.Length))
             |> String.concat ", "
+
         printfn "%-52s %-14s %s" p.Name (shape p.Shape) where
+
     let counts = rules.CountByBlock parameters
     printfn "%s" (String.replicate 40 "-")
+
     for KeyValue(block, count) in counts |> Seq.sortBy (fun kv -> kv.Key) do
         printfn "%-18s %14s" (string block) (count.ToString "N0")
+
     printfn "%-18s %14s" "total" ((counts.Values |> Seq.sum).ToString "N0")
     0
 
@@ -91,7 +159,9 @@ let prepare (args: ParseResults<PrepareArgs>) =
             ParquetColumn = args.GetResult(PrepareArgs.Column, defaultValue = "text"),
             ReplaceInvalidUtf8 = args.Contains PrepareArgs.Replace_Invalid_Utf8
         )
+
     let defaults = Data.PrepareOptions(OutputDirectory = args.GetResult PrepareArgs.Out)
+
     let options =
         Data.PrepareOptions(
             OutputDirectory = defaults.OutputDirectory,
@@ -108,19 +178,44 @@ let prepare (args: ParseResults<PrepareArgs>) =
             Restart = args.Contains PrepareArgs.Restart,
             Tokenizer = args.GetResult(PrepareArgs.Tokenizer, defaultValue = defaults.Tokenizer)
         )
+
     let result =
-        Spectre.Console.AnsiConsole.Progress().Start(fun context ->
-            let task = context.AddTask("tokenizing", maxValue = 1.0)
-            let report (p: Data.PrepareProgress) =
-                task.MaxValue <- float p.Sources
-                task.Value <- float p.SourcesDone
-                task.Description <- sprintf "tokenizing: %s documents, %s tokens" (p.Documents.ToString "N0") (p.Tokens.ToString "N0")
-            Data.ShardPreparer.Run(options, Progress<Data.PrepareProgress>(report)))
-    if not (isNull result.StaleStaging) then printfn "%s" result.StaleStaging
-    printfn "%s documents -> %s train + %s val tokens (%d of %d chunks in val), %d shard(s) in %s"
-        (result.Documents.ToString "N0") (result.TrainTokens.ToString "N0") (result.ValTokens.ToString "N0")
-        result.ValChunks result.Chunks result.Shards.Count result.Directory
-    printfn "%.1f s, %s tokens/s with %d thread(s)" result.Seconds (result.TokensPerSecond.ToString "N0") options.Threads
+        Spectre.Console.AnsiConsole
+            .Progress()
+            .Start(fun context ->
+                let task = context.AddTask("tokenizing", maxValue = 1.0)
+
+                let report (p: Data.PrepareProgress) =
+                    task.MaxValue <- float p.Sources
+                    task.Value <- float p.SourcesDone
+
+                    task.Description <-
+                        sprintf
+                            "tokenizing: %s documents, %s tokens"
+                            (p.Documents.ToString "N0")
+                            (p.Tokens.ToString "N0")
+
+                Data.ShardPreparer.Run(options, Progress<Data.PrepareProgress>(report)))
+
+    if not (isNull result.StaleStaging) then
+        printfn "%s" result.StaleStaging
+
+    printfn
+        "%s documents -> %s train + %s val tokens (%d of %d chunks in val), %d shard(s) in %s"
+        (result.Documents.ToString "N0")
+        (result.TrainTokens.ToString "N0")
+        (result.ValTokens.ToString "N0")
+        result.ValChunks
+        result.Chunks
+        result.Shards.Count
+        result.Directory
+
+    printfn
+        "%.1f s, %s tokens/s with %d thread(s)"
+        result.Seconds
+        (result.TokensPerSecond.ToString "N0")
+        options.Threads
+
     0
 
 /// When the last step of this process ended, and the longest time between two step ends (a whole iteration:
@@ -140,70 +235,128 @@ let private stepped (_: Training.StepReport) =
 /// that do not.)
 let private watchdog (signalled: DateTime) =
     let patience = max (TimeSpan.FromSeconds 60.0) (longestIteration * 3.0)
-    Threading.Thread(
-        (fun () ->
-            while lastStepEnded < signalled do
-                if DateTime.UtcNow - signalled > patience then
-                    let rank = Distributed.LaunchInfo.FromEnvironment().Rank
-                    eprintfn "blr (rank %d): no step ended within %.0f s of the stop signal: another rank has failed; exiting without a checkpoint (the last one stands)" rank patience.TotalSeconds
-                    // At once: MPI_Finalize (an exit handler) would wait for the rank that is gone.
-                    Launch.exitNow 6
-                Threading.Thread.Sleep 100),
-        IsBackground = true
-    ).Start()
+
+    Threading
+        .Thread(
+            (fun () ->
+                while lastStepEnded < signalled do
+                    if DateTime.UtcNow - signalled > patience then
+                        let rank = Distributed.LaunchInfo.FromEnvironment().Rank
+
+                        eprintfn
+                            "blr (rank %d): no step ended within %.0f s of the stop signal: another rank has failed; \
+                             exiting without a checkpoint (the last one stands)"
+                            rank
+                            patience.TotalSeconds
+                        // At once: MPI_Finalize (an exit handler) would wait for the rank that is gone.
+                        Launch.exitNow 6
+
+                    Threading.Thread.Sleep 100),
+            IsBackground = true
+        )
+        .Start()
 
 /// Runs work under a progress bar with ETA; Ctrl-C (SIGINT) or SIGTERM (what mpirun forwards to its ranks) asks
 /// the trainer to checkpoint and stop. Ranks other than 0 of a data-parallel run show nothing.
-let private withTraining (describe: string) (work: IProgress<Training.TrainProgress> -> Threading.CancellationToken -> 'T) =
+let private withTraining
+    (describe: string)
+    (work: IProgress<Training.TrainProgress> -> Threading.CancellationToken -> 'T)
+    =
     use cancel = new Threading.CancellationTokenSource()
     let world = Distributed.LaunchInfo.FromEnvironment().WorldSize
+
     let stop (context: Runtime.InteropServices.PosixSignalContext) =
         context.Cancel <- true
-        if world > 1 && not cancel.IsCancellationRequested then watchdog DateTime.UtcNow
+
+        if world > 1 && not cancel.IsCancellationRequested then
+            watchdog DateTime.UtcNow
+
         cancel.Cancel()
-    use _int = Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGINT, stop)
-    use _term = Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGTERM, stop)
-    if Distributed.LaunchInfo.FromEnvironment().Rank <> 0 then work null cancel.Token else
-    AnsiConsole.Progress()
-        .Columns(
-            [| TaskDescriptionColumn() :> ProgressColumn
-               ProgressBarColumn()
-               PercentageColumn()
-               RemainingTimeColumn() |]
-        )
-        .Start(fun context ->
-            let task = context.AddTask(describe, maxValue = 1.0)
-            let report (p: Training.TrainProgress) =
-                task.MaxValue <- float p.Steps
-                task.Value <- float p.Step
-                let valText = if p.ValLoss.HasValue then sprintf ", val %.3f" p.ValLoss.Value else ""
-                task.Description <- sprintf "%s: step %d/%d, loss %.3f%s, %s tok/s" describe p.Step p.Steps p.Loss valText (p.TokensPerSecond.ToString "N0")
-            work (Progress<Training.TrainProgress>(report)) cancel.Token)
+
+    use _int =
+        Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGINT, stop)
+
+    use _term =
+        Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGTERM, stop)
+
+    if Distributed.LaunchInfo.FromEnvironment().Rank <> 0 then
+        work null cancel.Token
+    else
+        AnsiConsole
+            .Progress()
+            .Columns(
+                [|
+                    TaskDescriptionColumn() :> ProgressColumn
+                    ProgressBarColumn()
+                    PercentageColumn()
+                    RemainingTimeColumn()
+                |]
+            )
+            .Start(fun context ->
+                let task = context.AddTask(describe, maxValue = 1.0)
+
+                let report (p: Training.TrainProgress) =
+                    task.MaxValue <- float p.Steps
+                    task.Value <- float p.Step
+
+                    let valText =
+                        if p.ValLoss.HasValue then
+                            sprintf ", val %.3f" p.ValLoss.Value
+                        else
+                            ""
+
+                    task.Description <-
+                        sprintf
+                            "%s: step %d/%d, loss %.3f%s, %s tok/s"
+                            describe
+                            p.Step
+                            p.Steps
+                            p.Loss
+                            valText
+                            (p.TokensPerSecond.ToString "N0")
+
+                work (Progress<Training.TrainProgress>(report)) cancel.Token)
 
 /// The camelCase name of a subcommand's argument (Batch_Size -> batchSize): how the commands that do not train
 /// (prepare, eval, sample, ...) name their library options.
 let optionKey (caseName: string) =
     let parts = caseName.Split('_', StringSplitOptions.RemoveEmptyEntries)
     let first (f: char -> char) (p: string) = string (f p.[0]) + p.Substring 1
-    first Char.ToLowerInvariant parts.[0] + (parts.[1..] |> Array.map (first Char.ToUpperInvariant) |> String.concat "")
+
+    first Char.ToLowerInvariant parts.[0]
+    + (parts.[1..] |> Array.map (first Char.ToUpperInvariant) |> String.concat "")
 
 /// The options that parsed arguments set, as (option path, value) pairs for PretrainOptions.With, each flag read
 /// through OptionFlags.table (repeated --set values together); arguments that set no option (--config, --nproc,
 /// compare's --optimizers, ...) are left out.
-let private optionValues (parser: ArgumentParser<'T>) (results: 'T list) : Collections.Generic.KeyValuePair<string, obj> list =
+let private optionValues
+    (parser: ArgumentParser<'T>)
+    (results: 'T list)
+    : Collections.Generic.KeyValuePair<string, obj> list =
     let settings =
-        [ for a in results do
-              match OptionFlags.pathOf (parser.GetArgumentCaseInfo(a).Name.Value) with
-              | Some path ->
-                  match Reflection.FSharpValue.GetUnionFields(a, typeof<'T>) with
-                  | _, [||] -> yield path, box true
-                  | _, [| value |] -> yield path, value
-                  | _ -> ()
-              | None -> () ]
-    let overrides = settings |> List.filter (fun (path, _) -> path = "model.overrides") |> List.map (snd >> string)
-    [ if not overrides.IsEmpty then yield Collections.Generic.KeyValuePair("model.overrides", box (Array.ofList overrides))
-      for path, value in settings do
-          if path <> "model.overrides" then yield Collections.Generic.KeyValuePair(path, value) ]
+        [
+            for a in results do
+                match OptionFlags.pathOf (parser.GetArgumentCaseInfo(a).Name.Value) with
+                | Some path ->
+                    match Reflection.FSharpValue.GetUnionFields(a, typeof<'T>) with
+                    | _, [||] -> yield path, box true
+                    | _, [| value |] -> yield path, value
+                    | _ -> ()
+                | None -> ()
+        ]
+
+    let overrides =
+        settings
+        |> List.filter (fun (path, _) -> path = "model.overrides")
+        |> List.map (snd >> string)
+
+    [
+        if not overrides.IsEmpty then
+            yield Collections.Generic.KeyValuePair("model.overrides", box (Array.ofList overrides))
+        for path, value in settings do
+            if path <> "model.overrides" then
+                yield Collections.Generic.KeyValuePair(path, value)
+    ]
 
 /// The config file of the running command and the options its command line gave (JSON names): an invalid
 /// option that did not come from the command line is reported against the file, not a flag.
@@ -215,40 +368,78 @@ let private trainOptions (args: ParseResults<TrainArgs>) =
     let values = optionValues args.Parser (args.GetAllResults())
     commandLineKeys <- values |> List.map (fun kv -> kv.Key) |> Set.ofList |> Set.add "config"
     configFile <- args.TryGetResult TrainArgs.Config
-    let fromFile = configFile |> Option.map Training.PretrainOptions.FromJsonFile |> Option.defaultValue defaults
+
+    let fromFile =
+        configFile
+        |> Option.map Training.PretrainOptions.FromJsonFile
+        |> Option.defaultValue defaults
+
     fromFile.With(values)
 
 let rec train (args: ParseResults<TrainArgs>) =
     let launched = Distributed.LaunchInfo.FromEnvironment()
+
     match args.TryGetResult TrainArgs.Nproc with
     | Some n when n < 1 -> raise (CliError(sprintf "--nproc %d: must be >= 1" n))
     | Some n when launched.WorldSize > 1 && n <> launched.WorldSize ->
-        raise (CliError(sprintf "--nproc %d: this process was launched as one of %d; leave --nproc out under mpirun or a launcher" n launched.WorldSize))
+        raise (
+            CliError(
+                sprintf
+                    "--nproc %d: this process was launched as one of %d; leave --nproc out under mpirun or a launcher"
+                    n
+                    launched.WorldSize
+            )
+        )
     | Some n when n > 1 && launched.WorldSize = 1 -> Launch.start n (trainOptions args).Training.Device.IsCuda
     | _ -> trainHere args launched
 
 and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.LaunchInfo) =
     let options = trainOptions args
     let name = OptionNames.Format options.Optimizer.Kind
+
     let result =
         withTraining name (fun progress cancel ->
-            Training.Trainer(options).WithProgress(progress).OnNote(fun note -> eprintfn "note: %s" note).OnStep(stepped).Run(cancel))
+            Training
+                .Trainer(options)
+                .WithProgress(progress)
+                .OnNote(fun note -> eprintfn "note: %s" note)
+                .OnStep(stepped)
+                .Run(cancel))
     // Under `--nproc` the launcher reports the interruption: ranks that stopped as agreed end cleanly.
-    let interrupted = if result.Interrupted && isNull (Environment.GetEnvironmentVariable "BLR_LAUNCHED") then 130 else 0
-    if launched.Rank <> 0 then interrupted else
-    let summary = Table().AddColumn("").AddColumn(name)
-    let row (name: string) (value: string) = summary.AddRow(Markup.Escape name, Markup.Escape value) |> ignore
-    row "steps" (sprintf "%d%s" result.Steps (if result.Interrupted then " (interrupted)" else ""))
-    row "final val loss" (sprintf "%.4f" result.FinalValLoss)
-    row "best val loss" (sprintf "%.4f" result.BestValLoss)
-    row "tokens/s" (result.TokensPerSecond.ToString "N0")
-    row "ms/step" (sprintf "%.1f" result.MillisecondsPerStep)
-    row "optimizer state" (sprintf "%s bytes%s" (result.OptimizerStateBytes.ToString "N0") (if launched.WorldSize > 1 then " (rank 0)" else ""))
-    if launched.WorldSize > 1 then row "processes" (string launched.WorldSize)
-    row "run folder" result.RunDirectory
-    row "checkpoint" (string result.LastCheckpoint)
-    AnsiConsole.Write summary
-    interrupted
+    let interrupted =
+        if result.Interrupted && isNull (Environment.GetEnvironmentVariable "BLR_LAUNCHED") then
+            130
+        else
+            0
+
+    if launched.Rank <> 0 then
+        interrupted
+    else
+        let summary = Table().AddColumn("").AddColumn(name)
+
+        let row (name: string) (value: string) =
+            summary.AddRow(Markup.Escape name, Markup.Escape value) |> ignore
+
+        row "steps" (sprintf "%d%s" result.Steps (if result.Interrupted then " (interrupted)" else ""))
+        row "final val loss" (sprintf "%.4f" result.FinalValLoss)
+        row "best val loss" (sprintf "%.4f" result.BestValLoss)
+        row "tokens/s" (result.TokensPerSecond.ToString "N0")
+        row "ms/step" (sprintf "%.1f" result.MillisecondsPerStep)
+
+        row
+            "optimizer state"
+            (sprintf
+                "%s bytes%s"
+                (result.OptimizerStateBytes.ToString "N0")
+                (if launched.WorldSize > 1 then " (rank 0)" else ""))
+
+        if launched.WorldSize > 1 then
+            row "processes" (string launched.WorldSize)
+
+        row "run folder" result.RunDirectory
+        row "checkpoint" (string result.LastCheckpoint)
+        AnsiConsole.Write summary
+        interrupted
 
 /// --device and --threads of a command that computes, resolved once: libtorch loaded (CUDA first where asked
 /// for), the device checked (ComputeDevice.Use), then libtorch's CPU threads.
@@ -256,13 +447,16 @@ let private useDevice (threads: int option) (onDevice: string option) =
     match threads with
     | Some n when n < 1 -> raise (CliError(sprintf "--threads %d: must be >= 1 (leave it out for libtorch's choice)" n))
     | _ -> ()
+
     let chosen = deviceOrCpu onDevice
     let resolved = chosen.Use()
     threads |> Option.iter TorchSharp.torch.set_num_threads
     chosen, resolved
 
 let eval (args: ParseResults<EvalArgs>) =
-    let _, on = useDevice (args.TryGetResult EvalArgs.Threads) (args.TryGetResult EvalArgs.Device)
+    let _, on =
+        useDevice (args.TryGetResult EvalArgs.Threads) (args.TryGetResult EvalArgs.Device)
+
     let result =
         Training.Evaluation.Run(
             args.GetResult EvalArgs.Model_Dir,
@@ -273,11 +467,21 @@ let eval (args: ParseResults<EvalArgs>) =
             args.GetResult(EvalArgs.Windows, defaultValue = 256L),
             on
         )
-    printfn "%s: loss %.4f, perplexity %.2f over %d windows (%s tokens)" result.Model result.Loss result.Perplexity result.Windows (result.Tokens.ToString "N0")
+
+    printfn
+        "%s: loss %.4f, perplexity %.2f over %d windows (%s tokens)"
+        result.Model
+        result.Loss
+        result.Perplexity
+        result.Windows
+        (result.Tokens.ToString "N0")
+
     0
 
 let sample (args: ParseResults<SampleArgs>) =
-    let _, on = useDevice (args.TryGetResult SampleArgs.Threads) (args.TryGetResult SampleArgs.Device)
+    let _, on =
+        useDevice (args.TryGetResult SampleArgs.Threads) (args.TryGetResult SampleArgs.Device)
+
     let text =
         Training.TextGenerator.Generate(
             args.GetResult SampleArgs.Model_Dir,
@@ -290,139 +494,297 @@ let sample (args: ParseResults<SampleArgs>) =
             on,
             (fun note -> eprintfn "note: %s" note)
         )
+
     printfn "%s" text
     0
 
 /// import-hf and export-hf: read a model (HF folder, checkpoint or run), write it in Hugging Face format.
 let convertHf (args: ParseResults<HfArgs>) =
     let out = args.GetResult HfArgs.Out
-    if not (args.Contains HfArgs.Overwrite) && [ "config.json"; "model.safetensors" ] |> List.exists (fun f -> File.Exists(Path.Combine(out, f))) then
+
+    if
+        not (args.Contains HfArgs.Overwrite)
+        && [ "config.json"; "model.safetensors" ]
+           |> List.exists (fun f -> File.Exists(Path.Combine(out, f)))
+    then
         raise (CliError(sprintf "--out %s: already holds a model; choose another folder or pass --overwrite" out))
+
     use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
     Models.HfFormat.Save(model, out)
     // The tokenizer travels with the model (a folder without the file is GPT-2's).
     let source = Training.ModelLocator.Resolve(args.GetResult HfArgs.From)
     let tokenizerFile = Path.Combine(source, Data.TextTokenizers.ModelFile)
+
     if File.Exists tokenizerFile then
-        let record = Text.Json.JsonSerializer.Deserialize<Data.TokenizerRecord>(File.ReadAllText tokenizerFile)
+        let record =
+            Text.Json.JsonSerializer.Deserialize<Data.TokenizerRecord>(File.ReadAllText tokenizerFile)
+
         Data.TextTokenizers.WriteForModel(out, record, source)
+
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) out (Models.ModelConfigs.Describe model.Config)
     0
 
-let private commaList (text: string) = text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
+let private commaList (text: string) =
+    text.Split(',', StringSplitOptions.RemoveEmptyEntries ||| StringSplitOptions.TrimEntries)
 
 let compare (args: ParseResults<CompareArgs>) =
     let common =
         defaults.With(
-            Collections.Generic.KeyValuePair("run.out", box "runs/compare") :: optionValues args.Parser (args.GetAllResults()))
+            Collections.Generic.KeyValuePair("run.out", box "runs/compare")
+            :: optionValues args.Parser (args.GetAllResults())
+        )
+
     let number (flag: string) (parse: string -> bool * 'T) (text: string) =
         match parse text with
         | true, v -> v
         | _ -> raise (CliError(sprintf "%s: '%s' is not a number" flag text))
-    common.Training.Device.Use() |> ignore   // before anything is written
+
+    common.Training.Device.Use() |> ignore // before anything is written
     let compareDefaults = Reporting.CompareOptions(Common = common)
+
     let options =
         Reporting.CompareOptions(
             Common = common,
-            Optimizers = (args.TryGetResult CompareArgs.Optimizers |> Option.map (commaList >> Array.map (choice<Core.OptimizerKind> "--optimizers")) |> Option.defaultValue (Array.ofSeq compareDefaults.Optimizers)),
-            Seeds = (args.TryGetResult CompareArgs.Seeds |> Option.map (commaList >> Array.map (number "--seeds" UInt64.TryParse)) |> Option.defaultValue (Array.ofSeq compareDefaults.Seeds)),
-            LrSweep = (args.TryGetResult CompareArgs.Lr_Sweep |> Option.map (commaList >> Array.map (number "--lr-sweep" (fun t -> Double.TryParse(t, Globalization.NumberStyles.Float, Globalization.CultureInfo.InvariantCulture)))) |> Option.defaultValue [||])
+            Optimizers =
+                (args.TryGetResult CompareArgs.Optimizers
+                 |> Option.map (commaList >> Array.map (choice<Core.OptimizerKind> "--optimizers"))
+                 |> Option.defaultValue (Array.ofSeq compareDefaults.Optimizers)),
+            Seeds =
+                (args.TryGetResult CompareArgs.Seeds
+                 |> Option.map (commaList >> Array.map (number "--seeds" UInt64.TryParse))
+                 |> Option.defaultValue (Array.ofSeq compareDefaults.Seeds)),
+            LrSweep =
+                (args.TryGetResult CompareArgs.Lr_Sweep
+                 |> Option.map (
+                     commaList
+                     >> Array.map (
+                         number "--lr-sweep" (fun t ->
+                             Double.TryParse(
+                                 t,
+                                 Globalization.NumberStyles.Float,
+                                 Globalization.CultureInfo.InvariantCulture
+                             ))
+                     )
+                 )
+                 |> Option.defaultValue [||])
         )
-    let report = withTraining "compare" (fun progress cancel -> Reporting.Comparison.Compare(options, null, progress, cancel))
+
+    let report =
+        withTraining "compare" (fun progress cancel -> Reporting.Comparison.Compare(options, null, progress, cancel))
+
     printfn "%s" (report.Table())
     printfn "report %s, curves %s" report.Markdown report.Png
     0
 
 let plot (args: ParseResults<PlotArgs>) =
     let runs = args.GetResults PlotArgs.Run
+
     let png =
         if args.Contains PlotArgs.Sharpness then
             match runs with
             | [ run ] -> Reporting.Plots.SharpnessCurves(run, args.GetResult PlotArgs.Out)
             | _ -> raise (CliError "--sharpness plots one run: give one --run")
-        else Reporting.Plots.Curves(runs |> Array.ofList, args.GetResult PlotArgs.Out, args.Contains PlotArgs.Train)
+        else
+            Reporting.Plots.Curves(runs |> Array.ofList, args.GetResult PlotArgs.Out, args.Contains PlotArgs.Train)
+
     printfn "wrote %s" png
     0
 
 let sharpness (args: ParseResults<SharpnessArgs>) =
-    let chosen, _ = useDevice (args.TryGetResult SharpnessArgs.Threads) (args.TryGetResult SharpnessArgs.Device)
-    let steps = args.TryGetResult SharpnessArgs.Steps |> Option.map (commaList >> Array.map int) |> Option.toObj
+    let chosen, _ =
+        useDevice (args.TryGetResult SharpnessArgs.Threads) (args.TryGetResult SharpnessArgs.Device)
+
+    let steps =
+        args.TryGetResult SharpnessArgs.Steps
+        |> Option.map (commaList >> Array.map int)
+        |> Option.toObj
+
     let struct (rows, csv, png) =
         Reporting.SharpnessReport.Measure(
-            args.GetResult SharpnessArgs.Run, args.GetResult SharpnessArgs.Data, steps,
-            args.GetResult(SharpnessArgs.Batches, defaultValue = 4), args.GetResult(SharpnessArgs.Batch_Size, defaultValue = 8),
-            args.GetResult(SharpnessArgs.Seq_Len, defaultValue = 128), args.Contains SharpnessArgs.Hutchinson,
-            args.GetResult(SharpnessArgs.Seed, defaultValue = 1337UL), (fun s -> eprintfn "measuring %s" s), chosen,
-            args.Contains SharpnessArgs.Preconditioned)
-    let estimate (e: Core.Estimate) = if isNull (box e) then "" else sprintf "%.4e +- %.1e" e.Mean e.StdErr
+            args.GetResult SharpnessArgs.Run,
+            args.GetResult SharpnessArgs.Data,
+            steps,
+            args.GetResult(SharpnessArgs.Batches, defaultValue = 4),
+            args.GetResult(SharpnessArgs.Batch_Size, defaultValue = 8),
+            args.GetResult(SharpnessArgs.Seq_Len, defaultValue = 128),
+            args.Contains SharpnessArgs.Hutchinson,
+            args.GetResult(SharpnessArgs.Seed, defaultValue = 1337UL),
+            (fun s -> eprintfn "measuring %s" s),
+            chosen,
+            args.Contains SharpnessArgs.Preconditioned
+        )
+
+    let estimate (e: Core.Estimate) =
+        if isNull (box e) then
+            ""
+        else
+            sprintf "%.4e +- %.1e" e.Mean e.StdErr
+
     printfn "%6s %-18s %24s %24s %24s" "step" "block" "proxy (+- se)" "hutchinson (+- se)" "preconditioned (+- se)"
+
     for r in rows do
-        printfn "%6d %-18O %24s %24s %24s" r.Step r.Block (estimate r.Proxy) (estimate r.Hutchinson) (estimate r.Preconditioned)
+        printfn
+            "%6d %-18O %24s %24s %24s"
+            r.Step
+            r.Block
+            (estimate r.Proxy)
+            (estimate r.Hutchinson)
+            (estimate r.Preconditioned)
+
     for step, group in rows |> Seq.groupBy (fun r -> r.Step) do
         for estimator in [ "proxy"; "hutchinson" ] do
             let hutchinson = estimator = "hutchinson"
+
             if not hutchinson || args.Contains SharpnessArgs.Hutchinson then
                 let struct (order, matches) = Reporting.SharpnessReport.Ordering(group, hutchinson)
-                printfn "step %d, %s, flattest first: %s (%s the paper's S(Emb) < S(QK) < S(FFN) < S(VO) < S(Norm))" step estimator
-                    (order |> Seq.map Blocks.Key |> String.concat " < ") (if matches then "matches" else "differs from")
+
+                printfn
+                    "step %d, %s, flattest first: %s (%s the paper's S(Emb) < S(QK) < S(FFN) < S(VO) < S(Norm))"
+                    step
+                    estimator
+                    (order |> Seq.map Blocks.Key |> String.concat " < ")
+                    (if matches then "matches" else "differs from")
+
     printfn "wrote %s and %s" csv png
     0
 
 let demo (args: ParseResults<DemoArgs>) =
-    let options = Reporting.Comparison.DemoOptions(args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"), args.Contains DemoArgs.Quick)
-    let options = match args.TryGetResult DemoArgs.Threads with Some n -> options.With([ Collections.Generic.KeyValuePair("training.threads", box n) ]) | None -> options
-    let options = match args.TryGetResult DemoArgs.Device with Some d -> options.With([ Collections.Generic.KeyValuePair("training.device", box d) ]) | None -> options
-    options.Training.Device.Use() |> ignore   // before the corpus is prepared: a device that cannot be used leaves nothing behind
-    printfn "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW with the paper's ratios vs Blockwise AdamW with ratios from measured sharpness (auto), %d steps of %d x %d tokens each"
-        options.Model.Name options.Training.Steps options.Training.BatchSize options.Training.SeqLen.Value
+    let options =
+        Reporting.Comparison.DemoOptions(
+            args.GetResult(DemoArgs.Out, defaultValue = "runs/demo"),
+            args.Contains DemoArgs.Quick
+        )
+
+    let options =
+        match args.TryGetResult DemoArgs.Threads with
+        | Some n -> options.With([ Collections.Generic.KeyValuePair("training.threads", box n) ])
+        | None -> options
+
+    let options =
+        match args.TryGetResult DemoArgs.Device with
+        | Some d -> options.With([ Collections.Generic.KeyValuePair("training.device", box d) ])
+        | None -> options
+
+    // Before the corpus is prepared: a device that cannot be used leaves nothing behind.
+    options.Training.Device.Use() |> ignore
+
+    printfn
+        "BlockwiseLR demo: %s on the built-in Gutenberg corpus, AdamW vs Blockwise AdamW with the paper's ratios vs \
+         Blockwise AdamW with ratios from measured sharpness (auto), %d steps of %d x %d tokens each"
+        options.Model.Name
+        options.Training.Steps
+        options.Training.BatchSize
+        options.Training.SeqLen.Value
+
     let report =
         withTraining "demo" (fun progress cancel ->
             Reporting.Comparison.Run(options, Reporting.ComparisonArm.Demo, null, progress, cancel))
+
     printfn "%s" (report.Table())
     printfn "report %s, curves %s" report.Markdown report.Png
     0
 
-let private mib (bytes: int64) = sprintf "%10.1f MiB" (float bytes / 1048576.0)
+let private mib (bytes: int64) =
+    sprintf "%10.1f MiB" (float bytes / 1048576.0)
 
 let inspect (args: ParseResults<InspectArgs>) =
-    let overrides = args.GetAllResults() |> List.choose (fun a -> a.Override) |> Array.ofList
+    let overrides =
+        args.GetAllResults() |> List.choose (fun a -> a.Override) |> Array.ofList
+
     let config = Models.ModelConfigs.Create(args.GetResult InspectArgs.Model, overrides)
     let onCpu = not (deviceOrCpu (args.TryGetResult InspectArgs.Device)).IsCuda
     let batch = args.GetResult(InspectArgs.Batch_Size, defaultValue = 8)
     let seqLen = args.GetResult(InspectArgs.Seq_Len, defaultValue = config.Context)
-    let optimizerKind = args.TryGetResult InspectArgs.Optimizer |> Option.map (choice<Core.OptimizerKind> "--optimizer") |> Option.defaultValue Core.OptimizerKind.AdamW
-    let precisionKind = args.TryGetResult InspectArgs.Precision |> Option.map (choice<Core.Precision> "--precision") |> Option.defaultValue defaults.Training.Precision
+
+    let optimizerKind =
+        args.TryGetResult InspectArgs.Optimizer
+        |> Option.map (choice<Core.OptimizerKind> "--optimizer")
+        |> Option.defaultValue Core.OptimizerKind.AdamW
+
+    let precisionKind =
+        args.TryGetResult InspectArgs.Precision
+        |> Option.map (choice<Core.Precision> "--precision")
+        |> Option.defaultValue defaults.Training.Precision
+
     let optimizer = OptionNames.Format optimizerKind
     let precision = OptionNames.Format precisionKind
-    let report = Models.ModelInspection.Of(config, optimizerKind, precisionKind, batch, seqLen, onCpu)
+
+    let report =
+        Models.ModelInspection.Of(config, optimizerKind, precisionKind, batch, seqLen, onCpu)
+
     let processes = args.GetResult(InspectArgs.Nproc, defaultValue = 1)
     let zero = args.GetResult(InspectArgs.Zero, defaultValue = 0)
-    if processes < 1 then raise (CliError(sprintf "--nproc %d: must be >= 1" processes))
-    if zero <> 0 && zero <> 1 then raise (CliError(sprintf "--zero %d: must be 0 or 1" zero))
+
+    if processes < 1 then
+        raise (CliError(sprintf "--nproc %d: must be >= 1" processes))
+
+    if zero <> 0 && zero <> 1 then
+        raise (CliError(sprintf "--zero %d: must be 0 or 1" zero))
+
     printfn "%s: %s" (args.GetResult InspectArgs.Model) (Models.ModelConfigs.Describe config)
     printfn ""
     printfn "%-18s %15s %7s %22s" "block" "parameters" "share" (sprintf "%s state (bytes)" optimizer)
+
     for KeyValue(block, count) in report.ParametersByBlock |> Seq.sortBy (fun kv -> kv.Key) do
-        printfn "%-18O %15s %6.1f%% %22s" block (count.ToString "N0") (100.0 * float count / float report.Parameters)
+        printfn
+            "%-18O %15s %6.1f%% %22s"
+            block
+            (count.ToString "N0")
+            (100.0 * float count / float report.Parameters)
             (report.OptimizerStateBytesByBlock[block].ToString "N0")
-    printfn "%-18s %15s %7s %22s" "total" (report.Parameters.ToString "N0") "" (report.OptimizerStateBytes.ToString "N0")
+
+    printfn
+        "%-18s %15s %7s %22s"
+        "total"
+        (report.Parameters.ToString "N0")
+        ""
+        (report.OptimizerStateBytes.ToString "N0")
+
     printfn ""
-    printfn "Training memory estimate: batch %d x %d tokens, %s, %s, %s attention" batch seqLen precision optimizer
+
+    printfn
+        "Training memory estimate: batch %d x %d tokens, %s, %s, %s attention"
+        batch
+        seqLen
+        precision
+        optimizer
         (if onCpu then "math (CPU)" else "fused (CUDA)")
+
     printfn "  weights (fp32)       %s" (mib report.WeightBytes)
     printfn "  gradients (fp32)     %s" (mib report.GradientBytes)
     printfn "  optimizer state      %s" (mib report.OptimizerStateBytes)
     printfn "  activations          %s" (mib report.ActivationBytes)
     printfn "  total                %s" (mib report.TotalBytes)
+
     if zero = 1 then
-        let perRank = Models.ModelInspection.ShardedStateBytes(config, optimizerKind, processes, not onCpu)
+        let perRank =
+            Models.ModelInspection.ShardedStateBytes(config, optimizerKind, processes, not onCpu)
+
         printfn ""
-        printfn "ZeRO-1 over %d processes: %s state per rank (its part of every flat group; gradients and weights stay whole)" processes optimizer
-        perRank |> Seq.iteri (fun rank bytes ->
-            printfn "  rank %-3d %18s bytes  %s  (%.1f%% of %s)" rank (bytes.ToString "N0") (mib bytes) (100.0 * float bytes / float report.OptimizerStateBytes) (mib report.OptimizerStateBytes))
+
+        printfn
+            "ZeRO-1 over %d processes: %s state per rank (its part of every flat group; gradients and weights stay \
+             whole)"
+            processes
+            optimizer
+
+        perRank
+        |> Seq.iteri (fun rank bytes ->
+            printfn
+                "  rank %-3d %18s bytes  %s  (%.1f%% of %s)"
+                rank
+                (bytes.ToString "N0")
+                (mib bytes)
+                (100.0 * float bytes / float report.OptimizerStateBytes)
+                (mib report.OptimizerStateBytes))
     elif processes > 1 then
         printfn ""
-        printfn "ZeRO-0 over %d processes: every rank keeps all %s of optimizer state (--zero 1 splits it)" processes (mib report.OptimizerStateBytes)
+
+        printfn
+            "ZeRO-0 over %d processes: every rank keeps all %s of optimizer state (--zero 1 splits it)"
+            processes
+            (mib report.OptimizerStateBytes)
+
     0
 
 /// Markdown tables of the fixture logits and of the optimizer golden trajectories on a device; exit 1 when a row
@@ -432,25 +794,66 @@ let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
     let rows = Reporting.FixtureCheck.Run(args.GetResult CheckFixturesArgs.Fixtures, on)
     printfn "| fixture | precision | max abs diff | relative L2 | loss (HF) | bound | result |"
     printfn "|---|---|---|---|---|---|---|"
+
     for r in rows do
-        let bound = match r.Precision with Core.Precision.Fp32 -> "max <= 1e-4" | Core.Precision.Tf32 -> "max <= 5e-3" | _ -> "rel <= 1%"
-        printfn "| %s | %s | %.3e | %.3e | %.6f (%.6f) | %s | %s |" r.Fixture (OptionNames.Format r.Precision) r.MaxAbsDifference r.RelativeL2 r.Loss r.ExpectedLoss bound
+        let bound =
+            match r.Precision with
+            | Core.Precision.Fp32 -> "max <= 1e-4"
+            | Core.Precision.Tf32 -> "max <= 5e-3"
+            | _ -> "rel <= 1%"
+
+        printfn
+            "| %s | %s | %.3e | %.3e | %.6f (%.6f) | %s | %s |"
+            r.Fixture
+            (OptionNames.Format r.Precision)
+            r.MaxAbsDifference
+            r.RelativeL2
+            r.Loss
+            r.ExpectedLoss
+            bound
             (if r.Passed then "PASS" else "FAIL")
-    let golden = Path.Combine(args.GetResult CheckFixturesArgs.Fixtures, "optim-golden.safetensors")
+
+    let golden =
+        Path.Combine(args.GetResult CheckFixturesArgs.Fixtures, "optim-golden.safetensors")
+
     let trajectories =
         if File.Exists golden then
-            [ for variant in Reporting.FixtureCheck.Variants -> Reporting.FixtureCheck.Trajectory(golden, variant, on) ]
-        else []
+            [
+                for variant in Reporting.FixtureCheck.Variants -> Reporting.FixtureCheck.Trajectory(golden, variant, on)
+            ]
+        else
+            []
+
     printfn ""
+
     if File.Exists golden then
         printfn "| optimizer golden trajectory (6 steps) | max abs diff | bound | result |"
         printfn "|---|---|---|---|"
+
         for t in trajectories do
-            printfn "| %s | %.3e | %.0e | %s |" t.Variant t.MaxAbsDifference t.Bound (if t.Passed then "PASS" else "FAIL")
-    else printfn "No optimizer golden file (%s): the optimizer trajectories were not replayed." golden
-    if rows |> Seq.forall (fun r -> r.Passed) && File.Exists golden && trajectories |> Seq.forall (fun t -> t.Passed) then 0 else 1
+            printfn
+                "| %s | %.3e | %.0e | %s |"
+                t.Variant
+                t.MaxAbsDifference
+                t.Bound
+                (if t.Passed then "PASS" else "FAIL")
+    else
+        printfn "No optimizer golden file (%s): the optimizer trajectories were not replayed." golden
+
+    if
+        rows |> Seq.forall (fun r -> r.Passed)
+        && File.Exists golden
+        && trajectories |> Seq.forall (fun t -> t.Passed)
+    then
+        0
+    else
+        1
 
 let doctor (args: ParseResults<DoctorArgs>) =
-    let line = TorchRuntime.ComputeCheck(deviceOrCpu (args.TryGetResult DoctorArgs.Device))
-    if not (args.Contains DoctorArgs.Quiet) then printfn "%s" line
+    let line =
+        TorchRuntime.ComputeCheck(deviceOrCpu (args.TryGetResult DoctorArgs.Device))
+
+    if not (args.Contains DoctorArgs.Quiet) then
+        printfn "%s" line
+
     0

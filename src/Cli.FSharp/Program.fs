@@ -9,7 +9,11 @@ open BlockwiseLR.Cli.Arguments
 /// "blr", or "blr (rank R)" in a data-parallel run, where every rank may speak.
 let private speaker () =
     let launch = Distributed.LaunchInfo.FromEnvironment()
-    if launch.WorldSize > 1 then sprintf "blr (rank %d)" launch.Rank else "blr"
+
+    if launch.WorldSize > 1 then
+        sprintf "blr (rank %d)" launch.Rank
+    else
+        "blr"
 
 let private fail (code: int) (message: string) =
     eprintfn "%s: %s" (speaker ()) message
@@ -26,24 +30,42 @@ let private failOnce (code: int) (message: string) =
     if Distributed.LaunchInfo.FromEnvironment().Rank = 0 then
         eprintfn "blr: %s" message
         code
-    else 0
+    else
+        0
 
 /// The last resort for a failure nothing else explains: one line naming a log file (under the system temp
 /// folder, never the output folder) that holds the whole trace.
 let private crash (e: exn) =
-    let log = Path.Combine(Path.GetTempPath(), sprintf "blr-error-%s-%d.log" (DateTime.UtcNow.ToString "yyyyMMdd-HHmmss") Environment.ProcessId)
-    let firstLine (text: string) = text.Split('\n', StringSplitOptions.RemoveEmptyEntries).[0].Trim()
+    let log =
+        Path.Combine(
+            Path.GetTempPath(),
+            sprintf "blr-error-%s-%d.log" (DateTime.UtcNow.ToString "yyyyMMdd-HHmmss") Environment.ProcessId
+        )
+
+    let firstLine (text: string) =
+        text.Split('\n', StringSplitOptions.RemoveEmptyEntries).[0].Trim()
+
     try
         File.WriteAllText(log, sprintf "blr %s\n%O\n" (String.Join(" ", Environment.GetCommandLineArgs())) e)
         fail 1 (sprintf "internal error: %s (%s); the trace is in %s" (firstLine e.Message) (e.GetType().Name) log)
-    with _ -> fail 1 (sprintf "internal error: %s (%s); no trace log could be written" (firstLine e.Message) (e.GetType().Name))
+    with _ ->
+        fail
+            1
+            (sprintf "internal error: %s (%s); no trace log could be written" (firstLine e.Message) (e.GetType().Name))
 
 /// The flags of the running subcommand.
 let mutable private flags: string list = []
 
 /// Library property names whose flag has another name, for the subcommands that do not train (prepare, eval,
 /// sample, ...); training options go through OptionFlags.table.
-let private flagAliases = Map [ "outputDirectory", "out"; "inputs", "input"; "jsonField", "field"; "parquetColumn", "column" ]
+let private flagAliases =
+    Map
+        [
+            "outputDirectory", "out"
+            "inputs", "input"
+            "jsonField", "field"
+            "parquetColumn", "column"
+        ]
 
 /// The flag of the running subcommand that sets a library option: a training option ("Schedule.Lr") through
 /// OptionFlags.table, another subcommand's property ("SeqLen") by its name.
@@ -53,16 +75,23 @@ let private flagOf (option: string) =
     | None ->
         let key = Commands.optionKey option
         let key = flagAliases.TryFind key |> Option.defaultValue key
-        flags |> List.tryFind (fun flag -> flag.TrimStart('-') |> fun f -> Commands.optionKey (f.Replace('-', '_')) = key)
+
+        flags
+        |> List.tryFind (fun flag -> flag.TrimStart('-') |> fun f -> Commands.optionKey (f.Replace('-', '_')) = key)
 
 /// A library text with the options it names said as this subcommand's flags: training options ("Optimizer.Ratios")
 /// through the table, and the plain property names `named` accepts; words inside paths are left alone.
 let private inFlags (named: string -> bool) (text: string) =
     let text = OptionFlags.inFlags flags text
-    Text.RegularExpressions.Regex.Replace(text, @"(?<![/\w.-])[A-Z][a-z]+(?:[A-Z][a-z0-9]+)*(?![/\w.-])",
-        fun m -> (if named m.Value then flagOf m.Value else None) |> Option.defaultValue m.Value)
 
-let private version () = printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3)
+    Text.RegularExpressions.Regex.Replace(
+        text,
+        @"(?<![/\w.-])[A-Z][a-z]+(?:[A-Z][a-z0-9]+)*(?![/\w.-])",
+        fun m -> (if named m.Value then flagOf m.Value else None) |> Option.defaultValue m.Value
+    )
+
+let private version () =
+    printfn "blr %s" (typeof<BlockRatios>.Assembly.GetName().Version.ToString 3)
 
 /// An invalid option in the user's terms: the flag where the command line has one, the config key where the
 /// value came from a config file, else the library's own message.
@@ -70,7 +99,12 @@ let private describe (e: InvalidOptionException) =
     let value = if isNull e.Value then "" else " " + e.Value
     let path = OptionFlags.pathOfName e.Option
     let fromFile = isNull e.ConfigFile && not (Commands.commandLineKeys.Contains path)
-    let file = match e.ConfigFile with | null -> (if fromFile then Commands.configFile else None) | f -> Some f
+
+    let file =
+        match e.ConfigFile with
+        | null -> (if fromFile then Commands.configFile else None)
+        | f -> Some f
+
     match file, flagOf e.Option with
     | Some source, _ -> sprintf "%s: %s%s: %s" source path (if isNull e.Value then "" else " = " + e.Value) e.Problem
     | None, Some flag -> sprintf "%s%s: %s" flag value (inFlags (fun _ -> true) e.Problem)
@@ -82,35 +116,41 @@ let private run (args: ParseResults<'T>) (command: ParseResults<'T> -> int) =
 
 let private dispatch (argv: string[]) =
     let parser = ArgumentParser.Create<BlrArgs>(programName = "blr")
+
     try
         let args = parser.ParseCommandLine(argv, raiseOnUsage = true)
         args.TryGetResult BlrArgs.Libtorch |> Option.iter TorchRuntime.UseLibTorch
+
         if args.Contains BlrArgs.Version then
             version ()
             0
         else
-        match args.GetSubCommand() with
-        | Schedule a -> run a Commands.schedule
-        | Blocks a -> run a Commands.blocks
-        | Prepare a -> run a Commands.prepare
-        | Train a -> run a Commands.train
-        | Demo a -> run a Commands.demo
-        | Compare a -> run a Commands.compare
-        | Plot a -> run a Commands.plot
-        | Sharpness a -> run a Commands.sharpness
-        | Eval a -> run a Commands.eval
-        | Sample a -> run a Commands.sample
-        | Import_Hf a
-        | Export_Hf a -> run a Commands.convertHf
-        | Inspect a -> run a Commands.inspect
-        | Doctor a -> run a Commands.doctor
-        | Check_Fixtures a -> run a Commands.checkFixtures
-        | Version
-        | Libtorch _ -> version (); 0
+            match args.GetSubCommand() with
+            | Schedule a -> run a Commands.schedule
+            | Blocks a -> run a Commands.blocks
+            | Prepare a -> run a Commands.prepare
+            | Train a -> run a Commands.train
+            | Demo a -> run a Commands.demo
+            | Compare a -> run a Commands.compare
+            | Plot a -> run a Commands.plot
+            | Sharpness a -> run a Commands.sharpness
+            | Eval a -> run a Commands.eval
+            | Sample a -> run a Commands.sample
+            | Import_Hf a
+            | Export_Hf a -> run a Commands.convertHf
+            | Inspect a -> run a Commands.inspect
+            | Doctor a -> run a Commands.doctor
+            | Check_Fixtures a -> run a Commands.checkFixtures
+            | Version
+            | Libtorch _ ->
+                version ()
+                0
     with
     | :? InvalidOptionException as e -> failOnce 2 (describe e)
     | Commands.CliError message -> failOnce 2 message
-    | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText -> printfn "%s" e.Message; 0
+    | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
+        printfn "%s" e.Message
+        0
     | :? ArguParseException as e -> failOnce 2 (e.Message.Split('\n').[0] + " (see blr --help)")
     | :? TorchUnavailableException as e -> fail 3 (e.Message.Replace("TorchRuntime.UseLibTorch", "--libtorch DIR"))
     | :? FormatException as e -> fail 2 e.Message
@@ -122,8 +162,10 @@ let private dispatch (argv: string[]) =
     | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
     | :? DirectoryNotFoundException as e -> fail 2 e.Message
     // The machine refused a read or write: disk full, permission, a read-only file system.
-    | :? UnauthorizedAccessException as e -> fail 5 (sprintf "%s; check the folder's permissions and file system" e.Message)
-    | :? IOException as e -> fail 5 (sprintf "%s; check the disk (space, permissions, read-only mounts)" (e.Message.Split('\n').[0]))
+    | :? UnauthorizedAccessException as e ->
+        fail 5 (sprintf "%s; check the folder's permissions and file system" e.Message)
+    | :? IOException as e ->
+        fail 5 (sprintf "%s; check the disk (space, permissions, read-only mounts)" (e.Message.Split('\n').[0]))
     | :? Distributed.DistributedException as e when e.SameOnEveryRank -> failOnce 6 e.Message
     | :? Distributed.DistributedException as e -> fail 6 e.Message
     | e -> crash e
@@ -137,4 +179,5 @@ let main argv =
     | null -> ()
     | group when code <> 0 && code <> 130 && group.WorldSize > 1 && not everyRankFails -> group.Abort code
     | group -> group.Dispose()
+
     code

@@ -3,7 +3,8 @@ namespace BlockwiseLR.Core
 open System
 
 /// The attention geometry Adam-mini needs to cut Q and K into heads.
-type AttentionShape = { Width: int; Heads: int; KvHeads: int }
+type AttentionShape =
+    { Width: int; Heads: int; KvHeads: int }
 
 /// How many coordinates share one second-moment scalar v (docs/method.md section 6).
 type VGranularity =
@@ -19,18 +20,22 @@ type VGranularity =
 /// A contiguous run of `Blocks` equal v-blocks of `BlockSize` coordinates each, starting at flat offset
 /// `Offset` of the row-major tensor.
 type VSegment =
-    { Offset: int64
-      Blocks: int64
-      BlockSize: int64
-      Granularity: VGranularity }
+    {
+        Offset: int64
+        Blocks: int64
+        BlockSize: int64
+        Granularity: VGranularity
+    }
 
 /// Adam-mini's layout for one parameter.
 type AdamMiniPlan =
-    { Name: string
-      Shape: int64 list
-      Segments: VSegment list
-      /// Adam-mini 1.1.1: no weight decay for names containing `norm`, `ln` or `bias`.
-      WeightDecay: bool }
+    {
+        Name: string
+        Shape: int64 list
+        Segments: VSegment list
+        /// Adam-mini 1.1.1: no weight decay for names containing `norm`, `ln` or `bias`.
+        WeightDecay: bool
+    }
 
 [<RequireQualifiedAccess>]
 module AdamMiniPartition =
@@ -48,15 +53,39 @@ module AdamMiniPartition =
     /// of a matrix whose rows all belong to block `kind`.
     let private rowSegments (attention: AttentionShape) name kind firstRow rows cols =
         let headDim = int64 (attention.Width / attention.Heads)
+
         match kind with
         | AttentionQK when rows % headDim <> 0L ->
             Error(sprintf "%s: %d Q/K rows are not a whole number of heads of %d rows" name rows headDim)
         | AttentionQK ->
             // Q has `Heads` blocks, K (under GQA) has `KvHeads`: rows / headDim either way.
-            Ok { Offset = firstRow * cols; Blocks = rows / headDim; BlockSize = headDim * cols; Granularity = PerHead }
-        | Embedding | PositionEmbedding | OutputHead | AttentionVO | FeedForward ->
-            Ok { Offset = firstRow * cols; Blocks = rows; BlockSize = cols; Granularity = PerRow }
-        | Norm -> Ok { Offset = firstRow * cols; Blocks = 1L; BlockSize = rows * cols; Granularity = PerTensor }
+            Ok
+                {
+                    Offset = firstRow * cols
+                    Blocks = rows / headDim
+                    BlockSize = headDim * cols
+                    Granularity = PerHead
+                }
+        | Embedding
+        | PositionEmbedding
+        | OutputHead
+        | AttentionVO
+        | FeedForward ->
+            Ok
+                {
+                    Offset = firstRow * cols
+                    Blocks = rows
+                    BlockSize = cols
+                    Granularity = PerRow
+                }
+        | Norm ->
+            Ok
+                {
+                    Offset = firstRow * cols
+                    Blocks = 1L
+                    BlockSize = rows * cols
+                    Granularity = PerTensor
+                }
 
     /// Adam-mini's v-blocks for one placed parameter, in BlockwiseLR's Linear (out, in) layout. Where
     /// Adam-mini 1.1.1 has no rule for our layout we follow its intent: one v per output neuron, and the
@@ -65,29 +94,56 @@ module AdamMiniPartition =
         let p = placed.Parameter
         let numel = Taxonomy.numel p.Shape
         let decay = WeightDecay.applies WeightDecayPolicy.AdamMiniNames p.Name p.Shape
+
         let single granularity blockSize =
-            Ok [ { Offset = 0L; Blocks = numel / blockSize; BlockSize = blockSize; Granularity = granularity } ]
+            Ok
+                [
+                    {
+                        Offset = 0L
+                        Blocks = numel / blockSize
+                        BlockSize = blockSize
+                        Granularity = granularity
+                    }
+                ]
+
         let segments =
             match placed.Placement, p.Shape with
             | _ when p.Name.EndsWith(".bias", StringComparison.Ordinal) -> single PerCoordinate 1L
             | WholeTensor Norm, _ -> single PerTensor (max 1L numel)
-            | WholeTensor kind, [ rows; cols ] -> rowSegments attention p.Name kind 0L rows cols |> Result.map List.singleton
+            | WholeTensor kind, [ rows; cols ] ->
+                rowSegments attention p.Name kind 0L rows cols |> Result.map List.singleton
             | WholeTensor _, _ -> single PerTensor (max 1L numel)
             | Slices(0, parts), [ _; cols ] ->
                 parts
                 |> List.map (fun (start, length, kind) -> rowSegments attention p.Name kind start length cols)
                 |> List.fold
-                    (fun acc r -> match acc, r with Ok xs, Ok x -> Ok(xs @ [ x ]) | Error e, _ | _, Error e -> Error e)
+                    (fun acc r ->
+                        match acc, r with
+                        | Ok xs, Ok x -> Ok(xs @ [ x ])
+                        | Error e, _
+                        | _, Error e -> Error e)
                     (Ok [])
             | Slices _, shape ->
                 Error(
-                    sprintf "%s %A: Adam-mini needs a fused projection in Linear (out, in) layout; import splits HF Conv1D weights into q/k/v first" p.Name shape
+                    sprintf
+                        "%s %A: Adam-mini needs a fused projection in Linear (out, in) layout; import splits HF \
+                         Conv1D weights into q/k/v first"
+                        p.Name
+                        shape
                 )
+
         segments
-        |> Result.map (fun segs -> { Name = p.Name; Shape = p.Shape; Segments = segs; WeightDecay = decay })
+        |> Result.map (fun segs ->
+            {
+                Name = p.Name
+                Shape = p.Shape
+                Segments = segs
+                WeightDecay = decay
+            })
 
     /// The number of second-moment scalars a plan keeps.
-    let vCount (plan: AdamMiniPlan) = plan.Segments |> List.sumBy (fun s -> s.Blocks)
+    let vCount (plan: AdamMiniPlan) =
+        plan.Segments |> List.sumBy (fun s -> s.Blocks)
 
     /// The segments of several plans laid end to end in one flat buffer (in the order given), with adjacent
     /// segments of equal block size merged: one reduction then serves, for example, every per-head Q and K
@@ -96,16 +152,25 @@ module AdamMiniPartition =
         let laidOut =
             plans
             |> List.mapFold
-                (fun start plan -> plan.Segments |> List.map (fun s -> { s with Offset = start + s.Offset }), start + Taxonomy.numel plan.Shape)
+                (fun start plan ->
+                    plan.Segments |> List.map (fun s -> { s with Offset = start + s.Offset }),
+                    start + Taxonomy.numel plan.Shape)
                 0L
             |> fst
             |> List.concat
+
         laidOut
         |> List.fold
             (fun merged s ->
                 match merged with
-                | last :: rest when last.BlockSize = s.BlockSize && last.Offset + last.Blocks * last.BlockSize = s.Offset ->
-                    { last with Blocks = last.Blocks + s.Blocks } :: rest
+                | last :: rest when
+                    last.BlockSize = s.BlockSize
+                    && last.Offset + last.Blocks * last.BlockSize = s.Offset
+                    ->
+                    { last with
+                        Blocks = last.Blocks + s.Blocks
+                    }
+                    :: rest
                 | _ -> s :: merged)
             []
         |> List.rev

@@ -5,11 +5,13 @@ open System
 /// The smoothed sharpness per block behind `--ratios auto`, the ratios last set from it, and the smoothed squared
 /// gradient norms of a small and the whole batch behind the noise correction (empty without micro-batches).
 type AutoRatioState =
-    { Steps: int
-      Smoothed: Map<BlockKind, float>
-      Ratios: Map<BlockKind, float>
-      SmallSquared: Map<BlockKind, float>
-      BigSquared: Map<BlockKind, float> }
+    {
+        Steps: int
+        Smoothed: Map<BlockKind, float>
+        Ratios: Map<BlockKind, float>
+        SmallSquared: Map<BlockKind, float>
+        BigSquared: Map<BlockKind, float>
+    }
 
 /// How auto ratios read the run (docs/method.md section 9).
 type AutoRatioRule =
@@ -32,10 +34,12 @@ type AutoRatioRule =
 /// One step's measurements per block: the squared norm of the whole batch's gradient, the block's parameter
 /// count and, with micro-batches, the squared norm of the first micro-batch's gradient.
 type AutoRatioObservation =
-    { Block: BlockKind
-      Squared: float
-      Parameters: int64
-      SmallSquared: float option }
+    {
+        Block: BlockKind
+        Squared: float
+        Parameters: int64
+        SmallSquared: float option
+    }
 
 /// Sharpness-adaptive ratios, the whole rule in one place (docs/method.md section 9): the paper's proxy sharpness
 /// per block, smoothed by a bias-corrected moving average, corrected for gradient noise with micro-batches, and
@@ -43,7 +47,14 @@ type AutoRatioObservation =
 /// (`Schedule.forBlock`), so the same r means the same peak whether it was measured or chosen.
 [<RequireQualifiedAccess>]
 module AutoRatios =
-    let start = { Steps = 0; Smoothed = Map.empty; Ratios = Map.empty; SmallSquared = Map.empty; BigSquared = Map.empty }
+    let start =
+        {
+            Steps = 0
+            Smoothed = Map.empty
+            Ratios = Map.empty
+            SmallSquared = Map.empty
+            BigSquared = Map.empty
+        }
 
     /// The gradient-noise scale B_noise = tr(Sigma) / |G|^2 (McCandlish et al. 2018, appendix A) from the squared
     /// norms of one gradient over a small batch of b sequences and over the whole batch of B > b: unbiased
@@ -53,13 +64,19 @@ module AutoRatios =
         let b, bb = float small, float big
         let signal = (bb * bigSquared - b * smallSquared) / (bb - b)
         let trace = max 0.0 ((smallSquared - bigSquared) / (1.0 / b - 1.0 / bb))
-        if signal > 0.0 && Double.IsFinite trace then Some(trace / signal) else None
+
+        if signal > 0.0 && Double.IsFinite trace then
+            Some(trace / signal)
+        else
+            None
 
     /// The adaptive rule: r_b = clamp((S_norm / S_b)^alpha, 1, rMax). Flatter blocks than the norms get larger
     /// LRs, never less than the base and never more than rMax times it.
     let adaptiveRatio (alpha: float) (rMax: float) (sharpnessNorm: float) (sharpnessBlock: float) =
-        if not (sharpnessNorm > 0.0 && sharpnessBlock > 0.0) then 1.0
-        else Math.Clamp((sharpnessNorm / sharpnessBlock) ** alpha, 1.0, rMax)
+        if not (sharpnessNorm > 0.0 && sharpnessBlock > 0.0) then
+            1.0
+        else
+            Math.Clamp((sharpnessNorm / sharpnessBlock) ** alpha, 1.0, rMax)
 
     let private fold (smoothing: float) (state: Map<BlockKind, float>) (measured: (BlockKind * float) list) =
         measured
@@ -80,8 +97,10 @@ module AutoRatios =
                 |> Map.tryFind k
                 |> Option.bind (fun smallSq -> noiseScale small big smallSq bigSq)
                 |> Option.map (fun n -> 1.0 + n / float big))
+
         let measured = factors |> Map.toList |> List.choose snd
         let noisiest = if measured.IsEmpty then 1.0 else List.max measured
+
         fun (k: BlockKind) ->
             match factors |> Map.tryFind k with
             | Some(Some f) -> f
@@ -95,22 +114,35 @@ module AutoRatios =
     /// must respect, raised by how much of its gradient is noise at this batch size. Norms keep ratio 1.
     let observe (rule: AutoRatioRule) (measured: AutoRatioObservation list) (state: AutoRatioState) =
         let smoothing = rule.Smoothing
-        let sharpness = measured |> List.map (fun m -> m.Block, Sharpness.proxy rule.Batch m.Squared m.Parameters)
+
+        let sharpness =
+            measured
+            |> List.map (fun m -> m.Block, Sharpness.proxy rule.Batch m.Squared m.Parameters)
+
         let noise =
             if rule.MicroBatch < rule.Batch then
-                measured |> List.choose (fun m -> m.SmallSquared |> Option.map (fun small -> m.Block, small, m.Squared))
+                measured
+                |> List.choose (fun m -> m.SmallSquared |> Option.map (fun small -> m.Block, small, m.Squared))
             else
                 []
+
         let steps = state.Steps + 1
         let smoothed = fold smoothing state.Smoothed sharpness
-        let smallSquared = fold smoothing state.SmallSquared (noise |> List.map (fun (k, s, _) -> k, s))
-        let bigSquared = fold smoothing state.BigSquared (noise |> List.map (fun (k, _, b) -> k, b))
+
+        let smallSquared =
+            fold smoothing state.SmallSquared (noise |> List.map (fun (k, s, _) -> k, s))
+
+        let bigSquared =
+            fold smoothing state.BigSquared (noise |> List.map (fun (k, _, b) -> k, b))
+
         let next =
             { state with
                 Steps = steps
                 Smoothed = smoothed
                 SmallSquared = smallSquared
-                BigSquared = bigSquared }
+                BigSquared = bigSquared
+            }
+
         if steps % rule.Every <> 0 || not (smoothed.ContainsKey Norm) then
             next
         else
@@ -119,10 +151,19 @@ module AutoRatios =
                     noiseFactors rule.MicroBatch rule.Batch next
                 else
                     fun _ -> 1.0
-            let effective k = smoothed[k] / (1.0 - smoothing ** float steps) * factor k
+
+            let effective k =
+                smoothed[k] / (1.0 - smoothing ** float steps) * factor k
+
             let ratio k =
-                if k = Norm then 1.0 else adaptiveRatio rule.Alpha rule.MaxRatio (effective Norm) (effective k)
-            { next with Ratios = smoothed |> Map.map (fun k _ -> ratio k) }
+                if k = Norm then
+                    1.0
+                else
+                    adaptiveRatio rule.Alpha rule.MaxRatio (effective Norm) (effective k)
+
+            { next with
+                Ratios = smoothed |> Map.map (fun k _ -> ratio k)
+            }
 
     /// The ratio in force for a block (1 until the first update).
     let ratioOf (state: AutoRatioState) (kind: BlockKind) =

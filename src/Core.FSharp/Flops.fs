@@ -8,12 +8,19 @@ module Flops =
     let perToken (c: ModelConfig) (seqLen: int) =
         let lookups =
             ModelConfig.parameters c
-            |> List.filter (fun p -> p.Name.EndsWith "wpe.weight" || (not c.Tied && (p.Name.EndsWith "wte.weight" || p.Name.EndsWith "embed_tokens.weight")))
+            |> List.filter (fun p ->
+                p.Name.EndsWith "wpe.weight"
+                || (not c.Tied
+                    && (p.Name.EndsWith "wte.weight" || p.Name.EndsWith "embed_tokens.weight")))
             |> List.sumBy (fun p -> Taxonomy.numel p.Shape)
-        6.0 * float (ModelConfig.parameterCount c - lookups) + 12.0 * float c.Layers * float c.Heads * float c.HeadDim * float seqLen
+
+        6.0 * float (ModelConfig.parameterCount c - lookups)
+        + 12.0 * float c.Layers * float c.Heads * float c.HeadDim * float seqLen
 
     /// Dense peak TFLOP/s of common GPUs by precision (vendor data sheets, SXM parts).
     let peakTflops =
-        [ "h100", (989.0, 494.7, 66.9)      // bf16, tf32, fp32
-          "h200", (989.0, 494.7, 66.9)
-          "a100", (312.0, 156.0, 19.5) ]
+        [
+            "h100", (989.0, 494.7, 66.9) // bf16, tf32, fp32
+            "h200", (989.0, 494.7, 66.9)
+            "a100", (312.0, 156.0, 19.5)
+        ]

@@ -7,25 +7,33 @@ open System.Collections.Generic
 /// IReadOnlyList, IReadOnlyDictionary, Func and nullable values, so the C# facade never calls a compiled
 /// `*Module` name or holds an F# list, map, option or function (FsCheck.Fluent and Expecto's C# surface are the
 /// pattern). F# code uses the modules directly. A decision the core can refuse comes back as a `Checked`.
-
 /// A core decision as C# takes it: the value, or the one-line reason it was refused.
 [<Struct>]
 type Checked<'T> =
-    { Value: 'T
-      /// The reason, or null when the value is good.
-      Error: string }
+    {
+        Value: 'T
+        /// The reason, or null when the value is good.
+        Error: string
+    }
 
     member c.IsOk = isNull c.Error
 
     /// The value, or the exception `refusal` makes of the reason.
     member c.OrThrow(refusal: Func<string, exn>) =
-        if isNull c.Error then c.Value else raise (refusal.Invoke c.Error)
+        if isNull c.Error then
+            c.Value
+        else
+            raise (refusal.Invoke c.Error)
 
 module internal Checked =
     let ofResult (result: Result<'T, string>) : Checked<'T> =
         match result with
         | Ok value -> { Value = value; Error = null }
-        | Error reason -> { Value = Unchecked.defaultof<'T>; Error = reason }
+        | Error reason ->
+            {
+                Value = Unchecked.defaultof<'T>
+                Error = reason
+            }
 
     let map (f: 'T -> 'U) (result: Result<'T, string>) = result |> Result.map f |> ofResult
 
@@ -34,8 +42,10 @@ module internal Collections =
 
     let dictionary (pairs: ('K * 'V) seq) =
         let result = Dictionary<'K, 'V>()
+
         for key, value in pairs do
             result[key] <- value
+
         result :> IReadOnlyDictionary<'K, 'V>
 
 open Collections
@@ -48,10 +58,12 @@ type AutoRatioRules =
     /// One step's measurements of a block; `smallSquared` is the first micro-batch's squared gradient norm (null
     /// without micro-batches).
     static member Observation(block: BlockKind, squared: float, parameters: int64, smallSquared: Nullable<float>) =
-        { Block = block
-          Squared = squared
-          Parameters = parameters
-          SmallSquared = Option.ofNullable smallSquared }
+        {
+            Block = block
+            Squared = squared
+            Parameters = parameters
+            SmallSquared = Option.ofNullable smallSquared
+        }
 
     /// Folds one step's measurements into the state (`AutoRatios.observe`).
     static member Observe(rule: AutoRatioRule, measured: IEnumerable<AutoRatioObservation>, state: AutoRatioState) =
@@ -80,17 +92,22 @@ type AutoRatioRules =
                 | Some kind -> kind, kv.Value
                 | None -> invalidArg "values" (sprintf "unknown block key '%s' (known: %s)" kv.Key BlockKind.knownKeys))
             |> Map.ofSeq
-        { Steps = steps
-          Smoothed = mapOf smoothed
-          Ratios = mapOf ratios
-          SmallSquared = mapOf smallSquared
-          BigSquared = mapOf bigSquared }
+
+        {
+            Steps = steps
+            Smoothed = mapOf smoothed
+            Ratios = mapOf ratios
+            SmallSquared = mapOf smallSquared
+            BigSquared = mapOf bigSquared
+        }
 
     /// A map of the state as a dictionary keyed by block key (emb, qk, ...), for saving.
     static member Keyed(values: Map<BlockKind, float>) : Dictionary<string, float> =
         let result = Dictionary<string, float>()
+
         for KeyValue(kind, value) in values do
             result[BlockKind.key kind] <- value
+
         result
 
 /// The block kinds (Taxonomy.fs) for C#.
@@ -114,19 +131,23 @@ type ModelConfigRules =
     /// The named configs, in table order.
     static member Names: IReadOnlyList<string> = ModelConfig.named |> List.map fst |> readOnly
 
-    static member TryNamed(name: string) = ModelConfig.tryNamed name |> Checked.ofResult
+    static member TryNamed(name: string) =
+        ModelConfig.tryNamed name |> Checked.ofResult
 
     /// A named config with KEY=VALUE overrides applied in order.
     static member Create(name: string, overrides: IEnumerable<KeyValuePair<string, string>>) =
-        ModelConfig.create name [ for kv in overrides -> kv.Key, kv.Value ] |> Checked.ofResult
+        ModelConfig.create name [ for kv in overrides -> kv.Key, kv.Value ]
+        |> Checked.ofResult
 
     static member WithOverride(key: string, value: string, config: ModelConfig) =
         ModelConfig.withOverride key value config |> Checked.ofResult
 
     static member WithOverrides(overrides: IEnumerable<KeyValuePair<string, string>>, config: ModelConfig) =
-        ModelConfig.withOverrides [ for kv in overrides -> kv.Key, kv.Value ] config |> Checked.ofResult
+        ModelConfig.withOverrides [ for kv in overrides -> kv.Key, kv.Value ] config
+        |> Checked.ofResult
 
-    static member Validate(config: ModelConfig) = ModelConfig.validate config |> Checked.ofResult
+    static member Validate(config: ModelConfig) =
+        ModelConfig.validate config |> Checked.ofResult
 
     /// The override keys, as text for messages.
     static member OverrideKeys = ModelConfig.overrideKeys
@@ -135,7 +156,9 @@ type ModelConfigRules =
 
     /// Every parameter's state-dict name and shape, in order.
     static member Parameters(config: ModelConfig) : IReadOnlyList<KeyValuePair<string, int64[]>> =
-        ModelConfig.parameters config |> List.map (fun p -> KeyValuePair(p.Name, Array.ofList p.Shape)) |> readOnly
+        ModelConfig.parameters config
+        |> List.map (fun p -> KeyValuePair(p.Name, Array.ofList p.Shape))
+        |> readOnly
 
     /// Whether a parameter is a residual projection (GPT-2's scaled initialization).
     static member IsResidualProjection(name: string) = ModelConfig.isResidualProjection name
@@ -150,13 +173,21 @@ type OptimizerKinds =
 [<AbstractClass; Sealed>]
 type MemoryRules =
     static member Estimate
-        (config: ModelConfig, family: OptimizerFamily, precision: Precision, batch: int, seqLen: int, mathAttention: bool)
-        =
-        MemoryEstimate.estimate config family precision batch seqLen mathAttention |> Checked.ofResult
+        (
+            config: ModelConfig,
+            family: OptimizerFamily,
+            precision: Precision,
+            batch: int,
+            seqLen: int,
+            mathAttention: bool
+        ) =
+        MemoryEstimate.estimate config family precision batch seqLen mathAttention
+        |> Checked.ofResult
 
     /// fp32 optimizer state per block.
     static member OptimizerStateBytesByBlock(config: ModelConfig, family: OptimizerFamily) =
-        MemoryEstimate.optimizerStateBytesByBlock config family |> Checked.map dictionary
+        MemoryEstimate.optimizerStateBytesByBlock config family
+        |> Checked.map dictionary
 
 /// Block rules and the partition (Taxonomy.fs) for C#.
 [<AbstractClass; Sealed>]
@@ -165,11 +196,18 @@ type BlockRuleTable =
     static member Defaults: IReadOnlyList<BlockRule> = readOnly BlockRule.defaults
 
     /// A rule sending a whole tensor to one block.
-    static member Whole(pattern: string, kind: BlockKind) = { Pattern = pattern; Assignment = Whole kind }
+    static member Whole(pattern: string, kind: BlockKind) =
+        {
+            Pattern = pattern
+            Assignment = Whole kind
+        }
 
     /// A rule cutting a fused projection into equal parts along its output dimension, one block each.
     static member Fused(pattern: string, kinds: IEnumerable<BlockKind>) =
-        { Pattern = pattern; Assignment = Fused(List.ofSeq kinds) }
+        {
+            Pattern = pattern
+            Assignment = Fused(List.ofSeq kinds)
+        }
 
     /// User rules ahead of `rules` (the first match wins).
     static member WithUserRules(userRules: IEnumerable<BlockRule>, rules: IEnumerable<BlockRule>) =
@@ -181,7 +219,15 @@ type BlockRuleTable =
 
     /// Places every parameter (name, shape) by the rules, or the reason listing every unmatched name.
     static member Partition(rules: IEnumerable<BlockRule>, parameters: IEnumerable<KeyValuePair<string, int64[]>>) =
-        let infos = [ for kv in parameters -> { Name = kv.Key; Shape = List.ofArray kv.Value } ]
+        let infos =
+            [
+                for kv in parameters ->
+                    {
+                        Name = kv.Key
+                        Shape = List.ofArray kv.Value
+                    }
+            ]
+
         Taxonomy.partition (List.ofSeq rules) infos |> Checked.map readOnly
 
     /// Parameter count per block (blocks with no parameters are absent).
@@ -192,7 +238,10 @@ type BlockRuleTable =
     static member Slices(placed: PlacedParameter) : IReadOnlyList<struct (BlockKind * int * int64 * int64)> =
         match placed.Placement with
         | WholeTensor kind -> readOnly [ struct (kind, -1, 0L, Taxonomy.numel placed.Parameter.Shape) ]
-        | Slices(dim, parts) -> parts |> List.map (fun (start, length, kind) -> struct (kind, dim, start, length)) |> readOnly
+        | Slices(dim, parts) ->
+            parts
+            |> List.map (fun (start, length, kind) -> struct (kind, dim, start, length))
+            |> readOnly
 
 /// The schedule algebra (Schedule.fs) for C#.
 [<AbstractClass; Sealed>]
@@ -200,12 +249,14 @@ type ScheduleRules =
     static member Spec
         (kind: LrSchedule, baseLr: float, floorLr: float, warmupSteps: int, totalSteps: int, alphaWarmup: bool)
         =
-        { Kind = Schedule.kindOf kind
-          BaseLr = baseLr
-          FloorLr = floorLr
-          WarmupSteps = warmupSteps
-          TotalSteps = totalSteps
-          AlphaWarmup = alphaWarmup }
+        {
+            Kind = Schedule.kindOf kind
+            BaseLr = baseLr
+            FloorLr = floorLr
+            WarmupSteps = warmupSteps
+            TotalSteps = totalSteps
+            AlphaWarmup = alphaWarmup
+        }
 
     /// The LR of a block with this peak ratio at every step.
     static member ForBlock(spec: ScheduleSpec, ratio: float) : Func<int, float> =
@@ -213,7 +264,9 @@ type ScheduleRules =
         Func<int, float>(schedule)
 
     /// Checks the spec against the ratios it will be used with: the spec, or the field a refusal is about and why.
-    static member Validate(ratios: IEnumerable<float>, spec: ScheduleSpec) : struct (Checked<ScheduleSpec> * ScheduleField) =
+    static member Validate
+        (ratios: IEnumerable<float>, spec: ScheduleSpec)
+        : struct (Checked<ScheduleSpec> * ScheduleField) =
         match Schedule.validateFields (List.ofSeq ratios) spec with
         | Ok valid -> struct (Checked.ofResult (Ok valid), ScheduleField.Kind)
         | Error(field, reason) -> struct (Checked.ofResult (Error reason), field)
@@ -230,7 +283,10 @@ type RatioRules =
     static member Paper = Ratios.paper
     static member Uniform = Ratios.uniform
     static member Parse(text: string) = Ratios.parse text |> Checked.ofResult
-    static member Validate(tiedHead: bool, spec: RatioSpec) = Ratios.validate tiedHead spec |> Checked.ofResult
+
+    static member Validate(tiedHead: bool, spec: RatioSpec) =
+        Ratios.validate tiedHead spec |> Checked.ofResult
+
     static member RatioOf(tiedHead: bool, spec: RatioSpec, kind: BlockKind) = Ratios.ratioOf tiedHead spec kind
     static member Format(spec: RatioSpec) = Ratios.format spec
 
@@ -267,7 +323,16 @@ type AdamMiniRules =
 
     /// The v-blocks of a parameter that lies whole in one block.
     static member Plan(attention: AttentionShape, name: string, shape: int64[], kind: BlockKind) =
-        let placed = { Parameter = { Name = name; Shape = List.ofArray shape }; Placement = WholeTensor kind }
+        let placed =
+            {
+                Parameter =
+                    {
+                        Name = name
+                        Shape = List.ofArray shape
+                    }
+                Placement = WholeTensor kind
+            }
+
         AdamMiniPartition.plan attention placed |> Checked.ofResult
 
     static member VCount(plan: AdamMiniPlan) = AdamMiniPartition.vCount plan
@@ -294,7 +359,8 @@ type NameTables =
 
     /// `text` (any case) as a value of the table; the reason names `what` and lists the names.
     static member Parse(what: string, table: IReadOnlyList<KeyValuePair<string, 'T>>, text: string) =
-        Names.parse what [ for kv in table -> kv.Key, kv.Value ] text |> Checked.ofResult
+        Names.parse what [ for kv in table -> kv.Key, kv.Value ] text
+        |> Checked.ofResult
 
     static member Format(table: IReadOnlyList<KeyValuePair<string, 'T>>, value: 'T) =
         Names.format [ for kv in table -> kv.Key, kv.Value ] value
@@ -310,7 +376,9 @@ type FlopsRules =
 
     /// Dense peak TFLOP/s by GPU name: (bf16, tf32, fp32).
     static member PeakTflops: IReadOnlyDictionary<string, struct (float * float * float)> =
-        Flops.peakTflops |> List.map (fun (name, (bf16, tf32, fp32)) -> name, struct (bf16, tf32, fp32)) |> dictionary
+        Flops.peakTflops
+        |> List.map (fun (name, (bf16, tf32, fp32)) -> name, struct (bf16, tf32, fp32))
+        |> dictionary
 
 /// Sharpness bookkeeping (Sharpness.fs) and the speedup measure (Speedup.fs) for C#.
 [<AbstractClass; Sealed>]
@@ -319,7 +387,8 @@ type SharpnessRules =
     static member Proxy(batchSize: int, gradientSquaredNorm: float, parameters: int64) =
         Sharpness.proxy batchSize gradientSquaredNorm parameters
 
-    static member Summarize(samples: IEnumerable<float>) = Sharpness.summarize (List.ofSeq samples)
+    static member Summarize(samples: IEnumerable<float>) =
+        Sharpness.summarize (List.ofSeq samples)
 
     /// The measured order of the paper's five blocks, flattest first, and whether it is the paper's.
     static member Order(estimates: IEnumerable<KeyValuePair<BlockKind, float>>) =
@@ -327,6 +396,8 @@ type SharpnessRules =
         struct (readOnly order, Sharpness.matchesPaper order)
 
     /// The paper's speedup of a candidate run of N steps against AdamW(2N) (Speedup.fs), or null.
-    static member Speedup(adamw2N: IEnumerable<KeyValuePair<int, float>>, candidate: IEnumerable<KeyValuePair<int, float>>, n: int) =
+    static member Speedup
+        (adamw2N: IEnumerable<KeyValuePair<int, float>>, candidate: IEnumerable<KeyValuePair<int, float>>, n: int)
+        =
         Speedup.measure [ for kv in adamw2N -> kv.Key, kv.Value ] [ for kv in candidate -> kv.Key, kv.Value ] n
         |> Option.toNullable

@@ -2,32 +2,53 @@ namespace BlockwiseLR.Core
 
 /// Training memory in bytes, from shapes alone (nothing is allocated).
 type MemoryEstimate =
-    { Parameters: int64
-      WeightBytes: int64
-      GradientBytes: int64
-      OptimizerStateBytes: int64
-      ActivationBytes: int64 }
+    {
+        Parameters: int64
+        WeightBytes: int64
+        GradientBytes: int64
+        OptimizerStateBytes: int64
+        ActivationBytes: int64
+    }
 
-    member m.TotalBytes = m.WeightBytes + m.GradientBytes + m.OptimizerStateBytes + m.ActivationBytes
+    member m.TotalBytes =
+        m.WeightBytes + m.GradientBytes + m.OptimizerStateBytes + m.ActivationBytes
 
 [<RequireQualifiedAccess>]
 module MemoryEstimate =
     /// fp32 state per block: AdamW keeps m and v per coordinate; Adam-mini keeps m per coordinate and one v
     /// per block of its partition.
-    let optimizerStateBytesByBlock (config: ModelConfig) (family: OptimizerFamily) : Result<(BlockKind * int64) list, string> =
+    let optimizerStateBytesByBlock
+        (config: ModelConfig)
+        (family: OptimizerFamily)
+        : Result<(BlockKind * int64) list, string> =
         Taxonomy.partition BlockRule.defaults (ModelConfig.parameters config)
         |> Result.bind (fun placed ->
             placed
             |> List.map (fun p ->
-                let block = match p.Placement with WholeTensor kind -> kind | Slices(_, parts) -> parts |> List.head |> fun (_, _, k) -> k
+                let block =
+                    match p.Placement with
+                    | WholeTensor kind -> kind
+                    | Slices(_, parts) -> parts |> List.head |> fun (_, _, k) -> k
+
                 let numel = Taxonomy.numel p.Parameter.Shape
+
                 match family with
                 | OptimizerFamily.AdamW -> Ok(block, 8L * numel)
-                | _ -> AdamMiniPartition.plan (ModelConfig.attention config) p |> Result.map (fun plan -> block, 4L * numel + 4L * AdamMiniPartition.vCount plan))
-            |> List.fold (fun acc r -> match acc, r with Ok xs, Ok x -> Ok(x :: xs) | Error e, _ | _, Error e -> Error e) (Ok []))
+                | _ ->
+                    AdamMiniPartition.plan (ModelConfig.attention config) p
+                    |> Result.map (fun plan -> block, 4L * numel + 4L * AdamMiniPartition.vCount plan))
+            |> List.fold
+                (fun acc r ->
+                    match acc, r with
+                    | Ok xs, Ok x -> Ok(x :: xs)
+                    | Error e, _
+                    | _, Error e -> Error e)
+                (Ok []))
         |> Result.map (fun items ->
             let sums = items |> List.groupBy fst |> Map.ofList
-            BlockKind.all |> List.choose (fun k -> sums |> Map.tryFind k |> Option.map (fun xs -> k, xs |> List.sumBy snd)))
+
+            BlockKind.all
+            |> List.choose (fun k -> sums |> Map.tryFind k |> Option.map (fun xs -> k, xs |> List.sumBy snd)))
 
     let optimizerStateBytes (config: ModelConfig) (family: OptimizerFamily) : Result<int64, string> =
         optimizerStateBytesByBlock config family |> Result.map (List.sumBy snd)
@@ -43,17 +64,33 @@ module MemoryEstimate =
         let ff = int64 c.FeedForward
         let kv = int64 (c.KvHeads * c.HeadDim)
         let tokens = int64 batch * int64 seqLen
+
         let perLayer =
             match c.Architecture with
             | Architecture.Gpt2 -> 8L * d + 2L * ff
             | _ -> 6L * d + 2L * kv + 4L * ff
-        let attentionProbabilities = if mathAttention then int64 c.Heads * int64 seqLen else 0L
+
+        let attentionProbabilities =
+            if mathAttention then int64 c.Heads * int64 seqLen else 0L
+
         let elementBytes = if precision = Precision.Bf16Mixed then 2L else 4L
-        let body = tokens * (int64 c.Layers * (perLayer + attentionProbabilities) + 3L * d) * elementBytes
+
+        let body =
+            tokens
+            * (int64 c.Layers * (perLayer + attentionProbabilities) + 3L * d)
+            * elementBytes
+
         let logits = tokens * int64 c.Vocab * 4L * 2L
         body + logits
 
-    let estimate (c: ModelConfig) (family: OptimizerFamily) (precision: Precision) (batch: int) (seqLen: int) (mathAttention: bool) =
+    let estimate
+        (c: ModelConfig)
+        (family: OptimizerFamily)
+        (precision: Precision)
+        (batch: int)
+        (seqLen: int)
+        (mathAttention: bool)
+        =
         if batch < 1 || seqLen < 1 then
             Error(sprintf "batch size %d and sequence length %d must be >= 1" batch seqLen)
         elif seqLen > c.Context then
@@ -62,8 +99,11 @@ module MemoryEstimate =
             optimizerStateBytes c family
             |> Result.map (fun optimizerBytes ->
                 let count = ModelConfig.parameterCount c
-                { Parameters = count
-                  WeightBytes = 4L * count
-                  GradientBytes = 4L * count
-                  OptimizerStateBytes = optimizerBytes
-                  ActivationBytes = activationBytes c precision batch seqLen mathAttention })
+
+                {
+                    Parameters = count
+                    WeightBytes = 4L * count
+                    GradientBytes = 4L * count
+                    OptimizerStateBytes = optimizerBytes
+                    ActivationBytes = activationBytes c precision batch seqLen mathAttention
+                })

@@ -9,31 +9,39 @@ open System
 [<RequireQualifiedAccess>]
 module Names =
     let optimizers =
-        [ "adamw", OptimizerKind.AdamW
-          "blockwise-adamw", OptimizerKind.BlockwiseAdamW
-          "adam-mini", OptimizerKind.AdamMini
-          "blockwise-adam-mini", OptimizerKind.BlockwiseAdamMini ]
+        [
+            "adamw", OptimizerKind.AdamW
+            "blockwise-adamw", OptimizerKind.BlockwiseAdamW
+            "adam-mini", OptimizerKind.AdamMini
+            "blockwise-adam-mini", OptimizerKind.BlockwiseAdamMini
+        ]
 
     let schedules =
-        [ "cosine", LrSchedule.Cosine
-          "linear", LrSchedule.Linear
-          "constant", LrSchedule.Constant
-          "wsd", LrSchedule.Wsd
-          "wsd-cosine", LrSchedule.WsdCosine
-          "wsd-1-sqrt", LrSchedule.Wsd1Sqrt
-          "wsd-anneal", LrSchedule.WsdAnneal ]
+        [
+            "cosine", LrSchedule.Cosine
+            "linear", LrSchedule.Linear
+            "constant", LrSchedule.Constant
+            "wsd", LrSchedule.Wsd
+            "wsd-cosine", LrSchedule.WsdCosine
+            "wsd-1-sqrt", LrSchedule.Wsd1Sqrt
+            "wsd-anneal", LrSchedule.WsdAnneal
+        ]
 
     let precisions =
-        [ "fp32", Precision.Fp32
-          "tf32", Precision.Tf32
-          "bf16-mixed", Precision.Bf16Mixed
-          "bf16", Precision.Bf16Mixed ]
+        [
+            "fp32", Precision.Fp32
+            "tf32", Precision.Tf32
+            "bf16-mixed", Precision.Bf16Mixed
+            "bf16", Precision.Bf16Mixed
+        ]
 
     let weightDecayPolicies =
-        [ "all", WeightDecayPolicy.AllParameters
-          "matrices", WeightDecayPolicy.MatricesOnly
-          "no-1d", WeightDecayPolicy.MatricesOnly
-          "adam-mini", WeightDecayPolicy.AdamMiniNames ]
+        [
+            "all", WeightDecayPolicy.AllParameters
+            "matrices", WeightDecayPolicy.MatricesOnly
+            "no-1d", WeightDecayPolicy.MatricesOnly
+            "adam-mini", WeightDecayPolicy.AdamMiniNames
+        ]
 
     let architectures = [ "gpt2", Architecture.Gpt2; "llama", Architecture.Llama ]
 
@@ -44,7 +52,11 @@ module Names =
     /// `text` as one of `table`'s values; the error names `what` and lists the canonical names.
     let parse (what: string) (table: (string * 'T) list) (text: string) : Result<'T, string> =
         let key = if isNull text then "" else text.Trim()
-        match table |> List.tryFind (fun (name, _) -> String.Equals(name, key, StringComparison.OrdinalIgnoreCase)) with
+
+        match
+            table
+            |> List.tryFind (fun (name, _) -> String.Equals(name, key, StringComparison.OrdinalIgnoreCase))
+        with
         | Some(_, value) -> Ok value
         | None -> Error(sprintf "unknown %s '%s' (known: %s)" what text (String.Join(", ", canonical table)))
 

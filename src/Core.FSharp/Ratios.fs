@@ -7,35 +7,41 @@ open System.Globalization
 /// `OutputHead = None` means "the paper's default": the embedding's ratio when the head is tied to the
 /// embedding (they are one tensor), 1 when it is untied (as the official LLaMA script).
 type RatioSpec =
-    { Embedding: float
-      PositionEmbedding: float
-      AttentionQK: float
-      AttentionVO: float
-      FeedForward: float
-      Norm: float
-      OutputHead: float option }
+    {
+        Embedding: float
+        PositionEmbedding: float
+        AttentionQK: float
+        AttentionVO: float
+        FeedForward: float
+        Norm: float
+        OutputHead: float option
+    }
 
 [<RequireQualifiedAccess>]
 module Ratios =
     /// Every block at the base LR: exactly AdamW.
     let uniform =
-        { Embedding = 1.0
-          PositionEmbedding = 1.0
-          AttentionQK = 1.0
-          AttentionVO = 1.0
-          FeedForward = 1.0
-          Norm = 1.0
-          OutputHead = None }
+        {
+            Embedding = 1.0
+            PositionEmbedding = 1.0
+            AttentionQK = 1.0
+            AttentionVO = 1.0
+            FeedForward = 1.0
+            Norm = 1.0
+            OutputHead = None
+        }
 
     /// The paper's ratios: Norm 1, VO 4, FFN 6, QK 8, Embedding 10, PositionEmbedding 1.
     let paper =
-        { Embedding = 10.0
-          PositionEmbedding = 1.0
-          AttentionQK = 8.0
-          AttentionVO = 4.0
-          FeedForward = 6.0
-          Norm = 1.0
-          OutputHead = None }
+        {
+            Embedding = 10.0
+            PositionEmbedding = 1.0
+            AttentionQK = 8.0
+            AttentionVO = 4.0
+            FeedForward = 6.0
+            Norm = 1.0
+            OutputHead = None
+        }
 
     let presets = [ "paper", paper; "uniform", uniform ]
 
@@ -77,12 +83,16 @@ module Ratios =
         let bad =
             explicitValues spec
             |> List.filter (fun (_, r) -> Double.IsNaN r || Double.IsInfinity r || r <= 0.0)
+
         match bad, spec.OutputHead with
-        | (kind, r) :: _, _ ->
-            Error(sprintf "ratio %s=%g must be a finite number > 0" (BlockKind.key kind) r)
+        | (kind, r) :: _, _ -> Error(sprintf "ratio %s=%g must be a finite number > 0" (BlockKind.key kind) r)
         | [], Some head when tiedHead && head <> spec.Embedding ->
             Error(
-                sprintf "head=%g differs from emb=%g, but this model ties its output head to the embedding; drop head= or set it equal to emb" head spec.Embedding
+                sprintf
+                    "head=%g differs from emb=%g, but this model ties its output head to the embedding; drop head= or \
+                     set it equal to emb"
+                    head
+                    spec.Embedding
             )
         | [], _ -> Ok spec
 
@@ -98,16 +108,29 @@ module Ratios =
     /// later, by `validate`, once the model is known).
     let parse (text: string) : Result<RatioSpec, string> =
         let items =
-            text.Split(',') |> Array.map (fun s -> s.Trim()) |> Array.filter (fun s -> s <> "") |> List.ofArray
+            text.Split(',')
+            |> Array.map (fun s -> s.Trim())
+            |> Array.filter (fun s -> s <> "")
+            |> List.ofArray
+
         let start, overrides =
             match items with
             | first :: rest when not (first.Contains "=") ->
-                match presets |> List.tryFind (fun (n, _) -> String.Equals(n, first, StringComparison.OrdinalIgnoreCase)) with
+                match
+                    presets
+                    |> List.tryFind (fun (n, _) -> String.Equals(n, first, StringComparison.OrdinalIgnoreCase))
+                with
                 | Some(_, preset) -> Ok preset, rest
                 | None ->
-                    Error(sprintf "ratios '%s': unknown preset '%s' (presets: paper, uniform; or a map like emb=10,qk=8)" text first),
+                    Error(
+                        sprintf
+                            "ratios '%s': unknown preset '%s' (presets: paper, uniform; or a map like emb=10,qk=8)"
+                            text
+                            first
+                    ),
                     rest
             | _ -> Ok uniform, items
+
         if items.IsEmpty then
             Error "ratios are empty: give a preset (paper, uniform) or a map like emb=10,qk=8,vo=4,ffn=6,norm=1"
         else
@@ -117,15 +140,20 @@ module Ratios =
                     match item.Split('=') with
                     | [| key; value |] ->
                         let key = key.Trim().ToLowerInvariant()
+
                         match BlockKind.all |> List.tryFind (fun k -> BlockKind.key k = key) with
-                        | None -> Error(sprintf "ratios '%s': unknown key '%s' (keys: %s)" text key BlockKind.knownKeys)
-                        | Some _ when seen.Contains key -> Error(sprintf "ratios '%s': key '%s' is given twice" text key)
+                        | None ->
+                            Error(sprintf "ratios '%s': unknown key '%s' (keys: %s)" text key BlockKind.knownKeys)
+                        | Some _ when seen.Contains key ->
+                            Error(sprintf "ratios '%s': key '%s' is given twice" text key)
                         | Some kind ->
                             match Double.TryParse(value.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture) with
                             | true, r when not (Double.IsNaN r || Double.IsInfinity r) && r > 0.0 ->
                                 Ok(set spec kind r, seen.Add key)
-                            | _ -> Error(sprintf "ratios '%s': %s=%s must be a finite number > 0" text key (value.Trim()))
+                            | _ ->
+                                Error(sprintf "ratios '%s': %s=%s must be a finite number > 0" text key (value.Trim()))
                     | _ -> Error(sprintf "ratios '%s': '%s' is not KEY=VALUE" text item))
+
             start
             |> Result.map (fun s -> s, Set.empty)
             |> fun init -> List.fold folder init overrides

@@ -16,20 +16,26 @@ type SplitMix64(seed: uint64) =
 
     /// Uniform in [0, bound) (Lemire's multiply-shift, with rejection so it is exactly uniform).
     member r.Below(bound: int64) : int64 =
-        if bound <= 0L then invalidArg "bound" "must be > 0"
+        if bound <= 0L then
+            invalidArg "bound" "must be > 0"
+
         let b = uint64 bound
         let threshold = (0UL - b) % b
         let mutable x = r.Next()
+
         while x < threshold do
             x <- r.Next()
+
         int64 (x % b)
 
 /// Training windows: seq_len + 1 contiguous tokens starting at multiples of seq_len inside one shard (a window
 /// never crosses a shard), numbered shard by shard.
 type WindowLayout =
-    { SeqLen: int
-      /// Windows in each shard.
-      PerShard: int64 list }
+    {
+        SeqLen: int
+        /// Windows in each shard.
+        PerShard: int64 list
+    }
 
     member l.Total = List.sum l.PerShard
 
@@ -40,19 +46,32 @@ type SamplerPosition = { Epoch: int; Index: int64 }
 module Sampling =
     /// Windows of seq_len + 1 tokens at starts 0, L, 2L, ... that fit in n tokens.
     let windowsIn (seqLen: int) (tokens: int64) =
-        if tokens < int64 seqLen + 1L then 0L else (tokens - 1L) / int64 seqLen
+        if tokens < int64 seqLen + 1L then
+            0L
+        else
+            (tokens - 1L) / int64 seqLen
 
     /// Layout over shards of the given token counts; an error when no window fits anywhere.
     let layout (seqLen: int) (shardTokens: int64 list) : Result<WindowLayout, string> =
         if seqLen < 1 then
             Error(sprintf "sequence length %d must be >= 1" seqLen)
         else
-            let l = { SeqLen = seqLen; PerShard = shardTokens |> List.map (windowsIn seqLen) }
+            let l =
+                {
+                    SeqLen = seqLen
+                    PerShard = shardTokens |> List.map (windowsIn seqLen)
+                }
+
             if l.Total = 0L then
                 let largest = if shardTokens.IsEmpty then 0L else List.max shardTokens
+
                 Error(
-                    sprintf "sequence length %d is longer than the data: a window needs %d tokens and the largest shard has %d; use a shorter SeqLen or more data"
-                        seqLen (seqLen + 1) largest
+                    sprintf
+                        "sequence length %d is longer than the data: a window needs %d tokens and the largest shard \
+                         has %d; use a shorter SeqLen or more data"
+                        seqLen
+                        (seqLen + 1)
+                        largest
                 )
             else
                 Ok l
@@ -64,17 +83,20 @@ module Sampling =
             | count :: rest when remaining >= count -> go (shard + 1) (remaining - count) rest
             | _ :: _ -> shard, remaining * int64 l.SeqLen
             | [] -> invalidArg "index" (sprintf "window %d is beyond the %d windows" index l.Total)
+
         go 0 index l.PerShard
 
     /// The order of windows in one epoch: a Fisher-Yates shuffle seeded by (seed, epoch).
     let permutation (seed: uint64) (epoch: int) (count: int64) : int64[] =
         let order = Array.init (int count) int64
         let rng = SplitMix64(seed * 0x9E3779B97F4A7C15UL + uint64 epoch + 1UL)
+
         for i in order.Length - 1 .. -1 .. 1 do
             let j = int (rng.Below(int64 i + 1L))
             let t = order[i]
             order[i] <- order[j]
             order[j] <- t
+
         order
 
     /// The next `count` window indices from `position`, moving into the next epoch when one runs out,
@@ -82,33 +104,56 @@ module Sampling =
     let take (permutationOf: int -> int64[]) (total: int64) (position: SamplerPosition) (count: int) =
         let windows = Array.zeroCreate<int64> count
         let mutable p = position
+
         for i in 0 .. count - 1 do
-            if p.Index >= total then p <- { Epoch = p.Epoch + 1; Index = 0L }
+            if p.Index >= total then
+                p <- { Epoch = p.Epoch + 1; Index = 0L }
+
             windows[i] <- (permutationOf p.Epoch)[int p.Index]
             p <- { p with Index = p.Index + 1L }
+
         windows, p
 
     /// Validation: the first `count` non-overlapping windows, in order (as llm.c does), the same every time.
-    let validationWindows (l: WindowLayout) (count: int64) : int64[] = Array.init (int (min count l.Total)) int64
+    let validationWindows (l: WindowLayout) (count: int64) : int64[] =
+        Array.init (int (min count l.Total)) int64
 
     /// The val split of one block of a streamed corpus (`blr prepare` decides each block of chunks as the stream
     /// passes): the same choice, shuffled by (seed, block), so block 0 is exactly `chooseValChunks`.
-    let chooseValChunksInBlock (seed: uint64) (block: int) (chunkTokens: int64[]) (targetTokens: int64) : Result<Set<int>, string> =
+    let chooseValChunksInBlock
+        (seed: uint64)
+        (block: int)
+        (chunkTokens: int64[])
+        (targetTokens: int64)
+        : Result<Set<int>, string> =
         if targetTokens <= 0L then
             Error "the val split is empty: give ValFraction > 0 or ValTokens > 0"
         elif chunkTokens.Length < 2 then
-            Error(sprintf "the corpus has %d chunk(s): a val split needs at least one chunk and training at least one; add data or lower ChunkTokens" chunkTokens.Length)
+            Error(
+                sprintf
+                    "the corpus has %d chunk(s): a val split needs at least one chunk and training at least one; add \
+                     data or lower ChunkTokens"
+                    chunkTokens.Length
+            )
         else
             let order = permutation seed block chunkTokens.LongLength
             let mutable taken = Set.empty
             let mutable tokens = 0L
             let mutable i = 0
+
             while tokens < targetTokens && i < order.Length do
                 taken <- taken.Add(int order[i])
                 tokens <- tokens + chunkTokens[int order[i]]
                 i <- i + 1
+
             if taken.Count = chunkTokens.Length then
-                Error(sprintf "the val split (%d tokens wanted) would take the whole corpus (%d tokens); lower ValFraction or ValTokens" targetTokens (Array.sum chunkTokens))
+                Error(
+                    sprintf
+                        "the val split (%d tokens wanted) would take the whole corpus (%d tokens); lower ValFraction \
+                         or ValTokens"
+                        targetTokens
+                        (Array.sum chunkTokens)
+                )
             else
                 Ok taken
 

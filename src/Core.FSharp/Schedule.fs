@@ -48,15 +48,17 @@ type ScheduleField =
     | Kind = 4
 
 type ScheduleSpec =
-    { Kind: ScheduleKind
-      /// The AdamW LR; a block's peak is its ratio times this.
-      BaseLr: float
-      /// The ONE floor every block decays to (official recipe: BaseLr / 20).
-      FloorLr: float
-      WarmupSteps: int
-      TotalSteps: int
-      /// "alpha" mode: a block's warmup is ratio times longer, so every block rises with the same slope.
-      AlphaWarmup: bool }
+    {
+        Kind: ScheduleKind
+        /// The AdamW LR; a block's peak is its ratio times this.
+        BaseLr: float
+        /// The ONE floor every block decays to (official recipe: BaseLr / 20).
+        FloorLr: float
+        WarmupSteps: int
+        TotalSteps: int
+        /// "alpha" mode: a block's warmup is ratio times longer, so every block rises with the same slope.
+        AlphaWarmup: bool
+    }
 
 [<RequireQualifiedAccess>]
 module Schedule =
@@ -77,7 +79,12 @@ module Schedule =
     /// From `fromLr` at step `start` to `toLr` at step `start + length`, flat outside that span.
     let decay shape (fromLr: float) (toLr: float) (start: float) (length: float) : Schedule =
         fun t ->
-            let progress = if length <= 0.0 then 1.0 else Math.Clamp((float t - start) / length, 0.0, 1.0)
+            let progress =
+                if length <= 0.0 then
+                    1.0
+                else
+                    Math.Clamp((float t - start) / length, 0.0, 1.0)
+
             toLr + (fromLr - toLr) * shapeFactor shape progress
 
     /// Each phase is used while t < its end step; `last` afterwards. Phases see absolute step numbers.
@@ -91,7 +98,10 @@ module Schedule =
 
     /// The warmup length of a block with this ratio.
     let warmupOf (spec: ScheduleSpec) (ratio: float) =
-        if spec.AlphaWarmup then ratio * float spec.WarmupSteps else float spec.WarmupSteps
+        if spec.AlphaWarmup then
+            ratio * float spec.WarmupSteps
+        else
+            float spec.WarmupSteps
 
     /// The schedule of a block whose peak-LR ratio is `ratio`. With W warmup steps and T total steps:
     /// lr = peak (t+1)/W while t < W, then floor + (peak - floor) (1 + cos(pi (t-W)/(T-W)))/2 (cosine kind),
@@ -102,6 +112,7 @@ module Schedule =
         let total = float spec.TotalSteps
         let w = warmupOf spec ratio
         let warm = w, linearWarmup w peak
+
         match spec.Kind with
         | WarmupCosine -> piecewise [ warm ] (decay Cosine peak floor w (total - w))
         | WarmupLinear -> piecewise [ warm ] (decay Linear peak floor w (total - w))
@@ -111,30 +122,41 @@ module Schedule =
             piecewise [ warm; decayStart, constant peak ] (decay shape peak floor decayStart (total - decayStart))
         | WsdRatioAnneal ->
             let third = total / 3.0
+
             piecewise
-                [ warm; third, constant peak; 2.0 * third, decay Linear peak spec.BaseLr third third ]
+                [
+                    warm
+                    third, constant peak
+                    2.0 * third, decay Linear peak spec.BaseLr third third
+                ]
                 (decay Linear spec.BaseLr floor (2.0 * third) third)
 
     /// The official recipe's floor: BaseLr / 20.
     let officialFloor (baseLr: float) = baseLr / 20.0
 
-    let private finitePositive x = not (Double.IsNaN x || Double.IsInfinity x) && x > 0.0
+    let private finitePositive x =
+        not (Double.IsNaN x || Double.IsInfinity x) && x > 0.0
 
     /// Checks the spec against the ratios it will be used with; a refusal names the field it is about.
     let validateFields (ratios: float list) (spec: ScheduleSpec) : Result<ScheduleSpec, ScheduleField * string> =
         let longestWarmup = (1.0 :: ratios) |> List.map (warmupOf spec) |> List.max
         let lowestPeak = (1.0 :: ratios) |> List.min |> (*) spec.BaseLr
+
         let warmupLimit, limitName =
             match spec.Kind with
             | WarmupStableDecay(fraction, _) -> float spec.TotalSteps * (1.0 - fraction), "the start of the decay"
             | WsdRatioAnneal -> float spec.TotalSteps / 3.0, "a third of the run"
             | _ -> float spec.TotalSteps, "the run length"
+
         if not (finitePositive spec.BaseLr) then
             Error(ScheduleField.BaseLr, sprintf "base LR %g must be a finite number > 0" spec.BaseLr)
         elif Double.IsNaN spec.FloorLr || spec.FloorLr < 0.0 then
             Error(ScheduleField.FloorLr, sprintf "floor LR %g must be >= 0" spec.FloorLr)
         elif spec.FloorLr > lowestPeak then
-            Error(ScheduleField.FloorLr, sprintf "floor LR %g is above the lowest block peak %g; lower the floor" spec.FloorLr lowestPeak)
+            Error(
+                ScheduleField.FloorLr,
+                sprintf "floor LR %g is above the lowest block peak %g; lower the floor" spec.FloorLr lowestPeak
+            )
         elif spec.TotalSteps < 1 then
             Error(ScheduleField.TotalSteps, sprintf "total steps %d must be >= 1" spec.TotalSteps)
         elif spec.WarmupSteps < 0 then
@@ -146,8 +168,15 @@ module Schedule =
             | _ when longestWarmup > warmupLimit ->
                 Error(
                     ScheduleField.WarmupSteps,
-                    sprintf "warmup of %g steps%s exceeds %s (%g steps); shorten the warmup or lengthen the run"
-                        longestWarmup (if spec.AlphaWarmup then " (alpha mode: ratio x warmup)" else "") limitName warmupLimit
+                    sprintf
+                        "warmup of %g steps%s exceeds %s (%g steps); shorten the warmup or lengthen the run"
+                        longestWarmup
+                        (if spec.AlphaWarmup then
+                             " (alpha mode: ratio x warmup)"
+                         else
+                             "")
+                        limitName
+                        warmupLimit
                 )
             | _ -> Ok spec
 
@@ -173,7 +202,12 @@ module Schedule =
     /// Steps worth printing for a run: start, end of warmup, evenly spaced points, the last step, and T.
     let milestones (spec: ScheduleSpec) (points: int) : int list =
         let total = spec.TotalSteps
-        let spaced = [ for i in 0 .. max 1 points -> int (round (float total * float i / float (max 1 points))) ]
+
+        let spaced =
+            [
+                for i in 0 .. max 1 points -> int (round (float total * float i / float (max 1 points)))
+            ]
+
         [ 0; max 0 (spec.WarmupSteps - 1); spec.WarmupSteps; total - 1; total ] @ spaced
         |> List.filter (fun t -> t >= 0 && t <= total)
         |> List.distinct

@@ -3,7 +3,12 @@ namespace BlockwiseLR.Core
 open System
 
 /// A measured quantity: its mean over samples (mini-batches or probes) and the standard error of that mean.
-type Estimate = { Mean: float; StdErr: float; Samples: int }
+type Estimate =
+    {
+        Mean: float
+        StdErr: float
+        Samples: int
+    }
 
 /// Block sharpness bookkeeping (docs/method.md section 2): the paper's proxy, summaries, orderings, and the rule that
 /// turns measured sharpness into LR ratios.
@@ -12,10 +17,23 @@ module Sharpness =
     /// Mean and standard error (sample standard deviation / sqrt n; 0 for one sample).
     let summarize (samples: float list) : Estimate =
         let n = List.length samples
-        if n = 0 then invalidArg "samples" "no samples"
+
+        if n = 0 then
+            invalidArg "samples" "no samples"
+
         let mean = List.average samples
-        let variance = if n < 2 then 0.0 else (samples |> List.sumBy (fun x -> (x - mean) ** 2.0)) / float (n - 1)
-        { Mean = mean; StdErr = sqrt (variance / float n); Samples = n }
+
+        let variance =
+            if n < 2 then
+                0.0
+            else
+                (samples |> List.sumBy (fun x -> (x - mean) ** 2.0)) / float (n - 1)
+
+        {
+            Mean = mean
+            StdErr = sqrt (variance / float n)
+            Samples = n
+        }
 
     /// The paper's proxy from one mini-batch of B sequences: B x ||grad_b L_B||^2 / #params(b).
     let proxy (batchSize: int) (gradientSquaredNorm: float) (parameters: int64) =
@@ -26,7 +44,10 @@ module Sharpness =
 
     /// The measured order of the paper's five blocks, flattest first (blocks not measured are left out).
     let order (estimates: (BlockKind * float) list) =
-        estimates |> List.filter (fun (k, _) -> List.contains k paperOrder) |> List.sortBy snd |> List.map fst
+        estimates
+        |> List.filter (fun (k, _) -> List.contains k paperOrder)
+        |> List.sortBy snd
+        |> List.map fst
 
     /// Whether a measured order is the paper's (over the blocks measured).
     let matchesPaper (measured: BlockKind list) =

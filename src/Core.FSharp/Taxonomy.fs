@@ -17,7 +17,15 @@ type BlockKind =
 [<RequireQualifiedAccess>]
 module BlockKind =
     let all =
-        [ Embedding; PositionEmbedding; AttentionQK; AttentionVO; FeedForward; Norm; OutputHead ]
+        [
+            Embedding
+            PositionEmbedding
+            AttentionQK
+            AttentionVO
+            FeedForward
+            Norm
+            OutputHead
+        ]
 
     /// The short key used in ratio maps, rule files and CLI options.
     let key kind =
@@ -35,6 +43,7 @@ module BlockKind =
     /// Accepts the short key (`qk`) or the case name (`AttentionQK`), case-insensitively.
     let tryParse (text: string) =
         let t = text.Trim()
+
         all
         |> List.tryFind (fun k ->
             String.Equals(key k, t, StringComparison.OrdinalIgnoreCase)
@@ -52,7 +61,11 @@ type BlockAssignment =
 /// Patterns are globs (`*` any run of characters, `?` one character) matched against the whole name or any
 /// suffix of it that starts after a dot, so `mlp.c_fc.weight` matches `transformer.h.3.mlp.c_fc.weight`.
 /// Rules name weights: a `.bias` is classified as the `.weight` beside it, so a bias always follows its weight.
-type BlockRule = { Pattern: string; Assignment: BlockAssignment }
+type BlockRule =
+    {
+        Pattern: string
+        Assignment: BlockAssignment
+    }
 
 /// A parameter as the partition sees it: its state-dict name and its shape.
 type ParameterInfo = { Name: string; Shape: int64 list }
@@ -63,7 +76,11 @@ type Placement =
     /// (start, length, block) slices that tile dimension `dim`.
     | Slices of dim: int * parts: (int64 * int64 * BlockKind) list
 
-type PlacedParameter = { Parameter: ParameterInfo; Placement: Placement }
+type PlacedParameter =
+    {
+        Parameter: ParameterInfo
+        Placement: Placement
+    }
 
 [<RequireQualifiedAccess>]
 module BlockRule =
@@ -84,37 +101,45 @@ module BlockRule =
         else
             name
 
-    let private rule pattern kind = { Pattern = pattern; Assignment = Whole kind }
+    let private rule pattern kind =
+        {
+            Pattern = pattern
+            Assignment = Whole kind
+        }
 
     /// Built-in rules for Hugging Face LLaMA, Hugging Face GPT-2 (fused Conv1D `c_attn`), nanoGPT's GPT-2
     /// (fused Linear `c_attn`) and BlockwiseLR's own GPT-2 (HF names, `attn.q_proj/k_proj/v_proj`).
     let defaults =
         [ // LLaMA (Hugging Face names; BlockwiseLR's LLaMA uses the same)
-          rule "embed_tokens.weight" Embedding
-          rule "lm_head.weight" OutputHead
-          rule "self_attn.q_proj.weight" AttentionQK
-          rule "self_attn.k_proj.weight" AttentionQK
-          rule "self_attn.v_proj.weight" AttentionVO
-          rule "self_attn.o_proj.weight" AttentionVO
-          rule "mlp.gate_proj.weight" FeedForward
-          rule "mlp.up_proj.weight" FeedForward
-          rule "mlp.down_proj.weight" FeedForward
-          rule "input_layernorm.weight" Norm
-          rule "post_attention_layernorm.weight" Norm
-          rule "model.norm.weight" Norm
-          // GPT-2 (Hugging Face, nanoGPT and BlockwiseLR names)
-          rule "wte.weight" Embedding
-          rule "wpe.weight" PositionEmbedding
-          rule "attn.q_proj.weight" AttentionQK
-          rule "attn.k_proj.weight" AttentionQK
-          rule "attn.v_proj.weight" AttentionVO
-          { Pattern = "attn.c_attn.weight"; Assignment = Fused [ AttentionQK; AttentionQK; AttentionVO ] }
-          rule "attn.c_proj.weight" AttentionVO
-          rule "mlp.c_fc.weight" FeedForward
-          rule "mlp.c_proj.weight" FeedForward
-          rule "ln_1.weight" Norm
-          rule "ln_2.weight" Norm
-          rule "ln_f.weight" Norm ]
+            rule "embed_tokens.weight" Embedding
+            rule "lm_head.weight" OutputHead
+            rule "self_attn.q_proj.weight" AttentionQK
+            rule "self_attn.k_proj.weight" AttentionQK
+            rule "self_attn.v_proj.weight" AttentionVO
+            rule "self_attn.o_proj.weight" AttentionVO
+            rule "mlp.gate_proj.weight" FeedForward
+            rule "mlp.up_proj.weight" FeedForward
+            rule "mlp.down_proj.weight" FeedForward
+            rule "input_layernorm.weight" Norm
+            rule "post_attention_layernorm.weight" Norm
+            rule "model.norm.weight" Norm
+            // GPT-2 (Hugging Face, nanoGPT and BlockwiseLR names)
+            rule "wte.weight" Embedding
+            rule "wpe.weight" PositionEmbedding
+            rule "attn.q_proj.weight" AttentionQK
+            rule "attn.k_proj.weight" AttentionQK
+            rule "attn.v_proj.weight" AttentionVO
+            {
+                Pattern = "attn.c_attn.weight"
+                Assignment = Fused [ AttentionQK; AttentionQK; AttentionVO ]
+            }
+            rule "attn.c_proj.weight" AttentionVO
+            rule "mlp.c_fc.weight" FeedForward
+            rule "mlp.c_proj.weight" FeedForward
+            rule "ln_1.weight" Norm
+            rule "ln_2.weight" Norm
+            rule "ln_f.weight" Norm
+        ]
 
     let formatAssignment assignment =
         match assignment with
@@ -122,7 +147,8 @@ module BlockRule =
         | Fused kinds -> kinds |> List.map BlockKind.key |> String.concat ","
 
     /// `pattern=block` or, for a fused projection, `pattern=qk,qk,vo`.
-    let format rule = rule.Pattern + "=" + formatAssignment rule.Assignment
+    let format rule =
+        rule.Pattern + "=" + formatAssignment rule.Assignment
 
     /// Parses one rule written as `pattern=block` (blocks: emb, pe, qk, vo, ffn, norm, head) or
     /// `pattern=qk,qk,vo` for a fused projection split into equal parts.
@@ -131,13 +157,19 @@ module BlockRule =
         | [| pattern; target |] when pattern.Trim() <> "" ->
             let parts = target.Split(',') |> Array.map (fun s -> s.Trim())
             let kinds = parts |> Array.map BlockKind.tryParse
+
             match Array.tryFindIndex Option.isNone kinds with
             | Some i ->
                 Error(sprintf "rule '%s': unknown block '%s' (known: %s)" (text.Trim()) parts[i] BlockKind.knownKeys)
             | None ->
                 let kinds = kinds |> Array.map Option.get |> List.ofArray
                 let assignment = if kinds.Length = 1 then Whole kinds.Head else Fused kinds
-                Ok { Pattern = pattern.Trim(); Assignment = assignment }
+
+                Ok
+                    {
+                        Pattern = pattern.Trim()
+                        Assignment = assignment
+                    }
         | _ -> Error(sprintf "rule '%s' is not PATTERN=BLOCK, e.g. 'layers.*.attention.wq.weight=qk'" (text.Trim()))
 
     /// Parses a rule file: one rule a line, `#` starts a comment. `source` names the text in messages.
@@ -147,10 +179,24 @@ module BlockRule =
             |> Array.mapi (fun i line -> i + 1, (line.Split('#')[0]).Trim())
             |> Array.filter (fun (_, line) -> line <> "")
             |> Array.map (fun (lineNo, line) ->
-                parse line |> Result.mapError (fun e -> sprintf "%s line %d: %s" source lineNo e))
-        match results |> Array.tryPick (function Error e -> Some e | Ok _ -> None) with
+                parse line
+                |> Result.mapError (fun e -> sprintf "%s line %d: %s" source lineNo e))
+
+        match
+            results
+            |> Array.tryPick (function
+                | Error e -> Some e
+                | Ok _ -> None)
+        with
         | Some e -> Error e
-        | None -> Ok(results |> Array.choose (function Ok r -> Some r | Error _ -> None) |> List.ofArray)
+        | None ->
+            Ok(
+                results
+                |> Array.choose (function
+                    | Ok r -> Some r
+                    | Error _ -> None)
+                |> List.ofArray
+            )
 
     /// User rules come first, so they add to and override the built-in ones.
     let withUserRules (userRules: BlockRule list) (rules: BlockRule list) = userRules @ rules
@@ -160,6 +206,7 @@ module Taxonomy =
     /// The assignment of the first rule that matches, if any.
     let classify (rules: BlockRule list) (name: string) : BlockAssignment option =
         let target = BlockRule.ruleName name
+
         rules
         |> List.tryFind (fun r -> BlockRule.matches r.Pattern target)
         |> Option.map (fun r -> r.Assignment)
@@ -173,48 +220,85 @@ module Taxonomy =
         | [ rows; cols ] when rows = int64 parts * cols -> Ok 0
         | shape ->
             Error(
-                sprintf "%s %A: a fused rule with %d parts needs one dimension %d times the other" p.Name shape parts parts
+                sprintf
+                    "%s %A: a fused rule with %d parts needs one dimension %d times the other"
+                    p.Name
+                    shape
+                    parts
+                    parts
             )
 
     let place (rules: BlockRule list) (p: ParameterInfo) : Result<PlacedParameter, string> option =
         classify rules p.Name
         |> Option.map (fun assignment ->
             match assignment with
-            | Whole kind -> Ok { Parameter = p; Placement = WholeTensor kind }
+            | Whole kind ->
+                Ok
+                    {
+                        Parameter = p
+                        Placement = WholeTensor kind
+                    }
             | Fused kinds ->
                 fusedDim p kinds.Length
                 |> Result.map (fun dim ->
                     let part = p.Shape[dim] / int64 kinds.Length
                     let slices = kinds |> List.mapi (fun i kind -> int64 i * part, part, kind)
-                    { Parameter = p; Placement = Slices(dim, slices) }))
+
+                    {
+                        Parameter = p
+                        Placement = Slices(dim, slices)
+                    }))
 
     /// Places every parameter in exactly one block (or, for a fused projection, each slice in one block).
     /// Unlike the official code, which silently skips what it does not recognise, an unmatched parameter is
     /// an error, and the error lists every unmatched name.
     let partition (rules: BlockRule list) (parameters: ParameterInfo list) : Result<PlacedParameter list, string> =
         let duplicates =
-            parameters |> List.countBy (fun p -> p.Name) |> List.filter (fun (_, n) -> n > 1) |> List.map fst
+            parameters
+            |> List.countBy (fun p -> p.Name)
+            |> List.filter (fun (_, n) -> n > 1)
+            |> List.map fst
+
         if not duplicates.IsEmpty then
             Error(sprintf "parameter names must be unique; repeated: %s" (String.concat ", " duplicates))
         else
             let placed = parameters |> List.map (fun p -> p, place rules p)
-            let unmatched = placed |> List.choose (fun (p, r) -> if r.IsNone then Some p.Name else None)
-            let failures = placed |> List.choose (fun (_, r) -> match r with Some(Error e) -> Some e | _ -> None)
+
+            let unmatched =
+                placed |> List.choose (fun (p, r) -> if r.IsNone then Some p.Name else None)
+
+            let failures =
+                placed
+                |> List.choose (fun (_, r) ->
+                    match r with
+                    | Some(Error e) -> Some e
+                    | _ -> None)
+
             if not unmatched.IsEmpty then
                 Error(
-                    sprintf "%d parameter(s) match no block rule: %s. Add a rule PATTERN=BLOCK (blocks: %s)"
-                        unmatched.Length (String.concat ", " unmatched) BlockKind.knownKeys
+                    sprintf
+                        "%d parameter(s) match no block rule: %s. Add a rule PATTERN=BLOCK (blocks: %s)"
+                        unmatched.Length
+                        (String.concat ", " unmatched)
+                        BlockKind.knownKeys
                 )
             elif not failures.IsEmpty then
                 Error(String.concat "; " failures)
             else
-                Ok(placed |> List.map (fun (_, r) -> match r with Some(Ok x) -> x | _ -> failwith "unreachable"))
+                Ok(
+                    placed
+                    |> List.map (fun (_, r) ->
+                        match r with
+                        | Some(Ok x) -> x
+                        | _ -> failwith "unreachable")
+                )
 
     let numel (shape: int64 list) = List.fold (*) 1L shape
 
     /// The number of coordinates of one placed parameter in each block it touches.
     let coordinates (placed: PlacedParameter) : (BlockKind * int64) list =
         let total = numel placed.Parameter.Shape
+
         match placed.Placement with
         | WholeTensor kind -> [ kind, total ]
         | Slices(dim, parts) ->
@@ -224,5 +308,6 @@ module Taxonomy =
     /// Parameter count per block kind, in `BlockKind.all` order, omitting empty blocks.
     let countsByBlock (placed: PlacedParameter list) : (BlockKind * int64) list =
         let sums = placed |> List.collect coordinates |> List.groupBy fst |> Map.ofList
+
         BlockKind.all
         |> List.choose (fun k -> sums |> Map.tryFind k |> Option.map (fun xs -> k, xs |> List.sumBy snd))

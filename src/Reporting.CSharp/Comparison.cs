@@ -5,51 +5,90 @@ using BlockwiseLR.Core;
 using BlockwiseLR.Data;
 using BlockwiseLR.Models;
 using BlockwiseLR.Training;
+using static System.Globalization.CultureInfo;
 
 namespace BlockwiseLR.Reporting;
 
-/// <summary>What `blr compare` runs: <see cref="Common"/> gives model, data, N (Steps), batch, LR and the run folder.</summary>
+/// <summary>What `blr compare` runs: <see cref="Common"/> gives model, data, N (Steps), batch, LR and the run
+/// folder.</summary>
 public sealed record CompareOptions
 {
     public required PretrainOptions Common { get; init; }
     public IReadOnlyList<OptimizerKind> Optimizers { get; init; } = Enum.GetValues<OptimizerKind>();
     public IReadOnlyList<ulong> Seeds { get; init; } = [1337];
+
     /// <summary>Base LRs for the AdamW(2N) baseline; the best is used for every optimizer. Empty: Common.Lr.</summary>
     public IReadOnlyList<double> LrSweep { get; init; } = [];
 }
 
 /// <summary>One optimizer (or the baseline) over all seeds.</summary>
-public sealed record CompareRow(string Label, OptimizerKind Optimizer, int Steps, double Lr, IReadOnlyList<PretrainResult> Runs)
+public sealed record CompareRow(
+    string Label,
+    OptimizerKind Optimizer,
+    int Steps,
+    double Lr,
+    IReadOnlyList<PretrainResult> Runs
+)
 {
     public double MeanFinal => Runs.Average(r => r.FinalValLoss);
     public double MinFinal => Runs.Min(r => r.FinalValLoss);
     public double MaxFinal => Runs.Max(r => r.FinalValLoss);
 
     /// <summary>Val loss per eval step, averaged over seeds.</summary>
-    public IReadOnlyList<EvalPoint> MeanCurve => Runs.SelectMany(r => r.Evals).GroupBy(e => e.Step).OrderBy(g => g.Key)
-        .Where(g => g.Count() == Runs.Count).Select(g => new EvalPoint(g.Key, g.Average(e => e.ValLoss))).ToList();
+    public IReadOnlyList<EvalPoint> MeanCurve =>
+        Runs.SelectMany(r => r.Evals)
+            .GroupBy(e => e.Step)
+            .OrderBy(g => g.Key)
+            .Where(g => g.Count() == Runs.Count)
+            .Select(g => new EvalPoint(g.Key, g.Average(e => e.ValLoss)))
+            .ToList();
 }
 
-public sealed record CompareReport(CompareRow Baseline, IReadOnlyList<CompareRow> Sweep, IReadOnlyList<CompareRow> Rows, int N,
-    string Markdown, string Png, string Json)
+public sealed record CompareReport(
+    CompareRow Baseline,
+    IReadOnlyList<CompareRow> Sweep,
+    IReadOnlyList<CompareRow> Rows,
+    int N,
+    string Markdown,
+    string Png,
+    string Json
+)
 {
-    /// <summary>The paper's speedup of a row against AdamW(2N) (docs/method.md section 4), on seed-mean curves.</summary>
+    /// <summary>The paper's speedup of a row against AdamW(2N) (docs/method.md section 4), on seed-mean
+    /// curves.</summary>
     public double? Speedup(CompareRow row)
     {
-        return SharpnessRules.Speedup(Baseline.MeanCurve.Select(e => KeyValuePair.Create(e.Step, e.ValLoss)),
-            row.MeanCurve.Select(e => KeyValuePair.Create(e.Step, e.ValLoss)), N);
+        return SharpnessRules.Speedup(
+            Baseline.MeanCurve.Select(e => KeyValuePair.Create(e.Step, e.ValLoss)),
+            row.MeanCurve.Select(e => KeyValuePair.Create(e.Step, e.ValLoss)),
+            N
+        );
     }
 
     public string Table()
     {
         var text = new StringBuilder();
-        text.AppendLine("| optimizer | steps | base LR | val loss at the end (mean, min..max over seeds) | speedup vs AdamW(2N) | optimizer state | ms/step | tokens/s |");
+        text.AppendLine(
+            "| optimizer | steps | base LR | val loss at the end (mean, min..max over seeds) | speedup vs AdamW(2N) "
+                + "| optimizer state | ms/step | tokens/s |"
+        );
         text.AppendLine("|---|---|---|---|---|---|---|---|");
         foreach (var row in Rows.Prepend(Baseline))
         {
-            var speedup = row == Baseline ? "1 (baseline)" : Speedup(row) is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x" : "n/a";
-            text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {row.Label} | {row.Steps} | {row.Lr:G3} | {row.MeanFinal:F4} ({row.MinFinal:F4}..{row.MaxFinal:F4}) | {speedup} | {row.Runs[0].OptimizerStateBytes / 1048576.0:F1} MiB | {row.Runs.Average(r => r.MillisecondsPerStep):F1} | {row.Runs.Average(r => r.TokensPerSecond):N0} |"));
+            var speedup =
+                row == Baseline ? "1 (baseline)"
+                : Speedup(row) is { } x ? x.ToString("F2", CultureInfo.InvariantCulture) + "x"
+                : "n/a";
+            text.AppendLine(
+                string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"| {row.Label} | {row.Steps} | {row.Lr:G3} | {row.MeanFinal:F4} "
+                        + $"({row.MinFinal:F4}..{row.MaxFinal:F4}) | {speedup} | "
+                        + $"{row.Runs[0].OptimizerStateBytes / 1048576.0:F1} MiB | "
+                        + $"{row.Runs.Average(r => r.MillisecondsPerStep):F1} | "
+                        + $"{row.Runs.Average(r => r.TokensPerSecond):N0} |"
+                )
+            );
         }
         return text.ToString();
     }
@@ -57,12 +96,19 @@ public sealed record CompareReport(CompareRow Baseline, IReadOnlyList<CompareRow
     public string ToMarkdown(PretrainOptions common)
     {
         var text = new StringBuilder();
-        text.AppendLine($"# Comparison: {common.Model.Name}, N = {N} steps of {common.Training.BatchSize} x {common.Training.SeqLen} tokens");
-        text.AppendLine();
         text.AppendLine(
-            $"Data {common.Data.Path}; seeds {string.Join(", ", Rows[0].Runs.Select(r => Path.GetFileName(r.RunDirectory)))}; AdamW at 2N = {2 * N} steps is the baseline" +
-            (Sweep.Count > 1 ? $" (best base LR of {string.Join(", ", Sweep.Select(s => s.Lr.ToString("G3", CultureInfo.InvariantCulture)))})" : "") +
-            $"; speedup as docs/method.md section 4; BlockwiseLR {Pretrainer.CodeVersion}.");
+            $"# Comparison: {common.Model.Name}, N = {N} steps of {common.Training.BatchSize} x "
+                + $"{common.Training.SeqLen} tokens"
+        );
+        text.AppendLine();
+        var sweep = string.Join(", ", Sweep.Select(s => s.Lr.ToString("G3", InvariantCulture)));
+        text.AppendLine(
+            $"Data {common.Data.Path}; seeds "
+                + $"{string.Join(", ", Rows[0].Runs.Select(r => Path.GetFileName(r.RunDirectory)))}; AdamW at 2N = "
+                + $"{2 * N} steps is the baseline"
+                + (Sweep.Count > 1 ? $" (best base LR of {sweep})" : "")
+                + $"; speedup as docs/method.md section 4; BlockwiseLR {Pretrainer.CodeVersion}."
+        );
         text.AppendLine();
         text.Append(Table());
         text.AppendLine();
@@ -72,8 +118,18 @@ public sealed record CompareReport(CompareRow Baseline, IReadOnlyList<CompareRow
         text.AppendLine("| step | " + string.Join(" | ", rows.Select(r => r.Label)) + " |");
         text.AppendLine("|---|" + string.Concat(rows.Select(_ => "---|")));
         foreach (var step in Baseline.MeanCurve.Select(e => e.Step))
-            text.AppendLine($"| {step} | " + string.Join(" | ", rows.Select(r =>
-                r.MeanCurve.FirstOrDefault(e => e.Step == step)?.ValLoss.ToString("F4", CultureInfo.InvariantCulture) ?? "")) + " |");
+            text.AppendLine(
+                $"| {step} | "
+                    + string.Join(
+                        " | ",
+                        rows.Select(r =>
+                            r.MeanCurve.FirstOrDefault(e => e.Step == step)
+                                ?.ValLoss.ToString("F4", CultureInfo.InvariantCulture)
+                            ?? ""
+                        )
+                    )
+                    + " |"
+            );
         text.AppendLine();
         text.AppendLine("![mean val loss](curves.png)");
         return text.ToString();
@@ -81,7 +137,8 @@ public sealed record CompareReport(CompareRow Baseline, IReadOnlyList<CompareRow
 }
 
 /// <summary>One optimizer's run in a comparison.</summary>
-/// <summary>One arm of a comparison: its label (and run folder), optimizer and ratios (null: the options' own).</summary>
+/// <summary>One arm of a comparison: its label (and run folder), optimizer and ratios (null: the options'
+/// own).</summary>
 public sealed record ComparisonArm(string Label, OptimizerKind Optimizer, BlockRatios? Ratios = null)
 {
     public static ComparisonArm Of(OptimizerKind optimizer) => new(OptionNames.Format(optimizer), optimizer);
@@ -102,11 +159,18 @@ public sealed record ComparisonRun(string Label, OptimizerKind Optimizer, Pretra
     /// <summary>The ratios in words: auto's final ones from the last checkpoint, the fixed ones as given.</summary>
     public static string RatiosOf(PretrainOptions options, PretrainResult result)
     {
-        if (!OptimizerKinds.IsBlockwise(options.Optimizer.Kind)) return "one LR";
-        if (!options.Optimizer.Ratios.IsAuto || result.LastCheckpoint is not { } last) return options.Optimizer.Ratios.ToString();
+        if (!OptimizerKinds.IsBlockwise(options.Optimizer.Kind))
+            return "one LR";
+        if (!options.Optimizer.Ratios.IsAuto || result.LastCheckpoint is not { } last)
+            return options.Optimizer.Ratios.ToString();
         var final = Checkpoints.ReadState(last, ResolvedOptions.Resolve(options).Config).Auto?.Ratios ?? [];
-        return "auto, at the end: " + string.Join(", ", final.OrderBy(kv => kv.Key, StringComparer.Ordinal)
-            .Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F2}")));
+        return "auto, at the end: "
+            + string.Join(
+                ", ",
+                final
+                    .OrderBy(kv => kv.Key, StringComparer.Ordinal)
+                    .Select(kv => string.Create(CultureInfo.InvariantCulture, $"{kv.Key} {kv.Value:F2}"))
+            );
     }
 }
 
@@ -117,13 +181,20 @@ public sealed record ComparisonReport(IReadOnlyList<ComparisonRun> Runs, string 
     public string Table()
     {
         var text = new StringBuilder();
-        text.AppendLine("| run | val loss (final) | val loss (best) | train tokens/s | ms/step | optimizer state | ratios |");
+        text.AppendLine(
+            "| run | val loss (final) | val loss (best) | train tokens/s | ms/step | optimizer state | ratios |"
+        );
         text.AppendLine("|---|---|---|---|---|---|---|");
         foreach (var run in Runs)
         {
             var r = run.Result;
-            text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {run.Label} | {r.FinalValLoss:F4} | {r.BestValLoss:F4} | {r.TokensPerSecond:N0} | {r.MillisecondsPerStep:F1} | {r.OptimizerStateBytes / 1048576.0:F1} MiB | {run.Ratios} |"));
+            text.AppendLine(
+                string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"| {run.Label} | {r.FinalValLoss:F4} | {r.BestValLoss:F4} | {r.TokensPerSecond:N0} | "
+                        + $"{r.MillisecondsPerStep:F1} | {r.OptimizerStateBytes / 1048576.0:F1} MiB | {run.Ratios} |"
+                )
+            );
         }
         return text.ToString();
     }
@@ -139,15 +210,22 @@ public static class Comparison
 {
     /// <summary>The main job's options: three runs of 300 steps of 8 x 128 tokens on the built-in corpus tokenized with
     /// <see cref="DemoTokenizer"/>, about 4 minutes on 2 cores; --quick is 40 steps of 4 x 64.</summary>
-    public static PretrainOptions DemoOptions(string output, bool quick) => new()
-    {
-        Model = new() { Name = "gpt2-tiny" },
-        Data = new() { Path = Path.Combine(output, "data") },
-        Schedule = new() { Lr = 1e-3, WarmupSteps = quick ? 4 : 30 },
-        Training = new() { Steps = quick ? 40 : 300, BatchSize = quick ? 4 : 8, SeqLen = quick ? 64 : 128, Seed = 1337 },
-        Evaluation = new() { Every = quick ? 10 : 25, Windows = quick ? 16 : 32 },
-        Run = new() { Out = output },
-    };
+    public static PretrainOptions DemoOptions(string output, bool quick) =>
+        new()
+        {
+            Model = new() { Name = "gpt2-tiny" },
+            Data = new() { Path = Path.Combine(output, "data") },
+            Schedule = new() { Lr = 1e-3, WarmupSteps = quick ? 4 : 30 },
+            Training = new()
+            {
+                Steps = quick ? 40 : 300,
+                BatchSize = quick ? 4 : 8,
+                SeqLen = quick ? 64 : 128,
+                Seed = 1337,
+            },
+            Evaluation = new() { Every = quick ? 10 : 25, Windows = quick ? 16 : 32 },
+            Run = new() { Out = output },
+        };
 
     /// <summary>The tokenizer the main job prepares the built-in corpus with: the built-in 4,000-piece SentencePiece
     /// BPE. With GPT-2's 50,257 tokens gpt2-tiny is 89% embedding and its output layer takes most of each step; with
@@ -158,35 +236,76 @@ public static class Comparison
     /// folder that holds anything else.</summary>
     static void RefuseForeignFolder(string output, string command, Func<string, bool> own)
     {
-        if (!Directory.Exists(output)) return;
-        var foreign = Directory.EnumerateFileSystemEntries(output).Select(Path.GetFileName).Where(n => !own(n!)).Order(StringComparer.Ordinal).ToList();
+        if (!Directory.Exists(output))
+            return;
+        var foreign = Directory
+            .EnumerateFileSystemEntries(output)
+            .Select(Path.GetFileName)
+            .Where(n => !own(n!))
+            .Order(StringComparer.Ordinal)
+            .ToList();
         if (foreign.Count > 0)
-            throw new ArgumentException($"--out {output}: holds files {command} did not write ({string.Join(", ", foreign.Take(3))}{(foreign.Count > 3 ? ", ..." : "")}); choose another --out or empty it");
+            throw new ArgumentException(
+                $"--out {output}: holds files {command} did not write "
+                    + $"({string.Join(", ", foreign.Take(3))}{(foreign.Count > 3 ? ", ..." : "")}); "
+                    + "choose another --out or empty it"
+            );
     }
 
     /// <summary>Prepares the built-in corpus into OUT/data (once) and runs each arm.</summary>
-    public static ComparisonReport Run(PretrainOptions common, IReadOnlyList<ComparisonArm> arms, Action<string>? starting = null,
-        IProgress<TrainProgress>? progress = null, CancellationToken cancel = default)
+    public static ComparisonReport Run(
+        PretrainOptions common,
+        IReadOnlyList<ComparisonArm> arms,
+        Action<string>? starting = null,
+        IProgress<TrainProgress>? progress = null,
+        CancellationToken cancel = default
+    )
     {
         PretrainOptions OptionsOf(ComparisonArm arm) =>
-            common with { Optimizer = common.Optimizer with { Kind = arm.Optimizer, Ratios = arm.Ratios ?? common.Optimizer.Ratios } };
-        RefuseForeignFolder(common.Run.Out, "blr demo", name => name is "data" or "report.md" or "report.json" or "loss.png"
-            || arms.Any(a => a.Label == name));
+            common with
+            {
+                Optimizer = common.Optimizer with
+                {
+                    Kind = arm.Optimizer,
+                    Ratios = arm.Ratios ?? common.Optimizer.Ratios,
+                },
+            };
+        RefuseForeignFolder(common.Run.Out, "blr demo", name =>
+            name is "data" or "report.md" or "report.json" or "loss.png" || arms.Any(a => a.Label == name)
+        );
         // Every option is checked before the corpus is prepared (the data folder is the demo's own to make).
-        foreach (var arm in arms) ResolvedOptions.Resolve(OptionsOf(arm), ownData: true);
+        foreach (var arm in arms)
+            ResolvedOptions.Resolve(OptionsOf(arm), ownData: true);
         // The data folder is the demo's own: one prepared with another tokenizer (an older demo's) is made again.
         // (SentencePiece tokenizers hold nothing to dispose.)
-        if (!Equals(TextTokenizers.OfDataset(common.Data.Path), TokenizerRecord.Of(TextTokenizers.Create(DemoTokenizer))))
-            ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", Tokenizer = DemoTokenizer, OutputDirectory = common.Data.Path, Overwrite = true });
+        if (
+            !Equals(
+                TextTokenizers.OfDataset(common.Data.Path),
+                TokenizerRecord.Of(TextTokenizers.Create(DemoTokenizer))
+            )
+        )
+            ShardPreparer.Run(
+                new PrepareOptions
+                {
+                    Builtin = "gutenberg",
+                    Tokenizer = DemoTokenizer,
+                    OutputDirectory = common.Data.Path,
+                    Overwrite = true,
+                }
+            );
         var runs = new List<ComparisonRun>();
         foreach (var arm in arms)
         {
             starting?.Invoke(arm.Label);
             // Each arm's run folder is the comparison's own: a new comparison replaces it.
-            var options = OptionsOf(arm) with { Run = new() { Out = Path.Combine(common.Run.Out, arm.Label), Overwrite = true } };
+            var options = OptionsOf(arm) with
+            {
+                Run = new() { Out = Path.Combine(common.Run.Out, arm.Label), Overwrite = true },
+            };
             var result = Pretrainer.Run(options, progress, cancel);
             runs.Add(new ComparisonRun(arm.Label, arm.Optimizer, result, ComparisonRun.RatiosOf(options, result)));
-            if (cancel.IsCancellationRequested) break;
+            if (cancel.IsCancellationRequested)
+                break;
         }
         return Write(common, runs);
     }
@@ -194,21 +313,48 @@ public static class Comparison
     static ComparisonReport Write(PretrainOptions common, List<ComparisonRun> runs)
     {
         Directory.CreateDirectory(common.Run.Out);
-        var png = Plots.Save(Path.Combine(common.Run.Out, "loss.png"),
-            $"{common.Model.Name}, {common.Training.Steps} steps of {common.Training.BatchSize} x {common.Training.SeqLen} tokens: loss by step",
-            runs.SelectMany((run, i) => new[]
-            {
-                new Plots.Curve($"{run.Label} train (10-step mean)", Enumerable.Range(1, run.Result.TrainLosses.Count).Select(x => (double)x).ToArray(),
-                    Plots.Smooth(run.Result.TrainLosses, 10), Thin: true),
-                new Plots.Curve($"{run.Label} val", run.Result.Evals.Select(e => (double)e.Step).ToArray(),
-                    run.Result.Evals.Select(e => e.ValLoss).ToArray(), ColorOf: 2 * i),
-            }));
-        var report = new ComparisonReport(runs, Path.Combine(common.Run.Out, "report.md"), png, Path.Combine(common.Run.Out, "report.json"));
+        var png = Plots.Save(
+            Path.Combine(common.Run.Out, "loss.png"),
+            $"{common.Model.Name}, {common.Training.Steps} steps of {common.Training.BatchSize} x "
+                + $"{common.Training.SeqLen} tokens: loss by step",
+            runs.SelectMany(
+                (run, i) =>
+                    new[]
+                    {
+                        new Plots.Curve(
+                            $"{run.Label} train (10-step mean)",
+                            Enumerable.Range(1, run.Result.TrainLosses.Count).Select(x => (double)x).ToArray(),
+                            Plots.Smooth(run.Result.TrainLosses, 10),
+                            Thin: true
+                        ),
+                        new Plots.Curve(
+                            $"{run.Label} val",
+                            run.Result.Evals.Select(e => (double)e.Step).ToArray(),
+                            run.Result.Evals.Select(e => e.ValLoss).ToArray(),
+                            ColorOf: 2 * i
+                        ),
+                    }
+            )
+        );
+        var report = new ComparisonReport(
+            runs,
+            Path.Combine(common.Run.Out, "report.md"),
+            png,
+            Path.Combine(common.Run.Out, "report.json")
+        );
         var markdown = new StringBuilder();
         markdown.AppendLine($"# {common.Model.Name}: {string.Join(" vs ", runs.Select(r => r.Label))}");
         markdown.AppendLine();
-        markdown.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"Same data ({common.Data.Path}), seed {common.Training.Seed}, {common.Training.Steps} steps of {common.Training.BatchSize} x {common.Training.SeqLen} tokens, base LR {common.Schedule.Lr}, {OptionNames.Format(common.Schedule.Kind)} to LR/20 after {common.Schedule.WarmupSteps ?? BlockSchedule.DefaultWarmup(common.Training.Steps)} warmup steps; BlockwiseLR {Pretrainer.CodeVersion}, {Environment.ProcessorCount} CPU threads."));
+        markdown.AppendLine(
+            string.Create(
+                CultureInfo.InvariantCulture,
+                $"Same data ({common.Data.Path}), seed {common.Training.Seed}, {common.Training.Steps} steps of "
+                    + $"{common.Training.BatchSize} x {common.Training.SeqLen} tokens, base LR {common.Schedule.Lr}, "
+                    + $"{OptionNames.Format(common.Schedule.Kind)} to LR/20 after "
+                    + $"{common.Schedule.WarmupSteps ?? BlockSchedule.DefaultWarmup(common.Training.Steps)} warmup "
+                    + $"steps; BlockwiseLR {Pretrainer.CodeVersion}, {Environment.ProcessorCount} CPU threads."
+            )
+        );
         markdown.AppendLine();
         markdown.Append(report.Table());
         markdown.AppendLine();
@@ -217,8 +363,18 @@ public static class Comparison
         markdown.AppendLine("| step | " + string.Join(" | ", runs.Select(r => r.Label)) + " |");
         markdown.AppendLine("|---|" + string.Concat(runs.Select(_ => "---|")));
         foreach (var step in runs[0].Result.Evals.Select(e => e.Step))
-            markdown.AppendLine($"| {step} | " + string.Join(" | ", runs.Select(r =>
-                r.Result.Evals.FirstOrDefault(e => e.Step == step)?.ValLoss.ToString("F4", CultureInfo.InvariantCulture) ?? "")) + " |");
+            markdown.AppendLine(
+                $"| {step} | "
+                    + string.Join(
+                        " | ",
+                        runs.Select(r =>
+                            r.Result.Evals.FirstOrDefault(e => e.Step == step)
+                                ?.ValLoss.ToString("F4", CultureInfo.InvariantCulture)
+                            ?? ""
+                        )
+                    )
+                    + " |"
+            );
         markdown.AppendLine();
         markdown.AppendLine("![loss curves](loss.png)");
         File.WriteAllText(report.Markdown, markdown.ToString());
@@ -230,13 +386,21 @@ public static class Comparison
     /// base LR by mean final val loss wins) and each optimizer at N steps with that base LR, each over every seed;
     /// val loss at equal steps (mean and spread over seeds), the paper's speedup against AdamW(2N), optimizer
     /// state bytes, ms/step and tokens/s; report.md, curves.png and report.json in Common.Out.</summary>
-    public static CompareReport Compare(CompareOptions options, Action<string>? starting = null, IProgress<TrainProgress>? progress = null,
-        CancellationToken cancel = default)
+    public static CompareReport Compare(
+        CompareOptions options,
+        Action<string>? starting = null,
+        IProgress<TrainProgress>? progress = null,
+        CancellationToken cancel = default
+    )
     {
         var common = options.Common;
-        if (options.Optimizers.Count == 0 || options.Seeds.Count == 0) throw new ArgumentException("give at least one optimizer and one seed");
-        RefuseForeignFolder(common.Run.Out, "blr compare", name => name is "report.md" or "report.json" or "curves.png"
-            || name.StartsWith("adamw-2N", StringComparison.Ordinal) || options.Optimizers.Any(o => OptionNames.Format(o) == name));
+        if (options.Optimizers.Count == 0 || options.Seeds.Count == 0)
+            throw new ArgumentException("give at least one optimizer and one seed");
+        RefuseForeignFolder(common.Run.Out, "blr compare", name =>
+            name is "report.md" or "report.json" or "curves.png"
+            || name.StartsWith("adamw-2N", StringComparison.Ordinal)
+            || options.Optimizers.Any(o => OptionNames.Format(o) == name)
+        );
         var n = common.Training.Steps;
         var lrs = options.LrSweep.Count > 0 ? options.LrSweep : [common.Schedule.Lr];
         // Every problem before any run.
@@ -251,29 +415,60 @@ public static class Comparison
             {
                 starting?.Invoke($"{label} seed {seed}");
                 var folder = Path.Combine(common.Run.Out, label, $"seed-{seed}");
-                runs.Add(Pretrainer.Run(common with
-                {
-                    Optimizer = common.Optimizer with { Kind = optimizer },
-                    Schedule = common.Schedule with { Lr = lr, WarmupSteps = common.Schedule.WarmupSteps ?? BlockSchedule.DefaultWarmup(n) },
-                    Training = common.Training with { Steps = steps, Seed = seed },
-                    Run = new() { Out = folder, Overwrite = true },
-                }, progress, cancel));
+                runs.Add(
+                    Pretrainer.Run(
+                        common with
+                        {
+                            Optimizer = common.Optimizer with { Kind = optimizer },
+                            Schedule = common.Schedule with
+                            {
+                                Lr = lr,
+                                WarmupSteps = common.Schedule.WarmupSteps ?? BlockSchedule.DefaultWarmup(n),
+                            },
+                            Training = common.Training with { Steps = steps, Seed = seed },
+                            Run = new() { Out = folder, Overwrite = true },
+                        },
+                        progress,
+                        cancel
+                    )
+                );
             }
             return new CompareRow(label, optimizer, steps, lr, runs);
         }
 
-        var baselines = lrs.Select(lr => RunRow(lrs.Count > 1 ? $"adamw-2N-lr{lr.ToString("G3", CultureInfo.InvariantCulture)}" : "adamw-2N", OptimizerKind.AdamW, 2 * n, lr)).ToList();
+        var baselines = lrs.Select(lr =>
+                RunRow(
+                    lrs.Count > 1 ? $"adamw-2N-lr{lr.ToString("G3", CultureInfo.InvariantCulture)}" : "adamw-2N",
+                    OptimizerKind.AdamW,
+                    2 * n,
+                    lr
+                )
+            )
+            .ToList();
         var baseline = baselines.MinBy(b => b.MeanFinal)!;
         var rows = options.Optimizers.Select(o => RunRow(OptionNames.Format(o), o, n, baseline.Lr)).ToList();
-        var report = new CompareReport(baseline, baselines, rows, n,
-            Path.Combine(common.Run.Out, "report.md"), Path.Combine(common.Run.Out, "curves.png"), Path.Combine(common.Run.Out, "report.json"));
+        var report = new CompareReport(
+            baseline,
+            baselines,
+            rows,
+            n,
+            Path.Combine(common.Run.Out, "report.md"),
+            Path.Combine(common.Run.Out, "curves.png"),
+            Path.Combine(common.Run.Out, "report.json")
+        );
 
-        Plots.Save(report.Png, $"{common.Model.Name}: mean val loss over {options.Seeds.Count} seed(s)",
-            rows.Prepend(baseline).Select(row => new Plots.Curve(row.Label, row.MeanCurve.Select(c => (double)c.Step).ToArray(),
-                row.MeanCurve.Select(c => c.ValLoss).ToArray())));
+        Plots.Save(
+            report.Png,
+            $"{common.Model.Name}: mean val loss over {options.Seeds.Count} seed(s)",
+            rows.Prepend(baseline)
+                .Select(row => new Plots.Curve(
+                    row.Label,
+                    row.MeanCurve.Select(c => (double)c.Step).ToArray(),
+                    row.MeanCurve.Select(c => c.ValLoss).ToArray()
+                ))
+        );
         File.WriteAllText(report.Markdown, report.ToMarkdown(common));
         File.WriteAllText(report.Json, JsonSerializer.Serialize(report, OptionsJson.Options));
         return report;
     }
-
 }

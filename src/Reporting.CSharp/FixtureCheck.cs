@@ -8,11 +8,25 @@ namespace BlockwiseLR.Reporting;
 
 /// <summary>One fixture model's logits and loss on a device and precision, against the Hugging Face
 /// transformers outputs stored beside it (expected.safetensors: input_ids, logits, loss).</summary>
-public sealed record FixtureResult(string Fixture, Precision Precision, double MaxAbsDifference, double RelativeL2, double Loss, double ExpectedLoss, bool Passed);
+public sealed record FixtureResult(
+    string Fixture,
+    Precision Precision,
+    double MaxAbsDifference,
+    double RelativeL2,
+    double Loss,
+    double ExpectedLoss,
+    bool Passed
+);
 
 /// <summary>One optimizer variant's six golden steps (optim-golden.safetensors, from PyTorch's AdamW and the official
 /// Adam-mini 1.1.1) replayed on a device: the largest |parameter - golden| over all steps and parameters.</summary>
-public sealed record TrajectoryResult(string Variant, bool Reference, double MaxAbsDifference, double Bound, bool Passed);
+public sealed record TrajectoryResult(
+    string Variant,
+    bool Reference,
+    double MaxAbsDifference,
+    double Bound,
+    bool Passed
+);
 
 /// <summary>The GPU device check's fixture section: fp32 max |difference| &lt;= 1e-4, TF32 &lt;= 5e-3, bf16-mixed
 /// relative L2 &lt;= 1%.</summary>
@@ -46,28 +60,50 @@ public static class FixtureCheck
                     Precision.Tf32 => maxDiff <= 5e-3,
                     _ => relative <= 0.01,
                 };
-                results.Add(new FixtureResult(fixture, precision, maxDiff, relative, loss, expected["loss"].item<float>(), passed));
+                results.Add(
+                    new FixtureResult(
+                        fixture,
+                        precision,
+                        maxDiff,
+                        relative,
+                        loss,
+                        expected["loss"].item<float>(),
+                        passed
+                    )
+                );
             }
-            foreach (var t in expected.Values) t.Dispose();
+            foreach (var t in expected.Values)
+                t.Dispose();
         }
         Precisions.Apply(Precision.Fp32, on);
         return results;
     }
 
     /// <summary>The golden file's variants, in its order.</summary>
-    public static IReadOnlyList<string> Variants { get; } = ["adamw", "blockwise_adamw", "adam_mini", "blockwise_adam_mini"];
+    public static IReadOnlyList<string> Variants { get; } =
+    ["adamw", "blockwise_adamw", "adam_mini", "blockwise_adam_mini"];
 
     static readonly Dictionary<Block, string> BlockwiseGroups = new()
     {
-        [Block.Embedding] = "emb", [Block.OutputHead] = "head", [Block.AttentionQK] = "qk",
-        [Block.AttentionVO] = "vo", [Block.FeedForward] = "ffn", [Block.Norm] = "norm",
+        [Block.Embedding] = "emb",
+        [Block.OutputHead] = "head",
+        [Block.AttentionQK] = "qk",
+        [Block.AttentionVO] = "vo",
+        [Block.FeedForward] = "ffn",
+        [Block.Norm] = "norm",
     };
 
     /// <summary>Replays one variant: sets each step's golden gradients, steps with the golden LRs, and compares
     /// every parameter with the golden one after each step (betas 0.9/0.95, eps 1e-8, weight decay 0.1; Adam-mini with
     /// dim 64, 4 heads, 2 KV heads and its own decay rule by name). <paramref name="reference"/> runs the plain
     /// per-parameter optimizer instead of the flat one.</summary>
-    public static TrajectoryResult Trajectory(string goldenFile, string variant, ComputeDevice device, bool reference = false, double bound = 1e-5)
+    public static TrajectoryResult Trajectory(
+        string goldenFile,
+        string variant,
+        ComputeDevice device,
+        bool reference = false,
+        double bound = 1e-5
+    )
     {
         var on = device.Use();
         using var scope = NewDisposeScope();
@@ -77,29 +113,45 @@ public static class FixtureCheck
         var isMini = variant.Contains("mini");
         var settings = new AdamSettings
         {
-            Beta1 = 0.9, Beta2 = 0.95, Eps = 1e-8, WeightDecay = 0.1,
+            Beta1 = 0.9,
+            Beta2 = 0.95,
+            Eps = 1e-8,
+            WeightDecay = 0.1,
             DecayPolicy = isMini ? WeightDecayPolicy.AdamMiniNames : WeightDecayPolicy.AllParameters,
         };
-        using var optimizer = BlockOptimizer.Create(isMini ? OptimizerKind.AdamMini : OptimizerKind.AdamW, parameters, settings,
-            new AttentionShape(64, 4, 2), reference: reference);
+        using var optimizer = BlockOptimizer.Create(
+            isMini ? OptimizerKind.AdamMini : OptimizerKind.AdamW,
+            parameters,
+            settings,
+            new AttentionShape(64, 4, 2),
+            reference: reference
+        );
         var worst = 0.0;
         for (var t = 0; t < 6; t++)
         {
             foreach (var (name, p) in parameters)
             {
                 var grad = golden[$"grad/{t}/{name}"].to(on);
-                if (p.grad is { } existing) existing.copy_(grad);   // a flat-buffer view
-                else p.grad = grad.clone();
+                if (p.grad is { } existing)
+                    existing.copy_(grad); // a flat-buffer view
+                else
+                    p.grad = grad.clone();
             }
             var step = t;
             double GroupLr(string group) => golden[$"lr/{variant}/{step}/{group}"].item<double>();
-            optimizer.Step(block => variant switch
-            {
-                "adamw" => GroupLr("all"),
-                "blockwise_adamw" => GroupLr(BlockwiseGroups[block]),
-                // Adam-mini's groups are single parameters; every parameter of a block has its block's LR.
-                _ => optimizer.Parameters.Where(p => p.Block == block).Select(p => GroupLr(p.Name.ToLowerInvariant())).Distinct().Single(),
-            });
+            optimizer.Step(block =>
+                variant switch
+                {
+                    "adamw" => GroupLr("all"),
+                    "blockwise_adamw" => GroupLr(BlockwiseGroups[block]),
+                    // Adam-mini's groups are single parameters; every parameter of a block has its block's LR.
+                    _ => optimizer
+                        .Parameters.Where(p => p.Block == block)
+                        .Select(p => GroupLr(p.Name.ToLowerInvariant()))
+                        .Distinct()
+                        .Single(),
+                }
+            );
             foreach (var (name, p) in parameters)
                 worst = Math.Max(worst, (p.cpu() - golden[$"after/{variant}/{t}/{name}"]).abs().max().item<float>());
         }

@@ -5,7 +5,8 @@ namespace BlockwiseLR.Reporting;
 /// <summary>Loss-curve PNGs (ScottPlot): the demo's, compare's and `blr plot`'s.</summary>
 public static class Plots
 {
-    /// <summary>One line: a legend text, points, and whether it is a thin (train) line or a marked (eval) one.</summary>
+    /// <summary>One line: a legend text, points, and whether it is a thin (train) line or a marked (eval)
+    /// one.</summary>
     public sealed record Curve(string Label, double[] Steps, double[] Losses, bool Thin = false, int? ColorOf = null);
 
     /// <summary>Writes the curves into one PNG; <see cref="Curve.ColorOf"/> reuses an earlier curve's colour.</summary>
@@ -19,7 +20,8 @@ public static class Plots
             line.LegendText = curve.Label;
             line.LineWidth = curve.Thin ? 1 : 2;
             line.MarkerSize = curve.Thin ? 0 : 5;
-            if (curve.ColorOf is { } index) line.Color = lines[index].Color;
+            if (curve.ColorOf is { } index)
+                line.Color = lines[index].Color;
             lines.Add(line);
         }
         plot.Title(title);
@@ -33,25 +35,49 @@ public static class Plots
 
     /// <summary>A running mean over the last <paramref name="window"/> values.</summary>
     public static double[] Smooth(IReadOnlyList<double> values, int window) =>
-        values.Select((_, i) => values.Skip(Math.Max(0, i - window + 1)).Take(Math.Min(window, i + 1)).Average()).ToArray();
+        values
+            .Select((_, i) => values.Skip(Math.Max(0, i - window + 1)).Take(Math.Min(window, i + 1)).Average())
+            .ToArray();
 
-    /// <summary>`blr plot`: val (evals.csv) or train (metrics.jsonl, smoothed) loss of run folders in one PNG.</summary>
+    /// <summary>`blr plot`: val (evals.csv) or train (metrics.jsonl, smoothed) loss of run folders in one
+    /// PNG.</summary>
     public static string Curves(IReadOnlyList<string> runs, string png, bool train, int smooth = 10)
     {
-        if (runs.Count == 0) throw new ArgumentException("give at least one --run folder");
-        if (Directory.Exists(png)) throw new ArgumentException($"--out {png}: is a folder; give the path of a .png file");
+        if (runs.Count == 0)
+            throw new ArgumentException("give at least one --run folder");
+        if (Directory.Exists(png))
+            throw new ArgumentException($"--out {png}: is a folder; give the path of a .png file");
         var curves = runs.Select(run =>
-        {
-            var file = Path.Combine(run, train ? "metrics.jsonl" : "evals.csv");
-            if (!File.Exists(file)) throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
-            var points = train
-                ? File.ReadAllLines(file).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).Select(n => (n["step"]!.GetValue<double>() + 1, n["loss"]!.GetValue<double>())).ToList()
-                : File.ReadAllLines(file).Skip(1).Select(l => l.Split(',')).Select(p => (double.Parse(p[0], CultureInfo.InvariantCulture), double.Parse(p[1], CultureInfo.InvariantCulture))).ToList();
-            if (points.Count == 0) throw new ArgumentException($"{file}: no points yet");
-            var losses = points.Select(p => p.Item2).ToList();
-            return new Curve(Path.GetFileName(Path.GetFullPath(run).TrimEnd('/')), points.Select(p => p.Item1).ToArray(),
-                train ? Smooth(losses, smooth) : [.. losses], Thin: train);
-        }).ToList();
+            {
+                var file = Path.Combine(run, train ? "metrics.jsonl" : "evals.csv");
+                if (!File.Exists(file))
+                    throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
+                var points = train
+                    ? File.ReadAllLines(file)
+                        .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
+                        .Select(n => (n["step"]!.GetValue<double>() + 1, n["loss"]!.GetValue<double>()))
+                        .ToList()
+                    : File.ReadAllLines(file)
+                        .Skip(1)
+                        .Select(l => l.Split(','))
+                        .Select(p =>
+                            (
+                                double.Parse(p[0], CultureInfo.InvariantCulture),
+                                double.Parse(p[1], CultureInfo.InvariantCulture)
+                            )
+                        )
+                        .ToList();
+                if (points.Count == 0)
+                    throw new ArgumentException($"{file}: no points yet");
+                var losses = points.Select(p => p.Item2).ToList();
+                return new Curve(
+                    Path.GetFileName(Path.GetFullPath(run).TrimEnd('/')),
+                    points.Select(p => p.Item1).ToArray(),
+                    train ? Smooth(losses, smooth) : [.. losses],
+                    Thin: train
+                );
+            })
+            .ToList();
         return Save(png, train ? $"train loss ({smooth}-step mean)" : "val loss", curves);
     }
 
@@ -59,17 +85,40 @@ public static class Plots
     /// (metrics.jsonl's "sharpness"), log10 against the step, one line per block: the disparity as it forms.</summary>
     public static string SharpnessCurves(string run, string png)
     {
-        if (Directory.Exists(png)) throw new ArgumentException($"--out {png}: is a folder; give the path of a .png file");
+        if (Directory.Exists(png))
+            throw new ArgumentException($"--out {png}: is a folder; give the path of a .png file");
         var file = Path.Combine(run, "metrics.jsonl");
-        if (!File.Exists(file)) throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
-        var points = File.ReadLines(file).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
+        if (!File.Exists(file))
+            throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
+        var points = File.ReadLines(file)
+            .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
             .Where(n => n["sharpness"] is System.Text.Json.Nodes.JsonObject)
-            .SelectMany(n => n["sharpness"]!.AsObject().Select(kv => (Block: kv.Key, Step: n["step"]!.GetValue<double>(), Value: kv.Value!.GetValue<double>())))
+            .SelectMany(n =>
+                n["sharpness"]!
+                    .AsObject()
+                    .Select(kv =>
+                        (Block: kv.Key, Step: n["step"]!.GetValue<double>(), Value: kv.Value!.GetValue<double>())
+                    )
+            )
             .ToList();
         if (points.Count == 0)
-            throw new ArgumentException($"{file}: no sharpness entries; train with --sharpness-every N to log the per-block sharpness");
-        var curves = points.GroupBy(p => p.Block).Select(g => new Curve(g.Key, g.Select(p => p.Step).ToArray(),
-            g.Select(p => Math.Log10(Math.Max(1e-30, p.Value))).ToArray(), Thin: g.Count() > 40));
-        return Save(png, $"{Path.GetFileName(Path.GetFullPath(run).TrimEnd('/'))}: proxy sharpness per block, B |g_b|^2 / #params(b)", curves, "log10 sharpness");
+            throw new ArgumentException(
+                $"{file}: no sharpness entries; train with --sharpness-every N to log the per-block sharpness"
+            );
+        var curves = points
+            .GroupBy(p => p.Block)
+            .Select(g => new Curve(
+                g.Key,
+                g.Select(p => p.Step).ToArray(),
+                g.Select(p => Math.Log10(Math.Max(1e-30, p.Value))).ToArray(),
+                Thin: g.Count() > 40
+            ));
+        return Save(
+            png,
+            $"{Path.GetFileName(Path.GetFullPath(run).TrimEnd('/'))}: proxy sharpness per block, B |g_b|^2 / "
+                + $"#params(b)",
+            curves,
+            "log10 sharpness"
+        );
     }
 }

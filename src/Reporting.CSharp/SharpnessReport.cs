@@ -1,37 +1,72 @@
 using BlockwiseLR.Core;
 using BlockwiseLR.Models;
+using BlockwiseLR.Training;
 using TorchSharp;
 using static TorchSharp.torch;
-using BlockwiseLR.Training;
 
 namespace BlockwiseLR.Reporting;
 
 /// <summary>One checkpoint's measurement.</summary>
-public sealed record SharpnessRow(int Step, Block Block, Estimate Proxy, Estimate? Hutchinson, Estimate? Preconditioned = null);
+public sealed record SharpnessRow(
+    int Step,
+    Block Block,
+    Estimate Proxy,
+    Estimate? Hutchinson,
+    Estimate? Preconditioned = null
+);
 
-/// <summary>`blr sharpness`: every checkpoint of a run (or the ones asked for), measured on the first val windows.</summary>
+/// <summary>`blr sharpness`: every checkpoint of a run (or the ones asked for), measured on the first val
+/// windows.</summary>
 public static class SharpnessReport
 {
     /// <summary>The measured order of the paper's five blocks at one step, flattest first, by the proxy or by
-    /// Hutchinson's estimate, and whether it is the paper's S(Emb) &lt; S(QK) &lt; S(FFN) &lt; S(VO) &lt; S(Norm).</summary>
-    public static (IReadOnlyList<Block> FlattestFirst, bool MatchesPaper) Ordering(IEnumerable<SharpnessRow> rowsOfOneStep, bool hutchinson)
+    /// Hutchinson's estimate, and whether it is the paper's S(Emb) &lt; S(QK) &lt; S(FFN) &lt; S(VO) &lt;
+    /// S(Norm).</summary>
+    public static (IReadOnlyList<Block> FlattestFirst, bool MatchesPaper) Ordering(
+        IEnumerable<SharpnessRow> rowsOfOneStep,
+        bool hutchinson
+    )
     {
-        var measured = rowsOfOneStep.Where(r => !hutchinson || r.Hutchinson is not null)
+        var measured = rowsOfOneStep
+            .Where(r => !hutchinson || r.Hutchinson is not null)
             .Select(r => KeyValuePair.Create(r.Block.ToCore(), hutchinson ? r.Hutchinson!.Mean : r.Proxy.Mean));
         var (order, matchesPaper) = SharpnessRules.Order(measured);
         return (order.Select(k => k.ToCSharp()).ToList(), matchesPaper);
     }
 
-    public static (IReadOnlyList<SharpnessRow> Rows, string Csv, string Png) Measure(string run, string data, IReadOnlyList<int>? steps,
-        int batches, int batchSize, int seqLen, bool hutchinson, ulong seed, Action<string>? starting = null, ComputeDevice? device = null,
-        bool preconditioned = false)
+    public static (IReadOnlyList<SharpnessRow> Rows, string Csv, string Png) Measure(
+        string run,
+        string data,
+        IReadOnlyList<int>? steps,
+        int batches,
+        int batchSize,
+        int seqLen,
+        bool hutchinson,
+        ulong seed,
+        Action<string>? starting = null,
+        ComputeDevice? device = null,
+        bool preconditioned = false
+    )
     {
         var folder = Checkpoints.Folder(run);
         var checkpoints = (Directory.Exists(folder) ? Directory.GetDirectories(folder, "step_*") : [])
-            .Select(d => (Step: int.Parse(Path.GetFileName(d)["step_".Length..], System.Globalization.CultureInfo.InvariantCulture), Dir: d))
-            .Where(c => steps is null || steps.Contains(c.Step)).OrderBy(c => c.Step).ToList();
+            .Select(d =>
+                (
+                    Step: int.Parse(
+                        Path.GetFileName(d)["step_".Length..],
+                        System.Globalization.CultureInfo.InvariantCulture
+                    ),
+                    Dir: d
+                )
+            )
+            .Where(c => steps is null || steps.Contains(c.Step))
+            .OrderBy(c => c.Step)
+            .ToList();
         if (checkpoints.Count == 0)
-            throw new ArgumentException($"{run}: no checkpoints{(steps is null ? "" : " at the steps asked for")}; train with --checkpoint-every N --keep-checkpoints K to keep several");
+            throw new ArgumentException(
+                $"{run}: no checkpoints{(steps is null ? "" : " at the steps asked for")}; train with "
+                    + $"--checkpoint-every N --keep-checkpoints K to keep several"
+            );
         var on = (device ?? ComputeDevice.Cpu).Use();
         using var val = Data.TokenDataset.Open(data, "val");
         var rows = new List<SharpnessRow>();
@@ -47,19 +82,46 @@ public static class SharpnessReport
             {
                 var trainer = Checkpoints.ReadState(dir, model.Config);
                 var state = SafetensorsHeader.LoadTensors(Path.Combine(dir, "optimizer.safetensors"));
-                preconditioners = SharpnessEstimator.Preconditioners(model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)), state, trainer.Options.Optimizer.Beta2, trainer.Options.Optimizer.Eps);
+                preconditioners = SharpnessEstimator.Preconditioners(
+                    model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)),
+                    state,
+                    trainer.Options.Optimizer.Beta2,
+                    trainer.Options.Optimizer.Eps
+                );
             }
             var (proxy, hessian, adam) = SharpnessEstimator.Measure(model, windows, hutchinson, seed, preconditioners);
-            rows.AddRange(proxy.OrderBy(kv => kv.Key).Select(kv => new SharpnessRow(step, kv.Key, kv.Value, hessian?[kv.Key], adam?[kv.Key])));
+            rows.AddRange(
+                proxy
+                    .OrderBy(kv => kv.Key)
+                    .Select(kv => new SharpnessRow(step, kv.Key, kv.Value, hessian?[kv.Key], adam?[kv.Key]))
+            );
         }
         var csv = Path.Combine(run, "sharpness.csv");
-        File.WriteAllLines(csv, rows.Select(r => FormattableString.Invariant(
-            $"{r.Step},{r.Block.Key()},{r.Proxy.Mean:R},{r.Proxy.StdErr:R},{r.Hutchinson?.Mean:R},{r.Hutchinson?.StdErr:R},{r.Preconditioned?.Mean:R},{r.Preconditioned?.StdErr:R}"))
-            .Prepend("step,block,proxy,proxy_stderr,hutchinson,hutchinson_stderr,preconditioned,preconditioned_stderr"));
+        File.WriteAllLines(
+            csv,
+            rows.Select(r =>
+                    FormattableString.Invariant(
+                        $"{r.Step},{r.Block.Key()},{r.Proxy.Mean:R},{r.Proxy.StdErr:R},{r.Hutchinson?.Mean:R},"
+                    )
+                    + FormattableString.Invariant(
+                        $"{r.Hutchinson?.StdErr:R},{r.Preconditioned?.Mean:R},{r.Preconditioned?.StdErr:R}"
+                    )
+                )
+                .Prepend(
+                    "step,block,proxy,proxy_stderr,hutchinson,hutchinson_stderr,preconditioned,preconditioned_stderr"
+                )
+        );
         // log10 sharpness per block against step (the Hutchinson estimate where measured, else the proxy).
-        var png = Plots.Save(Path.Combine(run, "sharpness.png"), "log10 sharpness per block (Hutchinson where measured, else the proxy)",
-            rows.GroupBy(r => r.Block).Select(g => new Plots.Curve(g.Key.ToString(), g.Select(r => (double)r.Step).ToArray(),
-                g.Select(r => Math.Log10(Math.Max(1e-30, (r.Hutchinson ?? r.Proxy).Mean))).ToArray())));
+        var png = Plots.Save(
+            Path.Combine(run, "sharpness.png"),
+            "log10 sharpness per block (Hutchinson where measured, else the proxy)",
+            rows.GroupBy(r => r.Block)
+                .Select(g => new Plots.Curve(
+                    g.Key.ToString(),
+                    g.Select(r => (double)r.Step).ToArray(),
+                    g.Select(r => Math.Log10(Math.Max(1e-30, (r.Hutchinson ?? r.Proxy).Mean))).ToArray()
+                ))
+        );
         return (rows, csv, png);
     }
 }

@@ -8,7 +8,11 @@ public class AutoRatioTests
 {
     static readonly Dictionary<Block, double> Held = new()
     {
-        [Block.Embedding] = 10, [Block.AttentionQK] = 3.5, [Block.AttentionVO] = 2, [Block.FeedForward] = 6, [Block.Norm] = 1,
+        [Block.Embedding] = 10,
+        [Block.AttentionQK] = 3.5,
+        [Block.AttentionVO] = 2,
+        [Block.FeedForward] = 6,
+        [Block.Norm] = 1,
     };
 
     [Theory]
@@ -19,21 +23,41 @@ public class AutoRatioTests
     public void Auto_ratios_held_at_r_give_every_block_the_LR_fixed_ratios_at_r_give(LrSchedule schedule, int warmup)
     {
         var options = new PretrainOptions
-{
-        Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW, Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 1000 }) },
-        Schedule = new() { Lr = 1e-3, WarmupSteps = warmup, Kind = schedule },
-        Training = new() { Steps = 200, BatchSize = 4, SeqLen = 8 },
-};
+        {
+            Optimizer = new()
+            {
+                Kind = OptimizerKind.BlockwiseAdamW,
+                Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 1000 }),
+            },
+            Schedule = new()
+            {
+                Lr = 1e-3,
+                WarmupSteps = warmup,
+                Kind = schedule,
+            },
+            Training = new()
+            {
+                Steps = 200,
+                BatchSize = 4,
+                SeqLen = 8,
+            },
+        };
         var auto = ResolvedOptions.ResolveCustom(options, tiedHead: true, ownData: true);
         var counts = Held.Keys.ToDictionary(b => b, _ => 100L);
-        var saved = new AutoRatioCheckpoint(3, Held.ToDictionary(kv => kv.Key.Key(), _ => 1.0),
-            Held.ToDictionary(kv => kv.Key.Key(), kv => kv.Value), [], []);
+        var saved = new AutoRatioCheckpoint(
+            3,
+            Held.ToDictionary(kv => kv.Key.Key(), _ => 1.0),
+            Held.ToDictionary(kv => kv.Key.Key(), kv => kv.Value),
+            [],
+            []
+        );
         var tracker = AutoRatioTracker.For(auto, counts, saved)!;
         var fixedRatios = BlockSchedule.Create(schedule, 1e-3, warmup, 200, BlockRatios.Of(Held), tiedHead: true);
         foreach (var block in Held.Keys)
         {
             Assert.Equal(Held[block], tracker.RatioOf(block));
-            for (var step = 0; step <= 200; step++) Assert.Equal(fixedRatios.LrAt(block, step), tracker.LrAt(block, step));
+            for (var step = 0; step <= 200; step++)
+                Assert.Equal(fixedRatios.LrAt(block, step), tracker.LrAt(block, step));
         }
         // The peak is r x base, the end the one shared floor.
         Assert.Equal(10 * 1e-3, Enumerable.Range(0, 200).Max(t => tracker.LrAt(Block.Embedding, t)), 15);
@@ -45,9 +69,13 @@ public class AutoRatioTests
     {
         var pairs = new (Block Block, BlockKind Kind)[]
         {
-            (Block.Embedding, BlockKind.Embedding), (Block.PositionEmbedding, BlockKind.PositionEmbedding),
-            (Block.AttentionQK, BlockKind.AttentionQK), (Block.AttentionVO, BlockKind.AttentionVO),
-            (Block.FeedForward, BlockKind.FeedForward), (Block.Norm, BlockKind.Norm), (Block.OutputHead, BlockKind.OutputHead),
+            (Block.Embedding, BlockKind.Embedding),
+            (Block.PositionEmbedding, BlockKind.PositionEmbedding),
+            (Block.AttentionQK, BlockKind.AttentionQK),
+            (Block.AttentionVO, BlockKind.AttentionVO),
+            (Block.FeedForward, BlockKind.FeedForward),
+            (Block.Norm, BlockKind.Norm),
+            (Block.OutputHead, BlockKind.OutputHead),
         };
         Assert.Equal(Enum.GetValues<Block>().Order(), pairs.Select(p => p.Block).Order());
         Assert.Equal(BlockKinds.All.Count, pairs.Length);

@@ -10,7 +10,16 @@ namespace BlockwiseLR.Tests;
 /// LLaMA models (GQA included), random sequences and random edits; the logits at t itself do change.
 public class CausalityTests
 {
-    public sealed record Case(bool Llama, int Layers, int Heads, int KvDivisor, int HeadDim, int Length, int Edit, int Seed);
+    public sealed record Case(
+        bool Llama,
+        int Layers,
+        int Heads,
+        int KvDivisor,
+        int HeadDim,
+        int Length,
+        int Edit,
+        int Seed
+    );
 
     static readonly Gen<Case> Cases =
         from llama in Gen.Elements(false, true)
@@ -26,9 +35,16 @@ public class CausalityTests
     static bool EarlierLogitsIgnoreTheEdit(Case c)
     {
         var kvHeads = c.Llama ? Math.Max(1, c.Heads / c.KvDivisor) : c.Heads;
-        var config = ModelConfigs.Create(c.Llama ? "llama-tiny" : "gpt2-tiny",
-            $"layers={c.Layers}", $"heads={c.Heads}", $"kv-heads={kvHeads}", $"width={c.Heads * c.HeadDim}",
-            "d-ff=16", "vocab=50", "context=16");
+        var config = ModelConfigs.Create(
+            c.Llama ? "llama-tiny" : "gpt2-tiny",
+            $"layers={c.Layers}",
+            $"heads={c.Heads}",
+            $"kv-heads={kvHeads}",
+            $"width={c.Heads * c.HeadDim}",
+            "d-ff=16",
+            "vocab=50",
+            "context=16"
+        );
         using var scope = NewDisposeScope();
         var model = LanguageModel.Create(config, seed: c.Seed);
         var generator = new Generator((ulong)c.Seed);
@@ -38,7 +54,8 @@ public class CausalityTests
         using var noGrad = no_grad();
         var before = model.forward(ids);
         var after = model.forward(edited);
-        var earlierUnchanged = c.Edit == 0 || (before[.., ..c.Edit] - after[.., ..c.Edit]).abs().max().item<float>() <= 1e-6f;
+        var earlierUnchanged =
+            c.Edit == 0 || (before[.., ..c.Edit] - after[.., ..c.Edit]).abs().max().item<float>() <= 1e-6f;
         var editedPositionChanged = (before[.., c.Edit] - after[.., c.Edit]).abs().max().item<float>() > 1e-6f;
         return earlierUnchanged && editedPositionChanged;
     }

@@ -17,36 +17,68 @@ public sealed class DataParallelCollection : ICollectionFixture<GutenbergShards>
 public class DataParallelTests(GutenbergShards gutenberg)
 {
     string[] Train(string run, int steps, int batch = 4, params string[] extra) =>
-    [
-        "train", "--data", gutenberg.Directory, "--set", "layers=2", "--set", "width=64", "--set", "heads=2", "--steps", steps.ToString(),
-        "--batch-size", batch.ToString(), "--micro-batch-size", "2", "--seq-len", "32", "--eval-every", "0", "--eval-windows", "4",
-        "--threads", "1", "--out", run, .. extra,
-    ];
+        [
+            "train",
+            "--data",
+            gutenberg.Directory,
+            "--set",
+            "layers=2",
+            "--set",
+            "width=64",
+            "--set",
+            "heads=2",
+            "--steps",
+            steps.ToString(),
+            "--batch-size",
+            batch.ToString(),
+            "--micro-batch-size",
+            "2",
+            "--seq-len",
+            "32",
+            "--eval-every",
+            "0",
+            "--eval-windows",
+            "4",
+            "--threads",
+            "1",
+            "--out",
+            run,
+            .. extra,
+        ];
 
     /// `train --nproc N EXTRA ...` from the arguments of a one-process `train`.
-    static string[] Nproc(int processes, string[] extra, string[] train) => ["train", "--nproc", processes.ToString(), .. extra, .. train[1..]];
+    static string[] Nproc(int processes, string[] extra, string[] train) =>
+        ["train", "--nproc", processes.ToString(), .. extra, .. train[1..]];
 
     static string Temp(string name) => Directory.CreateTempSubdirectory($"blr-dp-{name}-").FullName;
 
-    static void Ok((int Code, string Output, string Error) result) => Assert.True(result.Code == 0, $"exit {result.Code}: {result.Error}");
+    static void Ok((int Code, string Output, string Error) result) =>
+        Assert.True(result.Code == 0, $"exit {result.Code}: {result.Error}");
 
     static List<JsonObject> Metrics(string run) =>
         File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
 
     /// What must not depend on the number of processes, per step: loss, per-block LRs, gradient norms, auto ratios.
     static string Trajectory(JsonObject line) =>
-        string.Join(" ", new[] { "step", "loss", "lr", "grad_norm", "ratio" }.Select(k => $"{k}={line[k]?.ToJsonString()}"));
+        string.Join(
+            " ",
+            new[] { "step", "loss", "lr", "grad_norm", "ratio" }.Select(k => $"{k}={line[k]?.ToJsonString()}")
+        );
 
     static string Checkpoint(string run, int step) => Path.Combine(run, "checkpoints", $"step_{step:D7}");
 
     static void SameFiles(string expected, string actual)
     {
         foreach (var file in new[] { "model.safetensors", "optimizer.safetensors" })
-            Assert.True(File.ReadAllBytes(Path.Combine(expected, file)).SequenceEqual(File.ReadAllBytes(Path.Combine(actual, file))),
-                $"{file} of {actual} differs from {expected}");
+            Assert.True(
+                File.ReadAllBytes(Path.Combine(expected, file))
+                    .SequenceEqual(File.ReadAllBytes(Path.Combine(actual, file))),
+                $"{file} of {actual} differs from {expected}"
+            );
     }
 
-    static long StateBytes(string run) => JsonNode.Parse(File.ReadAllText(Path.Combine(run, "result.json")))!["optimizerStateBytes"]!.GetValue<long>();
+    static long StateBytes(string run) =>
+        JsonNode.Parse(File.ReadAllText(Path.Combine(run, "result.json")))!["optimizerStateBytes"]!.GetValue<long>();
 
     [Theory]
     [InlineData("blockwise-adamw", "paper")]
@@ -58,7 +90,11 @@ public class DataParallelTests(GutenbergShards gutenberg)
         try
         {
             string[] opts = ["--optimizer", optimizer, "--ratios", ratios];
-            var (one, zero0, zero1) = (Path.Combine(dir, "one"), Path.Combine(dir, "zero0"), Path.Combine(dir, "zero1"));
+            var (one, zero0, zero1) = (
+                Path.Combine(dir, "one"),
+                Path.Combine(dir, "zero0"),
+                Path.Combine(dir, "zero1")
+            );
             Ok(TestPaths.Run(Train(one, 5, extra: opts)));
             Ok(TestPaths.Run(Nproc(2, [], Train(zero0, 5, extra: opts))));
             Ok(TestPaths.Run(Nproc(2, ["--zero", "1"], Train(zero1, 5, extra: opts))));
@@ -71,7 +107,10 @@ public class DataParallelTests(GutenbergShards gutenberg)
                 SameFiles(Checkpoint(one, 5), Checkpoint(run, 5));
                 Assert.All(Metrics(run), line => Assert.NotNull(line["comm_ms"]));
                 // The final evaluation, split over the ranks (a batch each) and summed, in the same order.
-                Assert.Equal(File.ReadAllText(Path.Combine(one, "evals.csv")), File.ReadAllText(Path.Combine(run, "evals.csv")));
+                Assert.Equal(
+                    File.ReadAllText(Path.Combine(one, "evals.csv")),
+                    File.ReadAllText(Path.Combine(run, "evals.csv"))
+                );
             }
 
             // ZeRO-1: rank 0 keeps about half the state (measured from its buffers), and inspect's plan of the
@@ -79,16 +118,37 @@ public class DataParallelTests(GutenbergShards gutenberg)
             var (whole, sharded) = (StateBytes(one), StateBytes(zero1));
             Assert.Equal(whole, StateBytes(zero0));
             Assert.InRange((double)sharded / whole, 0.35, 0.65);
-            var inspect = TestPaths.Run(["inspect", "--model", "gpt2-tiny", "--layers", "2", "--width", "64", "--heads", "2", "--optimizer", optimizer,
-                "--zero", "1", "--nproc", "2"]);
+            var inspect = TestPaths.Run([
+                "inspect",
+                "--model",
+                "gpt2-tiny",
+                "--layers",
+                "2",
+                "--width",
+                "64",
+                "--heads",
+                "2",
+                "--optimizer",
+                optimizer,
+                "--zero",
+                "1",
+                "--nproc",
+                "2",
+            ]);
             Ok(inspect);
-            var perRank = inspect.Output.Split('\n').Where(l => l.TrimStart().StartsWith("rank "))
-                .Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[2].Replace(",", ""))).ToList();
+            var perRank = inspect
+                .Output.Split('\n')
+                .Where(l => l.TrimStart().StartsWith("rank "))
+                .Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[2].Replace(",", "")))
+                .ToList();
             Assert.Equal(2, perRank.Count);
             Assert.Equal(sharded, perRank[0]);
             Assert.Equal(whole, perRank.Sum());
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -105,7 +165,10 @@ public class DataParallelTests(GutenbergShards gutenberg)
             Assert.All(Metrics(mpi), line => Assert.NotNull(line["comm_ms"]));
             SameFiles(Checkpoint(plain, 3), Checkpoint(mpi, 3));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -130,7 +193,10 @@ public class DataParallelTests(GutenbergShards gutenberg)
                 SameFiles(Checkpoint(one, 6), Checkpoint(resumed, 6));
             }
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -141,27 +207,35 @@ public class DataParallelTests(GutenbergShards gutenberg)
         {
             var (one, three) = (Path.Combine(dir, "one"), Path.Combine(dir, "three"));
             Ok(TestPaths.Run(Train(one, 6, batch: 6)));
-            Ok(TestPaths.Run(Nproc(3, [], Train(three, 6, batch: 6))));   // 3 ranks on 2 cores: --oversubscribe
+            Ok(TestPaths.Run(Nproc(3, [], Train(three, 6, batch: 6)))); // 3 ranks on 2 cores: --oversubscribe
             var (a, b) = (Metrics(one), Metrics(three));
             Assert.Equal(6, b.Count);
             foreach (var (x, y) in a.Zip(b))
             {
                 var (lx, ly) = (x["loss"]!.GetValue<double>(), y["loss"]!.GetValue<double>());
-                Assert.True(Math.Abs(lx - ly) <= 1e-6 * Math.Abs(lx), $"step {x["step"]}: loss {lx} at 1 process, {ly} at 3");
+                Assert.True(
+                    Math.Abs(lx - ly) <= 1e-6 * Math.Abs(lx),
+                    $"step {x["step"]}: loss {lx} at 1 process, {ly} at 3"
+                );
             }
             TorchRuntime.EnsureAvailable();
             using var scope = NewDisposeScope();
-            var (wa, wb) = (SafetensorsHeader.LoadTensors(Path.Combine(Checkpoint(one, 6), "model.safetensors")),
-                            SafetensorsHeader.LoadTensors(Path.Combine(Checkpoint(three, 6), "model.safetensors")));
+            var (wa, wb) = (
+                SafetensorsHeader.LoadTensors(Path.Combine(Checkpoint(one, 6), "model.safetensors")),
+                SafetensorsHeader.LoadTensors(Path.Combine(Checkpoint(three, 6), "model.safetensors"))
+            );
             Assert.Equal(wa.Keys.Order(), wb.Keys.Order());
             foreach (var (name, tensor) in wa)
             {
                 var (difference, size) = ((tensor - wb[name]).norm().item<float>(), tensor.norm().item<float>());
-                var relative = size > 0 ? difference / size : difference;   // a tensor still all zeros must stay so
+                var relative = size > 0 ? difference / size : difference; // a tensor still all zeros must stay so
                 Assert.True(relative <= 1e-5, $"{name}: relative L2 difference {relative}");
             }
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// The pids of the rank processes of a run started by `blr train --nproc`, found by their MPI rank.
@@ -169,11 +243,15 @@ public class DataParallelTests(GutenbergShards gutenberg)
     {
         foreach (var dir in Directory.GetDirectories("/proc"))
         {
-            if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;
+            if (!int.TryParse(Path.GetFileName(dir), out var pid))
+                continue;
             try
             {
-                if (File.ReadAllText(Path.Combine(dir, "environ")).Split('\0').Contains($"OMPI_COMM_WORLD_RANK={rank}")
-                    && File.ReadAllText(Path.Combine(dir, "cmdline")).Contains("blr.dll")) return pid;
+                if (
+                    File.ReadAllText(Path.Combine(dir, "environ")).Split('\0').Contains($"OMPI_COMM_WORLD_RANK={rank}")
+                    && File.ReadAllText(Path.Combine(dir, "cmdline")).Contains("blr.dll")
+                )
+                    return pid;
             }
             catch (IOException) { }
             catch (UnauthorizedAccessException) { }
@@ -186,7 +264,8 @@ public class DataParallelTests(GutenbergShards gutenberg)
         var clock = Stopwatch.StartNew();
         while (!condition())
         {
-            if (clock.Elapsed > limit) throw new TimeoutException($"{what} did not happen within {limit.TotalSeconds} s");
+            if (clock.Elapsed > limit)
+                throw new TimeoutException($"{what} did not happen within {limit.TotalSeconds} s");
             Thread.Sleep(100);
         }
     }
@@ -201,16 +280,36 @@ public class DataParallelTests(GutenbergShards gutenberg)
             using var launcher = TestPaths.Start(Nproc(2, [], Train(run, 100000, extra: ["--checkpoint-every", "3"])));
             var error = launcher.StandardError.ReadToEndAsync();
             var output = launcher.StandardOutput.ReadToEndAsync();
-            WaitFor(() => File.Exists(Path.Combine(run, "checkpoints", "latest")), TimeSpan.FromSeconds(90), "a first checkpoint");
+            WaitFor(
+                () => File.Exists(Path.Combine(run, "checkpoints", "latest")),
+                TimeSpan.FromSeconds(90),
+                "a first checkpoint"
+            );
             var victim = RankProcess(1) ?? throw new InvalidOperationException("no rank 1 process");
             var clock = Stopwatch.StartNew();
-            Process.GetProcessById(victim).Kill();   // SIGKILL
+            Process.GetProcessById(victim).Kill(); // SIGKILL
             Assert.True(launcher.WaitForExit(TimeSpan.FromSeconds(30)), "the run did not end within 30 s of the kill");
             Assert.NotEqual(0, launcher.ExitCode);
             Assert.Null(RankProcess(0));
 
-            var latest = Path.Combine(run, "checkpoints", File.ReadAllText(Path.Combine(run, "checkpoints", "latest")).Trim());
-            var eval = TestPaths.Run(["eval", "--model-dir", latest, "--data", gutenberg.Directory, "--seq-len", "32", "--windows", "2", "--threads", "1"]);
+            var latest = Path.Combine(
+                run,
+                "checkpoints",
+                File.ReadAllText(Path.Combine(run, "checkpoints", "latest")).Trim()
+            );
+            var eval = TestPaths.Run([
+                "eval",
+                "--model-dir",
+                latest,
+                "--data",
+                gutenberg.Directory,
+                "--seq-len",
+                "32",
+                "--windows",
+                "2",
+                "--threads",
+                "1",
+            ]);
             Ok(eval);
             Assert.Contains("loss", eval.Output);
             TorchRuntime.EnsureAvailable();
@@ -218,7 +317,10 @@ public class DataParallelTests(GutenbergShards gutenberg)
             var state = SafetensorsHeader.LoadTensors(Path.Combine(latest, "optimizer.safetensors"));
             Assert.Equal(long.Parse(Path.GetFileName(latest)["step_".Length..]), state["step"].item<long>());
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -227,18 +329,28 @@ public class DataParallelTests(GutenbergShards gutenberg)
         var dir = Temp("throw");
         try
         {
-            using var launcher = TestPaths.Start(Nproc(2, [], Train(Path.Combine(dir, "run"), 100000)), fault: "bug-at-step@3",
-                environment: new Dictionary<string, string> { ["BLR_FAULT_RANK"] = "1" });
+            using var launcher = TestPaths.Start(
+                Nproc(2, [], Train(Path.Combine(dir, "run"), 100000)),
+                fault: "bug-at-step@3",
+                environment: new Dictionary<string, string> { ["BLR_FAULT_RANK"] = "1" }
+            );
             var output = launcher.StandardOutput.ReadToEndAsync();
             var error = launcher.StandardError.ReadToEndAsync();
             Assert.True(launcher.WaitForExit(TimeSpan.FromSeconds(90)), "the run hung after a rank failed");
             Assert.Equal(1, launcher.ExitCode);
             var lines = error.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            Assert.Contains(lines, l => l.StartsWith("blr (rank 1): internal error: BLR_FAULT: bug-at-step at step 3 (InvalidOperationException); the trace is in "));
+            Assert.Contains(lines, l =>
+                l.StartsWith(
+                    "blr (rank 1): internal error: BLR_FAULT: bug-at-step at step 3 (InvalidOperationException); the trace is in "
+                )
+            );
             Assert.DoesNotContain("   at ", error.Result);
             Assert.Null(RankProcess(0));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [DllImport("libc", SetLastError = true)]
@@ -254,9 +366,14 @@ public class DataParallelTests(GutenbergShards gutenberg)
             using var launcher = TestPaths.Start(Nproc(2, ["--zero", "1"], Train(run, 100000)));
             var output = launcher.StandardOutput.ReadToEndAsync();
             var error = launcher.StandardError.ReadToEndAsync();
-            WaitFor(() => File.Exists(Path.Combine(run, "metrics.jsonl")) && File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length >= 3,
-                TimeSpan.FromSeconds(90), "three steps");
-            Assert.Equal(0, kill(launcher.Id, 2));   // SIGINT, as the terminal sends on Ctrl-C
+            WaitFor(
+                () =>
+                    File.Exists(Path.Combine(run, "metrics.jsonl"))
+                    && File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length >= 3,
+                TimeSpan.FromSeconds(90),
+                "three steps"
+            );
+            Assert.Equal(0, kill(launcher.Id, 2)); // SIGINT, as the terminal sends on Ctrl-C
             Assert.True(launcher.WaitForExit(TimeSpan.FromSeconds(60)), "the run did not stop");
             Assert.True(launcher.ExitCode == 130, $"exit {launcher.ExitCode}: {error.Result}");
             Assert.Contains("(interrupted)", output.Result);
@@ -268,7 +385,10 @@ public class DataParallelTests(GutenbergShards gutenberg)
             Assert.Null(RankProcess(0));
             Assert.Null(RankProcess(1));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -279,71 +399,145 @@ public class DataParallelTests(GutenbergShards gutenberg)
         {
             var run = Path.Combine(dir, "run");
             // mpirun's MPMD form: one rank with --lr 1e-3, the other with 2e-3.
-            var info = new ProcessStartInfo("mpirun",
-            [
-                "--quiet", "--allow-run-as-root", "--bind-to", "none", "-x", "TERM=dumb",
-                "-np", "1", "dotnet", TestPaths.Blr(), .. Train(run, 3, extra: ["--lr", "1e-3"]), ":",
-                "-np", "1", "dotnet", TestPaths.Blr(), .. Train(run, 3, extra: ["--lr", "2e-3"]),
-            ]) { RedirectStandardError = true, RedirectStandardOutput = true };
+            var info = new ProcessStartInfo(
+                "mpirun",
+                [
+                    "--quiet",
+                    "--allow-run-as-root",
+                    "--bind-to",
+                    "none",
+                    "-x",
+                    "TERM=dumb",
+                    "-np",
+                    "1",
+                    "dotnet",
+                    TestPaths.Blr(),
+                    .. Train(run, 3, extra: ["--lr", "1e-3"]),
+                    ":",
+                    "-np",
+                    "1",
+                    "dotnet",
+                    TestPaths.Blr(),
+                    .. Train(run, 3, extra: ["--lr", "2e-3"]),
+                ]
+            )
+            {
+                RedirectStandardError = true,
+                RedirectStandardOutput = true,
+            };
             info.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none";
             using var mpirun = Process.Start(info)!;
             var output = mpirun.StandardOutput.ReadToEndAsync();
             var error = mpirun.StandardError.ReadToEnd();
             Assert.True(mpirun.WaitForExit(TimeSpan.FromSeconds(90)));
             Assert.Equal(6, mpirun.ExitCode);
-            Assert.Equal("blr: the options of rank 1 differ from rank 0's; start every rank with the same command, data and files", error.Trim());
+            Assert.Equal(
+                "blr: the options of rank 1 differ from rank 0's; start every rank with the same command, data and files",
+                error.Trim()
+            );
             Assert.False(File.Exists(Path.Combine(run, "metrics.jsonl")));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
     public void A_batch_the_processes_cannot_share_is_one_line_before_anything_starts()
     {
-        var (code, _, error) = TestPaths.Run(Nproc(2, [], Train(Path.Combine(Path.GetTempPath(), "blr-dp-never"), 3, batch: 6)));
+        var (code, _, error) = TestPaths.Run(
+            Nproc(2, [], Train(Path.Combine(Path.GetTempPath(), "blr-dp-never"), 3, batch: 6))
+        );
         Assert.Equal(2, code);
-        Assert.Equal("blr: --micro-batch-size 2: must divide each process's share of the batch (6 / 2 processes = 3); the batch must be divisible by processes x micro-batch",
-            error.Trim());
+        Assert.Equal(
+            "blr: --micro-batch-size 2: must divide each process's share of the batch (6 / 2 processes = 3); the batch must be divisible by processes x micro-batch",
+            error.Trim()
+        );
         Assert.False(Directory.Exists(Path.Combine(Path.GetTempPath(), "blr-dp-never")));
     }
 
     [Fact]
     public void Nproc_without_mpirun_is_one_line_naming_the_package()
     {
-        // The dotnet that runs these tests (its root holds shared/Microsoft.NETCore.App/VERSION), and nothing else on PATH.
-        var dotnet = new DirectoryInfo(Path.GetDirectoryName(typeof(object).Assembly.Location)!).Parent!.Parent!.Parent!.FullName;
-        var info = new ProcessStartInfo(Path.Combine(dotnet, "dotnet"), [TestPaths.Blr(), .. Nproc(2, [], Train(Path.Combine(Path.GetTempPath(), "blr-dp-never"), 3))])
-            { RedirectStandardError = true, RedirectStandardOutput = true };
+        // The dotnet that runs these tests (its root holds shared/Microsoft.NETCore.App/VERSION), and nothing else on
+        // PATH.
+        var dotnet = new DirectoryInfo(Path.GetDirectoryName(typeof(object).Assembly.Location)!)
+            .Parent!
+            .Parent!
+            .Parent!
+            .FullName;
+        var info = new ProcessStartInfo(
+            Path.Combine(dotnet, "dotnet"),
+            [TestPaths.Blr(), .. Nproc(2, [], Train(Path.Combine(Path.GetTempPath(), "blr-dp-never"), 3))]
+        )
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
         info.Environment["PATH"] = dotnet;
         using var process = Process.Start(info)!;
         var error = process.StandardError.ReadToEnd();
         process.WaitForExit();
         Assert.Equal(2, process.ExitCode);
-        Assert.Equal("blr: --nproc 2 on the CPU starts its processes with mpirun, which is not installed; install OpenMPI (apt-get install openmpi-bin, or `dotnet fsi build.fsx setup` as root)",
-            error.Trim());
+        Assert.Equal(
+            "blr: --nproc 2 on the CPU starts its processes with mpirun, which is not installed; install OpenMPI (apt-get install openmpi-bin, or `dotnet fsi build.fsx setup` as root)",
+            error.Trim()
+        );
     }
 
     [Fact]
     public void The_launch_environment_gives_rank_world_and_rendezvous()
     {
         // What mpirun sets, what a torchrun-style launcher sets, and nothing.
-        var saved = new[] { "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE",
-            "PMI_SIZE", "PMI_RANK", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT" }
-            .ToDictionary(n => n, Environment.GetEnvironmentVariable);
+        var saved = new[]
+        {
+            "OMPI_COMM_WORLD_SIZE",
+            "OMPI_COMM_WORLD_RANK",
+            "OMPI_COMM_WORLD_LOCAL_RANK",
+            "OMPI_COMM_WORLD_LOCAL_SIZE",
+            "PMI_SIZE",
+            "PMI_RANK",
+            "WORLD_SIZE",
+            "RANK",
+            "LOCAL_RANK",
+            "LOCAL_WORLD_SIZE",
+            "MASTER_ADDR",
+            "MASTER_PORT",
+        }.ToDictionary(n => n, Environment.GetEnvironmentVariable);
         try
         {
-            foreach (var n in saved.Keys) Environment.SetEnvironmentVariable(n, null);
+            foreach (var n in saved.Keys)
+                Environment.SetEnvironmentVariable(n, null);
             Assert.Equal(LaunchInfo.SingleProcess, LaunchInfo.FromEnvironment());
-            (string, string)[] torchrun = [("WORLD_SIZE", "4"), ("RANK", "3"), ("LOCAL_RANK", "1"), ("LOCAL_WORLD_SIZE", "2"), ("MASTER_ADDR", "10.0.0.7"), ("MASTER_PORT", "29511")];
-            foreach (var (n, v) in torchrun) Environment.SetEnvironmentVariable(n, v);
+            (string, string)[] torchrun =
+            [
+                ("WORLD_SIZE", "4"),
+                ("RANK", "3"),
+                ("LOCAL_RANK", "1"),
+                ("LOCAL_WORLD_SIZE", "2"),
+                ("MASTER_ADDR", "10.0.0.7"),
+                ("MASTER_PORT", "29511"),
+            ];
+            foreach (var (n, v) in torchrun)
+                Environment.SetEnvironmentVariable(n, v);
             Assert.Equal(new LaunchInfo(3, 4, 1, 2, false, "10.0.0.7", 29511), LaunchInfo.FromEnvironment());
-            foreach (var (n, v) in new[] { ("OMPI_COMM_WORLD_SIZE", "2"), ("OMPI_COMM_WORLD_RANK", "1"), ("OMPI_COMM_WORLD_LOCAL_RANK", "1"), ("OMPI_COMM_WORLD_LOCAL_SIZE", "2") })
+            foreach (
+                var (n, v) in new[]
+                {
+                    ("OMPI_COMM_WORLD_SIZE", "2"),
+                    ("OMPI_COMM_WORLD_RANK", "1"),
+                    ("OMPI_COMM_WORLD_LOCAL_RANK", "1"),
+                    ("OMPI_COMM_WORLD_LOCAL_SIZE", "2"),
+                }
+            )
                 Environment.SetEnvironmentVariable(n, v);
             Assert.Equal(new LaunchInfo(1, 2, 1, 2, true, null, null), LaunchInfo.FromEnvironment());
         }
         finally
         {
-            foreach (var (n, v) in saved) Environment.SetEnvironmentVariable(n, v);
+            foreach (var (n, v) in saved)
+                Environment.SetEnvironmentVariable(n, v);
         }
     }
 
@@ -354,9 +548,12 @@ public class DataParallelTests(GutenbergShards gutenberg)
         var id = Enumerable.Range(0, 128).Select(i => (byte)(i * 7 + 3)).ToArray();
         LaunchInfo Rank(int r) => new(r, 3, r, 3, false, "127.0.0.1", port);
         // Ranks 1 and 2 start first and retry until rank 0 listens.
-        var others = new[] { 1, 2 }.Select(r => Task.Run(() => TcpRendezvous.ShareFromRankZero(Rank(r), new byte[128]))).ToList();
+        var others = new[] { 1, 2 }
+            .Select(r => Task.Run(() => TcpRendezvous.ShareFromRankZero(Rank(r), new byte[128])))
+            .ToList();
         Thread.Sleep(300);
         Assert.Equal(id, TcpRendezvous.ShareFromRankZero(Rank(0), id));
-        foreach (var other in others) Assert.Equal(id, other.Result);
+        foreach (var other in others)
+            Assert.Equal(id, other.Result);
     }
 }

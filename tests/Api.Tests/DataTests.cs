@@ -41,7 +41,10 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(gutenberg.Directory, "manifest.json")))!;
         Assert.StartsWith("chunks.tsv", manifest["chunk_index"]!.GetValue<string>());
         Assert.Contains("uint16", manifest["format"]!.GetValue<string>());
-        Assert.Equal(manifest["chunks"]!.GetValue<long>(), File.ReadLines(Path.Combine(gutenberg.Directory, "chunks.tsv")).Count());
+        Assert.Equal(
+            manifest["chunks"]!.GetValue<long>(),
+            File.ReadLines(Path.Combine(gutenberg.Directory, "chunks.tsv")).Count()
+        );
         var corpus = PreparedCorpus.InOrder(gutenberg.Directory);
         // Text -> shards -> decode gives the cleaned text, each document after <|endoftext|>.
         Assert.Equal(string.Concat(documents.Select(d => "<|endoftext|>" + d.Text)), tokenizer.Decode(corpus));
@@ -61,7 +64,8 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         try
         {
             var path = Path.Combine(dir, "train_000000.bin");
-            using (var writer = new TokenShardWriter(path, vocab)) writer.Write([1, 2, 50256]);
+            using (var writer = new TokenShardWriter(path, vocab))
+                writer.Write([1, 2, 50256]);
             var bytes = File.ReadAllBytes(path);
             var expected = new byte[1024 + 3 * width];
             BinaryPrimitives.WriteInt32LittleEndian(expected, magic);
@@ -70,12 +74,17 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             for (var i = 0; i < 3; i++)
             {
                 var token = new[] { 1, 2, 50256 }[i];
-                if (width == 2) BinaryPrimitives.WriteUInt16LittleEndian(expected.AsSpan(1024 + 2 * i), (ushort)token);
-                else BinaryPrimitives.WriteUInt32LittleEndian(expected.AsSpan(1024 + 4 * i), (uint)token);
+                if (width == 2)
+                    BinaryPrimitives.WriteUInt16LittleEndian(expected.AsSpan(1024 + 2 * i), (ushort)token);
+                else
+                    BinaryPrimitives.WriteUInt32LittleEndian(expected.AsSpan(1024 + 4 * i), (uint)token);
             }
             Assert.Equal(expected, bytes);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// A shard built byte by byte: header ints, then little-endian tokens.
@@ -86,8 +95,10 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(4), version);
         BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), count);
         for (var i = 0; i < tokens.Length; i++)
-            if (width == 2) BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(1024 + 2 * i), (ushort)tokens[i]);
-            else BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(1024 + 4 * i), tokens[i]);
+            if (width == 2)
+                BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(1024 + 2 * i), (ushort)tokens[i]);
+            else
+                BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(1024 + 4 * i), tokens[i]);
         return bytes;
     }
 
@@ -109,7 +120,10 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             shard.CopyTo(2, window);
             Assert.Equal([tokens[2], tokens[3]], window.Select(t => (uint)t));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -122,7 +136,10 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             using var data = TokenDataset.Open(dir, "train");
             Assert.Equal([5, 257, 65535], PreparedCorpus.Tokens(data.Shards[0]));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -144,12 +161,13 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
     [Theory]
     [InlineData(0)]
     [InlineData(37)]
-    [InlineData(380)]   // into epoch 1: epoch 0 has 2,986 windows of 1024 tokens, 373.25 batches of 8
+    [InlineData(380)] // into epoch 1: epoch 0 has 2,986 windows of 1024 tokens, 373.25 batches of 8
     public void Resuming_from_a_saved_position_gives_the_same_next_100_batches(int before)
     {
         using var train = TokenDataset.Open(gutenberg.Directory, "train");
         var original = new BatchSampler(train, seqLen: 1024, seed: 3);
-        for (var i = 0; i < before; i++) original.Next(8);
+        for (var i = 0; i < before; i++)
+            original.Next(8);
         var saved = original.Position;
         var resumed = new BatchSampler(train, seqLen: 1024, seed: 3, start: saved);
         for (var i = 0; i < 100; i++)
@@ -157,7 +175,10 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             using var scope = NewDisposeScope();
             var (x1, y1) = original.Next(8);
             var (x2, y2) = resumed.Next(8);
-            Assert.True(x1.equal(x2).all().item<bool>() && y1.equal(y2).all().item<bool>(), $"batch {i} after position {saved}");
+            Assert.True(
+                x1.equal(x2).all().item<bool>() && y1.equal(y2).all().item<bool>(),
+                $"batch {i} after position {saved}"
+            );
             // Targets are the inputs shifted by one token.
             Assert.True(x1[.., 1..].equal(y1[.., ..^1]).all().item<bool>());
         }
@@ -172,7 +193,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         Assert.Equal([4L, 4L, 2L], first.Select(x => x.shape[0]));
         Assert.All(first.Zip(second), p => Assert.True(p.First.equal(p.Second).all().item<bool>()));
         var expected = new long[128];
-        val.Shards[0].CopyTo(128, expected);   // window 1 starts at token 128
+        val.Shards[0].CopyTo(128, expected); // window 1 starts at token 128
         Assert.Equal(expected, first[0][1].data<long>().ToArray());
     }
 
@@ -183,7 +204,8 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         var error = Assert.Throws<DataInputException>(() => ShardPreparer.Run(options));
         Assert.DoesNotContain('\n', error.Message);
         var output = options.OutputDirectory;
-        if (Directory.Exists(output)) Assert.Empty(Directory.GetFileSystemEntries(output));
+        if (Directory.Exists(output))
+            Assert.Empty(Directory.GetFileSystemEntries(output));
         return error;
     }
 
@@ -194,8 +216,17 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
     public void Bad_input_missing_file_or_folder()
     {
         var dir = Temp();
-        try { Assert.Equal($"{dir}/nope.txt: no such file or folder", PrepareFails(dir, Options(dir, $"{dir}/nope.txt")).Message); }
-        finally { Directory.Delete(dir, true); }
+        try
+        {
+            Assert.Equal(
+                $"{dir}/nope.txt: no such file or folder",
+                PrepareFails(dir, Options(dir, $"{dir}/nope.txt")).Message
+            );
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -206,9 +237,15 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             Directory.CreateDirectory($"{dir}/texts");
             File.WriteAllText($"{dir}/texts/a.md", "hello");
-            Assert.Equal($"{dir}/texts: no files match '*.txt' (searched recursively); set Glob", PrepareFails(dir, Options(dir, $"{dir}/texts")).Message);
+            Assert.Equal(
+                $"{dir}/texts: no files match '*.txt' (searched recursively); set Glob",
+                PrepareFails(dir, Options(dir, $"{dir}/texts")).Message
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -218,9 +255,15 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         try
         {
             File.WriteAllText($"{dir}/empty.txt", "");
-            Assert.Equal("the corpus is empty: 1 source(s) hold no text", PrepareFails(dir, Options(dir, $"{dir}/empty.txt")).Message);
+            Assert.Equal(
+                "the corpus is empty: 1 source(s) hold no text",
+                PrepareFails(dir, Options(dir, $"{dir}/empty.txt")).Message
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// The streamed cutter against the whole-text one (TextPieces.Starts, the definition): the same pieces for any
@@ -230,19 +273,28 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
     {
         string[] fragments = ["word", " ", "  ", "\n", "\n\n", "\t", "Ünïcödé", "😀", ".", "12345", " \n\n ", "x"];
         var texts = Gen.ListOf(Gen.Elements(fragments)).Select(parts => string.Concat(parts.ToArray()));
-        var cases = from text in texts
-                    from target in Gen.Choose(1, 40)
-                    from block in Gen.Choose(1, 70)
-                    select (text, target, block);
+        var cases =
+            from text in texts
+            from target in Gen.Choose(1, 40)
+            from block in Gen.Choose(1, 70)
+            select (text, target, block);
         Prop.ForAll(cases.ToArbitrary(), c =>
-        {
-            var (text, target, block) = c;
-            var starts = TextPieces.Starts(text, target);
-            var expected = text.Length == 0 ? [] : starts.Select((start, i) => text[start..(i + 1 < starts.Count ? starts[i + 1] : text.Length)]).ToList();
-            var blocks = Enumerable.Range(0, (text.Length + block - 1) / block).Select(i => text.AsMemory(i * block, Math.Min(block, text.Length - i * block)));
-            var streamed = TextPieces.Stream(blocks, target).ToList();
-            return expected.SequenceEqual(streamed);
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(500));
+            {
+                var (text, target, block) = c;
+                var starts = TextPieces.Starts(text, target);
+                var expected =
+                    text.Length == 0
+                        ? []
+                        : starts
+                            .Select((start, i) => text[start..(i + 1 < starts.Count ? starts[i + 1] : text.Length)])
+                            .ToList();
+                var blocks = Enumerable
+                    .Range(0, (text.Length + block - 1) / block)
+                    .Select(i => text.AsMemory(i * block, Math.Min(block, text.Length - i * block)));
+                var streamed = TextPieces.Stream(blocks, target).ToList();
+                return expected.SequenceEqual(streamed);
+            })
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(500));
     }
 
     /// A text file is read in blocks of 1 MiB: an invalid byte past the first block is still named at its offset,
@@ -253,7 +305,11 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         var dir = Temp();
         try
         {
-            var text = string.Concat(Enumerable.Range(0, 60_000).Select(i => $"Line {i} of the long file, ünïcödé 😀.\n" + (i % 7 == 0 ? "\n" : "")));
+            var text = string.Concat(
+                Enumerable
+                    .Range(0, 60_000)
+                    .Select(i => $"Line {i} of the long file, ünïcödé 😀.\n" + (i % 7 == 0 ? "\n" : ""))
+            );
             var bytes = Encoding.UTF8.GetBytes(text);
             Assert.True(bytes.Length > 2 * (1 << 20));
             File.WriteAllBytes($"{dir}/long.txt", bytes);
@@ -266,10 +322,15 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             var broken = bytes.ToArray();
             broken[late] = 0xFF;
             File.WriteAllBytes($"{dir}/broken.txt", broken);
-            Assert.Equal($"{dir}/broken.txt: invalid UTF-8 at byte offset {late}; fix the file or set ReplaceInvalidUtf8",
-                PrepareFails(dir, Options(dir, $"{dir}/broken.txt") with { OutputDirectory = $"{dir}/out2" }).Message);
+            Assert.Equal(
+                $"{dir}/broken.txt: invalid UTF-8 at byte offset {late}; fix the file or set ReplaceInvalidUtf8",
+                PrepareFails(dir, Options(dir, $"{dir}/broken.txt") with { OutputDirectory = $"{dir}/out2" }).Message
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -279,16 +340,28 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         try
         {
             var text = string.Concat(Enumerable.Repeat("Some words here.\n\n", 2000));
-            File.WriteAllBytes($"{dir}/bad.txt", [.. Encoding.UTF8.GetBytes("ok "), 0xFF, .. Encoding.UTF8.GetBytes(text)]);
-            Assert.Equal($"{dir}/bad.txt: invalid UTF-8 at byte offset 3; fix the file or set ReplaceInvalidUtf8",
-                PrepareFails(dir, Options(dir, $"{dir}/bad.txt")).Message);
-            var replaced = ShardPreparer.Run(Options(dir, $"{dir}/bad.txt") with
-            {
-                Corpus = new CorpusOptions { ReplaceInvalidUtf8 = true }, ChunkTokens = 256, ValTokens = 300,
-            });
+            File.WriteAllBytes(
+                $"{dir}/bad.txt",
+                [.. Encoding.UTF8.GetBytes("ok "), 0xFF, .. Encoding.UTF8.GetBytes(text)]
+            );
+            Assert.Equal(
+                $"{dir}/bad.txt: invalid UTF-8 at byte offset 3; fix the file or set ReplaceInvalidUtf8",
+                PrepareFails(dir, Options(dir, $"{dir}/bad.txt")).Message
+            );
+            var replaced = ShardPreparer.Run(
+                Options(dir, $"{dir}/bad.txt") with
+                {
+                    Corpus = new CorpusOptions { ReplaceInvalidUtf8 = true },
+                    ChunkTokens = 256,
+                    ValTokens = 300,
+                }
+            );
             Assert.True(replaced.TrainTokens > 0);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -298,20 +371,32 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         try
         {
             File.WriteAllText($"{dir}/a.jsonl", "{\"text\": \"fine\"}\n{not json\n");
-            Assert.StartsWith($"{dir}/a.jsonl: line 2 (byte offset 17) is not JSON: ", PrepareFails(dir, Options(dir, $"{dir}/a.jsonl")).Message);
+            Assert.StartsWith(
+                $"{dir}/a.jsonl: line 2 (byte offset 17) is not JSON: ",
+                PrepareFails(dir, Options(dir, $"{dir}/a.jsonl")).Message
+            );
             File.WriteAllText($"{dir}/a.jsonl", "{\"text\": \"fine\"}\n{\"body\": \"x\"}\n");
-            Assert.Equal($"{dir}/a.jsonl: line 2 (byte offset 17) has no string field 'text'; set JsonField",
-                PrepareFails(dir, Options(dir, $"{dir}/a.jsonl")).Message);
+            Assert.Equal(
+                $"{dir}/a.jsonl: line 2 (byte offset 17) has no string field 'text'; set JsonField",
+                PrepareFails(dir, Options(dir, $"{dir}/a.jsonl")).Message
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     static void WriteParquet(string path, string column, string[] values)
     {
         var field = new DataField<string>(column);
         using var stream = File.Create(path);
-        var writer = ParquetWriter.CreateAsync(new ParquetSchema(field), stream, null, false, default).GetAwaiter().GetResult();
-        using (var group = writer.CreateRowGroup()) group.WriteAsync(field, values, null).GetAwaiter().GetResult();
+        var writer = ParquetWriter
+            .CreateAsync(new ParquetSchema(field), stream, null, false, default)
+            .GetAwaiter()
+            .GetResult();
+        using (var group = writer.CreateRowGroup())
+            group.WriteAsync(field, values, null).GetAwaiter().GetResult();
         writer.DisposeAsync().AsTask().GetAwaiter().GetResult();
     }
 
@@ -321,13 +406,28 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         var dir = Temp();
         try
         {
-            var paragraphs = Enumerable.Range(0, 400).Select(i => $"Row {i} says something.\n\nAnd then more.").ToArray();
+            var paragraphs = Enumerable
+                .Range(0, 400)
+                .Select(i => $"Row {i} says something.\n\nAnd then more.")
+                .ToArray();
             WriteParquet($"{dir}/a.parquet", "body", paragraphs);
-            Assert.Equal($"{dir}/a.parquet: no column 'text' (columns: body); set ParquetColumn", PrepareFails(dir, Options(dir, $"{dir}/a.parquet")).Message);
-            var result = ShardPreparer.Run(Options(dir, $"{dir}/a.parquet") with { Corpus = new CorpusOptions { ParquetColumn = "body" }, ChunkTokens = 64 });
+            Assert.Equal(
+                $"{dir}/a.parquet: no column 'text' (columns: body); set ParquetColumn",
+                PrepareFails(dir, Options(dir, $"{dir}/a.parquet")).Message
+            );
+            var result = ShardPreparer.Run(
+                Options(dir, $"{dir}/a.parquet") with
+                {
+                    Corpus = new CorpusOptions { ParquetColumn = "body" },
+                    ChunkTokens = 64,
+                }
+            );
             Assert.Equal(400, result.Documents);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -338,12 +438,21 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             File.WriteAllBytes($"{dir}/train_000000.bin", HandMadeShard(123, 1, 1, 2, [1]));
             var magic = Assert.Throws<DataInputException>(() => TokenDataset.Open(dir, "train"));
-            Assert.Equal($"{dir}/train_000000.bin: magic 123 at byte 0 is not an llm.c shard (20240520 for uint16 or 20240801 for uint32 tokens); for a raw nanoGPT file name it train.bin / val.bin", magic.Message);
+            Assert.Equal(
+                $"{dir}/train_000000.bin: magic 123 at byte 0 is not an llm.c shard (20240520 for uint16 or 20240801 for uint32 tokens); for a raw nanoGPT file name it train.bin / val.bin",
+                magic.Message
+            );
             File.WriteAllBytes($"{dir}/train_000000.bin", HandMadeShard(20240520, 3, 1, 2, [1]));
             var version = Assert.Throws<DataInputException>(() => TokenDataset.Open(dir, "train"));
-            Assert.Equal($"{dir}/train_000000.bin: header version 3 at byte 4 does not go with magic 20240520 (expected 1)", version.Message);
+            Assert.Equal(
+                $"{dir}/train_000000.bin: header version 3 at byte 4 does not go with magic 20240520 (expected 1)",
+                version.Message
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -354,9 +463,15 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             File.WriteAllBytes($"{dir}/val_000000.bin", HandMadeShard(20240520, 1, 100, 2, [1, 2, 3]));
             var error = Assert.Throws<DataInputException>(() => TokenDataset.Open(dir, "val"));
-            Assert.Equal($"{dir}/val_000000.bin: truncated: the header (byte 8) says 100 tokens but only 3 follow; prepare the data again", error.Message);
+            Assert.Equal(
+                $"{dir}/val_000000.bin: truncated: the header (byte 8) says 100 tokens but only 3 follow; prepare the data again",
+                error.Message
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -367,9 +482,15 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         {
             File.WriteAllBytes($"{dir}/train_000000.bin", HandMadeShard(20240520, 1, 4, 2, [1, 49, 50, 2]));
             var error = Assert.Throws<DataInputException>(() => TokenDataset.Open(dir, "train", vocabSize: 50));
-            Assert.Equal($"{dir}/train_000000.bin: token 2 is 50, at or above the vocabulary size 50; was the shard made with another tokenizer?", error.Message);
+            Assert.Equal(
+                $"{dir}/train_000000.bin: token 2 is 50, at or above the vocabulary size 50; was the shard made with another tokenizer?",
+                error.Message
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -377,7 +498,10 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
     {
         using var val = TokenDataset.Open(gutenberg.Directory, "val");
         var error = Assert.Throws<DataInputException>(() => new BatchSampler(val, seqLen: 200_000, seed: 1));
-        Assert.Equal($"{gutenberg.Directory} (val): sequence length 200000 is longer than the data: a window needs 200001 tokens and the largest shard has {val.Tokens}; use a shorter SeqLen or more data", error.Message);
+        Assert.Equal(
+            $"{gutenberg.Directory} (val): sequence length 200000 is longer than the data: a window needs 200001 tokens and the largest shard has {val.Tokens}; use a shorter SeqLen or more data",
+            error.Message
+        );
     }
 
     [Fact]
@@ -387,18 +511,36 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         try
         {
             File.WriteAllText($"{dir}/a.txt", string.Concat(Enumerable.Repeat("Words and more words.\n\n", 500)));
-            Assert.Equal("the val split is empty: give ValFraction > 0 or ValTokens > 0",
-                PrepareFails(dir, Options(dir, $"{dir}/a.txt") with { ValFraction = 0, ChunkTokens = 100 }).Message);
+            Assert.Equal(
+                "the val split is empty: give ValFraction > 0 or ValTokens > 0",
+                PrepareFails(dir, Options(dir, $"{dir}/a.txt") with { ValFraction = 0, ChunkTokens = 100 }).Message
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
     public void The_cli_exits_non_zero_with_one_line_on_bad_input()
     {
         var blr = TestPaths.Blr();
-        var info = new ProcessStartInfo("dotnet", [blr, "prepare", "--input", "/nonexistent/corpus.txt", "--out", Path.Combine(Path.GetTempPath(), "blr-never")])
-        { RedirectStandardError = true, RedirectStandardOutput = true };
+        var info = new ProcessStartInfo(
+            "dotnet",
+            [
+                blr,
+                "prepare",
+                "--input",
+                "/nonexistent/corpus.txt",
+                "--out",
+                Path.Combine(Path.GetTempPath(), "blr-never"),
+            ]
+        )
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
         using var process = Process.Start(info)!;
         var stderr = process.StandardError.ReadToEnd();
         process.WaitForExit();
@@ -425,6 +567,9 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             Assert.Equal("blr: --threads 0: must be >= 1", error.Trim());
             Assert.False(Directory.Exists(out_));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }

@@ -1,4 +1,5 @@
 using BlockwiseLR.Core;
+
 namespace BlockwiseLR.Tests;
 
 /// The C# surface over the F# core: no F# types needed, errors as ordinary .NET exceptions.
@@ -7,7 +8,9 @@ public class FacadeTests
     static string Data(string relative) => Path.Combine(AppContext.BaseDirectory, "data", relative);
 
     static IEnumerable<ParameterShape> FixtureParameters(string dir) =>
-        SafetensorsHeader.Read(Data(Path.Combine(dir, "model.safetensors"))).Select(e => new ParameterShape(e.Name, e.Shape));
+        SafetensorsHeader
+            .Read(Data(Path.Combine(dir, "model.safetensors")))
+            .Select(e => new ParameterShape(e.Name, e.Shape));
 
     [Fact]
     public void Partitions_the_hf_gpt2_fixture_and_splits_c_attn_by_columns()
@@ -17,8 +20,14 @@ public class FacadeTests
         Assert.Equal(new long[] { 64, 192 }, cAttn.Shape);
         Assert.Null(cAttn.WholeBlock);
         Assert.Equal(
-            new[] { new BlockSlice(Block.AttentionQK, 1, 0, 64), new BlockSlice(Block.AttentionQK, 1, 64, 64), new BlockSlice(Block.AttentionVO, 1, 128, 64) },
-            cAttn.Slices);
+            new[]
+            {
+                new BlockSlice(Block.AttentionQK, 1, 0, 64),
+                new BlockSlice(Block.AttentionQK, 1, 64, 64),
+                new BlockSlice(Block.AttentionVO, 1, 128, 64),
+            },
+            cAttn.Slices
+        );
         Assert.Equal(Block.Norm, placed["transformer.ln_f.bias"].WholeBlock);
         Assert.Equal(Block.PositionEmbedding, placed["transformer.wpe.weight"].WholeBlock);
     }
@@ -52,12 +61,18 @@ public class FacadeTests
     {
         ParameterShape[] torchtitan =
         [
-            new("tok_embeddings.weight", [100, 8]), new("layers.0.attention.wq.weight", [8, 8]),
-            new("layers.0.attention.wkv.weight", [8, 8]), new("layers.0.feed_forward.w1.weight", [16, 8]),
-            new("norm.weight", [8]), new("output.weight", [100, 8]),
+            new("tok_embeddings.weight", [100, 8]),
+            new("layers.0.attention.wq.weight", [8, 8]),
+            new("layers.0.attention.wkv.weight", [8, 8]),
+            new("layers.0.feed_forward.w1.weight", [16, 8]),
+            new("norm.weight", [8]),
+            new("output.weight", [100, 8]),
         ];
-        var rules = BlockRules.Default
-            .WithRulesText("# torchtitan names\ntok_embeddings.weight=emb\nattention.wq.weight=qk\nfeed_forward.*=ffn\nnorm.weight=norm\noutput.weight=head", "titan.rules")
+        var rules = BlockRules
+            .Default.WithRulesText(
+                "# torchtitan names\ntok_embeddings.weight=emb\nattention.wq.weight=qk\nfeed_forward.*=ffn\nnorm.weight=norm\noutput.weight=head",
+                "titan.rules"
+            )
             .With("attention.wkv.weight", Block.AttentionVO);
         var placed = rules.Partition(torchtitan).ToDictionary(p => p.Name, p => p.WholeBlock);
         Assert.Equal(Block.Embedding, placed["tok_embeddings.weight"]);
@@ -66,7 +81,9 @@ public class FacadeTests
         Assert.Equal(Block.FeedForward, placed["layers.0.feed_forward.w1.weight"]);
         Assert.Equal(Block.Norm, placed["norm.weight"]);
         Assert.Equal(Block.OutputHead, placed["output.weight"]);
-        var bad = Assert.Throws<FormatException>(() => BlockRules.Default.WithRulesText("x.weight=qk\ny.weight=attn", "my.rules"));
+        var bad = Assert.Throws<FormatException>(() =>
+            BlockRules.Default.WithRulesText("x.weight=qk\ny.weight=attn", "my.rules")
+        );
         Assert.StartsWith("my.rules line 2:", bad.Message);
     }
 
@@ -85,19 +102,35 @@ public class FacadeTests
     [Fact]
     public void Schedule_gives_each_block_its_peak_and_one_shared_floor()
     {
-        var plan = BlockSchedule.Create(LrSchedule.Cosine, baseLr: 1e-3, warmupSteps: 2, totalSteps: 6, BlockRatios.Paper, tiedHead: true);
-        Assert.Equal(5e-5, plan.FloorLr, 15);                                  // official floor: base / 20
-        Assert.Equal(8e-3 * 1 / 2, plan.LrAt(Block.AttentionQK, 0), 15);       // warmup: peak (t+1)/W
-        Assert.Equal(1e-2, plan.LrAt(Block.Embedding, 1), 15);                  // peak at t = W-1
+        var plan = BlockSchedule.Create(
+            LrSchedule.Cosine,
+            baseLr: 1e-3,
+            warmupSteps: 2,
+            totalSteps: 6,
+            BlockRatios.Paper,
+            tiedHead: true
+        );
+        Assert.Equal(5e-5, plan.FloorLr, 15); // official floor: base / 20
+        Assert.Equal(8e-3 * 1 / 2, plan.LrAt(Block.AttentionQK, 0), 15); // warmup: peak (t+1)/W
+        Assert.Equal(1e-2, plan.LrAt(Block.Embedding, 1), 15); // peak at t = W-1
         Assert.Equal(5e-5 + (4e-3 - 5e-5) * 0.5, plan.LrAt(Block.AttentionVO, 4), 15); // cosine midpoint
         foreach (var block in Enum.GetValues<Block>())
             Assert.Equal(5e-5, plan.LrAt(block, 6), 15);
         var error = Assert.Throws<ScheduleException>(() =>
-            BlockSchedule.Create(LrSchedule.Cosine, 1e-3, warmupSteps: 10, totalSteps: 5, BlockRatios.Paper, tiedHead: true));
+            BlockSchedule.Create(
+                LrSchedule.Cosine,
+                1e-3,
+                warmupSteps: 10,
+                totalSteps: 5,
+                BlockRatios.Paper,
+                tiedHead: true
+            )
+        );
         Assert.Contains("exceeds the run length", error.Message);
-        Assert.Equal(ScheduleField.WarmupSteps, error.Field);   // the field is named, not read from the message
+        Assert.Equal(ScheduleField.WarmupSteps, error.Field); // the field is named, not read from the message
         var floor = Assert.Throws<ScheduleException>(() =>
-            BlockSchedule.Create(LrSchedule.Cosine, 1e-3, null, 100, BlockRatios.Paper, tiedHead: true, floorLr: 2e-3));
+            BlockSchedule.Create(LrSchedule.Cosine, 1e-3, null, 100, BlockRatios.Paper, tiedHead: true, floorLr: 2e-3)
+        );
         Assert.Equal(ScheduleField.FloorLr, floor.Field);
     }
 
@@ -111,6 +144,9 @@ public class FacadeTests
             var error = Assert.Throws<InvalidDataException>(() => SafetensorsHeader.Read(path));
             Assert.StartsWith(path + ":", error.Message);
         }
-        finally { File.Delete(path); }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 }

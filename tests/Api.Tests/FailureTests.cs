@@ -7,14 +7,39 @@ namespace BlockwiseLR.Tests;
 public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShards>
 {
     string[] Tiny(string run, int steps = 2) =>
-    [
-        "train", "--data", gutenberg.Directory, "--set", "layers=1", "--set", "width=16", "--set", "heads=2", "--steps", steps.ToString(),
-        "--batch-size", "2", "--seq-len", "8", "--eval-every", "0", "--eval-windows", "1", "--threads", "1", "--out", run,
-    ];
+        [
+            "train",
+            "--data",
+            gutenberg.Directory,
+            "--set",
+            "layers=1",
+            "--set",
+            "width=16",
+            "--set",
+            "heads=2",
+            "--steps",
+            steps.ToString(),
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+            "--eval-every",
+            "0",
+            "--eval-windows",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            run,
+        ];
 
     static Dictionary<string, string> Snapshot(string folder) =>
-        Directory.GetFiles(folder, "*", SearchOption.AllDirectories)
-            .ToDictionary(f => Path.GetRelativePath(folder, f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))));
+        Directory
+            .GetFiles(folder, "*", SearchOption.AllDirectories)
+            .ToDictionary(
+                f => Path.GetRelativePath(folder, f),
+                f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f)))
+            );
 
     static void AssertOneLine(string error)
     {
@@ -36,11 +61,16 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
 
             (code, _, error) = TestPaths.Run([.. Tiny(run), "--lr", "1e-3"]);
             Assert.Equal(2, code);
-            Assert.Equal($"blr: --out {run}: already holds a run; resume it (--resume latest) or replace it (--overwrite)", error.Trim());
+            Assert.Equal(
+                $"blr: --out {run}: already holds a run; resume it (--resume latest) or replace it (--overwrite)",
+                error.Trim()
+            );
             Assert.Equal(before, Snapshot(run));
 
             // From C#: the same refusal, naming the property.
-            var refused = Assert.Throws<InvalidOptionException>(() => Pretrainer.Run(PretrainOptions.FromJsonFile(Path.Combine(run, "options.json"))));
+            var refused = Assert.Throws<InvalidOptionException>(() =>
+                Pretrainer.Run(PretrainOptions.FromJsonFile(Path.Combine(run, "options.json")))
+            );
             Assert.Equal("Out", refused.Option);
             Assert.Equal(before, Snapshot(run));
 
@@ -51,7 +81,10 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             Assert.Equal(3, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length);
             Assert.Equal("mine", File.ReadAllText(Path.Combine(run, "notes.txt")));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -64,21 +97,45 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             var (code, _, error) = TestPaths.Run([.. Tiny(run, 4), "--checkpoint-every", "2"]);
             Assert.True(code == 0, error);
             var before = Snapshot(run);
-            (code, _, error) = TestPaths.Run([.. Tiny(run, 4), "--batch-size", "4", "--seq-len", "16", "--resume", "latest"]);
+            (code, _, error) = TestPaths.Run([
+                .. Tiny(run, 4),
+                "--batch-size",
+                "4",
+                "--seq-len",
+                "16",
+                "--resume",
+                "latest",
+            ]);
             Assert.Equal(2, code);
             AssertOneLine(error);
-            Assert.StartsWith($"blr: --resume latest: {run}/checkpoints/step_0000004 was trained with other options (--batch-size 2 -> 4; --seq-len 8 -> 16)", error.Trim());
+            Assert.StartsWith(
+                $"blr: --resume latest: {run}/checkpoints/step_0000004 was trained with other options (--batch-size 2 -> 4; --seq-len 8 -> 16)",
+                error.Trim()
+            );
             Assert.Equal(before, Snapshot(run));
             // Cadences may change. The run is already complete: nothing is trained, and result.json still appears,
             // with null for what was not measured.
-            (code, _, error) = TestPaths.Run([.. Tiny(run, 4), "--eval-every", "2", "--keep-checkpoints", "3", "--resume", "latest"]);
+            (code, _, error) = TestPaths.Run([
+                .. Tiny(run, 4),
+                "--eval-every",
+                "2",
+                "--keep-checkpoints",
+                "3",
+                "--resume",
+                "latest",
+            ]);
             Assert.True(code == 0, error);
             var result = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run, "result.json")))!;
             Assert.Null(result["millisecondsPerStep"]);
             Assert.NotNull(result["finalValLoss"]);
-            Assert.True(double.IsNaN(PretrainResult.FromJsonFile(Path.Combine(run, "result.json")).MillisecondsPerStep));
+            Assert.True(
+                double.IsNaN(PretrainResult.FromJsonFile(Path.Combine(run, "result.json")).MillisecondsPerStep)
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -97,16 +154,20 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
     public void A_disk_that_fills_during_a_checkpoint_is_exit_5_and_leaves_no_partial_checkpoint()
     {
         // A real full disk: a 6 MiB tmpfs holds the run's logs but not its first checkpoint (about 10 MiB).
-        OnTmpfs("size=6m", nameof(A_disk_that_fills_during_a_checkpoint_is_exit_5_and_leaves_no_partial_checkpoint), mount =>
-        {
-            var run = Path.Combine(mount, "run");
-            var (code, _, error) = TestPaths.Run(Tiny(run));
-            Assert.Equal(5, code);
-            AssertOneLine(error);
-            Assert.Contains("No space left on device", error);
-            var checkpoints = Path.Combine(run, "checkpoints");
-            Assert.Empty(Directory.Exists(checkpoints) ? Directory.GetFileSystemEntries(checkpoints) : []);
-        });
+        OnTmpfs(
+            "size=6m",
+            nameof(A_disk_that_fills_during_a_checkpoint_is_exit_5_and_leaves_no_partial_checkpoint),
+            mount =>
+            {
+                var run = Path.Combine(mount, "run");
+                var (code, _, error) = TestPaths.Run(Tiny(run));
+                Assert.Equal(5, code);
+                AssertOneLine(error);
+                Assert.Contains("No space left on device", error);
+                var checkpoints = Path.Combine(run, "checkpoints");
+                Assert.Empty(Directory.Exists(checkpoints) ? Directory.GetFileSystemEntries(checkpoints) : []);
+            }
+        );
     }
 
     /// Runs <paramref name="body"/> on a fresh tmpfs mounted with <paramref name="options"/>, or prints why not
@@ -124,10 +185,14 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
                 return;
             }
         }
-        try { body(mount); }
+        try
+        {
+            body(mount);
+        }
         finally
         {
-            using (var unmounting = System.Diagnostics.Process.Start("umount", [mount])) unmounting.WaitForExit();
+            using (var unmounting = System.Diagnostics.Process.Start("umount", [mount]))
+                unmounting.WaitForExit();
             Directory.Delete(mount, true);
         }
     }
@@ -155,7 +220,10 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             Assert.Equal($"blr: --out {file}: is a file; give a folder for the run", error.Trim());
             Assert.Equal("keep me", File.ReadAllText(file));
         }
-        finally { File.Delete(file); }
+        finally
+        {
+            File.Delete(file);
+        }
     }
 
     [Fact]
@@ -179,7 +247,10 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             File.Delete(log);
             Assert.False(Directory.Exists(run));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }
 
@@ -192,15 +263,40 @@ public sealed class BrokenFiles : IDisposable
         Data = Path.Combine(Root, "data");
         ShardPrepare();
         Run = Path.Combine(Root, "run");
-        var (code, _, error) = TestPaths.Run(["train", "--data", Data, "--set", "layers=1", "--set", "width=16", "--set", "heads=2", "--steps", "2",
-            "--batch-size", "2", "--seq-len", "8", "--eval-windows", "1", "--threads", "1", "--out", Run]);
-        if (code != 0) throw new Exception(error);
+        var (code, _, error) = TestPaths.Run([
+            "train",
+            "--data",
+            Data,
+            "--set",
+            "layers=1",
+            "--set",
+            "width=16",
+            "--set",
+            "heads=2",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+            "--eval-windows",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            Run,
+        ]);
+        if (code != 0)
+            throw new Exception(error);
         var checkpoint = Path.Combine(Run, "checkpoints", "step_0000002");
         // A model folder whose weights are cut short.
         Truncated = Path.Combine(Root, "truncated");
         Directory.CreateDirectory(Truncated);
         File.Copy(Path.Combine(checkpoint, "config.json"), Path.Combine(Truncated, "config.json"));
-        File.WriteAllBytes(Path.Combine(Truncated, "model.safetensors"), File.ReadAllBytes(Path.Combine(checkpoint, "model.safetensors"))[..100_000]);
+        File.WriteAllBytes(
+            Path.Combine(Truncated, "model.safetensors"),
+            File.ReadAllBytes(Path.Combine(checkpoint, "model.safetensors"))[..100_000]
+        );
         // A run whose checkpoint state is garbage.
         Garbage = Path.Combine(Root, "garbage");
         CopyFolder(Run, Garbage);
@@ -229,13 +325,18 @@ public sealed class BrokenFiles : IDisposable
         File.WriteAllBytes(LongHeader, [.. BitConverter.GetBytes(1_000_000L), .. "{}"u8.ToArray()]);
     }
 
-    void ShardPrepare() => BlockwiseLR.Data.ShardPreparer.Run(new BlockwiseLR.Data.PrepareOptions { Builtin = "gutenberg", OutputDirectory = Data });
+    void ShardPrepare() =>
+        BlockwiseLR.Data.ShardPreparer.Run(
+            new BlockwiseLR.Data.PrepareOptions { Builtin = "gutenberg", OutputDirectory = Data }
+        );
 
     static void CopyFolder(string from, string to)
     {
-        foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories)) Directory.CreateDirectory(dir.Replace(from, to));
+        foreach (var dir in Directory.GetDirectories(from, "*", SearchOption.AllDirectories))
+            Directory.CreateDirectory(dir.Replace(from, to));
         Directory.CreateDirectory(to);
-        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories)) File.Copy(file, file.Replace(from, to));
+        foreach (var file in Directory.GetFiles(from, "*", SearchOption.AllDirectories))
+            File.Copy(file, file.Replace(from, to));
     }
 
     public string Root { get; }
@@ -254,85 +355,252 @@ public sealed class BrokenFiles : IDisposable
 
 public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
 {
-    string Fill(string text) => text.Replace("{data}", files.Data).Replace("{run}", files.Run).Replace("{truncated}", files.Truncated)
-        .Replace("{garbage}", files.Garbage).Replace("{long}", files.LongHeader).Replace("{root}", files.Root)
-        .Replace("{garbageManifest}", files.GarbageManifest).Replace("{emptyManifest}", files.EmptyManifest)
-        .Replace("{undercount}", files.Undercount).Replace("{undercountShard}", files.UndercountShard);
+    string Fill(string text) =>
+        text.Replace("{data}", files.Data)
+            .Replace("{run}", files.Run)
+            .Replace("{truncated}", files.Truncated)
+            .Replace("{garbage}", files.Garbage)
+            .Replace("{long}", files.LongHeader)
+            .Replace("{root}", files.Root)
+            .Replace("{garbageManifest}", files.GarbageManifest)
+            .Replace("{emptyManifest}", files.EmptyManifest)
+            .Replace("{undercount}", files.Undercount)
+            .Replace("{undercountShard}", files.UndercountShard);
 
     const string NoCuda = "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible";
-    const string Train = "train --data {data} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --eval-windows 1 --threads 1";
+    const string Train =
+        "train --data {data} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --eval-windows 1 --threads 1";
 
-    /// Each case: the command, its exit code, the start of its one line (after "blr: "), and a folder that must not exist after.
-    public static TheoryData<string, int, string, string> Cases => new()
-    {
-        { Train + " --out {root}/o1 --lr nan", 2, "--lr NaN: must be a finite number > 0", "{root}/o1" },
-        { Train + " --out {root}/o2 --lr 1e400", 2, "--lr Infinity: must be a finite number > 0", "{root}/o2" },
-        { Train + " --out {root}/o3 --grad-clip nan", 2, "--grad-clip NaN: must be a finite number >= 0", "{root}/o3" },
-        { Train + " --out {root}/o4 --weight-decay -5", 2, "--weight-decay -5: must be a finite number >= 0", "{root}/o4" },
-        { Train + " --out {root}/o5 --floor nan", 2, "--floor NaN: must be a finite number >= 0", "{root}/o5" },
-        { Train + " --out {root}/o6 --checkpoint-every -1", 2, "--checkpoint-every -1: must be >= 0", "{root}/o6" },
-        { Train + " --out {root}/o7 --threads 0", 2, "--threads 0: must be >= 1", "{root}/o7" },
-        { Train + " --out {root}/o8 --peak-tflops foo", 2, "--peak-tflops foo: give TFLOP/s", "{root}/o8" },
-        { Train + " --out {root}/o9 --init-from {truncated}", 2, "{truncated}/model.safetensors: truncated", "{root}/o9" },
-        { Train + " --out {root}/o10 --init-from /nonexistent", 2, "/nonexistent: not a model", "{root}/o10" },
-        { Train + " --out {garbage} --resume latest", 2, "{garbage}/checkpoints/step_0000002/trainer.json: not a trainer state", "{root}/never" },
-        { Train + " --out {root}/o11 --resume latest", 2, "--resume latest: {root}/o11 has no checkpoint to resume", "{root}/o11" },
-        { Train + " --out {root}/o12 --micro-batch-size 3", 2, "--micro-batch-size 3: must divide the batch size (2)", "{root}/o12" },
-        { Train + " --out {root}/o13 --device cuda:x", 2, "--device cuda:x: unknown device", "{root}/o13" },
-        { Train + " --out {root}/o14 --schedule cosin", 2, "--schedule cosin: unknown schedule 'cosin'", "{root}/o14" },
-        { Train + " --out {root}/o15 --precision fp8", 2, "--precision fp8: unknown precision 'fp8'", "{root}/o15" },
-        { Train + " --out {root}/o16 --ratios auto --auto-smoothing 1", 2, "--auto-smoothing 1: smoothing 1 must be in [0, 1)", "{root}/o16" },
-        { Train + " --out {root}/o24 --auto-alpha 0.5 --ratios paper", 2, "--auto-alpha 0.5: applies only to auto ratios (--ratios auto), not emb=10,pe=1,qk=8,vo=4,ffn=6,norm=1", "{root}/o24" },
-        { Train + " --out {root}/o25 --ratios auto --alpha", 2, "--alpha true: makes a block's warmup ratio x longer, but auto ratios change during the run", "{root}/o25" },
-        { "sample --model-dir {truncated}", 2, "{truncated}/model.safetensors: truncated", "{root}/never" },
-        { "sample --model-dir {run} --temperature nan", 2, "--temperature NaN: must be a finite number >= 0", "{root}/never" },
-        { "sample --model-dir {run} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
-        { "eval --model-dir {truncated} --data {data}", 2, "{truncated}/model.safetensors: truncated", "{root}/never" },
-        { "eval --model-dir {run} --data {data} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
-        { "export-hf --from {truncated} --out {root}/e1", 2, "{truncated}/model.safetensors: truncated", "{root}/e1" },
-        { "import-hf --from {truncated} --out {root}/e2", 2, "{truncated}/model.safetensors: truncated", "{root}/e2" },
-        { "blocks {long}", 2, "{long}: header length 1000000 at byte 0 is not valid", "{root}/never" },
-        { "blocks {root}", 2, "{root}: is a folder; give a .safetensors file", "{root}/never" },
-        { "plot --run {run} --out {root}", 2, "--out {root}: is a folder; give the path of a .png file", "{root}/never" },
-        { "plot --run {run} --sharpness --out {root}/s.png", 2, "{run}/metrics.jsonl: no sharpness entries; train with --sharpness-every N", "{root}/s.png" },
-        { "schedule --steps 100 --ratios auto", 2, "--ratios auto: auto ratios are set from measured sharpness during training", "{root}/never" },
-        { "prepare --builtin gutenberg --threads 0 --out {root}/p1", 2, "--threads 0: must be >= 1", "{root}/p1" },
-        { "prepare --builtin gutenberg --out {data}", 2, "{data}: already holds a prepared dataset", "{root}/never" },
-        { "demo --out {run}", 2, "--out {run}: holds files blr demo did not write (checkpoints, evals.csv, metrics.jsonl, ...)", "{run}/data" },
-        { "compare --data {data} --steps 2 --out {run}", 2, "--out {run}: holds files blr compare did not write", "{run}/adamw-2N" },
-        { "train --data {garbageManifest} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o18", 2,
-          "{garbageManifest}/manifest.json: not valid JSON (line 1)", "{root}/o18" },
-        { "train --data {emptyManifest} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o19", 2,
-          "{emptyManifest}/manifest.json: no shards.train list", "{root}/o19" },
-        { Train + " --out {root}/o20 --config {root}/none.json", 2, "--config {root}/none.json: file not found", "{root}/o20" },
-        { Train + " --out {root}/o21 --model gpt5", 2, "--model gpt5: unknown model 'gpt5'", "{root}/o21" },
-        { Train + " --out {root}/o22 --set heads=3", 2, "--set layers=1,width=16,heads=3: width 16 is not divisible by heads 3", "{root}/o22" },
-        { Train + " --out {root}/o23 --resume {root}/nowhere", 2, "--resume {root}/nowhere: not a checkpoint (no trainer.json)", "{root}/o23" },
-        { "sample --model-dir {run} --top-p 0", 2, "--top-p 0: must be in (0, 1]", "{root}/never" },
-        { "sample --model-dir {run} --top-k -1", 2, "--top-k -1: must be >= 0", "{root}/never" },
-        { "eval --model-dir {run}", 2, "--data: give a prepared dataset (its val split) or a text file, one of them", "{root}/never" },
-        { "sharpness --run {run} --data {data} --steps 99", 2, "{run}: no checkpoints at the steps asked for", "{root}/never" },
-        { "blocks {run}/options.json", 2, "{run}/options.json: header length", "{root}/never" },
-        { "demo --threads 0 --out {root}/d1", 2, "--threads 0: must be >= 1", "{root}/d1" },
-        { "sharpness --run {run} --data {data} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
-        { "export-hf --from {run} --out {run}/checkpoints/step_0000002", 2, "--out {run}/checkpoints/step_0000002: already holds a model; choose another folder or pass --overwrite", "{root}/never" },
-        // --device on every command that computes: resolved once, before anything is written (no GPU here).
-        { Train + " --out {root}/g1 --device cuda", 3, NoCuda, "{root}/g1" },
-        { "eval --model-dir {run} --data {data} --device cuda", 3, NoCuda, "{root}/never" },
-        { "sample --model-dir {run} --device cuda:1", 3, NoCuda, "{root}/never" },
-        { "sharpness --run {run} --data {data} --device cuda", 3, NoCuda, "{root}/never" },
-        { "compare --data {data} --steps 2 --out {root}/g2 --device cuda", 3, NoCuda, "{root}/g2" },
-        { "demo --quick --out {root}/g3 --device cuda", 3, NoCuda, "{root}/g3" },
-        { "doctor --device cuda", 3, NoCuda, "{root}/never" },
-        { "doctor --device cuda:x", 2, "--device cuda:x: unknown device 'cuda:x' (known: cpu, cuda, cuda:N)", "{root}/never" },
-        { Train + " --out {root}/g4 --device cuda:-1", 2, "--device cuda:-1: unknown device", "{root}/g4" },
-        { "train --data {undercount} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o17", 2,
-          "{undercountShard}: the header (byte 8) says", "{root}/o17" },
-    };
+    /// Each case: the command, its exit code, the start of its one line (after "blr: "), and a folder that must not
+    /// exist after.
+    public static TheoryData<string, int, string, string> Cases =>
+        new()
+        {
+            { Train + " --out {root}/o1 --lr nan", 2, "--lr NaN: must be a finite number > 0", "{root}/o1" },
+            { Train + " --out {root}/o2 --lr 1e400", 2, "--lr Infinity: must be a finite number > 0", "{root}/o2" },
+            {
+                Train + " --out {root}/o3 --grad-clip nan",
+                2,
+                "--grad-clip NaN: must be a finite number >= 0",
+                "{root}/o3"
+            },
+            {
+                Train + " --out {root}/o4 --weight-decay -5",
+                2,
+                "--weight-decay -5: must be a finite number >= 0",
+                "{root}/o4"
+            },
+            { Train + " --out {root}/o5 --floor nan", 2, "--floor NaN: must be a finite number >= 0", "{root}/o5" },
+            { Train + " --out {root}/o6 --checkpoint-every -1", 2, "--checkpoint-every -1: must be >= 0", "{root}/o6" },
+            { Train + " --out {root}/o7 --threads 0", 2, "--threads 0: must be >= 1", "{root}/o7" },
+            { Train + " --out {root}/o8 --peak-tflops foo", 2, "--peak-tflops foo: give TFLOP/s", "{root}/o8" },
+            {
+                Train + " --out {root}/o9 --init-from {truncated}",
+                2,
+                "{truncated}/model.safetensors: truncated",
+                "{root}/o9"
+            },
+            { Train + " --out {root}/o10 --init-from /nonexistent", 2, "/nonexistent: not a model", "{root}/o10" },
+            {
+                Train + " --out {garbage} --resume latest",
+                2,
+                "{garbage}/checkpoints/step_0000002/trainer.json: not a trainer state",
+                "{root}/never"
+            },
+            {
+                Train + " --out {root}/o11 --resume latest",
+                2,
+                "--resume latest: {root}/o11 has no checkpoint to resume",
+                "{root}/o11"
+            },
+            {
+                Train + " --out {root}/o12 --micro-batch-size 3",
+                2,
+                "--micro-batch-size 3: must divide the batch size (2)",
+                "{root}/o12"
+            },
+            { Train + " --out {root}/o13 --device cuda:x", 2, "--device cuda:x: unknown device", "{root}/o13" },
+            {
+                Train + " --out {root}/o14 --schedule cosin",
+                2,
+                "--schedule cosin: unknown schedule 'cosin'",
+                "{root}/o14"
+            },
+            {
+                Train + " --out {root}/o15 --precision fp8",
+                2,
+                "--precision fp8: unknown precision 'fp8'",
+                "{root}/o15"
+            },
+            {
+                Train + " --out {root}/o16 --ratios auto --auto-smoothing 1",
+                2,
+                "--auto-smoothing 1: smoothing 1 must be in [0, 1)",
+                "{root}/o16"
+            },
+            {
+                Train + " --out {root}/o24 --auto-alpha 0.5 --ratios paper",
+                2,
+                "--auto-alpha 0.5: applies only to auto ratios (--ratios auto), not emb=10,pe=1,qk=8,vo=4,ffn=6,norm=1",
+                "{root}/o24"
+            },
+            {
+                Train + " --out {root}/o25 --ratios auto --alpha",
+                2,
+                "--alpha true: makes a block's warmup ratio x longer, but auto ratios change during the run",
+                "{root}/o25"
+            },
+            { "sample --model-dir {truncated}", 2, "{truncated}/model.safetensors: truncated", "{root}/never" },
+            {
+                "sample --model-dir {run} --temperature nan",
+                2,
+                "--temperature NaN: must be a finite number >= 0",
+                "{root}/never"
+            },
+            { "sample --model-dir {run} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
+            {
+                "eval --model-dir {truncated} --data {data}",
+                2,
+                "{truncated}/model.safetensors: truncated",
+                "{root}/never"
+            },
+            { "eval --model-dir {run} --data {data} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
+            {
+                "export-hf --from {truncated} --out {root}/e1",
+                2,
+                "{truncated}/model.safetensors: truncated",
+                "{root}/e1"
+            },
+            {
+                "import-hf --from {truncated} --out {root}/e2",
+                2,
+                "{truncated}/model.safetensors: truncated",
+                "{root}/e2"
+            },
+            { "blocks {long}", 2, "{long}: header length 1000000 at byte 0 is not valid", "{root}/never" },
+            { "blocks {root}", 2, "{root}: is a folder; give a .safetensors file", "{root}/never" },
+            {
+                "plot --run {run} --out {root}",
+                2,
+                "--out {root}: is a folder; give the path of a .png file",
+                "{root}/never"
+            },
+            {
+                "plot --run {run} --sharpness --out {root}/s.png",
+                2,
+                "{run}/metrics.jsonl: no sharpness entries; train with --sharpness-every N",
+                "{root}/s.png"
+            },
+            {
+                "schedule --steps 100 --ratios auto",
+                2,
+                "--ratios auto: auto ratios are set from measured sharpness during training",
+                "{root}/never"
+            },
+            { "prepare --builtin gutenberg --threads 0 --out {root}/p1", 2, "--threads 0: must be >= 1", "{root}/p1" },
+            {
+                "prepare --builtin gutenberg --out {data}",
+                2,
+                "{data}: already holds a prepared dataset",
+                "{root}/never"
+            },
+            {
+                "demo --out {run}",
+                2,
+                "--out {run}: holds files blr demo did not write (checkpoints, evals.csv, metrics.jsonl, ...)",
+                "{run}/data"
+            },
+            {
+                "compare --data {data} --steps 2 --out {run}",
+                2,
+                "--out {run}: holds files blr compare did not write",
+                "{run}/adamw-2N"
+            },
+            {
+                "train --data {garbageManifest} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o18",
+                2,
+                "{garbageManifest}/manifest.json: not valid JSON (line 1)",
+                "{root}/o18"
+            },
+            {
+                "train --data {emptyManifest} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o19",
+                2,
+                "{emptyManifest}/manifest.json: no shards.train list",
+                "{root}/o19"
+            },
+            {
+                Train + " --out {root}/o20 --config {root}/none.json",
+                2,
+                "--config {root}/none.json: file not found",
+                "{root}/o20"
+            },
+            { Train + " --out {root}/o21 --model gpt5", 2, "--model gpt5: unknown model 'gpt5'", "{root}/o21" },
+            {
+                Train + " --out {root}/o22 --set heads=3",
+                2,
+                "--set layers=1,width=16,heads=3: width 16 is not divisible by heads 3",
+                "{root}/o22"
+            },
+            {
+                Train + " --out {root}/o23 --resume {root}/nowhere",
+                2,
+                "--resume {root}/nowhere: not a checkpoint (no trainer.json)",
+                "{root}/o23"
+            },
+            { "sample --model-dir {run} --top-p 0", 2, "--top-p 0: must be in (0, 1]", "{root}/never" },
+            { "sample --model-dir {run} --top-k -1", 2, "--top-k -1: must be >= 0", "{root}/never" },
+            {
+                "eval --model-dir {run}",
+                2,
+                "--data: give a prepared dataset (its val split) or a text file, one of them",
+                "{root}/never"
+            },
+            {
+                "sharpness --run {run} --data {data} --steps 99",
+                2,
+                "{run}: no checkpoints at the steps asked for",
+                "{root}/never"
+            },
+            { "blocks {run}/options.json", 2, "{run}/options.json: header length", "{root}/never" },
+            { "demo --threads 0 --out {root}/d1", 2, "--threads 0: must be >= 1", "{root}/d1" },
+            { "sharpness --run {run} --data {data} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
+            {
+                "export-hf --from {run} --out {run}/checkpoints/step_0000002",
+                2,
+                "--out {run}/checkpoints/step_0000002: already holds a model; choose another folder or pass --overwrite",
+                "{root}/never"
+            },
+            // --device on every command that computes: resolved once, before anything is written (no GPU here).
+            { Train + " --out {root}/g1 --device cuda", 3, NoCuda, "{root}/g1" },
+            { "eval --model-dir {run} --data {data} --device cuda", 3, NoCuda, "{root}/never" },
+            { "sample --model-dir {run} --device cuda:1", 3, NoCuda, "{root}/never" },
+            { "sharpness --run {run} --data {data} --device cuda", 3, NoCuda, "{root}/never" },
+            { "compare --data {data} --steps 2 --out {root}/g2 --device cuda", 3, NoCuda, "{root}/g2" },
+            { "demo --quick --out {root}/g3 --device cuda", 3, NoCuda, "{root}/g3" },
+            { "doctor --device cuda", 3, NoCuda, "{root}/never" },
+            {
+                "doctor --device cuda:x",
+                2,
+                "--device cuda:x: unknown device 'cuda:x' (known: cpu, cuda, cuda:N)",
+                "{root}/never"
+            },
+            { Train + " --out {root}/g4 --device cuda:-1", 2, "--device cuda:-1: unknown device", "{root}/g4" },
+            {
+                "train --data {undercount} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/o17",
+                2,
+                "{undercountShard}: the header (byte 8) says",
+                "{root}/o17"
+            },
+        };
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void Bad_input_is_one_line_with_its_exit_code_and_writes_nothing(string command, int exit, string line, string absent)
+    public void Bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
+        string command,
+        int exit,
+        string line,
+        string absent
+    )
     {
         var (code, output, error) = TestPaths.Run(Fill(command).Split(' ', StringSplitOptions.RemoveEmptyEntries));
         Assert.True(code == exit, $"exit {code}: {error}{output}");
@@ -353,20 +621,31 @@ public class PrepareKillTests
     static readonly Dictionary<string, string> Limits = new() { ["BLR_PREPARE_LIMITS"] = "pieces=256,block=256" };
     static readonly string[] Small = ["--chunk-tokens", "64", "--shard-tokens", "20000"];
 
-    static string[] Prepare(string output, params string[] extra) => ["prepare", "--builtin", "gutenberg", "--out", output, .. Small, .. extra];
+    static string[] Prepare(string output, params string[] extra) =>
+        ["prepare", "--builtin", "gutenberg", "--out", output, .. Small, .. extra];
 
     static void KillAfterBlock(string output, int block, params string[] extra)
     {
-        using var process = TestPaths.Start(Prepare(output, extra), fault: $"hang-after-block@{block}", environment: Limits);
+        using var process = TestPaths.Start(
+            Prepare(output, extra),
+            fault: $"hang-after-block@{block}",
+            environment: Limits
+        );
         var line = process.StandardError.ReadLineAsync();
-        if (!line.Wait(TimeSpan.FromMinutes(2))) { process.Kill(); throw new TimeoutException("prepare never reached the fault point"); }
+        if (!line.Wait(TimeSpan.FromMinutes(2)))
+        {
+            process.Kill();
+            throw new TimeoutException("prepare never reached the fault point");
+        }
         Assert.Equal($"BLR_FAULT: hang-after-block at step {block}", line.Result);
-        process.Kill();      // SIGKILL while held after the block's state was saved: no cleanup runs
+        process.Kill(); // SIGKILL while held after the block's state was saved: no cleanup runs
         process.WaitForExit();
     }
 
     static Dictionary<string, string> Files(string folder) =>
-        Directory.GetFiles(folder).ToDictionary(f => Path.GetFileName(f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))));
+        Directory
+            .GetFiles(folder)
+            .ToDictionary(f => Path.GetFileName(f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))));
 
     [Fact]
     public void The_same_prepare_after_a_sigkill_resumes_and_ends_byte_for_byte_like_an_uninterrupted_one()
@@ -391,7 +670,7 @@ public class PrepareKillTests
             Assert.Empty(Directory.GetDirectories(killed, ".prepare-*"));
             var actual = Files(killed);
             Assert.Equal(expected.Keys.Order(), actual.Keys.Order());
-            Assert.All(expected, kv => Assert.Equal(kv.Value, actual[kv.Key]));   // shards, chunk index and manifest
+            Assert.All(expected, kv => Assert.Equal(kv.Value, actual[kv.Key])); // shards, chunk index and manifest
 
             var other = Path.Combine(dir, "other");
             KillAfterBlock(other, 3);
@@ -408,6 +687,9 @@ public class PrepareKillTests
             var again = Files(restarted);
             Assert.All(expected, kv => Assert.Equal(kv.Value, again[kv.Key]));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 }

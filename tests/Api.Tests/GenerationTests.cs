@@ -10,12 +10,20 @@ public class GenerationTests
     [Theory]
     [InlineData("gpt2-tiny", 0.0)]
     [InlineData("gpt2-tiny", 1.0)]
-    [InlineData("llama-tiny", 0.0)]   // RoPE offsets and grouped-query attention (kv-heads 2 of 4)
+    [InlineData("llama-tiny", 0.0)] // RoPE offsets and grouped-query attention (kv-heads 2 of 4)
     [InlineData("llama-tiny", 1.0)]
     public void The_cached_loop_gives_the_tokens_of_the_full_recompute(string name, double temperature)
     {
         TorchRuntime.EnsureAvailable();
-        var config = ModelConfigs.Create(name, "layers=2", "width=32", "heads=4", name == "llama-tiny" ? "kv-heads=2" : "heads=4", "context=40", "vocab=64");
+        var config = ModelConfigs.Create(
+            name,
+            "layers=2",
+            "width=32",
+            "heads=4",
+            name == "llama-tiny" ? "kv-heads=2" : "heads=4",
+            "context=40",
+            "vocab=64"
+        );
         using var model = LanguageModel.Create(config, seed: 5);
         long[] prompt = [1, 2, 3, 4, 5];
         // 30 tokens stay inside the context of 40: both loops see the same windows.

@@ -20,8 +20,7 @@ public class ModelTests(ITestOutputHelper output)
         a.shape.SequenceEqual(b.shape) && a.dtype == b.dtype && a.eq(b).all().item<bool>();
 
     /// HF's loss: mean cross entropy of logits[:, :-1] against ids[:, 1:].
-    static Tensor ShiftedLoss(Tensor logits, Tensor ids) =>
-        LanguageModel.Loss(logits[.., ..^1], ids[.., 1..]);
+    static Tensor ShiftedLoss(Tensor logits, Tensor ids) => LanguageModel.Loss(logits[.., ..^1], ids[.., 1..]);
 
     [Theory]
     [InlineData("hf-gpt2-tiny")]
@@ -57,8 +56,14 @@ public class ModelTests(ITestOutputHelper output)
             var model = HfFormat.Load(Data(fixture));
             HfFormat.Save(model, dir);
             // HF names and layouts (Conv1D (in, out), fused c_attn for GPT-2): same header entries as the fixture.
-            var original = SafetensorsHeader.Read(Data($"{fixture}/model.safetensors")).Select(e => (e.Name, string.Join("x", e.Shape))).Order();
-            var exported = SafetensorsHeader.Read(Path.Combine(dir, "model.safetensors")).Select(e => (e.Name, string.Join("x", e.Shape))).Order();
+            var original = SafetensorsHeader
+                .Read(Data($"{fixture}/model.safetensors"))
+                .Select(e => (e.Name, string.Join("x", e.Shape)))
+                .Order();
+            var exported = SafetensorsHeader
+                .Read(Path.Combine(dir, "model.safetensors"))
+                .Select(e => (e.Name, string.Join("x", e.Shape)))
+                .Order();
             Assert.Equal(original, exported);
             // Every exported tensor equals the original file's, bit for bit.
             var before = Safetensors.LoadStateDict(Data($"{fixture}/model.safetensors"));
@@ -71,7 +76,10 @@ public class ModelTests(ITestOutputHelper output)
             Assert.All(model.state_dict(), kv => Assert.True(Same(kv.Value, reloaded[kv.Key]), kv.Key));
             Assert.Empty(Directory.GetFiles(dir, "*.tmp-*"));
         }
-        finally { Directory.Delete(dir, recursive: true); }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
@@ -85,7 +93,9 @@ public class ModelTests(ITestOutputHelper output)
             var config = Config("gpt2-tiny", ("layers", "1"), ("vocab", "64"), ("context", "16"), ("width", "32"));
             var model = LanguageModel.Create(config, seed: 3);
             HfFormat.Save(model, dir);
-            var header = SafetensorsHeader.Read(Path.Combine(dir, "model.safetensors")).ToDictionary(e => e.Name, e => e.Shape);
+            var header = SafetensorsHeader
+                .Read(Path.Combine(dir, "model.safetensors"))
+                .ToDictionary(e => e.Name, e => e.Shape);
             Assert.Equal([32L, 96L], header["transformer.h.0.attn.c_attn.weight"]);
             Assert.Equal([96L], header["transformer.h.0.attn.c_attn.bias"]);
             var again = HfFormat.Load(dir);
@@ -93,7 +103,10 @@ public class ModelTests(ITestOutputHelper output)
             var reloaded = again.state_dict();
             Assert.All(model.state_dict(), kv => Assert.True(Same(kv.Value, reloaded[kv.Key]), kv.Key));
         }
-        finally { Directory.Delete(dir, recursive: true); }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
@@ -104,18 +117,34 @@ public class ModelTests(ITestOutputHelper output)
         {
             var json = File.ReadAllText(Data("hf-llama-tiny/config.json"));
             Assert.Equal(10000.0, HfFormat.ReadConfig(Data("hf-llama-tiny")).RopeTheta);
-            string Write(string text) { File.WriteAllText(Path.Combine(dir, "config.json"), text); return dir; }
+            string Write(string text)
+            {
+                File.WriteAllText(Path.Combine(dir, "config.json"), text);
+                return dir;
+            }
             var nested = "\"rope_parameters\": {\n    \"rope_theta\": 10000.0,\n    \"rope_type\": \"default\"\n  },";
             Assert.Contains(nested, json);
-            Assert.Equal(500000.0, HfFormat.ReadConfig(Write(json.Replace(nested, "\"rope_theta\": 500000.0,"))).RopeTheta);
-            var missing = Assert.Throws<InvalidDataException>(() => HfFormat.ReadConfig(Write(json.Replace(nested, ""))));
+            Assert.Equal(
+                500000.0,
+                HfFormat.ReadConfig(Write(json.Replace(nested, "\"rope_theta\": 500000.0,"))).RopeTheta
+            );
+            var missing = Assert.Throws<InvalidDataException>(() =>
+                HfFormat.ReadConfig(Write(json.Replace(nested, "")))
+            );
             Assert.Contains("neither rope_parameters.rope_theta nor rope_theta", missing.Message);
-            var disagree = Assert.Throws<InvalidDataException>(() => HfFormat.ReadConfig(Write(json.Replace(nested, nested + "\"rope_theta\": 5.0,"))));
+            var disagree = Assert.Throws<InvalidDataException>(() =>
+                HfFormat.ReadConfig(Write(json.Replace(nested, nested + "\"rope_theta\": 5.0,")))
+            );
             Assert.Contains("disagree", disagree.Message);
-            var unknown = Assert.Throws<InvalidDataException>(() => HfFormat.ReadConfig(Write(json.Replace("\"llama\"", "\"mistral\""))));
+            var unknown = Assert.Throws<InvalidDataException>(() =>
+                HfFormat.ReadConfig(Write(json.Replace("\"llama\"", "\"mistral\"")))
+            );
             Assert.StartsWith(Path.Combine(dir, "config.json") + ": model_type 'mistral'", unknown.Message);
         }
-        finally { Directory.Delete(dir, recursive: true); }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
@@ -172,7 +201,8 @@ public class ModelTests(ITestOutputHelper output)
     static string FindRepoDir(string relative)
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (Directory.Exists(Path.Combine(dir.FullName, relative))) return Path.Combine(dir.FullName, relative);
+            if (Directory.Exists(Path.Combine(dir.FullName, relative)))
+                return Path.Combine(dir.FullName, relative);
         return Path.GetTempPath();
     }
 
@@ -193,7 +223,9 @@ public class ModelTests(ITestOutputHelper output)
         var embedding = a[name.StartsWith("gpt2") ? "transformer.wte.weight" : "model.embed_tokens.weight"];
         Assert.InRange(embedding.std().item<float>(), 0.0198, 0.0202);
         Assert.InRange(embedding.mean().item<float>(), -0.0002, 0.0002);
-        var residual = a[name.StartsWith("gpt2") ? "transformer.h.0.mlp.c_proj.weight" : "model.layers.0.mlp.down_proj.weight"];
+        var residual = a[
+            name.StartsWith("gpt2") ? "transformer.h.0.mlp.c_proj.weight" : "model.layers.0.mlp.down_proj.weight"
+        ];
         Assert.InRange(residual.std().item<float>(), 0.02 / Math.Sqrt(8) * 0.95, 0.02 / Math.Sqrt(8) * 1.05);
         var norm = a[name.StartsWith("gpt2") ? "transformer.h.0.ln_1.weight" : "model.layers.0.input_layernorm.weight"];
         Assert.True(norm.eq(1).all().item<bool>());

@@ -20,8 +20,10 @@ public class OptimizerTests(ITestOutputHelper output)
     /// Sets a parameter's gradient, in place where it already has one (a flat-buffer view).
     static void SetGrad(Parameter p, Tensor grad)
     {
-        if (p.grad is { } existing) existing.copy_(grad);
-        else p.grad = grad.clone();
+        if (p.grad is { } existing)
+            existing.copy_(grad);
+        else
+            p.grad = grad.clone();
     }
 
     [Theory]
@@ -37,8 +39,16 @@ public class OptimizerTests(ITestOutputHelper output)
     {
         // The replay (golden gradients and LRs in, parameters compared after each of six steps) is the device
         // check's own, so `blr check-fixtures` on a GPU replays exactly what this test holds to 1e-6 on the CPU.
-        var result = Reporting.FixtureCheck.Trajectory(Data("optim-golden.safetensors"), variant, ComputeDevice.Cpu, reference, bound: 1e-6);
-        output.WriteLine($"{variant} ({(reference ? "reference" : "flat")}): worst max |param - golden| over 6 steps = {result.MaxAbsDifference:E2}");
+        var result = Reporting.FixtureCheck.Trajectory(
+            Data("optim-golden.safetensors"),
+            variant,
+            ComputeDevice.Cpu,
+            reference,
+            bound: 1e-6
+        );
+        output.WriteLine(
+            $"{variant} ({(reference ? "reference" : "flat")}): worst max |param - golden| over 6 steps = {result.MaxAbsDifference:E2}"
+        );
         Assert.True(result.Passed, $"{variant}: max |param - golden| = {result.MaxAbsDifference:E2} > 1e-6");
     }
 
@@ -54,15 +64,28 @@ public class OptimizerTests(ITestOutputHelper output)
         select new Trajectory(llama, mini, seed, steps, matricesOnly, chunk);
 
     static ModelConfig SmallConfig(bool llama, bool bias) =>
-        ModelConfigs.Create(llama ? "llama-tiny" : "gpt2-tiny", "layers=2", "width=16", "heads=4", llama ? "kv-heads=2" : "heads=4",
-            "d-ff=24", "vocab=40", "context=8", $"bias={bias.ToString().ToLowerInvariant()}");
+        ModelConfigs.Create(
+            llama ? "llama-tiny" : "gpt2-tiny",
+            "layers=2",
+            "width=16",
+            "heads=4",
+            llama ? "kv-heads=2" : "heads=4",
+            "d-ff=24",
+            "vocab=40",
+            "context=8",
+            $"bias={bias.ToString().ToLowerInvariant()}"
+        );
 
     static List<(string Name, Parameter Parameter)> Named(LanguageModel model) =>
         model.named_parameters().Select(p => (p.name, p.parameter)).ToList();
 
     /// Runs both optimizers on two copies of one model with the same random gradients and per-block LRs;
     /// returns the largest parameter difference.
-    static float Divergence(Trajectory c, Func<LanguageModel, BlockOptimizer> first, Func<LanguageModel, BlockOptimizer> second)
+    static float Divergence(
+        Trajectory c,
+        Func<LanguageModel, BlockOptimizer> first,
+        Func<LanguageModel, BlockOptimizer> second
+    )
     {
         using var scope = NewDisposeScope();
         var config = SmallConfig(c.Llama, bias: c.Seed % 2 == 0);
@@ -70,7 +93,8 @@ public class OptimizerTests(ITestOutputHelper output)
         using var optA = first(a);
         using var optB = second(b);
         var generator = new Generator((ulong)c.Seed);
-        var lrs = Enum.GetValues<Block>().ToDictionary(block => block, _ => 1e-3 * (1 + rand(1, generator: generator).item<float>() * 9));
+        var lrs = Enum.GetValues<Block>()
+            .ToDictionary(block => block, _ => 1e-3 * (1 + rand(1, generator: generator).item<float>() * 9));
         for (var step = 0; step < c.Steps; step++)
         {
             foreach (var ((_, pa), (_, pb)) in Named(a).Zip(Named(b)))
@@ -85,26 +109,49 @@ public class OptimizerTests(ITestOutputHelper output)
         return Named(a).Zip(Named(b)).Max(x => (x.First.Parameter - x.Second.Parameter).abs().max().item<float>());
     }
 
-    static AdamSettings SettingsFor(Trajectory c) => new()
-    {
-        Beta1 = 0.9, Beta2 = 0.95, Eps = 1e-8, WeightDecay = 0.1,
-        DecayPolicy = c.MatricesOnlyDecay ? WeightDecayPolicy.MatricesOnly : WeightDecayPolicy.AllParameters,
-    };
+    static AdamSettings SettingsFor(Trajectory c) =>
+        new()
+        {
+            Beta1 = 0.9,
+            Beta2 = 0.95,
+            Eps = 1e-8,
+            WeightDecay = 0.1,
+            DecayPolicy = c.MatricesOnlyDecay ? WeightDecayPolicy.MatricesOnly : WeightDecayPolicy.AllParameters,
+        };
 
     [Fact]
     public void Flat_buffers_match_the_per_parameter_reference()
     {
         TorchRuntime.EnsureAvailable();
         Prop.ForAll(Trajectories.ToArbitrary(), c =>
-        {
-            var name = c.AdamMini ? "adam-mini" : "adamw";
-            var attention = SmallConfig(c.Llama, false) is var cfg ? ModelConfigModule.attention(cfg) : null;
-            var diff = Divergence(c,
-                m => BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(m), SettingsFor(c), attention) is var fast
-                     && fast is FlatBlockOptimizer flat ? WithChunk(flat, c.Chunk) : fast,
-                m => BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(m), SettingsFor(c), attention, reference: true));
-            return diff <= 1e-6f;
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(100));
+            {
+                var name = c.AdamMini ? "adam-mini" : "adamw";
+                var attention = SmallConfig(c.Llama, false) is var cfg ? ModelConfigModule.attention(cfg) : null;
+                var diff = Divergence(
+                    c,
+                    m =>
+                        BlockOptimizer.Create(
+                            OptionNames.Parse<OptimizerKind>(name),
+                            Named(m),
+                            SettingsFor(c),
+                            attention
+                        )
+                            is var fast
+                        && fast is FlatBlockOptimizer flat
+                            ? WithChunk(flat, c.Chunk)
+                            : fast,
+                    m =>
+                        BlockOptimizer.Create(
+                            OptionNames.Parse<OptimizerKind>(name),
+                            Named(m),
+                            SettingsFor(c),
+                            attention,
+                            reference: true
+                        )
+                );
+                return diff <= 1e-6f;
+            })
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(100));
     }
 
     static BlockOptimizer WithChunk(FlatBlockOptimizer optimizer, long chunk)
@@ -123,13 +170,34 @@ public class OptimizerTests(ITestOutputHelper output)
         TorchRuntime.EnsureAvailable();
         using var scope = NewDisposeScope();
         const long chunk = 1024;
-        var config = ModelConfigs.Create("llama-tiny", "layers=2", "width=64", "heads=4", "kv-heads=2", "d-ff=176", "vocab=256", "context=16");
+        var config = ModelConfigs.Create(
+            "llama-tiny",
+            "layers=2",
+            "width=64",
+            "heads=4",
+            "kv-heads=2",
+            "d-ff=176",
+            "vocab=256",
+            "context=16"
+        );
         using var model = LanguageModel.Create(config, seed: 3);
-        var flat = (FlatBlockOptimizer)BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(model),
-            new AdamSettings { Beta1 = 0.9, Beta2 = 0.95, Eps = 1e-8, WeightDecay = 0.1 }, ModelConfigModule.attention(config));
+        var flat = (FlatBlockOptimizer)
+            BlockOptimizer.Create(
+                OptionNames.Parse<OptimizerKind>(name),
+                Named(model),
+                new AdamSettings
+                {
+                    Beta1 = 0.9,
+                    Beta2 = 0.95,
+                    Eps = 1e-8,
+                    WeightDecay = 0.1,
+                },
+                ModelConfigModule.attention(config)
+            );
         using var optimizer = WithChunk(flat, chunk);
         var generator = new Generator(5);
-        foreach (var (_, p) in Named(model)) SetGrad(p, randn(p.shape, generator: generator));
+        foreach (var (_, p) in Named(model))
+            SetGrad(p, randn(p.shape, generator: generator));
         var largestGroup = flat.Parameters.GroupBy(p => p.Block).Max(g => g.Sum(p => p.Numel));
         Assert.True(largestGroup >= 32 * chunk, $"the largest group has {largestGroup} elements: too few to tell");
 
@@ -139,7 +207,9 @@ public class OptimizerTests(ITestOutputHelper output)
         optimizer.Step(_ => 1e-3);
         var (largest, together) = Optim.Temporaries.Seen;
 
-        output.WriteLine($"{name}: largest group {largestGroup} elements, chunk {chunk}; largest temporary {largest}, most in one scope {together}");
+        output.WriteLine(
+            $"{name}: largest group {largestGroup} elements, chunk {chunk}; largest temporary {largest}, most in one scope {together}"
+        );
         Assert.True(norms.Count > 0);
         Assert.InRange(largest, 1, chunk);
         Assert.InRange(together, 1, 8 * chunk);
@@ -150,32 +220,52 @@ public class OptimizerTests(ITestOutputHelper output)
     {
         TorchRuntime.EnsureAvailable();
         Prop.ForAll(Trajectories.ToArbitrary(), c =>
-        {
-            // Everything is disposed here, in order: nothing of one case is left to a finalizer during the next.
-            var config = SmallConfig(c.Llama, bias: true);
-            using var a = LanguageModel.Create(config, seed: c.Seed);
-            using var b = LanguageModel.Create(config, seed: c.Seed);
-            var settings = SettingsFor(c) with { DecayPolicy = WeightDecayPolicy.AllParameters };
-            using var blockwise = BlockOptimizer.Create(OptimizerKind.BlockwiseAdamW, Named(a), settings);
-            using var scope = NewDisposeScope();
-            using var builtIn = optim.AdamW(b.parameters(), lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weight_decay: 0.1, amsgrad: false, maximize: false);
-            var schedule = BlockSchedule.Create(LrSchedule.Cosine, 1e-3, warmupSteps: 2, totalSteps: 6, BlockRatios.Uniform, tiedHead: config.Tied);
-            var generator = new Generator((ulong)c.Seed);
-            for (var step = 0; step < c.Steps + 2; step++)
             {
-                foreach (var ((_, pa), (_, pb)) in Named(a).Zip(Named(b)))
+                // Everything is disposed here, in order: nothing of one case is left to a finalizer during the next.
+                var config = SmallConfig(c.Llama, bias: true);
+                using var a = LanguageModel.Create(config, seed: c.Seed);
+                using var b = LanguageModel.Create(config, seed: c.Seed);
+                var settings = SettingsFor(c) with { DecayPolicy = WeightDecayPolicy.AllParameters };
+                using var blockwise = BlockOptimizer.Create(OptimizerKind.BlockwiseAdamW, Named(a), settings);
+                using var scope = NewDisposeScope();
+                using var builtIn = optim.AdamW(
+                    b.parameters(),
+                    lr: 1e-3,
+                    beta1: 0.9,
+                    beta2: 0.95,
+                    eps: 1e-8,
+                    weight_decay: 0.1,
+                    amsgrad: false,
+                    maximize: false
+                );
+                var schedule = BlockSchedule.Create(
+                    LrSchedule.Cosine,
+                    1e-3,
+                    warmupSteps: 2,
+                    totalSteps: 6,
+                    BlockRatios.Uniform,
+                    tiedHead: config.Tied
+                );
+                var generator = new Generator((ulong)c.Seed);
+                for (var step = 0; step < c.Steps + 2; step++)
                 {
-                    var grad = randn(pa.shape, generator: generator);
-                    SetGrad(pa, grad);
-                    SetGrad(pb, grad);
+                    foreach (var ((_, pa), (_, pb)) in Named(a).Zip(Named(b)))
+                    {
+                        var grad = randn(pa.shape, generator: generator);
+                        SetGrad(pa, grad);
+                        SetGrad(pb, grad);
+                    }
+                    var lr = schedule.LrAt(Block.Norm, step);
+                    foreach (var group in builtIn.ParamGroups)
+                        group.LearningRate = lr;
+                    builtIn.step();
+                    blockwise.Step(schedule);
                 }
-                var lr = schedule.LrAt(Block.Norm, step);
-                foreach (var group in builtIn.ParamGroups) group.LearningRate = lr;
-                builtIn.step();
-                blockwise.Step(schedule);
-            }
-            return Named(a).Zip(Named(b)).All(x => (x.First.Parameter - x.Second.Parameter).abs().max().item<float>() <= 1e-6f);
-        }).Check(Config.QuickThrowOnFailure.WithMaxTest(100));
+                return Named(a)
+                    .Zip(Named(b))
+                    .All(x => (x.First.Parameter - x.Second.Parameter).abs().max().item<float>() <= 1e-6f);
+            })
+            .Check(Config.QuickThrowOnFailure.WithMaxTest(100));
     }
 
     [Fact]
@@ -190,8 +280,10 @@ public class OptimizerTests(ITestOutputHelper output)
         var once = Named(model).Select(p => p.Parameter.grad!.clone()).ToList();
         Assert.Contains(once, g => g.abs().sum().item<float>() > 0);
         LanguageModel.Loss(model.forward(ids), ids).backward();
-        Assert.All(Named(model).Zip(once), x => Assert.True(x.First.Parameter.grad!.allclose(x.Second * 2, rtol: 1e-5, atol: 1e-7), x.First.Name));
-        optimizer.ZeroGrad();   // zeroes the flat buffers: only works if .grad still views them
+        Assert.All(Named(model).Zip(once), x =>
+            Assert.True(x.First.Parameter.grad!.allclose(x.Second * 2, rtol: 1e-5, atol: 1e-7), x.First.Name)
+        );
+        optimizer.ZeroGrad(); // zeroes the flat buffers: only works if .grad still views them
         Assert.All(Named(model), p => Assert.Equal(0f, p.Parameter.grad!.abs().sum().item<float>()));
     }
 
@@ -205,14 +297,27 @@ public class OptimizerTests(ITestOutputHelper output)
         long Total(string optimizer)
         {
             using var model = LanguageModel.Create(config, META);
-            using var opt = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(optimizer), Named(model), new AdamSettings(), ModelConfigModule.attention(config));
+            using var opt = BlockOptimizer.Create(
+                OptionNames.Parse<OptimizerKind>(optimizer),
+                Named(model),
+                new AdamSettings(),
+                ModelConfigModule.attention(config)
+            );
             // The real buffers against a count by hand (docs/method.md section 6): AdamW keeps m and v per coordinate;
             // Adam-mini m per coordinate and one v per head of Q and K, per row of V, O, FFN and embeddings, per norm.
             var p = opt.Parameters.Sum(x => x.Numel);
-            var (l, d, f, h, kv, hd) = ((long)config.Layers, (long)config.Width, (long)config.FeedForward, (long)config.Heads, (long)config.KvHeads, (long)config.HeadDim);
-            var vCount = config.Architecture == Architecture.Gpt2
-                ? l * (h + h + d + d + f + d + 2) + config.Vocab + config.Context + 1
-                : l * (h + kv + kv * hd + d + f + f + d + 2) + config.Vocab + config.Vocab + 1;
+            var (l, d, f, h, kv, hd) = (
+                (long)config.Layers,
+                (long)config.Width,
+                (long)config.FeedForward,
+                (long)config.Heads,
+                (long)config.KvHeads,
+                (long)config.HeadDim
+            );
+            var vCount =
+                config.Architecture == Architecture.Gpt2
+                    ? l * (h + h + d + d + f + d + 2) + config.Vocab + config.Context + 1
+                    : l * (h + kv + kv * hd + d + f + f + d + 2) + config.Vocab + config.Vocab + 1;
             Assert.Equal(optimizer == "adamw" ? 8 * p : 4 * p + 4 * vCount, opt.StateBytes.Values.Sum());
             return opt.StateBytes.Values.Sum();
         }
@@ -232,13 +337,15 @@ public class OptimizerTests(ITestOutputHelper output)
         var attention = ModelConfigModule.attention(config);
         var settings = new AdamSettings { DecayPolicy = WeightDecayPolicy.MatricesOnly };
         var schedule = BlockSchedule.Create(LrSchedule.Cosine, 1e-3, 2, 8, BlockRatios.Paper, tiedHead: false);
-        Tensor Grad(int step, Parameter p, int index) => randn(p.shape, generator: new Generator((ulong)(1000 * step + index)));
+        Tensor Grad(int step, Parameter p, int index) =>
+            randn(p.shape, generator: new Generator((ulong)(1000 * step + index)));
         void Run(LanguageModel model, BlockOptimizer optimizer, int from, int to)
         {
             for (var step = from; step < to; step++)
             {
                 var index = 0;
-                foreach (var (_, p) in Named(model)) SetGrad(p, Grad(step, p, index++));
+                foreach (var (_, p) in Named(model))
+                    SetGrad(p, Grad(step, p, index++));
                 optimizer.Step(schedule);
             }
         }
@@ -246,25 +353,52 @@ public class OptimizerTests(ITestOutputHelper output)
         try
         {
             var uninterrupted = LanguageModel.Create(config, seed: 5);
-            using (var optimizer = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(uninterrupted), settings, attention)) Run(uninterrupted, optimizer, 0, 6);
+            using (
+                var optimizer = BlockOptimizer.Create(
+                    OptionNames.Parse<OptimizerKind>(name),
+                    Named(uninterrupted),
+                    settings,
+                    attention
+                )
+            )
+                Run(uninterrupted, optimizer, 0, 6);
 
             var first = LanguageModel.Create(config, seed: 5);
-            using (var optimizer = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(first), settings, attention))
+            using (
+                var optimizer = BlockOptimizer.Create(
+                    OptionNames.Parse<OptimizerKind>(name),
+                    Named(first),
+                    settings,
+                    attention
+                )
+            )
             {
                 Run(first, optimizer, 0, 3);
                 optimizer.Save(Path.Combine(dir, "optimizer.safetensors"));
                 HfFormat.Save(first, dir);
             }
             var resumed = HfFormat.Load(dir);
-            using (var optimizer = BlockOptimizer.Create(OptionNames.Parse<OptimizerKind>(name), Named(resumed), settings, attention))
+            using (
+                var optimizer = BlockOptimizer.Create(
+                    OptionNames.Parse<OptimizerKind>(name),
+                    Named(resumed),
+                    settings,
+                    attention
+                )
+            )
             {
                 optimizer.Load(Path.Combine(dir, "optimizer.safetensors"));
                 Assert.Equal(3, optimizer.StepCount);
                 Run(resumed, optimizer, 3, 6);
             }
-            Assert.All(Named(uninterrupted).Zip(Named(resumed)), x => Assert.True(x.First.Parameter.eq(x.Second.Parameter).all().item<bool>(), x.First.Name));
+            Assert.All(Named(uninterrupted).Zip(Named(resumed)), x =>
+                Assert.True(x.First.Parameter.eq(x.Second.Parameter).all().item<bool>(), x.First.Name)
+            );
         }
-        finally { Directory.Delete(dir, recursive: true); }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
@@ -276,8 +410,16 @@ public class OptimizerTests(ITestOutputHelper output)
         var model = LanguageModel.Create(config, seed: 1);
         using var adamw = BlockOptimizer.Create(OptimizerKind.AdamW, Named(model), new AdamSettings());
         var state = adamw.StateDict();
-        using var mini = BlockOptimizer.Create(OptimizerKind.AdamMini, Named(LanguageModel.Create(config, seed: 1)), new AdamSettings(), ModelConfigModule.attention(config));
+        using var mini = BlockOptimizer.Create(
+            OptimizerKind.AdamMini,
+            Named(LanguageModel.Create(config, seed: 1)),
+            new AdamSettings(),
+            ModelConfigModule.attention(config)
+        );
         var error = Assert.Throws<InvalidDataException>(() => mini.LoadStateDict(state, "state.safetensors"));
-        Assert.StartsWith("state.safetensors: exp_avg_sq/model.embed_tokens.weight is (40, 16), expected (40)", error.Message);
+        Assert.StartsWith(
+            "state.safetensors: exp_avg_sq/model.embed_tokens.weight is (40, 16), expected (40)",
+            error.Message
+        );
     }
 }

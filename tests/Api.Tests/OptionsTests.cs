@@ -11,36 +11,79 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
 {
     static string Temp() => Directory.CreateTempSubdirectory("blr-options-").FullName;
 
-    PretrainOptions Tiny(string run) => new()
-{
-        Model = new() { Overrides = new() { Layers = 1, Width = 16, Heads = 2 } },
-        Data = new() { Path = gutenberg.Directory },
-        Training = new() { Steps = 2, BatchSize = 2, SeqLen = 8, Threads = 1 },
-        Evaluation = new() { Every = 0, Windows = 1 },
-        Run = new() { Out = run },
-};
+    PretrainOptions Tiny(string run) =>
+        new()
+        {
+            Model = new()
+            {
+                Overrides = new()
+                {
+                    Layers = 1,
+                    Width = 16,
+                    Heads = 2,
+                },
+            },
+            Data = new() { Path = gutenberg.Directory },
+            Training = new()
+            {
+                Steps = 2,
+                BatchSize = 2,
+                SeqLen = 8,
+                Threads = 1,
+            },
+            Evaluation = new() { Every = 0, Windows = 1 },
+            Run = new() { Out = run },
+        };
 
     string[] TinyArgs(string run) =>
-    [
-        "train", "--data", gutenberg.Directory, "--set", "layers=1", "--set", "width=16", "--set", "heads=2", "--steps", "2",
-        "--batch-size", "2", "--seq-len", "8", "--eval-every", "0", "--eval-windows", "1", "--threads", "1", "--out", run,
-    ];
+        [
+            "train",
+            "--data",
+            gutenberg.Directory,
+            "--set",
+            "layers=1",
+            "--set",
+            "width=16",
+            "--set",
+            "heads=2",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "8",
+            "--eval-every",
+            "0",
+            "--eval-windows",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            run,
+        ];
 
     /// The per-block LRs of step 0, read from what the run logged.
     static Dictionary<string, double> StepZeroLrs(string run) =>
-        JsonNode.Parse(File.ReadLines(Path.Combine(run, "metrics.jsonl")).First())!["lr"]!.AsObject()
+        JsonNode.Parse(File.ReadLines(Path.Combine(run, "metrics.jsonl")).First())!["lr"]!
+            .AsObject()
             .ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<double>());
 
     static void AssertLrsMatch(string name, Dictionary<string, double> lrs)
     {
         var blockwise = name.StartsWith("blockwise-", StringComparison.Ordinal);
         // Paper ratios: the (tied) embedding peaks at 10x the norms' LR; plain optimizers give every block one LR.
-        if (blockwise) Assert.Equal(10.0, lrs["emb"] / lrs["norm"], 9);
-        else Assert.All(lrs.Values, lr => Assert.Equal(lrs["norm"], lr));
+        if (blockwise)
+            Assert.Equal(10.0, lrs["emb"] / lrs["norm"], 9);
+        else
+            Assert.All(lrs.Values, lr => Assert.Equal(lrs["norm"], lr));
     }
 
     static IEnumerable<string> Spellings(string name) =>
-        [name, name.ToUpperInvariant(), string.Join("-", name.Split('-').Select(p => char.ToUpperInvariant(p[0]) + p[1..].Replace("w", "W")))];
+        [
+            name,
+            name.ToUpperInvariant(),
+            string.Join("-", name.Split('-').Select(p => char.ToUpperInvariant(p[0]) + p[1..].Replace("w", "W"))),
+        ];
 
     public static TheoryData<string> OptimizerNames => [.. OptionNames.Known<OptimizerKind>()];
 
@@ -63,17 +106,25 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
                 Assert.Equal(OptionNames.Parse<OptimizerKind>(name), options.Optimizer.Kind);
                 Pretrainer.Run(options);
                 AssertLrsMatch(name, StepZeroLrs(options.Run.Out));
-                Assert.Equal(name, JsonNode.Parse(File.ReadAllText(Path.Combine(options.Run.Out, "options.json")))!["optimizer"]!["kind"]!.GetValue<string>());
+                Assert.Equal(
+                    name,
+                    JsonNode.Parse(File.ReadAllText(Path.Combine(options.Run.Out, "options.json")))!["optimizer"]![
+                        "kind"
+                    ]!.GetValue<string>()
+                );
 
                 // The command line.
                 var run = Path.Combine(dir, $"cli-{i}");
                 var (code, output, error) = TestPaths.Run([.. TinyArgs(run), "--optimizer", spelling]);
                 Assert.True(code == 0, error);
                 AssertLrsMatch(name, StepZeroLrs(run));
-                Assert.Contains(name, output);   // the summary table names the optimizer as it trained
+                Assert.Contains(name, output); // the summary table names the optimizer as it trained
             }
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -85,23 +136,30 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             var run = Path.Combine(dir, "run");
             var tiny = Tiny(run);
             var lr = Assert.Throws<InvalidOptionException>(() =>
-                Pretrainer.Run(tiny with { Schedule = tiny.Schedule with { Lr = double.NaN } }));
+                Pretrainer.Run(tiny with { Schedule = tiny.Schedule with { Lr = double.NaN } })
+            );
             Assert.Equal(("Schedule.Lr", "NaN"), (lr.Option, lr.Value));
             Assert.Equal("Schedule.Lr = NaN: must be a finite number > 0", lr.Message);
             var warmup = Assert.Throws<InvalidOptionException>(() =>
-                Pretrainer.Run(tiny with { Schedule = tiny.Schedule with { WarmupSteps = 50 } }));
+                Pretrainer.Run(tiny with { Schedule = tiny.Schedule with { WarmupSteps = 50 } })
+            );
             Assert.StartsWith("Schedule.WarmupSteps = 50: warmup of 50 steps exceeds the run length", warmup.Message);
-            Assert.False(Directory.Exists(run));   // refused before anything is written
+            Assert.False(Directory.Exists(run)); // refused before anything is written
 
-            foreach (var (args, expected) in new (string[], string)[]
-            {
-                (["--lr", "nan"], "blr: --lr NaN: must be a finite number > 0"),
-                (["--warmup", "50"], "blr: --warmup 50: warmup of 50 steps exceeds the run length"),
-                (["--optimizer", "adam"], "blr: --optimizer adam: unknown optimizer 'adam' (known: adamw, blockwise-adamw, adam-mini, blockwise-adam-mini)"),
-                (["--device", "gpu"], "blr: --device gpu: unknown device 'gpu' (known: cpu, cuda, cuda:N)"),
-                (["--weight-decay", "-5"], "blr: --weight-decay -5: must be a finite number >= 0"),
-                (["--ratios", "emb=0"], "blr: --ratios emb=0: ratios 'emb=0': emb=0 must be a finite number > 0"),
-            })
+            foreach (
+                var (args, expected) in new (string[], string)[]
+                {
+                    (["--lr", "nan"], "blr: --lr NaN: must be a finite number > 0"),
+                    (["--warmup", "50"], "blr: --warmup 50: warmup of 50 steps exceeds the run length"),
+                    (
+                        ["--optimizer", "adam"],
+                        "blr: --optimizer adam: unknown optimizer 'adam' (known: adamw, blockwise-adamw, adam-mini, blockwise-adam-mini)"
+                    ),
+                    (["--device", "gpu"], "blr: --device gpu: unknown device 'gpu' (known: cpu, cuda, cuda:N)"),
+                    (["--weight-decay", "-5"], "blr: --weight-decay -5: must be a finite number >= 0"),
+                    (["--ratios", "emb=0"], "blr: --ratios emb=0: ratios 'emb=0': emb=0 must be a finite number > 0"),
+                }
+            )
             {
                 var (code, _, error) = TestPaths.Run([.. TinyArgs(run), .. args]);
                 Assert.Equal(2, code);
@@ -122,30 +180,53 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             var unknown = Assert.Throws<InvalidOptionException>(() => PretrainOptions.FromJsonFile(config));
             Assert.StartsWith($"{config}: stepz: unknown option (known: model.name, ", unknown.Message);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
     public void Options_json_reads_back_as_the_same_typed_options()
     {
         var options = new PretrainOptions
-{
-        Model = new() { Name = "llama-tiny", Overrides = new() { Layers = 2, KvHeads = 1 } },
-        Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamMini, Ratios = BlockRatios.Auto(new AutoRatioSettings { Alpha = 0.5, Every = 3 }), WeightDecayPolicy = WeightDecayPolicy.MatricesOnly },
-        Schedule = new() { Kind = LrSchedule.Wsd1Sqrt, WarmupSteps = 7, FloorLr = 1e-5 },
-        Training = new() { Device = ComputeDevice.CudaDevice(1), Precision = Precision.Bf16Mixed },
-};
+        {
+            Model = new()
+            {
+                Name = "llama-tiny",
+                Overrides = new() { Layers = 2, KvHeads = 1 },
+            },
+            Optimizer = new()
+            {
+                Kind = OptimizerKind.BlockwiseAdamMini,
+                Ratios = BlockRatios.Auto(new AutoRatioSettings { Alpha = 0.5, Every = 3 }),
+                WeightDecayPolicy = WeightDecayPolicy.MatricesOnly,
+            },
+            Schedule = new()
+            {
+                Kind = LrSchedule.Wsd1Sqrt,
+                WarmupSteps = 7,
+                FloorLr = 1e-5,
+            },
+            Training = new() { Device = ComputeDevice.CudaDevice(1), Precision = Precision.Bf16Mixed },
+        };
         var json = options.ToJson();
         Assert.Equal(options, PretrainOptions.FromJson(json));
         var node = JsonNode.Parse(json)!;
         Assert.Equal("blockwise-adam-mini", node["optimizer"]!["kind"]!.GetValue<string>());
-        Assert.Equal("auto:alpha=0.5,max-ratio=10,every=3,smoothing=0.9", node["optimizer"]!["ratios"]!.GetValue<string>());
+        Assert.Equal(
+            "auto:alpha=0.5,max-ratio=10,every=3,smoothing=0.9",
+            node["optimizer"]!["ratios"]!.GetValue<string>()
+        );
         Assert.Equal("cuda:1", node["training"]!["device"]!.GetValue<string>());
-        Assert.Equal(["layers=2", "kv-heads=1"], node["model"]!["overrides"]!.AsArray().Select(n => n!.GetValue<string>()));
+        Assert.Equal(
+            ["layers=2", "kv-heads=1"],
+            node["model"]!["overrides"]!.AsArray().Select(n => n!.GetValue<string>())
+        );
         var whole = new PretrainOptions
-{
-        Model = new() { Config = ModelConfigs.Gpt2(layers: 2, width: 32, heads: 4, context: 64) },
-};
+        {
+            Model = new() { Config = ModelConfigs.Gpt2(layers: 2, width: 32, heads: 4, context: 64) },
+        };
         Assert.Equal(whole, PretrainOptions.FromJson(whole.ToJson()));
     }
 
@@ -163,9 +244,29 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
               "peakTflops": null }
             """;
         var options = PretrainOptions.FromJson(before);
-        Assert.Equal(new AutoRatioSettings { Alpha = 0.5, MaxRatio = 8, Every = 2, Smoothing = 0.8 }, options.Optimizer.Ratios.AutoSettings);
-        Assert.Equal(new ModelOverrides { Layers = 1, Width = 32, Heads = 2 }, options.Model.Overrides);
-        Assert.Equal((OptimizerKind.BlockwiseAdamW, LrSchedule.Cosine, ComputeDevice.Cpu), (options.Optimizer.Kind, options.Schedule.Kind, options.Training.Device));
+        Assert.Equal(
+            new AutoRatioSettings
+            {
+                Alpha = 0.5,
+                MaxRatio = 8,
+                Every = 2,
+                Smoothing = 0.8,
+            },
+            options.Optimizer.Ratios.AutoSettings
+        );
+        Assert.Equal(
+            new ModelOverrides
+            {
+                Layers = 1,
+                Width = 32,
+                Heads = 2,
+            },
+            options.Model.Overrides
+        );
+        Assert.Equal(
+            (OptimizerKind.BlockwiseAdamW, LrSchedule.Cosine, ComputeDevice.Cpu),
+            (options.Optimizer.Kind, options.Schedule.Kind, options.Training.Device)
+        );
     }
 
     [Fact]
@@ -175,9 +276,14 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
         // number, options with string choices and the four auto* keys).
         var folder = Path.Combine(TestPaths.RepositoryRoot(), "tests", "data", "before-typed-options");
         var state = Checkpoints.ReadState(folder, ModelConfigs.Create("gpt2-tiny"));
-        Assert.Equal((40, OptimizerKind.BlockwiseAdamW, 40), (state.Step, state.Options.Optimizer.Kind, state.TrainLosses.Count));
+        Assert.Equal(
+            (40, OptimizerKind.BlockwiseAdamW, 40),
+            (state.Step, state.Options.Optimizer.Kind, state.TrainLosses.Count)
+        );
         Assert.Equal(BlockRatios.Paper, state.Options.Optimizer.Ratios);
-        var other = Assert.Throws<InvalidOptionException>(() => Checkpoints.ReadState(folder, ModelConfigs.Create("gpt2-tiny", "layers=2")));
+        var other = Assert.Throws<InvalidOptionException>(() =>
+            Checkpoints.ReadState(folder, ModelConfigs.Create("gpt2-tiny", "layers=2"))
+        );
         Assert.Equal("Checkpoint.Resume", other.Option);
     }
 
@@ -190,19 +296,38 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             var config = Path.Combine(dir, "config.json");
             File.WriteAllText(config, """{ "seqLen": 2000 }""");
             var run = Path.Combine(dir, "run");
-            var (code, _, error) = TestPaths.Run([.. TinyArgs(run).Where(a => a != "--seq-len" && a != "8"), "--config", config]);
+            var (code, _, error) = TestPaths.Run([
+                .. TinyArgs(run).Where(a => a != "--seq-len" && a != "8"),
+                "--config",
+                config,
+            ]);
             Assert.Equal(2, code);
-            Assert.Equal($"blr: {config}: training.seqLen = 2000: must be in 1..256 (the model's context)", error.Trim());
-            (code, _, error) = TestPaths.Run([.. TinyArgs(run), "--config", config]);   // the command line's --seq-len 8 wins
+            Assert.Equal(
+                $"blr: {config}: training.seqLen = 2000: must be in 1..256 (the model's context)",
+                error.Trim()
+            );
+            (code, _, error) = TestPaths.Run([.. TinyArgs(run), "--config", config]); // the command line's --seq-len 8 wins
             Assert.True(code == 0, error);
-            (code, _, error) = TestPaths.Run([.. TinyArgs(Path.Combine(dir, "r2")), "--ratios", "auto", "--auto-alpha", "-1"]);
+            (code, _, error) = TestPaths.Run([
+                .. TinyArgs(Path.Combine(dir, "r2")),
+                "--ratios",
+                "auto",
+                "--auto-alpha",
+                "-1",
+            ]);
             Assert.Equal(2, code);
             Assert.Equal("blr: --auto-alpha -1: alpha -1 must be a finite number > 0", error.Trim());
             (code, _, error) = TestPaths.Run([.. TinyArgs(Path.Combine(dir, "r3")), "--set", "layers=x"]);
             Assert.Equal(2, code);
-            Assert.Equal("blr: --set layers=1,width=16,heads=2,layers=x: model override layers=x: expected a whole number > 0", error.Trim());
+            Assert.Equal(
+                "blr: --set layers=1,width=16,heads=2,layers=x: model override layers=x: expected a whole number > 0",
+                error.Trim()
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -214,14 +339,16 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
         Assert.Contains($"(default {defaults.Schedule.Lr:R})", output);
         Assert.Contains($"(default {defaults.Training.Steps})", output);
         Assert.Contains($"(default {OptionNames.Format(defaults.Optimizer.Kind)})", output);
-        Assert.Equal(20, ResolvedWarmup(1000));   // 2% of the run
-        Assert.Equal(1, ResolvedWarmup(10));      // at least one step
+        Assert.Equal(20, ResolvedWarmup(1000)); // 2% of the run
+        Assert.Equal(1, ResolvedWarmup(10)); // at least one step
         Assert.Contains("warmup steps (default: 2% of the run, at least 1)", output);
     }
 
     int ResolvedWarmup(int steps)
     {
         var tiny = Tiny("unused");
-        return ResolvedOptions.Resolve(tiny with { Training = tiny.Training with { Steps = steps } }).Schedule.WarmupSteps;
+        return ResolvedOptions
+            .Resolve(tiny with { Training = tiny.Training with { Steps = steps } })
+            .Schedule.WarmupSteps;
     }
 }

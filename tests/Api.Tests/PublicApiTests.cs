@@ -10,24 +10,37 @@ public class PublicApiTests
 {
     static readonly Assembly Library = typeof(BlockRatios).Assembly;
 
-    static string Approved => Path.Combine(TestPaths.RepositoryRoot(), "tests", "data", "approved", "BlockwiseLR.api.txt");
+    static string Approved =>
+        Path.Combine(TestPaths.RepositoryRoot(), "tests", "data", "approved", "BlockwiseLR.api.txt");
 
     [Fact]
     public void The_public_api_of_BlockwiseLR_is_the_approved_one()
     {
-        var api = Library.GeneratePublicApi(new ApiGeneratorOptions { ExcludeAttributes = ["System.Reflection.AssemblyMetadataAttribute"] }).ReplaceLineEndings("\n");
+        var api = Library
+            .GeneratePublicApi(
+                new ApiGeneratorOptions { ExcludeAttributes = ["System.Reflection.AssemblyMetadataAttribute"] }
+            )
+            .ReplaceLineEndings("\n");
         var approved = File.Exists(Approved) ? File.ReadAllText(Approved).ReplaceLineEndings("\n") : "";
         if (api != approved)
         {
             File.WriteAllText(Approved + ".received", api);
-            Assert.Fail($"the public API changed: review {Approved}.received and, if intended, move it over {Approved}");
+            Assert.Fail(
+                $"the public API changed: review {Approved}.received and, if intended, move it over {Approved}"
+            );
         }
     }
 
     static readonly string[] ForbiddenGenerics =
-        ["Microsoft.FSharp.Collections.FSharpList`1", "Microsoft.FSharp.Collections.FSharpMap`2", "Microsoft.FSharp.Core.FSharpOption`1",
-         "Microsoft.FSharp.Core.FSharpValueOption`1", "Microsoft.FSharp.Core.FSharpFunc`2", "Microsoft.FSharp.Collections.FSharpSet`1",
-         "Microsoft.FSharp.Core.FSharpResult`2"];
+    [
+        "Microsoft.FSharp.Collections.FSharpList`1",
+        "Microsoft.FSharp.Collections.FSharpMap`2",
+        "Microsoft.FSharp.Core.FSharpOption`1",
+        "Microsoft.FSharp.Core.FSharpValueOption`1",
+        "Microsoft.FSharp.Core.FSharpFunc`2",
+        "Microsoft.FSharp.Collections.FSharpSet`1",
+        "Microsoft.FSharp.Core.FSharpResult`2",
+    ];
 
     /// Every type a public member of BlockwiseLR leads to, recursively through the public members of types of this
     /// project (the F# core included), with the path that reached it.
@@ -35,29 +48,43 @@ public class PublicApiTests
     {
         var seen = new Dictionary<Type, string>();
         var queue = new Queue<(Type, string)>(roots.Select(t => (t, t.FullName!)));
-        bool Ours(Type t) => t.Assembly == Library || t.Assembly == typeof(PublicApiTests).Assembly || t.Assembly.GetName().Name == "BlockwiseLR.Core";
+        bool Ours(Type t) =>
+            t.Assembly == Library
+            || t.Assembly == typeof(PublicApiTests).Assembly
+            || t.Assembly.GetName().Name == "BlockwiseLR.Core";
         while (queue.TryDequeue(out var item))
         {
             var (type, path) = item;
-            if (type.IsGenericParameter || !seen.TryAdd(type, path)) continue;
-            foreach (var part in Parts(type)) queue.Enqueue((part, $"{path} -> {part.Name}"));
-            if (!Ours(type)) continue;
-            const BindingFlags flags = BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+            if (type.IsGenericParameter || !seen.TryAdd(type, path))
+                continue;
+            foreach (var part in Parts(type))
+                queue.Enqueue((part, $"{path} -> {part.Name}"));
+            if (!Ours(type))
+                continue;
+            const BindingFlags flags =
+                BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
             foreach (var member in type.GetMembers(flags))
             {
                 IEnumerable<Type> used = member switch
                 {
                     PropertyInfo p => [p.PropertyType, .. p.GetIndexParameters().Select(i => i.ParameterType)],
                     FieldInfo f => [f.FieldType],
-                    MethodBase m => [.. m.GetParameters().Select(p => p.ParameterType), .. (m is MethodInfo mi ? [mi.ReturnType] : Array.Empty<Type>())],
+                    MethodBase m =>
+                    [
+                        .. m.GetParameters().Select(p => p.ParameterType),
+                        .. (m is MethodInfo mi ? [mi.ReturnType] : Array.Empty<Type>()),
+                    ],
                     EventInfo e => [e.EventHandlerType!],
                     Type nested when nested.IsNestedPublic => [nested],
                     _ => [],
                 };
-                foreach (var t in used) queue.Enqueue((t, $"{path}.{member.Name} -> {t.Name}"));
+                foreach (var t in used)
+                    queue.Enqueue((t, $"{path}.{member.Name} -> {t.Name}"));
             }
-            if (type.BaseType is { } baseType) queue.Enqueue((baseType, $"{path} : {baseType.Name}"));
-            foreach (var i in type.GetInterfaces()) queue.Enqueue((i, $"{path} : {i.Name}"));
+            if (type.BaseType is { } baseType)
+                queue.Enqueue((baseType, $"{path} : {baseType.Name}"));
+            foreach (var i in type.GetInterfaces())
+                queue.Enqueue((i, $"{path} : {i.Name}"));
         }
         return seen;
     }
@@ -65,11 +92,13 @@ public class PublicApiTests
     /// A type's element and generic argument types (List<AdamMiniPlan> leads to AdamMiniPlan).
     static IEnumerable<Type> Parts(Type type)
     {
-        if (type.HasElementType) yield return type.GetElementType()!;
+        if (type.HasElementType)
+            yield return type.GetElementType()!;
         if (type.IsGenericType)
         {
             yield return type.GetGenericTypeDefinition();
-            foreach (var argument in type.GetGenericArguments()) yield return argument;
+            foreach (var argument in type.GetGenericArguments())
+                yield return argument;
         }
     }
 
@@ -78,41 +107,55 @@ public class PublicApiTests
     {
         var reachable = Reachable(Library.GetExportedTypes());
         Assert.True(reachable.Count > 100, $"only {reachable.Count} types reached: the walk is broken");
-        Assert.Contains(reachable.Keys, t => t.FullName == "BlockwiseLR.Core.AttentionShape");   // it does cross into the core
+        Assert.Contains(reachable.Keys, t => t.FullName == "BlockwiseLR.Core.AttentionShape"); // it does cross into the core
         var offending = Offending(reachable);
         Assert.True(offending.Count == 0, "F# types in the public API:\n" + string.Join("\n", offending.Take(20)));
     }
 
     static List<string> Offending(Dictionary<Type, string> reachable) =>
-        reachable.Where(kv => kv.Key.IsGenericType && ForbiddenGenerics.Contains(kv.Key.GetGenericTypeDefinition().FullName))
-            .Select(kv => kv.Value).Order().ToList();
+        reachable
+            .Where(kv => kv.Key.IsGenericType && ForbiddenGenerics.Contains(kv.Key.GetGenericTypeDefinition().FullName))
+            .Select(kv => kv.Value)
+            .Order()
+            .ToList();
 
     /// A public member that returns the core's Adam-mini plans (each holds F# lists), as AdamMini.Plans once did.
     public sealed class LeakyExample
     {
-        public IReadOnlyDictionary<string, BlockwiseLR.Core.AdamMiniPlan> Plans => new Dictionary<string, BlockwiseLR.Core.AdamMiniPlan>();
+        public IReadOnlyDictionary<string, BlockwiseLR.Core.AdamMiniPlan> Plans =>
+            new Dictionary<string, BlockwiseLR.Core.AdamMiniPlan>();
     }
 
     [Fact]
     public void The_walk_finds_an_fsharp_list_two_levels_behind_a_public_member()
     {
         var offending = Offending(Reachable([typeof(LeakyExample)]));
-        Assert.Contains(offending, path => path.Contains("get_Plans") && path.Contains("AdamMiniPlan.get_Segments") && path.EndsWith("FSharpList`1"));
+        Assert.Contains(offending, path =>
+            path.Contains("get_Plans") && path.Contains("AdamMiniPlan.get_Segments") && path.EndsWith("FSharpList`1")
+        );
     }
 
     [Fact]
     public void The_library_package_depends_on_nothing_that_draws()
     {
         // The restore's resolved graph (what `dotnet list package --include-transitive` prints).
-        var assets = JsonNode.Parse(File.ReadAllText(Path.Combine(TestPaths.RepositoryRoot(), "src", "Api.CSharp", "obj", "project.assets.json")))!;
+        var assets = JsonNode.Parse(
+            File.ReadAllText(
+                Path.Combine(TestPaths.RepositoryRoot(), "src", "Api.CSharp", "obj", "project.assets.json")
+            )
+        )!;
         var libraries = assets["libraries"]!.AsObject().Select(kv => kv.Key.Split('/')[0]).ToList();
-        Assert.Contains("TorchSharp", libraries);   // the oracle reads the real dependency graph
+        Assert.Contains("TorchSharp", libraries); // the oracle reads the real dependency graph
         string[] plotting = ["ScottPlot", "OxyPlot", "Plotly.NET", "LiveChartsCore", "XPlot", "Microcharts"];
         Assert.DoesNotContain(libraries, l => plotting.Any(d => l.StartsWith(d, StringComparison.OrdinalIgnoreCase)));
         // SkiaSharp is there only because TorchSharp itself depends on it (torchvision's image I/O), nothing of ours.
         var target = assets["targets"]!.AsObject().First().Value!.AsObject();
-        var needSkia = target.Where(kv => kv.Value!["dependencies"]?.AsObject().Any(d => d.Key == "SkiaSharp") == true).Select(kv => kv.Key.Split('/')[0]);
+        var needSkia = target
+            .Where(kv => kv.Value!["dependencies"]?.AsObject().Any(d => d.Key == "SkiaSharp") == true)
+            .Select(kv => kv.Key.Split('/')[0]);
         Assert.All(needSkia, name => Assert.Equal("TorchSharp", name));
-        Assert.DoesNotContain(Library.GetReferencedAssemblies(), a => a.Name!.StartsWith("ScottPlot", StringComparison.Ordinal));
+        Assert.DoesNotContain(Library.GetReferencedAssemblies(), a =>
+            a.Name!.StartsWith("ScottPlot", StringComparison.Ordinal)
+        );
     }
 }

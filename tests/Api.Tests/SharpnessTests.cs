@@ -11,14 +11,22 @@ public class SharpnessTests
 {
     /// L = 1/(2N) sum_n ||W1 x_n - y_n||^2 + 1/(2N) sum_n ||W2 (2 x_n) - y_n||^2. The Hessian diagonal of W1_ij is
     /// (1/N) sum_n x_nj^2, of W2_ij four times that: block means (1/(N d)) sum_n ||x_n||^2, and 4 times it.
-    static (Func<Tensor> Loss, (Block, Parameter)[] Parameters, double MeanDiagonal, Tensor X, Tensor Y, Parameter W1) LinearProblem()
+    static (
+        Func<Tensor> Loss,
+        (Block, Parameter)[] Parameters,
+        double MeanDiagonal,
+        Tensor X,
+        Tensor Y,
+        Parameter W1
+    ) LinearProblem()
     {
         var generator = new Generator(11);
         var x = randn([64, 3], generator: generator, dtype: float64);
         var y = randn([64, 4], generator: generator, dtype: float64);
         var w1 = new Parameter(randn([4, 3], generator: generator, dtype: float64));
         var w2 = new Parameter(randn([4, 3], generator: generator, dtype: float64));
-        Tensor Loss() => (x.matmul(w1.t()) - y).square().sum() / (2 * 64) + ((2 * x).matmul(w2.t()) - y).square().sum() / (2 * 64);
+        Tensor Loss() =>
+            (x.matmul(w1.t()) - y).square().sum() / (2 * 64) + ((2 * x).matmul(w2.t()) - y).square().sum() / (2 * 64);
         var meanDiagonal = x.square().sum().item<double>() / (64 * 3);
         return (Loss, [(Block.Norm, w1), (Block.FeedForward, w2)], meanDiagonal, x, y, w1);
     }
@@ -30,7 +38,9 @@ public class SharpnessTests
         using var scope = NewDisposeScope();
         var (loss, parameters, meanDiagonal, _, _, _) = LinearProblem();
         var generator = new Generator(3);
-        var estimate = SharpnessEstimator.Summarize(Enumerable.Range(0, 400).Select(_ => SharpnessEstimator.HutchinsonSample(loss, parameters, generator)));
+        var estimate = SharpnessEstimator.Summarize(
+            Enumerable.Range(0, 400).Select(_ => SharpnessEstimator.HutchinsonSample(loss, parameters, generator))
+        );
         Assert.InRange(estimate[Block.Norm].Mean, 0.95 * meanDiagonal, 1.05 * meanDiagonal);
         Assert.InRange(estimate[Block.FeedForward].Mean, 0.95 * 4 * meanDiagonal, 1.05 * 4 * meanDiagonal);
         Assert.True(estimate[Block.Norm].StdErr < 0.05 * meanDiagonal, "the standard error is reported and small");
@@ -48,10 +58,14 @@ public class SharpnessTests
         var draw = new Generator(5);
         var p1 = rand([4, 3], generator: draw, dtype: float64) * 10 + 0.5;
         var p2 = rand([4, 3], generator: draw, dtype: float64) * 10 + 0.5;
-        var d = x.square().mean([0L]);   // (1/N) sum_n x_nj^2, per column j
+        var d = x.square().mean([0L]); // (1/N) sum_n x_nj^2, per column j
         var (expected1, expected2) = ((p1 * d).mean().item<double>(), (p2 * 4 * d).mean().item<double>());
         var generator = new Generator(3);
-        var estimate = SharpnessEstimator.Summarize(Enumerable.Range(0, 400).Select(_ => SharpnessEstimator.PreconditionedSample(loss, parameters, [p1, p2], generator)));
+        var estimate = SharpnessEstimator.Summarize(
+            Enumerable
+                .Range(0, 400)
+                .Select(_ => SharpnessEstimator.PreconditionedSample(loss, parameters, [p1, p2], generator))
+        );
         Assert.InRange(estimate[Block.Norm].Mean, 0.95 * expected1, 1.05 * expected1);
         Assert.InRange(estimate[Block.FeedForward].Mean, 0.95 * expected2, 1.05 * expected2);
         // Unpreconditioned it would be D's means, far from these: the preconditioner is really applied.
@@ -73,16 +87,27 @@ public class SharpnessTests
             ["exp_avg_sq/rows"] = tensor(new float[] { 4, 100 }),
         };
         var p = SharpnessEstimator.Preconditioners([("full", w), ("rows", w)], state, beta2: 0.5, eps: 0.25);
-        var correction = 1 - 0.25;   // 1 - beta2^2
+        var correction = 1 - 0.25; // 1 - beta2^2
         double P(double v) => 1 / (Math.Sqrt(v / correction) + 0.25);
-        Assert.Equal(new[] { 1.0, 4, 9, 16, 25, 36 }.Select(P).ToArray(), p[0].to(float64).data<double>().ToArray(), new Comparer(1e-6));
-        Assert.Equal(new[] { 4.0, 4, 4, 100, 100, 100 }.Select(P).ToArray(), p[1].to(float64).data<double>().ToArray(), new Comparer(1e-6));
-        Assert.Throws<InvalidDataException>(() => SharpnessEstimator.Preconditioners([("missing", w)], state, 0.5, 0.25));
+        Assert.Equal(
+            new[] { 1.0, 4, 9, 16, 25, 36 }.Select(P).ToArray(),
+            p[0].to(float64).data<double>().ToArray(),
+            new Comparer(1e-6)
+        );
+        Assert.Equal(
+            new[] { 4.0, 4, 4, 100, 100, 100 }.Select(P).ToArray(),
+            p[1].to(float64).data<double>().ToArray(),
+            new Comparer(1e-6)
+        );
+        Assert.Throws<InvalidDataException>(() =>
+            SharpnessEstimator.Preconditioners([("missing", w)], state, 0.5, 0.25)
+        );
     }
 
     sealed class Comparer(double tolerance) : IEqualityComparer<double>
     {
         public bool Equals(double a, double b) => Math.Abs(a - b) <= tolerance * Math.Max(1, Math.Abs(a));
+
         public int GetHashCode(double x) => 0;
     }
 
@@ -101,8 +126,19 @@ public class SharpnessTests
     public static TheoryData<string> Architectures() => new() { "gpt2-tiny", "llama-tiny" };
 
     static LanguageModel Tiny(string name) =>
-        LanguageModel.Create(ModelConfigs.Create(name, "layers=1", "width=16", "heads=4", name == "llama-tiny" ? "kv-heads=2" : "heads=4",
-            "d-ff=24", "vocab=40", "context=8"), seed: 4);
+        LanguageModel.Create(
+            ModelConfigs.Create(
+                name,
+                "layers=1",
+                "width=16",
+                "heads=4",
+                name == "llama-tiny" ? "kv-heads=2" : "heads=4",
+                "d-ff=24",
+                "vocab=40",
+                "context=8"
+            ),
+            seed: 4
+        );
 
     [Theory]
     [MemberData(nameof(Architectures))]
@@ -125,7 +161,7 @@ public class SharpnessTests
         TorchRuntime.EnsureAvailable();
         using var scope = NewDisposeScope();
         var model = Tiny(name);
-        model.to(float64);   // finite differences need fp64 to resolve the second derivative
+        model.to(float64); // finite differences need fp64 to resolve the second derivative
         model.MathAttention = true;
         var ids = randint(0, 40, [2, 8], dtype: int64, generator: new Generator(2));
         var inputs = model.parameters().Select(p => (Tensor)p).ToList();
@@ -138,9 +174,13 @@ public class SharpnessTests
 
         List<Tensor> GradientAt(double shift)
         {
-            using (no_grad()) foreach (var (p, d) in inputs.Zip(v)) p.add_(d * shift);
+            using (no_grad())
+                foreach (var (p, d) in inputs.Zip(v))
+                    p.add_(d * shift);
             var g = autograd.grad([Loss()], inputs).Select(t => t.detach().clone()).ToList();
-            using (no_grad()) foreach (var (p, d) in inputs.Zip(v)) p.sub_(d * shift);
+            using (no_grad())
+                foreach (var (p, d) in inputs.Zip(v))
+                    p.sub_(d * shift);
             return g;
         }
         const double eps = 1e-5;

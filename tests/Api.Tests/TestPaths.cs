@@ -8,11 +8,12 @@ static class TestPaths
     public static string Blr()
     {
         var parts = AppContext.BaseDirectory.Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
-        var configuration = parts[Array.LastIndexOf(parts, "bin") + 1];   // .../bin/<configuration>/net10.0/
+        var configuration = parts[Array.LastIndexOf(parts, "bin") + 1]; // .../bin/<configuration>/net10.0/
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
             var candidate = Path.Combine(dir.FullName, "src", "Cli.FSharp", "bin", configuration, "net10.0", "blr.dll");
-            if (File.Exists(candidate)) return candidate;
+            if (File.Exists(candidate))
+                return candidate;
         }
         throw new FileNotFoundException("blr.dll is not built; build Hybrid.sln first");
     }
@@ -21,21 +22,35 @@ static class TestPaths
     public static string RepositoryRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Hybrid.sln"))) return dir.FullName;
+            if (File.Exists(Path.Combine(dir.FullName, "Hybrid.sln")))
+                return dir.FullName;
         throw new DirectoryNotFoundException("no Hybrid.sln above the test binaries");
     }
 
     /// Starts `dotnet blr.dll ARGS` with output captured; `fault` sets BLR_FAULT, `environment` any variables.
-    public static Process Start(IEnumerable<string> args, string? fault = null, IReadOnlyDictionary<string, string>? environment = null)
+    public static Process Start(
+        IEnumerable<string> args,
+        string? fault = null,
+        IReadOnlyDictionary<string, string>? environment = null
+    )
     {
-        var info = new ProcessStartInfo("dotnet", [Blr(), .. args]) { RedirectStandardError = true, RedirectStandardOutput = true };
-        if (fault is not null) info.Environment["BLR_FAULT"] = fault;
-        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) info.Environment[name] = value;
+        var info = new ProcessStartInfo("dotnet", [Blr(), .. args])
+        {
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        if (fault is not null)
+            info.Environment["BLR_FAULT"] = fault;
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+            info.Environment[name] = value;
         return Process.Start(info)!;
     }
 
     /// Runs blr to the end: (exit code, stdout, stderr).
-    public static (int Code, string Output, string Error) Run(IEnumerable<string> args, IReadOnlyDictionary<string, string>? environment = null)
+    public static (int Code, string Output, string Error) Run(
+        IEnumerable<string> args,
+        IReadOnlyDictionary<string, string>? environment = null
+    )
     {
         using var process = Start(args, environment: environment);
         var output = process.StandardOutput.ReadToEndAsync();
@@ -51,7 +66,8 @@ static class PreparedCorpus
 {
     public static IEnumerable<int> Tokens(BlockwiseLR.Data.TokenShard shard)
     {
-        for (long i = 0; i < shard.Count; i++) yield return shard[i];
+        for (long i = 0; i < shard.Count; i++)
+            yield return shard[i];
     }
 
     public static List<int> InOrder(string directory)

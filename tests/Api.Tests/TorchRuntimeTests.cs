@@ -10,8 +10,8 @@ public class TorchRuntimeTests
     {
         TorchRuntime.EnsureAvailable();
         using var scope = NewDisposeScope();
-        var a = arange(6, dtype: float32).reshape(2, 3);            // [[0,1,2],[3,4,5]]
-        var b = arange(6, dtype: float32).reshape(3, 2).add(1);     // [[1,2],[3,4],[5,6]]
+        var a = arange(6, dtype: float32).reshape(2, 3); // [[0,1,2],[3,4,5]]
+        var b = arange(6, dtype: float32).reshape(3, 2).add(1); // [[1,2],[3,4],[5,6]]
         var product = a.matmul(b);
         Assert.Equal(new long[] { 2, 2 }, product.shape);
         Assert.Equal(DeviceType.CPU, product.device_type);
@@ -30,10 +30,14 @@ public class TorchRuntimeTests
             var (n, k, m) = (random.Next(1, 9), random.Next(1, 9), random.Next(1, 9));
             var a = Enumerable.Range(0, n * k).Select(_ => random.NextDouble() - 0.5).ToArray();
             var b = Enumerable.Range(0, k * m).Select(_ => random.NextDouble() - 0.5).ToArray();
-            var product = TorchSharp.torch.tensor(a, n, k).matmul(TorchSharp.torch.tensor(b, k, m)).data<double>().ToArray();
+            var product = TorchSharp
+                .torch.tensor(a, n, k)
+                .matmul(TorchSharp.torch.tensor(b, k, m))
+                .data<double>()
+                .ToArray();
             for (var i = 0; i < n; i++)
-                for (var j = 0; j < m; j++)
-                    Assert.Equal(Enumerable.Range(0, k).Sum(x => a[i * k + x] * b[x * m + j]), product[i * m + j], 12);
+            for (var j = 0; j < m; j++)
+                Assert.Equal(Enumerable.Range(0, k).Sum(x => a[i * k + x] * b[x * m + j]), product[i * m + j], 12);
         }
     }
 
@@ -41,8 +45,8 @@ public class TorchRuntimeTests
     public void Explains_an_old_libstdcxx_in_one_line_with_the_fix()
     {
         const string loader =
-            "Unable to load shared library '/app/runtimes/linux-x64/native/libLibTorchSharp.so' or one of its dependencies. In order to help diagnose loading problems, consider using a tool like strace. If you're using glibc, consider setting the LD_DEBUG environment variable: \n" +
-            "/lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.32' not found (required by /app/runtimes/linux-x64/native/libLibTorchSharp.so)";
+            "Unable to load shared library '/app/runtimes/linux-x64/native/libLibTorchSharp.so' or one of its dependencies. In order to help diagnose loading problems, consider using a tool like strace. If you're using glibc, consider setting the LD_DEBUG environment variable: \n"
+            + "/lib/x86_64-linux-gnu/libstdc++.so.6: version `GLIBCXX_3.4.32' not found (required by /app/runtimes/linux-x64/native/libLibTorchSharp.so)";
         var message = TorchRuntime.Explain(loader, null);
         Assert.DoesNotContain('\n', message);
         Assert.Contains("/lib/x86_64-linux-gnu/libstdc++.so.6 lacks GLIBCXX_3.4.32", message);
@@ -54,12 +58,12 @@ public class TorchRuntimeTests
     public void Explains_a_missing_libtorch_in_one_line_with_the_fix()
     {
         const string loader =
-            "Unable to load shared library 'x/libLibTorchSharp.so' or one of its dependencies.\n" +
-            "libtorch_cpu.so: cannot open shared object file: No such file or directory";
+            "Unable to load shared library 'x/libLibTorchSharp.so' or one of its dependencies.\n"
+            + "libtorch_cpu.so: cannot open shared object file: No such file or directory";
         var message = TorchRuntime.Explain(loader, "/usr/lib/x86_64-linux-gnu/libstdc++.so.6");
         Assert.DoesNotContain('\n', message);
         Assert.Contains("libtorch_cpu.so was not found", message);
-        Assert.Contains("TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable", message);   // blr says --libtorch DIR
+        Assert.Contains("TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable", message); // blr says --libtorch DIR
     }
 
     [Fact]

@@ -15,10 +15,12 @@ public class TrainerTests
     sealed class TinyMixer : nn.Module<Tensor, Tensor>
     {
         readonly TorchSharp.Modules.Embedding lookup;
-        readonly TorchSharp.Modules.Linear mixer, readout;
+        readonly TorchSharp.Modules.Linear mixer,
+            readout;
         readonly TorchSharp.Modules.LayerNorm gain;
 
-        public TinyMixer(long seed) : base(nameof(TinyMixer))
+        public TinyMixer(long seed)
+            : base(nameof(TinyMixer))
         {
             manual_seed(seed);
             lookup = nn.Embedding(Vocab, 16);
@@ -39,27 +41,39 @@ public class TrainerTests
 
     const int Vocab = 12;
 
-    static readonly BlockRules Rules = BlockRules.Default
-        .With("lookup.weight", Block.Embedding).With("mixer.*", Block.FeedForward).With("gain.*", Block.Norm).With("readout.weight", Block.OutputHead);
+    static readonly BlockRules Rules = BlockRules
+        .Default.With("lookup.weight", Block.Embedding)
+        .With("mixer.*", Block.FeedForward)
+        .With("gain.*", Block.Norm)
+        .With("readout.weight", Block.OutputHead);
 
     /// A stream that mostly counts up modulo the vocabulary: learnable, and the same every time.
     static InMemoryTokens Counting(string name, int length, int seed)
     {
         var random = new Random(seed);
         var tokens = new int[length];
-        for (var i = 1; i < length; i++) tokens[i] = (tokens[i - 1] + 1 + (random.Next(4) == 0 ? 1 : 0)) % Vocab;
+        for (var i = 1; i < length; i++)
+            tokens[i] = (tokens[i - 1] + 1 + (random.Next(4) == 0 ? 1 : 0)) % Vocab;
         return new InMemoryTokens(name, tokens);
     }
 
-    static PretrainOptions Options(string run, int steps) => new()
-{
-        Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW },
-        Schedule = new() { Lr = 3e-3 },
-        Training = new() { Steps = steps, BatchSize = 4, MicroBatchSize = 2, SeqLen = 8, Threads = 1 },
-        Evaluation = new() { Every = 2, Windows = 4 },
-        Run = new() { Out = run },
-        Checkpoint = new() { Every = 4 },
-};
+    static PretrainOptions Options(string run, int steps) =>
+        new()
+        {
+            Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW },
+            Schedule = new() { Lr = 3e-3 },
+            Training = new()
+            {
+                Steps = steps,
+                BatchSize = 4,
+                MicroBatchSize = 2,
+                SeqLen = 8,
+                Threads = 1,
+            },
+            Evaluation = new() { Every = 2, Windows = 4 },
+            Run = new() { Out = run },
+            Checkpoint = new() { Every = 4 },
+        };
 
     static Trainer Trainer(PretrainOptions options, TinyMixer model) =>
         new Trainer(options).WithModel(model, Rules).WithData(Counting("train", 4000, 1), Counting("val", 400, 2));
@@ -71,9 +85,23 @@ public class TrainerTests
         try
         {
             using var unruled = new TinyMixer(7);
-            var refused = Assert.Throws<BlockPartitionException>(() => new Trainer(Options(Path.Combine(dir, "x"), 2))
-                .WithModel(unruled).WithData(Counting("train", 400, 1), Counting("val", 100, 2)).Run());
-            foreach (var name in new[] { "lookup.weight", "mixer.weight", "mixer.bias", "gain.weight", "gain.bias", "readout.weight" })
+            var refused = Assert.Throws<BlockPartitionException>(() =>
+                new Trainer(Options(Path.Combine(dir, "x"), 2))
+                    .WithModel(unruled)
+                    .WithData(Counting("train", 400, 1), Counting("val", 100, 2))
+                    .Run()
+            );
+            foreach (
+                var name in new[]
+                {
+                    "lookup.weight",
+                    "mixer.weight",
+                    "mixer.bias",
+                    "gain.weight",
+                    "gain.bias",
+                    "readout.weight",
+                }
+            )
                 Assert.Contains(name, refused.Message);
 
             var run = Path.Combine(dir, "run");
@@ -87,17 +115,27 @@ public class TrainerTests
             Assert.Equal(10 * 3e-3, peak[Block.Embedding], 12);
             Assert.Equal(6 * 3e-3, peak[Block.FeedForward], 12);
             Assert.Equal(3e-3, peak[Block.Norm], 12);
-            Assert.Equal(3e-3, peak[Block.OutputHead], 12);   // an untied head keeps ratio 1
+            Assert.Equal(3e-3, peak[Block.OutputHead], 12); // an untied head keeps ratio 1
             Assert.All(reports, r => Assert.Equal(4, r.GradientNorms.Count));
-            Assert.Equal([2, 4, 6, 8, 10, 12, 14, 16, 18, 20], reports.Where(r => r.ValLoss is not null).Select(r => r.Step + 1));
-            Assert.True(result.FinalValLoss < reports[1].ValLoss!.Value - 0.2, $"val loss {reports[1].ValLoss} -> {result.FinalValLoss}");
+            Assert.Equal(
+                [2, 4, 6, 8, 10, 12, 14, 16, 18, 20],
+                reports.Where(r => r.ValLoss is not null).Select(r => r.Step + 1)
+            );
+            Assert.True(
+                result.FinalValLoss < reports[1].ValLoss!.Value - 0.2,
+                $"val loss {reports[1].ValLoss} -> {result.FinalValLoss}"
+            );
             // The observer saw what metrics.jsonl records.
-            var logged = File.ReadAllLines(result.MetricsPath).Select(l => JsonNode.Parse(l)!["loss"]!.GetValue<double>());
+            var logged = File.ReadAllLines(result.MetricsPath)
+                .Select(l => JsonNode.Parse(l)!["loss"]!.GetValue<double>());
             Assert.Equal(reports.Select(r => r.Loss), logged);
             var saved = Safetensors.LoadStateDict(Path.Combine(result.LastCheckpoint!, "model.safetensors"));
             Assert.Equal(model.state_dict().Keys.Order(), saved.Keys.Order());
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -112,18 +150,38 @@ public class TrainerTests
             var part = Path.Combine(dir, "part");
             using var cancel = new CancellationTokenSource();
             using var first = new TinyMixer(3);
-            var stopped = Trainer(Options(part, 8), first).OnStep(r => { if (r.Step == 3) cancel.Cancel(); }).Run(cancel.Token);
+            var stopped = Trainer(Options(part, 8), first)
+                .OnStep(r =>
+                {
+                    if (r.Step == 3)
+                        cancel.Cancel();
+                })
+                .Run(cancel.Token);
             Assert.True(stopped.Interrupted);
             Assert.Equal(4, stopped.Steps);
-            using var second = new TinyMixer(99);   // other initial weights: the checkpoint must replace them all
-            var resumed = Trainer(Options(part, 8) with { Checkpoint = new() { Resume = "latest", Every = 4 } }, second).Run();
+            using var second = new TinyMixer(99); // other initial weights: the checkpoint must replace them all
+            var resumed = Trainer(
+                    Options(part, 8) with
+                    {
+                        Checkpoint = new() { Resume = "latest", Every = 4 },
+                    },
+                    second
+                )
+                .Run();
             Assert.Equal(8, resumed.Steps);
             foreach (var (name, tensor) in whole.state_dict())
                 Assert.True(tensor.eq(second.state_dict()[name]).all().item<bool>(), name);
-            Assert.Equal(File.ReadAllLines(Path.Combine(dir, "whole", "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["loss"]!.ToJsonString()),
-                File.ReadAllLines(Path.Combine(part, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["loss"]!.ToJsonString()));
+            Assert.Equal(
+                File.ReadAllLines(Path.Combine(dir, "whole", "metrics.jsonl"))
+                    .Select(l => JsonNode.Parse(l)!["loss"]!.ToJsonString()),
+                File.ReadAllLines(Path.Combine(part, "metrics.jsonl"))
+                    .Select(l => JsonNode.Parse(l)!["loss"]!.ToJsonString())
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -146,11 +204,16 @@ public class TrainerTests
             };
             Trainer(options, model).OnStep(_ => reads.Add(Optim.HostReads.Count)).Run();
             Assert.Equal(6, reads.Count);
-            // Between the ends of steps 1..4 (step 5 evaluates): loss, norms (clipping at 0.01 always scales), auto ratios, metrics.
+            // Between the ends of steps 1..4 (step 5 evaluates): loss, norms (clipping at 0.01 always scales), auto
+            // ratios, metrics.
             Assert.All(reads.Skip(1).Take(3).Zip(reads.Skip(2)), pair => Assert.Equal(1, pair.Second - pair.First));
         }
-        finally { Directory.Delete(run, true); }
+        finally
+        {
+            Directory.Delete(run, true);
+        }
     }
+
     sealed class Synchronous(Action<TrainProgress> report) : IProgress<TrainProgress>
     {
         public void Report(TrainProgress value) => report(value);
@@ -173,7 +236,9 @@ public class TrainerTests
             };
             Trainer(options, model).OnStep(reports.Add).WithProgress(new Synchronous(progress.Add)).Run();
 
-            var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
+            var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"))
+                .Select(l => JsonNode.Parse(l)!.AsObject())
+                .ToList();
             Assert.Equal(7, reports.Count);
             Assert.Equal(7, lines.Count);
             Assert.Equal(7, progress.Count);
@@ -190,17 +255,26 @@ public class TrainerTests
                 Assert.Equal(Keyed(report.Ratios!), Read(line["ratio"]));
                 Assert.Equal(report.TokensPerSecond, line["tokens_per_s"]!.GetValue<double>());
                 Assert.Equal(report.Milliseconds, line["ms"]!.GetValue<double>());
-                if (report.Step % 2 == 0) Assert.Equal(Keyed(report.Sharpness!), Read(line["sharpness"]));
-                else Assert.True(report.Sharpness is null && line["sharpness"] is null);
-                Assert.Equal((report.Step + 1, 7, report.Loss, report.ValLoss, report.TokensPerSecond),
-                    (shown.Step, shown.Steps, shown.Loss, shown.ValLoss, shown.TokensPerSecond));
+                if (report.Step % 2 == 0)
+                    Assert.Equal(Keyed(report.Sharpness!), Read(line["sharpness"]));
+                else
+                    Assert.True(report.Sharpness is null && line["sharpness"] is null);
+                Assert.Equal(
+                    (report.Step + 1, 7, report.Loss, report.ValLoss, report.TokensPerSecond),
+                    (shown.Step, shown.Steps, shown.Loss, shown.ValLoss, shown.TokensPerSecond)
+                );
             }
             // Ratios moved off 1 by the end (they are measured), and evals.csv holds the reports' evaluations.
             Assert.Contains(reports[^1].Ratios!.Values, r => r > 1);
-            var evals = File.ReadAllLines(Path.Combine(run, "evals.csv")).Skip(1).Select(l => l.Split(','))
+            var evals = File.ReadAllLines(Path.Combine(run, "evals.csv"))
+                .Skip(1)
+                .Select(l => l.Split(','))
                 .Select(p => (int.Parse(p[0]), double.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture)));
             Assert.Equal(reports.Where(r => r.ValLoss is not null).Select(r => (r.Step + 1, r.ValLoss!.Value)), evals);
         }
-        finally { Directory.Delete(run, true); }
+        finally
+        {
+            Directory.Delete(run, true);
+        }
     }
 }

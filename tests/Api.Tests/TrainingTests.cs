@@ -1,6 +1,6 @@
-using BlockwiseLR.Core;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using BlockwiseLR.Core;
 using BlockwiseLR.Training;
 using TorchSharp;
 using TorchSharp.PyBridge;
@@ -12,26 +12,64 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
 {
     /// A tiny model and run, one CPU thread, so that runs are deterministic and fast.
     string[] Tiny(string output, int steps) =>
-    [
-        "train", "--data", gutenberg.Directory, "--model", "gpt2-tiny", "--set", "layers=1", "--set", "width=32", "--set", "heads=2",
-        "--steps", steps.ToString(), "--batch-size", "4", "--micro-batch-size", "2", "--seq-len", "16", "--lr", "3e-3",
-        "--eval-every", "3", "--eval-windows", "4", "--threads", "1", "--seed", "5", "--out", output,
-    ];
+        [
+            "train",
+            "--data",
+            gutenberg.Directory,
+            "--model",
+            "gpt2-tiny",
+            "--set",
+            "layers=1",
+            "--set",
+            "width=32",
+            "--set",
+            "heads=2",
+            "--steps",
+            steps.ToString(),
+            "--batch-size",
+            "4",
+            "--micro-batch-size",
+            "2",
+            "--seq-len",
+            "16",
+            "--lr",
+            "3e-3",
+            "--eval-every",
+            "3",
+            "--eval-windows",
+            "4",
+            "--threads",
+            "1",
+            "--seed",
+            "5",
+            "--out",
+            output,
+        ];
 
     static string Temp() => Directory.CreateTempSubdirectory("blr-train-").FullName;
 
     static List<string> Losses(string run) =>
-        File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["loss"]!.ToJsonString()).ToList();
+        File.ReadAllLines(Path.Combine(run, "metrics.jsonl"))
+            .Select(l => JsonNode.Parse(l)!["loss"]!.ToJsonString())
+            .ToList();
 
-    static Dictionary<string, Tensor> Weights(string checkpoint) => Safetensors.LoadStateDict(Path.Combine(checkpoint, "model.safetensors"));
+    static Dictionary<string, Tensor> Weights(string checkpoint) =>
+        Safetensors.LoadStateDict(Path.Combine(checkpoint, "model.safetensors"));
 
     static void WaitFor(Func<bool> condition, Process process, string what)
     {
         var clock = Stopwatch.StartNew();
         while (!condition())
         {
-            if (process.HasExited) throw new Exception($"blr exited ({process.ExitCode}) before {what}: {process.StandardError.ReadToEnd()}");
-            if (clock.Elapsed > TimeSpan.FromMinutes(2)) { process.Kill(); throw new TimeoutException(what); }
+            if (process.HasExited)
+                throw new Exception(
+                    $"blr exited ({process.ExitCode}) before {what}: {process.StandardError.ReadToEnd()}"
+                );
+            if (clock.Elapsed > TimeSpan.FromMinutes(2))
+            {
+                process.Kill();
+                throw new TimeoutException(what);
+            }
             Thread.Sleep(50);
         }
     }
@@ -45,8 +83,12 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
 
     [Theory]
     [InlineData("paper", "--grad-clip", "1")]
-    [InlineData("auto", "--auto-every", "2")]   // the smoothed sharpness and ratios are part of the checkpoint
-    public void A_run_killed_after_a_checkpoint_and_resumed_equals_an_uninterrupted_run_bit_for_bit(string ratios, string option, string value)
+    [InlineData("auto", "--auto-every", "2")] // the smoothed sharpness and ratios are part of the checkpoint
+    public void A_run_killed_after_a_checkpoint_and_resumed_equals_an_uninterrupted_run_bit_for_bit(
+        string ratios,
+        string option,
+        string value
+    )
     {
         var dir = Temp();
         try
@@ -56,24 +98,56 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.True(code == 0, error);
 
             var killed = Path.Combine(dir, "killed");
-            using (var process = TestPaths.Start([.. Tiny(killed, 8), "--ratios", ratios, option, value, "--checkpoint-every", "4"], fault: "hang-after-checkpoint@4"))
+            using (
+                var process = TestPaths.Start(
+                    [.. Tiny(killed, 8), "--ratios", ratios, option, value, "--checkpoint-every", "4"],
+                    fault: "hang-after-checkpoint@4"
+                )
+            )
             {
-                WaitFor(() => File.Exists(Path.Combine(killed, "checkpoints", "latest")), process, "the step-4 checkpoint");
-                process.Kill();   // SIGKILL
+                WaitFor(
+                    () => File.Exists(Path.Combine(killed, "checkpoints", "latest")),
+                    process,
+                    "the step-4 checkpoint"
+                );
+                process.Kill(); // SIGKILL
                 process.WaitForExit();
             }
             Assert.Equal("step_0000004", File.ReadAllText(Path.Combine(killed, "checkpoints", "latest")));
-            (code, _, error) = TestPaths.Run([.. Tiny(killed, 8), "--ratios", ratios, option, value, "--checkpoint-every", "4", "--resume", "latest"]);
+            (code, _, error) = TestPaths.Run([
+                .. Tiny(killed, 8),
+                "--ratios",
+                ratios,
+                option,
+                value,
+                "--checkpoint-every",
+                "4",
+                "--resume",
+                "latest",
+            ]);
             Assert.True(code == 0, error);
 
             Assert.Equal(8, Losses(whole).Count);
-            Assert.Equal(File.ReadAllLines(Path.Combine(whole, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["lr"]!.ToJsonString()),
-                File.ReadAllLines(Path.Combine(killed, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["lr"]!.ToJsonString()));
-            Assert.Equal(Losses(whole), Losses(killed));   // every per-step loss, to the last bit
-            Assert.Equal(File.ReadAllText(Path.Combine(whole, "evals.csv")), File.ReadAllText(Path.Combine(killed, "evals.csv")));
-            AssertSameWeights(Path.Combine(whole, "checkpoints", "step_0000008"), Path.Combine(killed, "checkpoints", "step_0000008"));
+            Assert.Equal(
+                File.ReadAllLines(Path.Combine(whole, "metrics.jsonl"))
+                    .Select(l => JsonNode.Parse(l)!["lr"]!.ToJsonString()),
+                File.ReadAllLines(Path.Combine(killed, "metrics.jsonl"))
+                    .Select(l => JsonNode.Parse(l)!["lr"]!.ToJsonString())
+            );
+            Assert.Equal(Losses(whole), Losses(killed)); // every per-step loss, to the last bit
+            Assert.Equal(
+                File.ReadAllText(Path.Combine(whole, "evals.csv")),
+                File.ReadAllText(Path.Combine(killed, "evals.csv"))
+            );
+            AssertSameWeights(
+                Path.Combine(whole, "checkpoints", "step_0000008"),
+                Path.Combine(killed, "checkpoints", "step_0000008")
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -84,11 +158,23 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         {
             var run = Path.Combine(dir, "run");
             var folder = Path.Combine(run, "checkpoints");
-            using (var process = TestPaths.Start([.. Tiny(run, 6), "--checkpoint-every", "2"], fault: "hang-during-checkpoint@4"))
+            using (
+                var process = TestPaths.Start(
+                    [.. Tiny(run, 6), "--checkpoint-every", "2"],
+                    fault: "hang-during-checkpoint@4"
+                )
+            )
             {
                 // The step-4 checkpoint is half written: its model file exists in the temporary folder.
-                WaitFor(() => Directory.Exists(folder) && Directory.GetDirectories(folder, ".tmp-step_0000004-*")
-                    .Any(d => File.Exists(Path.Combine(d, "model.safetensors"))), process, "the half-written step-4 checkpoint");
+                WaitFor(
+                    () =>
+                        Directory.Exists(folder)
+                        && Directory
+                            .GetDirectories(folder, ".tmp-step_0000004-*")
+                            .Any(d => File.Exists(Path.Combine(d, "model.safetensors"))),
+                    process,
+                    "the half-written step-4 checkpoint"
+                );
                 process.Kill();
                 process.WaitForExit();
             }
@@ -106,7 +192,10 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Equal(Losses(whole), Losses(run));
             AssertSameWeights(Path.Combine(whole, "checkpoints", "step_0000006"), Path.Combine(folder, "step_0000006"));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// The main job in its quick mode: three arms on one seed and corpus, the table names the ratios each trained
@@ -129,7 +218,10 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Contains("| blockwise-adamw-paper |", output);
             Assert.True(File.Exists(Path.Combine(dir, "loss.png")));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// A run trained with --sharpness-every: `plot --sharpness` draws it; `sharpness --preconditioned` measures the
@@ -149,14 +241,40 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(png)[..4]);
             Assert.Contains(png, output);
 
-            (code, output, error) = TestPaths.Run(["sharpness", "--run", run, "--data", gutenberg.Directory, "--batches", "2", "--batch-size", "2",
-                "--seq-len", "16", "--preconditioned", "--threads", "1"]);
+            (code, output, error) = TestPaths.Run([
+                "sharpness",
+                "--run",
+                run,
+                "--data",
+                gutenberg.Directory,
+                "--batches",
+                "2",
+                "--batch-size",
+                "2",
+                "--seq-len",
+                "16",
+                "--preconditioned",
+                "--threads",
+                "1",
+            ]);
             Assert.True(code == 0, error);
             var csv = File.ReadAllLines(Path.Combine(run, "sharpness.csv"));
-            Assert.Equal("step,block,proxy,proxy_stderr,hutchinson,hutchinson_stderr,preconditioned,preconditioned_stderr", csv[0]);
-            Assert.All(csv.Skip(1), line => Assert.True(double.Parse(line.Split(',')[6], System.Globalization.CultureInfo.InvariantCulture) is var v && double.IsFinite(v), line));
+            Assert.Equal(
+                "step,block,proxy,proxy_stderr,hutchinson,hutchinson_stderr,preconditioned,preconditioned_stderr",
+                csv[0]
+            );
+            Assert.All(csv.Skip(1), line =>
+                Assert.True(
+                    double.Parse(line.Split(',')[6], System.Globalization.CultureInfo.InvariantCulture) is var v
+                        && double.IsFinite(v),
+                    line
+                )
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -168,9 +286,15 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var run = Path.Combine(dir, "run");
             using (var process = TestPaths.Start(Tiny(run, 400)))
             {
-                WaitFor(() => File.Exists(Path.Combine(run, "metrics.jsonl")) && File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length >= 3,
-                    process, "three training steps");
-                using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()])) kill.WaitForExit();
+                WaitFor(
+                    () =>
+                        File.Exists(Path.Combine(run, "metrics.jsonl"))
+                        && File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length >= 3,
+                    process,
+                    "three training steps"
+                );
+                using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()]))
+                    kill.WaitForExit();
                 Assert.True(process.WaitForExit(60_000), "blr did not stop after SIGINT");
                 Assert.Equal(130, process.ExitCode);
             }
@@ -180,23 +304,35 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Equal($"step_{result.Steps:D7}", latest);
             Assert.Equal(result.Steps, Losses(run).Count);
             Assert.True(result.Steps < 400, "the run ended before SIGINT arrived");
-            var (code, _, error) = TestPaths.Run([.. Tiny(run, 400), "--resume", "latest"]);   // the same options: the same trajectory
+            var (code, _, error) = TestPaths.Run([.. Tiny(run, 400), "--resume", "latest"]); // the same options: the same trajectory
             Assert.True(code == 0, error);
             Assert.Equal(400, Losses(run).Count);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
-    public static TheoryData<string, string[], string> BadConfigurations() => new()
-    {
-        { "unknown model", ["--model", "gpt5"], "unknown model 'gpt5'" },
-        { "heads not dividing the width", ["--set", "heads=3"], "width 32 is not divisible by heads 3" },
-        { "lr <= 0", ["--lr", "0"], "--lr 0: must be a finite number > 0" },
-        { "a ratio <= 0", ["--optimizer", "blockwise-adamw", "--ratios", "emb=0"], "ratios 'emb=0': emb=0 must be a finite number > 0" },
-        { "batch not divisible by the micro-batch", ["--batch-size", "6", "--micro-batch-size", "4"], "--micro-batch-size 4: must divide the batch size (6)" },
-        { "missing data folder", ["--data", "/nonexistent/shards"], "--data /nonexistent/shards: no such folder" },
-        { "unknown precision", ["--precision", "fp8"], "unknown precision 'fp8'" },
-    };
+    public static TheoryData<string, string[], string> BadConfigurations() =>
+        new()
+        {
+            { "unknown model", ["--model", "gpt5"], "unknown model 'gpt5'" },
+            { "heads not dividing the width", ["--set", "heads=3"], "width 32 is not divisible by heads 3" },
+            { "lr <= 0", ["--lr", "0"], "--lr 0: must be a finite number > 0" },
+            {
+                "a ratio <= 0",
+                ["--optimizer", "blockwise-adamw", "--ratios", "emb=0"],
+                "ratios 'emb=0': emb=0 must be a finite number > 0"
+            },
+            {
+                "batch not divisible by the micro-batch",
+                ["--batch-size", "6", "--micro-batch-size", "4"],
+                "--micro-batch-size 4: must divide the batch size (6)"
+            },
+            { "missing data folder", ["--data", "/nonexistent/shards"], "--data /nonexistent/shards: no such folder" },
+            { "unknown precision", ["--precision", "fp8"], "unknown precision 'fp8'" },
+        };
 
     [Theory]
     [MemberData(nameof(BadConfigurations))]
@@ -213,7 +349,10 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Equal(1, error.Count(c => c == '\n'));
             Assert.False(Directory.Exists(run), $"{what}: the run folder was created");
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -225,14 +364,26 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var run = Path.Combine(dir, "run");
             var (code, _, error) = TestPaths.Run(Tiny(run, 2));
             Assert.True(code == 0, error);
-            var before = Directory.GetFileSystemEntries(run, "*", SearchOption.AllDirectories).Select(f => (f, File.Exists(f) ? File.GetLastWriteTimeUtc(f) : default)).ToList();
+            var before = Directory
+                .GetFileSystemEntries(run, "*", SearchOption.AllDirectories)
+                .Select(f => (f, File.Exists(f) ? File.GetLastWriteTimeUtc(f) : default))
+                .ToList();
             (code, _, error) = TestPaths.Run([.. Tiny(run, 4), "--set", "layers=2", "--resume", "latest"]);
             Assert.Equal(2, code);
             Assert.Contains("holds another model (GPT-2, 1 layers", error);
             Assert.Contains("not the one asked for (GPT-2, 2 layers", error);
-            Assert.Equal(before, Directory.GetFileSystemEntries(run, "*", SearchOption.AllDirectories).Select(f => (f, File.Exists(f) ? File.GetLastWriteTimeUtc(f) : default)).ToList());
+            Assert.Equal(
+                before,
+                Directory
+                    .GetFileSystemEntries(run, "*", SearchOption.AllDirectories)
+                    .Select(f => (f, File.Exists(f) ? File.GetLastWriteTimeUtc(f) : default))
+                    .ToList()
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -247,13 +398,19 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var (code, _, error) = TestPaths.Run([.. Tiny(run, 2), "--config", config, "--lr", "0.004"]);
             Assert.True(code == 0, error);
             var saved = PretrainOptions.FromJsonFile(Path.Combine(run, "options.json"));
-            Assert.Equal((OptimizerKind.AdamMini, 0.004, 2), (saved.Optimizer.Kind, saved.Schedule.Lr, saved.Training.Steps));
+            Assert.Equal(
+                (OptimizerKind.AdamMini, 0.004, 2),
+                (saved.Optimizer.Kind, saved.Schedule.Lr, saved.Training.Steps)
+            );
             File.WriteAllText(config, """{ "stepz": 1 }""");
             (code, _, error) = TestPaths.Run(["train", "--config", config, "--out", Path.Combine(dir, "never")]);
             Assert.Equal(2, code);
             Assert.Contains("stepz", error);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -264,9 +421,9 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         var logits = tensor(new float[] { 0, 1, 2, 3 });
         bool[] Kept(int k, double p) => TextGenerator.Filter(logits, k, p).isfinite().data<bool>().ToArray();
         Assert.Equal([false, false, true, true], Kept(2, 1.0));
-        Assert.Equal([false, false, false, true], Kept(0, 0.5));    // 0.644 alone reaches 0.5
-        Assert.Equal([false, false, true, true], Kept(0, 0.7));     // 0.644 < 0.7, 0.881 >= 0.7
-        Assert.Equal([false, true, true, true], Kept(0, 0.9));      // 0.881 < 0.9
+        Assert.Equal([false, false, false, true], Kept(0, 0.5)); // 0.644 alone reaches 0.5
+        Assert.Equal([false, false, true, true], Kept(0, 0.7)); // 0.644 < 0.7, 0.881 >= 0.7
+        Assert.Equal([false, true, true, true], Kept(0, 0.9)); // 0.881 < 0.9
         Assert.Equal([true, true, true, true], Kept(0, 1.0));
         Assert.Equal([false, false, false, true], Kept(3, 0.5));
     }
@@ -286,18 +443,25 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Equal(result.FinalValLoss, eval.Loss, 5);
             Assert.Equal(Math.Exp(eval.Loss), eval.Perplexity, 6);
 
-            string Generate(double temperature, int k, ulong seed) => TextGenerator.Generate(run, "The whale", 12, temperature, k, 1.0, seed);
-            Assert.Equal(Generate(0.8, 0, 7), Generate(0.8, 0, 7));         // seeded
-            Assert.Equal(Generate(0, 0, 1), Generate(1.0, 1, 2));           // top-k 1 is greedy, whatever the seed
+            string Generate(double temperature, int k, ulong seed) =>
+                TextGenerator.Generate(run, "The whale", 12, temperature, k, 1.0, seed);
+            Assert.Equal(Generate(0.8, 0, 7), Generate(0.8, 0, 7)); // seeded
+            Assert.Equal(Generate(0, 0, 1), Generate(1.0, 1, 2)); // top-k 1 is greedy, whatever the seed
             Assert.StartsWith("The whale", Generate(0, 0, 1));
 
             var exported = Path.Combine(dir, "hf");
             (code, _, error) = TestPaths.Run(["export-hf", "--from", run, "--out", exported]);
             Assert.True(code == 0, error);
-            Assert.Contains("transformer.h.0.attn.c_attn.weight", File.ReadAllText(Path.Combine(exported, "model.safetensors"))[..2000]);
+            Assert.Contains(
+                "transformer.h.0.attn.c_attn.weight",
+                File.ReadAllText(Path.Combine(exported, "model.safetensors"))[..2000]
+            );
             AssertSameWeights(Path.Combine(exported), Path.Combine(run, "checkpoints", "step_0000003"));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -307,17 +471,37 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         try
         {
             var common = new PretrainOptions
-{
-        Model = new() { Name = "gpt2-tiny", Overrides = new() { Layers = 1, Width = 16, Heads = 2 } },
-        Data = new() { Path = gutenberg.Directory },
-        Training = new() { Steps = 4, BatchSize = 2, SeqLen = 16, Threads = 1 },
-        Evaluation = new() { Every = 2, Windows = 2 },
-        Run = new() { Out = dir },
-};
-            var report = Reporting.Comparison.Compare(new Reporting.CompareOptions
             {
-                Common = common, Optimizers = [OptimizerKind.BlockwiseAdamW, OptimizerKind.AdamMini], Seeds = [1, 2], LrSweep = [1e-3, 3e-3],
-            });
+                Model = new()
+                {
+                    Name = "gpt2-tiny",
+                    Overrides = new()
+                    {
+                        Layers = 1,
+                        Width = 16,
+                        Heads = 2,
+                    },
+                },
+                Data = new() { Path = gutenberg.Directory },
+                Training = new()
+                {
+                    Steps = 4,
+                    BatchSize = 2,
+                    SeqLen = 16,
+                    Threads = 1,
+                },
+                Evaluation = new() { Every = 2, Windows = 2 },
+                Run = new() { Out = dir },
+            };
+            var report = Reporting.Comparison.Compare(
+                new Reporting.CompareOptions
+                {
+                    Common = common,
+                    Optimizers = [OptimizerKind.BlockwiseAdamW, OptimizerKind.AdamMini],
+                    Seeds = [1, 2],
+                    LrSweep = [1e-3, 3e-3],
+                }
+            );
             Assert.Equal(2, report.Sweep.Count);
             Assert.Same(report.Sweep.MinBy(s => s.MeanFinal), report.Baseline);
             Assert.All(report.Baseline.Runs, r => Assert.Equal([2, 4, 6, 8], r.Evals.Select(e => e.Step)));
@@ -325,13 +509,20 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             {
                 Assert.Equal(report.Baseline.Lr, row.Lr);
                 Assert.Equal(2, row.Runs.Count);
-                Assert.NotEqual(row.Runs[0].FinalValLoss, row.Runs[1].FinalValLoss);   // the seeds differ
-                Assert.Equal((row.Runs[0].Evals[^1].ValLoss + row.Runs[1].Evals[^1].ValLoss) / 2, row.MeanCurve[^1].ValLoss, 12);
+                Assert.NotEqual(row.Runs[0].FinalValLoss, row.Runs[1].FinalValLoss); // the seeds differ
+                Assert.Equal(
+                    (row.Runs[0].Evals[^1].ValLoss + row.Runs[1].Evals[^1].ValLoss) / 2,
+                    row.MeanCurve[^1].ValLoss,
+                    12
+                );
             });
             Assert.True(File.Exists(report.Png) && File.Exists(report.Markdown) && File.Exists(report.Json));
             Assert.Contains("| adam-mini | 4 |", File.ReadAllText(report.Markdown));
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     [Fact]
@@ -341,19 +532,40 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         try
         {
             var run = Path.Combine(dir, "run");
-            var (code, _, error) = TestPaths.Run([.. Tiny(run, 4), "--checkpoint-every", "2", "--keep-checkpoints", "3"]);
+            var (code, _, error) = TestPaths.Run([
+                .. Tiny(run, 4),
+                "--checkpoint-every",
+                "2",
+                "--keep-checkpoints",
+                "3",
+            ]);
             Assert.True(code == 0, error);
-            (code, var output, error) = TestPaths.Run(["sharpness", "--run", run, "--data", gutenberg.Directory, "--batches", "2",
-                "--batch-size", "2", "--seq-len", "16", "--hutchinson"]);
+            (code, var output, error) = TestPaths.Run([
+                "sharpness",
+                "--run",
+                run,
+                "--data",
+                gutenberg.Directory,
+                "--batches",
+                "2",
+                "--batch-size",
+                "2",
+                "--seq-len",
+                "16",
+                "--hutchinson",
+            ]);
             Assert.True(code == 0, error);
             var csv = File.ReadAllLines(Path.Combine(run, "sharpness.csv"));
-            Assert.Equal(1 + 2 * 6, csv.Length);   // steps 2 and 4, six blocks each (tied head: no OutputHead)
-            // The proxy is a squared norm (>= 0); Hutchinson's mean may be negative (the Hessian is not PSD); all finite.
+            Assert.Equal(1 + 2 * 6, csv.Length); // steps 2 and 4, six blocks each (tied head: no OutputHead)
+            // The proxy is a squared norm (>= 0); Hutchinson's mean may be negative (the Hessian is not PSD); all
+            // finite.
             Assert.All(csv.Skip(1), line =>
             {
                 var fields = line.Split(',');
-                Assert.Equal(["", ""], fields[6..]);   // no preconditioned estimate unless asked for
-                var v = fields[2..6].Select(x => double.Parse(x, System.Globalization.CultureInfo.InvariantCulture)).ToArray();
+                Assert.Equal(["", ""], fields[6..]); // no preconditioned estimate unless asked for
+                var v = fields[2..6]
+                    .Select(x => double.Parse(x, System.Globalization.CultureInfo.InvariantCulture))
+                    .ToArray();
                 Assert.True(v.All(double.IsFinite) && v[0] >= 0 && v[1] >= 0 && v[3] >= 0, line);
             });
             Assert.Contains("step 4, proxy, flattest first: ", output);
@@ -364,14 +576,24 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var logged = Path.Combine(dir, "logged");
             (code, _, error) = TestPaths.Run([.. Tiny(logged, 4), "--sharpness-every", "2"]);
             Assert.True(code == 0, error);
-            var lines = File.ReadAllLines(Path.Combine(logged, "metrics.jsonl")).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!).ToList();
+            var lines = File.ReadAllLines(Path.Combine(logged, "metrics.jsonl"))
+                .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
+                .ToList();
             Assert.Equal([true, false, true, false], lines.Select(l => l["sharpness"] is not null));
             Assert.All(lines.Where(l => l["sharpness"] is not null), l =>
-                Assert.Equal(l["grad_norm"]!.AsObject().Select(kv => kv.Key).Order(), l["sharpness"]!.AsObject().Select(kv => kv.Key).Order()));
-            Assert.All(lines.Where(l => l["sharpness"] is not null).SelectMany(l => l["sharpness"]!.AsObject()),
-                kv => Assert.True(kv.Value!.GetValue<double>() is > 0 and < double.PositiveInfinity, kv.Key));
+                Assert.Equal(
+                    l["grad_norm"]!.AsObject().Select(kv => kv.Key).Order(),
+                    l["sharpness"]!.AsObject().Select(kv => kv.Key).Order()
+                )
+            );
+            Assert.All(lines.Where(l => l["sharpness"] is not null).SelectMany(l => l["sharpness"]!.AsObject()), kv =>
+                Assert.True(kv.Value!.GetValue<double>() is > 0 and < double.PositiveInfinity, kv.Key)
+            );
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// Process RSS is measured by `Benchmarks --memory` (README): inside the test host it is too noisy to assert.
@@ -382,22 +604,44 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         try
         {
             var options = new PretrainOptions
-{
-        Model = new() { Name = "gpt2-tiny", Overrides = new() { Layers = 1, Width = 16, Heads = 2 } },
-        Data = new() { Path = gutenberg.Directory },
-        Training = new() { Steps = 1001, BatchSize = 2, SeqLen = 8, Threads = 1 },
-        Evaluation = new() { Every = 250, Windows = 2 },
-        Run = new() { Out = Path.Combine(dir, "run") },
-};
-            var live = new Dictionary<int, long>();
-            Pretrainer.Run(options, new Synchronous(p =>
             {
-                if (p.Step is 10 or 200 or 1000) live[p.Step] = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-            }));
+                Model = new()
+                {
+                    Name = "gpt2-tiny",
+                    Overrides = new()
+                    {
+                        Layers = 1,
+                        Width = 16,
+                        Heads = 2,
+                    },
+                },
+                Data = new() { Path = gutenberg.Directory },
+                Training = new()
+                {
+                    Steps = 1001,
+                    BatchSize = 2,
+                    SeqLen = 8,
+                    Threads = 1,
+                },
+                Evaluation = new() { Every = 250, Windows = 2 },
+                Run = new() { Out = Path.Combine(dir, "run") },
+            };
+            var live = new Dictionary<int, long>();
+            Pretrainer.Run(
+                options,
+                new Synchronous(p =>
+                {
+                    if (p.Step is 10 or 200 or 1000)
+                        live[p.Step] = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+                })
+            );
             Assert.Equal(live[10], live[200]);
             Assert.Equal(live[10], live[1000]);
         }
-        finally { Directory.Delete(dir, true); }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
     }
 
     /// Reports on the trainer's thread, as it happens.
@@ -410,6 +654,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
     sealed class Counting(nn.Module<Tensor, Tensor> inner) : nn.Module<Tensor, Tensor>("counting")
     {
         public List<long> Live { get; } = [];
+
         public override Tensor forward(Tensor x)
         {
             Live.Add(DisposeScopeManager.Statistics.ThreadTotalLiveCount);
@@ -421,7 +666,18 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
     public void Evaluation_frees_each_batch_so_live_tensors_do_not_grow_with_the_batches()
     {
         TorchRuntime.EnsureAvailable();
-        using var model = Models.LanguageModel.Create(Models.ModelConfigs.Create("gpt2-tiny", new Models.ModelOverrides { Layers = 1, Width = 32, Heads = 2 }), seed: 1);
+        using var model = Models.LanguageModel.Create(
+            Models.ModelConfigs.Create(
+                "gpt2-tiny",
+                new Models.ModelOverrides
+                {
+                    Layers = 1,
+                    Width = 32,
+                    Heads = 2,
+                }
+            ),
+            seed: 1
+        );
         using var val = Data.TokenDataset.Open(gutenberg.Directory, "val");
         var counting = new Counting(model);
         var (loss, windows) = Evaluation.MeanLoss(counting, val, 32, 2, 16, null);

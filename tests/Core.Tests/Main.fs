@@ -10,14 +10,18 @@ open Expecto
 let main argv =
     let summaryFile = Environment.GetEnvironmentVariable "BLR_TEST_SUMMARY"
     let printer = defaultConfig.printer
+
     let recording =
         { printer with
             summary =
                 fun config summary ->
                     async {
                         do! printer.summary config summary
+
                         if not (String.IsNullOrEmpty summaryFile) then
                             let failed = summary.failed.Length + summary.errored.Length
                             File.WriteAllText(summaryFile, sprintf "%d %d" summary.passed.Length failed)
-                    } }
+                    }
+        }
+
     runTestsInAssemblyWithCLIArgs [ CLIArguments.Printer recording ] argv

@@ -5,22 +5,41 @@ open System
 open System.IO
 open System.Text.Json
 
-type Tensor = { DType: string; Shape: int64 list; Bytes: byte[] }
+type Tensor =
+    {
+        DType: string
+        Shape: int64 list
+        Bytes: byte[]
+    }
 
-let dataPath (relative: string) = Path.Combine(AppContext.BaseDirectory, "data", relative)
+let dataPath (relative: string) =
+    Path.Combine(AppContext.BaseDirectory, "data", relative)
 
 let read (path: string) : Map<string, Tensor> =
     let bytes = File.ReadAllBytes path
     let headerLength = int (BitConverter.ToInt64(bytes, 0))
     use doc = JsonDocument.Parse(ReadOnlyMemory(bytes, 8, headerLength))
-    [ for entry in doc.RootElement.EnumerateObject() do
-          if entry.Name <> "__metadata__" then
-              let offsets = entry.Value.GetProperty("data_offsets").EnumerateArray() |> Seq.map (fun e -> e.GetInt64()) |> Array.ofSeq
-              let start = 8 + headerLength + int offsets[0]
-              entry.Name,
-              { DType = entry.Value.GetProperty("dtype").GetString()
-                Shape = entry.Value.GetProperty("shape").EnumerateArray() |> Seq.map (fun e -> e.GetInt64()) |> List.ofSeq
-                Bytes = bytes[start .. 8 + headerLength + int offsets[1] - 1] } ]
+
+    [
+        for entry in doc.RootElement.EnumerateObject() do
+            if entry.Name <> "__metadata__" then
+                let offsets =
+                    entry.Value.GetProperty("data_offsets").EnumerateArray()
+                    |> Seq.map (fun e -> e.GetInt64())
+                    |> Array.ofSeq
+
+                let start = 8 + headerLength + int offsets[0]
+
+                entry.Name,
+                {
+                    DType = entry.Value.GetProperty("dtype").GetString()
+                    Shape =
+                        entry.Value.GetProperty("shape").EnumerateArray()
+                        |> Seq.map (fun e -> e.GetInt64())
+                        |> List.ofSeq
+                    Bytes = bytes[start .. 8 + headerLength + int offsets[1] - 1]
+                }
+    ]
     |> Map.ofList
 
 let toFloats (t: Tensor) : float[] =

@@ -29,7 +29,8 @@ public sealed class BatchSampler
 
     long[] Order(int epoch)
     {
-        if (cached is not { } c || c.Epoch != epoch) cached = (epoch, SamplingRules.Permutation(seed, epoch, layout.Total));
+        if (cached is not { } c || c.Epoch != epoch)
+            cached = (epoch, SamplingRules.Permutation(seed, epoch, layout.Total));
         return cached.Value.Order;
     }
 
@@ -42,8 +43,10 @@ public sealed class BatchSampler
     }
 
     /// <summary>Inputs and targets, (B, T) int64 each: targets are the inputs shifted by one token.</summary>
-    public (Tensor Inputs, Tensor Targets) Next(int batchSize, Device? device = null) => Batch(NextWindows(batchSize), device);
+    public (Tensor Inputs, Tensor Targets) Next(int batchSize, Device? device = null) =>
+        Batch(NextWindows(batchSize), device);
 
     /// <summary>Inputs and targets of the given windows (a share of <see cref="NextWindows"/>).</summary>
-    public (Tensor Inputs, Tensor Targets) Batch(long[] windows, Device? device = null) => Windows.Assemble(data, layout, windows, device);
+    public (Tensor Inputs, Tensor Targets) Batch(long[] windows, Device? device = null) =>
+        Windows.Assemble(data, layout, windows, device);
 }

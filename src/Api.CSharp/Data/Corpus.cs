@@ -19,6 +19,7 @@ public sealed record CorpusOptions
     public string Glob { get; init; } = "*.txt";
     public string JsonField { get; init; } = "text";
     public string ParquetColumn { get; init; } = "text";
+
     /// <summary>Replace invalid UTF-8 with U+FFFD instead of stopping with an error.</summary>
     public bool ReplaceInvalidUtf8 { get; init; }
 }
@@ -44,16 +45,30 @@ public static class Corpus
         var files = new List<string>();
         foreach (var input in inputs)
         {
-            if (File.Exists(input)) files.Add(input);
+            if (File.Exists(input))
+                files.Add(input);
             else if (Directory.Exists(input))
             {
-                var found = Directory.GetFiles(input, options.Glob, SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToList();
-                if (found.Count == 0) throw new DataInputException($"{input}: no files match '{options.Glob}' (searched recursively); set Glob", "Glob");
+                var found = Directory
+                    .GetFiles(input, options.Glob, SearchOption.AllDirectories)
+                    .Order(StringComparer.Ordinal)
+                    .ToList();
+                if (found.Count == 0)
+                    throw new DataInputException(
+                        $"{input}: no files match '{options.Glob}' (searched recursively); set Glob",
+                        "Glob"
+                    );
                 files.AddRange(found);
             }
-            else throw new DataInputException($"{input}: no such file or folder");
+            else
+                throw new DataInputException($"{input}: no such file or folder");
         }
-        if (files.Count == 0) throw new DataInputException("no input: give Inputs (files or folders) or the Builtin corpus gutenberg", "Inputs", "Builtin");
+        if (files.Count == 0)
+            throw new DataInputException(
+                "no input: give Inputs (files or folders) or the Builtin corpus gutenberg",
+                "Inputs",
+                "Builtin"
+            );
         return files.Select(f => new SourceFile(f, new FileInfo(f).Length, Sha256Of(f))).ToList();
     }
 
@@ -66,7 +81,8 @@ public static class Corpus
         return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
 
-    /// <summary>The documents of one file, in order (each read whole; <c>blr prepare</c> streams them instead).</summary>
+    /// <summary>The documents of one file, in order (each read whole; <c>blr prepare</c> streams them
+    /// instead).</summary>
     public static IEnumerable<Document> Read(string path, CorpusOptions options) =>
         Stream(path, options).Select(d => new Document(path, d.Location, d.Text()));
 
@@ -77,15 +93,19 @@ public static class Corpus
     internal static IEnumerable<StreamedDocument> Stream(string path, CorpusOptions options)
     {
         var name = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? path[..^3] : path;
-        if (name.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase)) return ParquetRows(path, options.ParquetColumn);
-        if (name.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase)) return JsonLines(path, () => Open(path), options);
+        if (name.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase))
+            return ParquetRows(path, options.ParquetColumn);
+        if (name.EndsWith(".jsonl", StringComparison.OrdinalIgnoreCase))
+            return JsonLines(path, () => Open(path), options);
         return [new StreamedDocument(path, TextBlocks(path, options))];
     }
 
     static System.IO.Stream Open(string path)
     {
         var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new GZipStream(file, CompressionMode.Decompress) : file;
+        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)
+            ? new GZipStream(file, CompressionMode.Decompress)
+            : file;
     }
 
     const int BlockBytes = 1 << 20;
@@ -103,21 +123,32 @@ public static class Corpus
         {
             var n = ReadFull(stream, bytes, path, 0);
             int produced;
-            try { produced = decoder.GetChars(bytes, 0, n, chars, 0, flush: n == 0); }
+            try
+            {
+                produced = decoder.GetChars(bytes, 0, n, chars, 0, flush: n == 0);
+            }
             catch (DecoderFallbackException e)
             {
-                throw new DataInputException($"{path}: invalid UTF-8 at byte offset {offset + e.Index}; fix the file or set ReplaceInvalidUtf8", "ReplaceInvalidUtf8");
+                throw new DataInputException(
+                    $"{path}: invalid UTF-8 at byte offset {offset + e.Index}; fix the file or set ReplaceInvalidUtf8",
+                    "ReplaceInvalidUtf8"
+                );
             }
             offset += n;
-            if (produced > 0) yield return chars.AsMemory(0, produced);
-            if (n == 0) yield break;
+            if (produced > 0)
+                yield return chars.AsMemory(0, produced);
+            if (n == 0)
+                yield break;
         }
     }
 
     /// <summary>The documents of a built-in corpus and a description of it for the manifest.</summary>
     public static (IEnumerable<Document> Documents, SourceFile Source) Builtin(string name)
     {
-        if (name != "gutenberg") throw new DataInputException($"unknown built-in corpus '{name}' (known: {string.Join(", ", BuiltinNames)})");
+        if (name != "gutenberg")
+            throw new DataInputException(
+                $"unknown built-in corpus '{name}' (known: {string.Join(", ", BuiltinNames)})"
+            );
         using var resource = typeof(Corpus).Assembly.GetManifestResourceStream("gutenberg.jsonl.gz")
             ?? throw new InvalidOperationException("the built-in corpus is missing from BlockwiseLR.dll");
         using var memory = new MemoryStream();
@@ -138,17 +169,27 @@ public static class Corpus
             gzip.CopyTo(output);
             return output.ToArray();
         }
-        catch (InvalidDataException e) { throw new DataInputException($"{path}: not valid gzip ({e.Message})"); }
+        catch (InvalidDataException e)
+        {
+            throw new DataInputException($"{path}: not valid gzip ({e.Message})");
+        }
     }
 
     static string Decode(ReadOnlySpan<byte> bytes, string path, long offset, int? line, CorpusOptions options)
     {
-        if (options.ReplaceInvalidUtf8) return Replacing.GetString(bytes);
-        try { return Strict.GetString(bytes); }
+        if (options.ReplaceInvalidUtf8)
+            return Replacing.GetString(bytes);
+        try
+        {
+            return Strict.GetString(bytes);
+        }
         catch (DecoderFallbackException e)
         {
             var at = line is { } l ? $" line {l}," : "";
-            throw new DataInputException($"{path}:{at} invalid UTF-8 at byte offset {offset + e.Index}; fix the file or set ReplaceInvalidUtf8", "ReplaceInvalidUtf8");
+            throw new DataInputException(
+                $"{path}:{at} invalid UTF-8 at byte offset {offset + e.Index}; fix the file or set ReplaceInvalidUtf8",
+                "ReplaceInvalidUtf8"
+            );
         }
     }
 
@@ -157,8 +198,9 @@ public static class Corpus
     {
         using var stream = open();
         var buffer = new byte[BlockBytes];
-        int filled = 0, start = 0;
-        long consumed = 0;   // bytes before buffer[0]
+        int filled = 0,
+            start = 0;
+        long consumed = 0; // bytes before buffer[0]
         var lineNumber = 0;
         var end = false;
         while (true)
@@ -168,7 +210,8 @@ public static class Corpus
             {
                 // Keep the partial line, make room (growing for a line longer than the buffer) and read on.
                 var partial = filled - start;
-                if (partial == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+                if (partial == buffer.Length)
+                    Array.Resize(ref buffer, buffer.Length * 2);
                 Array.Copy(buffer, start, buffer, 0, partial);
                 consumed += start;
                 (start, filled) = (0, partial);
@@ -178,17 +221,23 @@ public static class Corpus
                 continue;
             }
             var lineEnd = newline < 0 ? filled : newline;
-            if (newline < 0 && start == filled) yield break;
+            if (newline < 0 && start == filled)
+                yield break;
             lineNumber++;
             var lineStart = consumed + start;
             var line = Decode(buffer.AsSpan(start, lineEnd - start), path, lineStart, lineNumber, options);
             start = newline < 0 ? filled : newline + 1;
-            if (line.Trim().Length == 0) continue;
-            yield return new StreamedDocument($"{path}:{lineNumber}", [FieldOf(line, path, lineNumber, lineStart, options).AsMemory()]);
+            if (line.Trim().Length == 0)
+                continue;
+            yield return new StreamedDocument(
+                $"{path}:{lineNumber}",
+                [FieldOf(line, path, lineNumber, lineStart, options).AsMemory()]
+            );
         }
     }
 
-    /// <summary>Reads into buffer[at..] until it is full or the stream ends, turning a broken gzip into one line.</summary>
+    /// <summary>Reads into buffer[at..] until it is full or the stream ends, turning a broken gzip into one
+    /// line.</summary>
     static int ReadFull(System.IO.Stream stream, byte[] buffer, string path, int at)
     {
         var total = 0;
@@ -197,11 +246,15 @@ public static class Corpus
             while (at + total < buffer.Length)
             {
                 var n = stream.Read(buffer, at + total, buffer.Length - at - total);
-                if (n == 0) break;
+                if (n == 0)
+                    break;
                 total += n;
             }
         }
-        catch (InvalidDataException e) { throw new DataInputException($"{path}: not valid gzip ({e.Message})"); }
+        catch (InvalidDataException e)
+        {
+            throw new DataInputException($"{path}: not valid gzip ({e.Message})");
+        }
         return total;
     }
 
@@ -210,14 +263,23 @@ public static class Corpus
         try
         {
             using var json = JsonDocument.Parse(line);
-            if (json.RootElement.ValueKind != JsonValueKind.Object
-                || !json.RootElement.TryGetProperty(options.JsonField, out var field) || field.ValueKind != JsonValueKind.String)
-                throw new DataInputException($"{path}: line {lineNumber} (byte offset {lineStart}) has no string field '{options.JsonField}'; set JsonField", "JsonField");
+            if (
+                json.RootElement.ValueKind != JsonValueKind.Object
+                || !json.RootElement.TryGetProperty(options.JsonField, out var field)
+                || field.ValueKind != JsonValueKind.String
+            )
+                throw new DataInputException(
+                    $"{path}: line {lineNumber} (byte offset {lineStart}) has no string field '{options.JsonField}'; "
+                        + $"set JsonField",
+                    "JsonField"
+                );
             return field.GetString()!;
         }
         catch (JsonException e)
         {
-            throw new DataInputException($"{path}: line {lineNumber} (byte offset {lineStart}) is not JSON: {e.Message.Split('\n')[0]}");
+            throw new DataInputException(
+                $"{path}: line {lineNumber} (byte offset {lineStart}) is not JSON: {e.Message.Split('\n')[0]}"
+            );
         }
     }
 
@@ -229,12 +291,19 @@ public static class Corpus
         {
             var memory = new MemoryStream();
             using (var gz = Open(path))
-                try { gz.CopyTo(memory); }
-                catch (InvalidDataException e) { throw new DataInputException($"{path}: not valid gzip ({e.Message})"); }
+                try
+                {
+                    gz.CopyTo(memory);
+                }
+                catch (InvalidDataException e)
+                {
+                    throw new DataInputException($"{path}: not valid gzip ({e.Message})");
+                }
             memory.Position = 0;
             stream = memory;
         }
-        else stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        else
+            stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
         using var owned = stream;
         ParquetReader reader;
         Parquet.Schema.DataField field;
@@ -243,11 +312,18 @@ public static class Corpus
             reader = ParquetReader.CreateAsync(stream, null, false, default).GetAwaiter().GetResult();
             var fields = reader.Schema.GetDataFields();
             field = fields.FirstOrDefault(f => f.Name == column)
-                ?? throw new DataInputException($"{path}: no column '{column}' (columns: {string.Join(", ", fields.Select(f => f.Name))}); set ParquetColumn", "ParquetColumn");
+                ?? throw new DataInputException(
+                    $"{path}: no column '{column}' (columns: {string.Join(", ", fields.Select(f => f.Name))}); set "
+                        + $"ParquetColumn",
+                    "ParquetColumn"
+                );
             if (field.ClrType != typeof(string) && field.ClrType != typeof(ReadOnlyMemory<char>))
                 throw new DataInputException($"{path}: column '{column}' holds {field.ClrType.Name}, not text");
         }
-        catch (Exception e) when (NotParquet(e)) { throw new DataInputException($"{path}: not a readable parquet file ({e.Message.Split('\n')[0]})"); }
+        catch (Exception e) when (NotParquet(e))
+        {
+            throw new DataInputException($"{path}: not a readable parquet file ({e.Message.Split('\n')[0]})");
+        }
         try
         {
             long row = 0;
@@ -260,20 +336,35 @@ public static class Corpus
                     values = new string?[groupReader.RowCount];
                     groupReader.ReadAsync(field, values.AsMemory(), null, default).AsTask().GetAwaiter().GetResult();
                 }
-                catch (Exception e) when (NotParquet(e)) { throw new DataInputException($"{path}: not a readable parquet file ({e.Message.Split('\n')[0]})"); }
+                catch (Exception e) when (NotParquet(e))
+                {
+                    throw new DataInputException($"{path}: not a readable parquet file ({e.Message.Split('\n')[0]})");
+                }
                 foreach (var text in values)
                 {
                     row++;
-                    if (text is null) throw new DataInputException($"{path}: row {row} of column '{column}' is null, not text");
+                    if (text is null)
+                        throw new DataInputException($"{path}: row {row} of column '{column}' is null, not text");
                     yield return new StreamedDocument($"{path}#row{row}", [text.AsMemory()]);
                 }
             }
         }
-        finally { reader.DisposeAsync().AsTask().GetAwaiter().GetResult(); }
+        finally
+        {
+            reader.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        }
     }
 
     static bool NotParquet(Exception e) =>
-        e is not DataInputException and (IOException or InvalidDataException or NotSupportedException or ArgumentException or InvalidOperationException);
+        e
+            is not DataInputException
+                and (
+                    IOException
+                    or InvalidDataException
+                    or NotSupportedException
+                    or ArgumentException
+                    or InvalidOperationException
+                );
 }
 
 /// <summary>A document being read: where it is, and its text in blocks (see <see cref="Corpus.Stream"/>).</summary>
@@ -282,7 +373,8 @@ sealed record StreamedDocument(string Location, IEnumerable<ReadOnlyMemory<char>
     public string Text()
     {
         var text = new StringBuilder();
-        foreach (var block in Blocks) text.Append(block.Span);
+        foreach (var block in Blocks)
+            text.Append(block.Span);
         return text.ToString();
     }
 }

@@ -18,7 +18,9 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
     public int VocabSize => 50257;
     public int EndOfText => 50256;
     public PieceCuts Cuts => PieceCuts.WhitespaceRuns;
+
     public IReadOnlyList<int> Encode(string text) => Specials.Encode(tokenizer, text, EndOfText);
+
     public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids) ?? "";
 
     /// <summary>Words the bulk encoder's cache holds at most.</summary>
@@ -37,10 +39,13 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
     {
         var cache = new ConcurrentDictionary<string, int[]>(Environment.ProcessorCount, 1 << 16);
         var lookup = cache.GetAlternateLookup<ReadOnlySpan<char>>();
-        var regex = new ThreadLocal<Regex>(() => new Regex(PreTokenPattern, RegexOptions.Compiled | RegexOptions.CultureInvariant));
+        var regex = new ThreadLocal<Regex>(() =>
+            new Regex(PreTokenPattern, RegexOptions.Compiled | RegexOptions.CultureInvariant)
+        );
         return text =>
         {
-            if (text.Contains(Specials.EndOfText, StringComparison.Ordinal)) return Encode(text);
+            if (text.Contains(Specials.EndOfText, StringComparison.Ordinal))
+                return Encode(text);
             var ids = new List<int>(text.Length / 3 + 8);
             foreach (var match in regex.Value!.EnumerateMatches(text))
             {
@@ -50,7 +55,8 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
                     pieceIds = [.. tokenizer.EncodeToIds(piece, considerPreTokenization: false)];
                     // Capped (about 120 MB at 1M words): when full it starts again, so a vocabulary that keeps
                     // growing stays cached as it goes and memory does not grow with the corpus.
-                    if (cache.Count >= CacheWords) cache.Clear();
+                    if (cache.Count >= CacheWords)
+                        cache.Clear();
                     lookup.TryAdd(piece, pieceIds);
                 }
                 ids.AddRange(pieceIds);

@@ -21,27 +21,57 @@ public sealed class HfTextTokenizer : ITextTokenizer, IDisposable
     {
         Path = path;
         JsonNode root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new JsonException("empty"); }
-        catch (JsonException e) { throw new DataInputException($"{path}: not valid JSON ({e.Message.Split('\n')[0]}); give a Hugging Face tokenizer.json", "Tokenizer"); }
+        try
+        {
+            root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new JsonException("empty");
+        }
+        catch (JsonException e)
+        {
+            throw new DataInputException(
+                $"{path}: not valid JSON ({e.Message.Split('\n')[0]}); give a Hugging Face tokenizer.json",
+                "Tokenizer"
+            );
+        }
         if (root["model"]?["vocab"] is not JsonObject vocab)
-            throw new DataInputException($"{path}: not a Hugging Face tokenizer.json (no model.vocab object)", "Tokenizer");
-        var added = (root["added_tokens"] as JsonArray ?? []).Select(t => (Id: t!["id"]!.GetValue<int>(), Content: t["content"]!.GetValue<string>())).ToList();
-        VocabSize = Math.Max(vocab.Max(kv => kv.Value!.GetValue<int>()), added.Select(t => t.Id).DefaultIfEmpty(-1).Max()) + 1;
-        try { tokenizers = new ThreadLocal<Tokenizers.DotNet.Tokenizer>(() => new Tokenizers.DotNet.Tokenizer(path), trackAllValues: true); _ = tokenizers.Value; }
+            throw new DataInputException(
+                $"{path}: not a Hugging Face tokenizer.json (no model.vocab object)",
+                "Tokenizer"
+            );
+        var added = (root["added_tokens"] as JsonArray ?? [])
+            .Select(t => (Id: t!["id"]!.GetValue<int>(), Content: t["content"]!.GetValue<string>()))
+            .ToList();
+        VocabSize =
+            Math.Max(vocab.Max(kv => kv.Value!.GetValue<int>()), added.Select(t => t.Id).DefaultIfEmpty(-1).Max()) + 1;
+        try
+        {
+            tokenizers = new ThreadLocal<Tokenizers.DotNet.Tokenizer>(
+                () => new Tokenizers.DotNet.Tokenizer(path),
+                trackAllValues: true
+            );
+            _ = tokenizers.Value;
+        }
         catch (Exception e) when (e is Tokenizers.DotNet.TokenizerException or DllNotFoundException)
         {
-            throw new DataInputException($"{path}: Hugging Face tokenizers could not load it ({e.Message.Split('\n')[0]})", "Tokenizer");
+            throw new DataInputException(
+                $"{path}: Hugging Face tokenizers could not load it ({e.Message.Split('\n')[0]})",
+                "Tokenizer"
+            );
         }
         var empty = tokenizers.Value!.Encode("");
         prefix = empty.Length;
         int? Added(string content) => added.Where(t => t.Content == content).Select(t => (int?)t.Id).FirstOrDefault();
         var separator = empty.Length == 1 ? (int)empty[0] : Added("<|endoftext|>") ?? Added("</s>");
-        EndOfText = separator ?? throw new DataInputException($"{path}: no document separator (its template adds no BOS, and it has no <|endoftext|> or </s>)", "Tokenizer");
+        EndOfText = separator
+            ?? throw new DataInputException(
+                $"{path}: no document separator (its template adds no BOS, and it has no <|endoftext|> or </s>)",
+                "Tokenizer"
+            );
     }
 
     public string Path { get; }
     public string Name => "tokenizer.json";
     public int VocabSize { get; }
+
     /// <summary>The id written before each document.</summary>
     public int EndOfText { get; }
 
@@ -49,7 +79,8 @@ public sealed class HfTextTokenizer : ITextTokenizer, IDisposable
     {
         var ids = tokenizers.Value!.Encode(text);
         var result = new int[ids.Length - prefix];
-        for (var i = 0; i < result.Length; i++) result[i] = (int)ids[i + prefix];
+        for (var i = 0; i < result.Length; i++)
+            result[i] = (int)ids[i + prefix];
         return result;
     }
 
@@ -57,7 +88,8 @@ public sealed class HfTextTokenizer : ITextTokenizer, IDisposable
 
     public void Dispose()
     {
-        foreach (var t in tokenizers.Values) t.Dispose();
+        foreach (var t in tokenizers.Values)
+            t.Dispose();
         tokenizers.Dispose();
     }
 }

@@ -10,27 +10,35 @@ public sealed record PrepareOptions
 {
     /// <summary>Files and folders to read (or use <see cref="Builtin"/>).</summary>
     public IReadOnlyList<string> Inputs { get; init; } = [];
+
     /// <summary>A built-in corpus ("gutenberg") instead of <see cref="Inputs"/>.</summary>
     public string? Builtin { get; init; }
     public required string OutputDirectory { get; init; }
     public CorpusOptions Corpus { get; init; } = new();
+
     /// <summary>Share of tokens for validation (used when <see cref="ValTokens"/> is null).</summary>
     public double ValFraction { get; init; } = 0.03;
+
     /// <summary>Tokens for validation, instead of a fraction.</summary>
     public long? ValTokens { get; init; }
+
     /// <summary>Documents are cut at paragraph breaks into chunks of about this many tokens; the val split is a
     /// seeded choice of chunks, so a corpus of a few long books still gets a representative val set.</summary>
     public int ChunkTokens { get; init; } = 8192;
     public long ShardTokens { get; init; } = 100_000_000;
     public ulong Seed { get; init; } = 1337;
     public int Threads { get; init; } = Environment.ProcessorCount;
+
     /// <summary>The tokenizer (<see cref="TextTokenizers.Create"/>): gpt2, cl100k, o200k, or a tokenizer.model,
     /// tokenizer.json, vocab.json + merges.txt (or a folder of one); ignored when <see cref="ShardPreparer.Run"/> is
     /// given a tokenizer object.</summary>
     public string Tokenizer { get; init; } = "gpt2";
+
     /// <summary>Replace an existing prepared dataset in <see cref="OutputDirectory"/>.</summary>
     public bool Overwrite { get; init; }
-    /// <summary>Discard what an interrupted prepare of the same inputs and options left (by default it is resumed).</summary>
+
+    /// <summary>Discard what an interrupted prepare of the same inputs and options left (by default it is
+    /// resumed).</summary>
     public bool Restart { get; init; }
 }
 
@@ -38,8 +46,16 @@ public sealed record PrepareOptions
 public sealed record PrepareProgress(int SourcesDone, int Sources, long Documents, long Tokens);
 
 public sealed record PrepareResult(
-    string Directory, string Manifest, IReadOnlyList<string> Shards, long TrainTokens, long ValTokens,
-    long Documents, int Chunks, int ValChunks, double Seconds)
+    string Directory,
+    string Manifest,
+    IReadOnlyList<string> Shards,
+    long TrainTokens,
+    long ValTokens,
+    long Documents,
+    int Chunks,
+    int ValChunks,
+    double Seconds
+)
 {
     public double TokensPerSecond => (TrainTokens + ValTokens) / Seconds;
 
@@ -71,19 +87,34 @@ public static class ShardPreparer
         public static Limits FromEnvironment()
         {
             var limits = Default;
-            foreach (var part in (Environment.GetEnvironmentVariable("BLR_PREPARE_LIMITS") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries))
+            foreach (
+                var part in (Environment.GetEnvironmentVariable("BLR_PREPARE_LIMITS") ?? "").Split(
+                    ',',
+                    StringSplitOptions.RemoveEmptyEntries
+                )
+            )
             {
                 var kv = part.Split('=');
                 if (kv.Length == 2 && int.TryParse(kv[1], out var n) && n > 0)
-                    limits = kv[0] switch { "pieces" => limits with { PieceChars = n }, "block" => limits with { BlockChunks = n }, _ => limits };
+                    limits = kv[0] switch
+                    {
+                        "pieces" => limits with { PieceChars = n },
+                        "block" => limits with { BlockChunks = n },
+                        _ => limits,
+                    };
             }
             return limits;
         }
     }
 
-    public static PrepareResult Run(PrepareOptions options, IProgress<PrepareProgress>? progress = null, ITextTokenizer? tokenizer = null)
+    public static PrepareResult Run(
+        PrepareOptions options,
+        IProgress<PrepareProgress>? progress = null,
+        ITextTokenizer? tokenizer = null
+    )
     {
-        // A tokenizer made here from the options is disposed here (file tokenizers hold native handles and temporary files).
+        // A tokenizer made here from the options is disposed here (file tokenizers hold native handles and temporary
+        // files).
         var made = tokenizer is null;
         tokenizer ??= TextTokenizers.Create(options.Tokenizer);
         using var owned = made ? tokenizer as IDisposable : null;
@@ -106,28 +137,73 @@ public static class ShardPreparer
             using var job = new StreamJob(options, tokenizer, limits, staging);
             job.Run(sources, documentsOf, progress);
             BlockwiseLR.Training.FaultInjection.Hang("hang-during-prepare", 0);
-            foreach (var (from, name) in files) File.Copy(from, Path.Combine(staging, name), overwrite: true);
+            foreach (var (from, name) in files)
+                File.Copy(from, Path.Combine(staging, name), overwrite: true);
             var manifest = Manifest(options, record, limits, sources, job);
-            File.WriteAllText(Path.Combine(staging, "manifest.json"), manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+            File.WriteAllText(
+                Path.Combine(staging, "manifest.json"),
+                manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true })
+            );
             var shards = Commit(staging, output, options.Overwrite, files.Select(f => f.Name));
             succeeded = true;
-            return new PrepareResult(output, Path.Combine(output, "manifest.json"), shards,
-                job.Train.Tokens, job.Val.Tokens, job.Documents, checked((int)job.Chunks), checked((int)job.ValChunks), clock.Elapsed.TotalSeconds)
-            { StaleStaging = stale ?? job.Resumed };
+            return new PrepareResult(
+                output,
+                Path.Combine(output, "manifest.json"),
+                shards,
+                job.Train.Tokens,
+                job.Val.Tokens,
+                job.Documents,
+                checked((int)job.Chunks),
+                checked((int)job.ValChunks),
+                clock.Elapsed.TotalSeconds
+            )
+            {
+                StaleStaging = stale ?? job.Resumed,
+            };
         }
         finally
         {
-            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+            if (Directory.Exists(staging))
+                Directory.Delete(staging, recursive: true);
             // A failed run into a folder it made leaves no empty folder behind.
-            if (!succeeded && created && Directory.Exists(output) && !Directory.EnumerateFileSystemEntries(output).Any()) Directory.Delete(output);
+            if (
+                !succeeded
+                && created
+                && Directory.Exists(output)
+                && !Directory.EnumerateFileSystemEntries(output).Any()
+            )
+                Directory.Delete(output);
         }
     }
 
-    static string StagingKey(PrepareOptions o, IReadOnlyList<SourceFile> sources, TokenizerRecord tokenizer, Limits limits)
+    static string StagingKey(
+        PrepareOptions o,
+        IReadOnlyList<SourceFile> sources,
+        TokenizerRecord tokenizer,
+        Limits limits
+    )
     {
-        var text = string.Join("\n", sources.Select(s => $"{s.Path}\t{s.Sha256}")) + "\n" + System.Text.Json.JsonSerializer.Serialize(
-            new { o.Builtin, o.Corpus, o.ValFraction, o.ValTokens, o.ChunkTokens, o.ShardTokens, o.Seed, Tokenizer = tokenizer, limits.PieceChars, limits.BlockChunks });
-        return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)))[..16].ToLowerInvariant();
+        var text =
+            string.Join("\n", sources.Select(s => $"{s.Path}\t{s.Sha256}"))
+            + "\n"
+            + System.Text.Json.JsonSerializer.Serialize(
+                new
+                {
+                    o.Builtin,
+                    o.Corpus,
+                    o.ValFraction,
+                    o.ValTokens,
+                    o.ChunkTokens,
+                    o.ShardTokens,
+                    o.Seed,
+                    Tokenizer = tokenizer,
+                    limits.PieceChars,
+                    limits.BlockChunks,
+                }
+            );
+        return Convert
+            .ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(text)))[..16]
+            .ToLowerInvariant();
     }
 
     /// <summary>Takes the staging folder for this process (its lock names our process id), after dealing with any
@@ -139,17 +215,30 @@ public static class ShardPreparer
         foreach (var other in Directory.GetDirectories(output, ".prepare-*"))
         {
             var lockFile = Path.Combine(other, "lock");
-            var owner = File.Exists(lockFile) && int.TryParse(File.ReadAllText(lockFile).Trim(), out var pid) ? pid : (int?)null;
+            var owner =
+                File.Exists(lockFile) && int.TryParse(File.ReadAllText(lockFile).Trim(), out var pid)
+                    ? pid
+                    : (int?)null;
             if (owner is { } id && id != Environment.ProcessId && IsAlive(id))
-                throw new DataInputException($"{output}: another prepare (process {id}) is working here ({Path.GetFileName(other)}); wait for it or stop it");
-            if (other == staging && !restart) continue;   // resumed by the job
-            stale = other == staging
-                ? $"discarded the staging folder of an interrupted prepare of the same inputs ({Path.GetFileName(other)}): Restart"
-                : $"removed the staging folder of an interrupted prepare of other inputs or options ({Path.GetFileName(other)})";
+                throw new DataInputException(
+                    $"{output}: another prepare (process {id}) is working here ({Path.GetFileName(other)}); wait for "
+                        + $"it or stop it"
+                );
+            if (other == staging && !restart)
+                continue; // resumed by the job
+            stale =
+                other == staging
+                    ? $"discarded the staging folder of an interrupted prepare of the same inputs "
+                        + $"({Path.GetFileName(other)}): Restart"
+                    : $"removed the staging folder of an interrupted prepare of other inputs or options "
+                        + $"({Path.GetFileName(other)})";
             Directory.Delete(other, recursive: true);
         }
         Directory.CreateDirectory(staging);
-        File.WriteAllText(Path.Combine(staging, "lock"), Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        File.WriteAllText(
+            Path.Combine(staging, "lock"),
+            Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)
+        );
         return stale;
     }
 
@@ -160,17 +249,36 @@ public static class ShardPreparer
             using var process = Process.GetProcessById(processId);
             return !process.HasExited;
         }
-        catch (ArgumentException) { return false; }
-        catch (InvalidOperationException) { return false; }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
     }
 
     static void Validate(PrepareOptions o)
     {
-        if (o.Builtin is not null && o.Inputs.Count > 0) throw new InvalidOptionException(nameof(o.Builtin), o.Builtin, "give Inputs or a Builtin corpus, not both");
-        if (o.Threads < 1) throw new InvalidOptionException(nameof(o.Threads), $"{o.Threads}", "must be >= 1");
-        if (o.ChunkTokens < 1) throw new InvalidOptionException(nameof(o.ChunkTokens), $"{o.ChunkTokens}", "must be >= 1");
-        if (o.ShardTokens < 1 || o.ShardTokens > int.MaxValue) throw new InvalidOptionException(nameof(o.ShardTokens), $"{o.ShardTokens}", $"must be in 1..{int.MaxValue} (llm.c headers count tokens in an int32)");
-        if (o.ValTokens is null && !(o.ValFraction >= 0 && o.ValFraction < 1)) throw new InvalidOptionException(nameof(o.ValFraction), o.ValFraction.ToString(System.Globalization.CultureInfo.InvariantCulture), "must be in [0, 1)");
+        if (o.Builtin is not null && o.Inputs.Count > 0)
+            throw new InvalidOptionException(nameof(o.Builtin), o.Builtin, "give Inputs or a Builtin corpus, not both");
+        if (o.Threads < 1)
+            throw new InvalidOptionException(nameof(o.Threads), $"{o.Threads}", "must be >= 1");
+        if (o.ChunkTokens < 1)
+            throw new InvalidOptionException(nameof(o.ChunkTokens), $"{o.ChunkTokens}", "must be >= 1");
+        if (o.ShardTokens < 1 || o.ShardTokens > int.MaxValue)
+            throw new InvalidOptionException(
+                nameof(o.ShardTokens),
+                $"{o.ShardTokens}",
+                $"must be in 1..{int.MaxValue} (llm.c headers count tokens in an int32)"
+            );
+        if (o.ValTokens is null && !(o.ValFraction >= 0 && o.ValFraction < 1))
+            throw new InvalidOptionException(
+                nameof(o.ValFraction),
+                o.ValFraction.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "must be in [0, 1)"
+            );
     }
 
     static (IReadOnlyList<SourceFile>, Func<SourceFile, IEnumerable<StreamedDocument>>) Sources(PrepareOptions o)
@@ -186,11 +294,25 @@ public static class ShardPreparer
     /// <summary>Whether the output folder was made now.</summary>
     static bool CheckOutput(string output, bool overwrite)
     {
-        if (File.Exists(output)) throw new DataInputException($"{output}: is a file; OutputDirectory takes a folder", "OutputDirectory");
-        if (!Directory.Exists(output)) { Directory.CreateDirectory(output); return true; }
-        var existing = Directory.GetFiles(output, "*.bin").Append(Path.Combine(output, "manifest.json")).Where(File.Exists).ToList();
+        if (File.Exists(output))
+            throw new DataInputException($"{output}: is a file; OutputDirectory takes a folder", "OutputDirectory");
+        if (!Directory.Exists(output))
+        {
+            Directory.CreateDirectory(output);
+            return true;
+        }
+        var existing = Directory
+            .GetFiles(output, "*.bin")
+            .Append(Path.Combine(output, "manifest.json"))
+            .Where(File.Exists)
+            .ToList();
         if (existing.Count > 0 && !overwrite)
-            throw new DataInputException($"{output}: already holds a prepared dataset ({Path.GetFileName(existing[0])}); choose another OutputDirectory or set Overwrite", "OutputDirectory", "Overwrite");
+            throw new DataInputException(
+                $"{output}: already holds a prepared dataset ({Path.GetFileName(existing[0])}); choose another "
+                    + $"OutputDirectory or set Overwrite",
+                "OutputDirectory",
+                "Overwrite"
+            );
         return false;
     }
 
@@ -209,7 +331,7 @@ public static class ShardPreparer
         readonly List<int> blockTokens = [];
         readonly List<(long Document, int Index, long Tokens)> blockChunks = [];
         int block;
-        long skip;   // pieces already in the shards of the job this one resumes
+        long skip; // pieces already in the shards of the job this one resumes
         (long Document, int Index, int Start, bool Closed) open = (-1, 0, 0, true);
 
         public StreamJob(PrepareOptions options, ITextTokenizer tokenizer, Limits limits, string staging)
@@ -217,12 +339,20 @@ public static class ShardPreparer
             (this.options, this.tokenizer, this.limits, this.staging) = (options, tokenizer, limits, staging);
             Train = new ShardStream(staging, "train", options.ShardTokens, tokenizer.VocabSize);
             Val = new ShardStream(staging, "val", options.ShardTokens, tokenizer.VocabSize);
-            index = new FileStream(Path.Combine(staging, ChunkIndex), FileMode.OpenOrCreate, FileAccess.Write, FileShare.None, 1 << 16);
+            index = new FileStream(
+                Path.Combine(staging, ChunkIndex),
+                FileMode.OpenOrCreate,
+                FileAccess.Write,
+                FileShare.None,
+                1 << 16
+            );
             var statePath = Path.Combine(staging, "state.json");
-            if (File.Exists(statePath)) Load(JsonNode.Parse(File.ReadAllText(statePath))!);
+            if (File.Exists(statePath))
+                Load(JsonNode.Parse(File.ReadAllText(statePath))!);
             else
             {
-                foreach (var stray in Directory.GetFiles(staging, "*.bin")) File.Delete(stray);
+                foreach (var stray in Directory.GetFiles(staging, "*.bin"))
+                    File.Delete(stray);
                 index.SetLength(0);
             }
         }
@@ -232,6 +362,7 @@ public static class ShardPreparer
         public long Documents { get; private set; }
         public long Chunks { get; private set; }
         public long ValChunks { get; private set; }
+
         /// <summary>Set when this job went on from an interrupted one.</summary>
         public string? Resumed { get; private set; }
 
@@ -244,10 +375,13 @@ public static class ShardPreparer
             var last = state["last_chunk"]!.AsArray();
             open = (last[0]!.GetValue<long>(), last[1]!.GetValue<int>(), 0, true);
             var keep = Train.Resume(state["train"]!).Concat(Val.Resume(state["val"]!)).ToHashSet();
-            foreach (var stray in Directory.GetFiles(staging, "*.bin").Where(f => !keep.Contains(Path.GetFileName(f)))) File.Delete(stray);
+            foreach (var stray in Directory.GetFiles(staging, "*.bin").Where(f => !keep.Contains(Path.GetFileName(f))))
+                File.Delete(stray);
             index.SetLength(state["index_bytes"]!.GetValue<long>());
             index.Position = index.Length;
-            Resumed = $"resumed an interrupted prepare of the same inputs after block {block} ({Train.Tokens + Val.Tokens:N0} tokens)";
+            Resumed =
+                $"resumed an interrupted prepare of the same inputs after block {block} "
+                + $"({Train.Tokens + Val.Tokens:N0} tokens)";
         }
 
         void Save(long pieces)
@@ -257,32 +391,46 @@ public static class ShardPreparer
             index.Flush(flushToDisk: true);
             var state = new JsonObject
             {
-                ["block"] = block, ["pieces"] = pieces, ["chunks"] = Chunks, ["val_chunks"] = ValChunks,
+                ["block"] = block,
+                ["pieces"] = pieces,
+                ["chunks"] = Chunks,
+                ["val_chunks"] = ValChunks,
                 ["last_chunk"] = new JsonArray(open.Document, open.Index),
-                ["train"] = Train.State(), ["val"] = Val.State(), ["index_bytes"] = index.Length,
+                ["train"] = Train.State(),
+                ["val"] = Val.State(),
+                ["index_bytes"] = index.Length,
             };
             var path = Path.Combine(staging, "state.json");
             File.WriteAllText(path + ".tmp", state.ToJsonString());
             File.Move(path + ".tmp", path, overwrite: true);
         }
 
-        public void Run(IReadOnlyList<SourceFile> sources, Func<SourceFile, IEnumerable<StreamedDocument>> documentsOf, IProgress<PrepareProgress>? progress)
+        public void Run(
+            IReadOnlyList<SourceFile> sources,
+            Func<SourceFile, IEnumerable<StreamedDocument>> documentsOf,
+            IProgress<PrepareProgress>? progress
+        )
         {
             var encode = tokenizer.BulkEncoder();
             var pending = new List<(long Document, string Text, long Piece)>();
             var pendingChars = 0L;
-            long piece = 0, document = 0;
+            long piece = 0,
+                document = 0;
             var source = 0;
 
             void Flush()
             {
                 var encoded = new IReadOnlyList<int>[pending.Count];
-                Parallel.For(0, pending.Count, new ParallelOptions { MaxDegreeOfParallelism = options.Threads },
-                    i => encoded[i] = encode(pending[i].Text));
-                for (var i = 0; i < pending.Count; i++) Consume(pending[i].Document, encoded[i], pending[i].Piece);
+                Parallel.For(0, pending.Count, new ParallelOptions { MaxDegreeOfParallelism = options.Threads }, i =>
+                    encoded[i] = encode(pending[i].Text)
+                );
+                for (var i = 0; i < pending.Count; i++)
+                    Consume(pending[i].Document, encoded[i], pending[i].Piece);
                 pending.Clear();
                 pendingChars = 0;
-                progress?.Report(new PrepareProgress(source, sources.Count, document, Train.Tokens + Val.Tokens + blockTokens.Count));
+                progress?.Report(
+                    new PrepareProgress(source, sources.Count, document, Train.Tokens + Val.Tokens + blockTokens.Count)
+                );
             }
 
             for (var s = 0; s < sources.Count; s++)
@@ -294,20 +442,27 @@ public static class ShardPreparer
                     foreach (var text in TextPieces.Stream(doc.Blocks, limits.PieceChars, tokenizer.Cuts))
                     {
                         any = true;
-                        if (piece++ < skip) continue;   // in the shards already: read past, not tokenized
+                        if (piece++ < skip)
+                            continue; // in the shards already: read past, not tokenized
                         pending.Add((document, text, piece - 1));
                         pendingChars += text.Length;
-                        if (pendingChars >= limits.BatchChars) Flush();
+                        if (pendingChars >= limits.BatchChars)
+                            Flush();
                     }
-                    if (any) document++;
+                    if (any)
+                        document++;
                 }
                 Flush();
-                progress?.Report(new PrepareProgress(s + 1, sources.Count, document, Train.Tokens + Val.Tokens + blockTokens.Count));
+                progress?.Report(
+                    new PrepareProgress(s + 1, sources.Count, document, Train.Tokens + Val.Tokens + blockTokens.Count)
+                );
             }
             Documents = document;
             Close(piece);
-            if (blockChunks.Count > 0) FinishBlock();
-            if (Chunks == 0) throw new DataInputException($"the corpus is empty: {sources.Count} source(s) hold no text");
+            if (blockChunks.Count > 0)
+                FinishBlock();
+            if (Chunks == 0)
+                throw new DataInputException($"the corpus is empty: {sources.Count} source(s) hold no text");
             Train.Close();
             Val.Close();
         }
@@ -332,7 +487,8 @@ public static class ShardPreparer
         /// (the piece that opens the next chunk) saved.</summary>
         void Close(long piece)
         {
-            if (open.Closed) return;
+            if (open.Closed)
+                return;
             blockChunks.Add((open.Document, open.Index, blockTokens.Count - open.Start));
             open.Closed = true;
             if (blockChunks.Count == limits.BlockChunks)
@@ -346,11 +502,16 @@ public static class ShardPreparer
         void FinishBlock()
         {
             var sizes = blockChunks.Select(c => c.Tokens).ToArray();
-            var target = options.ValTokens is { } wanted ? (block == 0 ? wanted : 0) : (long)Math.Round(options.ValFraction * sizes.Sum());
+            var target = options.ValTokens is { } wanted
+                ? (block == 0 ? wanted : 0)
+                : (long)Math.Round(options.ValFraction * sizes.Sum());
             // A later block may give val nothing.
-            var val = block > 0 && (target <= 0 || sizes.Length < 2) ? new HashSet<int>()
-                : SamplingRules.ChooseValChunksInBlock(options.Seed, block, sizes, target)
-                    .OrThrow(reason => new DataInputException(reason, "ValFraction", "ValTokens", "ChunkTokens"));
+            var val =
+                block > 0 && (target <= 0 || sizes.Length < 2)
+                    ? new HashSet<int>()
+                    : SamplingRules
+                        .ChooseValChunksInBlock(options.Seed, block, sizes, target)
+                        .OrThrow(reason => new DataInputException(reason, "ValFraction", "ValTokens", "ChunkTokens"));
             var tokens = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(blockTokens);
             var lines = new System.Text.StringBuilder();
             var at = 0;
@@ -360,7 +521,10 @@ public static class ShardPreparer
                 var toVal = val.Contains(c);
                 (toVal ? Val : Train).Write(tokens.Slice(at, (int)count));
                 at += (int)count;
-                lines.Append(System.Globalization.CultureInfo.InvariantCulture, $"{document}\t{indexInDocument}\t{count}\t{(toVal ? "val" : "train")}\n");
+                lines.Append(
+                    System.Globalization.CultureInfo.InvariantCulture,
+                    $"{document}\t{indexInDocument}\t{count}\t{(toVal ? "val" : "train")}\n"
+                );
             }
             index.Write(System.Text.Encoding.ASCII.GetBytes(lines.ToString()));
             Chunks += blockChunks.Count;
@@ -399,13 +563,15 @@ public static class ShardPreparer
                 var room = (int)Math.Min(tokens.Length, shardTokens - current.Count);
                 current.Write(tokens[..room]);
                 tokens = tokens[room..];
-                if (current.Count == shardTokens) Finish();
+                if (current.Count == shardTokens)
+                    Finish();
             }
         }
 
         void Finish()
         {
-            if (current is null) return;
+            if (current is null)
+                return;
             current.Dispose();
             done.Add(new ShardFile(Path.GetFileName(current.Path), current.Count));
             current = null;
@@ -413,11 +579,12 @@ public static class ShardPreparer
 
         public void Sync() => current?.Sync();
 
-        public JsonObject State() => new()
-        {
-            ["done"] = new JsonArray(done.Select(s => (JsonNode)new JsonArray(s.Name, s.Tokens)).ToArray()),
-            ["current"] = current is null ? null : new JsonArray(Path.GetFileName(current.Path), current.Count),
-        };
+        public JsonObject State() =>
+            new()
+            {
+                ["done"] = new JsonArray(done.Select(s => (JsonNode)new JsonArray(s.Name, s.Tokens)).ToArray()),
+                ["current"] = current is null ? null : new JsonArray(Path.GetFileName(current.Path), current.Count),
+            };
 
         /// <summary>Takes up a saved state; returns the files it keeps.</summary>
         public IEnumerable<string> Resume(JsonNode state)
@@ -425,7 +592,11 @@ public static class ShardPreparer
             foreach (var s in state["done"]!.AsArray())
                 done.Add(new ShardFile(s![0]!.GetValue<string>(), s[1]!.GetValue<long>()));
             if (state["current"] is JsonArray c)
-                current = TokenShardWriter.Resume(Path.Combine(folder, c[0]!.GetValue<string>()), vocabSize, c[1]!.GetValue<long>());
+                current = TokenShardWriter.Resume(
+                    Path.Combine(folder, c[0]!.GetValue<string>()),
+                    vocabSize,
+                    c[1]!.GetValue<long>()
+                );
             return done.Select(s => s.Name).Concat(current is null ? [] : [Path.GetFileName(current.Path)]).ToList();
         }
 
@@ -434,48 +605,83 @@ public static class ShardPreparer
         public void Dispose() => current?.Dispose();
     }
 
-    static JsonObject Manifest(PrepareOptions o, TokenizerRecord tokenizer, Limits limits, IReadOnlyList<SourceFile> sources, StreamJob job) => new()
-    {
-        ["format"] = tokenizer.VocabSize <= 65536
-            ? "llm.c token shards (header: 256 int32, magic 20240520 version 1 = uint16 tokens)"
-            : "llm.c token shards (header: 256 int32, magic 20240801 version 7 = uint32 tokens)",
-        ["tokenizer"] = TextTokenizers.ToJson(tokenizer),
-        ["documents"] = job.Documents,
-        ["train_tokens"] = job.Train.Tokens,
-        ["val_tokens"] = job.Val.Tokens,
-        ["shards"] = new JsonObject
+    static JsonObject Manifest(
+        PrepareOptions o,
+        TokenizerRecord tokenizer,
+        Limits limits,
+        IReadOnlyList<SourceFile> sources,
+        StreamJob job
+    ) =>
+        new()
         {
-            ["train"] = new JsonArray(job.Train.Done.Select(s => (JsonNode)new JsonObject { ["file"] = s.Name, ["tokens"] = s.Tokens }).ToArray()),
-            ["val"] = new JsonArray(job.Val.Done.Select(s => (JsonNode)new JsonObject { ["file"] = s.Name, ["tokens"] = s.Tokens }).ToArray()),
-        },
-        ["sources"] = new JsonArray(sources.Select(s => (JsonNode)new JsonObject { ["path"] = s.Path, ["bytes"] = s.Bytes, ["sha256"] = s.Sha256 }).ToArray()),
-        ["options"] = new JsonObject
-        {
-            ["builtin"] = o.Builtin,
-            ["glob"] = o.Corpus.Glob,
-            ["json_field"] = o.Corpus.JsonField,
-            ["parquet_column"] = o.Corpus.ParquetColumn,
-            ["replace_invalid_utf8"] = o.Corpus.ReplaceInvalidUtf8,
-            ["val_fraction"] = o.ValTokens is null ? o.ValFraction : null,
-            ["val_tokens"] = o.ValTokens,
-            ["chunk_tokens"] = o.ChunkTokens,
-            ["shard_tokens"] = o.ShardTokens,
-            ["seed"] = o.Seed,
-            ["piece_chars"] = limits.PieceChars,
-            ["block_chunks"] = limits.BlockChunks,
-        },
-        ["chunks"] = job.Chunks,
-        ["val_chunks"] = job.ValChunks,
-        // In corpus order, one line per chunk: which split it went to, so the corpus can be reassembled from the shards.
-        ["chunk_index"] = $"{ChunkIndex}: document, index in document, tokens, split (tab-separated, one line per chunk, in corpus order)",
-    };
+            ["format"] =
+                tokenizer.VocabSize <= 65536
+                    ? "llm.c token shards (header: 256 int32, magic 20240520 version 1 = uint16 tokens)"
+                    : "llm.c token shards (header: 256 int32, magic 20240801 version 7 = uint32 tokens)",
+            ["tokenizer"] = TextTokenizers.ToJson(tokenizer),
+            ["documents"] = job.Documents,
+            ["train_tokens"] = job.Train.Tokens,
+            ["val_tokens"] = job.Val.Tokens,
+            ["shards"] = new JsonObject
+            {
+                ["train"] = new JsonArray(
+                    job.Train.Done.Select(s => (JsonNode)new JsonObject { ["file"] = s.Name, ["tokens"] = s.Tokens })
+                        .ToArray()
+                ),
+                ["val"] = new JsonArray(
+                    job.Val.Done.Select(s => (JsonNode)new JsonObject { ["file"] = s.Name, ["tokens"] = s.Tokens })
+                        .ToArray()
+                ),
+            },
+            ["sources"] = new JsonArray(
+                sources
+                    .Select(s =>
+                        (JsonNode)
+                            new JsonObject
+                            {
+                                ["path"] = s.Path,
+                                ["bytes"] = s.Bytes,
+                                ["sha256"] = s.Sha256,
+                            }
+                    )
+                    .ToArray()
+            ),
+            ["options"] = new JsonObject
+            {
+                ["builtin"] = o.Builtin,
+                ["glob"] = o.Corpus.Glob,
+                ["json_field"] = o.Corpus.JsonField,
+                ["parquet_column"] = o.Corpus.ParquetColumn,
+                ["replace_invalid_utf8"] = o.Corpus.ReplaceInvalidUtf8,
+                ["val_fraction"] = o.ValTokens is null ? o.ValFraction : null,
+                ["val_tokens"] = o.ValTokens,
+                ["chunk_tokens"] = o.ChunkTokens,
+                ["shard_tokens"] = o.ShardTokens,
+                ["seed"] = o.Seed,
+                ["piece_chars"] = limits.PieceChars,
+                ["block_chunks"] = limits.BlockChunks,
+            },
+            ["chunks"] = job.Chunks,
+            ["val_chunks"] = job.ValChunks,
+            // In corpus order, one line per chunk: which split it went to, so the corpus can be reassembled from the
+            // shards.
+            ["chunk_index"] =
+                $"{ChunkIndex}: document, index in document, tokens, split (tab-separated, one line per chunk, in "
+                + $"corpus order)",
+        };
 
     /// <summary>Moves the staged shards and chunk index, and then the manifest, into place, removing an old dataset
     /// first when overwriting.</summary>
     static List<string> Commit(string staging, string output, bool overwrite, IEnumerable<string> tokenizerFiles)
     {
         if (overwrite)
-            foreach (var old in Directory.GetFiles(output, "*.bin").Append(Path.Combine(output, "manifest.json")).Append(Path.Combine(output, ChunkIndex)).Where(File.Exists))
+            foreach (
+                var old in Directory
+                    .GetFiles(output, "*.bin")
+                    .Append(Path.Combine(output, "manifest.json"))
+                    .Append(Path.Combine(output, ChunkIndex))
+                    .Where(File.Exists)
+            )
                 File.Delete(old);
         var shards = new List<string>();
         foreach (var file in Directory.GetFiles(staging, "*.bin").Order(StringComparer.Ordinal))
@@ -485,7 +691,8 @@ public static class ShardPreparer
             shards.Add(target);
         }
         File.Move(Path.Combine(staging, ChunkIndex), Path.Combine(output, ChunkIndex), overwrite);
-        foreach (var file in tokenizerFiles) File.Move(Path.Combine(staging, file), Path.Combine(output, file), overwrite: true);
+        foreach (var file in tokenizerFiles)
+            File.Move(Path.Combine(staging, file), Path.Combine(output, file), overwrite: true);
         File.Move(Path.Combine(staging, "manifest.json"), Path.Combine(output, "manifest.json"));
         return shards;
     }

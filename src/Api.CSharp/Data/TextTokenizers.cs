@@ -17,37 +17,62 @@ public static class TextTokenizers
     /// a model folder without one is taken to use GPT-2's).</summary>
     public const string ModelFile = "blr-tokenizer.json";
 
-    /// <summary>A built-in name (gpt2, cl100k, o200k, gutenberg-bpe4k), or a path: a SentencePiece <c>*.model</c>, a Hugging Face
-    /// <c>tokenizer.json</c>, <c>vocab.json</c> (with <c>merges.txt</c> beside it) or GPT-2's <c>encoder.json</c>
-    /// (with <c>vocab.bpe</c>), or a folder holding one of these.</summary>
+    /// <summary>A built-in name (gpt2, cl100k, o200k, gutenberg-bpe4k), or a path: a SentencePiece <c>*.model</c>, a
+    /// Hugging Face <c>tokenizer.json</c>, <c>vocab.json</c> (with <c>merges.txt</c> beside it) or GPT-2's
+    /// <c>encoder.json</c> (with <c>vocab.bpe</c>), or a folder holding one of these.</summary>
     public static ITextTokenizer Create(string spec)
     {
         switch (spec.ToLowerInvariant())
         {
-            case "gpt2": return Gpt2Tokenizer.Instance;
-            case "cl100k" or "cl100k_base": return TiktokenTextTokenizer.Cl100k;
-            case "o200k" or "o200k_base": return TiktokenTextTokenizer.O200k;
-            case BuiltinSmall: return new SentencePieceTextTokenizer(BuiltinFile(BuiltinSmall + ".model"));
+            case "gpt2":
+                return Gpt2Tokenizer.Instance;
+            case "cl100k" or "cl100k_base":
+                return TiktokenTextTokenizer.Cl100k;
+            case "o200k" or "o200k_base":
+                return TiktokenTextTokenizer.O200k;
+            case BuiltinSmall:
+                return new SentencePieceTextTokenizer(BuiltinFile(BuiltinSmall + ".model"));
         }
         if (Directory.Exists(spec))
         {
             foreach (var name in new[] { "tokenizer.json", "tokenizer.model", "vocab.json", "encoder.json" })
-                if (File.Exists(Path.Combine(spec, name))) return Create(Path.Combine(spec, name));
-            throw new InvalidOptionException("Tokenizer", spec, "is a folder without tokenizer.json, tokenizer.model, vocab.json + merges.txt or encoder.json + vocab.bpe");
+                if (File.Exists(Path.Combine(spec, name)))
+                    return Create(Path.Combine(spec, name));
+            throw new InvalidOptionException(
+                "Tokenizer",
+                spec,
+                "is a folder without tokenizer.json, tokenizer.model, vocab.json + merges.txt or encoder.json + "
+                    + "vocab.bpe"
+            );
         }
         if (!File.Exists(spec))
-            throw new InvalidOptionException("Tokenizer", spec, $"is neither a tokenizer here ({string.Join(", ", Names)}) nor a tokenizer file or folder");
+            throw new InvalidOptionException(
+                "Tokenizer",
+                spec,
+                $"is neither a tokenizer here ({string.Join(", ", Names)}) nor a tokenizer file or folder"
+            );
         var file = Path.GetFileName(spec).ToLowerInvariant();
         var folder = Path.GetDirectoryName(Path.GetFullPath(spec))!;
-        if (file.EndsWith(".model", StringComparison.Ordinal)) return new SentencePieceTextTokenizer(spec);
+        if (file.EndsWith(".model", StringComparison.Ordinal))
+            return new SentencePieceTextTokenizer(spec);
         if (file is "vocab.json" or "encoder.json")
         {
             var merges = Path.Combine(folder, file == "vocab.json" ? "merges.txt" : "vocab.bpe");
-            if (!File.Exists(merges)) throw new InvalidOptionException("Tokenizer", spec, $"needs {Path.GetFileName(merges)} beside it (the BPE merges)");
+            if (!File.Exists(merges))
+                throw new InvalidOptionException(
+                    "Tokenizer",
+                    spec,
+                    $"needs {Path.GetFileName(merges)} beside it (the BPE merges)"
+                );
             return new VocabMergesTokenizer(spec, merges);
         }
-        if (file.EndsWith(".json", StringComparison.Ordinal)) return new HfTextTokenizer(spec);
-        throw new InvalidOptionException("Tokenizer", spec, "is not a tokenizer file (*.model, tokenizer.json, vocab.json, encoder.json)");
+        if (file.EndsWith(".json", StringComparison.Ordinal))
+            return new HfTextTokenizer(spec);
+        throw new InvalidOptionException(
+            "Tokenizer",
+            spec,
+            "is not a tokenizer file (*.model, tokenizer.json, vocab.json, encoder.json)"
+        );
     }
 
     /// <summary>A tokenizer file embedded in this library, as a file (file tokenizers are read from, and copied beside
@@ -55,41 +80,52 @@ public static class TextTokenizers
     /// through a uniquely named temporary file and a rename, so processes and threads that start together never read
     /// half a file; a file already there is used only if its own SHA-256 is the resource's.</summary>
     static string BuiltinFile(string name) => BuiltinFiles.GetOrAdd(name, static name =>
-    {
-        using var resource = typeof(TextTokenizers).Assembly.GetManifestResourceStream(name)
-            ?? throw new InvalidOperationException($"the built-in tokenizer {name} is missing from this build");
-        using var buffer = new MemoryStream();
-        resource.CopyTo(buffer);
-        var bytes = buffer.ToArray();
-        var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
-        var folder = Path.Combine(Path.GetTempPath(), $"blr-tokenizers-{Environment.UserName}", hash[..16]);
-        var path = Path.Combine(folder, name);
-        if (File.Exists(path) && Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path))) == hash) return path;
-        Directory.CreateDirectory(folder);
-        var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
-        File.WriteAllBytes(temporary, bytes);
-        File.Move(temporary, path, overwrite: true);
-        return path;
-    });
+        {
+            using var resource = typeof(TextTokenizers).Assembly.GetManifestResourceStream(name)
+                ?? throw new InvalidOperationException($"the built-in tokenizer {name} is missing from this build");
+            using var buffer = new MemoryStream();
+            resource.CopyTo(buffer);
+            var bytes = buffer.ToArray();
+            var hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+            var folder = Path.Combine(Path.GetTempPath(), $"blr-tokenizers-{Environment.UserName}", hash[..16]);
+            var path = Path.Combine(folder, name);
+            if (
+                File.Exists(path)
+                && Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path)))
+                    == hash
+            )
+                return path;
+            Directory.CreateDirectory(folder);
+            var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
+            File.WriteAllBytes(temporary, bytes);
+            File.Move(temporary, path, overwrite: true);
+            return path;
+        });
 
     static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> BuiltinFiles = new();
 
-    /// <summary>The files a tokenizer is made from, each with the name it is stored under beside shards and checkpoints.</summary>
-    internal static IReadOnlyList<(string From, string Name)> FilesOf(ITextTokenizer tokenizer) => tokenizer switch
-    {
-        SentencePieceTextTokenizer sp => [(sp.Path, "tokenizer.model")],
-        HfTextTokenizer hf => [(hf.Path, "tokenizer.json")],
-        VocabMergesTokenizer bpe => [(bpe.VocabPath, "vocab.json"), (bpe.MergesPath, "merges.txt")],
-        _ => [],
-    };
+    /// <summary>The files a tokenizer is made from, each with the name it is stored under beside shards and
+    /// checkpoints.</summary>
+    internal static IReadOnlyList<(string From, string Name)> FilesOf(ITextTokenizer tokenizer) =>
+        tokenizer switch
+        {
+            SentencePieceTextTokenizer sp => [(sp.Path, "tokenizer.model")],
+            HfTextTokenizer hf => [(hf.Path, "tokenizer.json")],
+            VocabMergesTokenizer bpe => [(bpe.VocabPath, "vocab.json"), (bpe.MergesPath, "merges.txt")],
+            _ => [],
+        };
 
     /// <summary>The tokenizer a record names, its files (if any) in <paramref name="folder"/>.</summary>
     public static ITextTokenizer Load(TokenizerRecord record, string folder)
     {
-        if (record.Files is not { Count: > 0 } files) return Create(record.Name);
+        if (record.Files is not { Count: > 0 } files)
+            return Create(record.Name);
         var paths = files.Select(f => Path.Combine(folder, f)).ToList();
         if (paths.FirstOrDefault(p => !File.Exists(p)) is { } missing)
-            throw new DataInputException($"{missing}: missing; the {record.Name} tokenizer's files travel with the data and the model, copy it back");
+            throw new DataInputException(
+                $"{missing}: missing; the {record.Name} tokenizer's files travel with the data and the model, copy "
+                    + $"it back"
+            );
         return record.Name switch
         {
             "vocab+merges" => new VocabMergesTokenizer(paths[0], paths[1]),
@@ -102,30 +138,48 @@ public static class TextTokenizers
     public static TokenizerRecord? OfDataset(string folder)
     {
         var path = Path.Combine(folder, "manifest.json");
-        if (!File.Exists(path)) return null;
+        if (!File.Exists(path))
+            return null;
         try
         {
             var tokenizer = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?["tokenizer"];
-            if (tokenizer?["name"] is null || tokenizer["vocab_size"] is null || tokenizer["end_of_text"] is null) return null;
-            return new TokenizerRecord(tokenizer["name"]!.GetValue<string>(), tokenizer["vocab_size"]!.GetValue<int>(), tokenizer["end_of_text"]!.GetValue<int>(),
-                tokenizer["files"]?.AsArray().Select(f => f!.GetValue<string>()).ToList(), tokenizer["sha256"]?.GetValue<string>());
+            if (tokenizer?["name"] is null || tokenizer["vocab_size"] is null || tokenizer["end_of_text"] is null)
+                return null;
+            return new TokenizerRecord(
+                tokenizer["name"]!.GetValue<string>(),
+                tokenizer["vocab_size"]!.GetValue<int>(),
+                tokenizer["end_of_text"]!.GetValue<int>(),
+                tokenizer["files"]?.AsArray().Select(f => f!.GetValue<string>()).ToList(),
+                tokenizer["sha256"]?.GetValue<string>()
+            );
         }
-        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException) { return null; }
+        catch (Exception e) when (e is System.Text.Json.JsonException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
     }
 
     /// <summary>A record as the manifest's tokenizer entry.</summary>
-    internal static System.Text.Json.Nodes.JsonObject ToJson(TokenizerRecord record) => new()
-    {
-        ["name"] = record.Name, ["vocab_size"] = record.VocabSize, ["end_of_text"] = record.EndOfText,
-        ["files"] = record.Files is null ? null : new System.Text.Json.Nodes.JsonArray(record.Files.Select(f => (System.Text.Json.Nodes.JsonNode)f).ToArray()),
-        ["sha256"] = record.Sha256,
-    };
+    internal static System.Text.Json.Nodes.JsonObject ToJson(TokenizerRecord record) =>
+        new()
+        {
+            ["name"] = record.Name,
+            ["vocab_size"] = record.VocabSize,
+            ["end_of_text"] = record.EndOfText,
+            ["files"] = record.Files is null
+                ? null
+                : new System.Text.Json.Nodes.JsonArray(
+                    record.Files.Select(f => (System.Text.Json.Nodes.JsonNode)f).ToArray()
+                ),
+            ["sha256"] = record.Sha256,
+        };
 
     /// <summary>The tokenizer of a model folder: the one its <see cref="ModelFile"/> names, else GPT-2's.</summary>
     public static ITextTokenizer ForModel(string folder)
     {
         var path = Path.Combine(folder, ModelFile);
-        if (!File.Exists(path)) return Gpt2Tokenizer.Instance;
+        if (!File.Exists(path))
+            return Gpt2Tokenizer.Instance;
         var record = System.Text.Json.JsonSerializer.Deserialize<TokenizerRecord>(File.ReadAllText(path))
             ?? throw new DataInputException($"{path}: empty; it should name the model's tokenizer");
         return Load(record, folder);

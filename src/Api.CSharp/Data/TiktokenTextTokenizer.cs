@@ -15,7 +15,9 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
         tokenizer = TiktokenTokenizer.CreateForEncoding(encoding);
     }
 
-    static readonly Lazy<TiktokenTextTokenizer> SharedCl100k = new(() => new("cl100k", "cl100k_base", 100_277, 100_257));
+    static readonly Lazy<TiktokenTextTokenizer> SharedCl100k = new(() =>
+        new("cl100k", "cl100k_base", 100_277, 100_257)
+    );
     static readonly Lazy<TiktokenTextTokenizer> SharedO200k = new(() => new("o200k", "o200k_base", 200_019, 199_999));
 
     public static TiktokenTextTokenizer Cl100k => SharedCl100k.Value;
@@ -25,6 +27,8 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
     public int VocabSize { get; }
     public int EndOfText { get; }
     public PieceCuts Cuts => PieceCuts.Spaces;
+
     public IReadOnlyList<int> Encode(string text) => Specials.Encode(tokenizer, text, EndOfText);
+
     public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids) ?? "";
 }

@@ -21,19 +21,32 @@ public sealed class TokenDataset : ITokenSource, IDisposable
 
     string ITokenSource.Name => $"{Directory} ({Split})";
     IReadOnlyList<long> ITokenSource.SegmentLengths => Shards.Select(s => s.Count).ToList();
-    void ITokenSource.CopyTo(int segment, long start, Span<long> destination) => Shards[segment].CopyTo(start, destination);
+
+    void ITokenSource.CopyTo(int segment, long start, Span<long> destination) =>
+        Shards[segment].CopyTo(start, destination);
 
     /// <summary>Opens the "train" or "val" shards of <paramref name="directory"/>; with <paramref name="vocabSize"/>
     /// every token is checked to be below it.</summary>
     public static TokenDataset Open(string directory, string split, int? vocabSize = null)
     {
-        if (!System.IO.Directory.Exists(directory)) throw new DataInputException($"{directory}: no such folder; run blr prepare first");
+        if (!System.IO.Directory.Exists(directory))
+            throw new DataInputException($"{directory}: no such folder; run blr prepare first");
         var raw = Path.Combine(directory, $"{split}.bin");
         var shards = File.Exists(raw)
             ? [TokenShard.OpenRaw(raw)]
-            : System.IO.Directory.GetFiles(directory, $"*{split}*.bin").Order(StringComparer.Ordinal).Select(TokenShard.Open).ToList();
-        if (shards.Count == 0) throw new DataInputException($"{directory}: no {split} shards ({split}_*.bin or {split}.bin); prepare a dataset into it first (ShardPreparer.Run or blr prepare)");
-        if (vocabSize is { } vocab) foreach (var shard in shards) shard.CheckVocabulary(vocab);
+            : System
+                .IO.Directory.GetFiles(directory, $"*{split}*.bin")
+                .Order(StringComparer.Ordinal)
+                .Select(TokenShard.Open)
+                .ToList();
+        if (shards.Count == 0)
+            throw new DataInputException(
+                $"{directory}: no {split} shards ({split}_*.bin or {split}.bin); prepare a dataset into it first "
+                    + $"(ShardPreparer.Run or blr prepare)"
+            );
+        if (vocabSize is { } vocab)
+            foreach (var shard in shards)
+                shard.CheckVocabulary(vocab);
         CheckManifest(directory, split, shards);
         return new TokenDataset(directory, split, shards);
     }
@@ -43,28 +56,48 @@ public sealed class TokenDataset : ITokenSource, IDisposable
     static void CheckManifest(string directory, string split, IReadOnlyList<TokenShard> shards)
     {
         var path = Path.Combine(directory, "manifest.json");
-        if (!File.Exists(path)) return;
+        if (!File.Exists(path))
+            return;
         System.Text.Json.Nodes.JsonNode? root;
-        try { root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path)); }
-        catch (System.Text.Json.JsonException e) { throw new DataInputException($"{path}: not valid JSON (line {e.LineNumber + 1}); prepare the data again"); }
-        var listed = (root as System.Text.Json.Nodes.JsonObject)?["shards"]?[split] as System.Text.Json.Nodes.JsonArray
+        try
+        {
+            root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path));
+        }
+        catch (System.Text.Json.JsonException e)
+        {
+            throw new DataInputException($"{path}: not valid JSON (line {e.LineNumber + 1}); prepare the data again");
+        }
+        var listed =
+            (root as System.Text.Json.Nodes.JsonObject)?["shards"]?[split] as System.Text.Json.Nodes.JsonArray
             ?? throw new DataInputException($"{path}: no shards.{split} list; prepare the data again");
         var expected = new List<(string File, long Tokens)>();
         foreach (var entry in listed)
         {
-            if (entry?["file"] is System.Text.Json.Nodes.JsonValue f && f.TryGetValue<string>(out var file)
-                && entry["tokens"] is System.Text.Json.Nodes.JsonValue t && t.TryGetValue<long>(out var tokens))
+            if (
+                entry?["file"] is System.Text.Json.Nodes.JsonValue f
+                && f.TryGetValue<string>(out var file)
+                && entry["tokens"] is System.Text.Json.Nodes.JsonValue t
+                && t.TryGetValue<long>(out var tokens)
+            )
                 expected.Add((file, tokens));
-            else throw new DataInputException($"{path}: an entry of shards.{split} is not {{\"file\": ..., \"tokens\": ...}}; prepare the data again");
+            else
+                throw new DataInputException(
+                    $"{path}: an entry of shards.{split} is not {{\"file\": ..., \"tokens\": ...}}; prepare the data "
+                        + $"again"
+                );
         }
         var actual = shards.Select(s => (Path.GetFileName(s.Path), s.Count)).ToList();
         if (!expected.SequenceEqual(actual))
             throw new DataInputException(
-                $"{path}: lists {split} shards {string.Join(", ", expected.Select(e => $"{e.File} ({e.Tokens})"))} but the folder holds {string.Join(", ", actual.Select(a => $"{a.Item1} ({a.Item2})"))}; prepare the data again");
+                $"{path}: lists {split} shards {string.Join(", ", expected.Select(e => $"{e.File} ({e.Tokens})"))} "
+                    + $"but the folder holds {string.Join(", ", actual.Select(a => $"{a.Item1} ({a.Item2})"))}; "
+                    + "prepare the data again"
+            );
     }
 
     public void Dispose()
     {
-        foreach (var shard in Shards) shard.Dispose();
+        foreach (var shard in Shards)
+            shard.Dispose();
     }
 }

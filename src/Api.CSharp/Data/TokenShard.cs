@@ -13,8 +13,10 @@ public sealed unsafe class TokenShard : IDisposable
 {
     public const int HeaderInts = 256;
     public const int HeaderBytes = HeaderInts * 4;
-    public const int MagicUInt16 = 20240520, VersionUInt16 = 1;
-    public const int MagicUInt32 = 20240801, VersionUInt32 = 7;
+    public const int MagicUInt16 = 20240520,
+        VersionUInt16 = 1;
+    public const int MagicUInt32 = 20240801,
+        VersionUInt32 = 7;
 
     readonly MemoryMappedFile map;
     readonly MemoryMappedViewAccessor view;
@@ -25,7 +27,12 @@ public sealed unsafe class TokenShard : IDisposable
         Path = path;
         Count = count;
         BytesPerToken = bytesPerToken;
-        if (count == 0) { map = null!; view = null!; return; }
+        if (count == 0)
+        {
+            map = null!;
+            view = null!;
+            return;
+        }
         map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
         byte* pointer = null;
@@ -35,6 +42,7 @@ public sealed unsafe class TokenShard : IDisposable
 
     public string Path { get; }
     public long Count { get; }
+
     /// <summary>2 (uint16) or 4 (uint32).</summary>
     public int BytesPerToken { get; }
 
@@ -42,12 +50,17 @@ public sealed unsafe class TokenShard : IDisposable
     /// follow, is a <see cref="DataInputException"/>.</summary>
     public static TokenShard Open(string path)
     {
-        if (!File.Exists(path)) throw new DataInputException($"{path}: no such shard");
+        if (!File.Exists(path))
+            throw new DataInputException($"{path}: no such shard");
         var length = new FileInfo(path).Length;
         if (length < HeaderBytes)
-            throw new DataInputException($"{path}: {length} bytes is shorter than the {HeaderBytes}-byte llm.c header; is it a raw nanoGPT .bin (name it train.bin / val.bin)?");
+            throw new DataInputException(
+                $"{path}: {length} bytes is shorter than the {HeaderBytes}-byte llm.c header; is it a raw nanoGPT "
+                    + $".bin (name it train.bin / val.bin)?"
+            );
         Span<byte> header = stackalloc byte[12];
-        using (var stream = File.OpenRead(path)) stream.ReadExactly(header);
+        using (var stream = File.OpenRead(path))
+            stream.ReadExactly(header);
         var magic = BinaryPrimitives.ReadInt32LittleEndian(header);
         var version = BinaryPrimitives.ReadInt32LittleEndian(header[4..]);
         var count = BinaryPrimitives.ReadInt32LittleEndian(header[8..]);
@@ -56,25 +69,35 @@ public sealed unsafe class TokenShard : IDisposable
             (MagicUInt16, VersionUInt16) => 2,
             (MagicUInt32, VersionUInt32) => 4,
             (MagicUInt16 or MagicUInt32, _) => throw new DataInputException(
-                $"{path}: header version {version} at byte 4 does not go with magic {magic} (expected {(magic == MagicUInt16 ? VersionUInt16 : VersionUInt32)})"),
+                $"{path}: header version {version} at byte 4 does not go with magic {magic} (expected "
+                    + $"{(magic == MagicUInt16 ? VersionUInt16 : VersionUInt32)})"
+            ),
             _ => throw new DataInputException(
-                $"{path}: magic {magic} at byte 0 is not an llm.c shard ({MagicUInt16} for uint16 or {MagicUInt32} for uint32 tokens); for a raw nanoGPT file name it train.bin / val.bin"),
+                $"{path}: magic {magic} at byte 0 is not an llm.c shard ({MagicUInt16} for uint16 or {MagicUInt32} "
+                    + $"for uint32 tokens); for a raw nanoGPT file name it train.bin / val.bin"
+            ),
         };
         if (count < 0 || HeaderBytes + (long)count * bytesPerToken > length)
             throw new DataInputException(
-                $"{path}: truncated: the header (byte 8) says {count} tokens but only {(length - HeaderBytes) / bytesPerToken} follow; prepare the data again");
+                $"{path}: truncated: the header (byte 8) says {count} tokens but only "
+                    + $"{(length - HeaderBytes) / bytesPerToken} follow; prepare the data again"
+            );
         if (HeaderBytes + (long)count * bytesPerToken < length)
             throw new DataInputException(
-                $"{path}: the header (byte 8) says {count} tokens but {(length - HeaderBytes) / bytesPerToken} follow; the header and the payload disagree, prepare the data again");
+                $"{path}: the header (byte 8) says {count} tokens but {(length - HeaderBytes) / bytesPerToken} "
+                    + $"follow; the header and the payload disagree, prepare the data again"
+            );
         return new TokenShard(path, HeaderBytes, count, bytesPerToken);
     }
 
     /// <summary>Opens a raw nanoGPT file: bare little-endian uint16 tokens.</summary>
     public static TokenShard OpenRaw(string path)
     {
-        if (!File.Exists(path)) throw new DataInputException($"{path}: no such file");
+        if (!File.Exists(path))
+            throw new DataInputException($"{path}: no such file");
         var length = new FileInfo(path).Length;
-        if (length % 2 != 0) throw new DataInputException($"{path}: {length} bytes is not a whole number of uint16 tokens");
+        if (length % 2 != 0)
+            throw new DataInputException($"{path}: {length} bytes is not a whole number of uint16 tokens");
         return new TokenShard(path, 0, length / 2, 2);
     }
 
@@ -85,30 +108,40 @@ public sealed unsafe class TokenShard : IDisposable
     public void CopyTo(long start, Span<long> destination)
     {
         if (start < 0 || start + destination.Length > Count)
-            throw new ArgumentOutOfRangeException(nameof(start), $"{Path}: tokens {start}..{start + destination.Length} are outside 0..{Count}");
+            throw new ArgumentOutOfRangeException(
+                nameof(start),
+                $"{Path}: tokens {start}..{start + destination.Length} are outside 0..{Count}"
+            );
         if (BytesPerToken == 2)
         {
             var source = new ReadOnlySpan<ushort>((ushort*)data + start, destination.Length);
-            for (var i = 0; i < source.Length; i++) destination[i] = source[i];
+            for (var i = 0; i < source.Length; i++)
+                destination[i] = source[i];
         }
         else
         {
             var source = new ReadOnlySpan<uint>((uint*)data + start, destination.Length);
-            for (var i = 0; i < source.Length; i++) destination[i] = source[i];
+            for (var i = 0; i < source.Length; i++)
+                destination[i] = source[i];
         }
     }
 
-    /// <summary>Every token must be below the vocabulary size; the first that is not is reported with its index.</summary>
+    /// <summary>Every token must be below the vocabulary size; the first that is not is reported with its
+    /// index.</summary>
     public void CheckVocabulary(int vocabSize)
     {
         for (long i = 0; i < Count; i++)
             if (this[i] >= vocabSize)
-                throw new DataInputException($"{Path}: token {i} is {this[i]}, at or above the vocabulary size {vocabSize}; was the shard made with another tokenizer?");
+                throw new DataInputException(
+                    $"{Path}: token {i} is {this[i]}, at or above the vocabulary size {vocabSize}; was the shard "
+                        + $"made with another tokenizer?"
+                );
     }
 
     public void Dispose()
     {
-        if (view is null) return;
+        if (view is null)
+            return;
         view.SafeMemoryMappedViewHandle.ReleasePointer();
         view.Dispose();
         map.Dispose();
@@ -117,7 +150,11 @@ public sealed unsafe class TokenShard : IDisposable
     /// <summary>The exact llm.c header for <paramref name="count"/> tokens of the given width.</summary>
     public static byte[] Header(long count, int bytesPerToken)
     {
-        if (count > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(count), $"{count} tokens do not fit an llm.c header's int32 count; use smaller shards");
+        if (count > int.MaxValue)
+            throw new ArgumentOutOfRangeException(
+                nameof(count),
+                $"{count} tokens do not fit an llm.c header's int32 count; use smaller shards"
+            );
         var header = new byte[HeaderBytes];
         BinaryPrimitives.WriteInt32LittleEndian(header, bytesPerToken == 2 ? MagicUInt16 : MagicUInt32);
         BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(4), bytesPerToken == 2 ? VersionUInt16 : VersionUInt32);
@@ -148,14 +185,18 @@ public sealed class TokenShardWriter : IDisposable
         stream = new FileStream(path, FileMode.Open, FileAccess.Write, FileShare.None, 1 << 16);
         var length = TokenShard.HeaderBytes + count * BytesPerToken;
         if (stream.Length < length)
-            throw new InvalidDataException($"{path}: holds {(stream.Length - TokenShard.HeaderBytes) / BytesPerToken} tokens, fewer than the {count} recorded; start again (Restart)");
+            throw new InvalidDataException(
+                $"{path}: holds {(stream.Length - TokenShard.HeaderBytes) / BytesPerToken} tokens, fewer than the "
+                    + $"{count} recorded; start again (Restart)"
+            );
         stream.SetLength(length);
         stream.Position = length;
         Count = count;
     }
 
     /// <summary>Reopens a shard being written by an interrupted job at the <paramref name="count"/> tokens it had
-    /// made durable (<see cref="Sync"/>), dropping whatever was written after; the header is rewritten on Dispose.</summary>
+    /// made durable (<see cref="Sync"/>), dropping whatever was written after; the header is rewritten on
+    /// Dispose.</summary>
     public static TokenShardWriter Resume(string path, int vocabSize, long count) => new(path, vocabSize, count);
 
     /// <summary>Makes the tokens written so far durable (on disk, not only in buffers); the header's count stays
@@ -174,9 +215,12 @@ public sealed class TokenShardWriter : IDisposable
     {
         foreach (var token in tokens)
         {
-            if (buffered + BytesPerToken > buffer.Length) Flush();
-            if (BytesPerToken == 2) BinaryPrimitives.WriteUInt16LittleEndian(buffer.AsSpan(buffered), (ushort)token);
-            else BinaryPrimitives.WriteUInt32LittleEndian(buffer.AsSpan(buffered), (uint)token);
+            if (buffered + BytesPerToken > buffer.Length)
+                Flush();
+            if (BytesPerToken == 2)
+                BinaryPrimitives.WriteUInt16LittleEndian(buffer.AsSpan(buffered), (ushort)token);
+            else
+                BinaryPrimitives.WriteUInt32LittleEndian(buffer.AsSpan(buffered), (uint)token);
             buffered += BytesPerToken;
         }
         Count += tokens.Length;

@@ -22,8 +22,10 @@ public sealed class InMemoryTokens : ITokenSource
 
     public InMemoryTokens(string name, params int[][] segments)
     {
-        if (segments.Length == 0 || segments.All(s => s.Length == 0)) throw new ArgumentException($"{name}: no tokens", nameof(segments));
-        if (segments.SelectMany(s => s).Any(t => t < 0)) throw new ArgumentException($"{name}: token ids must be >= 0", nameof(segments));
+        if (segments.Length == 0 || segments.All(s => s.Length == 0))
+            throw new ArgumentException($"{name}: no tokens", nameof(segments));
+        if (segments.SelectMany(s => s).Any(t => t < 0))
+            throw new ArgumentException($"{name}: token ids must be >= 0", nameof(segments));
         Name = name;
         this.segments = segments;
         SegmentLengths = segments.Select(s => (long)s.Length).ToList();
@@ -38,6 +40,7 @@ public sealed class InMemoryTokens : ITokenSource
     public void CopyTo(int segment, long start, Span<long> destination)
     {
         var source = segments[segment].AsSpan(checked((int)start), destination.Length);
-        for (var i = 0; i < source.Length; i++) destination[i] = source[i];
+        for (var i = 0; i < source.Length; i++)
+            destination[i] = source[i];
     }
 }

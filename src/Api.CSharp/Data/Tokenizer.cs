@@ -6,9 +6,11 @@ public enum PieceCuts
 {
     /// <summary>Nowhere: each document is tokenized whole (held in memory whole).</summary>
     None,
+
     /// <summary>At the start of any whitespace run that follows a non-whitespace character (GPT-2's pre-tokenizer
     /// never joins whitespace to the text before it).</summary>
     WhitespaceRuns,
+
     /// <summary>Only before a space or tab that follows a non-whitespace character (cl100k and o200k join newlines to
     /// punctuation before them, never a space or tab).</summary>
     Spaces,
@@ -21,6 +23,7 @@ public interface ITextTokenizer
     /// <summary>A short name recorded in manifests, e.g. "gpt2".</summary>
     string Name { get; }
     int VocabSize { get; }
+
     /// <summary>The id that separates documents.</summary>
     int EndOfText { get; }
     IReadOnlyList<int> Encode(string text);
@@ -30,6 +33,7 @@ public interface ITextTokenizer
     /// thread-safe; gives exactly <see cref="Encode"/>'s ids.</summary>
     Func<string, IReadOnlyList<int>> BulkEncoder() => Encode;
 
-    /// <summary>Where its texts may be cut (<see cref="PieceCuts.None"/> unless the tokenizer says otherwise).</summary>
+    /// <summary>Where its texts may be cut (<see cref="PieceCuts.None"/> unless the tokenizer says
+    /// otherwise).</summary>
     PieceCuts Cuts => PieceCuts.None;
 }

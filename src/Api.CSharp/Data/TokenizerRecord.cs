@@ -2,20 +2,40 @@ namespace BlockwiseLR.Data;
 
 /// <summary>What a prepared dataset, a checkpoint and an exported model record of their tokenizer: its kind (a built-in
 /// name, or sentencepiece, tokenizer.json, vocab+merges), vocabulary, the id written before each document, and for
-/// the file kinds the files (copied beside the shards and into every checkpoint) with the SHA-256 of their bytes.</summary>
-public sealed record TokenizerRecord(string Name, int VocabSize, int EndOfText, IReadOnlyList<string>? Files = null, string? Sha256 = null)
+/// the file kinds the files (copied beside the shards and into every checkpoint) with the SHA-256 of their
+/// bytes.</summary>
+public sealed record TokenizerRecord(
+    string Name,
+    int VocabSize,
+    int EndOfText,
+    IReadOnlyList<string>? Files = null,
+    string? Sha256 = null
+)
 {
     public static TokenizerRecord Of(ITextTokenizer tokenizer)
     {
         var files = TextTokenizers.FilesOf(tokenizer);
         return files.Count == 0
             ? new(tokenizer.Name, tokenizer.VocabSize, tokenizer.EndOfText)
-            : new(tokenizer.Name, tokenizer.VocabSize, tokenizer.EndOfText, files.Select(f => f.Name).ToList(),
-                  Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(files.SelectMany(f => File.ReadAllBytes(f.From)).ToArray())));
+            : new(
+                tokenizer.Name,
+                tokenizer.VocabSize,
+                tokenizer.EndOfText,
+                files.Select(f => f.Name).ToList(),
+                Convert.ToHexStringLower(
+                    System.Security.Cryptography.SHA256.HashData(
+                        files.SelectMany(f => File.ReadAllBytes(f.From)).ToArray()
+                    )
+                )
+            );
     }
 
     public bool Equals(TokenizerRecord? other) =>
-        other is not null && Name == other.Name && VocabSize == other.VocabSize && EndOfText == other.EndOfText && Sha256 == other.Sha256
+        other is not null
+        && Name == other.Name
+        && VocabSize == other.VocabSize
+        && EndOfText == other.EndOfText
+        && Sha256 == other.Sha256
         && (Files ?? []).SequenceEqual(other.Files ?? []);
 
     public override int GetHashCode() => HashCode.Combine(Name, VocabSize, EndOfText, Sha256);

@@ -17,34 +17,72 @@ public sealed class VocabMergesTokenizer : ITextTokenizer, IDisposable
     {
         (VocabPath, MergesPath) = (vocabPath, mergesPath);
         JsonObject vocab;
-        try { vocab = JsonNode.Parse(File.ReadAllText(vocabPath)) as JsonObject ?? throw new JsonException("not an object"); }
-        catch (JsonException e) { throw new DataInputException($"{vocabPath}: not a JSON object of token -> id ({e.Message.Split('\n')[0]})", "Tokenizer"); }
+        try
+        {
+            vocab =
+                JsonNode.Parse(File.ReadAllText(vocabPath)) as JsonObject ?? throw new JsonException("not an object");
+        }
+        catch (JsonException e)
+        {
+            throw new DataInputException(
+                $"{vocabPath}: not a JSON object of token -> id ({e.Message.Split('\n')[0]})",
+                "Tokenizer"
+            );
+        }
         if (vocab[Specials.EndOfText] is not { } endOfText)
             throw new DataInputException($"{vocabPath}: has no <|endoftext|> to separate documents", "Tokenizer");
-        var merges = File.ReadLines(mergesPath).Where(l => l.Length > 0 && !l.StartsWith("#version", StringComparison.Ordinal)).ToList();
+        var merges = File.ReadLines(mergesPath)
+            .Where(l => l.Length > 0 && !l.StartsWith("#version", StringComparison.Ordinal))
+            .ToList();
         if (merges.FirstOrDefault(l => l.Split(' ').Length != 2) is { } bad)
-            throw new DataInputException($"{mergesPath}: '{bad}' is not a merge (two tokens separated by one space)", "Tokenizer");
-        JsonObject ByteLevel() => new() { ["type"] = "ByteLevel", ["add_prefix_space"] = false, ["trim_offsets"] = true, ["use_regex"] = true };
+            throw new DataInputException(
+                $"{mergesPath}: '{bad}' is not a merge (two tokens separated by one space)",
+                "Tokenizer"
+            );
+        JsonObject ByteLevel() =>
+            new()
+            {
+                ["type"] = "ByteLevel",
+                ["add_prefix_space"] = false,
+                ["trim_offsets"] = true,
+                ["use_regex"] = true,
+            };
         var json = new JsonObject
         {
             ["version"] = "1.0",
-            ["added_tokens"] = new JsonArray(new JsonObject
-            {
-                ["id"] = endOfText.GetValue<int>(), ["content"] = Specials.EndOfText, ["single_word"] = false, ["lstrip"] = false,
-                ["rstrip"] = false, ["normalized"] = false, ["special"] = true,
-            }),
+            ["added_tokens"] = new JsonArray(
+                new JsonObject
+                {
+                    ["id"] = endOfText.GetValue<int>(),
+                    ["content"] = Specials.EndOfText,
+                    ["single_word"] = false,
+                    ["lstrip"] = false,
+                    ["rstrip"] = false,
+                    ["normalized"] = false,
+                    ["special"] = true,
+                }
+            ),
             ["normalizer"] = null,
             ["pre_tokenizer"] = ByteLevel(),
             ["post_processor"] = null,
             ["decoder"] = ByteLevel(),
             ["model"] = new JsonObject
             {
-                ["type"] = "BPE", ["dropout"] = null, ["unk_token"] = null, ["continuing_subword_prefix"] = "", ["end_of_word_suffix"] = "",
-                ["fuse_unk"] = false, ["byte_fallback"] = false, ["vocab"] = vocab.DeepClone(),
+                ["type"] = "BPE",
+                ["dropout"] = null,
+                ["unk_token"] = null,
+                ["continuing_subword_prefix"] = "",
+                ["end_of_word_suffix"] = "",
+                ["fuse_unk"] = false,
+                ["byte_fallback"] = false,
+                ["vocab"] = vocab.DeepClone(),
                 ["merges"] = new JsonArray(merges.Select(m => (JsonNode)m).ToArray()),
             },
         };
-        built = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"blr-vocab-merges-{Environment.ProcessId}-{Guid.NewGuid():N}.json");
+        built = System.IO.Path.Combine(
+            System.IO.Path.GetTempPath(),
+            $"blr-vocab-merges-{Environment.ProcessId}-{Guid.NewGuid():N}.json"
+        );
         File.WriteAllText(built, json.ToJsonString());
         engine = new HfTextTokenizer(built);
     }
@@ -54,7 +92,9 @@ public sealed class VocabMergesTokenizer : ITextTokenizer, IDisposable
     public string Name => "vocab+merges";
     public int VocabSize => engine.VocabSize;
     public int EndOfText => engine.EndOfText;
+
     public IReadOnlyList<int> Encode(string text) => engine.Encode(text);
+
     public string Decode(IEnumerable<int> ids) => engine.Decode(ids);
 
     public void Dispose()

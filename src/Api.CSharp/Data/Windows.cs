@@ -9,11 +9,17 @@ public static class Windows
 {
     internal static WindowLayout Layout(ITokenSource data, int seqLen)
     {
-        return SamplingRules.Layout(seqLen, data.SegmentLengths)
+        return SamplingRules
+            .Layout(seqLen, data.SegmentLengths)
             .OrThrow(reason => new DataInputException($"{data.Name}: {reason}", "SeqLen"));
     }
 
-    internal static (Tensor Inputs, Tensor Targets) Assemble(ITokenSource data, WindowLayout layout, long[] windows, Device? device)
+    internal static (Tensor Inputs, Tensor Targets) Assemble(
+        ITokenSource data,
+        WindowLayout layout,
+        long[] windows,
+        Device? device
+    )
     {
         var length = layout.SeqLen + 1;
         var tokens = new long[windows.Length * length];
@@ -32,13 +38,21 @@ public static class Windows
 
     /// <summary>Validation batches: the first <paramref name="maxWindows"/> non-overlapping windows of the split,
     /// in order, the same every time (as llm.c).</summary>
-    public static IEnumerable<(Tensor Inputs, Tensor Targets)> Validation(ITokenSource data, int seqLen, int batchSize, long maxWindows, Device? device = null)
+    public static IEnumerable<(Tensor Inputs, Tensor Targets)> Validation(
+        ITokenSource data,
+        int seqLen,
+        int batchSize,
+        long maxWindows,
+        Device? device = null
+    )
     {
         var layout = Layout(data, seqLen);
-        return ValidationBatches(layout, batchSize, maxWindows).Select(windows => Assemble(data, layout, windows, device));
+        return ValidationBatches(layout, batchSize, maxWindows)
+            .Select(windows => Assemble(data, layout, windows, device));
     }
 
-    /// <summary>The window indices of each validation batch, in order (a caller assembles each in its own scope).</summary>
+    /// <summary>The window indices of each validation batch, in order (a caller assembles each in its own
+    /// scope).</summary>
     internal static IEnumerable<long[]> ValidationBatches(WindowLayout layout, int batchSize, long maxWindows)
     {
         var windows = SamplingRules.ValidationWindows(layout, maxWindows);

@@ -19,13 +19,19 @@ static class Agreement
         var differ = group.AllReduce(verdicts).Select((v, r) => (v, r)).Where(x => x.v > 0).Select(x => x.r).ToList();
         if (differ.Count > 0)
             throw new DistributedException(
-                $"the {what} of rank{(differ.Count > 1 ? "s" : "")} {string.Join(", ", differ)} differ from rank 0's; start every rank with the same command, data and files",
-                sameOnEveryRank: true);
+                $"the {what} of rank{(differ.Count > 1 ? "s" : "")} {string.Join(", ", differ)} differ from rank "
+                    + $"0's; start every rank with the same command, data and files",
+                sameOnEveryRank: true
+            );
     }
 
     /// <summary>SHA-256 of the options as options.json writes them, the run folder made absolute.</summary>
     public static byte[] OptionsFingerprint(PretrainOptions options) =>
-        SHA256.HashData(Encoding.UTF8.GetBytes((options with { Run = options.Run with { Out = Path.GetFullPath(options.Run.Out) } }).ToJson()));
+        SHA256.HashData(
+            Encoding.UTF8.GetBytes(
+                (options with { Run = options.Run with { Out = Path.GetFullPath(options.Run.Out) } }).ToJson()
+            )
+        );
 
     /// <summary>Per parameter, its float64 sum and sum of squares and a position-weighted sum, computed on the device:
     /// equal on every rank exactly when (up to a collision no seed produces) the weights are.</summary>

@@ -13,9 +13,15 @@ namespace BlockwiseLR.Distributed;
 sealed unsafe class MpiProcessGroup : ProcessGroup
 {
     static readonly string[] Libraries = ["libmpi.so.40", "libmpi.so.12", "libmpi.so"];
-    const int ThreadSerialized = 2;   // MPI_THREAD_SERIALIZED in both ABIs
+    const int ThreadSerialized = 2; // MPI_THREAD_SERIALIZED in both ABIs
 
-    readonly nint comm, floatType, doubleType, int64Type, byteType, sum, inPlace;
+    readonly nint comm,
+        floatType,
+        doubleType,
+        int64Type,
+        byteType,
+        sum,
+        inPlace;
     readonly delegate* unmanaged<nint, nint, int, nint, nint, nint, int> allreduce;
     readonly delegate* unmanaged<nint, nint, int*, nint, nint, nint, int> reduceScatter;
     readonly delegate* unmanaged<nint, int, nint, nint, int*, int*, nint, nint, int> allgatherv;
@@ -40,20 +46,34 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
         }
         else
         {
-            (comm, floatType, doubleType, int64Type, byteType, sum, inPlace) = (0x44000000, 0x4c00040a, 0x4c00080b, 0x4c00083a, 0x4c00013b, 0x58000003, -1);
+            (comm, floatType, doubleType, int64Type, byteType, sum, inPlace) = (
+                0x44000000,
+                0x4c00040a,
+                0x4c00080b,
+                0x4c00083a,
+                0x4c00013b,
+                0x58000003,
+                -1
+            );
         }
         Implementation = $"{(isOpenMpi ? "OpenMPI" : "MPICH")} ({name})";
-        allreduce = (delegate* unmanaged<nint, nint, int, nint, nint, nint, int>)NativeLibrary.GetExport(library, "MPI_Allreduce");
-        reduceScatter = (delegate* unmanaged<nint, nint, int*, nint, nint, nint, int>)NativeLibrary.GetExport(library, "MPI_Reduce_scatter");
-        allgatherv = (delegate* unmanaged<nint, int, nint, nint, int*, int*, nint, nint, int>)NativeLibrary.GetExport(library, "MPI_Allgatherv");
+        allreduce = (delegate* unmanaged<nint, nint, int, nint, nint, nint, int>)
+            NativeLibrary.GetExport(library, "MPI_Allreduce");
+        reduceScatter = (delegate* unmanaged<nint, nint, int*, nint, nint, nint, int>)
+            NativeLibrary.GetExport(library, "MPI_Reduce_scatter");
+        allgatherv = (delegate* unmanaged<nint, int, nint, nint, int*, int*, nint, nint, int>)
+            NativeLibrary.GetExport(library, "MPI_Allgatherv");
         bcast = (delegate* unmanaged<nint, int, nint, int, nint, int>)NativeLibrary.GetExport(library, "MPI_Bcast");
         barrier = (delegate* unmanaged<nint, int>)NativeLibrary.GetExport(library, "MPI_Barrier");
         abort = (delegate* unmanaged<nint, int, int>)NativeLibrary.GetExport(library, "MPI_Abort");
         finalize = (delegate* unmanaged<int>)NativeLibrary.GetExport(library, "MPI_Finalize");
-        var initThread = (delegate* unmanaged<int*, nint, int, int*, int>)NativeLibrary.GetExport(library, "MPI_Init_thread");
+        var initThread = (delegate* unmanaged<int*, nint, int, int*, int>)
+            NativeLibrary.GetExport(library, "MPI_Init_thread");
         var rankOf = (delegate* unmanaged<nint, int*, int>)NativeLibrary.GetExport(library, "MPI_Comm_rank");
         var sizeOf = (delegate* unmanaged<nint, int*, int>)NativeLibrary.GetExport(library, "MPI_Comm_size");
-        int provided, rank, size;
+        int provided,
+            rank,
+            size;
         Check(initThread(null, 0, ThreadSerialized, &provided), "MPI_Init_thread");
         Check(rankOf(comm, &rank), "MPI_Comm_rank");
         Check(sizeOf(comm, &size), "MPI_Comm_size");
@@ -65,10 +85,13 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
     public static MpiProcessGroup Join(int localRank, int localWorldSize)
     {
         foreach (var name in Libraries)
-            if (NativeLibrary.TryLoad(name, out var library)) return new MpiProcessGroup(library, name, localRank, localWorldSize);
+            if (NativeLibrary.TryLoad(name, out var library))
+                return new MpiProcessGroup(library, name, localRank, localWorldSize);
         throw new DistributedException(
-            "MPI is not installed: none of libmpi.so.40 (OpenMPI) or libmpi.so.12 (MPICH) could be loaded; install it with `apt-get install openmpi-bin` " +
-            "(or `dotnet fsi build.fsx setup` as root)");
+            "MPI is not installed: none of libmpi.so.40 (OpenMPI) or libmpi.so.12 (MPICH) could be loaded; install "
+                + "it with `apt-get install openmpi-bin` "
+                + "(or `dotnet fsi build.fsx setup` as root)"
+        );
     }
 
     public override string Backend => "mpi";
@@ -76,17 +99,21 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
 
     static void Check(int code, string call)
     {
-        if (code != 0) throw new DistributedException($"{call} failed with MPI error {code}");
+        if (code != 0)
+            throw new DistributedException($"{call} failed with MPI error {code}");
     }
 
-    nint TypeOf(Tensor t) => t.dtype switch
-    {
-        ScalarType.Float32 => floatType,
-        ScalarType.Float64 => doubleType,
-        ScalarType.Int64 => int64Type,
-        ScalarType.Byte => byteType,
-        _ => throw new ArgumentException($"MPI collectives here take float32, float64, int64 or uint8 tensors, not {t.dtype}"),
-    };
+    nint TypeOf(Tensor t) =>
+        t.dtype switch
+        {
+            ScalarType.Float32 => floatType,
+            ScalarType.Float64 => doubleType,
+            ScalarType.Int64 => int64Type,
+            ScalarType.Byte => byteType,
+            _ => throw new ArgumentException(
+                $"MPI collectives here take float32, float64, int64 or uint8 tensors, not {t.dtype}"
+            ),
+        };
 
     static void RequireCpu(Tensor t)
     {
@@ -101,7 +128,17 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
         var size = TensorMemory.ElementSize(tensor);
         // MPI counts are int: large buffers go in pieces.
         for (long start = 0, n = tensor.numel(); start < n; start += int.MaxValue)
-            Check(allreduce(inPlace, address + (nint)(start * size), (int)Math.Min(int.MaxValue, n - start), TypeOf(tensor), sum, comm), "MPI_Allreduce");
+            Check(
+                allreduce(
+                    inPlace,
+                    address + (nint)(start * size),
+                    (int)Math.Min(int.MaxValue, n - start),
+                    TypeOf(tensor),
+                    sum,
+                    comm
+                ),
+                "MPI_Allreduce"
+            );
     }
 
     public override void ReduceScatter(Tensor input, Tensor output, IReadOnlyList<long> counts)
@@ -111,7 +148,10 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
         CheckPieces(input, counts, output);
         var ints = Ints(counts);
         fixed (int* c = ints)
-            Check(reduceScatter(TensorMemory.Address(input), TensorMemory.Address(output), c, TypeOf(input), sum, comm), "MPI_Reduce_scatter");
+            Check(
+                reduceScatter(TensorMemory.Address(input), TensorMemory.Address(output), c, TypeOf(input), sum, comm),
+                "MPI_Reduce_scatter"
+            );
     }
 
     public override void AllGather(Tensor buffer, IReadOnlyList<long> counts)
@@ -120,10 +160,14 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
         CheckPieces(buffer, counts);
         var ints = Ints(counts);
         var displacements = new int[ints.Length];
-        for (var r = 1; r < ints.Length; r++) displacements[r] = checked(displacements[r - 1] + ints[r - 1]);
+        for (var r = 1; r < ints.Length; r++)
+            displacements[r] = checked(displacements[r - 1] + ints[r - 1]);
         fixed (int* c = ints)
         fixed (int* d = displacements)
-            Check(allgatherv(inPlace, 0, TypeOf(buffer), TensorMemory.Address(buffer), c, d, TypeOf(buffer), comm), "MPI_Allgatherv");
+            Check(
+                allgatherv(inPlace, 0, TypeOf(buffer), TensorMemory.Address(buffer), c, d, TypeOf(buffer), comm),
+                "MPI_Allgatherv"
+            );
     }
 
     public override void Broadcast(Tensor tensor, int root = 0)
@@ -132,16 +176,25 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
         var address = TensorMemory.Address(tensor);
         var size = TensorMemory.ElementSize(tensor);
         for (long start = 0, n = tensor.numel(); start < n; start += int.MaxValue)
-            Check(bcast(address + (nint)(start * size), (int)Math.Min(int.MaxValue, n - start), TypeOf(tensor), root, comm), "MPI_Bcast");
+            Check(
+                bcast(
+                    address + (nint)(start * size),
+                    (int)Math.Min(int.MaxValue, n - start),
+                    TypeOf(tensor),
+                    root,
+                    comm
+                ),
+                "MPI_Bcast"
+            );
     }
 
     public override void Barrier() => Check(barrier(comm), "MPI_Barrier");
 
     public override void Abort(int code)
     {
-        finalized = true;   // no MPI_Finalize at exit: it would wait for ranks that are being killed
+        finalized = true; // no MPI_Finalize at exit: it would wait for ranks that are being killed
         abort(comm, code);
-        Environment.Exit(code);   // MPI_Abort does not return; if it did, still never hang
+        Environment.Exit(code); // MPI_Abort does not return; if it did, still never hang
     }
 
     static int[] Ints(IReadOnlyList<long> counts) => counts.Select(c => checked((int)c)).ToArray();

@@ -16,18 +16,25 @@ unsafe struct NcclUniqueId
 /// libtorch_cuda already loaded) on CUDA tensors, one process per GPU, everything on the default stream that
 /// TorchSharp's kernels use. The unique id goes from rank 0 to the others over MPI under mpirun (llm.c's `mpi`
 /// method) and otherwise over a TCP socket at the launcher's rendezvous address (llm.c's `tcp` method), so a GPU
-/// host needs no MPI. Uneven reduce-scatter and all-gather are grouped ncclReduce and ncclBroadcast calls, one per rank.
+/// host needs no MPI. Uneven reduce-scatter and all-gather are grouped ncclReduce and ncclBroadcast calls, one per
+/// rank.
 /// </summary>
 sealed unsafe class NcclProcessGroup : ProcessGroup
 {
-    const int Float32 = 7, Float64 = 8, Int64 = 4, Uint8 = 1, Sum = 0;
+    const int Float32 = 7,
+        Float64 = 8,
+        Int64 = 4,
+        Uint8 = 1,
+        Sum = 0;
 
     readonly nint comm;
     readonly delegate* unmanaged<nint, nint, nuint, int, int, nint, nint, int> allReduce;
     readonly delegate* unmanaged<nint, nint, nuint, int, int, int, nint, nint, int> reduce;
     readonly delegate* unmanaged<nint, nint, nuint, int, int, nint, nint, int> broadcast;
-    readonly delegate* unmanaged<int> groupStart, groupEnd;
-    readonly delegate* unmanaged<nint, int> commAbort, commDestroy;
+    readonly delegate* unmanaged<int> groupStart,
+        groupEnd;
+    readonly delegate* unmanaged<nint, int> commAbort,
+        commDestroy;
     readonly delegate* unmanaged<int, nint> errorString;
     readonly MpiProcessGroup? mpi;
     bool destroyed;
@@ -35,7 +42,12 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
     NcclProcessGroup(nint library, LaunchInfo launch, MpiProcessGroup? mpi)
     {
         this.mpi = mpi;
-        (Rank, WorldSize, LocalRank, LocalWorldSize) = (launch.Rank, launch.WorldSize, launch.LocalRank, launch.LocalWorldSize);
+        (Rank, WorldSize, LocalRank, LocalWorldSize) = (
+            launch.Rank,
+            launch.WorldSize,
+            launch.LocalRank,
+            launch.LocalWorldSize
+        );
         nint F(string name) => NativeLibrary.GetExport(library, name);
         allReduce = (delegate* unmanaged<nint, nint, nuint, int, int, nint, nint, int>)F("ncclAllReduce");
         reduce = (delegate* unmanaged<nint, nint, nuint, int, int, int, nint, nint, int>)F("ncclReduce");
@@ -50,9 +62,11 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
 
         DeviceIndex = SelectDevice(launch);
         NcclUniqueId id;
-        if (Rank == 0) Check(getUniqueId(&id), "ncclGetUniqueId");
+        if (Rank == 0)
+            Check(getUniqueId(&id), "ncclGetUniqueId");
         var bytes = new byte[128];
-        if (Rank == 0) new ReadOnlySpan<byte>(id.Bytes, 128).CopyTo(bytes);
+        if (Rank == 0)
+            new ReadOnlySpan<byte>(id.Bytes, 128).CopyTo(bytes);
         bytes = mpi is not null ? mpi.Broadcast(bytes) : TcpRendezvous.ShareFromRankZero(launch, bytes);
         bytes.CopyTo(new Span<byte>(id.Bytes, 128));
         nint c;
@@ -63,8 +77,10 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
     public static NcclProcessGroup Join(LaunchInfo launch)
     {
         if (!NativeLibrary.TryLoad("libnccl.so.2", out var library))
-            throw new DistributedException("NCCL is not available: libnccl.so.2 could not be loaded; it comes with PyTorch's CUDA wheels " +
-                "(point LD_LIBRARY_PATH at site-packages/nvidia/nccl/lib) or Debian's libnccl2");
+            throw new DistributedException(
+                "NCCL is not available: libnccl.so.2 could not be loaded; it comes with PyTorch's CUDA wheels "
+                    + "(point LD_LIBRARY_PATH at site-packages/nvidia/nccl/lib) or Debian's libnccl2"
+            );
         var mpi = launch.UnderMpi ? MpiProcessGroup.Join(launch.LocalRank, launch.LocalWorldSize) : null;
         return new NcclProcessGroup(library, launch, mpi);
     }
@@ -80,35 +96,54 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
     static int SelectDevice(LaunchInfo launch)
     {
         var visible = Environment.GetEnvironmentVariable("CUDA_VISIBLE_DEVICES");
-        var index = visible is not null && visible.Split(',', StringSplitOptions.RemoveEmptyEntries).Length == 1 ? 0 : launch.LocalRank;
+        var index =
+            visible is not null && visible.Split(',', StringSplitOptions.RemoveEmptyEntries).Length == 1
+                ? 0
+                : launch.LocalRank;
         if (Training.CudaRuntime.TryExport("cudaSetDevice", out var setDevice))
         {
             var code = ((delegate* unmanaged<int, int>)setDevice)(index);
-            if (code != 0) throw new DistributedException($"cudaSetDevice({index}) failed with CUDA error {code}: local rank {launch.LocalRank} has no GPU of its own; start one process per GPU");
+            if (code != 0)
+                throw new DistributedException(
+                    $"cudaSetDevice({index}) failed with CUDA error {code}: local rank {launch.LocalRank} has no GPU "
+                        + $"of its own; start one process per GPU"
+                );
             return index;
         }
         // Without it NCCL would put every rank on device 0.
-        throw new DistributedException("the CUDA runtime (libcudart.so.12) could not be loaded to pick this rank's GPU; put the folder of the libcudart your libtorch uses on LD_LIBRARY_PATH");
+        throw new DistributedException(
+            "the CUDA runtime (libcudart.so.12) could not be loaded to pick this rank's GPU; put the folder of the "
+                + "libcudart your libtorch uses on LD_LIBRARY_PATH"
+        );
     }
 
     void Check(int code, string call)
     {
         if (code != 0)
-            throw new DistributedException($"{call} failed: {Marshal.PtrToStringAnsi(errorString(code))} (NCCL error {code}); NCCL_DEBUG=WARN says more");
+            throw new DistributedException(
+                $"{call} failed: {Marshal.PtrToStringAnsi(errorString(code))} (NCCL error {code}); NCCL_DEBUG=WARN "
+                    + $"says more"
+            );
     }
 
-    static int TypeOf(Tensor t) => t.dtype switch
-    {
-        ScalarType.Float32 => Float32,
-        ScalarType.Float64 => Float64,
-        ScalarType.Int64 => Int64,
-        ScalarType.Byte => Uint8,
-        _ => throw new ArgumentException($"NCCL collectives here take float32, float64, int64 or uint8 tensors, not {t.dtype}"),
-    };
+    static int TypeOf(Tensor t) =>
+        t.dtype switch
+        {
+            ScalarType.Float32 => Float32,
+            ScalarType.Float64 => Float64,
+            ScalarType.Int64 => Int64,
+            ScalarType.Byte => Uint8,
+            _ => throw new ArgumentException(
+                $"NCCL collectives here take float32, float64, int64 or uint8 tensors, not {t.dtype}"
+            ),
+        };
 
     static void RequireCuda(Tensor t)
     {
-        if (t.device.type != DeviceType.CUDA) throw new DistributedException("the NCCL process group reduces CUDA tensors; on the CPU, training uses MPI");
+        if (t.device.type != DeviceType.CUDA)
+            throw new DistributedException(
+                "the NCCL process group reduces CUDA tensors; on the CPU, training uses MPI"
+            );
     }
 
     public override void AllReduce(Tensor tensor)
@@ -122,8 +157,14 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
     void Grouped(Action body)
     {
         Check(groupStart(), "ncclGroupStart");
-        try { body(); }
-        finally { Check(groupEnd(), "ncclGroupEnd"); }
+        try
+        {
+            body();
+        }
+        finally
+        {
+            Check(groupEnd(), "ncclGroupEnd");
+        }
     }
 
     public override void ReduceScatter(Tensor input, Tensor output, IReadOnlyList<long> counts)
@@ -138,7 +179,19 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
             for (var r = 0; r < WorldSize; r++)
             {
                 if (counts[r] > 0)
-                    Check(reduce(address + (nint)(offset * size), r == Rank ? target : 0, (nuint)counts[r], TypeOf(input), Sum, r, comm, 0), "ncclReduce");
+                    Check(
+                        reduce(
+                            address + (nint)(offset * size),
+                            r == Rank ? target : 0,
+                            (nuint)counts[r],
+                            TypeOf(input),
+                            Sum,
+                            r,
+                            comm,
+                            0
+                        ),
+                        "ncclReduce"
+                    );
                 offset += counts[r];
             }
         });
@@ -156,7 +209,8 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
             for (var r = 0; r < WorldSize; r++)
             {
                 var piece = address + (nint)(offset * size);
-                if (counts[r] > 0) Check(broadcast(piece, piece, (nuint)counts[r], TypeOf(buffer), r, comm, 0), "ncclBroadcast");
+                if (counts[r] > 0)
+                    Check(broadcast(piece, piece, (nuint)counts[r], TypeOf(buffer), r, comm, 0), "ncclBroadcast");
                 offset += counts[r];
             }
         });
@@ -180,13 +234,15 @@ sealed unsafe class NcclProcessGroup : ProcessGroup
     {
         destroyed = true;
         commAbort(comm);
-        if (mpi is not null) mpi.Abort(code);
+        if (mpi is not null)
+            mpi.Abort(code);
         Environment.Exit(code);
     }
 
     public override void Dispose()
     {
-        if (destroyed) return;
+        if (destroyed)
+            return;
         destroyed = true;
         commDestroy(comm);
         mpi?.Dispose();

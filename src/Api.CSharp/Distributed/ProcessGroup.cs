@@ -12,10 +12,12 @@ public abstract class ProcessGroup : IDisposable
 {
     public int Rank { get; protected init; }
     public int WorldSize { get; protected init; } = 1;
+
     /// <summary>This process's index among the processes of its machine (it picks the GPU).</summary>
     public int LocalRank { get; protected init; }
     public int LocalWorldSize { get; protected init; } = 1;
     public bool IsMain => Rank == 0;
+
     /// <summary>single, mpi or nccl.</summary>
     public abstract string Backend { get; }
 
@@ -34,10 +36,14 @@ public abstract class ProcessGroup : IDisposable
     /// and that <paramref name="output"/> (of a reduce-scatter) holds this rank's piece.</summary>
     protected void CheckPieces(Tensor buffer, IReadOnlyList<long> counts, Tensor? output = null)
     {
-        if (counts.Count != WorldSize) throw new ArgumentException($"{counts.Count} pieces for {WorldSize} ranks");
-        if (counts.Sum() != buffer.numel()) throw new ArgumentException($"pieces of {counts.Sum()} elements for a buffer of {buffer.numel()}");
+        if (counts.Count != WorldSize)
+            throw new ArgumentException($"{counts.Count} pieces for {WorldSize} ranks");
+        if (counts.Sum() != buffer.numel())
+            throw new ArgumentException($"pieces of {counts.Sum()} elements for a buffer of {buffer.numel()}");
         if (output is not null && output.numel() != counts[Rank])
-            throw new ArgumentException($"output holds {output.numel()} elements, rank {Rank}'s piece is {counts[Rank]}");
+            throw new ArgumentException(
+                $"output holds {output.numel()} elements, rank {Rank}'s piece is {counts[Rank]}"
+            );
     }
 
     /// <summary>Copies rank <paramref name="root"/>'s tensor into every rank's.</summary>
@@ -55,7 +61,8 @@ public abstract class ProcessGroup : IDisposable
     /// <summary>Sums a few host values over all ranks (one small collective).</summary>
     public double[] AllReduce(double[] values)
     {
-        if (WorldSize == 1) return values;
+        if (WorldSize == 1)
+            return values;
         using var scope = NewDisposeScope();
         var t = tensor(values, dtype: ScalarType.Float64).to(CollectiveDevice).contiguous();
         AllReduce(t);
@@ -65,7 +72,8 @@ public abstract class ProcessGroup : IDisposable
     /// <summary>Rank 0's bytes on every rank.</summary>
     public byte[] Broadcast(byte[] data)
     {
-        if (WorldSize == 1) return data;
+        if (WorldSize == 1)
+            return data;
         using var scope = NewDisposeScope();
         var length = tensor(new long[] { data.Length }).to(CollectiveDevice).contiguous();
         Broadcast(length);
@@ -91,15 +99,25 @@ public abstract class ProcessGroup : IDisposable
         if (forced is not (null or "" or "mpi" or "nccl"))
             throw new DistributedException($"BLR_PROCESS_GROUP={forced}: give mpi or nccl (or leave it unset)");
         if (forced is "mpi" or "nccl" && (forced == "nccl") != cuda)
-            throw new DistributedException($"BLR_PROCESS_GROUP={forced} on {(cuda ? "CUDA" : "the CPU")}: MPI reduces CPU tensors, NCCL CUDA tensors");
-        if (launch.WorldSize == 1 && string.IsNullOrEmpty(forced)) return Single;
+            throw new DistributedException(
+                $"BLR_PROCESS_GROUP={forced} on {(cuda ? "CUDA" : "the CPU")}: MPI reduces CPU tensors, NCCL CUDA "
+                    + $"tensors"
+            );
+        if (launch.WorldSize == 1 && string.IsNullOrEmpty(forced))
+            return Single;
         lock (Gate)
         {
             // A process joins its world once (MPI_Init may be called once); later runs reuse the group.
             if (Current is { } joined)
-                return joined.Backend == (cuda ? "nccl" : "mpi") ? joined
-                    : throw new DistributedException($"this process already joined its world over {joined.Backend}; train every run of one process on one kind of device");
-            ProcessGroup group = cuda ? NcclProcessGroup.Join(launch) : MpiProcessGroup.Join(launch.LocalRank, launch.LocalWorldSize);
+                return joined.Backend == (cuda ? "nccl" : "mpi")
+                    ? joined
+                    : throw new DistributedException(
+                        $"this process already joined its world over {joined.Backend}; train every run of one "
+                            + $"process on one kind of device"
+                    );
+            ProcessGroup group = cuda
+                ? NcclProcessGroup.Join(launch)
+                : MpiProcessGroup.Join(launch.LocalRank, launch.LocalWorldSize);
             AppDomain.CurrentDomain.ProcessExit += (_, _) => group.Dispose();
             return Current = group;
         }
@@ -117,27 +135,43 @@ public abstract class ProcessGroup : IDisposable
 sealed class PlannedProcessGroup : ProcessGroup
 {
     public PlannedProcessGroup(int worldSize) => (WorldSize, LocalWorldSize) = (worldSize, worldSize);
+
     public override string Backend => "planned";
+
     static Exception None() => new InvalidOperationException("a planned process group has no collectives");
+
     public override void AllReduce(Tensor tensor) => throw None();
+
     public override void ReduceScatter(Tensor input, Tensor output, IReadOnlyList<long> counts) => throw None();
+
     public override void AllGather(Tensor buffer, IReadOnlyList<long> counts) => throw None();
+
     public override void Broadcast(Tensor tensor, int root = 0) => throw None();
+
     public override void Barrier() => throw None();
+
     public override void Abort(int code) => throw None();
 }
 
 sealed class SingleProcessGroup : ProcessGroup
 {
     public override string Backend => "single";
+
     public override void AllReduce(Tensor tensor) { }
+
     public override void ReduceScatter(Tensor input, Tensor output, IReadOnlyList<long> counts)
     {
-        if (!ReferenceEquals(input, output)) output.copy_(input);
+        if (!ReferenceEquals(input, output))
+            output.copy_(input);
     }
+
     public override void AllGather(Tensor buffer, IReadOnlyList<long> counts) { }
+
     public override void Broadcast(Tensor tensor, int root = 0) { }
+
     public override void Barrier() { }
+
     public override void Abort(int code) => Environment.Exit(code);
+
     public override void Dispose() { }
 }

@@ -16,16 +16,24 @@ static class TcpRendezvous
         var port = (launch.RendezvousPort ?? 29500) + 1;
         var address = Dns.GetHostAddresses(host).FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork)
             ?? throw new DistributedException($"MASTER_ADDR {host} has no IPv4 address; set it to rank 0's host");
-        return launch.Rank == 0 ? Serve(address, port, launch.WorldSize - 1, bytes) : Fetch(address, port, bytes.Length);
+        return launch.Rank == 0
+            ? Serve(address, port, launch.WorldSize - 1, bytes)
+            : Fetch(address, port, bytes.Length);
     }
 
     static byte[] Serve(IPAddress address, int port, int clients, byte[] bytes)
     {
         using var listener = new TcpListener(IPAddress.Any, port);
-        try { listener.Start(); }
+        try
+        {
+            listener.Start();
+        }
         catch (SocketException e)
         {
-            throw new DistributedException($"rank 0 cannot listen on port {port} (MASTER_PORT + 1: {e.SocketErrorCode}); set MASTER_PORT so that the port after it is free");
+            throw new DistributedException(
+                $"rank 0 cannot listen on port {port} (MASTER_PORT + 1: {e.SocketErrorCode}); set MASTER_PORT so "
+                    + $"that the port after it is free"
+            );
         }
         var deadline = DateTime.UtcNow + Patience;
         for (var served = 0; served < clients; served++)
@@ -33,7 +41,10 @@ static class TcpRendezvous
             var accept = listener.AcceptTcpClientAsync();
             var left = deadline - DateTime.UtcNow;
             if (!accept.Wait(left > TimeSpan.Zero ? left : TimeSpan.Zero))
-                throw new DistributedException($"only {served} of {clients} ranks reached rank 0 at {address}:{port} within {Patience.TotalSeconds:0} s; check MASTER_ADDR and that every rank started");
+                throw new DistributedException(
+                    $"only {served} of {clients} ranks reached rank 0 at {address}:{port} within "
+                        + $"{Patience.TotalSeconds:0} s; check MASTER_ADDR and that every rank started"
+                );
             using var client = accept.Result;
             client.GetStream().Write(bytes);
         }
@@ -59,7 +70,10 @@ static class TcpRendezvous
             }
             catch (Exception e) when (e is SocketException or IOException)
             {
-                throw new DistributedException($"cannot reach rank 0 at {address}:{port} within {Patience.TotalSeconds:0} s ({e.Message}); check MASTER_ADDR and MASTER_PORT");
+                throw new DistributedException(
+                    $"cannot reach rank 0 at {address}:{port} within {Patience.TotalSeconds:0} s ({e.Message}); "
+                        + $"check MASTER_ADDR and MASTER_PORT"
+                );
             }
         }
     }

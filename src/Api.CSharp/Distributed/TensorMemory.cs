@@ -13,7 +13,8 @@ static unsafe class TensorMemory
 
     public static IntPtr Address(Tensor tensor)
     {
-        if (!tensor.is_contiguous()) throw new ArgumentException("collectives need contiguous tensors");
+        if (!tensor.is_contiguous())
+            throw new ArgumentException("collectives need contiguous tensors");
         if (data == null)
         {
             var library = NativeLibrary.Load(TorchRuntime.LibTorchSharpPath ?? "libLibTorchSharp.so");
@@ -22,13 +23,16 @@ static unsafe class TensorMemory
         return data(tensor.Handle);
     }
 
-    public static int ElementSize(Tensor tensor) => tensor.dtype switch
-    {
-        ScalarType.Float32 => 4,
-        ScalarType.Float64 => 8,
-        ScalarType.Int64 => 8,
-        ScalarType.Int32 => 4,
-        ScalarType.Byte => 1,
-        _ => throw new ArgumentException($"collectives take float32, float64, int32, int64 or uint8 tensors, not {tensor.dtype}"),
-    };
+    public static int ElementSize(Tensor tensor) =>
+        tensor.dtype switch
+        {
+            ScalarType.Float32 => 4,
+            ScalarType.Float64 => 8,
+            ScalarType.Int64 => 8,
+            ScalarType.Int32 => 4,
+            ScalarType.Byte => 1,
+            _ => throw new ArgumentException(
+                $"collectives take float32, float64, int32, int64 or uint8 tensors, not {tensor.dtype}"
+            ),
+        };
 }

@@ -12,7 +12,8 @@ public sealed class Gpt2 : LanguageModel
 {
     readonly Gpt2Body transformer;
 
-    public Gpt2(ModelConfig config, Device device) : base(nameof(Gpt2), config)
+    public Gpt2(ModelConfig config, Device device)
+        : base(nameof(Gpt2), config)
     {
         transformer = new Gpt2Body(config, device, Attend);
         register_module("transformer", transformer);
@@ -24,8 +25,8 @@ public sealed class Gpt2 : LanguageModel
         CheckLength(tokens, cache);
         var compute = ComputeType;
         var start = cache?.Length ?? 0;
-        var positions = transformer.Wpe.Weight[start..(start + (int)tokens.shape[1])];   // (T, d)
-        var x = transformer.Wte.forward(tokens) + positions;                       // (B, T, d) fp32 residual stream
+        var positions = transformer.Wpe.Weight[start..(start + (int)tokens.shape[1])]; // (T, d)
+        var x = transformer.Wte.forward(tokens) + positions; // (B, T, d) fp32 residual stream
         for (var layer = 0; layer < transformer.H.Count; layer++)
             x = transformer.H[layer].Forward(x, compute, cache, layer);
         cache?.Advance((int)tokens.shape[1]);
@@ -39,11 +40,14 @@ public sealed class Gpt2 : LanguageModel
         public ModuleList<TransformerBlock> H { get; }
         public LayerNorm LnF { get; }
 
-        public Gpt2Body(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend) : base("transformer")
+        public Gpt2Body(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend)
+            : base("transformer")
         {
             Wte = new Embedding(c.Vocab, c.Width, device);
             Wpe = new Embedding(c.Context, c.Width, device);
-            H = new ModuleList<TransformerBlock>(Enumerable.Range(0, c.Layers).Select(_ => Block(c, device, attend)).ToArray());
+            H = new ModuleList<TransformerBlock>(
+                Enumerable.Range(0, c.Layers).Select(_ => Block(c, device, attend)).ToArray()
+            );
             LnF = new LayerNorm(c.Width, c.Bias, c.NormEps, device);
             register_module("wte", Wte);
             register_module("wpe", Wpe);
@@ -53,18 +57,35 @@ public sealed class Gpt2 : LanguageModel
     }
 
     /// <summary>ln_1, attn (q/k/v_proj, c_proj), ln_2, mlp.</summary>
-    static TransformerBlock Block(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend) => new(
-        ("ln_1", new LayerNorm(c.Width, c.Bias, c.NormEps, device)),
-        ("attn", new CausalSelfAttention(c.Width, c.Heads, c.Heads, c.HeadDim, c.Bias, "c_proj", rope: null, attend, device)),
-        ("ln_2", new LayerNorm(c.Width, c.Bias, c.NormEps, device)),
-        ("mlp", new Gpt2Mlp(c, device)));
+    static TransformerBlock Block(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend) =>
+        new(
+            ("ln_1", new LayerNorm(c.Width, c.Bias, c.NormEps, device)),
+            (
+                "attn",
+                new CausalSelfAttention(
+                    c.Width,
+                    c.Heads,
+                    c.Heads,
+                    c.HeadDim,
+                    c.Bias,
+                    "c_proj",
+                    rope: null,
+                    attend,
+                    device
+                )
+            ),
+            ("ln_2", new LayerNorm(c.Width, c.Bias, c.NormEps, device)),
+            ("mlp", new Gpt2Mlp(c, device))
+        );
 
     /// <summary>c_fc, tanh-GELU, c_proj.</summary>
     sealed class Gpt2Mlp : ExplicitModule<Tensor, Tensor>
     {
-        readonly Linear fc, proj;
+        readonly Linear fc,
+            proj;
 
-        public Gpt2Mlp(ModelConfig c, Device device) : base("mlp")
+        public Gpt2Mlp(ModelConfig c, Device device)
+            : base("mlp")
         {
             fc = new Linear(c.Width, c.FeedForward, c.Bias, device);
             proj = new Linear(c.FeedForward, c.Width, c.Bias, device);
@@ -72,6 +93,7 @@ public sealed class Gpt2 : LanguageModel
             register_module("c_proj", proj);
         }
 
-        public override Tensor forward(Tensor x) => proj.forward(nn.functional.gelu(fc.forward(x), GELU.Approximate.tanh));
+        public override Tensor forward(Tensor x) =>
+            proj.forward(nn.functional.gelu(fc.forward(x), GELU.Approximate.tanh));
     }
 }

@@ -3,10 +3,12 @@ using static TorchSharp.torch;
 namespace BlockwiseLR.Models;
 
 /// <summary>The keys and values of every layer for the tokens a generation has seen, so each new token costs one
-/// token's forward pass instead of the whole window's. Tensors live outside dispose scopes; Dispose frees them.</summary>
+/// token's forward pass instead of the whole window's. Tensors live outside dispose scopes; Dispose frees
+/// them.</summary>
 sealed class KvCache(int layers) : IDisposable
 {
-    readonly Tensor?[] keys = new Tensor?[layers], values = new Tensor?[layers];
+    readonly Tensor?[] keys = new Tensor?[layers],
+        values = new Tensor?[layers];
 
     /// <summary>Tokens held (the position of the next one).</summary>
     public int Length { get; private set; }
@@ -28,7 +30,8 @@ sealed class KvCache(int layers) : IDisposable
 
     public void Dispose()
     {
-        foreach (var t in keys.Concat(values)) t?.Dispose();
+        foreach (var t in keys.Concat(values))
+            t?.Dispose();
         Array.Clear(keys);
         Array.Clear(values);
         Length = 0;

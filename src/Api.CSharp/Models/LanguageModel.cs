@@ -10,17 +10,20 @@ namespace BlockwiseLR.Models;
 /// forward pass computes.</summary>
 public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
 {
-    protected LanguageModel(string name, ModelConfig config) : base(name) => Config = config;
+    protected LanguageModel(string name, ModelConfig config)
+        : base(name) => Config = config;
 
     public ModelConfig Config { get; }
 
     /// <summary>The output head when it is its own tensor (lm_head); null when tied to the token embedding.</summary>
     protected Linear? UntiedHead { get; private set; }
 
-    /// <summary>Registers lm_head (after the body, so state-dict order is Hugging Face's) unless the head is tied.</summary>
+    /// <summary>Registers lm_head (after the body, so state-dict order is Hugging Face's) unless the head is
+    /// tied.</summary>
     protected void RegisterUntiedHead(Device device)
     {
-        if (Config.Tied) return;
+        if (Config.Tied)
+            return;
         UntiedHead = new Linear(Config.Width, Config.Vocab, hasBias: false, device);
         register_module("lm_head", UntiedHead);
     }
@@ -30,7 +33,8 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
     public Precision Precision { get; set; } = Precision.Fp32;
 
     /// <summary>bf16 under Bf16Mixed, else the parameters' own dtype (fp32, or fp64 for Hessian checks).</summary>
-    protected ScalarType ComputeType => Precision == Precision.Bf16Mixed ? ScalarType.BFloat16 : parameters().First().dtype;
+    protected ScalarType ComputeType =>
+        Precision == Precision.Bf16Mixed ? ScalarType.BFloat16 : parameters().First().dtype;
 
     /// <summary>Attention written out (softmax(QK^T / sqrt(d) + causal mask) V) instead of the fused kernel: the
     /// fused kernels have no double backward, which Hessian-vector products need. Same result, slower.</summary>
@@ -40,9 +44,11 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
     /// query to every key (a cached step: the new token sees all earlier ones).</summary>
     internal Tensor Attend(Tensor query, Tensor key, Tensor value, bool causal)
     {
-        if (!MathAttention) return nn.functional.scaled_dot_product_attention(query, key, value, null!, 0.0, causal);
-        var scores = query.matmul(key.transpose(-2, -1)) / Math.Sqrt(query.shape[3]);                  // (B, H, T, S)
-        if (!causal) return scores.softmax(-1).matmul(value);
+        if (!MathAttention)
+            return nn.functional.scaled_dot_product_attention(query, key, value, null!, 0.0, causal);
+        var scores = query.matmul(key.transpose(-2, -1)) / Math.Sqrt(query.shape[3]); // (B, H, T, S)
+        if (!causal)
+            return scores.softmax(-1).matmul(value);
         var time = query.shape[2];
         var future = ones(time, time, dtype: ScalarType.Bool, device: query.device).triu(1);
         return scores.masked_fill(future, double.NegativeInfinity).softmax(-1).matmul(value);
@@ -86,9 +92,12 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
         using var noGrad = no_grad();
         foreach (var (name, parameter) in named_parameters())
         {
-            if (name.EndsWith(".bias", StringComparison.Ordinal)) parameter.zero_();
-            else if (parameter.dim() == 1) parameter.fill_(1.0);
-            else parameter.normal_(0.0, ModelConfigRules.IsResidualProjection(name) ? residualStd : 0.02, generator);
+            if (name.EndsWith(".bias", StringComparison.Ordinal))
+                parameter.zero_();
+            else if (parameter.dim() == 1)
+                parameter.fill_(1.0);
+            else
+                parameter.normal_(0.0, ModelConfigRules.IsResidualProjection(name) ? residualStd : 0.02, generator);
         }
     }
 
@@ -108,7 +117,9 @@ public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
     private protected void CheckLength(Tensor tokens, KvCache? cache = null)
     {
         if (tokens.dim() != 2)
-            throw new ArgumentException($"token ids must be (batch, time); got shape ({string.Join(", ", tokens.shape)})");
+            throw new ArgumentException(
+                $"token ids must be (batch, time); got shape ({string.Join(", ", tokens.shape)})"
+            );
         var length = tokens.shape[1] + (cache?.Length ?? 0);
         if (length > Config.Context)
             throw new ArgumentException($"sequence length {length} exceeds the model's context {Config.Context}");

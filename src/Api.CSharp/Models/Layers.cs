@@ -35,7 +35,8 @@ public sealed class Linear : ExplicitModule<Tensor, Tensor>
     public Parameter Weight => get_parameter("weight")!;
     public Parameter? Bias => get_parameter("bias");
 
-    public Linear(long inFeatures, long outFeatures, bool hasBias, Device device) : base(nameof(Linear))
+    public Linear(long inFeatures, long outFeatures, bool hasBias, Device device)
+        : base(nameof(Linear))
     {
         register_parameter("weight", new Parameter(empty(outFeatures, inFeatures, device: device)));
         if (hasBias)
@@ -44,8 +45,7 @@ public sealed class Linear : ExplicitModule<Tensor, Tensor>
         }
     }
 
-    public override Tensor forward(Tensor x) =>
-        nn.functional.linear(x, Weight.to(x.dtype), Bias?.to(x.dtype));
+    public override Tensor forward(Tensor x) => nn.functional.linear(x, Weight.to(x.dtype), Bias?.to(x.dtype));
 }
 
 /// <summary>A table of vectors (vocab or positions, width), looked up in fp32.</summary>
@@ -53,7 +53,8 @@ public sealed class Embedding : ExplicitModule<Tensor, Tensor>
 {
     public Parameter Weight => get_parameter("weight")!;
 
-    public Embedding(long count, long width, Device device) : base(nameof(Embedding))
+    public Embedding(long count, long width, Device device)
+        : base(nameof(Embedding))
     {
         register_parameter("weight", new Parameter(empty(count, width, device: device)));
     }
@@ -73,7 +74,8 @@ public sealed class LayerNorm : ExplicitModule<Tensor, Tensor>
     public Parameter Weight => get_parameter("weight")!;
     public Parameter? Bias => get_parameter("bias");
 
-    public LayerNorm(long width, bool hasBias, double eps, Device device) : base(nameof(LayerNorm))
+    public LayerNorm(long width, bool hasBias, double eps, Device device)
+        : base(nameof(LayerNorm))
     {
         this.eps = eps;
         register_parameter("weight", new Parameter(empty(width, device: device)));
@@ -94,7 +96,8 @@ public sealed class RmsNorm : ExplicitModule<Tensor, Tensor>
     readonly double eps;
     public Parameter Weight => get_parameter("weight")!;
 
-    public RmsNorm(long width, double eps, Device device) : base(nameof(RmsNorm))
+    public RmsNorm(long width, double eps, Device device)
+        : base(nameof(RmsNorm))
     {
         this.eps = eps;
         register_parameter("weight", new Parameter(empty(width, device: device)));
@@ -128,13 +131,17 @@ public sealed class Rope
         if (cache is { } c && c.Length >= length && c.Device.type == device.type && c.Device.index == device.index)
             return (c.Cos[..(int)length], c.Sin[..(int)length]);
         using var scope = NewDisposeScope();
-        var invFreq = 1.0 / pow(theta, arange(0, headDim, 2, dtype: int64).to(float32) / headDim);  // (hd/2)
+        var invFreq = 1.0 / pow(theta, arange(0, headDim, 2, dtype: int64).to(float32) / headDim); // (hd/2)
         var positions = arange(length, dtype: float32);
-        var freqs = outer(positions, invFreq);                                                        // (T, hd/2)
-        var emb = cat([freqs, freqs], -1);                                                           // (T, hd)
+        var freqs = outer(positions, invFreq); // (T, hd/2)
+        var emb = cat([freqs, freqs], -1); // (T, hd)
         var cos = emb.cos().to(device).DetachFromDisposeScope();
         var sin = emb.sin().to(device).DetachFromDisposeScope();
-        if (cache is { } old) { old.Cos.Dispose(); old.Sin.Dispose(); }
+        if (cache is { } old)
+        {
+            old.Cos.Dispose();
+            old.Sin.Dispose();
+        }
         cache = (device, length, cos, sin);
         return (cos, sin);
     }
@@ -143,7 +150,8 @@ public sealed class Rope
     public Tensor Apply(Tensor x, int offset = 0)
     {
         var (cos, sin) = Tables(offset + x.shape[2], x.device);
-        if (offset > 0) (cos, sin) = (cos[offset..], sin[offset..]);
+        if (offset > 0)
+            (cos, sin) = (cos[offset..], sin[offset..]);
         var half = headDim / 2;
         var rotated = cat([-x[.., .., .., half..], x[.., .., .., ..half]], -1);
         return x * cos.to(x.dtype) + rotated * sin.to(x.dtype);

@@ -11,7 +11,8 @@ public sealed class Llama : LanguageModel
 {
     readonly LlamaBody model;
 
-    public Llama(ModelConfig config, Device device) : base(nameof(Llama), config)
+    public Llama(ModelConfig config, Device device)
+        : base(nameof(Llama), config)
     {
         model = new LlamaBody(config, device, Attend);
         register_module("model", model);
@@ -22,7 +23,7 @@ public sealed class Llama : LanguageModel
     {
         CheckLength(tokens, cache);
         var compute = ComputeType;
-        var x = model.EmbedTokens.forward(tokens);                                 // (B, T, d) fp32 residual stream
+        var x = model.EmbedTokens.forward(tokens); // (B, T, d) fp32 residual stream
         for (var layer = 0; layer < model.Layers.Count; layer++)
             x = model.Layers[layer].Forward(x, compute, cache, layer);
         cache?.Advance((int)tokens.shape[1]);
@@ -35,11 +36,14 @@ public sealed class Llama : LanguageModel
         public ModuleList<TransformerBlock> Layers { get; }
         public RmsNorm Norm { get; }
 
-        public LlamaBody(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend) : base("model")
+        public LlamaBody(ModelConfig c, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend)
+            : base("model")
         {
             var rope = new Rope(c.HeadDim, c.RopeTheta);
             EmbedTokens = new Embedding(c.Vocab, c.Width, device);
-            Layers = new ModuleList<TransformerBlock>(Enumerable.Range(0, c.Layers).Select(_ => Layer(c, rope, device, attend)).ToArray());
+            Layers = new ModuleList<TransformerBlock>(
+                Enumerable.Range(0, c.Layers).Select(_ => Layer(c, rope, device, attend)).ToArray()
+            );
             Norm = new RmsNorm(c.Width, c.NormEps, device);
             register_module("embed_tokens", EmbedTokens);
             register_module("layers", Layers);
@@ -47,19 +51,33 @@ public sealed class Llama : LanguageModel
         }
     }
 
-    /// <summary>input_layernorm, self_attn (q/k/v_proj with RoPE on q and k, o_proj), post_attention_layernorm, mlp.</summary>
-    static TransformerBlock Layer(ModelConfig c, Rope rope, Device device, Func<Tensor, Tensor, Tensor, bool, Tensor> attend) => new(
-        ("input_layernorm", new RmsNorm(c.Width, c.NormEps, device)),
-        ("self_attn", new CausalSelfAttention(c.Width, c.Heads, c.KvHeads, c.HeadDim, c.Bias, "o_proj", rope, attend, device)),
-        ("post_attention_layernorm", new RmsNorm(c.Width, c.NormEps, device)),
-        ("mlp", new LlamaMlp(c, device)));
+    /// <summary>input_layernorm, self_attn (q/k/v_proj with RoPE on q and k, o_proj), post_attention_layernorm,
+    /// mlp.</summary>
+    static TransformerBlock Layer(
+        ModelConfig c,
+        Rope rope,
+        Device device,
+        Func<Tensor, Tensor, Tensor, bool, Tensor> attend
+    ) =>
+        new(
+            ("input_layernorm", new RmsNorm(c.Width, c.NormEps, device)),
+            (
+                "self_attn",
+                new CausalSelfAttention(c.Width, c.Heads, c.KvHeads, c.HeadDim, c.Bias, "o_proj", rope, attend, device)
+            ),
+            ("post_attention_layernorm", new RmsNorm(c.Width, c.NormEps, device)),
+            ("mlp", new LlamaMlp(c, device))
+        );
 
     /// <summary>gate_proj, up_proj, SiLU gate, down_proj.</summary>
     sealed class LlamaMlp : ExplicitModule<Tensor, Tensor>
     {
-        readonly Linear gate, up, down;
+        readonly Linear gate,
+            up,
+            down;
 
-        public LlamaMlp(ModelConfig c, Device device) : base("mlp")
+        public LlamaMlp(ModelConfig c, Device device)
+            : base("mlp")
         {
             gate = new Linear(c.Width, c.FeedForward, c.Bias, device);
             up = new Linear(c.Width, c.FeedForward, c.Bias, device);

@@ -12,7 +12,8 @@ public sealed record ModelInspection(
     long WeightBytes,
     long GradientBytes,
     long OptimizerStateBytes,
-    long ActivationBytes)
+    long ActivationBytes
+)
 {
     public long TotalBytes => WeightBytes + GradientBytes + OptimizerStateBytes + ActivationBytes;
 
@@ -23,33 +24,70 @@ public sealed record ModelInspection(
     /// <param name="batchSize">sequences per step.</param>
     /// <param name="seqLen">tokens per sequence.</param>
     /// <param name="mathAttention">true where attention materializes T x T probabilities (CPU).</param>
-    public static ModelInspection Of(ModelConfig config, OptimizerKind optimizer, Precision precision, int batchSize, int seqLen, bool mathAttention)
+    public static ModelInspection Of(
+        ModelConfig config,
+        OptimizerKind optimizer,
+        Precision precision,
+        int batchSize,
+        int seqLen,
+        bool mathAttention
+    )
     {
         var family = OptimizerKinds.Family(optimizer);
-        var m = MemoryRules.Estimate(config, family, precision, batchSize, seqLen, mathAttention)
+        var m = MemoryRules
+            .Estimate(config, family, precision, batchSize, seqLen, mathAttention)
             .OrThrow(reason => new ArgumentException(reason));
         var shapes = ModelConfigRules.Parameters(config).Select(p => new ParameterShape(p.Key, p.Value));
-        var stateByBlock = MemoryRules.OptimizerStateBytesByBlock(config, family).Value
-            .ToDictionary(b => b.Key.ToCSharp(), b => b.Value);
-        return new ModelInspection(config, BlockRules.Default.CountByBlock(shapes), stateByBlock, m.Parameters, m.WeightBytes,
-            m.GradientBytes, m.OptimizerStateBytes, m.ActivationBytes);
+        var stateByBlock = MemoryRules
+            .OptimizerStateBytesByBlock(config, family)
+            .Value.ToDictionary(b => b.Key.ToCSharp(), b => b.Value);
+        return new ModelInspection(
+            config,
+            BlockRules.Default.CountByBlock(shapes),
+            stateByBlock,
+            m.Parameters,
+            m.WeightBytes,
+            m.GradientBytes,
+            m.OptimizerStateBytes,
+            m.ActivationBytes
+        );
     }
 
     /// <summary>The optimizer state bytes of each of <paramref name="processes"/> ranks under ZeRO-1: the optimizer
     /// itself lays out its shards over parameters on the meta device (nothing is allocated), as it does in training
     /// on <paramref name="cuda"/> or the CPU.</summary>
-    public static IReadOnlyList<long> ShardedStateBytes(ModelConfig config, OptimizerKind optimizer, int processes, bool cuda)
+    public static IReadOnlyList<long> ShardedStateBytes(
+        ModelConfig config,
+        OptimizerKind optimizer,
+        int processes,
+        bool cuda
+    )
     {
-        if (processes < 1) throw new ArgumentException($"{processes} processes: give 1 or more");
+        if (processes < 1)
+            throw new ArgumentException($"{processes} processes: give 1 or more");
         TorchRuntime.EnsureAvailable();
         using var scope = TorchSharp.torch.NewDisposeScope();
-        var parameters = ModelConfigRules.Parameters(config)
-            .Select(p => (p.Key, new TorchSharp.Modules.Parameter(TorchSharp.torch.empty(p.Value, device: TorchSharp.torch.META))))
+        var parameters = ModelConfigRules
+            .Parameters(config)
+            .Select(p =>
+                (
+                    p.Key,
+                    new TorchSharp.Modules.Parameter(TorchSharp.torch.empty(p.Value, device: TorchSharp.torch.META))
+                )
+            )
             .ToList();
         var parallel = new Optim.DataParallel(new Distributed.PlannedProcessGroup(processes), ZeroStage: 1)
-            { GridDevice = cuda ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA) : TorchSharp.torch.CPU };
-        using var planned = (Optim.FlatBlockOptimizer)Optim.BlockOptimizer.Create(optimizer, parameters, new Optim.AdamSettings(),
-            ModelConfigRules.Attention(config), parallel: parallel);
+        {
+            GridDevice = cuda ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA) : TorchSharp.torch.CPU,
+        };
+        using var planned = (Optim.FlatBlockOptimizer)
+            Optim.BlockOptimizer.Create(
+                optimizer,
+                parameters,
+                new Optim.AdamSettings(),
+                ModelConfigRules.Attention(config),
+                parallel: parallel
+            );
         return planned.StateBytesPerRank();
     }
 }

@@ -15,6 +15,7 @@ public sealed record ModelOverrides
     public int? Width { get; init; }
     public int? Heads { get; init; }
     public int? KvHeads { get; init; }
+
     /// <summary>The MLP hidden size (d_ff).</summary>
     public int? FeedForward { get; init; }
     public int? Context { get; init; }
@@ -39,7 +40,10 @@ public sealed record ModelOverrides
         foreach (var text in keyValues)
         {
             var at = text.IndexOf('=');
-            if (at <= 0) throw new FormatException($"model override '{text}' is not KEY=VALUE (keys: {ModelConfigRules.OverrideKeys})");
+            if (at <= 0)
+                throw new FormatException(
+                    $"model override '{text}' is not KEY=VALUE (keys: {ModelConfigRules.OverrideKeys})"
+                );
             var (key, value) = (text[..at].Trim().ToLowerInvariant().Replace('_', '-'), text[(at + 1)..].Trim());
             // The core checks each value against a model and gives its message; the typed value comes from it.
             var probe = ModelConfigRules.WithOverride(key, value, ModelConfigRules.TryNamed("gpt2-tiny").Value);
@@ -65,17 +69,28 @@ public sealed record ModelOverrides
     internal IEnumerable<KeyValuePair<string, string>> Pairs()
     {
         static string Text(double x) => x.ToString("R", CultureInfo.InvariantCulture);
-        if (Layers is { } layers) yield return KeyValuePair.Create("layers", layers.ToString(CultureInfo.InvariantCulture));
-        if (Width is { } width) yield return KeyValuePair.Create("width", width.ToString(CultureInfo.InvariantCulture));
-        if (Heads is { } heads) yield return KeyValuePair.Create("heads", heads.ToString(CultureInfo.InvariantCulture));
-        if (KvHeads is { } kv) yield return KeyValuePair.Create("kv-heads", kv.ToString(CultureInfo.InvariantCulture));
-        if (Context is { } context) yield return KeyValuePair.Create("context", context.ToString(CultureInfo.InvariantCulture));
-        if (Vocab is { } vocab) yield return KeyValuePair.Create("vocab", vocab.ToString(CultureInfo.InvariantCulture));
-        if (Bias is { } bias) yield return KeyValuePair.Create("bias", bias ? "true" : "false");
-        if (Tied is { } tied) yield return KeyValuePair.Create("tied", tied ? "true" : "false");
-        if (NormEps is { } eps) yield return KeyValuePair.Create("norm-eps", Text(eps));
-        if (RopeTheta is { } theta) yield return KeyValuePair.Create("rope-theta", Text(theta));
-        if (FeedForward is { } ff) yield return KeyValuePair.Create("d-ff", ff.ToString(CultureInfo.InvariantCulture));
+        if (Layers is { } layers)
+            yield return KeyValuePair.Create("layers", layers.ToString(CultureInfo.InvariantCulture));
+        if (Width is { } width)
+            yield return KeyValuePair.Create("width", width.ToString(CultureInfo.InvariantCulture));
+        if (Heads is { } heads)
+            yield return KeyValuePair.Create("heads", heads.ToString(CultureInfo.InvariantCulture));
+        if (KvHeads is { } kv)
+            yield return KeyValuePair.Create("kv-heads", kv.ToString(CultureInfo.InvariantCulture));
+        if (Context is { } context)
+            yield return KeyValuePair.Create("context", context.ToString(CultureInfo.InvariantCulture));
+        if (Vocab is { } vocab)
+            yield return KeyValuePair.Create("vocab", vocab.ToString(CultureInfo.InvariantCulture));
+        if (Bias is { } bias)
+            yield return KeyValuePair.Create("bias", bias ? "true" : "false");
+        if (Tied is { } tied)
+            yield return KeyValuePair.Create("tied", tied ? "true" : "false");
+        if (NormEps is { } eps)
+            yield return KeyValuePair.Create("norm-eps", Text(eps));
+        if (RopeTheta is { } theta)
+            yield return KeyValuePair.Create("rope-theta", Text(theta));
+        if (FeedForward is { } ff)
+            yield return KeyValuePair.Create("d-ff", ff.ToString(CultureInfo.InvariantCulture));
     }
 }
 
@@ -84,18 +99,30 @@ sealed class ModelOverridesConverter : JsonConverter<ModelOverrides>
     public override ModelOverrides Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
         const string expected = "expected a list of KEY=VALUE texts such as [\"layers=2\", \"width=64\"]";
-        if (reader.TokenType != JsonTokenType.StartArray) throw new OptionValueException(expected);
+        if (reader.TokenType != JsonTokenType.StartArray)
+            throw new OptionValueException(expected);
         var items = new List<string>();
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-            items.Add(reader.TokenType == JsonTokenType.String ? reader.GetString()! : throw new OptionValueException(expected));
-        try { return ModelOverrides.Parse(items); }
-        catch (FormatException e) { throw new OptionValueException(e.Message); }
+            items.Add(
+                reader.TokenType == JsonTokenType.String
+                    ? reader.GetString()!
+                    : throw new OptionValueException(expected)
+            );
+        try
+        {
+            return ModelOverrides.Parse(items);
+        }
+        catch (FormatException e)
+        {
+            throw new OptionValueException(e.Message);
+        }
     }
 
     public override void Write(Utf8JsonWriter writer, ModelOverrides value, JsonSerializerOptions options)
     {
         writer.WriteStartArray();
-        foreach (var item in value.ToKeyValues()) writer.WriteStringValue(item);
+        foreach (var item in value.ToKeyValues())
+            writer.WriteStringValue(item);
         writer.WriteEndArray();
     }
 }

@@ -8,11 +8,18 @@ namespace BlockwiseLR.Models;
 /// Hugging Face state dict does (ln_1/attn/ln_2/mlp, input_layernorm/self_attn/post_attention_layernorm/mlp).</summary>
 sealed class TransformerBlock : ExplicitModule
 {
-    readonly nn.Module<Tensor, Tensor> norm1, norm2, mlp;
+    readonly nn.Module<Tensor, Tensor> norm1,
+        norm2,
+        mlp;
     readonly CausalSelfAttention attention;
 
-    public TransformerBlock((string Name, nn.Module<Tensor, Tensor> Module) norm1, (string Name, CausalSelfAttention Module) attention,
-        (string Name, nn.Module<Tensor, Tensor> Module) norm2, (string Name, nn.Module<Tensor, Tensor> Module) mlp) : base("block")
+    public TransformerBlock(
+        (string Name, nn.Module<Tensor, Tensor> Module) norm1,
+        (string Name, CausalSelfAttention Module) attention,
+        (string Name, nn.Module<Tensor, Tensor> Module) norm2,
+        (string Name, nn.Module<Tensor, Tensor> Module) mlp
+    )
+        : base("block")
     {
         (this.norm1, this.attention, this.norm2, this.mlp) = (norm1.Module, attention.Module, norm2.Module, mlp.Module);
         register_module(norm1.Name, norm1.Module);
@@ -35,8 +42,13 @@ sealed class TransformerBlock : ExplicitModule
 /// repeated for grouped-query attention, causal attention, and the output projection.</summary>
 sealed class CausalSelfAttention : ExplicitModule<Tensor, Tensor>
 {
-    readonly Linear q, k, v, output;
-    readonly int heads, kvHeads, headDim;
+    readonly Linear q,
+        k,
+        v,
+        output;
+    readonly int heads,
+        kvHeads,
+        headDim;
     readonly Rope? rope;
     readonly Func<Tensor, Tensor, Tensor, bool, Tensor> attend;
 
@@ -45,8 +57,18 @@ sealed class CausalSelfAttention : ExplicitModule<Tensor, Tensor>
     /// <paramref name="bias"/>), on <paramref name="device"/>; <paramref name="rope"/> rotates queries and keys
     /// when given; <paramref name="outputName"/> is the output projection's state-dict name (GPT-2 c_proj, LLaMA
     /// o_proj); <paramref name="attend"/> is causal attention of (B, H, T, hd) queries, keys and values.</summary>
-    public CausalSelfAttention(int width, int heads, int kvHeads, int headDim, bool bias, string outputName, Rope? rope,
-        Func<Tensor, Tensor, Tensor, bool, Tensor> attend, Device device) : base("attention")
+    public CausalSelfAttention(
+        int width,
+        int heads,
+        int kvHeads,
+        int headDim,
+        bool bias,
+        string outputName,
+        Rope? rope,
+        Func<Tensor, Tensor, Tensor, bool, Tensor> attend,
+        Device device
+    )
+        : base("attention")
     {
         (this.heads, this.kvHeads, this.headDim, this.rope, this.attend) = (heads, kvHeads, headDim, rope, attend);
         q = new Linear(width, heads * headDim, bias, device);
@@ -67,12 +89,15 @@ sealed class CausalSelfAttention : ExplicitModule<Tensor, Tensor>
     {
         var (batch, time) = (x.shape[0], x.shape[1]);
         var offset = cache?.Length ?? 0;
-        Tensor Heads(Linear projection, int count) => projection.forward(x).view(batch, time, count, headDim).transpose(1, 2);
-        var query = Heads(q, heads);                                                 // (B, H, T, hd)
-        var key = Heads(k, kvHeads);                                                 // (B, KV, T, hd)
+        Tensor Heads(Linear projection, int count) =>
+            projection.forward(x).view(batch, time, count, headDim).transpose(1, 2);
+        var query = Heads(q, heads); // (B, H, T, hd)
+        var key = Heads(k, kvHeads); // (B, KV, T, hd)
         var value = Heads(v, kvHeads);
-        if (rope is not null) (query, key) = (rope.Apply(query, offset), rope.Apply(key, offset));
-        if (cache is not null) (key, value) = cache.Append(layer, key, value);       // (B, KV, offset + T, hd)
+        if (rope is not null)
+            (query, key) = (rope.Apply(query, offset), rope.Apply(key, offset));
+        if (cache is not null)
+            (key, value) = cache.Append(layer, key, value); // (B, KV, offset + T, hd)
         if (kvHeads != heads)
         {
             // TorchSharp's SDPA has no GQA flag: repeat each KV head for its group of query heads.

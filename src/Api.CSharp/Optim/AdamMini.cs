@@ -18,10 +18,22 @@ public sealed class AdamMini : FlatBlockOptimizer
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V, IReadOnlyList<long> VOffsets)> state = [];
 
     /// <summary>Adam-mini for a built-in model's config (its attention shape cuts Q and K into heads).</summary>
-    public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, ModelConfig config, BlockRules? rules = null, DataParallel? parallel = null)
+    public AdamMini(
+        IEnumerable<(string Name, Parameter Parameter)> parameters,
+        AdamSettings settings,
+        ModelConfig config,
+        BlockRules? rules = null,
+        DataParallel? parallel = null
+    )
         : this(parameters, settings, ModelConfigRules.Attention(config), rules, parallel) { }
 
-    public AdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, AttentionShape attention, BlockRules? rules = null, DataParallel? parallel = null)
+    public AdamMini(
+        IEnumerable<(string Name, Parameter Parameter)> parameters,
+        AdamSettings settings,
+        AttentionShape attention,
+        BlockRules? rules = null,
+        DataParallel? parallel = null
+    )
         : base(parameters, settings, rules, parallel)
     {
         AdamMiniRules.ValidateAttention(attention).OrThrow(reason => new ArgumentException(reason));
@@ -30,23 +42,34 @@ public sealed class AdamMini : FlatBlockOptimizer
         Distribute(g => segments[g].Select(s => (s.Offset, s.Blocks, s.BlockSize)));
         foreach (var g in Groups)
         {
-            var vOffsets = g.Members.Select(p => AdamMiniRules.VCount(Plans[p])).Aggregate(new List<long> { 0 }, (acc, n) => { acc.Add(acc[^1] + n); return acc; });
+            var vOffsets = g
+                .Members.Select(p => AdamMiniRules.VCount(Plans[p]))
+                .Aggregate(new List<long> { 0 }, (acc, n) =>
+                {
+                    acc.Add(acc[^1] + n);
+                    return acc;
+                });
             var part = Part(g);
-            state[g] = (zeros(part.Length, device: g.Params.device).DetachFromDisposeScope(),
-                        zeros(part.VLength, dtype: ScalarType.Float32, device: g.Params.device).DetachFromDisposeScope(),
-                        vOffsets);
+            state[g] = (
+                zeros(part.Length, device: g.Params.device).DetachFromDisposeScope(),
+                zeros(part.VLength, dtype: ScalarType.Float32, device: g.Params.device).DetachFromDisposeScope(),
+                vOffsets
+            );
         }
     }
 
     /// <summary>The v-block layout of every parameter (core plans, for the optimizer itself).</summary>
     internal IReadOnlyDictionary<OptimizedParameter, AdamMiniPlan> Plans { get; }
 
-    /// <summary>How many second-moment scalars (v) each parameter keeps: one per head, row, tensor or coordinate.</summary>
-    public IReadOnlyDictionary<string, long> SecondMomentCounts => Plans.ToDictionary(kv => kv.Key.Name, kv => AdamMiniRules.VCount(kv.Value));
+    /// <summary>How many second-moment scalars (v) each parameter keeps: one per head, row, tensor or
+    /// coordinate.</summary>
+    public IReadOnlyDictionary<string, long> SecondMomentCounts =>
+        Plans.ToDictionary(kv => kv.Key.Name, kv => AdamMiniRules.VCount(kv.Value));
 
     internal static AdamMiniPlan PlanOf(OptimizedParameter p, AttentionShape attention)
     {
-        return AdamMiniRules.Plan(attention, p.Name, p.Tensor.shape, p.Block.ToCore())
+        return AdamMiniRules
+            .Plan(attention, p.Name, p.Tensor.shape, p.Block.ToCore())
             .OrThrow(reason => new ArgumentException(reason));
     }
 
@@ -68,7 +91,8 @@ public sealed class AdamMini : FlatBlockOptimizer
                 var grad = g.Grads.narrow(0, c.Start, c.Length).view(shape);
                 var mc = m.narrow(0, c.Start - first, c.Length).view(shape);
                 var vc = v.narrow(0, c.VStart - vFirst, c.Blocks);
-                if (g.Decays && wd != 0) p.mul_(1 - lr * wd);
+                if (g.Decays && wd != 0)
+                    p.mul_(1 - lr * wd);
                 mc.lerp_(grad, 1 - b1);
                 vc.mul_(b2).add_(grad.square().mean([1]), 1 - b2);
                 p.addcdiv_(mc, vc.sqrt().add_(eps * bc2Sqrt).unsqueeze(1), -lr / bc1 * bc2Sqrt);
@@ -77,7 +101,9 @@ public sealed class AdamMini : FlatBlockOptimizer
     }
 
     public override IReadOnlyDictionary<Block, long> StateBytes =>
-        Groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 4 * (state[g].M.numel() + state[g].V.numel())));
+        Groups
+            .GroupBy(g => g.Block)
+            .ToDictionary(b => b.Key, b => b.Sum(g => 4 * (state[g].M.numel() + state[g].V.numel())));
 
     private protected override IEnumerable<StateBuffer> StateBuffers(FlatGroup g)
     {
@@ -85,13 +111,19 @@ public sealed class AdamMini : FlatBlockOptimizer
         return
         [
             new("exp_avg", m, false, (full, p) => g.Slice(full, p)),
-            new("exp_avg_sq", v, true, (full, p) => full.narrow(0, vOffsets[g.IndexOf(p)], vOffsets[g.IndexOf(p) + 1] - vOffsets[g.IndexOf(p)])),
+            new("exp_avg_sq", v, true, (full, p) =>
+                full.narrow(0, vOffsets[g.IndexOf(p)], vOffsets[g.IndexOf(p) + 1] - vOffsets[g.IndexOf(p)])
+            ),
         ];
     }
 
     public override void Dispose()
     {
-        foreach (var (m, v, _) in state.Values) { m.Dispose(); v.Dispose(); }
+        foreach (var (m, v, _) in state.Values)
+        {
+            m.Dispose();
+            v.Dispose();
+        }
         base.Dispose();
     }
 }

@@ -10,6 +10,8 @@ public sealed record AdamSettings
     public double Beta2 { get; init; } = 0.95;
     public double Eps { get; init; } = 1e-8;
     public double WeightDecay { get; init; } = 0.1;
-    /// <summary>Which parameters decay: AllParameters (paper), MatricesOnly (nanoGPT), AdamMiniNames (Adam-mini 1.1.1).</summary>
+
+    /// <summary>Which parameters decay: AllParameters (paper), MatricesOnly (nanoGPT), AdamMiniNames (Adam-mini
+    /// 1.1.1).</summary>
     public WeightDecayPolicy DecayPolicy { get; init; } = WeightDecayPolicy.AllParameters;
 }

@@ -13,15 +13,31 @@ namespace BlockwiseLR.Optim;
 /// </summary>
 public abstract class BlockOptimizer : IDisposable
 {
-    protected BlockOptimizer(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules)
+    protected BlockOptimizer(
+        IEnumerable<(string Name, Parameter Parameter)> parameters,
+        AdamSettings settings,
+        BlockRules? rules
+    )
     {
         Settings = settings;
         var list = parameters.ToList();
-        var blocks = (rules ?? BlockRules.Default).WholeBlocks(list.Select(p => new ParameterShape(p.Name, p.Parameter.shape)));
-        Parameters = list.Zip(blocks, (p, block) => new OptimizedParameter(p.Name, p.Parameter, block,
-            AdamMiniRules.Decays(settings.DecayPolicy, p.Name, p.Parameter.shape))).ToList();
+        var blocks = (rules ?? BlockRules.Default).WholeBlocks(
+            list.Select(p => new ParameterShape(p.Name, p.Parameter.shape))
+        );
+        Parameters = list.Zip(blocks, (p, block) =>
+                new OptimizedParameter(
+                    p.Name,
+                    p.Parameter,
+                    block,
+                    AdamMiniRules.Decays(settings.DecayPolicy, p.Name, p.Parameter.shape)
+                )
+            )
+            .ToList();
         var devices = Parameters.Select(p => p.Tensor.device.ToString()).Distinct().ToList();
-        if (devices.Count > 1) throw new ArgumentException($"parameters are on several devices ({string.Join(", ", devices)}); move the model first");
+        if (devices.Count > 1)
+            throw new ArgumentException(
+                $"parameters are on several devices ({string.Join(", ", devices)}); move the model first"
+            );
         if (Parameters.FirstOrDefault(p => p.Tensor.dtype != ScalarType.Float32) is { } wrong)
             throw new ArgumentException($"{wrong.Name} is {wrong.Tensor.dtype}; optimizers keep fp32 master weights");
     }
@@ -49,10 +65,12 @@ public abstract class BlockOptimizer : IDisposable
     private protected virtual void AfterUpdate() { }
 
     /// <summary>Sums the gradients over the processes of a data-parallel run (nothing in a world of one); call it
-    /// after the last backward of a step and before <see cref="GradientSquaredNorms"/>, clipping and the step.</summary>
+    /// after the last backward of a step and before <see cref="GradientSquaredNorms"/>, clipping and the
+    /// step.</summary>
     public virtual void ReduceGradients() { }
 
-    /// <summary>Milliseconds spent in collectives (gradient reduction, parameter gathering) since the optimizer was made.</summary>
+    /// <summary>Milliseconds spent in collectives (gradient reduction, parameter gathering) since the optimizer was
+    /// made.</summary>
     public double CollectiveMilliseconds { get; private protected set; }
 
     /// <summary>One update with each block's LR from the schedule at step <see cref="StepCount"/>.</summary>
@@ -68,14 +86,16 @@ public abstract class BlockOptimizer : IDisposable
     protected (double First, double SecondSqrt) BiasCorrections() =>
         (1 - Math.Pow(Settings.Beta1, StepCount), Math.Sqrt(1 - Math.Pow(Settings.Beta2, StepCount)));
 
-    /// <summary>Sets every gradient to zero in place (gradients stay allocated; autograd accumulates into them).</summary>
+    /// <summary>Sets every gradient to zero in place (gradients stay allocated; autograd accumulates into
+    /// them).</summary>
     public abstract void ZeroGrad();
 
     /// <summary>The squared L2 norm of the gradients of each block.</summary>
     public virtual IReadOnlyDictionary<Block, double> GradientSquaredNorms()
     {
         using var scope = NewDisposeScope();
-        var sums = GradientBuffers().GroupBy(g => g.Block)
+        var sums = GradientBuffers()
+            .GroupBy(g => g.Block)
             .Select(g => (g.Key, Sum: g.Select(x => x.Gradient.square().sum()).Aggregate((a, b) => a + b)))
             .ToList();
         var values = HostReads.Read(stack(sums.Select(s => s.Sum.to(ScalarType.Float64)).ToArray()));
@@ -93,12 +113,15 @@ public abstract class BlockOptimizer : IDisposable
     /// micro-batch, for the gradient-noise scale of auto ratios.</summary>
     internal virtual Tensor LocalSquaredNorms(IReadOnlyList<Block> order)
     {
-        var sums = order.Select(block =>
-        {
-            var sum = zeros(1, dtype: ScalarType.Float64, device: Parameters[0].Tensor.device);
-            foreach (var p in Parameters.Where(p => p.Block == block && p.Tensor.grad is not null)) sum.add_(p.Tensor.grad!.square().sum(type: ScalarType.Float64));
-            return sum;
-        }).ToArray();
+        var sums = order
+            .Select(block =>
+            {
+                var sum = zeros(1, dtype: ScalarType.Float64, device: Parameters[0].Tensor.device);
+                foreach (var p in Parameters.Where(p => p.Block == block && p.Tensor.grad is not null))
+                    sum.add_(p.Tensor.grad!.square().sum(type: ScalarType.Float64));
+                return sum;
+            })
+            .ToArray();
         return cat(sums, 0);
     }
 
@@ -107,7 +130,8 @@ public abstract class BlockOptimizer : IDisposable
     {
         using var scope = Temporaries.Open();
         using var noGrad = no_grad();
-        foreach (var (_, gradient) in GradientBuffers()) gradient.mul_(factor);
+        foreach (var (_, gradient) in GradientBuffers())
+            gradient.mul_(factor);
     }
 
     /// <summary>The gradient tensors, each with its block (flat buffers where the optimizer has them).</summary>
@@ -141,7 +165,8 @@ public abstract class BlockOptimizer : IDisposable
     public virtual void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string source = "optimizer state")
     {
         using var noGrad = no_grad();
-        if (!state.TryGetValue("step", out var step)) throw new InvalidDataException($"{source}: no 'step' entry");
+        if (!state.TryGetValue("step", out var step))
+            throw new InvalidDataException($"{source}: no 'step' entry");
         foreach (var p in Parameters)
         {
             var (m, v) = Moments(p);
@@ -167,11 +192,20 @@ public abstract class BlockOptimizer : IDisposable
     }
 
     /// <summary>Checks a saved entry against the shape it must have.</summary>
-    private protected static Tensor Entry(IReadOnlyDictionary<string, Tensor> state, string key, long[] shape, string source)
+    private protected static Tensor Entry(
+        IReadOnlyDictionary<string, Tensor> state,
+        string key,
+        long[] shape,
+        string source
+    )
     {
-        if (!state.TryGetValue(key, out var saved)) throw new InvalidDataException($"{source}: no entry {key}; was it saved for another model?");
+        if (!state.TryGetValue(key, out var saved))
+            throw new InvalidDataException($"{source}: no entry {key}; was it saved for another model?");
         if (!saved.shape.SequenceEqual(shape))
-            throw new InvalidDataException($"{source}: {key} is ({string.Join(", ", saved.shape)}), expected ({string.Join(", ", shape)}); was it saved by another optimizer?");
+            throw new InvalidDataException(
+                $"{source}: {key} is ({string.Join(", ", saved.shape)}), expected ({string.Join(", ", shape)}); was "
+                    + $"it saved by another optimizer?"
+            );
         return saved;
     }
 
@@ -187,13 +221,28 @@ public abstract class BlockOptimizer : IDisposable
     /// kinds <see cref="AdamMini"/> (both flat-buffer). Plain and blockwise kinds build the same optimizer: the LR
     /// per block comes from the schedule given to <see cref="Step(BlockSchedule)"/>. <paramref name="reference"/>
     /// picks the plain per-parameter implementations the fast ones are tested against.</summary>
-    public static BlockOptimizer Create(OptimizerKind kind, IEnumerable<(string Name, Parameter Parameter)> parameters,
-        AdamSettings settings, AttentionShape? attention = null, BlockRules? rules = null, bool reference = false, DataParallel? parallel = null)
+    public static BlockOptimizer Create(
+        OptimizerKind kind,
+        IEnumerable<(string Name, Parameter Parameter)> parameters,
+        AdamSettings settings,
+        AttentionShape? attention = null,
+        BlockRules? rules = null,
+        bool reference = false,
+        DataParallel? parallel = null
+    )
     {
-        if (reference && parallel is { Group.WorldSize: > 1 }) throw new ArgumentException("the reference optimizers train in one process");
+        if (reference && parallel is { Group.WorldSize: > 1 })
+            throw new ArgumentException("the reference optimizers train in one process");
         if (OptimizerKinds.Family(kind) == OptimizerFamily.AdamW)
-            return reference ? new ReferenceAdamW(parameters, settings, rules) : new BlockwiseAdamW(parameters, settings, rules, parallel);
-        var shape = attention ?? throw new ArgumentException("Adam-mini needs the attention shape (width, heads, kv-heads) to cut Q and K into heads");
-        return reference ? new ReferenceAdamMini(parameters, settings, shape, rules) : new AdamMini(parameters, settings, shape, rules, parallel);
+            return reference
+                ? new ReferenceAdamW(parameters, settings, rules)
+                : new BlockwiseAdamW(parameters, settings, rules, parallel);
+        var shape = attention
+            ?? throw new ArgumentException(
+                "Adam-mini needs the attention shape (width, heads, kv-heads) to cut Q and K into heads"
+            );
+        return reference
+            ? new ReferenceAdamMini(parameters, settings, shape, rules)
+            : new AdamMini(parameters, settings, shape, rules, parallel);
     }
 }

@@ -15,14 +15,22 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
 {
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V)> moments = [];
 
-    public BlockwiseAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules = null, DataParallel? parallel = null)
+    public BlockwiseAdamW(
+        IEnumerable<(string Name, Parameter Parameter)> parameters,
+        AdamSettings settings,
+        BlockRules? rules = null,
+        DataParallel? parallel = null
+    )
         : base(parameters, settings, rules, parallel)
     {
         Distribute(g => [(0, g.Length, 1)]);
         foreach (var g in Groups)
         {
             var length = Part(g).Length;
-            moments[g] = (zeros(length, device: g.Params.device).DetachFromDisposeScope(), zeros(length, device: g.Params.device).DetachFromDisposeScope());
+            moments[g] = (
+                zeros(length, device: g.Params.device).DetachFromDisposeScope(),
+                zeros(length, device: g.Params.device).DetachFromDisposeScope()
+            );
         }
     }
 
@@ -42,7 +50,8 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
                 var grad = g.Grads.narrow(0, start, length);
                 var mc = m.narrow(0, start - first, length);
                 var vc = v.narrow(0, start - first, length);
-                if (g.Decays && wd != 0) p.mul_(1 - lr * wd);
+                if (g.Decays && wd != 0)
+                    p.mul_(1 - lr * wd);
                 mc.lerp_(grad, 1 - b1);
                 vc.mul_(b2).addcmul_(grad, grad, 1 - b2);
                 p.addcdiv_(mc, vc.sqrt().add_(eps * bc2Sqrt), -lr / bc1 * bc2Sqrt);
@@ -52,17 +61,23 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
 
     /// <summary>The bytes of this rank's m and v buffers.</summary>
     public override IReadOnlyDictionary<Block, long> StateBytes =>
-        Groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 4 * (moments[g].M.numel() + moments[g].V.numel())));
+        Groups
+            .GroupBy(g => g.Block)
+            .ToDictionary(b => b.Key, b => b.Sum(g => 4 * (moments[g].M.numel() + moments[g].V.numel())));
 
     private protected override IEnumerable<StateBuffer> StateBuffers(FlatGroup g) =>
-    [
-        new("exp_avg", moments[g].M, false, (full, p) => g.Slice(full, p)),
-        new("exp_avg_sq", moments[g].V, false, (full, p) => g.Slice(full, p)),
-    ];
+        [
+            new("exp_avg", moments[g].M, false, (full, p) => g.Slice(full, p)),
+            new("exp_avg_sq", moments[g].V, false, (full, p) => g.Slice(full, p)),
+        ];
 
     public override void Dispose()
     {
-        foreach (var (m, v) in moments.Values) { m.Dispose(); v.Dispose(); }
+        foreach (var (m, v) in moments.Values)
+        {
+            m.Dispose();
+            v.Dispose();
+        }
         base.Dispose();
     }
 }

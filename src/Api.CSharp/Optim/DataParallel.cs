@@ -10,6 +10,7 @@ public sealed record DataParallel(Distributed.ProcessGroup Group, int ZeroStage 
 {
     public static DataParallel None { get; } = new(Distributed.ProcessGroup.Single);
 
-    /// <summary>The device whose chunk grid to lay out, when it is not the parameters' (planning on the meta device).</summary>
+    /// <summary>The device whose chunk grid to lay out, when it is not the parameters' (planning on the meta
+    /// device).</summary>
     internal Device? GridDevice { get; init; }
 }

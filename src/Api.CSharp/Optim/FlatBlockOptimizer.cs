@@ -9,14 +9,19 @@ namespace BlockwiseLR.Optim;
 /// chunk grid over each, and (under ZeRO-1) the part of each group this rank updates.</summary>
 public abstract class FlatBlockOptimizer : BlockOptimizer
 {
-    private protected FlatBlockOptimizer(IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, AdamSettings settings,
-        BlockRules? rules, DataParallel? parallel)
+    private protected FlatBlockOptimizer(
+        IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters,
+        AdamSettings settings,
+        BlockRules? rules,
+        DataParallel? parallel
+    )
         : base(parameters, settings, rules)
     {
         Groups = FlatGroup.Build(Parameters);
         Owner = FlatGroup.Owners(Groups);
         Parallel = parallel ?? DataParallel.None;
-        if (Parallel.ZeroStage is not (0 or 1)) throw new ArgumentException($"ZeRO stage {Parallel.ZeroStage}: only 0 and 1 exist here");
+        if (Parallel.ZeroStage is not (0 or 1))
+            throw new ArgumentException($"ZeRO stage {Parallel.ZeroStage}: only 0 and 1 exist here");
     }
 
     private protected List<FlatGroup> Groups { get; }
@@ -28,9 +33,18 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     public bool Sharded => Parallel.ZeroStage == 1 && Group.WorldSize > 1;
 
     /// <summary>Per group: its grid, which rank owns each chunk, and the element and v-block counts per rank.</summary>
-    private protected sealed record Layout(List<GridChunk> Grid, int[] OwnerOf, long[] Counts, long[] VCounts, long OwnStart, long OwnVStart)
+    private protected sealed record Layout(
+        List<GridChunk> Grid,
+        int[] OwnerOf,
+        long[] Counts,
+        long[] VCounts,
+        long OwnStart,
+        long OwnVStart
+    )
     {
-        public IEnumerable<GridChunk> Own(int rank, bool sharded) => Grid.Where((_, i) => !sharded || OwnerOf[i] == rank);
+        public IEnumerable<GridChunk> Own(int rank, bool sharded) =>
+            Grid.Where((_, i) => !sharded || OwnerOf[i] == rank);
+
         public long Total => Counts.Sum();
         public long VTotal => VCounts.Sum();
     }
@@ -43,8 +57,10 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     {
         segmentsOf = segments;
         var world = Group.WorldSize;
-        long ChunkOf(FlatGroup g) => (Parallel.GridDevice ?? g.Params.device).type == DeviceType.CUDA ? Chunking.DefaultCudaChunk
-            : cpuChunk > 0 ? cpuChunk : long.MaxValue;
+        long ChunkOf(FlatGroup g) =>
+            (Parallel.GridDevice ?? g.Params.device).type == DeviceType.CUDA ? Chunking.DefaultCudaChunk
+            : cpuChunk > 0 ? cpuChunk
+            : long.MaxValue;
         var grids = Groups.Select(g => Chunking.Grid(segments(g), ChunkOf(g))).ToList();
         var total = Math.Max(1, grids.Sum(grid => grid.Sum(c => c.Length)));
         long before = 0;
@@ -61,7 +77,14 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
                 before += grid[c].Length;
             }
             var rank = Group.Rank;
-            Layouts[Groups[i]] = new Layout(grid, owners, counts, vcounts, counts.Take(rank).Sum(), vcounts.Take(rank).Sum());
+            Layouts[Groups[i]] = new Layout(
+                grid,
+                owners,
+                counts,
+                vcounts,
+                counts.Take(rank).Sum(),
+                vcounts.Take(rank).Sum()
+            );
         }
     }
 
@@ -75,7 +98,10 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
         get => cpuChunk;
         set
         {
-            if (Sharded) throw new InvalidOperationException("the chunk grid of a sharded optimizer is fixed (its shards follow it)");
+            if (Sharded)
+                throw new InvalidOperationException(
+                    "the chunk grid of a sharded optimizer is fixed (its shards follow it)"
+                );
             cpuChunk = value;
             Layouts.Clear();
             Distribute(segmentsOf!);
@@ -86,27 +112,36 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     private protected (long Start, long Length, long VStart, long VLength) Part(FlatGroup g)
     {
         var layout = Layouts[g];
-        return Sharded ? (layout.OwnStart, layout.Counts[Group.Rank], layout.OwnVStart, layout.VCounts[Group.Rank]) : (0, layout.Total, 0, layout.VTotal);
+        return Sharded
+            ? (layout.OwnStart, layout.Counts[Group.Rank], layout.OwnVStart, layout.VCounts[Group.Rank])
+            : (0, layout.Total, 0, layout.VTotal);
     }
 
-    /// <summary>Optimizer state bytes each rank keeps: its parts of every group's buffers under ZeRO-1, all of them otherwise.</summary>
+    /// <summary>Optimizer state bytes each rank keeps: its parts of every group's buffers under ZeRO-1, all of them
+    /// otherwise.</summary>
     public IReadOnlyList<long> StateBytesPerRank() =>
-        Enumerable.Range(0, Group.WorldSize).Select(r => Groups.Sum(g => StateBuffers(g).Sum(b =>
-            4 * (Sharded ? CountsOf(g, b)[r] : CountsOf(g, b).Sum())))).ToList();
+        Enumerable
+            .Range(0, Group.WorldSize)
+            .Select(r =>
+                Groups.Sum(g => StateBuffers(g).Sum(b => 4 * (Sharded ? CountsOf(g, b)[r] : CountsOf(g, b).Sum())))
+            )
+            .ToList();
 
     /// <summary>The chunks of a group this rank updates.</summary>
     private protected IEnumerable<GridChunk> OwnChunks(FlatGroup g) => Layouts[g].Own(Group.Rank, Sharded);
 
     public override void ZeroGrad()
     {
-        foreach (var g in Groups) g.Grads.zero_();
+        foreach (var g in Groups)
+            g.Grads.zero_();
     }
 
     Tensor? scratch;
 
     public override void ReduceGradients()
     {
-        if (Group == ProcessGroup.Single) return;
+        if (Group == ProcessGroup.Single)
+            return;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         using var noGrad = no_grad();
         if (!Sharded)
@@ -124,7 +159,8 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
                 if (scratch is null || scratch.numel() < length)
                 {
                     scratch?.Dispose();
-                    scratch = empty(Groups.Max(x => Part(x).Length), dtype: ScalarType.Float32, device: g.Grads.device).DetachFromDisposeScope();
+                    scratch = empty(Groups.Max(x => Part(x).Length), dtype: ScalarType.Float32, device: g.Grads.device)
+                        .DetachFromDisposeScope();
                 }
                 var piece = scratch.narrow(0, 0, length);
                 Group.ReduceScatter(g.Grads, piece, Layouts[g].Counts);
@@ -136,9 +172,11 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
 
     private protected override void AfterUpdate()
     {
-        if (!Sharded) return;
+        if (!Sharded)
+            return;
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        foreach (var g in Groups) Group.AllGather(g.Params, Layouts[g].Counts);
+        foreach (var g in Groups)
+            Group.AllGather(g.Params, Layouts[g].Counts);
         CollectiveMilliseconds += clock.Elapsed.TotalMilliseconds;
     }
 
@@ -167,21 +205,31 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
                 var chunk = layout.Grid[c];
                 // Each chunk's square is freed before the next is made: one chunk of temporaries at a time.
                 using var inner = Temporaries.Open();
-                sums.Add((split && layout.OwnerOf[c] != Group.Rank
-                    ? zeros(1, dtype: ScalarType.Float64, device: g.Grads.device)
-                    : g.Grads.narrow(0, chunk.Start, chunk.Length).square().sum(type: ScalarType.Float64).reshape(1)).MoveToOuterDisposeScope());
+                sums.Add(
+                    (
+                        split && layout.OwnerOf[c] != Group.Rank
+                            ? zeros(1, dtype: ScalarType.Float64, device: g.Grads.device)
+                            : g
+                                .Grads.narrow(0, chunk.Start, chunk.Length)
+                                .square()
+                                .sum(type: ScalarType.Float64)
+                                .reshape(1)
+                    ).MoveToOuterDisposeScope()
+                );
             }
             index.Add((g.Block, layout.Grid.Count));
         }
         var all = cat(sums, 0).contiguous();
-        if (split) Group.AllReduce(all);
+        if (split)
+            Group.AllReduce(all);
         var values = HostReads.Read(all);
         var result = new Dictionary<Block, double>();
         var at = (int)extra.numel();
         foreach (var (block, count) in index)
         {
             var total = result.GetValueOrDefault(block);
-            for (var c = 0; c < count; c++) total += values[at++];
+            for (var c = 0; c < count; c++)
+                total += values[at++];
             result[block] = total;
         }
         return (result, values[..(int)extra.numel()]);
@@ -191,10 +239,14 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     /// rank holds all of its own gradient), one chunk of temporaries at a time.</summary>
     internal override Tensor LocalSquaredNorms(IReadOnlyList<Block> order)
     {
-        var sums = order.ToDictionary(block => block, _ => zeros(1, dtype: ScalarType.Float64, device: Groups[0].Grads.device));
+        var sums = order.ToDictionary(
+            block => block,
+            _ => zeros(1, dtype: ScalarType.Float64, device: Groups[0].Grads.device)
+        );
         foreach (var g in Groups)
         {
-            if (!sums.TryGetValue(g.Block, out var sum)) continue;
+            if (!sums.TryGetValue(g.Block, out var sum))
+                continue;
             foreach (var chunk in Layouts[g].Grid)
             {
                 using var inner = Temporaries.Open();
@@ -210,7 +262,12 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
 
     /// <summary>One kind of state per group: its local tensor (this rank's part), indexed by element or by v-block,
     /// and the slice that belongs to one member in a full-group tensor.</summary>
-    private protected sealed record StateBuffer(string Kind, Tensor Local, bool PerVBlock, Func<Tensor, OptimizedParameter, Tensor> Slice);
+    private protected sealed record StateBuffer(
+        string Kind,
+        Tensor Local,
+        bool PerVBlock,
+        Func<Tensor, OptimizedParameter, Tensor> Slice
+    );
 
     private protected abstract IEnumerable<StateBuffer> StateBuffers(FlatGroup g);
 
@@ -230,7 +287,8 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     {
         var (full, mine) = WholeOf(g, buffer);
         mine.copy_(buffer.Local);
-        if (Sharded) Group.AllGather(full, CountsOf(g, buffer));
+        if (Sharded)
+            Group.AllGather(full, CountsOf(g, buffer));
         return full;
     }
 
@@ -240,38 +298,45 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
         using var noGrad = no_grad();
         // One buffer gathered at a time: a sharded run never holds more than one whole buffer on its device.
         foreach (var g in Groups)
-            foreach (var buffer in StateBuffers(g))
-            {
-                using var scope = NewDisposeScope();
-                var full = Full(g, buffer);
-                foreach (var p in g.Members)
-                    state[$"{buffer.Kind}/{p.Name}"] = buffer.Slice(full, p).detach().cpu().contiguous().MoveToOuterDisposeScope();
-            }
+        foreach (var buffer in StateBuffers(g))
+        {
+            using var scope = NewDisposeScope();
+            var full = Full(g, buffer);
+            foreach (var p in g.Members)
+                state[$"{buffer.Kind}/{p.Name}"] = buffer
+                    .Slice(full, p)
+                    .detach()
+                    .cpu()
+                    .contiguous()
+                    .MoveToOuterDisposeScope();
+        }
         return state;
     }
 
     public override void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string source = "optimizer state")
     {
         using var noGrad = no_grad();
-        if (!state.TryGetValue("step", out var step)) throw new InvalidDataException($"{source}: no 'step' entry");
+        if (!state.TryGetValue("step", out var step))
+            throw new InvalidDataException($"{source}: no 'step' entry");
         foreach (var g in Groups)
-            foreach (var buffer in StateBuffers(g))
+        foreach (var buffer in StateBuffers(g))
+        {
+            using var scope = NewDisposeScope();
+            var (full, mine) = WholeOf(g, buffer);
+            foreach (var p in g.Members)
             {
-                using var scope = NewDisposeScope();
-                var (full, mine) = WholeOf(g, buffer);
-                foreach (var p in g.Members)
-                {
-                    var target = buffer.Slice(full, p);
-                    target.copy_(Entry(state, $"{buffer.Kind}/{p.Name}", target.shape, source));
-                }
-                buffer.Local.copy_(mine);
+                var target = buffer.Slice(full, p);
+                target.copy_(Entry(state, $"{buffer.Kind}/{p.Name}", target.shape, source));
             }
+            buffer.Local.copy_(mine);
+        }
         StepCount = step.item<long>();
     }
 
     public override void Dispose()
     {
-        foreach (var g in Groups) g.Dispose();
+        foreach (var g in Groups)
+            g.Dispose();
         scratch?.Dispose();
         base.Dispose();
     }

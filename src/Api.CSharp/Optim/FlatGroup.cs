@@ -61,8 +61,12 @@ sealed class FlatGroup : IDisposable
 
     /// <summary>Groups parameters by (block, decays), in block order.</summary>
     public static List<FlatGroup> Build(IEnumerable<OptimizedParameter> parameters) =>
-        parameters.GroupBy(p => (p.Block, p.Decays)).OrderBy(g => g.Key.Block).ThenBy(g => g.Key.Decays)
-            .Select(g => new FlatGroup(g.Key.Block, g.Key.Decays, g.ToList())).ToList();
+        parameters
+            .GroupBy(p => (p.Block, p.Decays))
+            .OrderBy(g => g.Key.Block)
+            .ThenBy(g => g.Key.Decays)
+            .Select(g => new FlatGroup(g.Key.Block, g.Key.Decays, g.ToList()))
+            .ToList();
 
     public void Dispose()
     {
@@ -102,7 +106,9 @@ static class Chunking
         {
             var perChunk = Math.Max(1, chunk / size);
             for (long first = 0; first < blocks; first += perChunk)
-                grid.Add(new GridChunk(offset + first * size, Math.Min(perChunk, blocks - first) * size, size, v + first));
+                grid.Add(
+                    new GridChunk(offset + first * size, Math.Min(perChunk, blocks - first) * size, size, v + first)
+                );
             v += blocks;
         }
         return grid;

@@ -6,7 +6,8 @@ namespace BlockwiseLR.Optim;
 /// step to one read (a read waits for every kernel queued before it).</summary>
 static class HostReads
 {
-    [ThreadStatic] static long count;
+    [ThreadStatic]
+    static long count;
 
     /// <summary>Reads on this thread so far.</summary>
     public static long Count => count;

@@ -11,19 +11,28 @@ public sealed class ReferenceAdamW : BlockOptimizer
 {
     readonly Dictionary<OptimizedParameter, (Tensor M, Tensor V)> moments;
 
-    public ReferenceAdamW(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, BlockRules? rules = null)
+    public ReferenceAdamW(
+        IEnumerable<(string Name, Parameter Parameter)> parameters,
+        AdamSettings settings,
+        BlockRules? rules = null
+    )
         : base(parameters, settings, rules) =>
-        moments = Parameters.ToDictionary(p => p, p => (zeros_like(p.Tensor).DetachFromDisposeScope(), zeros_like(p.Tensor).DetachFromDisposeScope()));
+        moments = Parameters.ToDictionary(
+            p => p,
+            p => (zeros_like(p.Tensor).DetachFromDisposeScope(), zeros_like(p.Tensor).DetachFromDisposeScope())
+        );
 
     protected override void Update(Func<Block, double> learningRate)
     {
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
         foreach (var p in Parameters)
         {
-            if (p.Tensor.grad is not { } grad) continue;
+            if (p.Tensor.grad is not { } grad)
+                continue;
             var lr = learningRate(p.Block);
             var (m, v) = moments[p];
-            if (p.Decays) p.Tensor.mul_(1 - lr * wd);
+            if (p.Decays)
+                p.Tensor.mul_(1 - lr * wd);
             m.lerp_(grad, 1 - b1);
             v.mul_(b2).addcmul_(grad, grad, 1 - b2);
             var (biasCorrection1, biasCorrection2Sqrt) = BiasCorrections();
@@ -34,7 +43,8 @@ public sealed class ReferenceAdamW : BlockOptimizer
 
     public override void ZeroGrad()
     {
-        foreach (var p in Parameters) p.Tensor.grad?.zero_();
+        foreach (var p in Parameters)
+            p.Tensor.grad?.zero_();
     }
 
     protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() =>
@@ -52,25 +62,38 @@ public sealed class ReferenceAdamMini : BlockOptimizer
 {
     readonly Dictionary<OptimizedParameter, (Tensor M, Tensor V, AdamMiniPlan Plan)> state;
 
-    public ReferenceAdamMini(IEnumerable<(string Name, Parameter Parameter)> parameters, AdamSettings settings, AttentionShape attention, BlockRules? rules = null)
+    public ReferenceAdamMini(
+        IEnumerable<(string Name, Parameter Parameter)> parameters,
+        AdamSettings settings,
+        AttentionShape attention,
+        BlockRules? rules = null
+    )
         : base(parameters, settings, rules) =>
-        state = Parameters.ToDictionary(p => p, p =>
-        {
-            var plan = AdamMini.PlanOf(p, attention);
-            return (zeros_like(p.Tensor).DetachFromDisposeScope(),
-                    zeros(AdamMiniRules.VCount(plan), dtype: ScalarType.Float32, device: p.Tensor.device).DetachFromDisposeScope(),
-                    plan);
-        });
+        state = Parameters.ToDictionary(
+            p => p,
+            p =>
+            {
+                var plan = AdamMini.PlanOf(p, attention);
+                return (
+                    zeros_like(p.Tensor).DetachFromDisposeScope(),
+                    zeros(AdamMiniRules.VCount(plan), dtype: ScalarType.Float32, device: p.Tensor.device)
+                        .DetachFromDisposeScope(),
+                    plan
+                );
+            }
+        );
 
     protected override void Update(Func<Block, double> learningRate)
     {
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
         foreach (var p in Parameters)
         {
-            if (p.Tensor.grad is not { } grad) continue;
+            if (p.Tensor.grad is not { } grad)
+                continue;
             var lr = learningRate(p.Block);
             var (m, v, plan) = state[p];
-            if (p.Decays) p.Tensor.mul_(1 - lr * wd);
+            if (p.Decays)
+                p.Tensor.mul_(1 - lr * wd);
             m.lerp_(grad, 1 - b1);
             var flatGrad = grad.reshape(-1);
             var flatParam = p.Tensor.view(-1);
@@ -86,14 +109,17 @@ public sealed class ReferenceAdamMini : BlockOptimizer
                     var (biasCorrection1, biasCorrection2Sqrt) = BiasCorrections();
                     var stepSize = lr / biasCorrection1;
                     var h = (vb.sqrt() / biasCorrection2Sqrt).add_(eps);
-                    flatParam.narrow(0, start, segment.BlockSize).addcdiv_(flatM.narrow(0, start, segment.BlockSize), h, -stepSize);
+                    flatParam
+                        .narrow(0, start, segment.BlockSize)
+                        .addcdiv_(flatM.narrow(0, start, segment.BlockSize), h, -stepSize);
                 }
         }
     }
 
     public override void ZeroGrad()
     {
-        foreach (var p in Parameters) p.Tensor.grad?.zero_();
+        foreach (var p in Parameters)
+            p.Tensor.grad?.zero_();
     }
 
     protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() =>
@@ -102,5 +128,6 @@ public sealed class ReferenceAdamMini : BlockOptimizer
     public override IReadOnlyDictionary<Block, long> StateBytes =>
         Parameters.GroupBy(p => p.Block).ToDictionary(b => b.Key, b => b.Sum(p => 4 * (p.Numel + state[p].V.numel())));
 
-    protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter) => (state[parameter].M, state[parameter].V);
+    protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter) =>
+        (state[parameter].M, state[parameter].V);
 }

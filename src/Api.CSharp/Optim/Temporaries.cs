@@ -8,7 +8,8 @@ namespace BlockwiseLR.Optim;
 /// a test hold the temporaries of a step to the chunk size instead of a whole flat group.</summary>
 static class Temporaries
 {
-    [ThreadStatic] static (long Largest, long Together)? watched;
+    [ThreadStatic]
+    static (long Largest, long Together)? watched;
 
     /// <summary>Starts watching on this thread (and forgets what was seen).</summary>
     public static void Watch() => watched = (0, 0);

@@ -12,12 +12,17 @@ public sealed record ComputeDevice
     ComputeDevice(bool cuda, int? index) => (IsCuda, Index) = (cuda, index);
 
     public static ComputeDevice Cpu { get; } = new(false, null);
+
     /// <summary>CUDA's current device (device 0 unless CUDA_VISIBLE_DEVICES or a launcher says otherwise).</summary>
     public static ComputeDevice Cuda { get; } = new(true, null);
+
     public static ComputeDevice CudaDevice(int index) =>
-        index >= 0 ? new(true, index) : throw new ArgumentOutOfRangeException(nameof(index), index, "a CUDA device index is >= 0");
+        index >= 0
+            ? new(true, index)
+            : throw new ArgumentOutOfRangeException(nameof(index), index, "a CUDA device index is >= 0");
 
     public bool IsCuda { get; }
+
     /// <summary>The CUDA device index, or null for the CPU and for "cuda".</summary>
     public int? Index { get; }
 
@@ -25,15 +30,22 @@ public sealed record ComputeDevice
     public static ComputeDevice Parse(string text)
     {
         var key = (text ?? "").Trim().ToLowerInvariant();
-        if (key == "cpu") return Cpu;
-        if (key == "cuda") return Cuda;
-        if (key.StartsWith("cuda:", StringComparison.Ordinal)
-            && int.TryParse(key["cuda:".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var index))
+        if (key == "cpu")
+            return Cpu;
+        if (key == "cuda")
+            return Cuda;
+        if (
+            key.StartsWith("cuda:", StringComparison.Ordinal)
+            && int.TryParse(key["cuda:".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out var index)
+        )
             return CudaDevice(index);
         throw new FormatException($"unknown device '{text}' (known: cpu, cuda, cuda:N)");
     }
 
-    public override string ToString() => !IsCuda ? "cpu" : Index is { } i ? $"cuda:{i}" : "cuda";
+    public override string ToString() =>
+        !IsCuda ? "cpu"
+        : Index is { } i ? $"cuda:{i}"
+        : "cuda";
 
     /// <summary>Makes this device usable and returns it: loads libtorch (with CUDA first when asked for) and checks
     /// that cuda:N exists. Every command and the trainer resolve their device here; a device that cannot be used is a
@@ -41,18 +53,24 @@ public sealed record ComputeDevice
     public TorchSharp.torch.Device Use()
     {
         TorchRuntime.EnsureAvailable(cuda: IsCuda);
-        if (Index is { } i && i >= TorchSharp.torch.cuda.device_count())
-            throw new TorchUnavailableException($"cuda:{i}: this machine has {TorchSharp.torch.cuda.device_count()} GPU(s) visible (cuda:0 to cuda:{TorchSharp.torch.cuda.device_count() - 1}); pick one of them or check CUDA_VISIBLE_DEVICES");
+        if (Index is { } i && TorchSharp.torch.cuda.device_count() is var count && i >= count)
+            throw new TorchUnavailableException(
+                $"cuda:{i}: this machine has {count} GPU(s) visible (cuda:0 to cuda:{count - 1}); pick one of them or "
+                    + "check CUDA_VISIBLE_DEVICES"
+            );
         return ToDevice();
     }
 
     /// <summary>The TorchSharp device.</summary>
     public TorchSharp.torch.Device ToDevice() =>
-        !IsCuda ? TorchSharp.torch.CPU : Index is { } i ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, i) : TorchSharp.torch.CUDA;
+        !IsCuda ? TorchSharp.torch.CPU
+        : Index is { } i ? new TorchSharp.torch.Device(TorchSharp.DeviceType.CUDA, i)
+        : TorchSharp.torch.CUDA;
 }
 
 sealed class ComputeDeviceConverter : TextConverter<ComputeDevice>
 {
     protected override string Expected => "expected cpu, cuda or cuda:N";
+
     protected override ComputeDevice Parse(string text) => ComputeDevice.Parse(text);
 }

@@ -7,7 +7,9 @@ namespace BlockwiseLR;
 public sealed class InvalidOptionException : ArgumentException
 {
     public InvalidOptionException(string option, string? value, string problem, string? configFile = null)
-        : base($"{(configFile is null ? "" : configFile + ": ")}{option}{(value is null ? "" : " = " + value)}: {problem}")
+        : base(
+            $"{(configFile is null ? "" : configFile + ": ")}{option}{(value is null ? "" : " = " + value)}: {problem}"
+        )
     {
         Option = option;
         Value = value;
@@ -17,9 +19,11 @@ public sealed class InvalidOptionException : ArgumentException
 
     /// <summary>The option's property name (PretrainOptions.Lr is "Lr").</summary>
     public string Option { get; }
+
     /// <summary>The value as given, or null when the option is missing.</summary>
     public string? Value { get; }
     public string Problem { get; }
+
     /// <summary>The config file the value came from, if any.</summary>
     public string? ConfigFile { get; }
 }

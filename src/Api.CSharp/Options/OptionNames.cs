@@ -19,25 +19,30 @@ public static class OptionNames
         [typeof(Architecture)] = ("architecture", NameTables.Architectures),
     };
 
-    static (string What, IReadOnlyList<KeyValuePair<string, T>> Table) TableOf<T>() where T : struct, Enum
+    static (string What, IReadOnlyList<KeyValuePair<string, T>> Table) TableOf<T>()
+        where T : struct, Enum
     {
         if (!tables.TryGetValue(typeof(T), out var entry))
             throw new NotSupportedException($"{typeof(T).Name} has no option names");
         return (entry.What, (IReadOnlyList<KeyValuePair<string, T>>)entry.Table);
     }
 
-    /// <summary>Reads a name in any case; an unknown one is a <see cref="FormatException"/> listing the known names.</summary>
-    public static T Parse<T>(string text) where T : struct, Enum
+    /// <summary>Reads a name in any case; an unknown one is a <see cref="FormatException"/> listing the known
+    /// names.</summary>
+    public static T Parse<T>(string text)
+        where T : struct, Enum
     {
         var (what, table) = TableOf<T>();
         return NameTables.Parse(what, table, text).OrThrow(reason => new FormatException(reason));
     }
 
     /// <summary>The name written for a value (e.g. "blockwise-adamw").</summary>
-    public static string Format<T>(T value) where T : struct, Enum => NameTables.Format(TableOf<T>().Table, value);
+    public static string Format<T>(T value)
+        where T : struct, Enum => NameTables.Format(TableOf<T>().Table, value);
 
     /// <summary>The names written back, one per value (e.g. for help texts).</summary>
-    public static IReadOnlyList<string> Known<T>() where T : struct, Enum => NameTables.Canonical(TableOf<T>().Table);
+    public static IReadOnlyList<string> Known<T>()
+        where T : struct, Enum => NameTables.Canonical(TableOf<T>().Table);
 
     internal static bool Has(Type type) => tables.ContainsKey(type);
 }
@@ -50,7 +55,8 @@ sealed class OptionNameConverterFactory : JsonConverterFactory
     public override JsonConverter? CreateConverter(Type typeToConvert, JsonSerializerOptions options) =>
         (JsonConverter)Activator.CreateInstance(typeof(Converter<>).MakeGenericType(typeToConvert))!;
 
-    sealed class Converter<T> : TextConverter<T> where T : struct, Enum
+    sealed class Converter<T> : TextConverter<T>
+        where T : struct, Enum
     {
         // Checkpoints written before typed options hold the model's architecture as its number.
         protected override bool TryFromNumber(int value, out T result)
@@ -60,7 +66,9 @@ sealed class OptionNameConverterFactory : JsonConverterFactory
         }
 
         protected override string Expected => $"expected one of {string.Join(", ", OptionNames.Known<T>())}";
+
         protected override T Parse(string text) => OptionNames.Parse<T>(text);
+
         protected override string Format(T value) => OptionNames.Format(value);
     }
 }

@@ -25,11 +25,16 @@ static class OptionsJson
     sealed class MissingAsNull : JsonConverter<double>
     {
         public override bool HandleNull => true;
+
         public override double Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
             reader.TokenType == JsonTokenType.Null ? double.NaN : reader.GetDouble();
+
         public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
         {
-            if (double.IsFinite(value)) writer.WriteNumberValue(value); else writer.WriteNullValue();
+            if (double.IsFinite(value))
+                writer.WriteNumberValue(value);
+            else
+                writer.WriteNullValue();
         }
     }
 
@@ -54,20 +59,40 @@ static class OptionsJson
         var text = value switch
         {
             JsonValue v when v.TryGetValue<string>(out var s) => s,
-            JsonArray items => string.Join(",", items.Select(i => i is JsonValue iv && iv.TryGetValue<string>(out var t) ? t : i?.ToJsonString())),
+            JsonArray items => string.Join(
+                ",",
+                items.Select(i => i is JsonValue iv && iv.TryGetValue<string>(out var t) ? t : i?.ToJsonString())
+            ),
             null => "null",
             _ => value.ToJsonString(),
         };
         try
         {
             var converted = value.Deserialize(property.PropertyType, Options);
-            if (converted is null && new NullabilityInfoContext().Create(property).WriteState == NullabilityState.NotNull)
-                throw new InvalidOptionException(field.Name, "null", $"needs a value ({Expected(property.PropertyType)})", source);
+            if (
+                converted is null
+                && new NullabilityInfoContext().Create(property).WriteState == NullabilityState.NotNull
+            )
+                throw new InvalidOptionException(
+                    field.Name,
+                    "null",
+                    $"needs a value ({Expected(property.PropertyType)})",
+                    source
+                );
             return converted;
         }
-        catch (OptionValueException e) { throw new InvalidOptionException(field.Name, text, e.Message, source); }
-        catch (JsonException) { throw Unexpected(); }
-        catch (InvalidOperationException) { throw Unexpected(); }
+        catch (OptionValueException e)
+        {
+            throw new InvalidOptionException(field.Name, text, e.Message, source);
+        }
+        catch (JsonException)
+        {
+            throw Unexpected();
+        }
+        catch (InvalidOperationException)
+        {
+            throw Unexpected();
+        }
         InvalidOptionException Unexpected() =>
             new(field.Name, text, $"expected {Expected(property.PropertyType)}", source);
     }
@@ -80,7 +105,9 @@ static class OptionsJson
             : type == typeof(double) ? "a number"
             : type == typeof(bool) ? "true or false"
             : type == typeof(string) ? "text"
-            : type == typeof(ModelConfig) ? "a model config object (architecture, layers, width, heads, kvHeads, feedForward, context, vocab, bias, tied, normEps, ropeTheta)"
+            : type == typeof(ModelConfig)
+                ? "a model config object (architecture, layers, width, heads, kvHeads, feedForward, context, vocab, "
+                    + "bias, tied, normEps, ropeTheta)"
             : "a value of the documented form";
     }
 }
@@ -113,39 +140,67 @@ sealed record OptionField(string Path, string Name, string? FlatKey, PropertyInf
 static class OptionFields
 {
     public const string AutoPrefix = "optimizer.ratios.";
-    public const string AutoAlpha = AutoPrefix + "alpha", AutoMaxRatio = AutoPrefix + "maxRatio";
-    public const string AutoEvery = AutoPrefix + "every", AutoSmoothing = AutoPrefix + "smoothing";
+    public const string AutoAlpha = AutoPrefix + "alpha",
+        AutoMaxRatio = AutoPrefix + "maxRatio";
+    public const string AutoEvery = AutoPrefix + "every",
+        AutoSmoothing = AutoPrefix + "smoothing";
 
     /// <summary>Flat key of earlier versions -> path.</summary>
     static readonly Dictionary<string, string> flatKeys = new(StringComparer.Ordinal)
     {
-        ["model"] = "model.name", ["modelOverrides"] = "model.overrides", ["modelConfig"] = "model.config",
+        ["model"] = "model.name",
+        ["modelOverrides"] = "model.overrides",
+        ["modelConfig"] = "model.config",
         ["data"] = "data.path",
-        ["optimizer"] = "optimizer.kind", ["ratios"] = "optimizer.ratios", ["beta1"] = "optimizer.beta1",
-        ["beta2"] = "optimizer.beta2", ["eps"] = "optimizer.eps", ["weightDecay"] = "optimizer.weightDecay",
+        ["optimizer"] = "optimizer.kind",
+        ["ratios"] = "optimizer.ratios",
+        ["beta1"] = "optimizer.beta1",
+        ["beta2"] = "optimizer.beta2",
+        ["eps"] = "optimizer.eps",
+        ["weightDecay"] = "optimizer.weightDecay",
         ["weightDecayPolicy"] = "optimizer.weightDecayPolicy",
-        ["autoAlpha"] = AutoAlpha, ["autoMaxRatio"] = AutoMaxRatio, ["autoEvery"] = AutoEvery,
+        ["autoAlpha"] = AutoAlpha,
+        ["autoMaxRatio"] = AutoMaxRatio,
+        ["autoEvery"] = AutoEvery,
         ["autoSmoothing"] = AutoSmoothing,
-        ["schedule"] = "schedule.kind", ["lr"] = "schedule.lr", ["warmupSteps"] = "schedule.warmupSteps",
-        ["floorLr"] = "schedule.floorLr", ["alphaWarmup"] = "schedule.alphaWarmup",
-        ["steps"] = "training.steps", ["batchSize"] = "training.batchSize", ["microBatchSize"] = "training.microBatchSize",
-        ["seqLen"] = "training.seqLen", ["seed"] = "training.seed", ["precision"] = "training.precision",
-        ["gradClip"] = "training.gradClip", ["device"] = "training.device", ["threads"] = "training.threads",
-        ["evalEvery"] = "evaluation.every", ["evalWindows"] = "evaluation.windows",
-        ["out"] = "run.out", ["overwrite"] = "run.overwrite",
-        ["checkpointEvery"] = "checkpoint.every", ["keepCheckpoints"] = "checkpoint.keep", ["resume"] = "checkpoint.resume",
+        ["schedule"] = "schedule.kind",
+        ["lr"] = "schedule.lr",
+        ["warmupSteps"] = "schedule.warmupSteps",
+        ["floorLr"] = "schedule.floorLr",
+        ["alphaWarmup"] = "schedule.alphaWarmup",
+        ["steps"] = "training.steps",
+        ["batchSize"] = "training.batchSize",
+        ["microBatchSize"] = "training.microBatchSize",
+        ["seqLen"] = "training.seqLen",
+        ["seed"] = "training.seed",
+        ["precision"] = "training.precision",
+        ["gradClip"] = "training.gradClip",
+        ["device"] = "training.device",
+        ["threads"] = "training.threads",
+        ["evalEvery"] = "evaluation.every",
+        ["evalWindows"] = "evaluation.windows",
+        ["out"] = "run.out",
+        ["overwrite"] = "run.overwrite",
+        ["checkpointEvery"] = "checkpoint.every",
+        ["keepCheckpoints"] = "checkpoint.keep",
+        ["resume"] = "checkpoint.resume",
         ["initFrom"] = "checkpoint.initFrom",
-        ["zero"] = "parallelism.zero", ["bucketMb"] = "parallelism.bucketMb",
-        ["sharpnessEvery"] = "debug.sharpnessEvery", ["peakTflops"] = "debug.peakTflops",
+        ["zero"] = "parallelism.zero",
+        ["bucketMb"] = "parallelism.bucketMb",
+        ["sharpnessEvery"] = "debug.sharpnessEvery",
+        ["peakTflops"] = "debug.peakTflops",
         ["deterministic"] = "debug.deterministic",
     };
 
     static string Camel(string name) => JsonNamingPolicy.CamelCase.ConvertName(name);
 
     /// <summary>The groups, as written: JSON name and property.</summary>
-    public static IReadOnlyList<(string Key, PropertyInfo Property)> Groups { get; } = typeof(PretrainOptions)
-        .GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite)
-        .Select(p => (Camel(p.Name), p)).ToList();
+    public static IReadOnlyList<(string Key, PropertyInfo Property)> Groups { get; } =
+        typeof(PretrainOptions)
+            .GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.CanWrite)
+            .Select(p => (Camel(p.Name), p))
+            .ToList();
 
     static readonly Dictionary<string, OptionField> byPath = Create();
 
@@ -154,16 +209,27 @@ static class OptionFields
         var fields = new Dictionary<string, OptionField>(StringComparer.Ordinal);
         var flatOf = flatKeys.ToDictionary(kv => kv.Value, kv => kv.Key);
         foreach (var (key, group) in Groups)
-            foreach (var property in group.PropertyType.GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite))
-            {
-                var path = $"{key}.{Camel(property.Name)}";
-                fields[path] = new OptionField(path, $"{group.Name}.{property.Name}", flatOf.GetValueOrDefault(path), group, property);
-            }
+        foreach (
+            var property in group
+                .PropertyType.GetProperties(BindingFlags.Public | BindingFlags.Instance)
+                .Where(p => p.CanWrite)
+        )
+        {
+            var path = $"{key}.{Camel(property.Name)}";
+            fields[path] = new OptionField(
+                path,
+                $"{group.Name}.{property.Name}",
+                flatOf.GetValueOrDefault(path),
+                group,
+                property
+            );
+        }
         // The auto-ratio settings are parts of Optimizer.Ratios, read and checked by PretrainOptions.
         var ratios = fields["optimizer.ratios"];
         foreach (var path in new[] { AutoAlpha, AutoMaxRatio, AutoEvery, AutoSmoothing })
         {
-            var name = "Optimizer.Ratios." + char.ToUpperInvariant(path[AutoPrefix.Length]) + path[(AutoPrefix.Length + 1)..];
+            var name =
+                "Optimizer.Ratios." + char.ToUpperInvariant(path[AutoPrefix.Length]) + path[(AutoPrefix.Length + 1)..];
             fields[path] = ratios with { Path = path, Name = name, FlatKey = flatOf[path] };
         }
         return fields;

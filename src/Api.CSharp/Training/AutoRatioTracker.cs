@@ -25,8 +25,12 @@ sealed class AutoRatioTracker
     readonly IReadOnlyDictionary<Block, long> parametersPerBlock;
     AutoRatioState state;
 
-    AutoRatioTracker(AutoRatioRule rule, BlockSchedule schedule, IReadOnlyDictionary<Block, long> parametersPerBlock,
-        AutoRatioState state)
+    AutoRatioTracker(
+        AutoRatioRule rule,
+        BlockSchedule schedule,
+        IReadOnlyDictionary<Block, long> parametersPerBlock,
+        AutoRatioState state
+    )
     {
         (this.rule, this.schedule, this.parametersPerBlock, this.state) = (rule, schedule, parametersPerBlock, state);
         Blocks = [.. parametersPerBlock.Keys];
@@ -34,14 +38,25 @@ sealed class AutoRatioTracker
 
     /// <summary>The tracker of a run with auto ratios (null for fixed ratios), resumed from
     /// <paramref name="saved"/> when the checkpoint has its part.</summary>
-    public static AutoRatioTracker? For(ResolvedOptions resolved, IReadOnlyDictionary<Block, long> parametersPerBlock,
-        AutoRatioCheckpoint? saved)
+    public static AutoRatioTracker? For(
+        ResolvedOptions resolved,
+        IReadOnlyDictionary<Block, long> parametersPerBlock,
+        AutoRatioCheckpoint? saved
+    )
     {
-        if (!resolved.AutoRatios) return null;
+        if (!resolved.AutoRatios)
+            return null;
         var settings = resolved.Options.Optimizer.Ratios.AutoSettings!;
-        var rule = new AutoRatioRule(settings.Alpha, settings.MaxRatio, settings.Every, settings.Smoothing,
-            resolved.MicroBatch, resolved.Options.Training.BatchSize);
-        var state = saved is null ? AutoRatioRules.Start
+        var rule = new AutoRatioRule(
+            settings.Alpha,
+            settings.MaxRatio,
+            settings.Every,
+            settings.Smoothing,
+            resolved.MicroBatch,
+            resolved.Options.Training.BatchSize
+        );
+        var state = saved is null
+            ? AutoRatioRules.Start
             : AutoRatioRules.Restore(saved.Steps, saved.Smoothed, saved.Ratios, saved.SmallSquared, saved.BigSquared);
         return new AutoRatioTracker(rule, resolved.Schedule, parametersPerBlock, state);
     }
@@ -57,11 +72,19 @@ sealed class AutoRatioTracker
     /// over the first micro-batch (<paramref name="smallSquared"/>, in <see cref="Blocks"/> order).</summary>
     public void Observe(IReadOnlyDictionary<Block, double> squared, IReadOnlyList<double>? smallSquared)
     {
-        var measured = squared.Select(kv => AutoRatioRules.Observation(kv.Key.ToCore(), kv.Value,
-            parametersPerBlock[kv.Key], null));
+        var measured = squared.Select(kv =>
+            AutoRatioRules.Observation(kv.Key.ToCore(), kv.Value, parametersPerBlock[kv.Key], null)
+        );
         if (smallSquared is not null)
-            measured = Blocks.Select((block, i) => AutoRatioRules.Observation(block.ToCore(), squared[block],
-                parametersPerBlock[block], smallSquared[i]));
+            measured = Blocks.Select(
+                (block, i) =>
+                    AutoRatioRules.Observation(
+                        block.ToCore(),
+                        squared[block],
+                        parametersPerBlock[block],
+                        smallSquared[i]
+                    )
+            );
         state = AutoRatioRules.Observe(rule, measured, state);
     }
 
@@ -72,7 +95,12 @@ sealed class AutoRatioTracker
     public double LrAt(Block block, int step) => AutoRatioRules.LrAt(schedule.Spec, state, block.ToCore(), step);
 
     /// <summary>The tracker's part of a checkpoint.</summary>
-    public AutoRatioCheckpoint Checkpoint() => new(state.Steps, AutoRatioRules.Keyed(state.Smoothed),
-        AutoRatioRules.Keyed(state.Ratios), AutoRatioRules.Keyed(state.SmallSquared),
-        AutoRatioRules.Keyed(state.BigSquared));
+    public AutoRatioCheckpoint Checkpoint() =>
+        new(
+            state.Steps,
+            AutoRatioRules.Keyed(state.Smoothed),
+            AutoRatioRules.Keyed(state.Ratios),
+            AutoRatioRules.Keyed(state.SmallSquared),
+            AutoRatioRules.Keyed(state.BigSquared)
+        );
 }

@@ -18,37 +18,59 @@ public static class Checkpoints
 
     public static string Folder(string runDirectory) => Path.Combine(runDirectory, "checkpoints");
 
-    /// <summary>Removes the temporary folders of checkpoint writes that did not finish (a killed process); returns them.</summary>
+    /// <summary>Removes the temporary folders of checkpoint writes that did not finish (a killed process); returns
+    /// them.</summary>
     internal static IReadOnlyList<string> RemoveStaleTemporaries(string runDirectory)
     {
         var folder = Folder(runDirectory);
-        if (!Directory.Exists(folder)) return [];
+        if (!Directory.Exists(folder))
+            return [];
         var stale = Directory.GetDirectories(folder, ".tmp-*").Concat(Directory.GetFiles(folder, ".tmp-*")).ToList();
         foreach (var path in stale)
-            if (Directory.Exists(path)) Directory.Delete(path, true); else File.Delete(path);
+            if (Directory.Exists(path))
+                Directory.Delete(path, true);
+            else
+                File.Delete(path);
         return stale;
     }
 
-    public static string Write(string runDirectory, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, BlockOptimizer optimizer, TrainerState state, int keep) =>
-        Write(runDirectory, model, optimizer.Save, state, keep);
+    public static string Write(
+        string runDirectory,
+        TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model,
+        BlockOptimizer optimizer,
+        TrainerState state,
+        int keep
+    ) => Write(runDirectory, model, optimizer.Save, state, keep);
 
     /// <summary>The folder the checkpoint of <paramref name="step"/> is written to.</summary>
-    internal static string PathOf(string runDirectory, int step) => Path.Combine(Folder(runDirectory), $"step_{step:D7}");
+    internal static string PathOf(string runDirectory, int step) =>
+        Path.Combine(Folder(runDirectory), $"step_{step:D7}");
 
-    /// <summary>Writes a checkpoint whose optimizer state <paramref name="saveOptimizer"/> writes to the path it is given.</summary>
-    internal static string Write(string runDirectory, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, Action<string> saveOptimizer, TrainerState state, int keep)
+    /// <summary>Writes a checkpoint whose optimizer state <paramref name="saveOptimizer"/> writes to the path it is
+    /// given.</summary>
+    internal static string Write(
+        string runDirectory,
+        TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model,
+        Action<string> saveOptimizer,
+        TrainerState state,
+        int keep
+    )
     {
         var folder = Folder(runDirectory);
         Directory.CreateDirectory(folder);
         var name = Path.GetFileName(PathOf(runDirectory, state.Step));
         var temp = Path.Combine(folder, $".tmp-{name}-{Environment.ProcessId}");
-        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        if (Directory.Exists(temp))
+            Directory.Delete(temp, true);
         Directory.CreateDirectory(temp);
         try
         {
-            if (model is LanguageModel builtIn) HfFormat.Save(builtIn, temp);
-            else SaveStateDict(model, Path.Combine(temp, "model.safetensors"));
-            if (state.Tokenizer is { } tokenizer) Data.TextTokenizers.WriteForModel(temp, tokenizer, state.Options.Data.Path);
+            if (model is LanguageModel builtIn)
+                HfFormat.Save(builtIn, temp);
+            else
+                SaveStateDict(model, Path.Combine(temp, "model.safetensors"));
+            if (state.Tokenizer is { } tokenizer)
+                Data.TextTokenizers.WriteForModel(temp, tokenizer, state.Options.Data.Path);
             FaultInjection.Hang("hang-during-checkpoint", state.Step);
             saveOptimizer(Path.Combine(temp, "optimizer.safetensors"));
             WriteDurably(Path.Combine(temp, "trainer.json"), JsonSerializer.Serialize(state, OptionsJson.Options));
@@ -56,11 +78,16 @@ public static class Checkpoints
         catch
         {
             // A failed write (disk full, ...) leaves no partial checkpoint behind to keep the disk full.
-            try { Directory.Delete(temp, true); } catch (IOException) { }
+            try
+            {
+                Directory.Delete(temp, true);
+            }
+            catch (IOException) { }
             throw;
         }
         var final = Path.Combine(folder, name);
-        if (Directory.Exists(final)) Directory.Delete(final, true);
+        if (Directory.Exists(final))
+            Directory.Delete(final, true);
         Directory.Move(temp, final);
         var latestTemp = Path.Combine(folder, $".tmp-latest-{Environment.ProcessId}");
         WriteDurably(latestTemp, name);
@@ -83,10 +110,20 @@ public static class Checkpoints
     public static string Locate(string runDirectory, string resume)
     {
         if (resume != "latest")
-            return File.Exists(Path.Combine(resume, "trainer.json")) ? resume
-                : throw new InvalidOptionException("Checkpoint.Resume", resume, "not a checkpoint (no trainer.json); give a checkpoints/step_* folder or \"latest\"");
+            return File.Exists(Path.Combine(resume, "trainer.json"))
+                ? resume
+                : throw new InvalidOptionException(
+                    "Checkpoint.Resume",
+                    resume,
+                    "not a checkpoint (no trainer.json); give a checkpoints/step_* folder or \"latest\""
+                );
         var pointer = Path.Combine(Folder(runDirectory), LatestFile);
-        if (!File.Exists(pointer)) throw new InvalidOptionException("Checkpoint.Resume", resume, $"{runDirectory} has no checkpoint to resume (no {pointer}); train it without Resume first");
+        if (!File.Exists(pointer))
+            throw new InvalidOptionException(
+                "Checkpoint.Resume",
+                resume,
+                $"{runDirectory} has no checkpoint to resume (no {pointer}); train it without Resume first"
+            );
         return Path.Combine(Folder(runDirectory), File.ReadAllText(pointer).Trim());
     }
 
@@ -96,31 +133,56 @@ public static class Checkpoints
     {
         var path = Path.Combine(checkpoint, "trainer.json");
         TrainerState state;
-        try { state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), OptionsJson.Options) ?? throw new InvalidDataException($"{path}: empty"); }
-        catch (JsonException e) { throw new InvalidDataException($"{path}: not a trainer state (line {e.LineNumber + 1}: {(e is OptionValueException ? e.Message : "unexpected value")})"); }
+        try
+        {
+            state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), OptionsJson.Options)
+                ?? throw new InvalidDataException($"{path}: empty");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException(
+                $"{path}: not a trainer state (line {e.LineNumber + 1}: "
+                    + $"{(e is OptionValueException ? e.Message : "unexpected value")})"
+            );
+        }
         if (!Equals(state.Model, expected))
-            throw new InvalidOptionException("Checkpoint.Resume", checkpoint,
-                $"holds another model ({Describe(state.Model)}), not the one asked for ({Describe(expected)}); resume with the same model and overrides");
+            throw new InvalidOptionException(
+                "Checkpoint.Resume",
+                checkpoint,
+                $"holds another model ({Describe(state.Model)}), not the one asked for ({Describe(expected)}); "
+                    + $"resume with the same model and overrides"
+            );
         return state;
     }
 
-    static string Describe(ModelConfig? config) => config is null ? "a model of your own" : ModelConfigs.Describe(config);
+    static string Describe(ModelConfig? config) =>
+        config is null ? "a model of your own" : ModelConfigs.Describe(config);
 
     /// <summary>Loads weights and optimizer state into an existing model and optimizer.</summary>
-    public static void Load(string checkpoint, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model, BlockOptimizer optimizer)
+    public static void Load(
+        string checkpoint,
+        TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model,
+        BlockOptimizer optimizer
+    )
     {
-        if (model is LanguageModel builtIn) LoadWeights(checkpoint, builtIn);
-        else LoadStateDict(model, Path.Combine(checkpoint, "model.safetensors"));
+        if (model is LanguageModel builtIn)
+            LoadWeights(checkpoint, builtIn);
+        else
+            LoadStateDict(model, Path.Combine(checkpoint, "model.safetensors"));
         optimizer.Load(Path.Combine(checkpoint, "optimizer.safetensors"));
     }
 
     /// <summary>Copies the weights of a Hugging Face folder or checkpoint into a model of the same shape.</summary>
-    public static void LoadWeights(string folder, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model)
+    public static void LoadWeights(
+        string folder,
+        TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model
+    )
     {
         using var loaded = HfFormat.Load(folder);
         using var noGrad = TorchSharp.torch.no_grad();
         var source = loaded.state_dict();
-        foreach (var (name, parameter) in model.named_parameters()) parameter.copy_(source[name]);
+        foreach (var (name, parameter) in model.named_parameters())
+            parameter.copy_(source[name]);
     }
 
     static void SaveStateDict(TorchSharp.torch.nn.Module model, string path)
@@ -137,9 +199,13 @@ public static class Checkpoints
         var saved = SafetensorsHeader.LoadTensors(path);
         foreach (var (name, tensor) in model.state_dict())
         {
-            if (!saved.TryGetValue(name, out var value)) throw new InvalidDataException($"{path}: no tensor {name}; was it saved from another model?");
+            if (!saved.TryGetValue(name, out var value))
+                throw new InvalidDataException($"{path}: no tensor {name}; was it saved from another model?");
             if (!value.shape.SequenceEqual(tensor.shape))
-                throw new InvalidDataException($"{path}: {name} is ({string.Join(", ", value.shape)}), expected ({string.Join(", ", tensor.shape)})");
+                throw new InvalidDataException(
+                    $"{path}: {name} is ({string.Join(", ", value.shape)}), expected "
+                        + $"({string.Join(", ", tensor.shape)})"
+                );
             tensor.copy_(value);
         }
     }
@@ -157,37 +223,67 @@ static class RunFolder
     /// <summary>Removes a run's own files (nothing else in the folder).</summary>
     public static void Clear(string run)
     {
-        foreach (var file in Files.Select(f => Path.Combine(run, f)).Where(File.Exists)) File.Delete(file);
-        foreach (var folder in Folders.Select(d => Path.Combine(run, d)).Where(Directory.Exists)) Directory.Delete(folder, true);
+        foreach (var file in Files.Select(f => Path.Combine(run, f)).Where(File.Exists))
+            File.Delete(file);
+        foreach (var folder in Folders.Select(d => Path.Combine(run, d)).Where(Directory.Exists))
+            Directory.Delete(folder, true);
     }
 
     /// <summary>Options a resumed run may change: where and how often it evaluates, logs and checkpoints, and what
     /// it runs on. Everything else decides the trajectory.</summary>
     static readonly HashSet<string> MayChange =
-        ["evaluation.every", "evaluation.windows", "checkpoint.every", "checkpoint.keep", "run.out", "checkpoint.resume",
-         "checkpoint.initFrom", "run.overwrite", "training.threads", "debug.peakTflops", "debug.sharpnessEvery",
-         "training.device", "debug.deterministic", "parallelism.zero", "parallelism.bucketMb"];
+    [
+        "evaluation.every",
+        "evaluation.windows",
+        "checkpoint.every",
+        "checkpoint.keep",
+        "run.out",
+        "checkpoint.resume",
+        "checkpoint.initFrom",
+        "run.overwrite",
+        "training.threads",
+        "debug.peakTflops",
+        "debug.sharpnessEvery",
+        "training.device",
+        "debug.deterministic",
+        "parallelism.zero",
+        "parallelism.bucketMb",
+    ];
 
-    public static void RefuseChangedTrajectory(PretrainOptions saved, PretrainOptions asked, string resume, string checkpoint)
+    public static void RefuseChangedTrajectory(
+        PretrainOptions saved,
+        PretrainOptions asked,
+        string resume,
+        string checkpoint
+    )
     {
-        var changed = OptionFields.All.Where(f => !f.IsAutoSetting && !MayChange.Contains(f.Path))
+        var changed = OptionFields
+            .All.Where(f => !f.IsAutoSetting && !MayChange.Contains(f.Path))
             .Select(f => (f.Name, Before: Value(f, saved), Now: Value(f, asked)))
             .Where(f => f.Before?.ToJsonString() != f.Now?.ToJsonString())
-            .Select(f => $"{f.Name} {Text(f.Before)} -> {Text(f.Now)}").ToList();
+            .Select(f => $"{f.Name} {Text(f.Before)} -> {Text(f.Now)}")
+            .ToList();
         if (changed.Count > 0)
-            throw new InvalidOptionException("Checkpoint.Resume", resume,
-                $"{checkpoint} was trained with other options ({string.Join("; ", changed)}); resume with the options it was "
-                + "trained with (its options.json) or start a new run");
+            throw new InvalidOptionException(
+                "Checkpoint.Resume",
+                resume,
+                $"{checkpoint} was trained with other options ({string.Join("; ", changed)}); resume with the "
+                    + $"options it was "
+                    + "trained with (its options.json) or start a new run"
+            );
     }
 
     /// <summary>An option's value as options.json writes it (the data folder made absolute).</summary>
     static System.Text.Json.Nodes.JsonNode? Value(OptionField field, PretrainOptions options)
     {
         var value = field.Get(options);
-        if (field.Path == "data.path" && value is string { Length: > 0 } path) value = Path.GetFullPath(path);
+        if (field.Path == "data.path" && value is string { Length: > 0 } path)
+            value = Path.GetFullPath(path);
         return System.Text.Json.JsonSerializer.SerializeToNode(value, field.Property.PropertyType, OptionsJson.Options);
     }
 
     static string Text(System.Text.Json.Nodes.JsonNode? node) =>
-        node is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s) ? s : node?.ToJsonString() ?? "null";
+        node is System.Text.Json.Nodes.JsonValue v && v.TryGetValue<string>(out var s)
+            ? s
+            : node?.ToJsonString() ?? "null";
 }

@@ -11,21 +11,39 @@ public sealed record EvalResult(string Model, double Loss, double Perplexity, lo
 public static class Evaluation
 {
     /// <summary>Mean next-token loss over the first <paramref name="maxWindows"/> non-overlapping windows of
-    /// seq_len + 1 tokens: of the val split of a prepared dataset, or of a text file tokenized with the model's tokenizer (its blr-tokenizer.json, else GPT-2's).</summary>
-    public static EvalResult Run(string model, string? data, string? textFile, int seqLen, int batchSize, long maxWindows, Device? device = null)
+    /// seq_len + 1 tokens: of the val split of a prepared dataset, or of a text file tokenized with the model's
+    /// tokenizer (its blr-tokenizer.json, else GPT-2's).</summary>
+    public static EvalResult Run(
+        string model,
+        string? data,
+        string? textFile,
+        int seqLen,
+        int batchSize,
+        long maxWindows,
+        Device? device = null
+    )
     {
-        if ((data is null) == (textFile is null)) throw new InvalidOptionException("Data", data, "give a prepared dataset (its val split) or a text file, one of them");
-        if (batchSize < 1) throw new InvalidOptionException("BatchSize", $"{batchSize}", "must be >= 1");
-        if (maxWindows < 1) throw new InvalidOptionException("Windows", $"{maxWindows}", "must be >= 1");
+        if ((data is null) == (textFile is null))
+            throw new InvalidOptionException(
+                "Data",
+                data,
+                "give a prepared dataset (its val split) or a text file, one of them"
+            );
+        if (batchSize < 1)
+            throw new InvalidOptionException("BatchSize", $"{batchSize}", "must be >= 1");
+        if (maxWindows < 1)
+            throw new InvalidOptionException("Windows", $"{maxWindows}", "must be >= 1");
         var located = ModelLocator.Resolve(model);
         TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = HfFormat.Load(located, device);
-        if (seqLen < 1 || seqLen > lm.Config.Context) throw new InvalidOptionException("SeqLen", $"{seqLen}", $"must be in 1..{lm.Config.Context}");
+        if (seqLen < 1 || seqLen > lm.Config.Context)
+            throw new InvalidOptionException("SeqLen", $"{seqLen}", $"must be in 1..{lm.Config.Context}");
         string? temp = null;
         if (textFile is not null)
         {
             var tokenizer = TextTokenizers.ForModel(located);
-            using (tokenizer as IDisposable) temp = TextAsShard(textFile, tokenizer);
+            using (tokenizer as IDisposable)
+                temp = TextAsShard(textFile, tokenizer);
         }
         try
         {
@@ -33,27 +51,53 @@ public static class Evaluation
             var (loss, windows) = MeanLoss(lm, dataset, seqLen, batchSize, maxWindows, device);
             return new EvalResult(located, loss, Math.Exp(loss), windows, windows * seqLen);
         }
-        finally { if (temp is not null) Directory.Delete(temp, true); }
+        finally
+        {
+            if (temp is not null)
+                Directory.Delete(temp, true);
+        }
     }
 
     /// <summary>Mean next-token loss (weighted by windows) over the first <paramref name="maxWindows"/>
-    /// non-overlapping windows of a split, in eval mode without gradients. Training and `blr eval` both use it.</summary>
-    public static (double Loss, long Windows) MeanLoss(nn.Module<Tensor, Tensor> model, ITokenSource split, int seqLen, int batchSize, long maxWindows, Device? device)
+    /// non-overlapping windows of a split, in eval mode without gradients. Training and `blr eval` both use
+    /// it.</summary>
+    public static (double Loss, long Windows) MeanLoss(
+        nn.Module<Tensor, Tensor> model,
+        ITokenSource split,
+        int seqLen,
+        int batchSize,
+        long maxWindows,
+        Device? device
+    )
     {
         var (sum, windows) = LossSum(model, split, seqLen, batchSize, maxWindows, device, 0, 1);
         return (sum / windows, windows);
     }
 
     /// <summary>The summed loss (each batch's mean times its windows) and the windows of every
-    /// <paramref name="world"/>-th batch from batch <paramref name="rank"/> on: one rank's share of an evaluation.</summary>
-    internal static (double Sum, long Windows) LossSum(nn.Module<Tensor, Tensor> model, ITokenSource split, int seqLen, int batchSize, long maxWindows, Device? device, int rank, int world)
+    /// <paramref name="world"/>-th batch from batch <paramref name="rank"/> on: one rank's share of an
+    /// evaluation.</summary>
+    internal static (double Sum, long Windows) LossSum(
+        nn.Module<Tensor, Tensor> model,
+        ITokenSource split,
+        int seqLen,
+        int batchSize,
+        long maxWindows,
+        Device? device,
+        int rank,
+        int world
+    )
     {
         using var noGrad = no_grad();
         model.eval();
         var layout = Windows.Layout(split, seqLen);
         double sum = 0;
         long windows = 0;
-        foreach (var batch in Windows.ValidationBatches(layout, batchSize, maxWindows).Where((_, index) => index % world == rank))
+        foreach (
+            var batch in Windows
+                .ValidationBatches(layout, batchSize, maxWindows)
+                .Where((_, index) => index % world == rank)
+        )
         {
             // Each batch in its own scope: its activations and logits are freed before the next is made.
             using var scope = NewDisposeScope();
@@ -64,7 +108,8 @@ public static class Evaluation
         return (sum, windows);
     }
 
-    /// <summary>A text file as a one-shard "val" split in a temporary folder (one document), in the model's tokenizer.</summary>
+    /// <summary>A text file as a one-shard "val" split in a temporary folder (one document), in the model's
+    /// tokenizer.</summary>
     static string TextAsShard(string path, ITextTokenizer tokenizer)
     {
         var text = Corpus.Read(path, new CorpusOptions()).Single().Text;

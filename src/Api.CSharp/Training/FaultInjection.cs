@@ -7,7 +7,8 @@ static class FaultInjection
 {
     /// <summary>BLR_FAULT_RANK=R limits a fault to rank R of a data-parallel run.</summary>
     static bool ThisRank() =>
-        Environment.GetEnvironmentVariable("BLR_FAULT_RANK") is not { } rank || rank == Distributed.LaunchInfo.FromEnvironment().Rank.ToString();
+        Environment.GetEnvironmentVariable("BLR_FAULT_RANK") is not { } rank
+        || rank == Distributed.LaunchInfo.FromEnvironment().Rank.ToString();
 
     public static void Bug(string point)
     {
@@ -25,7 +26,8 @@ static class FaultInjection
     public static void Hang(string point, int step)
     {
         var fault = Environment.GetEnvironmentVariable("BLR_FAULT");
-        if (fault != point && fault != $"{point}@{step}") return;
+        if (fault != point && fault != $"{point}@{step}")
+            return;
         Console.Error.WriteLine($"BLR_FAULT: {point} at step {step}");
         Thread.Sleep(Timeout.Infinite);
     }

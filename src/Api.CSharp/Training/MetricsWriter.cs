@@ -18,20 +18,29 @@ sealed class MetricsWriter : IDisposable
         Path = System.IO.Path.Combine(run, "metrics.jsonl");
         var evalPath = System.IO.Path.Combine(run, "evals.csv");
         Truncate(Path, line => JsonNode.Parse(line)!["step"]!.GetValue<int>() < resumeStep);
-        Truncate(evalPath, line => line.StartsWith("step")
-            || int.Parse(line.Split(',')[0], CultureInfo.InvariantCulture) <= resumeStep);
+        Truncate(evalPath, line =>
+            line.StartsWith("step") || int.Parse(line.Split(',')[0], CultureInfo.InvariantCulture) <= resumeStep
+        );
         steps = new StreamWriter(Path, append: true) { AutoFlush = true };
         evals = new StreamWriter(evalPath, append: true) { AutoFlush = true };
-        if (new FileInfo(evalPath).Length == 0) evals.WriteLine("step,val_loss");
-        try { tensorboard = torch.utils.tensorboard.SummaryWriter(System.IO.Path.Combine(run, "tensorboard")); }
-        catch (Exception) { tensorboard = null; }   // metrics files remain the record
+        if (new FileInfo(evalPath).Length == 0)
+            evals.WriteLine("step,val_loss");
+        try
+        {
+            tensorboard = torch.utils.tensorboard.SummaryWriter(System.IO.Path.Combine(run, "tensorboard"));
+        }
+        catch (Exception)
+        {
+            tensorboard = null;
+        } // metrics files remain the record
     }
 
     public string Path { get; }
 
     static void Truncate(string path, Func<string, bool> keep)
     {
-        if (!File.Exists(path)) return;
+        if (!File.Exists(path))
+            return;
         var lines = File.ReadAllLines(path).Where(l => l.Length > 0).Where(keep).ToList();
         File.WriteAllLines(path, lines);
     }
@@ -49,11 +58,16 @@ sealed class MetricsWriter : IDisposable
             ["tokens_per_s"] = report.TokensPerSecond,
             ["ms"] = report.Milliseconds,
         };
-        if (report.Mfu is { } mfu) line["mfu"] = mfu;
-        if (report.CollectiveMilliseconds is { } comm) line["comm_ms"] = comm;
-        if (report.DeviceMemoryBytes is { } memory) line["device_mem_mib"] = memory / 1048576.0;
-        if (report.Ratios is { } ratios) line["ratio"] = Keyed(ratios);
-        if (report.Sharpness is { } sharpness) line["sharpness"] = Keyed(sharpness);
+        if (report.Mfu is { } mfu)
+            line["mfu"] = mfu;
+        if (report.CollectiveMilliseconds is { } comm)
+            line["comm_ms"] = comm;
+        if (report.DeviceMemoryBytes is { } memory)
+            line["device_mem_mib"] = memory / 1048576.0;
+        if (report.Ratios is { } ratios)
+            line["ratio"] = Keyed(ratios);
+        if (report.Sharpness is { } sharpness)
+            line["sharpness"] = Keyed(sharpness);
         steps.WriteLine(line.ToJsonString());
         tensorboard?.add_scalar("train/loss", (float)report.Loss, report.Step);
         if (report.ValLoss is { } valLoss)

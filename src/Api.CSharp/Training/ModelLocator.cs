@@ -9,10 +9,14 @@ public static class ModelLocator
 {
     public static string Resolve(string path)
     {
-        if (File.Exists(Path.Combine(path, "config.json"))) return path;
+        if (File.Exists(Path.Combine(path, "config.json")))
+            return path;
         var latest = Path.Combine(Checkpoints.Folder(path), Checkpoints.LatestFile);
-        if (File.Exists(latest)) return Path.Combine(Checkpoints.Folder(path), File.ReadAllText(latest).Trim());
-        throw new ArgumentException($"{path}: not a model (no config.json) and not a run folder (no checkpoints/latest)");
+        if (File.Exists(latest))
+            return Path.Combine(Checkpoints.Folder(path), File.ReadAllText(latest).Trim());
+        throw new ArgumentException(
+            $"{path}: not a model (no config.json) and not a run folder (no checkpoints/latest)"
+        );
     }
 
     public static LanguageModel Load(string path, Device? device = null) => HfFormat.Load(Resolve(path), device);

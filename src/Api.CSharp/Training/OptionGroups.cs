@@ -8,10 +8,13 @@ public sealed record ModelOptions
 {
     /// <summary>A named config (gpt2-tiny, llama-0.25b, ...; see <see cref="ModelConfigs.Names"/>).</summary>
     public string Name { get; init; } = "gpt2-tiny";
+
     /// <summary>Changes to the named config.</summary>
     public ModelOverrides Overrides { get; init; } = ModelOverrides.None;
+
     /// <summary>A whole config built in code (<see cref="ModelConfigs.Gpt2"/>, <see cref="ModelConfigs.Llama"/>,
-    /// <see cref="ModelConfigs.With"/>); when set, <see cref="Name"/> and <see cref="Overrides"/> are not used.</summary>
+    /// <see cref="ModelConfigs.With"/>); when set, <see cref="Name"/> and <see cref="Overrides"/> are not
+    /// used.</summary>
     public ModelConfig? Config { get; init; }
 }
 
@@ -26,13 +29,16 @@ public sealed record DataOptions
 public sealed record OptimizerOptions
 {
     public OptimizerKind Kind { get; init; } = OptimizerKind.BlockwiseAdamW;
+
     /// <summary>The blockwise optimizers' ratios; plain AdamW and Adam-mini give every block the base LR.</summary>
     public BlockRatios Ratios { get; init; } = BlockRatios.Paper;
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.95;
     public double Eps { get; init; } = 1e-8;
+
     /// <summary>Decoupled weight decay.</summary>
     public double WeightDecay { get; init; } = 0.1;
+
     /// <summary>Which parameters decay (default: all for AdamW, Adam-mini's names for Adam-mini).</summary>
     public WeightDecayPolicy? WeightDecayPolicy { get; init; }
 }
@@ -42,12 +48,17 @@ public sealed record OptimizerOptions
 public sealed record ScheduleOptions
 {
     public LrSchedule Kind { get; init; } = LrSchedule.Cosine;
+
     /// <summary>Base (AdamW) peak learning rate; a block's peak is its ratio times this.</summary>
     public double Lr { get; init; } = 6e-4;
+
     /// <summary>Warmup steps (default: <see cref="BlockSchedule.DefaultWarmup"/>, 2% of the run, at least 1).</summary>
     public int? WarmupSteps { get; init; }
-    /// <summary>The one floor every block decays to (default: <see cref="BlockSchedule.DefaultFloor"/>, Lr / 20).</summary>
+
+    /// <summary>The one floor every block decays to (default: <see cref="BlockSchedule.DefaultFloor"/>, Lr /
+    /// 20).</summary>
     public double? FloorLr { get; init; }
+
     /// <summary>A block's warmup is ratio times longer (equal warmup slopes).</summary>
     public bool AlphaWarmup { get; init; }
 }
@@ -57,19 +68,27 @@ public sealed record TrainingOptions
 {
     /// <summary>Optimizer steps.</summary>
     public int Steps { get; init; } = 1000;
+
     /// <summary>Sequences per optimizer step (the global batch).</summary>
     public int BatchSize { get; init; } = 16;
-    /// <summary>Sequences per forward/backward (default: the batch size); gradients accumulate up to the batch.</summary>
+
+    /// <summary>Sequences per forward/backward (default: the batch size); gradients accumulate up to the
+    /// batch.</summary>
     public int? MicroBatchSize { get; init; }
+
     /// <summary>Tokens per sequence (default: the model's context).</summary>
     public int? SeqLen { get; init; }
+
     /// <summary>Seed of initialization and data order.</summary>
     public ulong Seed { get; init; } = 1337;
     public Precision Precision { get; init; } = Precision.Fp32;
+
     /// <summary>Global gradient-norm clip; 0 turns it off.</summary>
     public double GradClip { get; init; } = 1.0;
     public ComputeDevice Device { get; init; } = ComputeDevice.Cpu;
-    /// <summary>CPU threads for libtorch (default: libtorch's choice; at N processes per machine, cores / N each).</summary>
+
+    /// <summary>CPU threads for libtorch (default: libtorch's choice; at N processes per machine, cores / N
+    /// each).</summary>
     public int? Threads { get; init; }
 }
 
@@ -78,6 +97,7 @@ public sealed record EvaluationOptions
 {
     /// <summary>Evaluate every N steps (and at the end); 0: only at the end.</summary>
     public int Every { get; init; } = 100;
+
     /// <summary>Validation windows (the first N of the val split).</summary>
     public int Windows { get; init; } = 64;
 }
@@ -85,8 +105,10 @@ public sealed record EvaluationOptions
 /// <summary>The run folder (<see cref="PretrainOptions.Run"/>).</summary>
 public sealed record RunOptions
 {
-    /// <summary>The run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/, result.json.</summary>
+    /// <summary>The run folder: options.json, metrics.jsonl, evals.csv, tensorboard/, checkpoints/,
+    /// result.json.</summary>
     public string Out { get; init; } = "runs/run";
+
     /// <summary>Replace the run already in Out (its options, metrics, checkpoints and result); without it, an Out
     /// that holds a run is refused unless the run is resumed.</summary>
     public bool Overwrite { get; init; }
@@ -97,10 +119,13 @@ public sealed record CheckpointOptions
 {
     /// <summary>Checkpoint every N steps (and at the end); 0: only at the end.</summary>
     public int Every { get; init; }
+
     /// <summary>Checkpoints kept (the newest).</summary>
     public int Keep { get; init; } = 2;
+
     /// <summary>"latest" (the newest checkpoint in the run folder) or a checkpoint folder.</summary>
     public string? Resume { get; init; }
+
     /// <summary>Start from the weights of a Hugging Face folder, checkpoint or run (same model shape), with a
     /// fresh optimizer and schedule.</summary>
     public string? InitFrom { get; init; }
@@ -112,6 +137,7 @@ public sealed record ParallelismOptions
     /// <summary>ZeRO stage of a data-parallel run: 0 (every rank keeps all optimizer state) or 1 (each rank keeps
     /// the state of its part of every flat group).</summary>
     public int Zero { get; init; }
+
     /// <summary>Size in MiB of the pieces gradients are all-reduced in (ZeRO-0).</summary>
     public double BucketMb { get; init; } = 25;
 }
@@ -122,13 +148,16 @@ public sealed record DebugOptions
     /// <summary>Log the proxy sharpness per block (B ||grad_b||^2 / #params(b), from the step's gradients) into
     /// metrics.jsonl every N steps; 0: off.</summary>
     public int SharpnessEvery { get; init; }
+
     /// <summary>The GPU's dense peak TFLOP/s for MFU in the metrics, or a name from the table: h100, h200, a100
     /// (default h100 on CUDA; no MFU on the CPU).</summary>
     public string? PeakTflops { get; init; }
+
     /// <summary>Deterministic algorithms for the process (<see cref="TorchRuntime.UseDeterministicAlgorithms"/>):
     /// on CUDA, kernels that can vary between runs are replaced by deterministic ones, or the step fails naming the
     /// operation. CPU runs are deterministic for a fixed thread count without it.</summary>
     public bool Deterministic { get; init; }
+
     /// <summary>Train with the plain per-parameter optimizers the flat-buffer ones are tested against (slow; one
     /// process): for checking the fast ones over a whole run.</summary>
     internal bool ReferenceOptimizer { get; init; }

@@ -1,6 +1,6 @@
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 using BlockwiseLR.Core;
 using BlockwiseLR.Models;
 
@@ -34,10 +34,19 @@ public sealed record PretrainOptions
     /// <see cref="InvalidOptionException"/> naming the file and the option.</summary>
     public static PretrainOptions FromJsonFile(string path)
     {
-        if (!File.Exists(path)) throw new InvalidOptionException("config", path, "file not found");
+        if (!File.Exists(path))
+            throw new InvalidOptionException("config", path, "file not found");
         JsonObject root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidOptionException("config", path, "not a JSON object of options"); }
-        catch (JsonException e) { throw new InvalidOptionException("config", path, $"not valid JSON (line {e.LineNumber + 1})"); }
+        try
+        {
+            root =
+                JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+                ?? throw new InvalidOptionException("config", path, "not a JSON object of options");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidOptionException("config", path, $"not valid JSON (line {e.LineNumber + 1})");
+        }
         return FromJsonObject(root, path);
     }
 
@@ -45,8 +54,16 @@ public sealed record PretrainOptions
     public static PretrainOptions FromJson(string json)
     {
         JsonObject root;
-        try { root = JsonNode.Parse(json) as JsonObject ?? throw new InvalidOptionException("config", null, "not a JSON object of options"); }
-        catch (JsonException e) { throw new InvalidOptionException("config", null, $"not valid JSON (line {e.LineNumber + 1})"); }
+        try
+        {
+            root =
+                JsonNode.Parse(json) as JsonObject
+                ?? throw new InvalidOptionException("config", null, "not a JSON object of options");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidOptionException("config", null, $"not valid JSON (line {e.LineNumber + 1})");
+        }
         return FromJsonObject(root, null);
     }
 
@@ -61,7 +78,8 @@ public sealed record PretrainOptions
     public PretrainOptions With(IEnumerable<KeyValuePair<string, object?>> values)
     {
         var node = new JsonObject();
-        foreach (var (key, value) in values) node[key] = JsonSerializer.SerializeToNode(value, OptionsJson.Options);
+        foreach (var (key, value) in values)
+            node[key] = JsonSerializer.SerializeToNode(value, OptionsJson.Options);
         return WithJson(node, null, document: false);
     }
 
@@ -76,15 +94,23 @@ public sealed record PretrainOptions
         foreach (var (key, value) in values.ToList())
         {
             // A group ({ "schedule": { "lr": ... } }), or one option by its path or its flat name of earlier versions.
-            var entries = value is JsonObject group && OptionFields.IsGroup(key)
-                ? group.Select(kv => (Key: $"{key}.{kv.Key}", kv.Value))
-                : [(Key: key, Value: value)];
+            var entries =
+                value is JsonObject group && OptionFields.IsGroup(key)
+                    ? group.Select(kv => (Key: $"{key}.{kv.Key}", kv.Value))
+                    : [(Key: key, Value: value)];
             foreach (var (path, item) in entries)
             {
-                var field = OptionFields.Find(path) ?? throw new InvalidOptionException(path, null,
-                    $"unknown option (known: {string.Join(", ", OptionFields.Paths)})", source);
-                if (field.IsAutoSetting) autoSettings.Add((field, item?.DeepClone()));
-                else result = field.Set(result, OptionsJson.Convert(field, item, source));
+                var field = OptionFields.Find(path)
+                    ?? throw new InvalidOptionException(
+                        path,
+                        null,
+                        $"unknown option (known: {string.Join(", ", OptionFields.Paths)})",
+                        source
+                    );
+                if (field.IsAutoSetting)
+                    autoSettings.Add((field, item?.DeepClone()));
+                else
+                    result = field.Set(result, OptionsJson.Convert(field, item, source));
             }
         }
         return autoSettings.Count == 0 ? result : WithAutoSettings(result, autoSettings, source, document);
@@ -92,32 +118,53 @@ public sealed record PretrainOptions
 
     /// <summary>The auto-ratio settings given one by one (--auto-alpha, or the four flat keys of files written before
     /// typed ratios), applied to the auto ratios of <paramref name="options"/>.</summary>
-    static PretrainOptions WithAutoSettings(PretrainOptions options, List<(OptionField Field, JsonNode? Value)> given,
-        string? source, bool document)
+    static PretrainOptions WithAutoSettings(
+        PretrainOptions options,
+        List<(OptionField Field, JsonNode? Value)> given,
+        string? source,
+        bool document
+    )
     {
         var ratios = options.Optimizer.Ratios;
         // Files written before typed ratios hold the four keys whatever the ratios were; given anew (the command
         // line's --auto-* flags, With) without auto ratios they would be dropped, so they are refused.
-        if (!ratios.IsAuto && document) return options;
+        if (!ratios.IsAuto && document)
+            return options;
         if (!ratios.IsAuto)
         {
             var (field, value) = given[0];
-            throw new InvalidOptionException(field.Name, value?.ToJsonString(),
-                $"applies only to auto ratios (Optimizer.Ratios auto), not {ratios}; set Optimizer.Ratios to auto or leave it out");
+            throw new InvalidOptionException(
+                field.Name,
+                value?.ToJsonString(),
+                $"applies only to auto ratios (Optimizer.Ratios auto), not {ratios}; set Optimizer.Ratios to auto or "
+                    + $"leave it out"
+            );
         }
         var settings = ratios.AutoSettings!;
         foreach (var (field, value) in given)
         {
             // Each key is checked on its own (the others valid), so a refusal names the key that set it.
-            double Number() => value is JsonValue v && v.TryGetValue<double>(out var x) ? x
-                : throw new InvalidOptionException(field.Name, value?.ToJsonString(), "expected a number", source);
+            double Number() =>
+                value is JsonValue v && v.TryGetValue<double>(out var x)
+                    ? x
+                    : throw new InvalidOptionException(field.Name, value?.ToJsonString(), "expected a number", source);
             settings = field.Path switch
             {
                 OptionFields.AutoAlpha => settings with { Alpha = Number() },
                 OptionFields.AutoMaxRatio => settings with { MaxRatio = Number() },
-                OptionFields.AutoEvery => Number() is var every && every == Math.Floor(every)
-                    && every is >= int.MinValue and <= int.MaxValue ? settings with { Every = (int)every }
-                    : throw new InvalidOptionException(field.Name, value?.ToJsonString(), "expected a whole number", source),
+                OptionFields.AutoEvery => Number() is var every
+                && every == Math.Floor(every)
+                && every is >= int.MinValue and <= int.MaxValue
+                    ? settings with
+                    {
+                        Every = (int)every,
+                    }
+                    : throw new InvalidOptionException(
+                        field.Name,
+                        value?.ToJsonString(),
+                        "expected a whole number",
+                        source
+                    ),
                 _ => settings with { Smoothing = Number() },
             };
             if (settings.Problem() is { } problem)
@@ -134,8 +181,14 @@ sealed class PretrainOptionsConverter : JsonConverter<PretrainOptions>
     public override PretrainOptions Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
     {
         var root = JsonNode.Parse(ref reader) as JsonObject ?? throw new JsonException("expected an object of options");
-        try { return PretrainOptions.FromJsonObject(root, null); }
-        catch (InvalidOptionException e) { throw new OptionValueException(e.Message); }
+        try
+        {
+            return PretrainOptions.FromJsonObject(root, null);
+        }
+        catch (InvalidOptionException e)
+        {
+            throw new OptionValueException(e.Message);
+        }
     }
 
     public override void Write(Utf8JsonWriter writer, PretrainOptions value, JsonSerializerOptions options)

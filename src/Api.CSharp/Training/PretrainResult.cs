@@ -7,9 +7,19 @@ public sealed record EvalPoint(int Step, double ValLoss);
 
 /// <summary>What a run produced.</summary>
 public sealed record PretrainResult(
-    string RunDirectory, int Steps, double FinalValLoss, double BestValLoss, IReadOnlyList<EvalPoint> Evals,
-    IReadOnlyList<double> TrainLosses, double TokensPerSecond, double MillisecondsPerStep, long OptimizerStateBytes,
-    string? LastCheckpoint, string MetricsPath, bool Interrupted)
+    string RunDirectory,
+    int Steps,
+    double FinalValLoss,
+    double BestValLoss,
+    IReadOnlyList<EvalPoint> Evals,
+    IReadOnlyList<double> TrainLosses,
+    double TokensPerSecond,
+    double MillisecondsPerStep,
+    long OptimizerStateBytes,
+    string? LastCheckpoint,
+    string MetricsPath,
+    bool Interrupted
+)
 {
     /// <summary>Reads a run's result.json (null numbers read as NaN).</summary>
     public static PretrainResult FromJsonFile(string path) =>

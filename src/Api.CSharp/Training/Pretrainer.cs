@@ -16,8 +16,11 @@ public static class Pretrainer
 {
     public static string CodeVersion => typeof(Pretrainer).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
-    public static PretrainResult Run(PretrainOptions options, IProgress<TrainProgress>? progress = null, CancellationToken cancel = default) =>
-        new Trainer(options).WithProgress(progress).Run(cancel);
+    public static PretrainResult Run(
+        PretrainOptions options,
+        IProgress<TrainProgress>? progress = null,
+        CancellationToken cancel = default
+    ) => new Trainer(options).WithProgress(progress).Run(cancel);
 }
 
 /// <summary>
@@ -35,14 +38,20 @@ public sealed class Trainer(PretrainOptions options)
     nn.Module<Tensor, Tensor>? customModel;
     BlockRules rules = BlockRules.Default;
     AttentionShape? attention;
-    ITokenSource? customTrain, customVal;
+    ITokenSource? customTrain,
+        customVal;
     IProgress<TrainProgress>? progress;
     readonly List<Action<StepReport>> observers = [];
 
     /// <summary>Trains <paramref name="model"/> (left on its device, fp32 parameters) instead of a named config.
     /// <paramref name="rules"/> place its parameters in blocks (errors list the unmatched names);
-    /// <paramref name="attention"/> is needed by Adam-mini to cut Q and K into heads. The caller keeps ownership.</summary>
-    public Trainer WithModel(nn.Module<Tensor, Tensor> model, BlockRules? rules = null, AttentionShape? attention = null)
+    /// <paramref name="attention"/> is needed by Adam-mini to cut Q and K into heads. The caller keeps
+    /// ownership.</summary>
+    public Trainer WithModel(
+        nn.Module<Tensor, Tensor> model,
+        BlockRules? rules = null,
+        AttentionShape? attention = null
+    )
     {
         customModel = model;
         this.rules = rules ?? BlockRules.Default;
@@ -106,7 +115,9 @@ public sealed class Trainer(PretrainOptions options)
         setup.OpenRunFolder(note);
 
         // The LR of every block at every step: the schedule's, or auto ratios' from what they measured so far.
-        var parametersPerBlock = optimizer.Parameters.GroupBy(p => p.Block).ToDictionary(g => g.Key, g => g.Sum(p => p.Numel));
+        var parametersPerBlock = optimizer
+            .Parameters.GroupBy(p => p.Block)
+            .ToDictionary(g => g.Key, g => g.Sum(p => p.Numel));
         var auto = AutoRatioTracker.For(setup.Resolved, parametersPerBlock, setup.Resumed?.Auto);
         Func<Block, int, double> learningRate = auto is null ? setup.Resolved.Schedule.LrAt : auto.LrAt;
         var step = new TrainingStep(model, optimizer, data.Sampler, setup, auto, learningRate);
@@ -124,18 +135,22 @@ public sealed class Trainer(PretrainOptions options)
             // Everything that follows now is just diagnostics: evaluation, the step's one report (metrics.jsonl,
             // observers, progress), and a checkpoint when one is due or the run stops.
             var done = t + 1;
-            double? valLoss = done == o.Training.Steps || (o.Evaluation.Every > 0 && done % o.Evaluation.Every == 0)
-                ? history.AddEval(done, Evaluate(model, data.Val, setup)) : null;
+            double? valLoss =
+                done == o.Training.Steps || (o.Evaluation.Every > 0 && done % o.Evaluation.Every == 0)
+                    ? history.AddEval(done, Evaluate(model, data.Val, setup))
+                    : null;
             var report = diagnostics.Report(t, outcome, valLoss);
             metrics?.Write(report);
-            foreach (var observer in observers) observer(report);
+            foreach (var observer in observers)
+                observer(report);
             interrupted = StopRequested(cancel, group);
             if (done == o.Training.Steps || interrupted || (o.Checkpoint.Every > 0 && done % o.Checkpoint.Every == 0))
                 history.LastCheckpoint = Checkpoint(setup, model, optimizer, history.State(done, data.Sampler, auto));
             progress?.Report(report.Progress());
         }
         var result = history.Result(interrupted, optimizer.StateBytes.Values.Sum());
-        if (group.IsMain) File.WriteAllText(Path.Combine(setup.RunDirectory, "result.json"), result.ToJson());
+        if (group.IsMain)
+            File.WriteAllText(Path.Combine(setup.RunDirectory, "result.json"), result.ToJson());
         return result;
     }
 
@@ -149,10 +164,16 @@ public sealed class Trainer(PretrainOptions options)
 
     /// <summary>Every rank takes the optimizer state (a gather when it is sharded); rank 0 writes the checkpoint,
     /// the same files as one process's; no rank goes on before it is complete.</summary>
-    static string Checkpoint(RunSetup setup, nn.Module<Tensor, Tensor> model, BlockOptimizer optimizer, TrainerState state)
+    static string Checkpoint(
+        RunSetup setup,
+        nn.Module<Tensor, Tensor> model,
+        BlockOptimizer optimizer,
+        TrainerState state
+    )
     {
         var (run, keep, group) = (setup.RunDirectory, setup.Options.Checkpoint.Keep, setup.Group);
-        if (group.WorldSize == 1) return Checkpoints.Write(run, model, optimizer, state, keep);
+        if (group.WorldSize == 1)
+            return Checkpoints.Write(run, model, optimizer, state, keep);
         using var scope = NewDisposeScope();
         var optimizerState = optimizer.StateDict();
         var path = group.IsMain
@@ -166,12 +187,20 @@ public sealed class Trainer(PretrainOptions options)
     static double Evaluate(nn.Module<Tensor, Tensor> model, ITokenSource val, RunSetup setup)
     {
         var (resolved, group) = (setup.Resolved, setup.Group);
-        var (sum, windows) = Evaluation.LossSum(model, val, resolved.SeqLen, resolved.MicroBatch,
-            resolved.Options.Evaluation.Windows, setup.Device, group.Rank, group.WorldSize);
+        var (sum, windows) = Evaluation.LossSum(
+            model,
+            val,
+            resolved.SeqLen,
+            resolved.MicroBatch,
+            resolved.Options.Evaluation.Windows,
+            setup.Device,
+            group.Rank,
+            group.WorldSize
+        );
         model.train();
-        if (group.WorldSize == 1) return sum / windows;
+        if (group.WorldSize == 1)
+            return sum / windows;
         var total = group.AllReduce([sum, windows]);
         return total[0] / total[1];
     }
 }
-

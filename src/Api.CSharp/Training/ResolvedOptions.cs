@@ -8,10 +8,18 @@ namespace BlockwiseLR.Training;
 /// written. Refusals are <see cref="InvalidOptionException"/>s naming the option by group and field
 /// ("Schedule.Lr").</summary>
 public sealed record ResolvedOptions(
-    PretrainOptions Options, ModelConfig? Config, BlockRatios Ratios, BlockSchedule Schedule,
-    int SeqLen, int MicroBatch, int Accumulation, WeightDecayPolicy DecayPolicy)
+    PretrainOptions Options,
+    ModelConfig? Config,
+    BlockRatios Ratios,
+    BlockSchedule Schedule,
+    int SeqLen,
+    int MicroBatch,
+    int Accumulation,
+    WeightDecayPolicy DecayPolicy
+)
 {
-    /// <summary>The tokenizer the data's manifest records (null: data of your own, or shards without a manifest).</summary>
+    /// <summary>The tokenizer the data's manifest records (null: data of your own, or shards without a
+    /// manifest).</summary>
     public Data.TokenizerRecord? Tokenizer { get; init; }
 
     /// <summary>Whether each block gets its own LR (a blockwise optimizer).</summary>
@@ -20,7 +28,8 @@ public sealed record ResolvedOptions(
     /// <summary>Whether the ratios are set from measured sharpness during the run.</summary>
     public bool AutoRatios => Blockwise && Options.Optimizer.Ratios.IsAuto;
 
-    /// <summary>Checks options for a named model (or <see cref="ModelOptions.Config"/>) on a prepared dataset.</summary>
+    /// <summary>Checks options for a named model (or <see cref="ModelOptions.Config"/>) on a prepared
+    /// dataset.</summary>
     public static ResolvedOptions Resolve(PretrainOptions o) => Resolve(o, ownData: false);
 
     internal static ResolvedOptions Resolve(PretrainOptions o, bool ownData, int world = 1) =>
@@ -36,18 +45,33 @@ public sealed record ResolvedOptions(
     {
         RequireGroups(o);
         var config = custom ? null : ModelOf(o.Model);
-        if (custom) RefuseForOwnModel(o);
+        if (custom)
+            RefuseForOwnModel(o);
         var (micro, seqLen) = CheckTraining(o.Training, o.Parallelism, config, world);
         Data.TokenizerRecord? tokenizer = null;
-        if (!ownData) (config, tokenizer) = WithDataVocab(o.Data, o.Model, config);
+        if (!ownData)
+            (config, tokenizer) = WithDataVocab(o.Data, o.Model, config);
         CheckRunAndDiagnostics(o);
         CheckOptimizer(o.Optimizer, o.Schedule);
         var tied = config?.Tied ?? customTied;
         var (ratios, schedule) = ScheduleOf(o, tied);
-        var decay = o.Optimizer.WeightDecayPolicy ?? (OptimizerKinds.Family(o.Optimizer.Kind) == OptimizerFamily.AdamMini
-            ? Core.WeightDecayPolicy.AdamMiniNames : Core.WeightDecayPolicy.AllParameters);
+        var decay = o.Optimizer.WeightDecayPolicy
+            ?? (
+                OptimizerKinds.Family(o.Optimizer.Kind) == OptimizerFamily.AdamMini
+                    ? Core.WeightDecayPolicy.AdamMiniNames
+                    : Core.WeightDecayPolicy.AllParameters
+            );
         var normalized = o.Model.Config is null && !custom ? o : o with { Model = o.Model with { Name = "custom" } };
-        return new ResolvedOptions(normalized, config, ratios, schedule, seqLen, micro, o.Training.BatchSize / micro, decay)
+        return new ResolvedOptions(
+            normalized,
+            config,
+            ratios,
+            schedule,
+            seqLen,
+            micro,
+            o.Training.BatchSize / micro,
+            decay
+        )
         {
             Tokenizer = tokenizer,
         };
@@ -67,10 +91,12 @@ public sealed record ResolvedOptions(
     static void RequireGroups(PretrainOptions o)
     {
         foreach (var (_, group) in OptionFields.Groups)
-            if (group.GetValue(o) is null) throw Bad(group.Name, null, $"is required (new {group.PropertyType.Name}() for the defaults)");
+            if (group.GetValue(o) is null)
+                throw Bad(group.Name, null, $"is required (new {group.PropertyType.Name}() for the defaults)");
         if (o.Optimizer.Ratios is null)
             throw Bad("Optimizer.Ratios", null, "is required (BlockRatios.Paper, Uniform, Of(...) or Auto())");
-        if (o.Training.Device is null) throw Bad("Training.Device", null, "is required (ComputeDevice.Cpu or Cuda)");
+        if (o.Training.Device is null)
+            throw Bad("Training.Device", null, "is required (ComputeDevice.Cpu or Cuda)");
     }
 
     /// <summary>The named model with its overrides, or the whole config given.</summary>
@@ -78,75 +104,138 @@ public sealed record ResolvedOptions(
     {
         string Overrides() => string.Join(",", model.Overrides.ToKeyValues());
         if (model.Config is not null && !model.Overrides.IsEmpty)
-            throw Bad("Model.Overrides", Overrides(),
-                "give either Model.Config or Model.Overrides, not both (ModelConfigs.With applies overrides to a config)");
+            throw Bad(
+                "Model.Overrides",
+                Overrides(),
+                "give either Model.Config or Model.Overrides, not both (ModelConfigs.With applies overrides to a "
+                    + "config)"
+            );
         if (model.Config is null && ModelConfigRules.TryNamed(model.Name) is { IsOk: false } unknown)
             throw Bad("Model.Name", model.Name, unknown.Error);
-        try { return model.Config is { } whole ? whole.With(ModelOverrides.None) : ModelConfigs.Create(model.Name, model.Overrides); }
+        try
+        {
+            return model.Config is { } whole
+                ? whole.With(ModelOverrides.None)
+                : ModelConfigs.Create(model.Name, model.Overrides);
+        }
         catch (ArgumentException e) when (e is not InvalidOptionException)
         {
             throw model.Config is not null ? Bad("Model.Config", ModelConfigs.Describe(model.Config), e.Message)
-                : model.Overrides.IsEmpty ? Bad("Model.Name", model.Name, e.Message)
-                : Bad("Model.Overrides", Overrides(), e.Message);
+            : model.Overrides.IsEmpty ? Bad("Model.Name", model.Name, e.Message)
+            : Bad("Model.Overrides", Overrides(), e.Message);
         }
     }
 
     static void RefuseForOwnModel(PretrainOptions o)
     {
         if (o.Checkpoint.InitFrom is not null)
-            throw Bad("Checkpoint.InitFrom", o.Checkpoint.InitFrom,
-                "starts a built-in model from saved weights; load them into your own model before training it");
+            throw Bad(
+                "Checkpoint.InitFrom",
+                o.Checkpoint.InitFrom,
+                "starts a built-in model from saved weights; load them into your own model before training it"
+            );
         if (o.Training.Precision == Precision.Bf16Mixed)
-            throw Bad("Training.Precision", "bf16-mixed",
-                "is the built-in models' hand-written autocast; a model of your own computes in its own dtypes (use fp32 or tf32)");
+            throw Bad(
+                "Training.Precision",
+                "bf16-mixed",
+                "is the built-in models' hand-written autocast; a model of your own computes in its own dtypes (use "
+                    + "fp32 or tf32)"
+            );
     }
 
     /// <summary>Checks steps, batches and parallelism; the micro-batch and the sequence length.</summary>
-    static (int MicroBatch, int SeqLen) CheckTraining(TrainingOptions t, ParallelismOptions p, ModelConfig? config, int world)
+    static (int MicroBatch, int SeqLen) CheckTraining(
+        TrainingOptions t,
+        ParallelismOptions p,
+        ModelConfig? config,
+        int world
+    )
     {
-        if (t.Steps < 1) throw Bad("Training.Steps", t.Steps, "must be >= 1");
-        if (t.BatchSize < 1) throw Bad("Training.BatchSize", t.BatchSize, "must be >= 1");
+        if (t.Steps < 1)
+            throw Bad("Training.Steps", t.Steps, "must be >= 1");
+        if (t.BatchSize < 1)
+            throw Bad("Training.BatchSize", t.BatchSize, "must be >= 1");
         if (world > 1 && t.BatchSize % world != 0)
-            throw Bad("Training.BatchSize", t.BatchSize,
-                $"must be divisible by the number of processes ({world}); each takes an equal share of the batch");
+            throw Bad(
+                "Training.BatchSize",
+                t.BatchSize,
+                $"must be divisible by the number of processes ({world}); each takes an equal share of the batch"
+            );
         var micro = t.MicroBatchSize ?? t.BatchSize / world;
         if (micro < 1 || t.BatchSize % micro != 0)
-            throw Bad("Training.MicroBatchSize", micro,
-                $"must divide the batch size ({t.BatchSize}); pick a micro-batch that divides the batch");
+            throw Bad(
+                "Training.MicroBatchSize",
+                micro,
+                $"must divide the batch size ({t.BatchSize}); pick a micro-batch that divides the batch"
+            );
         if (world > 1 && (t.BatchSize / world) % micro != 0)
-            throw Bad("Training.MicroBatchSize", micro,
-                $"must divide each process's share of the batch ({t.BatchSize} / {world} processes = {t.BatchSize / world}); "
-                + "the batch must be divisible by processes x micro-batch");
+            throw Bad(
+                "Training.MicroBatchSize",
+                micro,
+                $"must divide each process's share of the batch ({t.BatchSize} / {world} processes = "
+                    + $"{t.BatchSize / world}); "
+                    + "the batch must be divisible by processes x micro-batch"
+            );
         if (p.Zero is not (0 or 1))
-            throw Bad("Parallelism.Zero", p.Zero, "must be 0 (no sharding) or 1 (optimizer state sharded across processes)");
+            throw Bad(
+                "Parallelism.Zero",
+                p.Zero,
+                "must be 0 (no sharding) or 1 (optimizer state sharded across processes)"
+            );
         Finite("Parallelism.BucketMb", p.BucketMb, 0, inclusive: false);
-        var seqLen = t.SeqLen ?? config?.Context
+        var seqLen = t.SeqLen
+            ?? config?.Context
             ?? throw Bad("Training.SeqLen", null, "is required for a model of your own (its context is not known)");
         if (seqLen < 1 || (config is not null && seqLen > config.Context))
-            throw Bad("Training.SeqLen", seqLen, config is null ? "must be >= 1" : $"must be in 1..{config.Context} (the model's context)");
+            throw Bad(
+                "Training.SeqLen",
+                seqLen,
+                config is null ? "must be >= 1" : $"must be in 1..{config.Context} (the model's context)"
+            );
         Finite("Training.GradClip", t.GradClip, 0, inclusive: true);
-        if (t.Threads is < 1) throw Bad("Training.Threads", t.Threads, "must be >= 1 (leave it unset for libtorch's choice)");
+        if (t.Threads is < 1)
+            throw Bad("Training.Threads", t.Threads, "must be >= 1 (leave it unset for libtorch's choice)");
         if (!Enum.IsDefined(t.Precision))
-            throw Bad("Training.Precision", (int)t.Precision, $"is not one of {string.Join(", ", OptionNames.Known<Precision>())}");
+            throw Bad(
+                "Training.Precision",
+                (int)t.Precision,
+                $"is not one of {string.Join(", ", OptionNames.Known<Precision>())}"
+            );
         return (micro, seqLen);
     }
 
     /// <summary>The model's vocabulary comes from the data's tokenizer (padded to a multiple of 64, as the named
     /// configs pad GPT-2's 50,257 to 50,304), unless given; one smaller than the tokenizer's is refused here.</summary>
-    static (ModelConfig? Config, Data.TokenizerRecord? Tokenizer) WithDataVocab(DataOptions data, ModelOptions model,
-        ModelConfig? config)
+    static (ModelConfig? Config, Data.TokenizerRecord? Tokenizer) WithDataVocab(
+        DataOptions data,
+        ModelOptions model,
+        ModelConfig? config
+    )
     {
         if (string.IsNullOrWhiteSpace(data.Path))
-            throw Bad("Data.Path", null, "is required: a folder of shards (ShardPreparer.Run or blr prepare writes one)");
+            throw Bad(
+                "Data.Path",
+                null,
+                "is required: a folder of shards (ShardPreparer.Run or blr prepare writes one)"
+            );
         if (!Directory.Exists(data.Path))
-            throw Bad("Data.Path", data.Path, "no such folder; prepare the data into it first (ShardPreparer.Run or blr prepare)");
+            throw Bad(
+                "Data.Path",
+                data.Path,
+                "no such folder; prepare the data into it first (ShardPreparer.Run or blr prepare)"
+            );
         var tokenizer = Data.TextTokenizers.OfDataset(data.Path);
-        if (config is null || tokenizer is null) return (config, tokenizer);
+        if (config is null || tokenizer is null)
+            return (config, tokenizer);
         var explicitVocab = model.Config is not null || model.Overrides.Vocab is not null;
         if (explicitVocab && config.Vocab < tokenizer.VocabSize)
-            throw Bad(model.Config is not null ? "Model.Config" : "Model.Overrides", $"vocab={config.Vocab}",
-                $"is smaller than the data's tokenizer ({tokenizer.Name}, {tokenizer.VocabSize} ids); leave vocab out to "
-                + $"take it from the data, or give at least {tokenizer.VocabSize}");
+            throw Bad(
+                model.Config is not null ? "Model.Config" : "Model.Overrides",
+                $"vocab={config.Vocab}",
+                $"is smaller than the data's tokenizer ({tokenizer.Name}, {tokenizer.VocabSize} ids); leave vocab "
+                    + $"out to "
+                    + $"take it from the data, or give at least {tokenizer.VocabSize}"
+            );
         if (!explicitVocab && config.Vocab != PaddedVocab(tokenizer.VocabSize))
             config = config.With(ModelOverrides.None with { Vocab = PaddedVocab(tokenizer.VocabSize) });
         return (config, tokenizer);
@@ -154,48 +243,92 @@ public sealed record ResolvedOptions(
 
     static void CheckRunAndDiagnostics(PretrainOptions o)
     {
-        if (File.Exists(o.Run.Out)) throw Bad("Run.Out", o.Run.Out, "is a file; give a folder for the run");
-        if (o.Evaluation.Every < 0) throw Bad("Evaluation.Every", o.Evaluation.Every, "must be >= 0 (0: only at the end)");
-        if (o.Evaluation.Windows < 1) throw Bad("Evaluation.Windows", o.Evaluation.Windows, "must be >= 1");
-        if (o.Checkpoint.Every < 0) throw Bad("Checkpoint.Every", o.Checkpoint.Every, "must be >= 0 (0: only at the end)");
-        if (o.Checkpoint.Keep < 1) throw Bad("Checkpoint.Keep", o.Checkpoint.Keep, "must be >= 1");
-        if (o.Debug.SharpnessEvery < 0) throw Bad("Debug.SharpnessEvery", o.Debug.SharpnessEvery, "must be >= 0 (0: off)");
-        if (o.Debug.PeakTflops is { } peak) _ = PeakFlops(peak, o.Training.Precision);
+        if (File.Exists(o.Run.Out))
+            throw Bad("Run.Out", o.Run.Out, "is a file; give a folder for the run");
+        if (o.Evaluation.Every < 0)
+            throw Bad("Evaluation.Every", o.Evaluation.Every, "must be >= 0 (0: only at the end)");
+        if (o.Evaluation.Windows < 1)
+            throw Bad("Evaluation.Windows", o.Evaluation.Windows, "must be >= 1");
+        if (o.Checkpoint.Every < 0)
+            throw Bad("Checkpoint.Every", o.Checkpoint.Every, "must be >= 0 (0: only at the end)");
+        if (o.Checkpoint.Keep < 1)
+            throw Bad("Checkpoint.Keep", o.Checkpoint.Keep, "must be >= 1");
+        if (o.Debug.SharpnessEvery < 0)
+            throw Bad("Debug.SharpnessEvery", o.Debug.SharpnessEvery, "must be >= 0 (0: off)");
+        if (o.Debug.PeakTflops is { } peak)
+            _ = PeakFlops(peak, o.Training.Precision);
     }
 
     static void CheckOptimizer(OptimizerOptions opt, ScheduleOptions s)
     {
         Finite("Optimizer.WeightDecay", opt.WeightDecay, 0, inclusive: true);
         Finite("Optimizer.Eps", opt.Eps, 0, inclusive: false);
-        if (!(opt.Beta1 >= 0 && opt.Beta1 < 1)) throw Bad("Optimizer.Beta1", opt.Beta1, "must be in [0, 1)");
-        if (!(opt.Beta2 >= 0 && opt.Beta2 < 1)) throw Bad("Optimizer.Beta2", opt.Beta2, "must be in [0, 1)");
+        if (!(opt.Beta1 >= 0 && opt.Beta1 < 1))
+            throw Bad("Optimizer.Beta1", opt.Beta1, "must be in [0, 1)");
+        if (!(opt.Beta2 >= 0 && opt.Beta2 < 1))
+            throw Bad("Optimizer.Beta2", opt.Beta2, "must be in [0, 1)");
         if (!Enum.IsDefined(opt.Kind))
-            throw Bad("Optimizer.Kind", (int)opt.Kind, $"is not one of {string.Join(", ", OptionNames.Known<OptimizerKind>())}");
+            throw Bad(
+                "Optimizer.Kind",
+                (int)opt.Kind,
+                $"is not one of {string.Join(", ", OptionNames.Known<OptimizerKind>())}"
+            );
         Finite("Schedule.Lr", s.Lr, 0, inclusive: false);
-        if (s.FloorLr is { } floor) Finite("Schedule.FloorLr", floor, 0, inclusive: true);
-        if (s.WarmupSteps is < 0) throw Bad("Schedule.WarmupSteps", s.WarmupSteps, "must be >= 0");
+        if (s.FloorLr is { } floor)
+            Finite("Schedule.FloorLr", floor, 0, inclusive: true);
+        if (s.WarmupSteps is < 0)
+            throw Bad("Schedule.WarmupSteps", s.WarmupSteps, "must be >= 0");
         if (!Enum.IsDefined(s.Kind))
-            throw Bad("Schedule.Kind", (int)s.Kind, $"is not one of {string.Join(", ", OptionNames.Known<LrSchedule>())}");
+            throw Bad(
+                "Schedule.Kind",
+                (int)s.Kind,
+                $"is not one of {string.Join(", ", OptionNames.Known<LrSchedule>())}"
+            );
         if (opt.Ratios.IsAuto && s.AlphaWarmup && OptimizerKinds.IsBlockwise(opt.Kind))
-            throw Bad("Schedule.AlphaWarmup", "true",
-                "makes a block's warmup ratio x longer, but auto ratios change during the run; use a fixed warmup with auto ratios");
+            throw Bad(
+                "Schedule.AlphaWarmup",
+                "true",
+                "makes a block's warmup ratio x longer, but auto ratios change during the run; use a fixed warmup "
+                    + "with auto ratios"
+            );
     }
 
     /// <summary>The ratios the schedule starts from and the schedule. Plain AdamW and Adam-mini are the blockwise
-    /// ones with one LR for every block; auto starts from uniform. A refusal names the field the schedule names.</summary>
+    /// ones with one LR for every block; auto starts from uniform. A refusal names the field the schedule
+    /// names.</summary>
     static (BlockRatios Ratios, BlockSchedule Schedule) ScheduleOf(PretrainOptions o, bool tied)
     {
         var (opt, s, steps) = (o.Optimizer, o.Schedule, o.Training.Steps);
         var ratios = OptimizerKinds.IsBlockwise(opt.Kind) && !opt.Ratios.IsAuto ? opt.Ratios : BlockRatios.Uniform;
-        try { ratios.Validate(tied); }
-        catch (ArgumentException e) { throw Bad("Optimizer.Ratios", opt.Ratios, e.Message); }
-        try { return (ratios, BlockSchedule.Create(s.Kind, s.Lr, s.WarmupSteps, steps, ratios, tied, s.FloorLr, s.AlphaWarmup)); }
+        try
+        {
+            ratios.Validate(tied);
+        }
+        catch (ArgumentException e)
+        {
+            throw Bad("Optimizer.Ratios", opt.Ratios, e.Message);
+        }
+        try
+        {
+            return (
+                ratios,
+                BlockSchedule.Create(s.Kind, s.Lr, s.WarmupSteps, steps, ratios, tied, s.FloorLr, s.AlphaWarmup)
+            );
+        }
         catch (ScheduleException e)
         {
             throw e.Field switch
             {
-                ScheduleField.WarmupSteps => Bad("Schedule.WarmupSteps", s.WarmupSteps ?? BlockSchedule.DefaultWarmup(steps), e.Message),
-                ScheduleField.FloorLr => Bad("Schedule.FloorLr", s.FloorLr ?? BlockSchedule.DefaultFloor(s.Lr), e.Message),
+                ScheduleField.WarmupSteps => Bad(
+                    "Schedule.WarmupSteps",
+                    s.WarmupSteps ?? BlockSchedule.DefaultWarmup(steps),
+                    e.Message
+                ),
+                ScheduleField.FloorLr => Bad(
+                    "Schedule.FloorLr",
+                    s.FloorLr ?? BlockSchedule.DefaultFloor(s.Lr),
+                    e.Message
+                ),
                 ScheduleField.BaseLr => Bad("Schedule.Lr", s.Lr, e.Message),
                 ScheduleField.TotalSteps => Bad("Training.Steps", steps, e.Message),
                 _ => Bad("Schedule.Kind", OptionNames.Format(s.Kind), e.Message),
@@ -209,13 +342,24 @@ public sealed record ResolvedOptions(
     /// <summary>Peak FLOP/s: a number of TFLOP/s, or a GPU name from the core's table (by precision).</summary>
     internal static double PeakFlops(string peak, Precision precision)
     {
-        if (double.TryParse(peak, NumberStyles.Float, CultureInfo.InvariantCulture, out var tflops) && double.IsFinite(tflops)
-            && tflops > 0)
+        if (
+            double.TryParse(peak, NumberStyles.Float, CultureInfo.InvariantCulture, out var tflops)
+            && double.IsFinite(tflops)
+            && tflops > 0
+        )
             return tflops * 1e12;
         if (!FlopsRules.PeakTflops.TryGetValue(peak.Trim().ToLowerInvariant(), out var entry))
-            throw new InvalidOptionException("Debug.PeakTflops", peak,
-                $"give TFLOP/s (a number > 0) or one of {string.Join(", ", FlopsRules.PeakTflops.Keys)}");
+            throw new InvalidOptionException(
+                "Debug.PeakTflops",
+                peak,
+                $"give TFLOP/s (a number > 0) or one of {string.Join(", ", FlopsRules.PeakTflops.Keys)}"
+            );
         var (bf16, tf32, fp32) = entry;
-        return 1e12 * (precision == Precision.Bf16Mixed ? bf16 : precision == Precision.Tf32 ? tf32 : fp32);
+        return 1e12
+            * (
+                precision == Precision.Bf16Mixed ? bf16
+                : precision == Precision.Tf32 ? tf32
+                : fp32
+            );
     }
 }

@@ -27,20 +27,21 @@ sealed class RunHistory(RunSetup setup)
     }
 
     /// <summary>The checkpoint's state after <paramref name="done"/> steps.</summary>
-    public TrainerState State(int done, BatchSampler sampler, AutoRatioTracker? auto) => new()
-    {
-        Step = done,
-        SamplerEpoch = sampler.Position.Epoch,
-        SamplerIndex = sampler.Position.Index,
-        Seed = setup.Options.Training.Seed,
-        Model = setup.Config,
-        CodeVersion = Pretrainer.CodeVersion,
-        TrainLosses = [.. losses],
-        Evals = [.. evals],
-        Options = setup.Options,
-        Tokenizer = setup.Resolved.Tokenizer,
-        Auto = auto?.Checkpoint(),
-    };
+    public TrainerState State(int done, BatchSampler sampler, AutoRatioTracker? auto) =>
+        new()
+        {
+            Step = done,
+            SamplerEpoch = sampler.Position.Epoch,
+            SamplerIndex = sampler.Position.Index,
+            Seed = setup.Options.Training.Seed,
+            Model = setup.Config,
+            CodeVersion = Pretrainer.CodeVersion,
+            TrainLosses = [.. losses],
+            Evals = [.. evals],
+            Options = setup.Options,
+            Tokenizer = setup.Resolved.Tokenizer,
+            Auto = auto?.Checkpoint(),
+        };
 
     /// <summary>The run's result. Speed is the steady state's: the first quarter of the steps pays for warm-up
     /// (allocations, JIT).</summary>
@@ -49,21 +50,37 @@ sealed class RunHistory(RunSetup setup)
         var steady = stepTimes.Count > 4 ? stepTimes.Skip(stepTimes.Count / 4).ToList() : stepTimes;
         var msPerStep = steady.Count > 0 ? steady.Average() : double.NaN;
         var run = setup.RunDirectory;
-        return new PretrainResult(run, losses.Count, evals.LastOrDefault()?.ValLoss ?? double.NaN,
-            evals.Count > 0 ? evals.Min(e => e.ValLoss) : double.NaN, evals, losses,
-            setup.TokensPerStep * 1000 / msPerStep, msPerStep, optimizerStateBytes, LastCheckpoint,
-            Path.Combine(run, "metrics.jsonl"), interrupted);
+        return new PretrainResult(
+            run,
+            losses.Count,
+            evals.LastOrDefault()?.ValLoss ?? double.NaN,
+            evals.Count > 0 ? evals.Min(e => e.ValLoss) : double.NaN,
+            evals,
+            losses,
+            setup.TokensPerStep * 1000 / msPerStep,
+            msPerStep,
+            optimizerStateBytes,
+            LastCheckpoint,
+            Path.Combine(run, "metrics.jsonl"),
+            interrupted
+        );
     }
 }
 
 /// <summary>Turns a step's outcome into its <see cref="StepReport"/>: each block's LR and gradient norm, speed,
 /// MFU on CUDA, auto ratios, the proxy sharpness on the steps that log it, time in collectives and device
 /// memory.</summary>
-sealed class StepDiagnostics(RunSetup setup, IReadOnlyDictionary<Block, long> parametersPerBlock,
-    Func<Block, int, double> learningRate, AutoRatioTracker? auto)
+sealed class StepDiagnostics(
+    RunSetup setup,
+    IReadOnlyDictionary<Block, long> parametersPerBlock,
+    Func<Block, int, double> learningRate,
+    AutoRatioTracker? auto
+)
 {
-    readonly double? peakFlops = setup.Device.type == TorchSharp.DeviceType.CUDA && setup.Config is not null
-        ? ResolvedOptions.PeakFlops(setup.Options.Debug.PeakTflops ?? "h100", setup.Options.Training.Precision) : null;
+    readonly double? peakFlops =
+        setup.Device.type == TorchSharp.DeviceType.CUDA && setup.Config is not null
+            ? ResolvedOptions.PeakFlops(setup.Options.Debug.PeakTflops ?? "h100", setup.Options.Training.Precision)
+            : null;
     readonly double flopsPerToken = setup.Config is null ? 0 : FlopsRules.PerToken(setup.Config, setup.Resolved.SeqLen);
 
     public StepReport Report(int step, StepOutcome outcome, double? valLoss)
@@ -72,17 +89,27 @@ sealed class StepDiagnostics(RunSetup setup, IReadOnlyDictionary<Block, long> pa
         var blocks = outcome.SquaredNorms.Keys;
         var tokensPerSecond = setup.TokensPerStep * 1000 / outcome.Milliseconds;
         var logsSharpness = o.Debug.SharpnessEvery > 0 && step % o.Debug.SharpnessEvery == 0;
-        return new StepReport(step, outcome.Loss, blocks.ToDictionary(b => b, b => learningRate(b, step)),
-            outcome.SquaredNorms.ToDictionary(kv => kv.Key, kv => Math.Sqrt(kv.Value)), tokensPerSecond,
-            outcome.Milliseconds, valLoss)
+        return new StepReport(
+            step,
+            outcome.Loss,
+            blocks.ToDictionary(b => b, b => learningRate(b, step)),
+            outcome.SquaredNorms.ToDictionary(kv => kv.Key, kv => Math.Sqrt(kv.Value)),
+            tokensPerSecond,
+            outcome.Milliseconds,
+            valLoss
+        )
         {
             Steps = o.Training.Steps,
             Ratios = auto is null ? null : blocks.ToDictionary(b => b, auto.RatioOf),
-            Sharpness = !logsSharpness ? null : outcome.SquaredNorms.ToDictionary(kv => kv.Key,
-                kv => SharpnessRules.Proxy(o.Training.BatchSize, kv.Value, parametersPerBlock[kv.Key])),
+            Sharpness = !logsSharpness
+                ? null
+                : outcome.SquaredNorms.ToDictionary(
+                    kv => kv.Key,
+                    kv => SharpnessRules.Proxy(o.Training.BatchSize, kv.Value, parametersPerBlock[kv.Key])
+                ),
             Mfu = peakFlops is { } peak ? tokensPerSecond * flopsPerToken / peak : null,
-            CollectiveMilliseconds = setup.Group != Distributed.ProcessGroup.Single
-                ? outcome.CollectiveMilliseconds : null,
+            CollectiveMilliseconds =
+                setup.Group != Distributed.ProcessGroup.Single ? outcome.CollectiveMilliseconds : null,
             DeviceMemoryBytes = DeviceMemory.UsedBytes(setup.Device),
         };
     }

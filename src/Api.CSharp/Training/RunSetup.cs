@@ -18,28 +18,42 @@ sealed class RunSetup
 {
     RunSetup(ResolvedOptions resolved, string runDirectory, string? resumeFrom, TrainerState? resumed, string? initFrom)
     {
-        (Resolved, RunDirectory, ResumeFrom, Resumed, InitFrom) = (resolved, runDirectory, resumeFrom, resumed, initFrom);
+        (Resolved, RunDirectory, ResumeFrom, Resumed, InitFrom) = (
+            resolved,
+            runDirectory,
+            resumeFrom,
+            resumed,
+            initFrom
+        );
     }
 
     public ResolvedOptions Resolved { get; }
     public PretrainOptions Options => Resolved.Options;
     public ModelConfig? Config => Resolved.Config;
     public string RunDirectory { get; }
+
     /// <summary>The checkpoint a resume continues (null: a new run).</summary>
     public string? ResumeFrom { get; }
     public TrainerState? Resumed { get; }
+
     /// <summary>The weights a new run starts from (null: initialized from the seed).</summary>
     public string? InitFrom { get; }
     public ProcessGroup Group { get; private set; } = ProcessGroup.Single;
     public Device Device { get; private set; } = CPU;
+
     /// <summary>The first step this process runs.</summary>
     public int StartStep => Resumed?.Step ?? 0;
     public long TokensPerStep => (long)Options.Training.BatchSize * Resolved.SeqLen;
 
     /// <summary>Resolves and checks everything that can be refused before anything is written, joins the process
     /// group (<paramref name="group"/>, or the launcher's world) and picks the device.</summary>
-    public static RunSetup Prepare(PretrainOptions options, nn.Module<Tensor, Tensor>? customModel, BlockRules rules,
-        bool ownData, ProcessGroup? group)
+    public static RunSetup Prepare(
+        PretrainOptions options,
+        nn.Module<Tensor, Tensor>? customModel,
+        BlockRules rules,
+        bool ownData,
+        ProcessGroup? group
+    )
     {
         var launch = group is null ? LaunchInfo.FromEnvironment() : null;
         var world = group?.WorldSize ?? launch!.WorldSize;
@@ -50,22 +64,31 @@ sealed class RunSetup
         var run = Path.GetFullPath(o.Run.Out);
         var resumeFrom = o.Checkpoint.Resume is { } resume ? Checkpoints.Locate(run, resume) : null;
         var resumed = resumeFrom is null ? null : Checkpoints.ReadState(resumeFrom, config);
-        if (resumed is not null) RunFolder.RefuseChangedTrajectory(resumed.Options, o, o.Checkpoint.Resume!, resumeFrom!);
+        if (resumed is not null)
+            RunFolder.RefuseChangedTrajectory(resumed.Options, o, o.Checkpoint.Resume!, resumeFrom!);
         if (resumeFrom is null && RunFolder.HoldsRun(run) && !o.Run.Overwrite)
-            throw new InvalidOptionException(nameof(o.Run.Out), o.Run.Out,
-                "already holds a run; resume it (Resume latest) or replace it (Overwrite)");
+            throw new InvalidOptionException(
+                nameof(o.Run.Out),
+                o.Run.Out,
+                "already holds a run; resume it (Resume latest) or replace it (Overwrite)"
+            );
         var initFrom = o.Checkpoint.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
         if (initFrom is not null && HfFormat.ReadConfig(initFrom) is var initConfig && !initConfig.Equals(config))
-            throw new InvalidOptionException(nameof(o.Checkpoint.InitFrom), initFrom,
+            throw new InvalidOptionException(
+                nameof(o.Checkpoint.InitFrom),
+                initFrom,
                 $"holds another model ({ModelConfigs.Describe(initConfig)}), not "
-                + $"{(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model and overrides");
+                    + $"{(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model "
+                    + $"and overrides"
+            );
         var setup = new RunSetup(resolved, run, resumeFrom, resumed, initFrom);
         setup.Join(launch, group, customModel);
         return setup;
     }
 
     static bool HasOwnHead(nn.Module<Tensor, Tensor> model, BlockRules rules) =>
-        rules.CountByBlock(model.named_parameters().Select(p => new ParameterShape(p.name, p.parameter.shape)))
+        rules
+            .CountByBlock(model.named_parameters().Select(p => new ParameterShape(p.name, p.parameter.shape)))
             .ContainsKey(Block.OutputHead);
 
     /// <summary>The process group, the threads, the device and its precision.</summary>
@@ -73,15 +96,20 @@ sealed class RunSetup
     {
         var o = Options;
         var resolvedDevice = o.Training.Device.Use();
-        if (o.Debug.Deterministic) TorchRuntime.UseDeterministicAlgorithms(true);
+        if (o.Debug.Deterministic)
+            TorchRuntime.UseDeterministicAlgorithms(true);
         Group = group ?? ProcessGroup.Join(launch!, o.Training.Device.IsCuda);
         // Each rank takes its share of the machine's cores unless told otherwise.
-        if (o.Training.Threads is { } threads) set_num_threads(threads);
-        else if (Group.LocalWorldSize > 1) set_num_threads(Math.Max(1, Environment.ProcessorCount / Group.LocalWorldSize));
-        Device = customModel is not null ? customModel.parameters().First().device
+        if (o.Training.Threads is { } threads)
+            set_num_threads(threads);
+        else if (Group.LocalWorldSize > 1)
+            set_num_threads(Math.Max(1, Environment.ProcessorCount / Group.LocalWorldSize));
+        Device =
+            customModel is not null ? customModel.parameters().First().device
             : Group.WorldSize > 1 && o.Training.Device.IsCuda ? Group.CollectiveDevice
             : resolvedDevice;
-        if (Group.WorldSize > 1) Agreement.Require(Group, "options", Agreement.OptionsFingerprint(o));
+        if (Group.WorldSize > 1)
+            Agreement.Require(Group, "options", Agreement.OptionsFingerprint(o));
         Precisions.Apply(o.Training.Precision, Device);
     }
 
@@ -100,29 +128,48 @@ sealed class RunSetup
         var o = Options;
         var settings = new AdamSettings
         {
-            Beta1 = o.Optimizer.Beta1, Beta2 = o.Optimizer.Beta2, Eps = o.Optimizer.Eps, WeightDecay = o.Optimizer.WeightDecay,
+            Beta1 = o.Optimizer.Beta1,
+            Beta2 = o.Optimizer.Beta2,
+            Eps = o.Optimizer.Eps,
+            WeightDecay = o.Optimizer.WeightDecay,
             DecayPolicy = Resolved.DecayPolicy,
         };
-        var parallel = new DataParallel(Group, o.Parallelism.Zero, (long)Math.Round(o.Parallelism.BucketMb * 1024 * 1024));
-        return BlockOptimizer.Create(o.Optimizer.Kind, model.named_parameters().Select(p => (p.name, p.parameter)),
-            settings, attention ?? Config?.Attention(), rules, reference: o.Debug.ReferenceOptimizer, parallel: parallel);
+        var parallel = new DataParallel(
+            Group,
+            o.Parallelism.Zero,
+            (long)Math.Round(o.Parallelism.BucketMb * 1024 * 1024)
+        );
+        return BlockOptimizer.Create(
+            o.Optimizer.Kind,
+            model.named_parameters().Select(p => (p.name, p.parameter)),
+            settings,
+            attention ?? Config?.Attention(),
+            rules,
+            reference: o.Debug.ReferenceOptimizer,
+            parallel: parallel
+        );
     }
 
     /// <summary>The weights and optimizer state a resume continues, or the weights an init starts from; every rank
     /// then agrees on the parameters.</summary>
     public void LoadStart(nn.Module<Tensor, Tensor> model, BlockOptimizer optimizer)
     {
-        if (ResumeFrom is not null) Checkpoints.Load(ResumeFrom, model, optimizer);
-        else if (InitFrom is not null) Checkpoints.LoadWeights(InitFrom, model);
-        if (Group.WorldSize > 1) Agreement.Require(Group, "initial parameters", Agreement.ParametersFingerprint(model));
+        if (ResumeFrom is not null)
+            Checkpoints.Load(ResumeFrom, model, optimizer);
+        else if (InitFrom is not null)
+            Checkpoints.LoadWeights(InitFrom, model);
+        if (Group.WorldSize > 1)
+            Agreement.Require(Group, "initial parameters", Agreement.ParametersFingerprint(model));
     }
 
     /// <summary>Only now, with every input read, is the run folder touched (by rank 0 alone): cleared when
     /// overwritten, stale checkpoint temporaries removed, options.json written.</summary>
     public void OpenRunFolder(Action<string>? note)
     {
-        if (!Group.IsMain) return;
-        if (ResumeFrom is null && Options.Run.Overwrite) RunFolder.Clear(RunDirectory);
+        if (!Group.IsMain)
+            return;
+        if (ResumeFrom is null && Options.Run.Overwrite)
+            RunFolder.Clear(RunDirectory);
         Directory.CreateDirectory(RunDirectory);
         foreach (var stale in Checkpoints.RemoveStaleTemporaries(RunDirectory))
             note?.Invoke($"removed {stale}, a checkpoint a process died writing");
@@ -134,7 +181,8 @@ sealed class RunSetup
 /// that walks the train split from the resumed position.</summary>
 sealed class TrainingData : IDisposable
 {
-    readonly TokenDataset? ownTrain, ownVal;
+    readonly TokenDataset? ownTrain,
+        ownVal;
 
     public TrainingData(RunSetup setup, ITokenSource? customTrain, ITokenSource? customVal)
     {
@@ -144,7 +192,7 @@ sealed class TrainingData : IDisposable
         (Train, Val) = (customTrain ?? ownTrain!, customVal ?? ownVal!);
         var position = setup.Resumed is { } r ? new SamplerPosition(r.SamplerEpoch, r.SamplerIndex) : null;
         Sampler = new BatchSampler(Train, setup.Resolved.SeqLen, o.Training.Seed, position);
-        _ = new BatchSampler(Val, setup.Resolved.SeqLen, o.Training.Seed);   // refuses a val split too short for seq_len
+        _ = new BatchSampler(Val, setup.Resolved.SeqLen, o.Training.Seed); // refuses a val split too short for seq_len
     }
 
     public ITokenSource Train { get; }

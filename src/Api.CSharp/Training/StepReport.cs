@@ -19,7 +19,7 @@ public sealed record StepReport(
     public IReadOnlyDictionary<Block, double>? Ratios { get; init; }
 
     /// <summary>Each block's proxy sharpness B ||grad_b||^2 / #params(b) on the steps
-    /// <see cref="PretrainOptions.SharpnessEvery"/> picks (null on the others).</summary>
+    /// <see cref="DebugOptions.SharpnessEvery"/> picks (null on the others).</summary>
     public IReadOnlyDictionary<Block, double>? Sharpness { get; init; }
 
     /// <summary>Model FLOP utilization on CUDA for a built-in model (null elsewhere).</summary>

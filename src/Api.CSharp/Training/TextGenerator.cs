@@ -29,29 +29,72 @@ public static class TextGenerator
         return logits;
     }
 
-    /// <summary>Continues <paramref name="prompt"/> by <paramref name="maxTokens"/> tokens of the model's tokenizer. Each new token
-    /// costs one token's forward pass (a KV cache), whatever its position. Past the model's context the window
-    /// slides: the cache is rebuilt from the last half-context of tokens, and <paramref name="note"/> hears it.</summary>
-    public static string Generate(string model, string prompt, int maxTokens, double temperature, int topK, double topP, ulong seed,
-        Device? device = null, Action<string>? note = null)
+    /// <summary>Continues <paramref name="prompt"/> by <paramref name="maxTokens"/> tokens of the model's tokenizer.
+    /// Each new token costs one token's forward pass (a KV cache), whatever its position. Past the model's context the
+    /// window slides: the cache is rebuilt from the last half-context of tokens, and <paramref name="note"/> hears
+    /// it.</summary>
+    public static string Generate(
+        string model,
+        string prompt,
+        int maxTokens,
+        double temperature,
+        int topK,
+        double topP,
+        ulong seed,
+        Device? device = null,
+        Action<string>? note = null
+    )
     {
-        if (maxTokens < 0) throw new InvalidOptionException("MaxTokens", $"{maxTokens}", "must be >= 0");
-        if (!(temperature >= 0) || double.IsInfinity(temperature)) throw new InvalidOptionException("Temperature", temperature.ToString(System.Globalization.CultureInfo.InvariantCulture), "must be a finite number >= 0 (0: greedy)");
-        if (topK < 0) throw new InvalidOptionException("TopK", $"{topK}", "must be >= 0 (0: off)");
-        if (!(topP > 0 && topP <= 1)) throw new InvalidOptionException("TopP", topP.ToString(System.Globalization.CultureInfo.InvariantCulture), "must be in (0, 1]");
+        if (maxTokens < 0)
+            throw new InvalidOptionException("MaxTokens", $"{maxTokens}", "must be >= 0");
+        if (!(temperature >= 0) || double.IsInfinity(temperature))
+            throw new InvalidOptionException(
+                "Temperature",
+                temperature.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "must be a finite number >= 0 (0: greedy)"
+            );
+        if (topK < 0)
+            throw new InvalidOptionException("TopK", $"{topK}", "must be >= 0 (0: off)");
+        if (!(topP > 0 && topP <= 1))
+            throw new InvalidOptionException(
+                "TopP",
+                topP.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "must be in (0, 1]"
+            );
         TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = ModelLocator.Load(model, device);
         var tokenizer = TextTokenizers.ForModel(ModelLocator.Resolve(model));
-        using var owned = tokenizer as IDisposable;   // file tokenizers hold native handles and temporary files
+        using var owned = tokenizer as IDisposable; // file tokenizers hold native handles and temporary files
         long[] start = [tokenizer.EndOfText, .. tokenizer.Encode(prompt).Select(t => (long)t)];
-        var generated = GenerateTokens(lm, start, maxTokens, temperature, topK, topP, seed, tokenizer.VocabSize, cached: true, note);
+        var generated = GenerateTokens(
+            lm,
+            start,
+            maxTokens,
+            temperature,
+            topK,
+            topP,
+            seed,
+            tokenizer.VocabSize,
+            cached: true,
+            note
+        );
         return prompt + tokenizer.Decode(generated.Select(t => (int)t));
     }
 
     /// <summary>The sampling loop. <paramref name="cached"/> false recomputes the whole window for every token
     /// (the plain reference the cached loop is tested against).</summary>
-    internal static List<long> GenerateTokens(LanguageModel lm, long[] prompt, int maxTokens, double temperature, int topK, double topP,
-        ulong seed, int vocabulary, bool cached, Action<string>? note = null)
+    internal static List<long> GenerateTokens(
+        LanguageModel lm,
+        long[] prompt,
+        int maxTokens,
+        double temperature,
+        int topK,
+        double topP,
+        ulong seed,
+        int vocabulary,
+        bool cached,
+        Action<string>? note = null
+    )
     {
         lm.eval();
         var device = lm.parameters().First().device;
@@ -66,21 +109,32 @@ public static class TextGenerator
         {
             using var scope = NewDisposeScope();
             long[] input;
-            if (!cached) input = tokens.Skip(Math.Max(0, tokens.Count - context)).ToArray();
-            else if (cache.Length == 0) input = [.. tokens];
-            else if (cache.Length < context) input = [tokens[^1]];
+            if (!cached)
+                input = tokens.Skip(Math.Max(0, tokens.Count - context)).ToArray();
+            else if (cache.Length == 0)
+                input = [.. tokens];
+            else if (cache.Length < context)
+                input = [tokens[^1]];
             else
             {
                 // The window is full: keep the last half-context of tokens and rebuild the cache from them.
-                if (!slid) note?.Invoke($"past the context of {context} tokens, the window slides by {context / 2} tokens and the cache is rebuilt");
+                if (!slid)
+                    note?.Invoke(
+                        $"past the context of {context} tokens, the window slides by {context / 2} tokens and the "
+                            + $"cache is rebuilt"
+                    );
                 slid = true;
                 cache.Dispose();
                 input = tokens.Skip(tokens.Count - context / 2).ToArray();
             }
-            var logits = lm.Forward(tensor(input, [1, input.Length], device: device), cached ? cache : null)[0, -1].to(float32).cpu();
-            if (logits.shape[0] > vocabulary) logits[vocabulary..] = double.NegativeInfinity;   // vocabulary padding
+            var logits = lm.Forward(tensor(input, [1, input.Length], device: device), cached ? cache : null)[0, -1]
+                .to(float32)
+                .cpu();
+            if (logits.shape[0] > vocabulary)
+                logits[vocabulary..] = double.NegativeInfinity; // vocabulary padding
             long next;
-            if (temperature == 0) next = logits.argmax().item<long>();
+            if (temperature == 0)
+                next = logits.argmax().item<long>();
             else
             {
                 var filtered = Filter(logits / temperature, topK, topP);

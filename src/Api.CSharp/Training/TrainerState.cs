@@ -10,18 +10,23 @@ public sealed record TrainerState
 {
     /// <summary>Optimizer steps done.</summary>
     public required int Step { get; init; }
+
     /// <summary>The sampler's position: the epoch of the data order and the next window in it.</summary>
     public int SamplerEpoch { get; init; }
     public long SamplerIndex { get; init; }
     public ulong Seed { get; init; }
+
     /// <summary>The model's config (null: a model of your own).</summary>
     public ModelConfig? Model { get; init; }
+
     /// <summary>The library version that wrote the checkpoint.</summary>
     public string CodeVersion { get; init; } = "";
+
     /// <summary>The train loss of every step done.</summary>
     public List<double> TrainLosses { get; init; } = [];
     public List<EvalPoint> Evals { get; init; } = [];
     public required PretrainOptions Options { get; init; }
+
     /// <summary>The tokenizer of the data (null: data of your own).</summary>
     public Data.TokenizerRecord? Tokenizer { get; init; }
 
@@ -29,28 +34,59 @@ public sealed record TrainerState
     [JsonIgnore]
     public AutoRatioCheckpoint? Auto
     {
-        get => autoSmoothed is null ? null
-            : new(autoSteps, autoSmoothed, autoRatios ?? [], autoSmallSquared ?? [], autoBigSquared ?? []);
-        init => (autoSteps, autoSmoothed, autoRatios, autoSmallSquared, autoBigSquared) =
-            (value?.Steps ?? 0, value?.Smoothed, value?.Ratios, value?.SmallSquared, value?.BigSquared);
+        get =>
+            autoSmoothed is null
+                ? null
+                : new(autoSteps, autoSmoothed, autoRatios ?? [], autoSmallSquared ?? [], autoBigSquared ?? []);
+        init =>
+            (autoSteps, autoSmoothed, autoRatios, autoSmallSquared, autoBigSquared) = (
+                value?.Steps ?? 0,
+                value?.Smoothed,
+                value?.Ratios,
+                value?.SmallSquared,
+                value?.BigSquared
+            );
     }
 
     // trainer.json keeps the auto part as five top-level keys, as every earlier version wrote it.
     int autoSteps;
-    Dictionary<string, double>? autoSmoothed, autoRatios, autoSmallSquared, autoBigSquared;
+    Dictionary<string, double>? autoSmoothed,
+        autoRatios,
+        autoSmallSquared,
+        autoBigSquared;
 
     [JsonInclude, JsonPropertyName("autoSteps")]
-    int AutoSteps { get => autoSteps; init => autoSteps = value; }
+    int AutoSteps
+    {
+        get => autoSteps;
+        init => autoSteps = value;
+    }
 
     [JsonInclude, JsonPropertyName("autoSmoothed")]
-    Dictionary<string, double>? AutoSmoothed { get => autoSmoothed; init => autoSmoothed = value; }
+    Dictionary<string, double>? AutoSmoothed
+    {
+        get => autoSmoothed;
+        init => autoSmoothed = value;
+    }
 
     [JsonInclude, JsonPropertyName("autoRatios")]
-    Dictionary<string, double>? AutoRatios { get => autoRatios; init => autoRatios = value; }
+    Dictionary<string, double>? AutoRatios
+    {
+        get => autoRatios;
+        init => autoRatios = value;
+    }
 
     [JsonInclude, JsonPropertyName("autoSmallSquared")]
-    Dictionary<string, double>? AutoSmallSquared { get => autoSmallSquared; init => autoSmallSquared = value; }
+    Dictionary<string, double>? AutoSmallSquared
+    {
+        get => autoSmallSquared;
+        init => autoSmallSquared = value;
+    }
 
     [JsonInclude, JsonPropertyName("autoBigSquared")]
-    Dictionary<string, double>? AutoBigSquared { get => autoBigSquared; init => autoBigSquared = value; }
+    Dictionary<string, double>? AutoBigSquared
+    {
+        get => autoBigSquared;
+        init => autoBigSquared = value;
+    }
 }

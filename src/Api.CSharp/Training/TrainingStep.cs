@@ -53,17 +53,24 @@ sealed class TrainingStep(
         var total = Math.Sqrt(squared.Values.Sum());
 
         // Guard: nothing non-finite reaches the weights.
-        if (!double.IsFinite(loss) || !double.IsFinite(total)) throw Diverged(step, loss, total, lastCheckpoint);
+        if (!double.IsFinite(loss) || !double.IsFinite(total))
+            throw Diverged(step, loss, total, lastCheckpoint);
 
         // Observe: auto ratios read this step's gradients before clipping.
         auto?.Observe(squared, smallSquared is null ? null : values[1..]);
 
         // Clip and update.
-        if (o.Training.GradClip > 0 && total > o.Training.GradClip) optimizer.ScaleGradients(o.Training.GradClip / (total + 1e-6));
+        if (o.Training.GradClip > 0 && total > o.Training.GradClip)
+            optimizer.ScaleGradients(o.Training.GradClip / (total + 1e-6));
         optimizer.Step(block => learningRate(block, step));
-        if (device.type == DeviceType.CUDA) cuda.synchronize();
-        return new StepOutcome(loss, squared, clock.Elapsed.TotalMilliseconds,
-            optimizer.CollectiveMilliseconds - collectiveBefore);
+        if (device.type == DeviceType.CUDA)
+            cuda.synchronize();
+        return new StepOutcome(
+            loss,
+            squared,
+            clock.Elapsed.TotalMilliseconds,
+            optimizer.CollectiveMilliseconds - collectiveBefore
+        );
     }
 
     /// <summary>The loss summed over this rank's micro-batches (each scaled by 1 / accumulation steps, so the
@@ -101,8 +108,9 @@ sealed class TrainingStep(
         var (what, value) = double.IsFinite(loss) ? ("gradient norm", total) : ("loss", loss);
         return new TrainingDivergedException(
             $"step {step}: the {what} is {value}; training stopped before the update"
-            + (lastCheckpoint is null ? "" : $"; the last good checkpoint is {lastCheckpoint}")
-            + "; lower the LR or the ratios"
-            + (o.Training.Precision == Precision.Fp32 ? "" : ", or train in fp32"));
+                + (lastCheckpoint is null ? "" : $"; the last good checkpoint is {lastCheckpoint}")
+                + "; lower the LR or the ratios"
+                + (o.Training.Precision == Precision.Fp32 ? "" : ", or train in fp32")
+        );
     }
 }
