@@ -687,6 +687,47 @@ let demo (args: ParseResults<DemoArgs>) =
 let private mib (bytes: int64) =
     sprintf "%10.1f MiB" (float bytes / 1048576.0)
 
+/// How the optimizer state of `inspect` spreads over `processes` ranks at ZeRO stage `zero`.
+let private printSharding
+    (config: Core.ModelConfig)
+    (optimizerKind: Core.OptimizerKind)
+    (report: Models.ModelInspection)
+    processes
+    zero
+    cuda
+    =
+    let optimizer = OptionNames.Format optimizerKind
+    let onCpu = not cuda
+
+    if zero = 1 then
+        let perRank =
+            Models.ModelInspection.ShardedStateBytes(config, optimizerKind, processes, not onCpu)
+
+        printfn ""
+
+        printfn
+            "ZeRO-1 over %d processes: %s state per rank (its part of every flat group; gradients and weights stay \
+             whole)"
+            processes
+            optimizer
+
+        perRank
+        |> Seq.iteri (fun rank bytes ->
+            printfn
+                "  rank %-3d %18s bytes  %s  (%.1f%% of %s)"
+                rank
+                (bytes.ToString "N0")
+                (mib bytes)
+                (100.0 * float bytes / float report.OptimizerStateBytes)
+                (mib report.OptimizerStateBytes))
+    elif processes > 1 then
+        printfn ""
+
+        printfn
+            "ZeRO-0 over %d processes: every rank keeps all %s of optimizer state (--zero 1 splits it)"
+            processes
+            (mib report.OptimizerStateBytes)
+
 let inspect (args: ParseResults<InspectArgs>) =
     let overrides =
         args.GetAllResults() |> List.choose (fun a -> a.Override) |> Array.ofList
@@ -756,35 +797,7 @@ let inspect (args: ParseResults<InspectArgs>) =
     printfn "  activations          %s" (mib report.ActivationBytes)
     printfn "  total                %s" (mib report.TotalBytes)
 
-    if zero = 1 then
-        let perRank =
-            Models.ModelInspection.ShardedStateBytes(config, optimizerKind, processes, not onCpu)
-
-        printfn ""
-
-        printfn
-            "ZeRO-1 over %d processes: %s state per rank (its part of every flat group; gradients and weights stay \
-             whole)"
-            processes
-            optimizer
-
-        perRank
-        |> Seq.iteri (fun rank bytes ->
-            printfn
-                "  rank %-3d %18s bytes  %s  (%.1f%% of %s)"
-                rank
-                (bytes.ToString "N0")
-                (mib bytes)
-                (100.0 * float bytes / float report.OptimizerStateBytes)
-                (mib report.OptimizerStateBytes))
-    elif processes > 1 then
-        printfn ""
-
-        printfn
-            "ZeRO-0 over %d processes: every rank keeps all %s of optimizer state (--zero 1 splits it)"
-            processes
-            (mib report.OptimizerStateBytes)
-
+    printSharding config optimizerKind report processes zero (not onCpu)
     0
 
 /// Markdown tables of the fixture logits and of the optimizer golden trajectories on a device; exit 1 when a row

@@ -408,33 +408,8 @@ public static class Comparison
             ResolvedOptions.Resolve(common with { Optimizer = common.Optimizer with { Kind = optimizer } });
         ResolvedOptions.Resolve(common with { Training = common.Training with { Steps = 2 * n } });
 
-        CompareRow RunRow(string label, OptimizerKind optimizer, int steps, double lr)
-        {
-            var runs = new List<PretrainResult>();
-            foreach (var seed in options.Seeds)
-            {
-                starting?.Invoke($"{label} seed {seed}");
-                var folder = Path.Combine(common.Run.Out, label, $"seed-{seed}");
-                runs.Add(
-                    Pretrainer.Run(
-                        common with
-                        {
-                            Optimizer = common.Optimizer with { Kind = optimizer },
-                            Schedule = common.Schedule with
-                            {
-                                Lr = lr,
-                                WarmupSteps = common.Schedule.WarmupSteps ?? BlockSchedule.DefaultWarmup(n),
-                            },
-                            Training = common.Training with { Steps = steps, Seed = seed },
-                            Run = new() { Out = folder, Overwrite = true },
-                        },
-                        progress,
-                        cancel
-                    )
-                );
-            }
-            return new CompareRow(label, optimizer, steps, lr, runs);
-        }
+        CompareRow RunRow(string label, OptimizerKind optimizer, int steps, double lr) =>
+            RunSeeds(options, label, optimizer, steps, lr, starting, progress, cancel);
 
         var baselines = lrs.Select(lr =>
                 RunRow(
@@ -457,6 +432,46 @@ public static class Comparison
             Path.Combine(common.Run.Out, "report.json")
         );
 
+        WriteFiles(report, options);
+        return report;
+    }
+
+    /// <summary>One row of a comparison: an optimizer at a base LR for <paramref name="steps"/> steps, once per seed,
+    /// each run in COMMON.OUT/LABEL/seed-S.</summary>
+    static CompareRow RunSeeds(
+        CompareOptions options,
+        string label,
+        OptimizerKind optimizer,
+        int steps,
+        double lr,
+        Action<string>? starting,
+        IProgress<TrainProgress>? progress,
+        CancellationToken cancel
+    )
+    {
+        var common = options.Common;
+        var runs = new List<PretrainResult>();
+        foreach (var seed in options.Seeds)
+        {
+            starting?.Invoke($"{label} seed {seed}");
+            var folder = Path.Combine(common.Run.Out, label, $"seed-{seed}");
+            var warmup = common.Schedule.WarmupSteps ?? BlockSchedule.DefaultWarmup(common.Training.Steps);
+            var arm = common with
+            {
+                Optimizer = common.Optimizer with { Kind = optimizer },
+                Schedule = common.Schedule with { Lr = lr, WarmupSteps = warmup },
+                Training = common.Training with { Steps = steps, Seed = seed },
+                Run = new() { Out = folder, Overwrite = true },
+            };
+            runs.Add(Pretrainer.Run(arm, progress, cancel));
+        }
+        return new CompareRow(label, optimizer, steps, lr, runs);
+    }
+
+    /// <summary>The comparison's curves.png, report.md and report.json.</summary>
+    static void WriteFiles(CompareReport report, CompareOptions options)
+    {
+        var (common, rows, baseline) = (options.Common, report.Rows, report.Baseline);
         Plots.Save(
             report.Png,
             $"{common.Model.Name}: mean val loss over {options.Seeds.Count} seed(s)",
@@ -469,6 +484,5 @@ public static class Comparison
         );
         File.WriteAllText(report.Markdown, report.ToMarkdown(common));
         File.WriteAllText(report.Json, JsonSerializer.Serialize(report, OptionsJson.Options));
-        return report;
     }
 }

@@ -48,6 +48,43 @@ public static class SharpnessReport
         bool preconditioned = false
     )
     {
+        var checkpoints = CheckpointsOf(run, steps);
+        var on = (device ?? ComputeDevice.Cpu).Use();
+        using var val = Data.TokenDataset.Open(data, "val");
+        var rows = new List<SharpnessRow>();
+        foreach (var (step, dir) in checkpoints)
+        {
+            starting?.Invoke($"step {step}");
+            using var scope = NewDisposeScope();
+            using var model = HfFormat.Load(dir, on);
+            var windows = Data.Windows.Validation(val, seqLen, batchSize, (long)batches * batchSize, on).ToList();
+            var preconditioners = preconditioned ? PreconditionersOf(dir, model) : null;
+            var (proxy, hessian, adam) = SharpnessEstimator.Measure(model, windows, hutchinson, seed, preconditioners);
+            rows.AddRange(
+                proxy
+                    .OrderBy(kv => kv.Key)
+                    .Select(kv => new SharpnessRow(step, kv.Key, kv.Value, hessian?[kv.Key], adam?[kv.Key]))
+            );
+        }
+        var csv = Path.Combine(run, "sharpness.csv");
+        WriteCsv(csv, rows);
+        // log10 sharpness per block against step (the Hutchinson estimate where measured, else the proxy).
+        var png = Plots.Save(
+            Path.Combine(run, "sharpness.png"),
+            "log10 sharpness per block (Hutchinson where measured, else the proxy)",
+            rows.GroupBy(r => r.Block)
+                .Select(g => new Plots.Curve(
+                    g.Key.ToString(),
+                    g.Select(r => (double)r.Step).ToArray(),
+                    g.Select(r => Math.Log10(Math.Max(1e-30, (r.Hutchinson ?? r.Proxy).Mean))).ToArray()
+                ))
+        );
+        return (rows, csv, png);
+    }
+
+    /// <summary>The run's checkpoints (at <paramref name="steps"/> when given), by step.</summary>
+    static List<(int Step, string Dir)> CheckpointsOf(string run, IReadOnlyList<int>? steps)
+    {
         var folder = Checkpoints.Folder(run);
         var checkpoints = (Directory.Exists(folder) ? Directory.GetDirectories(folder, "step_*") : [])
             .Select(d =>
@@ -67,36 +104,24 @@ public static class SharpnessReport
                 $"{run}: no checkpoints{(steps is null ? "" : " at the steps asked for")}; train with "
                     + $"--checkpoint-every N --keep-checkpoints K to keep several"
             );
-        var on = (device ?? ComputeDevice.Cpu).Use();
-        using var val = Data.TokenDataset.Open(data, "val");
-        var rows = new List<SharpnessRow>();
-        foreach (var (step, dir) in checkpoints)
-        {
-            starting?.Invoke($"step {step}");
-            using var scope = NewDisposeScope();
-            using var model = HfFormat.Load(dir, on);
-            var windows = Data.Windows.Validation(val, seqLen, batchSize, (long)batches * batchSize, on).ToList();
-            // Adam's v from the checkpoint's optimizer state, with the run's beta2 and eps.
-            IReadOnlyList<Tensor>? preconditioners = null;
-            if (preconditioned)
-            {
-                var trainer = Checkpoints.ReadState(dir, model.Config);
-                var state = SafetensorsHeader.LoadTensors(Path.Combine(dir, "optimizer.safetensors"));
-                preconditioners = SharpnessEstimator.Preconditioners(
-                    model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)),
-                    state,
-                    trainer.Options.Optimizer.Beta2,
-                    trainer.Options.Optimizer.Eps
-                );
-            }
-            var (proxy, hessian, adam) = SharpnessEstimator.Measure(model, windows, hutchinson, seed, preconditioners);
-            rows.AddRange(
-                proxy
-                    .OrderBy(kv => kv.Key)
-                    .Select(kv => new SharpnessRow(step, kv.Key, kv.Value, hessian?[kv.Key], adam?[kv.Key]))
-            );
-        }
-        var csv = Path.Combine(run, "sharpness.csv");
+        return checkpoints;
+    }
+
+    /// <summary>Adam's v from the checkpoint's optimizer state, with the run's beta2 and eps.</summary>
+    static IReadOnlyList<Tensor> PreconditionersOf(string dir, LanguageModel model)
+    {
+        var trainer = Checkpoints.ReadState(dir, model.Config);
+        var state = SafetensorsHeader.LoadTensors(Path.Combine(dir, "optimizer.safetensors"));
+        return SharpnessEstimator.Preconditioners(
+            model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)),
+            state,
+            trainer.Options.Optimizer.Beta2,
+            trainer.Options.Optimizer.Eps
+        );
+    }
+
+    /// <summary>sharpness.csv: a row per step and block, invariant numbers, empty where not measured.</summary>
+    static void WriteCsv(string csv, IReadOnlyList<SharpnessRow> rows) =>
         File.WriteAllLines(
             csv,
             rows.Select(r =>
@@ -111,17 +136,4 @@ public static class SharpnessReport
                     "step,block,proxy,proxy_stderr,hutchinson,hutchinson_stderr,preconditioned,preconditioned_stderr"
                 )
         );
-        // log10 sharpness per block against step (the Hutchinson estimate where measured, else the proxy).
-        var png = Plots.Save(
-            Path.Combine(run, "sharpness.png"),
-            "log10 sharpness per block (Hutchinson where measured, else the proxy)",
-            rows.GroupBy(r => r.Block)
-                .Select(g => new Plots.Curve(
-                    g.Key.ToString(),
-                    g.Select(r => (double)r.Step).ToArray(),
-                    g.Select(r => Math.Log10(Math.Max(1e-30, (r.Hutchinson ?? r.Proxy).Mean))).ToArray()
-                ))
-        );
-        return (rows, csv, png);
-    }
 }
