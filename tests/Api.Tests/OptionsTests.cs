@@ -178,7 +178,7 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             Assert.Equal($"{config}: Schedule.Lr = fast: expected a number", fromCsharp.Message);
             File.WriteAllText(config, """{ "stepz": 3 }""");
             var unknown = Assert.Throws<InvalidOptionException>(() => PretrainOptions.FromJsonFile(config));
-            Assert.StartsWith($"{config}: stepz: unknown option (known: model.name, ", unknown.Message);
+            Assert.StartsWith($"{config}: stepz = 3: unknown option (groups: model, data, ", unknown.Message);
         }
         finally
         {

@@ -247,6 +247,20 @@ static class OptionFields
     public static OptionField? Find(string key) =>
         byPath.GetValueOrDefault(key) ?? (flatKeys.TryGetValue(key, out var path) ? byPath[path] : null);
 
+    /// <summary>Why a key is not an option, and what is: a group's fields for a key in a known group, a group given as
+    /// something other than an object, else the groups.</summary>
+    public static string Unknown(string key)
+    {
+        var dot = key.IndexOf('.');
+        var group = dot < 0 ? key : key[..dot];
+        var fields = byPath
+            .Keys.Where(p => p.StartsWith(group + ".", StringComparison.Ordinal) && !p.StartsWith(AutoPrefix))
+            .Select(p => p[(group.Length + 1)..]);
+        return !IsGroup(group) ? $"unknown option (groups: {string.Join(", ", Groups.Select(g => g.Key))})"
+            : dot < 0 ? $"expected an object of {group} options ({string.Join(", ", fields)})"
+            : $"unknown option ({group} has: {string.Join(", ", fields)})";
+    }
+
     /// <summary>The option of a message name ("Schedule.Lr"), or null.</summary>
     public static OptionField? Named(string name) => byPath.Values.FirstOrDefault(f => f.Name == name);
 }

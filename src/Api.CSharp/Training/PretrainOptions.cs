@@ -101,12 +101,7 @@ public sealed record PretrainOptions
             foreach (var (path, item) in entries)
             {
                 var field = OptionFields.Find(path)
-                    ?? throw new InvalidOptionException(
-                        path,
-                        null,
-                        $"unknown option (known: {string.Join(", ", OptionFields.Paths)})",
-                        source
-                    );
+                    ?? throw new InvalidOptionException(path, item?.ToJsonString(), OptionFields.Unknown(path), source);
                 if (field.IsAutoSetting)
                     autoSettings.Add((field, item?.DeepClone()));
                 else
