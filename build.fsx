@@ -393,7 +393,7 @@ let packCheck () =
                         "install"
                         "BlockwiseLR.Tool"
                         "--version"
-                        "0.1.0"
+                        "0.2.0"
                         "--tool-path"
                         tools
                         "--add-source"
@@ -432,7 +432,7 @@ let packCheck () =
         ]
     // The library package depends on TorchSharp, the core, the tokenizer and data readers: nothing that draws.
     let nuspecHasNoPlotting () =
-        let package = Path.Combine(packages, "BlockwiseLR.0.1.0.nupkg")
+        let package = Path.Combine(packages, "BlockwiseLR.0.2.0.nupkg")
         use zip = IO.Compression.ZipFile.OpenRead package
         let entry = zip.Entries |> Seq.find (fun e -> e.FullName.EndsWith ".nuspec")
         use reader = new StreamReader(entry.Open())

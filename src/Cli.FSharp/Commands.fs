@@ -358,8 +358,8 @@ let private optionValues
                 yield Collections.Generic.KeyValuePair(path, value)
     ]
 
-/// The config file of the running command and the options its command line gave (JSON names): an invalid
-/// option that did not come from the command line is reported against the file, not a flag.
+/// The config file of the running command and the options its command line gave (option paths, e.g. schedule.lr): an
+/// invalid option that did not come from the command line is reported against the file, not a flag.
 let mutable configFile: string option = None
 let mutable commandLineKeys: Set<string> = Set.empty
 

@@ -71,7 +71,7 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             var refused = Assert.Throws<InvalidOptionException>(() =>
                 Pretrainer.Run(PretrainOptions.FromJsonFile(Path.Combine(run, "options.json")))
             );
-            Assert.Equal("Out", refused.Option);
+            Assert.Equal("Run.Out", refused.Option);
             Assert.Equal(before, Snapshot(run));
 
             // --overwrite replaces the run: its files are the new run's, and a file of the user's stays.

@@ -122,7 +122,7 @@ sealed record OptionField(string Path, string Name, string? FlatKey, PropertyInf
     /// <summary>The options with this field set (a copy of its group with the field replaced).</summary>
     public PretrainOptions Set(PretrainOptions options, object? value)
     {
-        var group = CloneRecord(Group.GetValue(options)!);
+        var group = CloneRecord(Group.GetValue(options) ?? Activator.CreateInstance(Group.PropertyType)!);
         Property.SetValue(group, value);
         var copy = CloneRecord(options);
         Group.SetValue(copy, group);

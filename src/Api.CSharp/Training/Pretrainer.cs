@@ -129,7 +129,10 @@ public sealed class Trainer(PretrainOptions options)
         for (var t = setup.StartStep; t < o.Training.Steps && !interrupted; t++)
         {
             FaultInjection.Bug("bug-at-step", t);
-            var outcome = step.Run(t, history.LastCheckpoint);
+            var outcome = step.Run(t, history.LastCheckpoint) with
+            {
+                DeviceMemoryBytes = DeviceMemory.UsedBytes(setup.Device),
+            };
             history.Add(outcome);
 
             // Everything that follows now is just diagnostics: evaluation, the step's one report (metrics.jsonl,

@@ -44,15 +44,23 @@ public sealed record ResolvedOptions(
     static ResolvedOptions Resolve(PretrainOptions o, bool custom, bool customTied, bool ownData, int world)
     {
         RequireGroups(o);
+        if (o.Model.Config is not null && !o.Model.Overrides.IsEmpty)
+            throw Bad(
+                "Model.Overrides",
+                string.Join(",", o.Model.Overrides.ToKeyValues()),
+                "give either Model.Config or Model.Overrides, not both (ModelConfigs.With applies overrides to a "
+                    + "config)"
+            );
         var config = custom ? null : ModelOf(o.Model);
         if (custom)
             RefuseForOwnModel(o);
+        Finite("Schedule.Lr", o.Schedule.Lr, 0, inclusive: false);
         var (micro, seqLen) = CheckTraining(o.Training, o.Parallelism, config, world);
         Data.TokenizerRecord? tokenizer = null;
         if (!ownData)
             (config, tokenizer) = WithDataVocab(o.Data, o.Model, config);
         CheckRunAndDiagnostics(o);
-        CheckOptimizer(o.Optimizer, o.Schedule);
+        CheckNumerics(o);
         var tied = config?.Tied ?? customTied;
         var (ratios, schedule) = ScheduleOf(o, tied);
         var decay = o.Optimizer.WeightDecayPolicy
@@ -103,13 +111,6 @@ public sealed record ResolvedOptions(
     static ModelConfig ModelOf(ModelOptions model)
     {
         string Overrides() => string.Join(",", model.Overrides.ToKeyValues());
-        if (model.Config is not null && !model.Overrides.IsEmpty)
-            throw Bad(
-                "Model.Overrides",
-                Overrides(),
-                "give either Model.Config or Model.Overrides, not both (ModelConfigs.With applies overrides to a "
-                    + "config)"
-            );
         if (model.Config is null && ModelConfigRules.TryNamed(model.Name) is { IsOk: false } unknown)
             throw Bad("Model.Name", model.Name, unknown.Error);
         try
@@ -192,15 +193,6 @@ public sealed record ResolvedOptions(
                 seqLen,
                 config is null ? "must be >= 1" : $"must be in 1..{config.Context} (the model's context)"
             );
-        Finite("Training.GradClip", t.GradClip, 0, inclusive: true);
-        if (t.Threads is < 1)
-            throw Bad("Training.Threads", t.Threads, "must be >= 1 (leave it unset for libtorch's choice)");
-        if (!Enum.IsDefined(t.Precision))
-            throw Bad(
-                "Training.Precision",
-                (int)t.Precision,
-                $"is not one of {string.Join(", ", OptionNames.Known<Precision>())}"
-            );
         return (micro, seqLen);
     }
 
@@ -255,34 +247,45 @@ public sealed record ResolvedOptions(
             throw Bad("Checkpoint.Keep", o.Checkpoint.Keep, "must be >= 1");
         if (o.Debug.SharpnessEvery < 0)
             throw Bad("Debug.SharpnessEvery", o.Debug.SharpnessEvery, "must be >= 0 (0: off)");
-        if (o.Debug.PeakTflops is { } peak)
-            _ = PeakFlops(peak, o.Training.Precision);
     }
 
-    static void CheckOptimizer(OptimizerOptions opt, ScheduleOptions s)
+    /// <summary>Clipping, the optimizer's hyperparameters, the schedule's numbers, threads and the closed choices, in
+    /// the order earlier versions checked them.</summary>
+    static void CheckNumerics(PretrainOptions o)
     {
+        var (opt, s, t) = (o.Optimizer, o.Schedule, o.Training);
+        Finite("Training.GradClip", t.GradClip, 0, inclusive: true);
         Finite("Optimizer.WeightDecay", opt.WeightDecay, 0, inclusive: true);
         Finite("Optimizer.Eps", opt.Eps, 0, inclusive: false);
         if (!(opt.Beta1 >= 0 && opt.Beta1 < 1))
             throw Bad("Optimizer.Beta1", opt.Beta1, "must be in [0, 1)");
         if (!(opt.Beta2 >= 0 && opt.Beta2 < 1))
             throw Bad("Optimizer.Beta2", opt.Beta2, "must be in [0, 1)");
+        if (s.FloorLr is { } floor)
+            Finite("Schedule.FloorLr", floor, 0, inclusive: true);
+        if (s.WarmupSteps is < 0)
+            throw Bad("Schedule.WarmupSteps", s.WarmupSteps, "must be >= 0");
+        if (t.Threads is < 1)
+            throw Bad("Training.Threads", t.Threads, "must be >= 1 (leave it unset for libtorch's choice)");
+        if (o.Debug.PeakTflops is { } peak)
+            _ = PeakFlops(peak, o.Training.Precision);
         if (!Enum.IsDefined(opt.Kind))
             throw Bad(
                 "Optimizer.Kind",
                 (int)opt.Kind,
                 $"is not one of {string.Join(", ", OptionNames.Known<OptimizerKind>())}"
             );
-        Finite("Schedule.Lr", s.Lr, 0, inclusive: false);
-        if (s.FloorLr is { } floor)
-            Finite("Schedule.FloorLr", floor, 0, inclusive: true);
-        if (s.WarmupSteps is < 0)
-            throw Bad("Schedule.WarmupSteps", s.WarmupSteps, "must be >= 0");
         if (!Enum.IsDefined(s.Kind))
             throw Bad(
                 "Schedule.Kind",
                 (int)s.Kind,
                 $"is not one of {string.Join(", ", OptionNames.Known<LrSchedule>())}"
+            );
+        if (!Enum.IsDefined(t.Precision))
+            throw Bad(
+                "Training.Precision",
+                (int)t.Precision,
+                $"is not one of {string.Join(", ", OptionNames.Known<Precision>())}"
             );
         if (opt.Ratios.IsAuto && s.AlphaWarmup && OptimizerKinds.IsBlockwise(opt.Kind))
             throw Bad(

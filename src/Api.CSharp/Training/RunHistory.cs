@@ -110,7 +110,7 @@ sealed class StepDiagnostics(
             Mfu = peakFlops is { } peak ? tokensPerSecond * flopsPerToken / peak : null,
             CollectiveMilliseconds =
                 setup.Group != Distributed.ProcessGroup.Single ? outcome.CollectiveMilliseconds : null,
-            DeviceMemoryBytes = DeviceMemory.UsedBytes(setup.Device),
+            DeviceMemoryBytes = outcome.DeviceMemoryBytes,
         };
     }
 }

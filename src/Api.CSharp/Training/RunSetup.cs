@@ -65,17 +65,20 @@ sealed class RunSetup
         var resumeFrom = o.Checkpoint.Resume is { } resume ? Checkpoints.Locate(run, resume) : null;
         var resumed = resumeFrom is null ? null : Checkpoints.ReadState(resumeFrom, config);
         if (resumed is not null)
+        {
             RunFolder.RefuseChangedTrajectory(resumed.Options, o, o.Checkpoint.Resume!, resumeFrom!);
+            RefuseOldAutoRatios(resumed, o.Checkpoint.Resume!, resumeFrom!);
+        }
         if (resumeFrom is null && RunFolder.HoldsRun(run) && !o.Run.Overwrite)
             throw new InvalidOptionException(
-                nameof(o.Run.Out),
+                "Run.Out",
                 o.Run.Out,
-                "already holds a run; resume it (Resume latest) or replace it (Overwrite)"
+                "already holds a run; resume it (Checkpoint.Resume latest) or replace it (Run.Overwrite)"
             );
         var initFrom = o.Checkpoint.InitFrom is { } init && resumeFrom is null ? ModelLocator.Resolve(init) : null;
         if (initFrom is not null && HfFormat.ReadConfig(initFrom) is var initConfig && !initConfig.Equals(config))
             throw new InvalidOptionException(
-                nameof(o.Checkpoint.InitFrom),
+                "Checkpoint.InitFrom",
                 initFrom,
                 $"holds another model ({ModelConfigs.Describe(initConfig)}), not "
                     + $"{(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model "
@@ -84,6 +87,24 @@ sealed class RunSetup
         var setup = new RunSetup(resolved, run, resumeFrom, resumed, initFrom);
         setup.Join(launch, group, customModel);
         return setup;
+    }
+
+    /// <summary>Auto ratios of a checkpoint written before 0.2.0 followed another LR rule (they scaled the AdamW
+    /// schedule's excess over the floor); resuming under today's rule would change the run part-way.</summary>
+    static void RefuseOldAutoRatios(TrainerState resumed, string resume, string checkpoint)
+    {
+        if (
+            resumed.Auto is null
+            || !Version.TryParse(resumed.CodeVersion, out var version)
+            || version >= new Version(0, 2, 0)
+        )
+            return;
+        throw new InvalidOptionException(
+            "Checkpoint.Resume",
+            resume,
+            $"{checkpoint} was trained with auto ratios by BlockwiseLR {resumed.CodeVersion}, whose ratios set the LR "
+                + "by another rule; resume it with that version or start a new run"
+        );
     }
 
     static bool HasOwnHead(nn.Module<Tensor, Tensor> model, BlockRules rules) =>
@@ -188,11 +209,21 @@ sealed class TrainingData : IDisposable
     {
         var (o, vocab) = (setup.Options, setup.Config?.Vocab);
         ownTrain = customTrain is null ? TokenDataset.Open(o.Data.Path, "train", vocab) : null;
-        ownVal = customVal is null ? TokenDataset.Open(o.Data.Path, "val", vocab) : null;
-        (Train, Val) = (customTrain ?? ownTrain!, customVal ?? ownVal!);
-        var position = setup.Resumed is { } r ? new SamplerPosition(r.SamplerEpoch, r.SamplerIndex) : null;
-        Sampler = new BatchSampler(Train, setup.Resolved.SeqLen, o.Training.Seed, position);
-        _ = new BatchSampler(Val, setup.Resolved.SeqLen, o.Training.Seed); // refuses a val split too short for seq_len
+        try
+        {
+            ownVal = customVal is null ? TokenDataset.Open(o.Data.Path, "val", vocab) : null;
+            (Train, Val) = (customTrain ?? ownTrain!, customVal ?? ownVal!);
+            var position = setup.Resumed is { } r ? new SamplerPosition(r.SamplerEpoch, r.SamplerIndex) : null;
+            Sampler = new BatchSampler(Train, setup.Resolved.SeqLen, o.Training.Seed, position);
+            // Refuses a val split too short for seq_len.
+            _ = new BatchSampler(Val, setup.Resolved.SeqLen, o.Training.Seed);
+        }
+        catch
+        {
+            // A refused set-up leaves no shard mapped.
+            Dispose();
+            throw;
+        }
     }
 
     public ITokenSource Train { get; }

@@ -28,7 +28,7 @@ public sealed record StepReport(
     /// <summary>Milliseconds of the step spent in collectives (null for one process).</summary>
     public double? CollectiveMilliseconds { get; init; }
 
-    /// <summary>Device memory in use after the step on CUDA (null elsewhere).</summary>
+    /// <summary>Device memory in use after the step, before its evaluation, on CUDA (null elsewhere).</summary>
     public long? DeviceMemoryBytes { get; init; }
 
     /// <summary>The step as progress displays see it (steps done of the run).</summary>

@@ -9,12 +9,14 @@ using static TorchSharp.torch;
 namespace BlockwiseLR.Training;
 
 /// <summary>What one optimizer step measured: the mean loss over the global batch, each block's squared gradient
-/// norm (after the reduction, before clipping), and the time it took.</summary>
+/// norm (after the reduction, before clipping), the time it took, and the device memory in use after it (CUDA; the
+/// trainer reads it once the step's temporaries are freed, before evaluation).</summary>
 sealed record StepOutcome(
     double Loss,
     IReadOnlyDictionary<Block, double> SquaredNorms,
     double Milliseconds,
-    double CollectiveMilliseconds
+    double CollectiveMilliseconds,
+    long? DeviceMemoryBytes
 );
 
 /// <summary>
@@ -69,7 +71,8 @@ sealed class TrainingStep(
             loss,
             squared,
             clock.Elapsed.TotalMilliseconds,
-            optimizer.CollectiveMilliseconds - collectiveBefore
+            optimizer.CollectiveMilliseconds - collectiveBefore,
+            null
         );
     }
 
