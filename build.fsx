@@ -254,7 +254,18 @@ let demo (args: string list) =
     build ()
     blr ("demo" :: args)
 
-type Counts = { Passed: int; Failed: int }
+type Counts =
+    {
+        Passed: int
+        Failed: int
+    }
+
+    /// The counts of two runners together.
+    static member add (a: Counts) (b: Counts) =
+        {
+            Passed = a.Passed + b.Passed
+            Failed = a.Failed + b.Failed
+        }
 
 /// Expecto projects (run with `dotnet run`, since Expecto has no `dotnet test` adapter here); each writes
 /// its counts to BLR_TEST_SUMMARY as "passed failed" (errored tests counted as failed).
@@ -510,12 +521,7 @@ let runSamples () =
     if Directory.Exists output then
         Directory.Delete(output, true)
 
-    results
-    |> List.reduce (fun a b ->
-        {
-            Passed = a.Passed + b.Passed
-            Failed = a.Failed + b.Failed
-        })
+    results |> List.reduce Counts.add
 
 /// tools/gpu-check.sh, the GPU device check, end to end with --device cpu in its quick mode (counted as one
 /// test): every section runs, so the script cannot rot before a GPU machine runs it.
@@ -612,11 +618,7 @@ let formatCheck () =
              && run "dotnet" [ "fantomas"; "--check"; "src"; "tests"; "build.fsx" ] dotnetEnv = 0)
         one "line length" longLines.IsEmpty
     ]
-    |> List.reduce (fun a b ->
-        {
-            Passed = a.Passed + b.Passed
-            Failed = a.Failed + b.Failed
-        })
+    |> List.reduce Counts.add
 
 let test () =
     build ()
@@ -630,11 +632,7 @@ let test () =
             gpuCheck ()
             packCheck ()
         ]
-        |> List.reduce (fun a b ->
-            {
-                Passed = a.Passed + b.Passed
-                Failed = a.Failed + b.Failed
-            })
+        |> List.reduce Counts.add
 
     Console.Out.Flush()
     printfn "%d passed, %d failed" all.Passed all.Failed

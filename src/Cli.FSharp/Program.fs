@@ -77,7 +77,7 @@ let private flagOf (option: string) =
         let key = flagAliases.TryFind key |> Option.defaultValue key
 
         flags
-        |> List.tryFind (fun flag -> flag.TrimStart('-') |> fun f -> Commands.optionKey (f.Replace('-', '_')) = key)
+        |> List.tryFind (fun flag -> Commands.optionKey (flag.TrimStart('-').Replace('-', '_')) = key)
 
 /// A library text with the options it names said as this subcommand's flags: training options ("Optimizer.Ratios")
 /// through the table, and the plain property names `named` accepts; words inside paths are left alone.

@@ -91,3 +91,10 @@ static class PreparedCorpus
         return corpus;
     }
 }
+
+/// Progress reported on the calling thread as it happens (Progress&lt;T&gt; posts to the thread pool, so a test could
+/// read its list before the last report arrives).
+sealed class SynchronousProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
+}

@@ -214,11 +214,6 @@ public class TrainerTests
         }
     }
 
-    sealed class Synchronous(Action<TrainProgress> report) : IProgress<TrainProgress>
-    {
-        public void Report(TrainProgress value) => report(value);
-    }
-
     [Fact]
     public void One_step_report_feeds_metrics_observers_and_progress_alike()
     {
@@ -234,7 +229,10 @@ public class TrainerTests
                 Optimizer = basic.Optimizer with { Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 2 }) },
                 Debug = new() { SharpnessEvery = 2 },
             };
-            Trainer(options, model).OnStep(reports.Add).WithProgress(new Synchronous(progress.Add)).Run();
+            Trainer(options, model)
+                .OnStep(reports.Add)
+                .WithProgress(new SynchronousProgress<TrainProgress>(progress.Add))
+                .Run();
 
             var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"))
                 .Select(l => JsonNode.Parse(l)!.AsObject())

@@ -629,7 +629,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var live = new Dictionary<int, long>();
             Pretrainer.Run(
                 options,
-                new Synchronous(p =>
+                new SynchronousProgress<TrainProgress>(p =>
                 {
                     if (p.Step is 10 or 200 or 1000)
                         live[p.Step] = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
@@ -645,11 +645,6 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
     }
 
     /// Reports on the trainer's thread, as it happens.
-    sealed class Synchronous(Action<TrainProgress> report) : IProgress<TrainProgress>
-    {
-        public void Report(TrainProgress value) => report(value);
-    }
-
     /// A model that notes the live tensor count at every forward: what evaluation keeps from earlier batches.
     sealed class Counting(nn.Module<Tensor, Tensor> inner) : nn.Module<Tensor, Tensor>("counting")
     {

@@ -72,19 +72,10 @@ sealed class AutoRatioTracker
     /// over the first micro-batch (<paramref name="smallSquared"/>, in <see cref="Blocks"/> order).</summary>
     public void Observe(IReadOnlyDictionary<Block, double> squared, IReadOnlyList<double>? smallSquared)
     {
-        var measured = squared.Select(kv =>
-            AutoRatioRules.Observation(kv.Key.ToCore(), kv.Value, parametersPerBlock[kv.Key], null)
+        var measured = Blocks.Select(
+            (block, i) =>
+                AutoRatioRules.Observation(block.ToCore(), squared[block], parametersPerBlock[block], smallSquared?[i])
         );
-        if (smallSquared is not null)
-            measured = Blocks.Select(
-                (block, i) =>
-                    AutoRatioRules.Observation(
-                        block.ToCore(),
-                        squared[block],
-                        parametersPerBlock[block],
-                        smallSquared[i]
-                    )
-            );
         state = AutoRatioRules.Observe(rule, measured, state);
     }
 
