@@ -66,6 +66,16 @@ if (args.Length > 0 && args[0] == "--study")
     Study.Run(args.Skip(1).ToList());
     return;
 }
+if (args.Length > 0 && args[0] == "--noise-cost")
+{
+    NoiseCost.Run(args.Length > 1 ? int.Parse(args[1]) : 60);
+    return;
+}
+if (args.Length > 0 && args[0] == "--sweep")
+{
+    Sweep.Run(args.Skip(1).ToList());
+    return;
+}
 if (args.Length > 0 && args[0] == "--adam-mini-horizon")
 {
     Study.AdamMiniHorizon(args.Length > 1 ? int.Parse(args[1]) : 400);

@@ -54,9 +54,13 @@ static class Study
         // Auto with two micro-batches per step: the gradient-noise correction of the rule applies.
         ("adamw+auto-micro", OptimizerKind.BlockwiseAdamW, "auto+micro"),
         ("adam-mini+auto-micro", OptimizerKind.BlockwiseAdamMini, "auto+micro"),
+        // Auto as version 0.2 runs it by default: one micro-batch split in halves for the noise correction, and the
+        // LR rule of fixed ratios (an auto ratio r gives the LR fixed ratios at r give).
+        ("adamw+auto-0.2", OptimizerKind.BlockwiseAdamW, "auto-0.2"),
+        ("adam-mini+auto-0.2", OptimizerKind.BlockwiseAdamMini, "auto-0.2"),
     ];
 
-    static string Root()
+    internal static string Root()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
             if (File.Exists(Path.Combine(dir.FullName, "Hybrid.sln")))
@@ -94,7 +98,7 @@ static class Study
     /// corpus.</summary>
     public static void AdamMiniHorizon(int steps) => Benchmarks.AdamMiniHorizon.Run(steps, Data("gutenberg"), Docs());
 
-    static string Data(string corpus)
+    internal static string Data(string corpus)
     {
         var folder = Path.Combine(Path.GetTempPath(), $"blr-study-{corpus}-spm4000");
         if (File.Exists(Path.Combine(folder, "manifest.json")))
@@ -133,9 +137,6 @@ static class Study
         }
         return folder;
     }
-
-    static string Key(OptimizerKind optimizer, string ratios, double lr, ulong seed) =>
-        FormattableString.Invariant($"{OptionNames.Format(optimizer)}/{ratios}/{lr}/{seed}");
 
     /// <summary>One run of the study's benchmarks (this one's and <see cref="Benchmarks.AdamMiniHorizon"/>'s) in a
     /// temporary folder, removed afterwards: its record (optimizer, ratios as named, LR, seed, seconds, code, date,
@@ -217,7 +218,8 @@ static class Study
         }).Entry;
     }
 
-    static double Final(JsonNode run) => run["final"] is { } f ? f.GetValue<double>() : double.PositiveInfinity;
+    internal static double Final(JsonNode run) =>
+        run["final"] is { } f ? f.GetValue<double>() : double.PositiveInfinity;
 
     static void RunCell(Cell cell)
     {
@@ -233,58 +235,9 @@ static class Study
             ["tokens_per_step"] = cell.BatchSize * cell.SeqLen,
             ["steps"] = Steps,
         };
-        // Runs already done for this cell with this setup are kept (a stopped cell resumes); a file of another setup
-        // is moved aside, not overwritten.
-        var done = new Dictionary<string, JsonObject>();
-        if (
-            File.Exists(file)
-            && JsonNode.Parse(File.ReadAllText(file)) is { } old
-            && !JsonNode.DeepEquals(old["setup"], setup)
-        )
-        {
-            var aside = $"{file}.{DateTime.UtcNow:yyyyMMddHHmmss}.other-setup";
-            File.Move(file, aside);
-            Console.WriteLine($"  {file} held another setup: moved to {aside}");
-        }
-        else if (File.Exists(file) && JsonNode.Parse(File.ReadAllText(file)) is { } same)
-            foreach (var r in same["runs"]!.AsArray())
-                done[
-                    Key(
-                        OptionNames.Parse<OptimizerKind>(r!["optimizer"]!.GetValue<string>()),
-                        r["ratios"]!.GetValue<string>(),
-                        r["lr"]!.GetValue<double>(),
-                        r["seed"]!.GetValue<ulong>()
-                    )
-                ] = r.AsObject();
-        var runs = new List<JsonObject>();
-        void Save(double? baseline, bool complete)
-        {
-            var json = new JsonObject
-            {
-                ["cell"] = cell.Name,
-                ["setup"] = setup.DeepClone(),
-                ["baseline_lr"] = baseline,
-                ["complete"] = complete,
-                ["machine"] =
-                    $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
-                ["runs"] = new JsonArray(runs.Select(r => (JsonNode)r.DeepClone()).ToArray()),
-            };
-            var temporary = file + ".tmp";
-            File.WriteAllText(temporary, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-            File.Move(temporary, file, true);
-        }
-        JsonObject Get(OptimizerKind optimizer, string ratios, double lr, ulong seed, double? baseline)
-        {
-            if (!done.TryGetValue(Key(optimizer, ratios, lr, seed), out var r))
-            {
-                r = Train(cell, data, optimizer, ratios, lr, seed);
-                done[Key(optimizer, ratios, lr, seed)] = r;
-            }
-            if (!runs.Contains(r))
-                runs.Add(r);
-            Save(baseline, false);
-            return r;
-        }
+        var results = new ResultFile(file, new JsonObject { ["cell"] = cell.Name }, setup);
+        JsonObject Get(OptimizerKind optimizer, string ratios, double lr, ulong seed, double? baseline) =>
+            results.Get(optimizer, ratios, lr, seed, baseline, () => Train(cell, data, optimizer, ratios, lr, seed));
 
         Console.WriteLine(
             $"cell {cell.Name}: {cell.Model}, {cell.BatchSize} x {cell.SeqLen} tokens per step, {cell.Corpus}"
@@ -320,7 +273,7 @@ static class Study
                 $"  {arm, -16} {string.Join("  ", finals.Select(f => f.ToString("F4", CultureInfo.InvariantCulture)))}"
             );
         }
-        Save(best, true);
+        results.Save(best, true);
     }
 
     /// <summary>docs/study/report.md (and one PNG per cell) from the finished cells' JSON: final val loss as mean
@@ -486,7 +439,7 @@ static class Study
     }
 
     /// <summary>The seed-mean val curve of runs evaluated at the same steps.</summary>
-    static (double[] Steps, double[] Losses) MeanCurve(IReadOnlyList<JsonNode> runs)
+    internal static (double[] Steps, double[] Losses) MeanCurve(IReadOnlyList<JsonNode> runs)
     {
         var curves = runs.Select(r =>
                 r["evals"]!
@@ -504,7 +457,7 @@ static class Study
 
     /// <summary>", speedup S x": the run's steps over the steps the arm's seed-mean val curve needs to reach the plain
     /// base's final mean (linear between evaluations), when the arm ends below it; empty otherwise.</summary>
-    static string Speedup(IReadOnlyList<JsonNode> arm, double target, int steps)
+    internal static string Speedup(IReadOnlyList<JsonNode> arm, double target, int steps)
     {
         var (at, losses) = MeanCurve(arm);
         if (at.Length == 0 || losses[^1] >= target)

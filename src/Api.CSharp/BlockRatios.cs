@@ -7,15 +7,22 @@ namespace BlockwiseLR;
 
 /// <summary>The settings of sharpness-adaptive ratios (<see cref="BlockRatios.Auto"/>): r_b = clamp((S_norm /
 /// S_b)^Alpha, 1, MaxRatio) from the proxy sharpness of every step's gradients, smoothed by an exponential moving
-/// average (Smoothing), applied every Every steps. Alpha 0.25 comes from the README's measurement (0.5 kept only
-/// 60% of AdamW's level where the paper ratios lose; 0.25 beat AdamW there and kept all of the paper ratios'
-/// gain where they win).</summary>
+/// average (Smoothing), applied every Every steps; with Noise, each block's sharpness is raised by its gradient
+/// noise at the run's batch size (docs/method.md section 9). Alpha 0.25 comes from the README's measurement (0.5
+/// kept only 60% of AdamW's level where the paper ratios lose; 0.25 beat AdamW there and kept all of the paper
+/// ratios' gain where they win).</summary>
 public sealed record AutoRatioSettings
 {
     public double Alpha { get; init; } = 0.25;
     public double MaxRatio { get; init; } = 10;
     public int Every { get; init; } = 10;
     public double Smoothing { get; init; } = 0.9;
+
+    /// <summary>The noise correction: S'_b = S_b (1 + B_noise,b / B), B_noise measured every step from the first
+    /// micro-batch against the whole batch, or, with one micro-batch, from its first half against the whole (the
+    /// batch then runs as two halves). Off: the sharpness rule alone. A batch of one sequence has no noise
+    /// measurement.</summary>
+    public bool Noise { get; init; } = true;
 
     /// <summary>The defaults.</summary>
     public static AutoRatioSettings Default { get; } = new();
@@ -34,7 +41,7 @@ public sealed record AutoRatioSettings
 /// <summary>Peak-LR multipliers per block (peak = ratio x base LR): the paper's, uniform (plain AdamW), a map of
 /// your own, or auto (set during the run from measured sharpness, starting from uniform). Written and read as
 /// text: "paper", "uniform", "paper,head=10", "emb=10,qk=8,vo=4,ffn=6,norm=1", "auto" or
-/// "auto:alpha=0.25,max-ratio=10,every=10,smoothing=0.9".</summary>
+/// "auto:alpha=0.25,max-ratio=10,every=10,smoothing=0.9,noise=on".</summary>
 [JsonConverter(typeof(BlockRatiosConverter))]
 public sealed class BlockRatios : IEquatable<BlockRatios>
 {
@@ -90,12 +97,21 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
         )
         {
             var parts = item.Split('=', StringSplitOptions.TrimEntries);
+            if (parts.Length == 2 && parts[0].Equals("noise", StringComparison.OrdinalIgnoreCase))
+            {
+                settings = settings with
+                {
+                    Noise = ParseSwitch(parts[1])
+                        ?? throw new FormatException($"ratios '{text}': noise={parts[1]} must be on or off"),
+                };
+                continue;
+            }
             if (
                 parts.Length != 2
                 || !double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var x)
             )
                 throw new FormatException(
-                    $"ratios '{text}': '{item}' is not KEY=NUMBER (keys: alpha, max-ratio, every, smoothing)"
+                    $"ratios '{text}': '{item}' is not KEY=NUMBER (keys: alpha, max-ratio, every, smoothing, noise)"
                 );
             settings = parts[0].ToLowerInvariant() switch
             {
@@ -105,7 +121,7 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
                 "every" => throw new FormatException($"ratios '{text}': every={parts[1]} must be a whole number >= 1"),
                 "smoothing" => settings with { Smoothing = x },
                 var other => throw new FormatException(
-                    $"ratios '{text}': unknown key '{other}' (keys: alpha, max-ratio, every, smoothing)"
+                    $"ratios '{text}': unknown key '{other}' (keys: alpha, max-ratio, every, smoothing, noise)"
                 ),
             };
         }
@@ -113,6 +129,15 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
             throw new FormatException($"ratios '{text}': {problem}");
         return settings;
     }
+
+    /// <summary>on/off, true/false, 1/0 (any case); null for anything else.</summary>
+    internal static bool? ParseSwitch(string text) =>
+        text.Trim().ToLowerInvariant() switch
+        {
+            "on" or "true" or "1" => true,
+            "off" or "false" or "0" => false,
+            _ => null,
+        };
 
     /// <summary>Checks the ratios for a model whose head is (or is not) tied to the embedding.</summary>
     public BlockRatios Validate(bool tiedHead)
@@ -131,7 +156,8 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
             null => RatioRules.Format(Spec),
             var s when s == AutoRatioSettings.Default => "auto",
             var s => $"auto:alpha={AutoRatioSettings.Fmt(s.Alpha)},max-ratio={AutoRatioSettings.Fmt(s.MaxRatio)},"
-                + $"every={s.Every},smoothing={AutoRatioSettings.Fmt(s.Smoothing)}",
+                + $"every={s.Every},smoothing={AutoRatioSettings.Fmt(s.Smoothing)}"
+                + (s.Noise ? "" : ",noise=off"),
         };
 
     public bool Equals(BlockRatios? other) =>

@@ -205,7 +205,9 @@ type TrainArgs =
     | Auto_Max_Ratio of ratio: float
     | Auto_Every of steps: int
     | Auto_Smoothing of beta: float
+    | Auto_Noise of on_off: string
     | Sharpness_Every of steps: int
+    | Noise_Scale_Every of steps: int
     | Nproc of processes: int
     | Zero of stage: int
     | Bucket_Mb of mib: float
@@ -215,6 +217,12 @@ type TrainArgs =
             match a with
             | Sharpness_Every _ ->
                 "log the proxy sharpness per block into metrics.jsonl every N steps (default 0: off)."
+            | Noise_Scale_Every _ ->
+                "log the gradient-noise scale B_simple = tr(Sigma) / |G|^2 in tokens, whole model and per block, \
+                 into metrics.jsonl every N steps (default 0: off; blr plot draws it, see blr plot --help)."
+            | Auto_Noise _ ->
+                "--ratios auto: on (default) raises each block's sharpness by its gradient noise at this batch \
+                 size, measured from half the batch against the whole; off: the sharpness rule alone."
             | Nproc _ ->
                 "train data-parallel on N processes: under mpirun on the CPU (OpenMPI), one per GPU with NCCL on CUDA \
                  (no MPI needed). Under mpirun already, leave it out."
@@ -247,12 +255,10 @@ type TrainArgs =
                 sprintf "%s (default %s)." (names<Core.OptimizerKind>()) (OptionNames.Format defaults.Optimizer.Kind)
             | Ratios _ ->
                 sprintf
-                    "paper, uniform, auto (from measured sharpness), or a map like emb=10,qk=8,vo=4,ffn=6,norm=1 \
-                     (blockwise optimizers; default %s)."
-                    (if defaults.Optimizer.Ratios = BlockRatios.Paper then
-                         "paper"
-                     else
-                         string defaults.Optimizer.Ratios)
+                    "auto (from each block's measured sharpness and gradient noise), paper, uniform, or a map like \
+                     emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers; default %s: docs/sweep shows the paper's \
+                     fixed ratios losing to tuned AdamW at the batches this machine reaches, auto tying it)."
+                    (string defaults.Optimizer.Ratios)
             | Lr _ -> sprintf "base (AdamW) peak LR (default %s)." (g defaults.Schedule.Lr)
             | Schedule _ ->
                 sprintf "%s (default %s)." (names<Core.LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
@@ -403,10 +409,14 @@ type PlotArgs =
     | [<Mandatory>] Out of png: string
     | Train
     | Sharpness
+    | Noise_Scale
 
     interface IArgParserTemplate with
         member a.Usage =
             match a with
+            | Noise_Scale ->
+                "plot the gradient-noise scale a run logged (train --noise-scale-every N) in tokens, log scale, the \
+                 whole model and each block, beside the batch's tokens per step (one --run)."
             | Sharpness ->
                 "plot the per-block sharpness a run logged (train --sharpness-every N), log scale, one line per block \
                  (one --run)."

@@ -584,6 +584,10 @@ let plot (args: ParseResults<PlotArgs>) =
             match runs with
             | [ run ] -> Reporting.Plots.SharpnessCurves(run, args.GetResult PlotArgs.Out)
             | _ -> raise (CliError "--sharpness plots one run: give one --run")
+        elif args.Contains PlotArgs.Noise_Scale then
+            match runs with
+            | [ run ] -> Reporting.Plots.NoiseScaleCurves(run, args.GetResult PlotArgs.Out)
+            | _ -> raise (CliError "--noise-scale plots one run: give one --run")
         else
             Reporting.Plots.Curves(runs |> Array.ofList, args.GetResult PlotArgs.Out, args.Contains PlotArgs.Train)
 
@@ -682,6 +686,21 @@ let demo (args: ParseResults<DemoArgs>) =
 
     printfn "%s" (report.Table())
     printfn "report %s, curves %s" report.Markdown report.Png
+
+    // The map from the committed batch-size sweep (docs/sweep): where the ratios pay and where they do not.
+    match Reporting.SweepMap.Builtin() with
+    | null -> ()
+    | map ->
+        printfn ""
+        printfn "%s" (map.Table())
+        let png = map.Draw(IO.Path.Combine(IO.Path.GetDirectoryName(report.Png), "map.png"))
+
+        printfn
+            "the map %s (from the committed sweep, docs/sweep/report.md; this run is one point on it, at %d tokens \
+             per step)"
+            png
+            (options.Training.BatchSize * options.Training.SeqLen.Value)
+
     0
 
 let private mib (bytes: int64) =

@@ -18,6 +18,7 @@ let table =
         "--auto-max-ratio", "optimizer.ratios.maxRatio"
         "--auto-every", "optimizer.ratios.every"
         "--auto-smoothing", "optimizer.ratios.smoothing"
+        "--auto-noise", "optimizer.ratios.noise"
         "--weight-decay", "optimizer.weightDecay"
         "--schedule", "schedule.kind"
         "--lr", "schedule.lr"
@@ -44,6 +45,7 @@ let table =
         "--zero", "parallelism.zero"
         "--bucket-mb", "parallelism.bucketMb"
         "--sharpness-every", "debug.sharpnessEvery"
+        "--noise-scale-every", "debug.noiseScaleEvery"
         "--peak-tflops", "debug.peakTflops"
         "--deterministic", "debug.deterministic"
     ]

@@ -56,20 +56,6 @@ module AutoRatios =
             BigSquared = Map.empty
         }
 
-    /// The gradient-noise scale B_noise = tr(Sigma) / |G|^2 (McCandlish et al. 2018, appendix A) from the squared
-    /// norms of one gradient over a small batch of b sequences and over the whole batch of B > b: unbiased
-    /// |G|^2 = (B |g_B|^2 - b |g_b|^2) / (B - b) and tr(Sigma) = (|g_b|^2 - |g_B|^2) / (1/b - 1/B). None when the
-    /// estimate of |G|^2 is not positive (the noise hides the signal); tr(Sigma) below 0 counts as 0.
-    let noiseScale (small: int) (big: int) (smallSquared: float) (bigSquared: float) =
-        let b, bb = float small, float big
-        let signal = (bb * bigSquared - b * smallSquared) / (bb - b)
-        let trace = max 0.0 ((smallSquared - bigSquared) / (1.0 / b - 1.0 / bb))
-
-        if signal > 0.0 && Double.IsFinite trace then
-            Some(trace / signal)
-        else
-            None
-
     /// The adaptive rule: r_b = clamp((S_norm / S_b)^alpha, 1, rMax). Flatter blocks than the norms get larger
     /// LRs, never less than the base and never more than rMax times it.
     let adaptiveRatio (alpha: float) (rMax: float) (sharpnessNorm: float) (sharpnessBlock: float) =
@@ -95,7 +81,7 @@ module AutoRatios =
             |> Map.map (fun k bigSq ->
                 state.SmallSquared
                 |> Map.tryFind k
-                |> Option.bind (fun smallSq -> noiseScale small big smallSq bigSq)
+                |> Option.bind (fun smallSq -> NoiseScale.simple small big smallSq bigSq)
                 |> Option.map (fun n -> 1.0 + n / float big))
 
         let measured = factors |> Map.toList |> List.choose snd

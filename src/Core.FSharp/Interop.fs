@@ -110,6 +110,64 @@ type AutoRatioRules =
 
         result
 
+/// The gradient-noise scale (NoiseScale.fs) for C#.
+[<AbstractClass; Sealed>]
+type NoiseScaleRules =
+    /// Nothing measured yet.
+    static member Start = NoiseScale.start
+
+    /// B_simple in the unit of `small` and `big` from one pair of squared norms (null: no signal estimate).
+    static member Simple(small: int, big: int, smallSquared: float, bigSquared: float) =
+        NoiseScale.simple small big smallSquared bigSquared |> Option.toNullable
+
+    /// Folds one measurement in: per block, the squared gradient norm over the small and over the whole batch.
+    static member Observe
+        (smoothing: float, measured: IEnumerable<struct (BlockKind * float * float)>, state: NoiseScaleState)
+        =
+        NoiseScale.observe smoothing [ for struct (k, s, b) in measured -> k, s, b ] state
+
+    /// A block's B_simple in sequences (null: not measured or no signal estimate).
+    static member OfBlock(small: int, big: int, state: NoiseScaleState, kind: BlockKind) =
+        NoiseScale.ofBlock small big state kind |> Option.toNullable
+
+    /// The whole model's B_simple in sequences (null: not measured or no signal estimate).
+    static member OfModel(small: int, big: int, state: NoiseScaleState) =
+        NoiseScale.ofModel small big state |> Option.toNullable
+
+    /// A state saved as (small, big, scale) triples keyed by block key (emb, qk, ...) and the model's triple.
+    static member Restore(measured: int, blocks: IReadOnlyDictionary<string, float[]>, model: float[]) =
+        let sums (v: float[]) =
+            if v.Length <> 3 then
+                invalidArg "values" "a noise-scale entry is [small, big, scale]"
+
+            {
+                Small = v[0]
+                Big = v[1]
+                Scale = v[2]
+            }
+
+        {
+            Measured = measured
+            Blocks =
+                blocks
+                |> Seq.map (fun kv ->
+                    match BlockKind.tryParse kv.Key with
+                    | Some kind -> kind, sums kv.Value
+                    | None -> invalidArg "blocks" (sprintf "unknown block key '%s'" kv.Key))
+                |> Map.ofSeq
+            Model = sums model
+        }
+
+    /// The state as saved: [small, big, scale] per block key, and the model's.
+    static member Saved(state: NoiseScaleState) =
+        let triple (sums: NoiseScaleSums) = [| sums.Small; sums.Big; sums.Scale |]
+        let blocks = Dictionary<string, float[]>()
+
+        for KeyValue(kind, sums) in state.Blocks do
+            blocks[BlockKind.key kind] <- triple sums
+
+        struct (blocks, triple state.Model)
+
 /// The block kinds (Taxonomy.fs) for C#.
 [<AbstractClass; Sealed>]
 type BlockKinds =

@@ -85,28 +85,9 @@ public static class Plots
     /// (metrics.jsonl's "sharpness"), log10 against the step, one line per block: the disparity as it forms.</summary>
     public static string SharpnessCurves(string run, string png)
     {
-        if (Directory.Exists(png))
-            throw new ArgumentException($"--out {png}: is a folder; give the path of a .png file");
-        var file = Path.Combine(run, "metrics.jsonl");
-        if (!File.Exists(file))
-            throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
-        var points = File.ReadLines(file)
-            .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
-            .Where(n => n["sharpness"] is System.Text.Json.Nodes.JsonObject)
-            .SelectMany(n =>
-                n["sharpness"]!
-                    .AsObject()
-                    .Select(kv =>
-                        (Block: kv.Key, Step: n["step"]!.GetValue<double>(), Value: kv.Value!.GetValue<double>())
-                    )
-            )
-            .ToList();
-        if (points.Count == 0)
-            throw new ArgumentException(
-                $"{file}: no sharpness entries; train with --sharpness-every N to log the per-block sharpness"
-            );
+        var points = Logged(run, png, "sharpness", "train with --sharpness-every N to log the per-block sharpness");
         var curves = points
-            .GroupBy(p => p.Block)
+            .GroupBy(p => p.Key)
             .Select(g => new Curve(
                 g.Key,
                 g.Select(p => p.Step).ToArray(),
@@ -115,10 +96,65 @@ public static class Plots
             ));
         return Save(
             png,
-            $"{Path.GetFileName(Path.GetFullPath(run).TrimEnd('/'))}: proxy sharpness per block, B |g_b|^2 / "
-                + $"#params(b)",
+            $"{RunName(run)}: proxy sharpness per block, B |g_b|^2 / #params(b)",
             curves,
             "log10 sharpness"
         );
+    }
+
+    /// <summary>`blr plot --noise-scale`: the gradient-noise scale a run logged every --noise-scale-every steps
+    /// (metrics.jsonl's "noise_scale", tokens), log10 against the step: the whole model (thick), each block (thin)
+    /// and the run's tokens per step (flat), so where the batch stands against B_noise reads off the plot.</summary>
+    public static string NoiseScaleCurves(string run, string png)
+    {
+        var points = Logged(run, png, "noise_scale", "train with --noise-scale-every N to log the noise scale");
+        var curves = points
+            .GroupBy(p => p.Key)
+            .OrderBy(g => g.Key == "all" ? 0 : 1)
+            .Select(g => new Curve(
+                g.Key == "all" ? "whole model" : g.Key,
+                g.Select(p => p.Step).ToArray(),
+                g.Select(p => Math.Log10(Math.Max(1e-30, p.Value))).ToArray(),
+                Thin: g.Key != "all"
+            ))
+            .ToList();
+        var options = Path.Combine(run, "options.json");
+        if (File.Exists(options) && points.Count > 0)
+        {
+            var o = Training.PretrainOptions.FromJson(File.ReadAllText(options));
+            var tokens = (double)o.Training.BatchSize * (o.Training.SeqLen ?? double.NaN);
+            if (double.IsFinite(tokens))
+            {
+                double[] ends = [points.Min(p => p.Step), points.Max(p => p.Step)];
+                curves.Add(new Curve($"B = {tokens:N0} tokens/step", ends, [Math.Log10(tokens), Math.Log10(tokens)]));
+            }
+        }
+        return Save(png, $"{RunName(run)}: gradient-noise scale B_simple (tokens)", curves, "log10 tokens");
+    }
+
+    static string RunName(string run) => Path.GetFileName(Path.GetFullPath(run).TrimEnd('/'));
+
+    /// <summary>The (key, step, value) entries of one per-block object a run logged into metrics.jsonl (null values
+    /// left out); none: an error that says how to log them.</summary>
+    static List<(string Key, double Step, double Value)> Logged(string run, string png, string field, string how)
+    {
+        if (Directory.Exists(png))
+            throw new ArgumentException($"--out {png}: is a folder; give the path of a .png file");
+        var file = Path.Combine(run, "metrics.jsonl");
+        if (!File.Exists(file))
+            throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
+        var points = File.ReadLines(file)
+            .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
+            .Where(n => n[field] is System.Text.Json.Nodes.JsonObject)
+            .SelectMany(n =>
+                n[field]!
+                    .AsObject()
+                    .Where(kv => kv.Value is not null)
+                    .Select(kv => (kv.Key, n["step"]!.GetValue<double>(), kv.Value!.GetValue<double>()))
+            )
+            .ToList();
+        if (points.Count == 0)
+            throw new ArgumentException($"{file}: no {field} entries; {how}");
+        return points;
     }
 }

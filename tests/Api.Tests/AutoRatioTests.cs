@@ -87,3 +87,29 @@ public class AutoRatioTests
         }
     }
 }
+
+/// The noise correction's switch, as text, in a config file and through With.
+public class AutoNoiseSwitchTests
+{
+    [Fact]
+    public void Noise_off_reads_back_from_text_and_options_and_a_bad_value_is_one_clear_line()
+    {
+        var off = BlockRatios.Parse("auto:noise=off");
+        Assert.False(off.AutoSettings!.Noise);
+        Assert.Equal("auto:alpha=0.25,max-ratio=10,every=10,smoothing=0.9,noise=off", off.ToString());
+        Assert.Equal(off, BlockRatios.Parse(off.ToString()));
+        Assert.True(BlockRatios.Parse("auto").AutoSettings!.Noise); // on by default
+        Assert.Equal("auto", BlockRatios.Parse("auto:noise=on").ToString());
+
+        var options = new PretrainOptions().With([KeyValuePair.Create("optimizer.ratios.noise", (object?)"off")]);
+        Assert.False(options.Optimizer.Ratios.AutoSettings!.Noise);
+        Assert.False(PretrainOptions.FromJson(options.ToJson()).Optimizer.Ratios.AutoSettings!.Noise);
+
+        var bad = Assert.Throws<FormatException>(() => BlockRatios.Parse("auto:noise=maybe"));
+        Assert.Equal("ratios 'auto:noise=maybe': noise=maybe must be on or off", bad.Message);
+        var refused = Assert.Throws<InvalidOptionException>(() =>
+            new PretrainOptions().With([KeyValuePair.Create("optimizer.ratios.noise", (object?)"maybe")])
+        );
+        Assert.Contains("Optimizer.Ratios.Noise", refused.Message);
+    }
+}

@@ -11,9 +11,11 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
 {
     static string Temp() => Directory.CreateTempSubdirectory("blr-options-").FullName;
 
+    // The paper's ratios, which the LR checks below recognize (the default is auto, uniform until its first update).
     PretrainOptions Tiny(string run) =>
         new()
         {
+            Optimizer = new() { Ratios = BlockRatios.Paper },
             Model = new()
             {
                 Overrides = new()
@@ -38,6 +40,8 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
     string[] TinyArgs(string run) =>
         [
             "train",
+            "--ratios",
+            "paper",
             "--data",
             gutenberg.Directory,
             "--set",

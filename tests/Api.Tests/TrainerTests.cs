@@ -60,7 +60,7 @@ public class TrainerTests
     static PretrainOptions Options(string run, int steps) =>
         new()
         {
-            Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW },
+            Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW, Ratios = BlockRatios.Paper },
             Schedule = new() { Lr = 3e-3 },
             Training = new()
             {

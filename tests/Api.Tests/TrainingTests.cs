@@ -84,6 +84,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
     [Theory]
     [InlineData("paper", "--grad-clip", "1")]
     [InlineData("auto", "--auto-every", "2")] // the smoothed sharpness and ratios are part of the checkpoint
+    [InlineData("paper", "--noise-scale-every", "1")] // so are the noise scale's moving averages
     public void A_run_killed_after_a_checkpoint_and_resumed_equals_an_uninterrupted_run_bit_for_bit(
         string ratios,
         string option,
@@ -128,12 +129,21 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.True(code == 0, error);
 
             Assert.Equal(8, Losses(whole).Count);
-            Assert.Equal(
-                File.ReadAllLines(Path.Combine(whole, "metrics.jsonl"))
-                    .Select(l => JsonNode.Parse(l)!["lr"]!.ToJsonString()),
-                File.ReadAllLines(Path.Combine(killed, "metrics.jsonl"))
-                    .Select(l => JsonNode.Parse(l)!["lr"]!.ToJsonString())
-            );
+            foreach (var field in new[] { "lr", "ratio", "noise_scale" })
+                Assert.Equal(
+                    File.ReadAllLines(Path.Combine(whole, "metrics.jsonl"))
+                        .Select(l => JsonNode.Parse(l)![field]?.ToJsonString()),
+                    File.ReadAllLines(Path.Combine(killed, "metrics.jsonl"))
+                        .Select(l => JsonNode.Parse(l)![field]?.ToJsonString())
+                );
+            if (option == "--noise-scale-every") // after the resume there are estimates to compare
+                Assert.Contains(
+                    File.ReadAllLines(Path.Combine(killed, "metrics.jsonl"))
+                        .Select(l => JsonNode.Parse(l)!)
+                        .Where(l => l["step"]!.GetValue<int>() >= 4)
+                        .SelectMany(l => l["noise_scale"]!.AsObject().Select(kv => kv.Value)),
+                    v => v is not null
+                );
             Assert.Equal(Losses(whole), Losses(killed)); // every per-step loss, to the last bit
             Assert.Equal(
                 File.ReadAllText(Path.Combine(whole, "evals.csv")),
@@ -217,6 +227,49 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Matches(@"\| blockwise-adamw-auto \|.*\| auto, at the end: emb \d+\.\d\d, ffn \d+\.\d\d", report);
             Assert.Contains("| blockwise-adamw-paper |", output);
             Assert.True(File.Exists(Path.Combine(dir, "loss.png")));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// A run trained with --noise-scale-every logs the whole model's and each block's noise scale on the measured
+    /// steps only, and `plot --noise-scale` draws it; a batch of one sequence cannot be split and is refused.
+    [Fact]
+    public void Noise_scale_every_logs_the_noise_scale_on_its_steps_and_plot_draws_it()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run([.. Tiny(run, 6), "--noise-scale-every", "2"]);
+            Assert.True(code == 0, error);
+            var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
+            Assert.Equal(
+                [0, 2, 4],
+                lines.Where(l => l["noise_scale"] is not null).Select(l => l["step"]!.GetValue<int>())
+            );
+            var keys = lines[0]["noise_scale"]!.AsObject().Select(kv => kv.Key).Order();
+            Assert.Equal(["all", "emb", "ffn", "norm", "pe", "qk", "vo"], keys);
+            var png = Path.Combine(dir, "noise.png");
+            (code, var output, error) = TestPaths.Run(["plot", "--run", run, "--noise-scale", "--out", png]);
+            Assert.True(code == 0, error);
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(png)[..4]);
+            Assert.Contains(png, output);
+
+            (code, _, error) = TestPaths.Run([
+                .. Tiny(Path.Combine(dir, "one"), 2),
+                "--noise-scale-every",
+                "1",
+                "--batch-size",
+                "1",
+                "--micro-batch-size",
+                "1",
+            ]);
+            Assert.Equal(2, code);
+            Assert.Contains("--noise-scale-every", error);
+            Assert.Contains("at least 2 sequences", error);
         }
         finally
         {

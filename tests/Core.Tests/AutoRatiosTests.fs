@@ -83,8 +83,8 @@ let tests =
                 // E|g_b|^2 = |G|^2 + tr(Sigma) / b: with |G|^2 = 2 and tr(Sigma) = 12, b = 4, B = 16.
                 let g2, trace = 2.0, 12.0
                 let small, big = g2 + trace / 4.0, g2 + trace / 16.0
-                Expect.floatClose Accuracy.veryHigh (AutoRatios.noiseScale 4 16 small big).Value 6.0 "B_noise = 12 / 2"
-                Expect.isNone (AutoRatios.noiseScale 4 16 8.0 1.0) "B |g_B|^2 below b |g_b|^2: no signal estimate"
+                Expect.floatClose Accuracy.veryHigh (NoiseScale.simple 4 16 small big).Value 6.0 "B_noise = 12 / 2"
+                Expect.isNone (NoiseScale.simple 4 16 8.0 1.0) "B |g_B|^2 below b |g_b|^2: no signal estimate"
             }
 
             test

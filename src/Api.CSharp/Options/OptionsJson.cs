@@ -143,7 +143,8 @@ static class OptionFields
     public const string AutoAlpha = AutoPrefix + "alpha",
         AutoMaxRatio = AutoPrefix + "maxRatio";
     public const string AutoEvery = AutoPrefix + "every",
-        AutoSmoothing = AutoPrefix + "smoothing";
+        AutoSmoothing = AutoPrefix + "smoothing",
+        AutoNoise = AutoPrefix + "noise";
 
     /// <summary>Flat key of earlier versions -> path.</summary>
     static readonly Dictionary<string, string> flatKeys = new(StringComparer.Ordinal)
@@ -226,11 +227,11 @@ static class OptionFields
         }
         // The auto-ratio settings are parts of Optimizer.Ratios, read and checked by PretrainOptions.
         var ratios = fields["optimizer.ratios"];
-        foreach (var path in new[] { AutoAlpha, AutoMaxRatio, AutoEvery, AutoSmoothing })
+        foreach (var path in new[] { AutoAlpha, AutoMaxRatio, AutoEvery, AutoSmoothing, AutoNoise })
         {
             var name =
                 "Optimizer.Ratios." + char.ToUpperInvariant(path[AutoPrefix.Length]) + path[(AutoPrefix.Length + 1)..];
-            fields[path] = ratios with { Path = path, Name = name, FlatKey = flatOf[path] };
+            fields[path] = ratios with { Path = path, Name = name, FlatKey = flatOf.GetValueOrDefault(path) };
         }
         return fields;
     }

@@ -52,7 +52,7 @@ sealed class AutoRatioTracker
             settings.MaxRatio,
             settings.Every,
             settings.Smoothing,
-            resolved.MicroBatch,
+            settings.Noise && resolved.NoiseBatch >= 1 ? resolved.NoiseBatch : resolved.Options.Training.BatchSize,
             resolved.Options.Training.BatchSize
         );
         var state = saved is null
@@ -61,15 +61,15 @@ sealed class AutoRatioTracker
         return new AutoRatioTracker(rule, resolved.Schedule, parametersPerBlock, state);
     }
 
-    /// <summary>Whether each step also measures the first micro-batch's gradient (the noise correction): only
-    /// with micro-batches.</summary>
+    /// <summary>Whether each step also measures the small batch's gradient (the noise correction,
+    /// <see cref="AutoRatioSettings.Noise"/>; not for a batch of one sequence).</summary>
     public bool MeasuresNoise => rule.MicroBatch < rule.Batch;
 
     /// <summary>The blocks in the order the noise measurement reads them.</summary>
     public IReadOnlyList<Block> Blocks { get; }
 
-    /// <summary>Folds one step in: each block's squared gradient norm over the whole batch and, with micro-batches,
-    /// over the first micro-batch (<paramref name="smallSquared"/>, in <see cref="Blocks"/> order).</summary>
+    /// <summary>Folds one step in: each block's squared gradient norm over the whole batch and, with the noise
+    /// correction, over the small batch (<paramref name="smallSquared"/>, in <see cref="Blocks"/> order).</summary>
     public void Observe(IReadOnlyDictionary<Block, double> squared, IReadOnlyList<double>? smallSquared)
     {
         var measured = Blocks.Select(

@@ -68,6 +68,13 @@ sealed class MetricsWriter : IDisposable
             line["ratio"] = Keyed(ratios);
         if (report.Sharpness is { } sharpness)
             line["sharpness"] = Keyed(sharpness);
+        if (report.NoiseScale is { } noise)
+        {
+            var scales = new JsonObject { ["all"] = noise.Tokens };
+            foreach (var (block, tokens) in noise.Blocks)
+                scales[block.Key()] = tokens;
+            line["noise_scale"] = scales;
+        }
         steps.WriteLine(line.ToJsonString());
         tensorboard?.add_scalar("train/loss", (float)report.Loss, report.Step);
         if (report.ValLoss is { } valLoss)

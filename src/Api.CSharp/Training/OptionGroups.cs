@@ -30,8 +30,11 @@ public sealed record OptimizerOptions
 {
     public OptimizerKind Kind { get; init; } = OptimizerKind.BlockwiseAdamW;
 
-    /// <summary>The blockwise optimizers' ratios; plain AdamW and Adam-mini give every block the base LR.</summary>
-    public BlockRatios Ratios { get; init; } = BlockRatios.Paper;
+    /// <summary>The blockwise optimizers' ratios; plain AdamW and Adam-mini give every block the base LR. Default:
+    /// auto, set from each block's measured sharpness and gradient noise; the batch-size sweep (docs/sweep) found
+    /// the paper's fixed ratios losing to tuned AdamW below and around the gradient-noise scale, where auto ties
+    /// it.</summary>
+    public BlockRatios Ratios { get; init; } = BlockRatios.Auto();
     public double Beta1 { get; init; } = 0.9;
     public double Beta2 { get; init; } = 0.95;
     public double Eps { get; init; } = 1e-8;
@@ -148,6 +151,13 @@ public sealed record DebugOptions
     /// <summary>Log the proxy sharpness per block (B ||grad_b||^2 / #params(b), from the step's gradients) into
     /// metrics.jsonl every N steps; 0: off.</summary>
     public int SharpnessEvery { get; init; }
+
+    /// <summary>Log the gradient-noise scale B_simple = tr(Sigma) / |G|^2 in tokens, of the whole model and of each
+    /// block, into metrics.jsonl every N steps; 0: off. A measured step compares the gradient of part of the batch
+    /// (the first micro-batch, or the first half) with the whole batch's; the estimates are smoothed across
+    /// measurements (docs/method.md section 10). The batch then runs in two halves, which changes the gradient only
+    /// by float rounding.</summary>
+    public int NoiseScaleEvery { get; init; }
 
     /// <summary>The GPU's dense peak TFLOP/s for MFU in the metrics, or a name from the table: h100, h200, a100
     /// (default h100 on CUDA; no MFU on the CPU).</summary>

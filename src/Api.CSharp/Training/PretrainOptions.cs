@@ -72,8 +72,8 @@ public sealed record PretrainOptions
 
     /// <summary>These options with some values replaced, each named by its path as in a config file
     /// ("schedule.lr", "optimizer.kind"; the flat names of earlier versions, "lr", "optimizer", also read; the auto
-    /// settings as "optimizer.ratios.alpha", "maxRatio", "every", "smoothing") and given as its JSON value or text
-    /// (e.g. ("optimizer.kind", "blockwise-adamw"), ("schedule.lr", 1e-3)). A bad name or value is an
+    /// settings as "optimizer.ratios.alpha", "maxRatio", "every", "smoothing", "noise") and given as its JSON value
+    /// or text (e.g. ("optimizer.kind", "blockwise-adamw"), ("schedule.lr", 1e-3)). A bad name or value is an
     /// <see cref="InvalidOptionException"/> naming the option.</summary>
     public PretrainOptions With(IEnumerable<KeyValuePair<string, object?>> values)
     {
@@ -143,6 +143,11 @@ public sealed record PretrainOptions
                 value is JsonValue v && v.TryGetValue<double>(out var x)
                     ? x
                     : throw new InvalidOptionException(field.Name, value?.ToJsonString(), "expected a number", source);
+            bool Switch() =>
+                value is JsonValue v && v.TryGetValue<bool>(out var on) ? on
+                : value is JsonValue t && t.TryGetValue<string>(out var text) && BlockRatios.ParseSwitch(text) is { } s
+                    ? s
+                : throw new InvalidOptionException(field.Name, value?.ToJsonString(), "expected on or off", source);
             settings = field.Path switch
             {
                 OptionFields.AutoAlpha => settings with { Alpha = Number() },
@@ -160,6 +165,7 @@ public sealed record PretrainOptions
                         "expected a whole number",
                         source
                     ),
+                OptionFields.AutoNoise => settings with { Noise = Switch() },
                 _ => settings with { Smoothing = Number() },
             };
             if (settings.Problem() is { } problem)

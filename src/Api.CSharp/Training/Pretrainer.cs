@@ -120,10 +120,12 @@ public sealed class Trainer(PretrainOptions options)
             .ToDictionary(g => g.Key, g => g.Sum(p => p.Numel));
         var auto = AutoRatioTracker.For(setup.Resolved, parametersPerBlock, setup.Resumed?.Auto);
         Func<Block, int, double> learningRate = auto is null ? setup.Resolved.Schedule.LrAt : auto.LrAt;
-        var step = new TrainingStep(model, optimizer, data.Sampler, setup, auto, learningRate);
+        var noise = NoiseScaleMonitor.For(setup.Resolved, setup.Resumed?.NoiseScale);
+        var blocks = parametersPerBlock.Keys.ToList();
+        var step = new TrainingStep(model, optimizer, data.Sampler, setup, auto, noise, blocks, learningRate);
         var history = new RunHistory(setup);
         using var metrics = group.IsMain ? new MetricsWriter(setup.RunDirectory, setup.StartStep) : null;
-        var diagnostics = new StepDiagnostics(setup, parametersPerBlock, learningRate, auto);
+        var diagnostics = new StepDiagnostics(setup, parametersPerBlock, learningRate, auto, noise);
 
         var interrupted = false;
         for (var t = setup.StartStep; t < o.Training.Steps && !interrupted; t++)
@@ -148,7 +150,12 @@ public sealed class Trainer(PretrainOptions options)
                 observer(report);
             interrupted = StopRequested(cancel, group);
             if (done == o.Training.Steps || interrupted || (o.Checkpoint.Every > 0 && done % o.Checkpoint.Every == 0))
-                history.LastCheckpoint = Checkpoint(setup, model, optimizer, history.State(done, data.Sampler, auto));
+                history.LastCheckpoint = Checkpoint(
+                    setup,
+                    model,
+                    optimizer,
+                    history.State(done, data.Sampler, auto, noise)
+                );
             progress?.Report(report.Progress());
         }
         var result = history.Result(interrupted, optimizer.StateBytes.Values.Sum());

@@ -28,6 +28,14 @@ public sealed record ResolvedOptions(
     /// <summary>Whether the ratios are set from measured sharpness during the run.</summary>
     public bool AutoRatios => Blockwise && Options.Optimizer.Ratios.IsAuto;
 
+    /// <summary>The small batch of the gradient-noise measurement, in sequences: rank 0's first micro-batch when a
+    /// step has several (accumulation or processes), otherwise the first half of the batch (the step then runs as
+    /// two halves). 0: a batch of one sequence, which cannot be split.</summary>
+    public int NoiseBatch => MicroBatch < Options.Training.BatchSize ? MicroBatch : Options.Training.BatchSize / 2;
+
+    /// <summary>Whether a step that measures gradient noise splits its one micro-batch into two halves.</summary>
+    internal bool SplitsForNoise => MicroBatch == Options.Training.BatchSize && NoiseBatch >= 1;
+
     /// <summary>Checks options for a named model (or <see cref="ModelOptions.Config"/>) on a prepared
     /// dataset.</summary>
     public static ResolvedOptions Resolve(PretrainOptions o) => Resolve(o, ownData: false);
@@ -247,6 +255,15 @@ public sealed record ResolvedOptions(
             throw Bad("Checkpoint.Keep", o.Checkpoint.Keep, "must be >= 1");
         if (o.Debug.SharpnessEvery < 0)
             throw Bad("Debug.SharpnessEvery", o.Debug.SharpnessEvery, "must be >= 0 (0: off)");
+        if (o.Debug.NoiseScaleEvery < 0)
+            throw Bad("Debug.NoiseScaleEvery", o.Debug.NoiseScaleEvery, "must be >= 0 (0: off)");
+        if (o.Debug.NoiseScaleEvery > 0 && o.Training.BatchSize < 2)
+            throw Bad(
+                "Debug.NoiseScaleEvery",
+                o.Debug.NoiseScaleEvery,
+                "needs a batch of at least 2 sequences (the noise scale compares part of the batch with the whole); "
+                    + "raise Training.BatchSize or leave it at 0"
+            );
     }
 
     /// <summary>Clipping, the optimizer's hyperparameters, the schedule's numbers, threads and the closed choices, in

@@ -27,7 +27,7 @@ sealed class RunHistory(RunSetup setup)
     }
 
     /// <summary>The checkpoint's state after <paramref name="done"/> steps.</summary>
-    public TrainerState State(int done, BatchSampler sampler, AutoRatioTracker? auto) =>
+    public TrainerState State(int done, BatchSampler sampler, AutoRatioTracker? auto, NoiseScaleMonitor? noise) =>
         new()
         {
             Step = done,
@@ -41,6 +41,7 @@ sealed class RunHistory(RunSetup setup)
             Options = setup.Options,
             Tokenizer = setup.Resolved.Tokenizer,
             Auto = auto?.Checkpoint(),
+            NoiseScale = noise?.Checkpoint(),
         };
 
     /// <summary>The run's result. Speed is the steady state's: the first quarter of the steps pays for warm-up
@@ -68,13 +69,14 @@ sealed class RunHistory(RunSetup setup)
 }
 
 /// <summary>Turns a step's outcome into its <see cref="StepReport"/>: each block's LR and gradient norm, speed,
-/// MFU on CUDA, auto ratios, the proxy sharpness on the steps that log it, time in collectives and device
-/// memory.</summary>
+/// MFU on CUDA, auto ratios, the proxy sharpness and the noise scale on the steps that log them, time in collectives
+/// and device memory.</summary>
 sealed class StepDiagnostics(
     RunSetup setup,
     IReadOnlyDictionary<Block, long> parametersPerBlock,
     Func<Block, int, double> learningRate,
-    AutoRatioTracker? auto
+    AutoRatioTracker? auto,
+    NoiseScaleMonitor? noise
 )
 {
     readonly double? peakFlops =
@@ -107,6 +109,7 @@ sealed class StepDiagnostics(
                     kv => kv.Key,
                     kv => SharpnessRules.Proxy(o.Training.BatchSize, kv.Value, parametersPerBlock[kv.Key])
                 ),
+            NoiseScale = noise?.MeasuresAt(step) == true ? noise.Reading(blocks) : null,
             Mfu = peakFlops is { } peak ? tokensPerSecond * flopsPerToken / peak : null,
             CollectiveMilliseconds =
                 setup.Group != Distributed.ProcessGroup.Single ? outcome.CollectiveMilliseconds : null,

@@ -22,6 +22,10 @@ public sealed record StepReport(
     /// <see cref="DebugOptions.SharpnessEvery"/> picks (null on the others).</summary>
     public IReadOnlyDictionary<Block, double>? Sharpness { get; init; }
 
+    /// <summary>The gradient-noise scale in tokens on the steps <see cref="DebugOptions.NoiseScaleEvery"/> picks
+    /// (null on the others).</summary>
+    public NoiseScaleReading? NoiseScale { get; init; }
+
     /// <summary>Model FLOP utilization on CUDA for a built-in model (null elsewhere).</summary>
     public double? Mfu { get; init; }
 

@@ -30,6 +30,9 @@ public sealed record TrainerState
     /// <summary>The tokenizer of the data (null: data of your own).</summary>
     public Data.TokenizerRecord? Tokenizer { get; init; }
 
+    /// <summary>The noise-scale measurement's state (null: not measured).</summary>
+    public NoiseScaleCheckpoint? NoiseScale { get; init; }
+
     /// <summary>The state of auto ratios (null: fixed ratios).</summary>
     [JsonIgnore]
     public AutoRatioCheckpoint? Auto

@@ -22,7 +22,7 @@ sealed record StepOutcome(
 /// <summary>
 /// One optimizer step, as nanoGPT's and llm.c's loops run it: forward and backward over this rank's micro-batches
 /// (gradients accumulate to the mean over the global batch), reduce across ranks, guard against a non-finite loss
-/// or gradient, let auto ratios observe the gradients, clip, update.
+/// or gradient, let auto ratios and the noise-scale monitor observe the gradients, clip, update.
 /// </summary>
 sealed class TrainingStep(
     nn.Module<Tensor, Tensor> model,
@@ -30,6 +30,8 @@ sealed class TrainingStep(
     BatchSampler sampler,
     RunSetup setup,
     AutoRatioTracker? auto,
+    NoiseScaleMonitor? noise,
+    IReadOnlyList<Block> blocks,
     Func<Block, int, double> learningRate
 )
 {
@@ -45,10 +47,11 @@ sealed class TrainingStep(
 
         // Forward and backward: rank r takes its share of the global batch, drawn from the one permutation every
         // rank walks.
-        var (lossSum, smallSquared) = ForwardBackward();
+        var measureNoise = auto is { MeasuresNoise: true } || noise?.MeasuresAt(step) == true;
+        var (lossSum, smallSquared) = ForwardBackward(measureNoise);
 
-        // Reduce: one small transfer brings the loss (summed over ranks), every block's squared gradient norm and
-        // the first micro-batch's squared norms (auto ratios with micro-batches) to the host.
+        // Reduce: one small transfer brings the loss (summed over ranks), every block's squared gradient norm and,
+        // on a step that measures gradient noise, the small batch's squared norms to the host.
         optimizer.ReduceGradients();
         var (squared, values) = optimizer.NormsAnd(smallSquared is null ? lossSum : cat([lossSum, smallSquared], 0));
         var loss = values[0];
@@ -58,8 +61,11 @@ sealed class TrainingStep(
         if (!double.IsFinite(loss) || !double.IsFinite(total))
             throw Diverged(step, loss, total, lastCheckpoint);
 
-        // Observe: auto ratios read this step's gradients before clipping.
-        auto?.Observe(squared, smallSquared is null ? null : values[1..]);
+        // Observe: auto ratios and the noise-scale monitor read this step's gradients before clipping.
+        var small = smallSquared is null ? null : values[1..];
+        auto?.Observe(squared, auto.MeasuresNoise ? small : null);
+        if (small is not null && noise?.MeasuresAt(step) == true)
+            noise.Observe(blocks, squared, small);
 
         // Clip and update.
         if (o.Training.GradClip > 0 && total > o.Training.GradClip)
@@ -76,34 +82,52 @@ sealed class TrainingStep(
         );
     }
 
-    /// <summary>The loss summed over this rank's micro-batches (each scaled by 1 / accumulation steps, so the
-    /// summed gradients are the mean over the global batch) and, when auto ratios measure gradient noise, each
-    /// block's squared norm of the first micro-batch's gradient (rank 0's share; null otherwise).</summary>
-    (Tensor LossSum, Tensor? SmallSquared) ForwardBackward()
+    /// <summary>The loss summed over this rank's micro-batches (each scaled by its share of the global batch, so the
+    /// summed gradients are the mean over the global batch) and, when <paramref name="measureNoise"/>, each block's
+    /// squared norm of the small batch's gradient (rank 0's first micro-batch, or the first half of a batch of one
+    /// micro-batch, <see cref="ResolvedOptions.NoiseBatch"/>; null otherwise).</summary>
+    (Tensor LossSum, Tensor? SmallSquared) ForwardBackward(bool measureNoise)
     {
         model.train();
         optimizer.ZeroGrad();
         var lossSum = zeros(1, dtype: float64, device: device);
         var windows = sampler.NextWindows(o.Training.BatchSize);
-        var measureNoise = auto is { MeasuresNoise: true };
-        var smallSquared = measureNoise ? zeros(auto!.Blocks.Count, dtype: float64, device: device) : null;
-        var share = o.Training.BatchSize / setup.Group.WorldSize;
-        var rank = setup.Group.Rank;
-        for (var first = rank * share; first < (rank + 1) * share; first += resolved.MicroBatch)
+        var smallSquared = measureNoise ? zeros(blocks.Count, dtype: float64, device: device) : null;
+        var batch = o.Training.BatchSize;
+        var share = batch / setup.Group.WorldSize;
+        foreach (var (first, count) in Pieces(measureNoise && resolved.SplitsForNoise, share))
         {
             using var microScope = NewDisposeScope();
-            var (inputs, targets) = sampler.Batch(windows[first..(first + resolved.MicroBatch)], device);
-            var microLoss = LanguageModel.Loss(model.forward(inputs), targets) / resolved.Accumulation;
+            var (inputs, targets) = sampler.Batch(windows[first..(first + count)], device);
+            var loss = LanguageModel.Loss(model.forward(inputs), targets);
+            // Equal micro-batches divide by their number (as every earlier version did); halves weigh by their size.
+            var microLoss =
+                count == resolved.MicroBatch ? loss / resolved.Accumulation : loss * ((double)count / batch);
             microLoss.backward();
             lossSum.add_(microLoss.detach().to(float64));
-            // The buffer holds the first micro-batch's gradient / accumulation steps.
+            // The buffer holds the small batch's gradient x count / batch.
             if (measureNoise && first == 0)
             {
-                var scale = (double)resolved.Accumulation * resolved.Accumulation;
-                smallSquared!.copy_(optimizer.LocalSquaredNorms(auto!.Blocks).mul_(scale));
+                var scale = (double)batch / count;
+                smallSquared!.copy_(optimizer.LocalSquaredNorms(blocks).mul_(scale * scale));
             }
         }
         return (lossSum, smallSquared);
+    }
+
+    /// <summary>This rank's pieces of the global batch (first window, count): its micro-batches, or the two halves
+    /// of its one micro-batch when the step measures noise that way.</summary>
+    IEnumerable<(int First, int Count)> Pieces(bool split, int share)
+    {
+        var rank = setup.Group.Rank;
+        if (split)
+        {
+            var half = resolved.NoiseBatch;
+            return [(0, half), (half, share - half)];
+        }
+        return Enumerable
+            .Range(0, share / resolved.MicroBatch)
+            .Select(i => (rank * share + i * resolved.MicroBatch, resolved.MicroBatch));
     }
 
     TrainingDivergedException Diverged(int step, double loss, double total, string? lastCheckpoint)
