@@ -54,10 +54,10 @@ static class Study
         // Auto with two micro-batches per step: the gradient-noise correction of the rule applies.
         ("adamw+auto-micro", OptimizerKind.BlockwiseAdamW, "auto+micro"),
         ("adam-mini+auto-micro", OptimizerKind.BlockwiseAdamMini, "auto+micro"),
-        // Auto as version 0.2 runs it by default: one micro-batch split in halves for the noise correction, and the
-        // LR rule of fixed ratios (an auto ratio r gives the LR fixed ratios at r give).
-        ("adamw+auto-0.2", OptimizerKind.BlockwiseAdamW, "auto-0.2"),
-        ("adam-mini+auto-0.2", OptimizerKind.BlockwiseAdamMini, "auto-0.2"),
+        // Auto as version 0.3 runs it by default: one micro-batch split in halves for the noise correction, the
+        // regime factor B / (B + B_noise), and the LR rule of fixed ratios (r gives the LR fixed ratios at r give).
+        ("adamw+auto-0.3", OptimizerKind.BlockwiseAdamW, "auto-0.3"),
+        ("adam-mini+auto-0.3", OptimizerKind.BlockwiseAdamMini, "auto-0.3"),
     ];
 
     internal static string Root()

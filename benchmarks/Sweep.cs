@@ -45,7 +45,8 @@ static class Sweep
     [
         ("adamw", OptimizerKind.AdamW, "uniform", false),
         ("adamw+paper", OptimizerKind.BlockwiseAdamW, "paper", false),
-        ("adamw+auto", OptimizerKind.BlockwiseAdamW, "auto", false),
+        // Auto as version 0.3 runs it by default (noise-aware, with the regime factor).
+        ("adamw+auto", OptimizerKind.BlockwiseAdamW, "auto-0.3", false),
         ("adam-mini", OptimizerKind.AdamMini, "uniform", true),
         ("adam-mini+paper", OptimizerKind.BlockwiseAdamMini, "paper", true),
     ];
@@ -84,7 +85,11 @@ static class Sweep
         {
             Model = new() { Name = Model, Overrides = Overrides },
             Data = new() { Path = data },
-            Optimizer = new() { Kind = optimizer, Ratios = BlockRatios.Parse(ratios) },
+            Optimizer = new()
+            {
+                Kind = optimizer,
+                Ratios = ratios.StartsWith("auto") ? BlockRatios.Auto() : BlockRatios.Parse(ratios),
+            },
             Schedule = new() { Lr = lr, WarmupSteps = Steps / 10 },
             Training = new()
             {

@@ -9,7 +9,7 @@ namespace BlockwiseLR.Benchmarks;
 
 /// <summary>docs/sweep/report.md, sweep.png (the map), noise.png (B_noise over training) and map.json (what
 /// `blr demo` shows) from the points' raw results in docs/sweep/points; and the goal for auto ratios checked at every
-/// point and at every cell of the earlier study (docs/study/cells, its auto-0.2 arms).</summary>
+/// point and at every cell of the earlier study (docs/study/cells, its auto-0.3 arms).</summary>
 static class SweepReport
 {
     static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
@@ -195,7 +195,7 @@ static class SweepReport
         text.Append(goal);
         text.AppendLine();
         text.AppendLine(
-            "At each cell of the earlier study (docs/study/report.md), its auto-0.2 arms: auto as version 0.2 runs it by default (the first half of the batch against the whole for the noise correction, an auto ratio r giving the LR fixed ratios at r give), each against its plain base:"
+            "At each cell of the earlier study (docs/study/report.md), its auto-0.3 arms: auto as version 0.3 runs it by default (the first half of the batch against the whole for the noise correction, the regime factor B / (B + B_noise), an auto ratio r giving the LR fixed ratios at r give), each against its plain base:"
         );
         text.AppendLine();
         text.Append(StudyGoal(docs));
@@ -330,7 +330,7 @@ static class SweepReport
         text.AppendLine();
     }
 
-    /// <summary>The goal at each cell of the earlier study, for its auto-0.2 arms (the default rule of version 0.2)
+    /// <summary>The goal at each cell of the earlier study, for its auto-0.3 arms (the default rule of version 0.3)
     /// against their plain base.</summary>
     static string StudyGoal(string docs)
     {
@@ -359,7 +359,7 @@ static class SweepReport
                 lines.AppendLine(
                     F($"- {cell["cell"]}, {plain}+auto: ")
                         + Goal(
-                            Of(blockwise, "auto-0.2", "auto"),
+                            Of(blockwise, "auto-0.3", "auto"),
                             Of(blockwise, "paper", "paper"),
                             Of(plain, "uniform", plain),
                             plain

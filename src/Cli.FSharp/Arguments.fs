@@ -205,7 +205,7 @@ type TrainArgs =
     | Auto_Max_Ratio of ratio: float
     | Auto_Every of steps: int
     | Auto_Smoothing of beta: float
-    | Auto_Noise of on_off: string
+    | Auto_Noise of on_or_off: string
     | Sharpness_Every of steps: int
     | Noise_Scale_Every of steps: int
     | Nproc of processes: int
@@ -221,8 +221,9 @@ type TrainArgs =
                 "log the gradient-noise scale B_simple = tr(Sigma) / |G|^2 in tokens, whole model and per block, \
                  into metrics.jsonl every N steps (default 0: off; blr plot draws it, see blr plot --help)."
             | Auto_Noise _ ->
-                "--ratios auto: on (default) raises each block's sharpness by its gradient noise at this batch \
-                 size, measured from half the batch against the whole; off: the sharpness rule alone."
+                "--ratios auto: on (default) measures the gradient noise from half the batch against the whole, \
+                 raises each block's sharpness by its noise and scales the ratios by B / (B + B_noise); off: the \
+                 sharpness rule alone (docs/method.md section 9)."
             | Nproc _ ->
                 "train data-parallel on N processes: under mpirun on the CPU (OpenMPI), one per GPU with NCCL on CUDA \
                  (no MPI needed). Under mpirun already, leave it out."

@@ -2,8 +2,9 @@ namespace BlockwiseLR.Core
 
 open System
 
-/// The smoothed sharpness per block behind `--ratios auto`, the ratios last set from it, and the smoothed squared
-/// gradient norms of a small and the whole batch behind the noise correction (empty without micro-batches).
+/// The smoothed sharpness per block behind `--ratios auto`, the ratios last set from it, the smoothed squared
+/// gradient norms of a small and the whole batch behind the per-block noise correction, and the whole model's
+/// noise scale behind the regime factor (both empty without the noise measurement).
 type AutoRatioState =
     {
         Steps: int
@@ -11,6 +12,7 @@ type AutoRatioState =
         Ratios: Map<BlockKind, float>
         SmallSquared: Map<BlockKind, float>
         BigSquared: Map<BlockKind, float>
+        Noise: NoiseScaleState
     }
 
 /// How auto ratios read the run (docs/method.md section 9).
@@ -22,10 +24,12 @@ type AutoRatioRule =
         MaxRatio: float
         /// Steps between ratio updates.
         Every: int
+        /// No update before this many steps (`settle`): every ratio stays 1 until then.
+        Settle: int
         /// The moving-average factor of the measured quantities.
         Smoothing: float
-        /// Sequences in the first micro-batch (the small batch of the noise estimate); equal to Batch: no
-        /// micro-batches, no noise correction.
+        /// Sequences in the small batch of the noise measurement; equal to Batch: no noise measurement, no noise
+        /// correction and no regime factor.
         MicroBatch: int
         /// Sequences in the step (the whole batch).
         Batch: int
@@ -54,7 +58,24 @@ module AutoRatios =
             Ratios = Map.empty
             SmallSquared = Map.empty
             BigSquared = Map.empty
+            Noise = NoiseScale.start
         }
+
+    /// The steps before the first ratio update: the warmup, then 1 / (1 - smoothing) steps (the moving averages'
+    /// memory) past it. The gradients of the first steps (large, coherent, measured while the LR is still rising)
+    /// overstate the disparity and understate the noise; ratios set from them and applied at the peak LR did
+    /// damage no later step repaired (docs/sweep/report.md).
+    let settle (warmup: int) (smoothing: float) =
+        warmup + int (Math.Ceiling(1.0 / (1.0 - smoothing) - 1e-9))
+
+    /// The regime factor B / (B + B_noise), B_noise the whole model's noise scale (NoiseScale.fs): near 0 where the
+    /// batch is well below B_noise (the step is mostly noise, its best LR set by the noise, and every block is
+    /// better served by the base LR), near 1 well above it (curvature sets the stable LR, and the sharpness ratios
+    /// apply in full). No estimate of |G|^2 yet: 0.
+    let regime (small: int) (big: int) (noise: NoiseScaleState) =
+        match NoiseScale.ofModel small big noise with
+        | Some n -> float big / (float big + n)
+        | None -> 0.0
 
     /// The adaptive rule: r_b = clamp((S_norm / S_b)^alpha, 1, rMax). Flatter blocks than the norms get larger
     /// LRs, never less than the base and never more than rMax times it.
@@ -94,10 +115,11 @@ module AutoRatios =
             | None -> 1.0
 
     /// One step: fold this step's proxy sharpness per block (`Sharpness.proxy`) into exponential moving averages
-    /// (bias-corrected), and with micro-batches (MicroBatch < Batch) the squared gradient norms of the small batch
-    /// and the whole batch per block; every `Every` steps set each block's ratio to
-    /// clamp((S'_norm / S'_b)^alpha, 1, rMax) with S'_b = S_b (1 + B_noise,b / B): the sharpness a block's step
-    /// must respect, raised by how much of its gradient is noise at this batch size. Norms keep ratio 1.
+    /// (bias-corrected), and with the noise measurement (MicroBatch < Batch) the squared gradient norms of the
+    /// small batch and the whole batch per block; every `Every` steps from `Settle` on, set each block's ratio to
+    /// 1 + (clamp((S'_norm / S'_b)^alpha, 1, rMax) - 1) g with S'_b = S_b (1 + B_noise,b / B), the sharpness a
+    /// block's step must respect raised by how much of its gradient is noise at this batch size, and
+    /// g = B / (B + B_noise) the regime factor (`regime`; 1 without the noise measurement). Norms keep ratio 1.
     let observe (rule: AutoRatioRule) (measured: AutoRatioObservation list) (state: AutoRatioState) =
         let smoothing = rule.Smoothing
 
@@ -127,9 +149,18 @@ module AutoRatios =
                 Smoothed = smoothed
                 SmallSquared = smallSquared
                 BigSquared = bigSquared
+                Noise =
+                    if noise.IsEmpty then
+                        state.Noise
+                    else
+                        NoiseScale.observe smoothing noise state.Noise
             }
 
-        if steps % rule.Every <> 0 || not (smoothed.ContainsKey Norm) then
+        if
+            steps % rule.Every <> 0
+            || steps < rule.Settle
+            || not (smoothed.ContainsKey Norm)
+        then
             next
         else
             let factor =
@@ -141,11 +172,19 @@ module AutoRatios =
             let effective k =
                 smoothed[k] / (1.0 - smoothing ** float steps) * factor k
 
+            let regime =
+                if rule.MicroBatch < rule.Batch then
+                    regime rule.MicroBatch rule.Batch next.Noise
+                else
+                    1.0
+
             let ratio k =
                 if k = Norm then
                     1.0
                 else
-                    adaptiveRatio rule.Alpha rule.MaxRatio (effective Norm) (effective k)
+                    1.0
+                    + (adaptiveRatio rule.Alpha rule.MaxRatio (effective Norm) (effective k) - 1.0)
+                      * regime
 
             { next with
                 Ratios = smoothed |> Map.map (fun k _ -> ratio k)

@@ -55,6 +55,9 @@ type AutoRatioRules =
     /// No measurement yet: every ratio 1.
     static member Start = AutoRatios.start
 
+    /// The steps before the first ratio update (`AutoRatios.settle`).
+    static member Settle(warmup: int, smoothing: float) = AutoRatios.settle warmup smoothing
+
     /// One step's measurements of a block; `smallSquared` is the first micro-batch's squared gradient norm (null
     /// without micro-batches).
     static member Observation(block: BlockKind, squared: float, parameters: int64, smallSquared: Nullable<float>) =
@@ -76,14 +79,16 @@ type AutoRatioRules =
     static member LrAt(spec: ScheduleSpec, state: AutoRatioState, block: BlockKind, step: int) =
         AutoRatios.lrAt spec state block step
 
-    /// A state saved as dictionaries keyed by block key (emb, qk, ...).
+    /// A state saved as dictionaries keyed by block key (emb, qk, ...); `noise` is the noise-scale part
+    /// (`NoiseScaleRules.Restore`; the start state when the checkpoint has none).
     static member Restore
         (
             steps: int,
             smoothed: IReadOnlyDictionary<string, float>,
             ratios: IReadOnlyDictionary<string, float>,
             smallSquared: IReadOnlyDictionary<string, float>,
-            bigSquared: IReadOnlyDictionary<string, float>
+            bigSquared: IReadOnlyDictionary<string, float>,
+            noise: NoiseScaleState
         ) =
         let mapOf (values: IReadOnlyDictionary<string, float>) =
             values
@@ -99,6 +104,7 @@ type AutoRatioRules =
             Ratios = mapOf ratios
             SmallSquared = mapOf smallSquared
             BigSquared = mapOf bigSquared
+            Noise = noise
         }
 
     /// A map of the state as a dictionary keyed by block key (emb, qk, ...), for saving.

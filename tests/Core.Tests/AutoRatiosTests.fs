@@ -12,6 +12,7 @@ let private rule alpha maxRatio every smoothing micro batch =
         Alpha = alpha
         MaxRatio = maxRatio
         Every = every
+        Settle = 0
         Smoothing = smoothing
         MicroBatch = micro
         Batch = batch
@@ -119,8 +120,22 @@ let tests =
 
                 let state = AutoRatios.observe (rule 1.0 100.0 1 0.5 4 16) measured AutoRatios.start
                 // Embedding: (8 x 1) / (1 x (1 + 16/16)) = 4 instead of 8; QK takes the largest factor measured (2).
-                Expect.floatClose Accuracy.veryHigh (AutoRatios.ratioOf state Embedding) 4.0 "halved by its noise"
-                Expect.floatClose Accuracy.veryHigh (AutoRatios.ratioOf state AttentionQK) 4.0 "the noisiest factor"
+                // Then the regime factor B / (B + B_noise) of the whole model: summed squared norms 17 (4 + 5 + 8)
+                // over 4 sequences and 7 (4 + 2 + 1) over 16 give |G|^2 = (16 x 7 - 4 x 17) / 12 = 11/3 and
+                // tr(Sigma) = 10 / (1/4 - 1/16) = 160/3, so B_noise = 160/11 and the factor 16 / (16 + 160/11) = 11/21.
+                let g = 11.0 / 21.0
+
+                Expect.floatClose
+                    Accuracy.veryHigh
+                    (AutoRatios.ratioOf state Embedding)
+                    (1.0 + 3.0 * g)
+                    "halved, then g"
+
+                Expect.floatClose
+                    Accuracy.veryHigh
+                    (AutoRatios.ratioOf state AttentionQK)
+                    (1.0 + 3.0 * g)
+                    "the noisiest"
 
                 let plain =
                     AutoRatios.observe (rule 1.0 100.0 1 0.5 16 16) measured AutoRatios.start
@@ -130,6 +145,52 @@ let tests =
                     (AutoRatios.ratioOf plain Embedding)
                     8.0
                     "no micro-batches: the sharpness rule alone"
+            }
+
+            test "ratios stay 1 until the warmup and the moving averages' memory have passed" {
+                Expect.equal (AutoRatios.settle 15 0.9) 25 "15 warmup steps + 1 / (1 - 0.9)"
+
+                let measured = [ measuredAt 4 (Norm, 8.0); measuredAt 4 (Embedding, 1.0) ]
+
+                let rule =
+                    { rule 1.0 100.0 10 0.9 4 4 with
+                        Settle = 25
+                    }
+
+                let ratios =
+                    [ 1..40 ]
+                    |> List.scan (fun s _ -> AutoRatios.observe rule measured s) AutoRatios.start
+                    |> List.map (fun s -> s.Steps, AutoRatios.ratioOf s Embedding)
+
+                Expect.all
+                    (ratios |> List.filter (fun (t, _) -> t < 30))
+                    (fun (_, r) -> r = 1.0)
+                    "1 through step 29 (steps 10 and 20 come before the settling ends)"
+
+                Expect.floatClose Accuracy.veryHigh (snd ratios[30]) 8.0 "set at step 30, the first update after 25"
+            }
+
+            test "the regime factor is B / (B + B_noise): near 0 far below the noise scale, near 1 far above it" {
+                // |G|^2 = 1 and tr(Sigma) = 64 (B_noise 64 sequences), measured at b = B/2.
+                let at (big: int) =
+                    let small = big / 2
+
+                    let noise =
+                        List.fold
+                            (fun s _ ->
+                                NoiseScale.observe
+                                    0.9
+                                    [ FeedForward, 1.0 + 64.0 / float small, 1.0 + 64.0 / float big ]
+                                    s)
+                            NoiseScale.start
+                            [ 1..5 ]
+
+                    AutoRatios.regime small big noise
+
+                Expect.floatClose Accuracy.high (at 4) (4.0 / 68.0) "B = B_noise / 16"
+                Expect.floatClose Accuracy.high (at 64) 0.5 "B = B_noise"
+                Expect.floatClose Accuracy.high (at 1024) (1024.0 / 1088.0) "B = 16 B_noise"
+                Expect.equal (AutoRatios.regime 2 4 NoiseScale.start) 0.0 "nothing measured: the base LR"
             }
 
             testPropertyWithConfig

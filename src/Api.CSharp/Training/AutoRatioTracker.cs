@@ -11,7 +11,12 @@ public sealed record AutoRatioCheckpoint(
     Dictionary<string, double> Ratios,
     Dictionary<string, double> SmallSquared,
     Dictionary<string, double> BigSquared
-);
+)
+{
+    /// <summary>The whole model's noise-scale measurement behind the regime factor (null: no noise
+    /// measurement).</summary>
+    public NoiseScaleCheckpoint? Noise { get; init; }
+}
 
 /// <summary>
 /// Auto ratios during a run (<see cref="BlockRatios.Auto"/>): the rule's state, its observation of every step, the
@@ -51,13 +56,23 @@ sealed class AutoRatioTracker
             settings.Alpha,
             settings.MaxRatio,
             settings.Every,
+            AutoRatioRules.Settle(resolved.Schedule.Spec.WarmupSteps, settings.Smoothing),
             settings.Smoothing,
             settings.Noise && resolved.NoiseBatch >= 1 ? resolved.NoiseBatch : resolved.Options.Training.BatchSize,
             resolved.Options.Training.BatchSize
         );
         var state = saved is null
             ? AutoRatioRules.Start
-            : AutoRatioRules.Restore(saved.Steps, saved.Smoothed, saved.Ratios, saved.SmallSquared, saved.BigSquared);
+            : AutoRatioRules.Restore(
+                saved.Steps,
+                saved.Smoothed,
+                saved.Ratios,
+                saved.SmallSquared,
+                saved.BigSquared,
+                saved.Noise is { } noise
+                    ? NoiseScaleRules.Restore(noise.Measured, noise.Blocks, noise.Model)
+                    : NoiseScaleRules.Start
+            );
         return new AutoRatioTracker(rule, resolved.Schedule, parametersPerBlock, state);
     }
 
@@ -86,12 +101,18 @@ sealed class AutoRatioTracker
     public double LrAt(Block block, int step) => AutoRatioRules.LrAt(schedule.Spec, state, block.ToCore(), step);
 
     /// <summary>The tracker's part of a checkpoint.</summary>
-    public AutoRatioCheckpoint Checkpoint() =>
-        new(
+    public AutoRatioCheckpoint Checkpoint()
+    {
+        var (blocks, model) = NoiseScaleRules.Saved(state.Noise);
+        return new(
             state.Steps,
             AutoRatioRules.Keyed(state.Smoothed),
             AutoRatioRules.Keyed(state.Ratios),
             AutoRatioRules.Keyed(state.SmallSquared),
             AutoRatioRules.Keyed(state.BigSquared)
-        );
+        )
+        {
+            Noise = MeasuresNoise ? new NoiseScaleCheckpoint(state.Noise.Measured, blocks, model) : null,
+        };
+    }
 }

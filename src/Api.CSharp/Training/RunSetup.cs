@@ -89,14 +89,15 @@ sealed class RunSetup
         return setup;
     }
 
-    /// <summary>Auto ratios of a checkpoint written before 0.2.0 followed another LR rule (they scaled the AdamW
-    /// schedule's excess over the floor); resuming under today's rule would change the run part-way.</summary>
+    /// <summary>Auto ratios of a checkpoint written before 0.3.0 followed another rule (before 0.2.0 they scaled the
+    /// AdamW schedule's excess over the floor; before 0.3.0 they had no regime factor); resuming under today's rule
+    /// would change the run part-way.</summary>
     static void RefuseOldAutoRatios(TrainerState resumed, string resume, string checkpoint)
     {
         if (
             resumed.Auto is null
             || !Version.TryParse(resumed.CodeVersion, out var version)
-            || version >= new Version(0, 2, 0)
+            || version >= new Version(0, 3, 0)
         )
             return;
         throw new InvalidOptionException(

@@ -40,23 +40,28 @@ public sealed record TrainerState
         get =>
             autoSmoothed is null
                 ? null
-                : new(autoSteps, autoSmoothed, autoRatios ?? [], autoSmallSquared ?? [], autoBigSquared ?? []);
+                : new(autoSteps, autoSmoothed, autoRatios ?? [], autoSmallSquared ?? [], autoBigSquared ?? [])
+                {
+                    Noise = autoNoise,
+                };
         init =>
-            (autoSteps, autoSmoothed, autoRatios, autoSmallSquared, autoBigSquared) = (
+            (autoSteps, autoSmoothed, autoRatios, autoSmallSquared, autoBigSquared, autoNoise) = (
                 value?.Steps ?? 0,
                 value?.Smoothed,
                 value?.Ratios,
                 value?.SmallSquared,
-                value?.BigSquared
+                value?.BigSquared,
+                value?.Noise
             );
     }
 
-    // trainer.json keeps the auto part as five top-level keys, as every earlier version wrote it.
+    // trainer.json keeps the auto part as top-level keys, as every earlier version wrote it (autoNoise since 0.3).
     int autoSteps;
     Dictionary<string, double>? autoSmoothed,
         autoRatios,
         autoSmallSquared,
         autoBigSquared;
+    NoiseScaleCheckpoint? autoNoise;
 
     [JsonInclude, JsonPropertyName("autoSteps")]
     int AutoSteps
@@ -91,5 +96,12 @@ public sealed record TrainerState
     {
         get => autoBigSquared;
         init => autoBigSquared = value;
+    }
+
+    [JsonInclude, JsonPropertyName("autoNoise")]
+    NoiseScaleCheckpoint? AutoNoise
+    {
+        get => autoNoise;
+        init => autoNoise = value;
     }
 }
