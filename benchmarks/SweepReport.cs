@@ -163,13 +163,23 @@ static class SweepReport
                     Gap(auto)
                 )
             );
-            var seed1 = adamw.Runs[0];
-            var noise = Noise(seed1);
+            // Seed 1's readings (the positive ones: 0 is a tr(Sigma) estimate at or below 0) and the point's tokens
+            // per step as a thin line of the same colour.
+            var noise = Noise(adamw.Runs[0]).Where(n => n.Tokens > 0).ToList();
             noiseCurves.Add(
                 new Plots.Curve(
                     F($"{tokens:N0} tokens/step"),
                     noise.Select(n => n.Step).ToArray(),
                     noise.Select(n => Math.Log10(n.Tokens)).ToArray()
+                )
+            );
+            noiseCurves.Add(
+                new Plots.Curve(
+                    F($"B = {tokens:N0}"),
+                    [0, Sweep.Steps],
+                    [Math.Log10(tokens), Math.Log10(tokens)],
+                    Thin: true,
+                    ColorOf: noiseCurves.Count - 1
                 )
             );
         }
@@ -211,7 +221,7 @@ static class SweepReport
             map.Draw(Path.Combine(docs, "sweep.png"));
             Plots.Save(
                 Path.Combine(docs, "noise.png"),
-                "B_noise over training: tuned AdamW, seed 1, at each point",
+                "B_noise over training (tuned AdamW, seed 1) and each point's batch",
                 noiseCurves,
                 "log10 B_noise (tokens)"
             );
@@ -272,6 +282,8 @@ static class SweepReport
 
     static string Goal(Arm auto, Arm paper, Arm adamw, string basis = "AdamW")
     {
+        if (auto.Runs.Count == 0 || adamw.Runs.Count == 0)
+            return "not run yet";
         if (auto.Diverged)
             return "**not met**: auto diverged";
         var above = auto.Min > adamw.Max;
@@ -319,11 +331,18 @@ static class SweepReport
                             ? F(
                                 $"It falls as the batch grows past B_noise; it would cross 0 at B/B_noise = {Math.Pow(10, crossing):0.#}, an extrapolation whose uncertainty spans the slope's two-standard-error range ({b - 2 * seB:F3}..{b + 2 * seB:F3} per decade)."
                             )
-                        : b < 0
+                        : b + 2 * seB > 0 && b - 2 * seB < 0
                             ? F(
-                                $"It falls as the batch grows, but the slope is within two standard errors of 0: the points do not establish a trend, and no crossover is predicted."
+                                $"The slope is within two standard errors of 0 ({b - 2 * seB:F3}..{b + 2 * seB:F3} per decade): these points show no trend toward a crossover, and cannot exclude one beyond them"
                             )
-                        : "It does not fall as the batch grows: no crossover is predicted."
+                                + (
+                                    a > 2 * seA
+                                        ? F(
+                                            $" (at the steepest slope within two standard errors the gap would reach 0 at B/B_noise = {Math.Pow(10, -a / (b - 2 * seB)):0.#})."
+                                        )
+                                        : "."
+                                )
+                        : "It rises as the batch grows, beyond two standard errors: no crossover is predicted."
                     )
             );
         }

@@ -87,7 +87,7 @@ public sealed record SweepMap(string Model, int Steps, string Machine, IReadOnly
         Arm("paper ratios", p => p.Paper, -0.01);
         Arm("auto ratios", p => p.Auto, 0.01);
         plot.Add.HorizontalLine(0, 1, ScottPlot.Colors.Gray);
-        plot.Title(F($"Where per-block ratios pay: {Model}, {Steps} steps (error bars: 3 seeds)"));
+        plot.Title(F($"Where per-block ratios pay ({Steps} steps; bars: 3 seeds)"));
         plot.XLabel("log10 (tokens per step / B_noise)");
         plot.YLabel("final val loss - tuned AdamW's");
         plot.ShowLegend(ScottPlot.Alignment.UpperRight);
