@@ -696,10 +696,11 @@ let demo (args: ParseResults<DemoArgs>) =
         let png = map.Draw(IO.Path.Combine(IO.Path.GetDirectoryName(report.Png), "map.png"))
 
         printfn
-            "the map %s (from the committed sweep, docs/sweep/report.md; this run is one point on it, at %d tokens \
+            "the map %s (from the committed sweep, docs/sweep/report.md; this run is one point on it, at %s tokens \
              per step)"
             png
-            (options.Training.BatchSize * options.Training.SeqLen.Value)
+            ((options.Training.BatchSize * options.Training.SeqLen.Value)
+                .ToString("N0", Globalization.CultureInfo.InvariantCulture))
 
     0
 
