@@ -271,7 +271,8 @@ public static class Comparison
                 },
             };
         RefuseForeignFolder(common.Run.Out, "blr demo", name =>
-            name is "data" or "report.md" or "report.json" or "loss.png" || arms.Any(a => a.Label == name)
+            name is "data" or "report.md" or "report.json" or "loss.png" or "map.png" // map.png: the sweep's map
+            || arms.Any(a => a.Label == name)
         );
         // Every option is checked before the corpus is prepared (the data folder is the demo's own to make).
         foreach (var arm in arms)

@@ -227,6 +227,12 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Matches(@"\| blockwise-adamw-auto \|.*\| auto, at the end: emb \d+\.\d\d, ffn \d+\.\d\d", report);
             Assert.Contains("| blockwise-adamw-paper |", output);
             Assert.True(File.Exists(Path.Combine(dir, "loss.png")));
+            // Then the committed sweep's map, printed and drawn, and the folder is the demo's own to run again.
+            Assert.Contains("Where per-block ratios pay", output);
+            Assert.Matches(@"\n\s+1,024\s+[\d,]+\s+\d+\.\d\d\s+\d\.\d{3}\s+[+-]\d\.\d{3} \(", output);
+            Assert.True(File.Exists(Path.Combine(dir, "map.png")));
+            (code, _, error) = TestPaths.Run(["demo", "--quick", "--out", dir, "--threads", "1"]);
+            Assert.True(code == 0, error);
         }
         finally
         {
