@@ -57,7 +57,11 @@ static class NoiseCost
                     Directory.Delete(run, true);
                 }
             }
-        static double Median(List<double> xs) => xs.Order().ElementAt(xs.Count / 2);
+        static double Median(List<double> xs)
+        {
+            var sorted = xs.Order().ToList();
+            return xs.Count % 2 == 1 ? sorted[xs.Count / 2] : (sorted[xs.Count / 2 - 1] + sorted[xs.Count / 2]) / 2;
+        }
         Console.WriteLine(
             $"noise cost on the demo's shape (gpt2-tiny, 8 x 128 tokens, {steps} steps x {rounds} rounds, "
                 + $"{Environment.ProcessorCount} cores):"

@@ -72,6 +72,21 @@ static class SweepReport
         : arm.Min > basis.Max ? "above (counts)"
         : "within the spread";
 
+    /// <summary>The two-sided 95% quantile of Student's t with <paramref name="df"/> degrees of freedom.</summary>
+    static double T95(int df) =>
+        df switch
+        {
+            1 => 12.706,
+            2 => 4.303,
+            3 => 3.182,
+            4 => 2.776,
+            5 => 2.571,
+            6 => 2.447,
+            7 => 2.365,
+            8 => 2.306,
+            _ => 2.0,
+        };
+
     /// <summary>Least squares y = a + b x with the standard errors of a and b.</summary>
     static (double A, double B, double SeA, double SeB) Fit(IReadOnlyList<double> x, IReadOnlyList<double> y)
     {
@@ -321,28 +336,19 @@ static class SweepReport
         )
         {
             var (a, b, seA, seB) = Fit(x, points.Select(p => gap(p).Mean).ToList());
-            var crossing = -a / b;
+            var t = T95(points.Count - 2);
+            var (low, high) = (b - t * seB, b + t * seB);
             text.AppendLine(
                 F(
-                    $"- {name}: gap = {a:+0.000;-0.000} (± {seA:F3}) {b:+0.000;-0.000} (± {seB:F3}) x log10(B/B_noise), least squares over {points.Count} points (± one standard error). "
+                    $"- {name}: gap = {a:+0.000;-0.000} (± {seA:F3}) {b:+0.000;-0.000} (± {seB:F3}) x log10(B/B_noise), least squares over {points.Count} points (± one standard error); the slope's 95% interval (Student's t, {points.Count - 2} degree(s) of freedom) is {low:F3}..{high:F3} per decade. "
                 )
                     + (
-                        b < 0 && b + 2 * seB < 0
+                        high < 0
                             ? F(
-                                $"It falls as the batch grows past B_noise; it would cross 0 at B/B_noise = {Math.Pow(10, crossing):0.#}, an extrapolation whose uncertainty spans the slope's two-standard-error range ({b - 2 * seB:F3}..{b + 2 * seB:F3} per decade)."
+                                $"The gap falls as the batch grows past B_noise; extrapolated, it would reach 0 at B/B_noise = {Math.Pow(10, -a / b):0.#}, at the interval's steepest slope at {Math.Pow(10, -a / low):0.#}."
                             )
-                        : b + 2 * seB > 0 && b - 2 * seB < 0
-                            ? F(
-                                $"The slope is within two standard errors of 0 ({b - 2 * seB:F3}..{b + 2 * seB:F3} per decade): these points show no trend toward a crossover, and cannot exclude one beyond them"
-                            )
-                                + (
-                                    a > 2 * seA
-                                        ? F(
-                                            $" (at the steepest slope within two standard errors the gap would reach 0 at B/B_noise = {Math.Pow(10, -a / (b - 2 * seB)):0.#})."
-                                        )
-                                        : "."
-                                )
-                        : "It rises as the batch grows, beyond two standard errors: no crossover is predicted."
+                        : low > 0 ? "The gap rises as the batch grows: no crossover is predicted."
+                        : "The points establish no trend: no crossover is predicted, and none beyond them is excluded."
                     )
             );
         }

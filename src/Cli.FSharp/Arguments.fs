@@ -221,7 +221,8 @@ type TrainArgs =
                 "log the gradient-noise scale B_simple = tr(Sigma) / |G|^2 in tokens, whole model and per block, \
                  into metrics.jsonl every N steps (default 0: off; blr plot draws it, see blr plot --help)."
             | Auto_Noise _ ->
-                "--ratios auto: on (default) measures the gradient noise from half the batch against the whole, \
+                "--ratios auto: on (default) measures the gradient noise from part of the batch (the first \
+                 micro-batch, or the first half) against the whole, \
                  raises each block's sharpness by its noise and scales the ratios by B / (B + B_noise); off: the \
                  sharpness rule alone (docs/method.md section 9)."
             | Nproc _ ->
@@ -395,7 +396,7 @@ type CompareArgs =
             | Seq_Len _ -> "tokens per sequence (default: the model's context)."
             | Lr _ -> sprintf "base LR (default %s)." (g defaults.Schedule.Lr)
             | Lr_Sweep _ -> "comma-separated base LRs for the AdamW(2N) baseline; the best is used for all."
-            | Ratios _ -> "ratios of the blockwise optimizers (default paper)."
+            | Ratios _ -> sprintf "ratios of the blockwise optimizers (default %s)." (string defaults.Optimizer.Ratios)
             | Warmup _ -> sprintf "warmup steps (%s)." warmupDefault
             | Eval_Every _ -> sprintf "evaluate every N steps (default %d)." defaults.Evaluation.Every
             | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.Evaluation.Windows

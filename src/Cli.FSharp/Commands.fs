@@ -44,8 +44,9 @@ let private deviceOrCpu (text: string option) =
 let schedule (args: ParseResults<ScheduleArgs>) =
     let total = args.GetResult ScheduleArgs.Steps
 
+    // Fixed ratios only (auto ratios are set during training): the paper's unless given.
     let ratios =
-        BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = string defaults.Optimizer.Ratios))
+        BlockRatios.Parse(args.GetResult(ScheduleArgs.Ratios, defaultValue = string BlockRatios.Paper))
 
     if ratios.IsAuto then
         raise (

@@ -58,8 +58,8 @@ type AutoRatioRules =
     /// The steps before the first ratio update (`AutoRatios.settle`).
     static member Settle(warmup: int, smoothing: float) = AutoRatios.settle warmup smoothing
 
-    /// One step's measurements of a block; `smallSquared` is the first micro-batch's squared gradient norm (null
-    /// without micro-batches).
+    /// One step's measurements of a block; `smallSquared` is the small batch's squared gradient norm (the first
+    /// micro-batch, or the first half of the batch; null without the noise measurement).
     static member Observation(block: BlockKind, squared: float, parameters: int64, smallSquared: Nullable<float>) =
         {
             Block = block

@@ -114,7 +114,7 @@ public static class Plots
             .Select(g => new Curve(
                 g.Key == "all" ? "whole model" : g.Key,
                 g.Select(p => p.Step).ToArray(),
-                g.Select(p => Math.Log10(Math.Max(1e-30, p.Value))).ToArray(),
+                g.Select(p => Math.Log10(p.Value)).ToArray(),
                 Thin: g.Key != "all"
             ))
             .ToList();
@@ -134,8 +134,8 @@ public static class Plots
 
     static string RunName(string run) => Path.GetFileName(Path.GetFullPath(run).TrimEnd('/'));
 
-    /// <summary>The (key, step, value) entries of one per-block object a run logged into metrics.jsonl (null values
-    /// left out); none: an error that says how to log them.</summary>
+    /// <summary>The (key, step, value) entries of one per-block object a run logged into metrics.jsonl (null and
+    /// non-positive values left out); none: an error that says how to log them.</summary>
     static List<(string Key, double Step, double Value)> Logged(string run, string png, string field, string how)
     {
         if (Directory.Exists(png))
@@ -143,18 +143,25 @@ public static class Plots
         var file = Path.Combine(run, "metrics.jsonl");
         if (!File.Exists(file))
             throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
-        var points = File.ReadLines(file)
+        var logged = File.ReadLines(file)
             .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
             .Where(n => n[field] is System.Text.Json.Nodes.JsonObject)
+            .ToList();
+        if (logged.Count == 0)
+            throw new ArgumentException($"{file}: no {field} entries; {how}");
+        var points = logged
             .SelectMany(n =>
                 n[field]!
                     .AsObject()
                     .Where(kv => kv.Value is not null)
                     .Select(kv => (kv.Key, n["step"]!.GetValue<double>(), kv.Value!.GetValue<double>()))
             )
+            .Where(p => p.Item3 > 0) // log scale: a 0 (a noise estimate at or below 0) has no place on it
             .ToList();
         if (points.Count == 0)
-            throw new ArgumentException($"{file}: no {field} entries; {how}");
+            throw new ArgumentException(
+                $"{file}: {logged.Count} {field} entries, none with a positive estimate to draw; train longer"
+            );
         return points;
     }
 }

@@ -83,7 +83,9 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
 
     [Theory]
     [InlineData("paper", "--grad-clip", "1")]
-    [InlineData("auto", "--auto-every", "2")] // the smoothed sharpness and ratios are part of the checkpoint
+    // The smoothed sharpness, the noise averages and the ratios are part of the checkpoint (smoothing 0.5 after a
+    // 1-step warmup: ratios move from step 4 on, before and after the resume).
+    [InlineData("auto:every=2,smoothing=0.5", "--warmup", "1")]
     [InlineData("paper", "--noise-scale-every", "1")] // so are the noise scale's moving averages
     public void A_run_killed_after_a_checkpoint_and_resumed_equals_an_uninterrupted_run_bit_for_bit(
         string ratios,
@@ -135,6 +137,14 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
                         .Select(l => JsonNode.Parse(l)![field]?.ToJsonString()),
                     File.ReadAllLines(Path.Combine(killed, "metrics.jsonl"))
                         .Select(l => JsonNode.Parse(l)![field]?.ToJsonString())
+                );
+            if (ratios.StartsWith("auto")) // ratios that moved after the resume
+                Assert.Contains(
+                    File.ReadAllLines(Path.Combine(killed, "metrics.jsonl"))
+                        .Select(l => JsonNode.Parse(l)!)
+                        .Where(l => l["step"]!.GetValue<int>() >= 4)
+                        .SelectMany(l => l["ratio"]!.AsObject().Select(kv => kv.Value!.GetValue<double>())),
+                    r => r != 1
                 );
             if (option == "--noise-scale-every") // after the resume there are estimates to compare
                 Assert.Contains(
@@ -238,6 +248,19 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         {
             Directory.Delete(dir, true);
         }
+    }
+
+    /// `blr schedule` shows fixed ratios: the paper's when none are given (the training default, auto, is set during
+    /// a run and cannot be shown ahead), and refuses auto in one line.
+    [Fact]
+    public void Schedule_shows_the_paper_ratios_by_default_and_refuses_auto()
+    {
+        var (code, output, error) = TestPaths.Run(["schedule", "--steps", "20", "--points", "3"]);
+        Assert.True(code == 0, error);
+        Assert.Contains("ratios emb=10,pe=1,qk=8,vo=4,ffn=6,norm=1", output);
+        (code, _, error) = TestPaths.Run(["schedule", "--steps", "20", "--ratios", "auto"]);
+        Assert.Equal(2, code);
+        Assert.StartsWith("blr: --ratios auto:", error.Trim());
     }
 
     /// A run trained with --noise-scale-every logs the whole model's and each block's noise scale on the measured

@@ -61,16 +61,19 @@ sealed class AutoRatioTracker
             settings.Noise && resolved.NoiseBatch >= 1 ? resolved.NoiseBatch : resolved.Options.Training.BatchSize,
             resolved.Options.Training.BatchSize
         );
+        // The noise averages continue only at the small batch they were measured at (a run resumed on another
+        // number of processes may measure at another); otherwise they start afresh, the sharpness kept.
+        var noiseFits = saved?.Noise is { } n && n.FitsSmallBatch(rule.MicroBatch);
         var state = saved is null
             ? AutoRatioRules.Start
             : AutoRatioRules.Restore(
                 saved.Steps,
                 saved.Smoothed,
                 saved.Ratios,
-                saved.SmallSquared,
-                saved.BigSquared,
-                saved.Noise is { } noise
-                    ? NoiseScaleRules.Restore(noise.Measured, noise.Blocks, noise.Model)
+                noiseFits ? saved.SmallSquared : [],
+                noiseFits ? saved.BigSquared : [],
+                noiseFits
+                    ? NoiseScaleRules.Restore(saved.Noise!.Measured, saved.Noise.Blocks, saved.Noise.Model)
                     : NoiseScaleRules.Start
             );
         return new AutoRatioTracker(rule, resolved.Schedule, parametersPerBlock, state);
@@ -112,7 +115,9 @@ sealed class AutoRatioTracker
             AutoRatioRules.Keyed(state.BigSquared)
         )
         {
-            Noise = MeasuresNoise ? new NoiseScaleCheckpoint(state.Noise.Measured, blocks, model) : null,
+            Noise = MeasuresNoise
+                ? new NoiseScaleCheckpoint(state.Noise.Measured, blocks, model) { SmallBatch = rule.MicroBatch }
+                : null,
         };
     }
 }

@@ -8,7 +8,15 @@ public sealed record NoiseScaleReading(double? Tokens, IReadOnlyDictionary<Block
 
 /// <summary>What a checkpoint holds of the noise-scale measurement: the weighted moving averages [small, big,
 /// scale] per block (keyed emb, qk, ...) and of the whole model.</summary>
-public sealed record NoiseScaleCheckpoint(int Measured, Dictionary<string, double[]> Blocks, double[] Model);
+public sealed record NoiseScaleCheckpoint(int Measured, Dictionary<string, double[]> Blocks, double[] Model)
+{
+    /// <summary>The small batch the averages were measured at, in sequences (0: not recorded, before 0.3). A run
+    /// resumed on another number of processes can measure at another; its averages then start afresh.</summary>
+    public int SmallBatch { get; init; }
+
+    /// <summary>Whether these averages can continue at small batch <paramref name="small"/>.</summary>
+    internal bool FitsSmallBatch(int small) => SmallBatch == 0 || SmallBatch == small;
+}
 
 /// <summary>
 /// <see cref="DebugOptions.NoiseScaleEvery"/>: every N steps, folds the small batch's squared gradient norm
@@ -37,9 +45,10 @@ sealed class NoiseScaleMonitor
         var every = resolved.Options.Debug.NoiseScaleEvery;
         if (every <= 0 || resolved.NoiseBatch < 1)
             return null;
-        var state = saved is null
-            ? NoiseScaleRules.Start
-            : NoiseScaleRules.Restore(saved.Measured, saved.Blocks, saved.Model);
+        var state =
+            saved is null || !saved.FitsSmallBatch(resolved.NoiseBatch)
+                ? NoiseScaleRules.Start
+                : NoiseScaleRules.Restore(saved.Measured, saved.Blocks, saved.Model);
         return new NoiseScaleMonitor(
             every,
             resolved.NoiseBatch,
@@ -78,6 +87,6 @@ sealed class NoiseScaleMonitor
     public NoiseScaleCheckpoint Checkpoint()
     {
         var (blocks, model) = NoiseScaleRules.Saved(state);
-        return new(state.Measured, blocks, model);
+        return new(state.Measured, blocks, model) { SmallBatch = small };
     }
 }

@@ -123,7 +123,7 @@ sealed class TrainingStep(
         if (split)
         {
             var half = resolved.NoiseBatch;
-            return [(0, half), (half, share - half)];
+            return [(rank * share, half), (rank * share + half, share - half)];
         }
         return Enumerable
             .Range(0, share / resolved.MicroBatch)
