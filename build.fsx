@@ -364,6 +364,11 @@ let runXunit (project: string) =
 
 /// Packs the library and the tool, installs the tool from the local package folder into a temporary tool path
 /// and runs `blr --help` and a 2-step `blr train` with it. Counted as one test.
+/// The packages' version, as Directory.Build.props sets it.
+let private packageVersion () =
+    let props = File.ReadAllText(Path.Combine(root, "Directory.Build.props"))
+    Text.RegularExpressions.Regex.Match(props, "<Version>([^<]+)</Version>").Groups[1].Value
+
 let packCheck () =
     log "pack check: dotnet pack, dotnet tool install from out/packages, blr --help, a 2-step blr train"
     let packages = Path.Combine(root, "out", "packages")
@@ -404,7 +409,7 @@ let packCheck () =
                         "install"
                         "BlockwiseLR.Tool"
                         "--version"
-                        "0.2.0"
+                        packageVersion ()
                         "--tool-path"
                         tools
                         "--add-source"
@@ -443,7 +448,7 @@ let packCheck () =
         ]
     // The library package depends on TorchSharp, the core, the tokenizer and data readers: nothing that draws.
     let nuspecHasNoPlotting () =
-        let package = Path.Combine(packages, "BlockwiseLR.0.2.0.nupkg")
+        let package = Path.Combine(packages, $"BlockwiseLR.{packageVersion ()}.nupkg")
         use zip = IO.Compression.ZipFile.OpenRead package
         let entry = zip.Entries |> Seq.find (fun e -> e.FullName.EndsWith ".nuspec")
         use reader = new StreamReader(entry.Open())

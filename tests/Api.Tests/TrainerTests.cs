@@ -226,7 +226,12 @@ public class TrainerTests
             var basic = Options(run, 7);
             var options = basic with
             {
-                Optimizer = basic.Optimizer with { Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 2 }) },
+                // Smoothing 0.5 after a 1-step warmup: the first ratio update comes after 4 steps (warmup + 2).
+                Optimizer = basic.Optimizer with
+                {
+                    Ratios = BlockRatios.Auto(new AutoRatioSettings { Every = 2, Smoothing = 0.5 }),
+                },
+                Schedule = basic.Schedule with { WarmupSteps = 1 },
                 Debug = new() { SharpnessEvery = 2 },
             };
             Trainer(options, model)
