@@ -121,8 +121,10 @@ public static class Plots
         var options = Path.Combine(run, "options.json");
         if (File.Exists(options) && points.Count > 0)
         {
+            // The sequence length as the run resolved it: given, or the model's context.
             var o = Training.PretrainOptions.FromJson(File.ReadAllText(options));
-            var tokens = (double)o.Training.BatchSize * (o.Training.SeqLen ?? double.NaN);
+            var seqLen = o.Training.SeqLen ?? (o.Model.Config ?? NamedConfig(o.Model))?.Context;
+            var tokens = (double)o.Training.BatchSize * (seqLen ?? double.NaN);
             if (double.IsFinite(tokens))
             {
                 double[] ends = [points.Min(p => p.Step), points.Max(p => p.Step)];
@@ -130,6 +132,19 @@ public static class Plots
             }
         }
         return Save(png, $"{RunName(run)}: gradient-noise scale B_simple (tokens)", curves, "log10 tokens");
+    }
+
+    /// <summary>The named config of a run's options (null for a model of one's own or a name not known).</summary>
+    static Core.ModelConfig? NamedConfig(Training.ModelOptions model)
+    {
+        try
+        {
+            return model.Name == "custom" ? null : Models.ModelConfigs.Create(model.Name, model.Overrides);
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
     }
 
     static string RunName(string run) => Path.GetFileName(Path.GetFullPath(run).TrimEnd('/'));
