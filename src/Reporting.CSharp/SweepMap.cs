@@ -35,9 +35,11 @@ public sealed record SweepMap(string Model, int Steps, string Machine, IReadOnly
         return stream is null ? null : JsonSerializer.Deserialize<SweepMap>(stream, json);
     }
 
+    /// <summary>A map from its JSON (map.json).</summary>
     public static SweepMap Read(string text) =>
         JsonSerializer.Deserialize<SweepMap>(text, json) ?? throw new FormatException("not a sweep map");
 
+    /// <summary>The map as JSON (what map.json holds).</summary>
     public string ToJson() => JsonSerializer.Serialize(this, json);
 
     static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
