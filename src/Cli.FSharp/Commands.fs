@@ -580,6 +580,17 @@ let compare (args: ParseResults<CompareArgs>) =
 let plot (args: ParseResults<PlotArgs>) =
     let runs = args.GetResults PlotArgs.Run
 
+    let kinds =
+        [
+            args.Contains PlotArgs.Train
+            args.Contains PlotArgs.Sharpness
+            args.Contains PlotArgs.Noise_Scale
+        ]
+        |> List.filter id
+
+    if kinds.Length > 1 then
+        raise (CliError "--train, --sharpness and --noise-scale each draw another plot: give one of them")
+
     let png =
         if args.Contains PlotArgs.Sharpness then
             match runs with

@@ -33,6 +33,21 @@ public static class Plots
         return png;
     }
 
+    /// <summary>The records of a JSON-lines file; a last line cut short (a run killed while writing it) is left
+    /// out, as the trainer's resume cuts it.</summary>
+    static List<System.Text.Json.Nodes.JsonNode> JsonLines(string file)
+    {
+        var lines = File.ReadAllLines(file).Where(l => l.Length > 0).ToList();
+        var records = new List<System.Text.Json.Nodes.JsonNode>();
+        for (var i = 0; i < lines.Count; i++)
+            try
+            {
+                records.Add(System.Text.Json.Nodes.JsonNode.Parse(lines[i])!);
+            }
+            catch (System.Text.Json.JsonException) when (i == lines.Count - 1) { }
+        return records;
+    }
+
     /// <summary>A running mean over the last <paramref name="window"/> values.</summary>
     public static double[] Smooth(IReadOnlyList<double> values, int window) =>
         values
@@ -53,8 +68,7 @@ public static class Plots
                 if (!File.Exists(file))
                     throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
                 var points = train
-                    ? File.ReadAllLines(file)
-                        .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
+                    ? JsonLines(file)
                         .Select(n => (n["step"]!.GetValue<double>() + 1, n["loss"]!.GetValue<double>()))
                         .ToList()
                     : File.ReadAllLines(file)
@@ -158,10 +172,7 @@ public static class Plots
         var file = Path.Combine(run, "metrics.jsonl");
         if (!File.Exists(file))
             throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
-        var logged = File.ReadLines(file)
-            .Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!)
-            .Where(n => n[field] is System.Text.Json.Nodes.JsonObject)
-            .ToList();
+        var logged = JsonLines(file).Where(n => n[field] is System.Text.Json.Nodes.JsonObject).ToList();
         if (logged.Count == 0)
             throw new ArgumentException($"{file}: no {field} entries; {how}");
         var points = logged

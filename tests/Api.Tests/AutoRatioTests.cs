@@ -111,5 +111,10 @@ public class AutoNoiseSwitchTests
             new PretrainOptions().With([KeyValuePair.Create("optimizer.ratios.noise", (object?)"maybe")])
         );
         Assert.Contains("Optimizer.Ratios.Noise", refused.Message);
+        // A file with fixed ratios and the noise key (which no earlier version wrote) is refused, not dropped.
+        var dropped = Assert.Throws<InvalidOptionException>(() =>
+            PretrainOptions.FromJson("""{ "optimizer": { "ratios": "paper", "ratios.noise": "off" } }""")
+        );
+        Assert.Contains("applies only to auto ratios", dropped.Message);
     }
 }

@@ -286,6 +286,14 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.True(code == 0, error);
             Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, File.ReadAllBytes(png)[..4]);
             Assert.Contains(png, output);
+            // A last line cut short (a run killed while writing it) is left out; two plots at once are refused.
+            var metrics = Path.Combine(run, "metrics.jsonl");
+            File.WriteAllText(metrics, File.ReadAllText(metrics)[..^40]);
+            (code, _, error) = TestPaths.Run(["plot", "--run", run, "--noise-scale", "--out", png]);
+            Assert.True(code == 0, error);
+            (code, _, error) = TestPaths.Run(["plot", "--run", run, "--noise-scale", "--train", "--out", png]);
+            Assert.Equal(2, code);
+            Assert.Contains("give one of them", error);
 
             (code, _, error) = TestPaths.Run([
                 .. Tiny(Path.Combine(dir, "one"), 2),

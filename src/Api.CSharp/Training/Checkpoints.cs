@@ -244,6 +244,7 @@ static class RunFolder
         "training.threads",
         "debug.peakTflops",
         "debug.sharpnessEvery",
+        "debug.noiseScaleEvery", // a measured step splits its batch: the gradient changes only by float rounding
         "training.device",
         "debug.deterministic",
         "parallelism.zero",

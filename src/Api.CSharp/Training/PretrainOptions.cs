@@ -121,13 +121,14 @@ public sealed record PretrainOptions
     )
     {
         var ratios = options.Optimizer.Ratios;
-        // Files written before typed ratios hold the four keys whatever the ratios were; given anew (the command
-        // line's --auto-* flags, With) without auto ratios they would be dropped, so they are refused.
-        if (!ratios.IsAuto && document)
+        // Files written before typed ratios hold the four flat keys whatever the ratios were; given anew (the command
+        // line's --auto-* flags, With, or a key no earlier file held) without auto ratios they would be dropped, so
+        // they are refused.
+        if (!ratios.IsAuto && document && given.All(g => g.Field.Path != OptionFields.AutoNoise))
             return options;
         if (!ratios.IsAuto)
         {
-            var (field, value) = given[0];
+            var (field, value) = given.FirstOrDefault(g => g.Field.Path == OptionFields.AutoNoise, given[0]);
             throw new InvalidOptionException(
                 field.Name,
                 value?.ToJsonString(),
