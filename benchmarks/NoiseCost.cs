@@ -57,11 +57,6 @@ static class NoiseCost
                     Directory.Delete(run, true);
                 }
             }
-        static double Median(List<double> xs)
-        {
-            var sorted = xs.Order().ToList();
-            return xs.Count % 2 == 1 ? sorted[xs.Count / 2] : (sorted[xs.Count / 2 - 1] + sorted[xs.Count / 2]) / 2;
-        }
         Console.WriteLine(
             $"noise cost on the demo's shape (gpt2-tiny, 8 x 128 tokens, {steps} steps x {rounds} rounds, "
                 + $"{Environment.ProcessorCount} cores):"
@@ -70,13 +65,13 @@ static class NoiseCost
             Console.WriteLine(
                 string.Create(
                     CultureInfo.InvariantCulture,
-                    $"  {name, -30} median {Median(times[name]), 6:F1}, best {times[name].Min(), 6:F1} ms/step (rounds: {string.Join(", ", times[name].Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))})"
+                    $"  {name, -30} median {ResultFile.Median(times[name]), 6:F1}, best {times[name].Min(), 6:F1} ms/step (rounds: {string.Join(", ", times[name].Select(t => t.ToString("F1", CultureInfo.InvariantCulture)))})"
                 )
             );
         string Cost(string with, string without) =>
             string.Create(
                 CultureInfo.InvariantCulture,
-                $"{Median(times[with]) / Median(times[without]) - 1:+0.0%;-0.0%} median to median, {times[with].Min() / times[without].Min() - 1:+0.0%;-0.0%} best to best"
+                $"{ResultFile.Median(times[with]) / ResultFile.Median(times[without]) - 1:+0.0%;-0.0%} median to median, {times[with].Min() / times[without].Min() - 1:+0.0%;-0.0%} best to best"
             );
         Console.WriteLine(
             $"  noise-aware auto against auto without it: {Cost("auto, noise on (default)", "auto, noise off")}; "

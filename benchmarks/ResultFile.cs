@@ -38,6 +38,48 @@ sealed class ResultFile
             done[KeyOf(r!)] = r!.AsObject();
     }
 
+    /// <summary>The parts a command names, in the order given (none: all of them); an unknown name is refused,
+    /// listing the known ones.</summary>
+    public static IReadOnlyList<T> Chosen<T>(
+        IReadOnlyList<string> names,
+        IReadOnlyList<T> all,
+        Func<T, string> nameOf,
+        string what
+    ) =>
+        names.Count == 0
+            ? all
+            : names
+                .Select(n =>
+                    all.FirstOrDefault(p => nameOf(p) == n)
+                    ?? throw new ArgumentException(
+                        $"unknown {what} {n} (known: {string.Join(", ", all.Select(nameOf))}, or report)"
+                    )
+                )
+                .ToList();
+
+    /// <summary>The runs of a saved part (its JSON) with this optimizer (as named), ratios (as named) and LR, by
+    /// seed.</summary>
+    public static List<JsonNode> RunsOf(JsonNode part, string optimizer, string ratios, double lr) =>
+        part["runs"]!
+            .AsArray()
+            .Select(r => r!)
+            .Where(r =>
+                r["optimizer"]!.GetValue<string>() == optimizer
+                && r["ratios"]!.GetValue<string>() == ratios
+                && r["lr"]!.GetValue<double>() == lr
+            )
+            .OrderBy(r => r["seed"]!.GetValue<ulong>())
+            .ToList();
+
+    /// <summary>The median (the mean of the middle two for an even count; NaN for none).</summary>
+    public static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count == 0 ? double.NaN
+            : sorted.Count % 2 == 1 ? sorted[sorted.Count / 2]
+            : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
+    }
+
     public static string Key(OptimizerKind optimizer, string ratios, double lr, ulong seed) =>
         FormattableString.Invariant($"{OptionNames.Format(optimizer)}/{ratios}/{lr}/{seed}");
 

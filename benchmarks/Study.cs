@@ -77,17 +77,7 @@ static class Study
             Report();
             return;
         }
-        var cells =
-            names.Count == 0
-                ? Cells
-                : names
-                    .Select(n =>
-                        Cells.FirstOrDefault(c => c.Name == n)
-                        ?? throw new ArgumentException(
-                            $"unknown cell {n} (known: {string.Join(", ", Cells.Select(c => c.Name))}, or report)"
-                        )
-                    )
-                    .ToList();
+        var cells = ResultFile.Chosen(names, Cells, c => c.Name, "cell");
         Directory.CreateDirectory(Path.Combine(Docs(), "cells"));
         foreach (var cell in cells)
             RunCell(cell);
@@ -340,13 +330,7 @@ static class Study
             List<JsonNode> Of(string arm)
             {
                 var (_, optimizer, ratios) = Arms.First(a => a.Arm == arm);
-                return runs.Where(r =>
-                        r["optimizer"]!.GetValue<string>() == OptionNames.Format(optimizer)
-                        && r["ratios"]!.GetValue<string>() == ratios
-                        && r["lr"]!.GetValue<double>() == lr
-                    )
-                    .OrderBy(r => r["seed"]!.GetValue<ulong>())
-                    .ToList();
+                return ResultFile.RunsOf(cell, OptionNames.Format(optimizer), ratios, lr);
             }
             var finals = Arms.ToDictionary(a => a.Arm, a => Of(a.Arm).Select(Final).ToList());
             string Summary(List<double> f) =>

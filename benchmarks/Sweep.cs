@@ -62,17 +62,7 @@ static class Sweep
             SweepReport.Write(Docs());
             return;
         }
-        var points =
-            names.Count == 0
-                ? Points
-                : names
-                    .Select(n =>
-                        Points.FirstOrDefault(p => p.Name == n)
-                        ?? throw new ArgumentException(
-                            $"unknown point {n} (known: {string.Join(", ", Points.Select(p => p.Name))}, or report)"
-                        )
-                    )
-                    .ToList();
+        var points = ResultFile.Chosen(names, Points, p => p.Name, "point");
         Directory.CreateDirectory(Path.Combine(Docs(), "points"));
         foreach (var point in points)
             RunPoint(point);

@@ -31,19 +31,7 @@ static class SweepReport
     static Arm ArmOf(JsonNode point, string arm, double lr)
     {
         var (_, optimizer, ratios, _) = Sweep.Arms.First(a => a.Arm == arm);
-        return new Arm(
-            arm,
-            point["runs"]!
-                .AsArray()
-                .Select(r => r!)
-                .Where(r =>
-                    r["optimizer"]!.GetValue<string>() == OptionNames.Format(optimizer)
-                    && r["ratios"]!.GetValue<string>() == ratios
-                    && r["lr"]!.GetValue<double>() == lr
-                )
-                .OrderBy(r => r["seed"]!.GetValue<ulong>())
-                .ToList()
-        );
+        return new Arm(arm, ResultFile.RunsOf(point, OptionNames.Format(optimizer), ratios, lr));
     }
 
     /// <summary>The whole model's noise scale (tokens) a run logged: (step, tokens) where estimated.</summary>
@@ -54,18 +42,12 @@ static class SweepReport
             .Select(e => (e![0]!.GetValue<double>(), e[1]!.GetValue<double>()))
             .ToList();
 
-    static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted.Count == 0 ? double.NaN
-            : sorted.Count % 2 == 1 ? sorted[sorted.Count / 2]
-            : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
-    }
-
     /// <summary>A point's B_noise: the median of its tuned AdamW runs' (3 seeds) readings over the second half of
     /// training, where the loss and B_noise have settled most.</summary>
     static double NoiseScaleOf(Arm adamw) =>
-        Median(adamw.Runs.SelectMany(r => Noise(r).Where(n => n.Step > Sweep.Steps / 2).Select(n => n.Tokens)));
+        ResultFile.Median(
+            adamw.Runs.SelectMany(r => Noise(r).Where(n => n.Step > Sweep.Steps / 2).Select(n => n.Tokens))
+        );
 
     static string Verdict(Arm arm, Arm basis) =>
         arm.Max < basis.Min ? "below (counts)"
@@ -270,7 +252,7 @@ static class SweepReport
             var adamw = ArmOf(point, "adamw", lr);
             var cells = steps.Select(step =>
             {
-                var noise = Median(
+                var noise = ResultFile.Median(
                     adamw.Runs.SelectMany(r =>
                         Noise(r).Where(n => n.Step > step - 25 && n.Step <= step).Select(n => n.Tokens)
                     )
@@ -366,18 +348,7 @@ static class SweepReport
             var cell = JsonNode.Parse(File.ReadAllText(file))!;
             var lr = cell["baseline_lr"]!.GetValue<double>();
             Arm Of(string optimizer, string ratios, string name) =>
-                new(
-                    name,
-                    cell["runs"]!
-                        .AsArray()
-                        .Select(r => r!)
-                        .Where(r =>
-                            r["optimizer"]!.GetValue<string>() == optimizer
-                            && r["ratios"]!.GetValue<string>() == ratios
-                            && r["lr"]!.GetValue<double>() == lr
-                        )
-                        .ToList()
-                );
+                new(name, ResultFile.RunsOf(cell, optimizer, ratios, lr));
             foreach (
                 var (plain, blockwise) in new[] { ("adamw", "blockwise-adamw"), ("adam-mini", "blockwise-adam-mini") }
             )

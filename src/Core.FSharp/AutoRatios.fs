@@ -172,7 +172,7 @@ module AutoRatios =
             let effective k =
                 smoothed[k] / (1.0 - smoothing ** float steps) * factor k
 
-            let regime =
+            let g =
                 if rule.MicroBatch < rule.Batch then
                     regime rule.MicroBatch rule.Batch next.Noise
                 else
@@ -184,7 +184,7 @@ module AutoRatios =
                 else
                     1.0
                     + (adaptiveRatio rule.Alpha rule.MaxRatio (effective Norm) (effective k) - 1.0)
-                      * regime
+                      * g
 
             { next with
                 Ratios = smoothed |> Map.map (fun k _ -> ratio k)

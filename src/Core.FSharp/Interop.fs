@@ -48,6 +48,24 @@ module internal Collections =
 
         result :> IReadOnlyDictionary<'K, 'V>
 
+    /// A map by block kind as a dictionary keyed by block key (emb, qk, ...), for saving.
+    let byKey (values: Map<BlockKind, 'T>) =
+        let result = Dictionary<string, 'T>()
+
+        for KeyValue(kind, value) in values do
+            result[BlockKind.key kind] <- value
+
+        result
+
+    /// A saved dictionary keyed by block key back as a map by block kind (an unknown key is refused).
+    let ofKeys (values: IReadOnlyDictionary<string, 'T>) =
+        values
+        |> Seq.map (fun kv ->
+            match BlockKind.tryParse kv.Key with
+            | Some kind -> kind, kv.Value
+            | None -> invalidArg "values" (sprintf "unknown block key '%s' (known: %s)" kv.Key BlockKind.knownKeys))
+        |> Map.ofSeq
+
 open Collections
 
 [<AbstractClass; Sealed>]
@@ -90,41 +108,23 @@ type AutoRatioRules =
             bigSquared: IReadOnlyDictionary<string, float>,
             noise: NoiseScaleState
         ) =
-        let mapOf (values: IReadOnlyDictionary<string, float>) =
-            values
-            |> Seq.map (fun kv ->
-                match BlockKind.tryParse kv.Key with
-                | Some kind -> kind, kv.Value
-                | None -> invalidArg "values" (sprintf "unknown block key '%s' (known: %s)" kv.Key BlockKind.knownKeys))
-            |> Map.ofSeq
-
         {
             Steps = steps
-            Smoothed = mapOf smoothed
-            Ratios = mapOf ratios
-            SmallSquared = mapOf smallSquared
-            BigSquared = mapOf bigSquared
+            Smoothed = ofKeys smoothed
+            Ratios = ofKeys ratios
+            SmallSquared = ofKeys smallSquared
+            BigSquared = ofKeys bigSquared
             Noise = noise
         }
 
     /// A map of the state as a dictionary keyed by block key (emb, qk, ...), for saving.
-    static member Keyed(values: Map<BlockKind, float>) : Dictionary<string, float> =
-        let result = Dictionary<string, float>()
-
-        for KeyValue(kind, value) in values do
-            result[BlockKind.key kind] <- value
-
-        result
+    static member Keyed(values: Map<BlockKind, float>) : Dictionary<string, float> = byKey values
 
 /// The gradient-noise scale (NoiseScale.fs) for C#.
 [<AbstractClass; Sealed>]
 type NoiseScaleRules =
     /// Nothing measured yet.
     static member Start = NoiseScale.start
-
-    /// B_simple in the unit of `small` and `big` from one pair of squared norms (null: no signal estimate).
-    static member Simple(small: int, big: int, smallSquared: float, bigSquared: float) =
-        NoiseScale.simple small big smallSquared bigSquared |> Option.toNullable
 
     /// Folds one measurement in: per block, the squared gradient norm over the small and over the whole batch.
     static member Observe
@@ -154,25 +154,14 @@ type NoiseScaleRules =
 
         {
             Measured = measured
-            Blocks =
-                blocks
-                |> Seq.map (fun kv ->
-                    match BlockKind.tryParse kv.Key with
-                    | Some kind -> kind, sums kv.Value
-                    | None -> invalidArg "blocks" (sprintf "unknown block key '%s'" kv.Key))
-                |> Map.ofSeq
+            Blocks = ofKeys blocks |> Map.map (fun _ v -> sums v)
             Model = sums model
         }
 
     /// The state as saved: [small, big, scale] per block key, and the model's.
     static member Saved(state: NoiseScaleState) =
         let triple (sums: NoiseScaleSums) = [| sums.Small; sums.Big; sums.Scale |]
-        let blocks = Dictionary<string, float[]>()
-
-        for KeyValue(kind, sums) in state.Blocks do
-            blocks[BlockKind.key kind] <- triple sums
-
-        struct (blocks, triple state.Model)
+        struct (byKey (state.Blocks |> Map.map (fun _ v -> triple v)), triple state.Model)
 
 /// The block kinds (Taxonomy.fs) for C#.
 [<AbstractClass; Sealed>]

@@ -38,7 +38,6 @@ sealed class AutoRatioTracker
     )
     {
         (this.rule, this.schedule, this.parametersPerBlock, this.state) = (rule, schedule, parametersPerBlock, state);
-        Blocks = [.. parametersPerBlock.Keys];
     }
 
     /// <summary>The tracker of a run with auto ratios (null for fixed ratios), resumed from
@@ -63,7 +62,7 @@ sealed class AutoRatioTracker
         );
         // The noise averages continue only at the small batch they were measured at (a run resumed on another
         // number of processes may measure at another); otherwise they start afresh, the sharpness kept.
-        var noiseFits = saved?.Noise is { } n && n.FitsSmallBatch(rule.MicroBatch);
+        var noiseFits = saved?.Noise?.FitsSmallBatch(rule.MicroBatch) == true;
         var state = saved is null
             ? AutoRatioRules.Start
             : AutoRatioRules.Restore(
@@ -72,9 +71,7 @@ sealed class AutoRatioTracker
                 saved.Ratios,
                 noiseFits ? saved.SmallSquared : [],
                 noiseFits ? saved.BigSquared : [],
-                noiseFits
-                    ? NoiseScaleRules.Restore(saved.Noise!.Measured, saved.Noise.Blocks, saved.Noise.Model)
-                    : NoiseScaleRules.Start
+                saved.Noise?.StateAt(rule.MicroBatch) ?? NoiseScaleRules.Start
             );
         return new AutoRatioTracker(rule, resolved.Schedule, parametersPerBlock, state);
     }
@@ -83,14 +80,16 @@ sealed class AutoRatioTracker
     /// <see cref="AutoRatioSettings.Noise"/>; not for a batch of one sequence).</summary>
     public bool MeasuresNoise => rule.MicroBatch < rule.Batch;
 
-    /// <summary>The blocks in the order the noise measurement reads them.</summary>
-    public IReadOnlyList<Block> Blocks { get; }
-
-    /// <summary>Folds one step in: each block's squared gradient norm over the whole batch and, with the noise
-    /// correction, over the small batch (<paramref name="smallSquared"/>, in <see cref="Blocks"/> order).</summary>
-    public void Observe(IReadOnlyDictionary<Block, double> squared, IReadOnlyList<double>? smallSquared)
+    /// <summary>Folds one step in: per block of <paramref name="blocks"/>, its squared gradient norm over the whole
+    /// batch and, with the noise correction, over the small batch (<paramref name="smallSquared"/>, in the same
+    /// order).</summary>
+    public void Observe(
+        IReadOnlyList<Block> blocks,
+        IReadOnlyDictionary<Block, double> squared,
+        IReadOnlyList<double>? smallSquared
+    )
     {
-        var measured = Blocks.Select(
+        var measured = blocks.Select(
             (block, i) =>
                 AutoRatioRules.Observation(block.ToCore(), squared[block], parametersPerBlock[block], smallSquared?[i])
         );
@@ -104,10 +103,8 @@ sealed class AutoRatioTracker
     public double LrAt(Block block, int step) => AutoRatioRules.LrAt(schedule.Spec, state, block.ToCore(), step);
 
     /// <summary>The tracker's part of a checkpoint.</summary>
-    public AutoRatioCheckpoint Checkpoint()
-    {
-        var (blocks, model) = NoiseScaleRules.Saved(state.Noise);
-        return new(
+    public AutoRatioCheckpoint Checkpoint() =>
+        new(
             state.Steps,
             AutoRatioRules.Keyed(state.Smoothed),
             AutoRatioRules.Keyed(state.Ratios),
@@ -115,9 +112,6 @@ sealed class AutoRatioTracker
             AutoRatioRules.Keyed(state.BigSquared)
         )
         {
-            Noise = MeasuresNoise
-                ? new NoiseScaleCheckpoint(state.Noise.Measured, blocks, model) { SmallBatch = rule.MicroBatch }
-                : null,
+            Noise = MeasuresNoise ? NoiseScaleCheckpoint.Of(state.Noise, rule.MicroBatch) : null,
         };
-    }
 }

@@ -14,8 +14,20 @@ public sealed record NoiseScaleCheckpoint(int Measured, Dictionary<string, doubl
     /// resumed on another number of processes can measure at another; its averages then start afresh.</summary>
     public int SmallBatch { get; init; }
 
+    /// <summary>The averages to continue from at small batch <paramref name="small"/>: these, or a fresh start
+    /// when they were measured at another.</summary>
+    internal NoiseScaleState StateAt(int small) =>
+        FitsSmallBatch(small) ? NoiseScaleRules.Restore(Measured, Blocks, Model) : NoiseScaleRules.Start;
+
     /// <summary>Whether these averages can continue at small batch <paramref name="small"/>.</summary>
     internal bool FitsSmallBatch(int small) => SmallBatch == 0 || SmallBatch == small;
+
+    /// <summary>A checkpoint of <paramref name="state"/>, measured at small batch <paramref name="small"/>.</summary>
+    internal static NoiseScaleCheckpoint Of(NoiseScaleState state, int small)
+    {
+        var (blocks, model) = NoiseScaleRules.Saved(state);
+        return new(state.Measured, blocks, model) { SmallBatch = small };
+    }
 }
 
 /// <summary>
@@ -45,16 +57,12 @@ sealed class NoiseScaleMonitor
         var every = resolved.Options.Debug.NoiseScaleEvery;
         if (every <= 0 || resolved.NoiseBatch < 1)
             return null;
-        var state =
-            saved is null || !saved.FitsSmallBatch(resolved.NoiseBatch)
-                ? NoiseScaleRules.Start
-                : NoiseScaleRules.Restore(saved.Measured, saved.Blocks, saved.Model);
         return new NoiseScaleMonitor(
             every,
             resolved.NoiseBatch,
             resolved.Options.Training.BatchSize,
             resolved.SeqLen,
-            state
+            saved?.StateAt(resolved.NoiseBatch) ?? NoiseScaleRules.Start
         );
     }
 
@@ -84,9 +92,5 @@ sealed class NoiseScaleMonitor
     double? Tokens(double? sequences) => sequences * seqLen;
 
     /// <summary>The monitor's part of a checkpoint.</summary>
-    public NoiseScaleCheckpoint Checkpoint()
-    {
-        var (blocks, model) = NoiseScaleRules.Saved(state);
-        return new(state.Measured, blocks, model) { SmallBatch = small };
-    }
+    public NoiseScaleCheckpoint Checkpoint() => NoiseScaleCheckpoint.Of(state, small);
 }

@@ -47,8 +47,8 @@ sealed class TrainingStep(
 
         // Forward and backward: rank r takes its share of the global batch, drawn from the one permutation every
         // rank walks.
-        var measureNoise = auto is { MeasuresNoise: true } || noise?.MeasuresAt(step) == true;
-        var (lossSum, smallSquared) = ForwardBackward(measureNoise);
+        var monitored = noise?.MeasuresAt(step) == true;
+        var (lossSum, smallSquared) = ForwardBackward(auto is { MeasuresNoise: true } || monitored);
 
         // Reduce: one small transfer brings the loss (summed over ranks), every block's squared gradient norm and,
         // on a step that measures gradient noise, the small batch's squared norms to the host.
@@ -63,9 +63,9 @@ sealed class TrainingStep(
 
         // Observe: auto ratios and the noise-scale monitor read this step's gradients before clipping.
         var small = smallSquared is null ? null : values[1..];
-        auto?.Observe(squared, auto.MeasuresNoise ? small : null);
-        if (small is not null && noise?.MeasuresAt(step) == true)
-            noise.Observe(blocks, squared, small);
+        auto?.Observe(blocks, squared, auto.MeasuresNoise ? small : null);
+        if (monitored)
+            noise!.Observe(blocks, squared, small!);
 
         // Clip and update.
         if (o.Training.GradClip > 0 && total > o.Training.GradClip)
