@@ -116,5 +116,14 @@ public class AutoNoiseSwitchTests
             PretrainOptions.FromJson("""{ "optimizer": { "ratios": "paper", "ratios.noise": "off" } }""")
         );
         Assert.Contains("applies only to auto ratios", dropped.Message);
+        // So is any auto setting given by its path; only the flat keys of 0.1.0 files are read past with fixed ratios.
+        var byPath = Assert.Throws<InvalidOptionException>(() =>
+            PretrainOptions.FromJson("""{ "optimizer": { "ratios": "paper", "ratios.alpha": 0.5 } }""")
+        );
+        Assert.Contains("Optimizer.Ratios.Alpha", byPath.Message);
+        Assert.Equal(
+            BlockRatios.Paper,
+            PretrainOptions.FromJson("""{ "ratios": "paper", "autoAlpha": 0.5 }""").Optimizer.Ratios
+        );
     }
 }

@@ -90,7 +90,7 @@ public sealed record PretrainOptions
     PretrainOptions WithJson(JsonObject values, string? source, bool document)
     {
         var result = this;
-        var autoSettings = new List<(OptionField Field, JsonNode? Value)>();
+        var autoSettings = new List<(OptionField Field, JsonNode? Value, bool Flat)>();
         foreach (var (key, value) in values.ToList())
         {
             // A group ({ "schedule": { "lr": ... } }), or one option by its path or its flat name of earlier versions.
@@ -103,7 +103,7 @@ public sealed record PretrainOptions
                 var field = OptionFields.Find(path)
                     ?? throw new InvalidOptionException(path, item?.ToJsonString(), OptionFields.Unknown(path), source);
                 if (field.IsAutoSetting)
-                    autoSettings.Add((field, item?.DeepClone()));
+                    autoSettings.Add((field, item?.DeepClone(), path == field.FlatKey));
                 else
                     result = field.Set(result, OptionsJson.Convert(field, item, source));
             }
@@ -112,23 +112,23 @@ public sealed record PretrainOptions
     }
 
     /// <summary>The auto-ratio settings given one by one (--auto-alpha, or the four flat keys of files written before
-    /// typed ratios), applied to the auto ratios of <paramref name="options"/>.</summary>
+    /// typed ratios, <c>Flat</c>), applied to the auto ratios of <paramref name="options"/>.</summary>
     static PretrainOptions WithAutoSettings(
         PretrainOptions options,
-        List<(OptionField Field, JsonNode? Value)> given,
+        List<(OptionField Field, JsonNode? Value, bool Flat)> given,
         string? source,
         bool document
     )
     {
         var ratios = options.Optimizer.Ratios;
-        // Files written before typed ratios hold the four flat keys whatever the ratios were; given anew (the command
-        // line's --auto-* flags, With, or a key no earlier file held) without auto ratios they would be dropped, so
-        // they are refused.
-        if (!ratios.IsAuto && document && given.All(g => g.Field.Path != OptionFields.AutoNoise))
+        // Files written before typed ratios hold the four flat keys whatever the ratios were; given any other way (the
+        // command line's --auto-* flags, With, a path in a file) without auto ratios they would be dropped, so they
+        // are refused.
+        if (!ratios.IsAuto && document && given.All(g => g.Flat))
             return options;
         if (!ratios.IsAuto)
         {
-            var (field, value) = given.FirstOrDefault(g => g.Field.Path == OptionFields.AutoNoise, given[0]);
+            var (field, value, _) = document ? given.First(g => !g.Flat) : given[0];
             throw new InvalidOptionException(
                 field.Name,
                 value?.ToJsonString(),
@@ -137,7 +137,7 @@ public sealed record PretrainOptions
             );
         }
         var settings = ratios.AutoSettings!;
-        foreach (var (field, value) in given)
+        foreach (var (field, value, _) in given)
         {
             // Each key is checked on its own (the others valid), so a refusal names the key that set it.
             double Number() =>
