@@ -198,6 +198,7 @@ type TrainArgs =
     | Keep_Checkpoints of count: int
     | Grad_Clip of norm: float
     | Weight_Decay of wd: float
+    | Newton_Schulz of precision: string
     | Threads of count: int
     | Init_From of dir: string
     | Peak_Tflops of tflops_or_gpu: string
@@ -295,7 +296,18 @@ type TrainArgs =
                 sprintf "checkpoint every N steps (default %d: only at the end)." defaults.Checkpoint.Every
             | Keep_Checkpoints _ -> sprintf "checkpoints kept (default %d)." defaults.Checkpoint.Keep
             | Grad_Clip _ -> sprintf "global gradient-norm clip (default %s; 0: off)." (g defaults.Training.GradClip)
-            | Weight_Decay _ -> sprintf "decoupled weight decay (default %s)." (g defaults.Optimizer.WeightDecay)
+            | Weight_Decay _ ->
+                let recipe f =
+                    g (Core.OptimizerKinds.Recipe f).WeightDecay
+
+                sprintf
+                    "weight decay, p *= 1 - lr*wd (default %s; lion: %s)."
+                    (recipe Core.OptimizerFamily.AdamW)
+                    (recipe Core.OptimizerFamily.Lion)
+            | Newton_Schulz _ ->
+                sprintf
+                    "Muon's Newton-Schulz precision: %s (default auto: bf16 on CUDA, fp32 on the CPU)."
+                    (names<Core.NewtonSchulzPrecision>())
             | Threads _ -> "CPU threads for libtorch."
 
 type EvalArgs =

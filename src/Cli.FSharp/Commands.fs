@@ -858,20 +858,36 @@ let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
             bound
             (if r.Passed then "PASS" else "FAIL")
 
-    let golden =
-        Path.Combine(args.GetResult CheckFixturesArgs.Fixtures, "optim-golden.safetensors")
+    let fixtures = args.GetResult CheckFixturesArgs.Fixtures
+
+    let variants =
+        [ for v in Reporting.FixtureCheck.Variants -> v ]
+        @ [ for v in Reporting.FixtureCheck.LionMuonVariants -> v ]
+
+    let missing =
+        variants
+        |> List.map Reporting.FixtureCheck.GoldenFileOf
+        |> List.distinct
+        |> List.map (fun f -> Path.Combine(fixtures, f))
+        |> List.filter (File.Exists >> not)
 
     let trajectories =
-        if File.Exists golden then
-            [
-                for variant in Reporting.FixtureCheck.Variants -> Reporting.FixtureCheck.Trajectory(golden, variant, on)
-            ]
-        else
-            []
+        [
+            for variant in variants do
+                let golden = Path.Combine(fixtures, Reporting.FixtureCheck.GoldenFileOf variant)
+
+                if File.Exists golden then
+                    Reporting.FixtureCheck.Trajectory(
+                        golden,
+                        variant,
+                        on,
+                        bound = Reporting.FixtureCheck.BoundOf variant
+                    )
+        ]
 
     printfn ""
 
-    if File.Exists golden then
+    if not trajectories.IsEmpty then
         printfn "| optimizer golden trajectory (6 steps) | max abs diff | bound | result |"
         printfn "|---|---|---|---|"
 
@@ -882,12 +898,13 @@ let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
                 t.MaxAbsDifference
                 t.Bound
                 (if t.Passed then "PASS" else "FAIL")
-    else
-        printfn "No optimizer golden file (%s): the optimizer trajectories were not replayed." golden
+
+    for golden in missing do
+        printfn "No optimizer golden file (%s): its optimizer trajectories were not replayed." golden
 
     if
         rows |> Seq.forall (fun r -> r.Passed)
-        && File.Exists golden
+        && missing.IsEmpty
         && trajectories |> Seq.forall (fun t -> t.Passed)
     then
         0

@@ -20,6 +20,7 @@ let table =
         "--auto-smoothing", "optimizer.ratios.smoothing"
         "--auto-noise", "optimizer.ratios.noise"
         "--weight-decay", "optimizer.weightDecay"
+        "--newton-schulz", "optimizer.newtonSchulz"
         "--schedule", "schedule.kind"
         "--lr", "schedule.lr"
         "--warmup", "schedule.warmupSteps"

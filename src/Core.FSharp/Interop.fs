@@ -222,6 +222,23 @@ type OptimizerKinds =
     static member Family(kind: OptimizerKind) = OptimizerKind.family kind
     static member IsBlockwise(kind: OptimizerKind) = OptimizerKind.isBlockwise kind
 
+    /// The betas and weight decay a family's recipe uses when none are set.
+    static member Recipe(family: OptimizerFamily) = OptimizerKind.recipe family
+
+/// Muon's parameter split and constants (OptimizerKind.fs) for C#.
+[<AbstractClass; Sealed>]
+type MuonRules =
+    /// Whether Muon orthogonalizes a parameter of this block and shape.
+    static member Orthogonalizes(block: BlockKind, shape: int64[]) =
+        Muon.orthogonalizes block (List.ofArray shape)
+
+    /// 0.2 sqrt(max(rows, cols)).
+    static member Scale(rows: int64, cols: int64) = Muon.scale rows cols
+    static member Steps = Muon.steps
+    static member Coefficients = Muon.coefficients
+    static member NormEps = Muon.normEps
+    static member Momentum = Muon.momentum
+
 /// Memory estimates (MemoryEstimate.fs) for C#.
 [<AbstractClass; Sealed>]
 type MemoryRules =
@@ -409,6 +426,7 @@ type NameTables =
     static member Precisions = NameTables.Pairs Names.precisions
     static member WeightDecayPolicies = NameTables.Pairs Names.weightDecayPolicies
     static member Architectures = NameTables.Pairs Names.architectures
+    static member NewtonSchulzPrecisions = NameTables.Pairs Names.newtonSchulzPrecisions
 
     /// `text` (any case) as a value of the table; the reason names `what` and lists the names.
     static member Parse(what: string, table: IReadOnlyList<KeyValuePair<string, 'T>>, text: string) =

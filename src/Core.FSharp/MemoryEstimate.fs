@@ -16,7 +16,8 @@ type MemoryEstimate =
 [<RequireQualifiedAccess>]
 module MemoryEstimate =
     /// fp32 state per block: AdamW keeps m and v per coordinate; Adam-mini keeps m per coordinate and one v
-    /// per block of its partition.
+    /// per block of its partition; Lion keeps m per coordinate; Muon one momentum buffer per coordinate of the
+    /// matrices it orthogonalizes and AdamW's m and v for the rest.
     let optimizerStateBytesByBlock
         (config: ModelConfig)
         (family: OptimizerFamily)
@@ -34,6 +35,9 @@ module MemoryEstimate =
 
                 match family with
                 | OptimizerFamily.AdamW -> Ok(block, 8L * numel)
+                | OptimizerFamily.Lion -> Ok(block, 4L * numel)
+                | OptimizerFamily.Muon when Muon.orthogonalizes block p.Parameter.Shape -> Ok(block, 4L * numel)
+                | OptimizerFamily.Muon -> Ok(block, 8L * numel)
                 | _ ->
                     AdamMiniPartition.plan (ModelConfig.attention config) p
                     |> Result.map (fun plan -> block, 4L * numel + 4L * AdamMiniPartition.vCount plan))

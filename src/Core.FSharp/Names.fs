@@ -14,6 +14,10 @@ module Names =
             "blockwise-adamw", OptimizerKind.BlockwiseAdamW
             "adam-mini", OptimizerKind.AdamMini
             "blockwise-adam-mini", OptimizerKind.BlockwiseAdamMini
+            "lion", OptimizerKind.Lion
+            "blockwise-lion", OptimizerKind.BlockwiseLion
+            "muon", OptimizerKind.Muon
+            "blockwise-muon", OptimizerKind.BlockwiseMuon
         ]
 
     let schedules =
@@ -41,6 +45,13 @@ module Names =
             "matrices", WeightDecayPolicy.MatricesOnly
             "no-1d", WeightDecayPolicy.MatricesOnly
             "adam-mini", WeightDecayPolicy.AdamMiniNames
+        ]
+
+    let newtonSchulzPrecisions =
+        [
+            "auto", NewtonSchulzPrecision.Auto
+            "fp32", NewtonSchulzPrecision.Float32
+            "bf16", NewtonSchulzPrecision.BFloat16
         ]
 
     let architectures = [ "gpt2", Architecture.Gpt2; "llama", Architecture.Llama ]

@@ -1,27 +1,103 @@
 namespace BlockwiseLR.Core
 
-/// Which optimizer's state to count (Blockwise variants keep the same state as their base).
+/// Which optimizer's state to count and which update rule runs (Blockwise variants keep the same state as their
+/// base).
 type OptimizerFamily =
     | AdamW = 0
     | AdamMini = 1
+    | Lion = 2
+    | Muon = 3
 
-/// The four optimizers of a run: AdamW or Adam-mini, each plain (one LR for every block) or blockwise (an LR
+/// The optimizers of a run: AdamW, Adam-mini, Lion or Muon, each plain (one LR for every block) or blockwise (an LR
 /// per block from the ratios). An enum, so C# sees it as one; its names are in `Names.optimizers`.
 type OptimizerKind =
     | AdamW = 0
     | BlockwiseAdamW = 1
     | AdamMini = 2
     | BlockwiseAdamMini = 3
+    | Lion = 4
+    | BlockwiseLion = 5
+    | Muon = 6
+    | BlockwiseMuon = 7
+
+/// The precision of Muon's Newton-Schulz iteration: Auto is bfloat16 on CUDA (as the reference runs it) and
+/// float32 on the CPU (where bf16 matmul is slow and no faster than fp32).
+type NewtonSchulzPrecision =
+    | Auto = 0
+    | Float32 = 1
+    | BFloat16 = 2
+
+/// The hyperparameters a family's recipe uses when the user sets none: AdamW, Adam-mini and Muon (whose AdamW part
+/// takes the betas) use the paper's (0.9, 0.95) and weight decay 0.1; Lion the official scripts' (0.95, 0.98) and
+/// weight decay 1.0 (Lion's decay is multiplied by its LR, which is 3-10x smaller than AdamW's).
+type OptimizerRecipe =
+    {
+        Beta1: float
+        Beta2: float
+        WeightDecay: float
+    }
 
 [<RequireQualifiedAccess>]
 module OptimizerKind =
-    /// Whose state the optimizer keeps: AdamW's or Adam-mini's.
+    /// Whose state the optimizer keeps and whose update it runs.
     let family (kind: OptimizerKind) =
         match kind with
         | OptimizerKind.AdamMini
         | OptimizerKind.BlockwiseAdamMini -> OptimizerFamily.AdamMini
+        | OptimizerKind.Lion
+        | OptimizerKind.BlockwiseLion -> OptimizerFamily.Lion
+        | OptimizerKind.Muon
+        | OptimizerKind.BlockwiseMuon -> OptimizerFamily.Muon
         | _ -> OptimizerFamily.AdamW
 
     /// Whether each block gets its own peak LR (the plain ones give every block the base LR).
     let isBlockwise (kind: OptimizerKind) =
-        kind = OptimizerKind.BlockwiseAdamW || kind = OptimizerKind.BlockwiseAdamMini
+        match kind with
+        | OptimizerKind.BlockwiseAdamW
+        | OptimizerKind.BlockwiseAdamMini
+        | OptimizerKind.BlockwiseLion
+        | OptimizerKind.BlockwiseMuon -> true
+        | _ -> false
+
+    /// The recipe's defaults for a family.
+    let recipe (family: OptimizerFamily) =
+        match family with
+        | OptimizerFamily.Lion ->
+            {
+                Beta1 = 0.95
+                Beta2 = 0.98
+                WeightDecay = 1.0
+            }
+        | _ ->
+            {
+                Beta1 = 0.9
+                Beta2 = 0.95
+                WeightDecay = 0.1
+            }
+
+/// Muon's split of the parameters (Moonlight's toy_train.py, the API the paper's C4 script calls): the hidden
+/// matrices (attention QK and VO, feed-forward) are orthogonalized by Newton-Schulz; embeddings, the head, norms and
+/// every vector (biases) take AdamW in the same optimizer.
+[<RequireQualifiedAccess>]
+module Muon =
+    /// Whether Muon orthogonalizes a parameter of this block and shape (a 2-D hidden matrix).
+    let orthogonalizes (block: BlockKind) (shape: int64 list) =
+        List.length shape = 2
+        && (block = BlockKind.AttentionQK
+            || block = BlockKind.AttentionVO
+            || block = BlockKind.FeedForward)
+
+    /// The update's LR multiplier for a rows x cols matrix, 0.2 sqrt(max(rows, cols)): it gives the orthogonalized
+    /// update (singular values near 1, RMS about 1/sqrt(max)) AdamW's update RMS of about 0.2, so one base LR and
+    /// the same block ratios serve both.
+    let scale (rows: int64) (cols: int64) = 0.2 * sqrt (float (max rows cols))
+
+    /// Newton-Schulz steps and their quintic coefficients (a, b, c): X <- a X + (b A + c A^2) X with A = X X^T.
+    let steps = 5
+    let coefficients = (3.4445, -4.7750, 2.0315)
+
+    /// Added to the Frobenius norm before dividing by it.
+    let normEps = 1e-7
+
+    /// Nesterov momentum of the reference: buf = m buf + g; u = g + m buf.
+    let momentum = 0.95

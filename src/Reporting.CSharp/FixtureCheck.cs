@@ -19,7 +19,8 @@ public sealed record FixtureResult(
 );
 
 /// <summary>One optimizer variant's six golden steps (optim-golden.safetensors, from PyTorch's AdamW and the official
-/// Adam-mini 1.1.1) replayed on a device: the largest |parameter - golden| over all steps and parameters.</summary>
+/// Adam-mini 1.1.1; optim-golden-lion-muon.safetensors, from the official lion.py and Moonlight's Muon) replayed on a
+/// device: the largest |parameter - golden| over all steps and parameters.</summary>
 public sealed record TrajectoryResult(
     string Variant,
     bool Reference,
@@ -93,16 +94,34 @@ public static class FixtureCheck
         [Block.Norm] = "norm",
     };
 
+    /// <summary>The variants of optim-golden-lion-muon.safetensors (the official lion.py and Moonlight's Muon), in
+    /// its order.</summary>
+    public static IReadOnlyList<string> LionMuonVariants { get; } =
+    ["lion", "blockwise_lion", "muon", "blockwise_muon", "muon_bf16"];
+
+    /// <summary>The device check's bound for a variant: 1e-5 for the float32 ones, looser for muon_bf16, whose
+    /// bfloat16 Newton-Schulz rounds differently on every kernel (the reference's own bf16 run differs from its fp32
+    /// one by about 7e-5 after six steps, and ours on a CPU from its by 9e-5).</summary>
+    public static double BoundOf(string variant) => variant == "muon_bf16" ? 2e-4 : 1e-5;
+
+    /// <summary>The golden file a variant lives in.</summary>
+    public static string GoldenFileOf(string variant) =>
+        LionMuonVariants.Contains(variant) ? "optim-golden-lion-muon.safetensors" : "optim-golden.safetensors";
+
     /// <summary>Replays one variant: sets each step's golden gradients, steps with the golden LRs, and compares
-    /// every parameter with the golden one after each step (betas 0.9/0.95, eps 1e-8, weight decay 0.1; Adam-mini with
-    /// dim 64, 4 heads, 2 KV heads and its own decay rule by name). <paramref name="reference"/> runs the plain
-    /// per-parameter optimizer instead of the flat one.</summary>
+    /// every parameter with the golden one after each step. AdamW and Adam-mini: betas 0.9/0.95, eps 1e-8, weight
+    /// decay 0.1, Adam-mini with dim 64, 4 heads, 2 KV heads and its own decay rule by name; Lion: betas 0.95/0.98,
+    /// weight decay 1.0; Muon: AdamW's numbers for its AdamW part, Newton-Schulz in float32 (bfloat16 for muon_bf16).
+    /// <paramref name="reference"/> runs the plain per-parameter optimizer instead of the flat one (Adam family
+    /// only); <paramref name="against"/> compares with another variant's golden parameters (e.g. a bf16 run against
+    /// the float32 golden).</summary>
     public static TrajectoryResult Trajectory(
         string goldenFile,
         string variant,
         ComputeDevice device,
         bool reference = false,
-        double bound = 1e-5
+        double bound = 1e-5,
+        string? against = null
     )
     {
         var on = device.Use();
@@ -111,16 +130,19 @@ public static class FixtureCheck
         var names = golden.Keys.Where(k => k.StartsWith("init/")).Select(k => k[5..]).Order().ToList();
         var parameters = names.Select(n => (n, new Parameter(golden["init/" + n].to(on)))).ToList();
         var isMini = variant.Contains("mini");
-        var settings = new AdamSettings
+        var kind =
+            isMini ? OptimizerKind.AdamMini
+            : variant.Contains("lion") ? OptimizerKind.Lion
+            : variant.Contains("muon") ? OptimizerKind.Muon
+            : OptimizerKind.AdamW;
+        var settings = AdamSettings.Of(OptimizerKinds.Family(kind)) with
         {
-            Beta1 = 0.9,
-            Beta2 = 0.95,
             Eps = 1e-8,
-            WeightDecay = 0.1,
             DecayPolicy = isMini ? WeightDecayPolicy.AdamMiniNames : WeightDecayPolicy.AllParameters,
+            NewtonSchulz = variant.EndsWith("bf16") ? NewtonSchulzPrecision.BFloat16 : NewtonSchulzPrecision.Float32,
         };
         using var optimizer = BlockOptimizer.Create(
-            isMini ? OptimizerKind.AdamMini : OptimizerKind.AdamW,
+            kind,
             parameters,
             settings,
             new AttentionShape(64, 4, 2),
@@ -142,8 +164,10 @@ public static class FixtureCheck
             optimizer.Step(block =>
                 variant switch
                 {
-                    "adamw" => GroupLr("all"),
-                    "blockwise_adamw" => GroupLr(BlockwiseGroups[block]),
+                    "adamw" or "lion" => GroupLr("all"),
+                    "blockwise_adamw" or "blockwise_lion" => GroupLr(BlockwiseGroups[block]),
+                    // Muon's groups are the blocks in every variant (Muon matrices and AdamW parameters apart).
+                    "muon" or "blockwise_muon" or "muon_bf16" => GroupLr(BlockwiseGroups[block]),
                     // Adam-mini's groups are single parameters; every parameter of a block has its block's LR.
                     _ => optimizer
                         .Parameters.Where(p => p.Block == block)
@@ -153,7 +177,10 @@ public static class FixtureCheck
                 }
             );
             foreach (var (name, p) in parameters)
-                worst = Math.Max(worst, (p.cpu() - golden[$"after/{variant}/{t}/{name}"]).abs().max().item<float>());
+                worst = Math.Max(
+                    worst,
+                    (p.cpu() - golden[$"after/{against ?? variant}/{t}/{name}"]).abs().max().item<float>()
+                );
         }
         return new TrajectoryResult(variant, reference, worst, bound, worst <= bound);
     }

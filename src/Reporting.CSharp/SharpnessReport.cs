@@ -115,7 +115,7 @@ public static class SharpnessReport
         return SharpnessEstimator.Preconditioners(
             model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)),
             state,
-            trainer.Options.Optimizer.Beta2,
+            trainer.Options.Optimizer.WithRecipe().Beta2!.Value,
             trainer.Options.Optimizer.Eps
         );
     }

@@ -84,6 +84,8 @@ public class DataParallelTests(GutenbergShards gutenberg)
     [InlineData("blockwise-adamw", "paper")]
     [InlineData("blockwise-adam-mini", "paper")]
     [InlineData("blockwise-adamw", "auto:every=1,smoothing=0.5")] // ratios move from step 3 on
+    [InlineData("blockwise-lion", "paper")]
+    [InlineData("blockwise-muon", "paper")] // under ZeRO-1 each rank orthogonalizes the whole matrices it owns
     public void Two_processes_equal_one_bit_for_bit_with_and_without_zero_1(string optimizer, string ratios)
     {
         var dir = Temp("equal");
@@ -176,20 +178,32 @@ public class DataParallelTests(GutenbergShards gutenberg)
         }
     }
 
-    [Fact]
-    public void A_run_saved_at_two_processes_resumes_at_one_and_the_other_way_bit_for_bit()
+    [Theory]
+    [InlineData("blockwise-adamw")]
+    [InlineData("blockwise-lion")]
+    [InlineData("blockwise-muon")]
+    public void A_run_saved_at_two_processes_resumes_at_one_and_the_other_way_bit_for_bit(string optimizer)
     {
         var dir = Temp("resume");
         try
         {
             var (one, two) = (Path.Combine(dir, "one"), Path.Combine(dir, "two"));
-            Ok(TestPaths.Run(Train(one, 6, extra: ["--checkpoint-every", "3"])));
-            Ok(TestPaths.Run(Nproc(2, [], Train(two, 6, extra: ["--checkpoint-every", "3"]))));
+            string[] opts = ["--optimizer", optimizer, "--checkpoint-every", "3"];
+            Ok(TestPaths.Run(Train(one, 6, extra: opts)));
+            Ok(TestPaths.Run(Nproc(2, [], Train(two, 6, extra: opts))));
 
             // 2 processes to step 3, then 1 process to 6; and 1 process to 3, then 2 processes with ZeRO-1 to 6.
             var (twoThenOne, oneThenTwo) = (Path.Combine(dir, "two-one"), Path.Combine(dir, "one-two"));
-            Ok(TestPaths.Run(Train(twoThenOne, 6, extra: ["--resume", Checkpoint(two, 3)])));
-            Ok(TestPaths.Run(Nproc(2, ["--zero", "1"], Train(oneThenTwo, 6, extra: ["--resume", Checkpoint(one, 3)]))));
+            Ok(TestPaths.Run(Train(twoThenOne, 6, extra: ["--optimizer", optimizer, "--resume", Checkpoint(two, 3)])));
+            Ok(
+                TestPaths.Run(
+                    Nproc(
+                        2,
+                        ["--zero", "1"],
+                        Train(oneThenTwo, 6, extra: ["--optimizer", optimizer, "--resume", Checkpoint(one, 3)])
+                    )
+                )
+            );
 
             var uninterrupted = Metrics(one).Select(Trajectory).ToList();
             foreach (var resumed in new[] { twoThenOne, oneThenTwo })

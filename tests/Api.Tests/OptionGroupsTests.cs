@@ -34,6 +34,9 @@ public class OptionGroupsTests
         {
             Kind = OptimizerKind.BlockwiseAdamMini,
             Ratios = BlockRatios.Auto(new AutoRatioSettings { Alpha = 0.5 }),
+            // 0.1.0 wrote every beta; unset ones now mean the family's recipe.
+            Beta1 = 0.9,
+            Beta2 = 0.95,
             WeightDecay = 0.05,
         },
         Schedule = new()

@@ -157,7 +157,8 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
                     (["--warmup", "50"], "blr: --warmup 50: warmup of 50 steps exceeds the run length"),
                     (
                         ["--optimizer", "adam"],
-                        "blr: --optimizer adam: unknown optimizer 'adam' (known: adamw, blockwise-adamw, adam-mini, blockwise-adam-mini)"
+                        "blr: --optimizer adam: unknown optimizer 'adam' (known: adamw, blockwise-adamw, adam-mini, blockwise-adam-mini, lion, blockwise-lion, muon, "
+                            + "blockwise-muon)"
                     ),
                     (["--device", "gpu"], "blr: --device gpu: unknown device 'gpu' (known: cpu, cuda, cuda:N)"),
                     (["--weight-decay", "-5"], "blr: --weight-decay -5: must be a finite number >= 0"),

@@ -47,12 +47,15 @@ let tests =
                 complete Names.schedules (Enum.GetValues<LrSchedule>())
                 complete Names.precisions (Enum.GetValues<Precision>())
                 complete Names.weightDecayPolicies (Enum.GetValues<WeightDecayPolicy>())
+                complete Names.newtonSchulzPrecisions (Enum.GetValues<NewtonSchulzPrecision>())
             }
 
-            test "the blockwise optimizers are exactly the two named blockwise-*" {
+            test "the blockwise optimizers are exactly those named blockwise-*, and each name says its family" {
                 for name, kind in Names.optimizers do
                     Expect.equal (OptimizerKind.isBlockwise kind) (name.StartsWith "blockwise-") name
                     Expect.equal (OptimizerKind.family kind = OptimizerFamily.AdamMini) (name.Contains "adam-mini") name
+                    Expect.equal (OptimizerKind.family kind = OptimizerFamily.Lion) (name.EndsWith "lion") name
+                    Expect.equal (OptimizerKind.family kind = OptimizerFamily.Muon) (name.EndsWith "muon") name
             }
 
             test "an unknown name lists the known ones" {
@@ -60,7 +63,8 @@ let tests =
                 | Error e ->
                     Expect.equal
                         e
-                        "unknown optimizer 'adam' (known: adamw, blockwise-adamw, adam-mini, blockwise-adam-mini)"
+                        ("unknown optimizer 'adam' (known: adamw, blockwise-adamw, adam-mini, blockwise-adam-mini, lion, "
+                         + "blockwise-lion, muon, blockwise-muon)")
                         "message"
                 | Ok _ -> failtest "accepted adam"
             }

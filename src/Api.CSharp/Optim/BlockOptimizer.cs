@@ -7,8 +7,8 @@ using static TorchSharp.torch;
 namespace BlockwiseLR.Optim;
 
 /// <summary>
-/// Adam-family optimizers whose learning rate is set per block kind at every step (Blockwise LR). With one LR
-/// for every block they are plain AdamW and Adam-mini. State is saved per parameter name
+/// Optimizers whose learning rate is set per block kind at every step (Blockwise LR). With one LR for every block
+/// they are plain AdamW, Adam-mini, Lion and Muon. State is saved per parameter name
 /// (exp_avg/NAME, exp_avg_sq/NAME, step), independent of the in-memory layout.
 /// </summary>
 public abstract class BlockOptimizer : IDisposable
@@ -218,7 +218,9 @@ public abstract class BlockOptimizer : IDisposable
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
     /// <summary>Builds the optimizer of a run: AdamW-family kinds give <see cref="BlockwiseAdamW"/>, Adam-mini
-    /// kinds <see cref="AdamMini"/> (both flat-buffer). Plain and blockwise kinds build the same optimizer: the LR
+    /// kinds <see cref="AdamMini"/>, Lion kinds <see cref="BlockwiseLion"/>, Muon kinds <see cref="Muon"/> (all
+    /// flat-buffer; Lion and Muon read the betas and weight decay of <paramref name="settings"/> as given, so pass
+    /// <see cref="AdamSettings.Of"/> for a family's recipe). Plain and blockwise kinds build the same optimizer: the LR
     /// per block comes from the schedule given to <see cref="Step(BlockSchedule)"/>. <paramref name="reference"/>
     /// picks the plain per-parameter implementations the fast ones are tested against.</summary>
     public static BlockOptimizer Create(
@@ -233,7 +235,16 @@ public abstract class BlockOptimizer : IDisposable
     {
         if (reference && parallel is { Group.WorldSize: > 1 })
             throw new ArgumentException("the reference optimizers train in one process");
-        if (OptimizerKinds.Family(kind) == OptimizerFamily.AdamW)
+        var family = OptimizerKinds.Family(kind);
+        if (family is OptimizerFamily.Lion or OptimizerFamily.Muon)
+        {
+            if (reference)
+                throw new ArgumentException($"{OptionNames.Format(kind)} has no separate reference implementation");
+            return family == OptimizerFamily.Lion
+                ? new BlockwiseLion(parameters, settings, rules, parallel)
+                : new Muon(parameters, settings, rules, parallel);
+        }
+        if (family == OptimizerFamily.AdamW)
             return reference
                 ? new ReferenceAdamW(parameters, settings, rules)
                 : new BlockwiseAdamW(parameters, settings, rules, parallel);

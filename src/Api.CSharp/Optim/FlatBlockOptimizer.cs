@@ -13,11 +13,12 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
         IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters,
         AdamSettings settings,
         BlockRules? rules,
-        DataParallel? parallel
+        DataParallel? parallel,
+        Func<OptimizedParameter, bool>? orthogonalized = null
     )
         : base(parameters, settings, rules)
     {
-        Groups = FlatGroup.Build(Parameters);
+        Groups = FlatGroup.Build(Parameters, orthogonalized);
         Owner = FlatGroup.Owners(Groups);
         Parallel = parallel ?? DataParallel.None;
         if (Parallel.ZeroStage is not (0 or 1))

@@ -11,10 +11,11 @@ namespace BlockwiseLR.Optim;
 /// </summary>
 sealed class FlatGroup : IDisposable
 {
-    public FlatGroup(Block block, bool decays, IReadOnlyList<OptimizedParameter> members)
+    public FlatGroup(Block block, bool decays, IReadOnlyList<OptimizedParameter> members, bool orthogonalized = false)
     {
         Block = block;
         Decays = decays;
+        Orthogonalized = orthogonalized;
         Members = members;
         var device = members[0].Tensor.device;
         var total = members.Sum(m => m.Numel);
@@ -40,6 +41,9 @@ sealed class FlatGroup : IDisposable
 
     public Block Block { get; }
     public bool Decays { get; }
+
+    /// <summary>Whether the members are matrices Muon orthogonalizes (kept apart from its AdamW parameters).</summary>
+    public bool Orthogonalized { get; }
     public IReadOnlyList<OptimizedParameter> Members { get; }
     public IReadOnlyList<long> Offsets { get; }
     public Tensor Params { get; }
@@ -59,13 +63,17 @@ sealed class FlatGroup : IDisposable
     public static Dictionary<OptimizedParameter, FlatGroup> Owners(IEnumerable<FlatGroup> groups) =>
         groups.SelectMany(g => g.Members.Select(m => (m, g))).ToDictionary(x => x.m, x => x.g);
 
-    /// <summary>Groups parameters by (block, decays), in block order.</summary>
-    public static List<FlatGroup> Build(IEnumerable<OptimizedParameter> parameters) =>
+    /// <summary>Groups parameters by (block, decays, orthogonalized), in block order.</summary>
+    public static List<FlatGroup> Build(
+        IEnumerable<OptimizedParameter> parameters,
+        Func<OptimizedParameter, bool>? orthogonalized = null
+    ) =>
         parameters
-            .GroupBy(p => (p.Block, p.Decays))
+            .GroupBy(p => (p.Block, p.Decays, Ortho: orthogonalized?.Invoke(p) ?? false))
             .OrderBy(g => g.Key.Block)
             .ThenBy(g => g.Key.Decays)
-            .Select(g => new FlatGroup(g.Key.Block, g.Key.Decays, g.ToList()))
+            .ThenBy(g => g.Key.Ortho)
+            .Select(g => new FlatGroup(g.Key.Block, g.Key.Decays, g.ToList(), g.Key.Ortho))
             .ToList();
 
     public void Dispose()

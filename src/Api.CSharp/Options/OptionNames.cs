@@ -5,7 +5,8 @@ using BlockwiseLR.Core;
 namespace BlockwiseLR;
 
 /// <summary>The names of the closed choices (<see cref="OptimizerKind"/>, <see cref="LrSchedule"/>,
-/// <see cref="Precision"/>, <see cref="WeightDecayPolicy"/>, <see cref="Architecture"/>): the kebab-case text
+/// <see cref="Precision"/>, <see cref="WeightDecayPolicy"/>, <see cref="Architecture"/>,
+/// <see cref="NewtonSchulzPrecision"/>): the kebab-case text
 /// that config files, options.json and the CLI use. Parsing ignores case; this is the only parser of them (the
 /// core's name tables), shared by the JSON reader, the CLI and C#.</summary>
 public static class OptionNames
@@ -17,6 +18,7 @@ public static class OptionNames
         [typeof(Precision)] = ("precision", NameTables.Precisions),
         [typeof(WeightDecayPolicy)] = ("weight-decay policy", NameTables.WeightDecayPolicies),
         [typeof(Architecture)] = ("architecture", NameTables.Architectures),
+        [typeof(NewtonSchulzPrecision)] = ("Newton-Schulz precision", NameTables.NewtonSchulzPrecisions),
     };
 
     static (string What, IReadOnlyList<KeyValuePair<string, T>> Table) TableOf<T>()

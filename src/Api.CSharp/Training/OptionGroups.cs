@@ -35,15 +35,36 @@ public sealed record OptimizerOptions
     /// the paper's fixed ratios losing to tuned AdamW below and around the gradient-noise scale, where auto ties
     /// it.</summary>
     public BlockRatios Ratios { get; init; } = BlockRatios.Auto();
-    public double Beta1 { get; init; } = 0.9;
-    public double Beta2 { get; init; } = 0.95;
+
+    /// <summary>Adam's beta1 (Lion's interpolation beta); unset: the family's recipe, 0.9 (Lion 0.95).</summary>
+    public double? Beta1 { get; init; }
+
+    /// <summary>Adam's beta2 (Lion's momentum beta); unset: the family's recipe, 0.95 (Lion 0.98).</summary>
+    public double? Beta2 { get; init; }
     public double Eps { get; init; } = 1e-8;
 
-    /// <summary>Decoupled weight decay.</summary>
-    public double WeightDecay { get; init; } = 0.1;
+    /// <summary>Weight decay, p *= 1 - lr*wd each step; unset: the family's recipe, 0.1 (Lion 1.0, whose LR is 3-10x
+    /// smaller).</summary>
+    public double? WeightDecay { get; init; }
+
+    /// <summary>Muon's Newton-Schulz precision (default Auto: bfloat16 on CUDA as the reference runs it, float32 on
+    /// the CPU).</summary>
+    public NewtonSchulzPrecision NewtonSchulz { get; init; } = NewtonSchulzPrecision.Auto;
 
     /// <summary>Which parameters decay (default: all for AdamW, Adam-mini's names for Adam-mini).</summary>
     public WeightDecayPolicy? WeightDecayPolicy { get; init; }
+
+    /// <summary>These options with the family's recipe where a beta or the weight decay is unset.</summary>
+    public OptimizerOptions WithRecipe()
+    {
+        var recipe = OptimizerKinds.Recipe(OptimizerKinds.Family(Kind));
+        return this with
+        {
+            Beta1 = Beta1 ?? recipe.Beta1,
+            Beta2 = Beta2 ?? recipe.Beta2,
+            WeightDecay = WeightDecay ?? recipe.WeightDecay,
+        };
+    }
 }
 
 /// <summary>The learning-rate schedule every block follows, each at its own peak

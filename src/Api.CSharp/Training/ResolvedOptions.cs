@@ -77,6 +77,8 @@ public sealed record ResolvedOptions(
                     ? Core.WeightDecayPolicy.AdamMiniNames
                     : Core.WeightDecayPolicy.AllParameters
             );
+        // The recipe's betas and decay are written into options.json, so a resume compares numbers.
+        o = o with { Optimizer = o.Optimizer.WithRecipe() };
         var normalized = o.Model.Config is null && !custom ? o : o with { Model = o.Model with { Name = "custom" } };
         return new ResolvedOptions(
             normalized,
@@ -272,12 +274,19 @@ public sealed record ResolvedOptions(
     {
         var (opt, s, t) = (o.Optimizer, o.Schedule, o.Training);
         Finite("Training.GradClip", t.GradClip, 0, inclusive: true);
-        Finite("Optimizer.WeightDecay", opt.WeightDecay, 0, inclusive: true);
+        if (opt.WeightDecay is { } wd)
+            Finite("Optimizer.WeightDecay", wd, 0, inclusive: true);
         Finite("Optimizer.Eps", opt.Eps, 0, inclusive: false);
-        if (!(opt.Beta1 >= 0 && opt.Beta1 < 1))
-            throw Bad("Optimizer.Beta1", opt.Beta1, "must be in [0, 1)");
-        if (!(opt.Beta2 >= 0 && opt.Beta2 < 1))
-            throw Bad("Optimizer.Beta2", opt.Beta2, "must be in [0, 1)");
+        if (opt.Beta1 is { } b1 && !(b1 >= 0 && b1 < 1))
+            throw Bad("Optimizer.Beta1", b1, "must be in [0, 1)");
+        if (opt.Beta2 is { } b2 && !(b2 >= 0 && b2 < 1))
+            throw Bad("Optimizer.Beta2", b2, "must be in [0, 1)");
+        if (!Enum.IsDefined(opt.NewtonSchulz))
+            throw Bad(
+                "Optimizer.NewtonSchulz",
+                (int)opt.NewtonSchulz,
+                $"is not one of {string.Join(", ", OptionNames.Known<NewtonSchulzPrecision>())}"
+            );
         if (s.FloorLr is { } floor)
             Finite("Schedule.FloorLr", floor, 0, inclusive: true);
         if (s.WarmupSteps is < 0)

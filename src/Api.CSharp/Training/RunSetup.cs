@@ -148,13 +148,15 @@ sealed class RunSetup
     public BlockOptimizer CreateOptimizer(nn.Module<Tensor, Tensor> model, BlockRules rules, AttentionShape? attention)
     {
         var o = Options;
+        var optimizer = o.Optimizer.WithRecipe();
         var settings = new AdamSettings
         {
-            Beta1 = o.Optimizer.Beta1,
-            Beta2 = o.Optimizer.Beta2,
-            Eps = o.Optimizer.Eps,
-            WeightDecay = o.Optimizer.WeightDecay,
+            Beta1 = optimizer.Beta1!.Value,
+            Beta2 = optimizer.Beta2!.Value,
+            Eps = optimizer.Eps,
+            WeightDecay = optimizer.WeightDecay!.Value,
             DecayPolicy = Resolved.DecayPolicy,
+            NewtonSchulz = optimizer.NewtonSchulz,
         };
         var parallel = new DataParallel(
             Group,

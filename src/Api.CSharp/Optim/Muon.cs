@@ -1,0 +1,179 @@
+using BlockwiseLR.Core;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace BlockwiseLR.Optim;
+
+/// <summary>
+/// Muon as Moonlight writes it (MoonshotAI/Moonlight examples/toy_train.py, the API the paper's C4 script calls), with
+/// one LR per block kind, on flat buffers. The hidden matrices (QK, VO, FFN; <see cref="MuonRules.Orthogonalizes"/>)
+/// take Nesterov momentum (buf = 0.95 buf + g; u = g + 0.95 buf), five quintic Newton-Schulz steps on u divided by
+/// its Frobenius norm + 1e-7 (transposed when rows &gt; cols), then p *= 1 - lr*wd; p -= lr * 0.2 sqrt(max(rows,
+/// cols)) * NS(u). Embeddings, the head, norms and biases take Moonlight's AdamW in the same optimizer:
+/// m = lerp(m, g, 1-b1); v = lerp(v, g^2, 1-b2); p *= 1 - lr*wd; p -= lr sqrt(bc2)/bc1 * m / (sqrt(v) + eps).
+/// Newton-Schulz runs batched: one batched matmul per shape per iteration over every matrix of that shape (after
+/// transposing, so (r, c) and (c, r) share a batch). Under ZeRO-1 a rank owns whole matrices (each matrix is one
+/// chunk of the grid), orthogonalizes those and the parameters are gathered, as the reference's distributed Muon does.
+/// </summary>
+public sealed class Muon : FlatBlockOptimizer
+{
+    readonly Dictionary<FlatGroup, Tensor> momentum = [];
+    readonly Dictionary<FlatGroup, (Tensor M, Tensor V)> moments = [];
+
+    public Muon(
+        IEnumerable<(string Name, Parameter Parameter)> parameters,
+        AdamSettings settings,
+        BlockRules? rules = null,
+        DataParallel? parallel = null
+    )
+        : base(parameters, settings, rules, parallel, p => MuonRules.Orthogonalizes(p.Block.ToCore(), p.Tensor.shape))
+    {
+        // Each matrix is one v-block, so a chunk of the grid (and a ZeRO-1 shard) never splits a matrix.
+        Distribute(g =>
+            g.Orthogonalized ? g.Members.Select((p, i) => (g.Offsets[i], 1L, p.Numel)) : [(0, g.Length, 1)]
+        );
+        foreach (var g in Groups)
+        {
+            var length = Part(g).Length;
+            if (g.Orthogonalized)
+                momentum[g] = zeros(length, device: g.Params.device).DetachFromDisposeScope();
+            else
+                moments[g] = (
+                    zeros(length, device: g.Params.device).DetachFromDisposeScope(),
+                    zeros(length, device: g.Params.device).DetachFromDisposeScope()
+                );
+        }
+    }
+
+    /// <summary>The Newton-Schulz precision in use: the setting, with Auto as bfloat16 on CUDA and float32 on the
+    /// CPU.</summary>
+    public ScalarType NewtonSchulzType =>
+        Settings.NewtonSchulz switch
+        {
+            NewtonSchulzPrecision.Float32 => ScalarType.Float32,
+            NewtonSchulzPrecision.BFloat16 => ScalarType.BFloat16,
+            _ => Parameters[0].Tensor.device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32,
+        };
+
+    protected override void Update(Func<Block, double> learningRate)
+    {
+        var wd = Settings.WeightDecay;
+        var pending = new List<(Tensor Param, Tensor U, double Lr, bool Decays)>();
+        foreach (var g in Groups)
+        {
+            var lr = learningRate(g.Block);
+            if (g.Orthogonalized)
+                pending.AddRange(MomentumStep(g).Select(x => (x.Param, x.U, lr, g.Decays)));
+            else
+                AdamWStep(g, lr);
+        }
+        foreach (var batch in pending.GroupBy(x => Oriented(x.Param.shape)))
+        {
+            using var scope = Temporaries.Open();
+            var items = batch.ToList();
+            var orthogonal = NewtonSchulz(items.Select(x => x.U).ToList());
+            for (var i = 0; i < items.Count; i++)
+            {
+                var (p, _, lr, decays) = items[i];
+                if (decays && wd != 0)
+                    p.mul_(1 - lr * wd);
+                p.add_(orthogonal[i], -lr * MuonRules.Scale(p.shape[0], p.shape[1]));
+            }
+        }
+        foreach (var x in pending)
+            x.U.Dispose();
+    }
+
+    /// <summary>A matrix's shape with rows &lt;= cols (the orientation Newton-Schulz runs in).</summary>
+    static (long Rows, long Cols) Oriented(long[] shape) =>
+        (Math.Min(shape[0], shape[1]), Math.Max(shape[0], shape[1]));
+
+    /// <summary>Nesterov momentum for this rank's matrices of a group: each (parameter view, u) with u a new
+    /// tensor.</summary>
+    List<(Tensor Param, Tensor U)> MomentumStep(FlatGroup g)
+    {
+        var mu = MuonRules.Momentum;
+        var buffer = momentum[g];
+        var first = Part(g).Start;
+        var result = new List<(Tensor, Tensor)>();
+        foreach (var (start, length, _, _) in OwnChunks(g))
+        {
+            var member = g.Members[g.Offsets.ToList().IndexOf(start)];
+            var shape = member.Tensor.shape;
+            var buf = buffer.narrow(0, start - first, length);
+            var grad = g.Grads.narrow(0, start, length);
+            buf.mul_(mu).add_(grad);
+            var u = grad.add(buf, mu).view(shape).DetachFromDisposeScope();
+            result.Add((g.Params.narrow(0, start, length).view(shape), u));
+        }
+        return result;
+    }
+
+    /// <summary>Orthogonalizes matrices of one oriented shape together: each divided by its Frobenius norm + 1e-7,
+    /// then X = a X + (b A + c A A) X with A = X X^T, five times, in the Newton-Schulz precision; returned in float32
+    /// and in each matrix's own orientation.</summary>
+    List<Tensor> NewtonSchulz(IReadOnlyList<Tensor> matrices)
+    {
+        var (a, b, c) = MuonRules.Coefficients;
+        var type = NewtonSchulzType;
+        var transposed = matrices.Select(m => m.shape[0] > m.shape[1]).ToList();
+        var x = stack(matrices.Select((m, i) => (transposed[i] ? m.t() : m).to(type)).ToArray());
+        x = x / (linalg.vector_norm(x, 2, [1, 2], keepdim: true) + MuonRules.NormEps);
+        for (var step = 0; step < MuonRules.Steps; step++)
+        {
+            var aa = x.bmm(x.mT);
+            var bb = b * aa + c * aa.bmm(aa);
+            x = a * x + bb.bmm(x);
+        }
+        return matrices.Select((_, i) => (transposed[i] ? x[i].t() : x[i]).to(ScalarType.Float32)).ToList();
+    }
+
+    void AdamWStep(FlatGroup g, double lr)
+    {
+        var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
+        var (bc1, bc2Sqrt) = BiasCorrections();
+        var (m, v) = moments[g];
+        var first = Part(g).Start;
+        foreach (var (start, length, _, _) in OwnChunks(g))
+        {
+            using var chunk = Temporaries.Open();
+            var p = g.Params.narrow(0, start, length);
+            var grad = g.Grads.narrow(0, start, length);
+            var mc = m.narrow(0, start - first, length);
+            var vc = v.narrow(0, start - first, length);
+            mc.lerp_(grad, 1 - b1);
+            vc.lerp_(grad.square(), 1 - b2);
+            if (g.Decays && wd != 0)
+                p.mul_(1 - lr * wd);
+            p.addcdiv_(mc, vc.sqrt().add_(eps), -lr * bc2Sqrt / bc1);
+        }
+    }
+
+    /// <summary>The bytes of this rank's momentum buffers (matrices) and m and v (the rest).</summary>
+    public override IReadOnlyDictionary<Block, long> StateBytes =>
+        Groups
+            .GroupBy(g => g.Block)
+            .ToDictionary(b => b.Key, b => b.Sum(g => StateBuffers(g).Sum(s => 4 * s.Local.numel())));
+
+    private protected override IEnumerable<StateBuffer> StateBuffers(FlatGroup g) =>
+        g.Orthogonalized
+            ? [new("momentum_buffer", momentum[g], false, (full, p) => g.Slice(full, p))]
+            :
+            [
+                new("exp_avg", moments[g].M, false, (full, p) => g.Slice(full, p)),
+                new("exp_avg_sq", moments[g].V, false, (full, p) => g.Slice(full, p)),
+            ];
+
+    public override void Dispose()
+    {
+        foreach (var b in momentum.Values)
+            b.Dispose();
+        foreach (var (m, v) in moments.Values)
+        {
+            m.Dispose();
+            v.Dispose();
+        }
+        base.Dispose();
+    }
+}
