@@ -9,7 +9,8 @@ using static TorchSharp.torch;
 namespace BlockwiseLR.Benchmarks;
 
 /// <summary>One optimizer step on gpt2-small-shaped parameters (124.4M fp32, bias-free, vocab 50304) with
-/// gradients present: the flat-buffer BlockwiseAdamW and AdamMini against TorchSharp's built-in AdamW.</summary>
+/// gradients present: the flat-buffer BlockwiseAdamW, AdamMini, Lion and Muon (Newton-Schulz batched per shape, and
+/// one matrix at a time) against TorchSharp's built-in AdamW, side by side in one run.</summary>
 [SimpleJob(launchCount: 1, warmupCount: 2, iterationCount: 8, invocationCount: 1)]
 [MemoryDiagnoser(false)]
 public class OptimizerStepBenchmarks
@@ -35,7 +36,7 @@ public class OptimizerStepBenchmarks
     /// <summary>Elements per CPU chunk of the flat-buffer step (`--quick` tries several).</summary>
     public long Chunk { get; set; } = Chunking.DefaultCpuChunk;
 
-    void Setup(string name)
+    void Setup(string name, bool batched = true)
     {
         model = Model();
         var config = model.Config;
@@ -46,6 +47,8 @@ public class OptimizerStepBenchmarks
             ModelConfigModule.attention(config)
         );
         ((FlatBlockOptimizer)blockwise).CpuChunk = Chunk;
+        if (blockwise is BlockwiseLR.Optim.Muon muon)
+            muon.Batched = batched;
         // Flat buffers re-pointed the parameters and gradients: give the gradients values again.
         var generator = new Generator(2);
         using var noGrad = no_grad();
@@ -58,6 +61,15 @@ public class OptimizerStepBenchmarks
 
     [GlobalSetup(Target = nameof(AdamMini))]
     public void SetupAdamMini() => Setup("adam-mini");
+
+    [GlobalSetup(Target = nameof(Lion))]
+    public void SetupLion() => Setup("blockwise-lion");
+
+    [GlobalSetup(Target = nameof(Muon))]
+    public void SetupMuon() => Setup("blockwise-muon");
+
+    [GlobalSetup(Target = nameof(MuonOneMatrixAtATime))]
+    public void SetupMuonOneMatrixAtATime() => Setup("blockwise-muon", batched: false);
 
     [GlobalSetup(Target = nameof(TorchSharpAdamW))]
     public void SetupTorchSharpAdamW()
@@ -93,6 +105,27 @@ public class OptimizerStepBenchmarks
 
     [Benchmark]
     public void AdamMini()
+    {
+        blockwise!.Step(Lr);
+        Synchronize();
+    }
+
+    [Benchmark]
+    public void Lion()
+    {
+        blockwise!.Step(Lr);
+        Synchronize();
+    }
+
+    [Benchmark]
+    public void Muon()
+    {
+        blockwise!.Step(Lr);
+        Synchronize();
+    }
+
+    [Benchmark]
+    public void MuonOneMatrixAtATime()
     {
         blockwise!.Step(Lr);
         Synchronize();

@@ -14,6 +14,9 @@ if (args.Length > 0 && args[0] == "--quick")
                 ("TorchSharpAdamW", b => b.SetupTorchSharpAdamW(), b => b.TorchSharpAdamW()),
                 ("BlockwiseAdamW", b => b.SetupBlockwiseAdamW(), b => b.BlockwiseAdamW()),
                 ("AdamMini", b => b.SetupAdamMini(), b => b.AdamMini()),
+                ("Lion", b => b.SetupLion(), b => b.Lion()),
+                ("Muon", b => b.SetupMuon(), b => b.Muon()),
+                ("MuonOneMatrixAtATime", b => b.SetupMuonOneMatrixAtATime(), b => b.MuonOneMatrixAtATime()),
             }
         )
         {
@@ -76,6 +79,12 @@ if (args.Length > 0 && args[0] == "--sweep")
     Sweep.Run(args.Skip(1).ToList());
     return;
 }
+if (args.Length > 0 && args[0] == "--bases")
+{
+    Bases.Run(args.Skip(1).ToList());
+    return;
+}
+
 if (args.Length > 0 && args[0] == "--adam-mini-horizon")
 {
     Study.AdamMiniHorizon(args.Length > 1 ? int.Parse(args[1]) : 400);

@@ -69,7 +69,14 @@ static class Sweep
         SweepReport.Write(Docs());
     }
 
-    static JsonObject Train(Point point, string data, OptimizerKind optimizer, string ratios, double lr, ulong seed)
+    internal static JsonObject Train(
+        Point point,
+        string data,
+        OptimizerKind optimizer,
+        string ratios,
+        double lr,
+        ulong seed
+    )
     {
         var options = new PretrainOptions
         {

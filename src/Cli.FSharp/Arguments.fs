@@ -400,7 +400,14 @@ type CompareArgs =
             | Model _ -> sprintf "a named config (default %s)." defaults.Model.Name
             | Set _ -> "a model override KEY=VALUE; repeatable."
             | Optimizers _ ->
-                sprintf "comma-separated (default %s)." (String.Join(",", OptionNames.Known<Core.OptimizerKind>()))
+                let compared =
+                    Reporting.CompareOptions(Common = defaults).Optimizers
+                    |> Seq.map OptionNames.Format
+
+                sprintf
+                    "comma-separated, of %s (default %s; lion gets a tenth of AdamW's LR)."
+                    (String.Join(",", OptionNames.Known<Core.OptimizerKind>()))
+                    (String.Join(",", compared))
             | Seeds _ -> "comma-separated seeds (default 1337); mean and spread are over these."
             | Steps _ -> "N: every optimizer runs N steps; the AdamW baseline runs 2N."
             | Batch_Size _ -> sprintf "sequences per step (default %d)." defaults.Training.BatchSize

@@ -28,13 +28,16 @@ type NewtonSchulzPrecision =
     | BFloat16 = 2
 
 /// The hyperparameters a family's recipe uses when the user sets none: AdamW, Adam-mini and Muon (whose AdamW part
-/// takes the betas) use the paper's (0.9, 0.95) and weight decay 0.1; Lion the official scripts' (0.95, 0.98) and
-/// weight decay 1.0 (Lion's decay is multiplied by its LR, which is 3-10x smaller than AdamW's).
+/// takes the betas; its matrices' update is scaled to AdamW's RMS) use the paper's (0.9, 0.95), weight decay 0.1 and
+/// AdamW's LR; Lion the official scripts' (0.95, 0.98), weight decay 1.0 and a tenth of AdamW's LR (their Lion base
+/// 1e-4 against AdamW's 1e-3: Lion's sign update has RMS 1, larger than Adam's, and lr x wd stays the same).
 type OptimizerRecipe =
     {
         Beta1: float
         Beta2: float
         WeightDecay: float
+        /// The base LR as a multiple of AdamW's (what `blr compare` gives the family when AdamW's LR is swept).
+        LrScale: float
     }
 
 [<RequireQualifiedAccess>]
@@ -67,12 +70,14 @@ module OptimizerKind =
                 Beta1 = 0.95
                 Beta2 = 0.98
                 WeightDecay = 1.0
+                LrScale = 0.1
             }
         | _ ->
             {
                 Beta1 = 0.9
                 Beta2 = 0.95
                 WeightDecay = 0.1
+                LrScale = 1.0
             }
 
 /// Muon's split of the parameters (Moonlight's toy_train.py, the API the paper's C4 script calls): the hidden

@@ -14,10 +14,15 @@ namespace BlockwiseLR.Reporting;
 public sealed record CompareOptions
 {
     public required PretrainOptions Common { get; init; }
-    public IReadOnlyList<OptimizerKind> Optimizers { get; init; } = Enum.GetValues<OptimizerKind>();
+
+    /// <summary>The optimizers compared (default: the Adam family, plain and blockwise; Lion and Muon on
+    /// request).</summary>
+    public IReadOnlyList<OptimizerKind> Optimizers { get; init; } =
+    [OptimizerKind.AdamW, OptimizerKind.BlockwiseAdamW, OptimizerKind.AdamMini, OptimizerKind.BlockwiseAdamMini];
     public IReadOnlyList<ulong> Seeds { get; init; } = [1337];
 
-    /// <summary>Base LRs for the AdamW(2N) baseline; the best is used for every optimizer. Empty: Common.Lr.</summary>
+    /// <summary>Base LRs for the AdamW(2N) baseline; the best is used for every optimizer, times its family's
+    /// <see cref="OptimizerRecipe.LrScale"/> (Lion a tenth). Empty: Common.Lr.</summary>
     public IReadOnlyList<double> LrSweep { get; init; } = [];
 }
 
@@ -422,7 +427,16 @@ public static class Comparison
             )
             .ToList();
         var baseline = baselines.MinBy(b => b.MeanFinal)!;
-        var rows = options.Optimizers.Select(o => RunRow(OptionNames.Format(o), o, n, baseline.Lr)).ToList();
+        var rows = options
+            .Optimizers.Select(o =>
+                RunRow(
+                    OptionNames.Format(o),
+                    o,
+                    n,
+                    baseline.Lr * OptimizerKinds.Recipe(OptimizerKinds.Family(o)).LrScale
+                )
+            )
+            .ToList();
         var report = new CompareReport(
             baseline,
             baselines,

@@ -42,14 +42,11 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
         {
             var lr = learningRate(g.Block);
             var (m, v) = moments[g];
-            var first = Part(g).Start;
-            foreach (var (start, length, _, _) in OwnChunks(g))
+            foreach (var c in OwnChunks(g))
             {
                 using var chunk = Temporaries.Open();
-                var p = g.Params.narrow(0, start, length);
-                var grad = g.Grads.narrow(0, start, length);
-                var mc = m.narrow(0, start - first, length);
-                var vc = v.narrow(0, start - first, length);
+                var (p, grad) = At(g, c);
+                var (mc, vc) = (Local(m, g, c), Local(v, g, c));
                 if (g.Decays && wd != 0)
                     p.mul_(1 - lr * wd);
                 mc.lerp_(grad, 1 - b1);

@@ -33,14 +33,11 @@ public sealed class BlockwiseLion : FlatBlockOptimizer
         foreach (var g in Groups)
         {
             var lr = learningRate(g.Block);
-            var m = momentum[g];
-            var first = Part(g).Start;
-            foreach (var (start, length, _, _) in OwnChunks(g))
+            foreach (var c in OwnChunks(g))
             {
                 using var chunk = Temporaries.Open();
-                var p = g.Params.narrow(0, start, length);
-                var grad = g.Grads.narrow(0, start, length);
-                var mc = m.narrow(0, start - first, length);
+                var (p, grad) = At(g, c);
+                var mc = Local(momentum[g], g, c);
                 if (g.Decays && wd != 0)
                     p.mul_(1 - lr * wd);
                 p.add_(mc.lerp(grad, 1 - b1).sign_(), -lr);

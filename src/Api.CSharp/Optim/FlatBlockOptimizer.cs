@@ -131,6 +131,14 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     /// <summary>The chunks of a group this rank updates.</summary>
     private protected IEnumerable<GridChunk> OwnChunks(FlatGroup g) => Layouts[g].Own(Group.Rank, Sharded);
 
+    /// <summary>A chunk's parameters and gradients (views of the group's flat buffers).</summary>
+    private protected static (Tensor Params, Tensor Grads) At(FlatGroup g, GridChunk c) =>
+        (g.Params.narrow(0, c.Start, c.Length), g.Grads.narrow(0, c.Start, c.Length));
+
+    /// <summary>A chunk's elements of a per-element state buffer, which holds this rank's part of the group.</summary>
+    private protected Tensor Local(Tensor buffer, FlatGroup g, GridChunk c) =>
+        buffer.narrow(0, c.Start - Part(g).Start, c.Length);
+
     public override void ZeroGrad()
     {
         foreach (var g in Groups)

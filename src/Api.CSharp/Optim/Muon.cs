@@ -56,6 +56,10 @@ public sealed class Muon : FlatBlockOptimizer
             _ => Parameters[0].Tensor.device.type == DeviceType.CUDA ? ScalarType.BFloat16 : ScalarType.Float32,
         };
 
+    /// <summary>Newton-Schulz over all matrices of one shape at once (default), or one matrix at a time (the
+    /// benchmark's comparison).</summary>
+    internal bool Batched { get; set; } = true;
+
     protected override void Update(Func<Block, double> learningRate)
     {
         var wd = Settings.WeightDecay;
@@ -68,10 +72,12 @@ public sealed class Muon : FlatBlockOptimizer
             else
                 AdamWStep(g, lr);
         }
-        foreach (var batch in pending.GroupBy(x => Oriented(x.Param.shape)))
+        var batches = Batched
+            ? pending.GroupBy(x => Oriented(x.Param.shape)).Select(b => b.ToList())
+            : pending.Select(x => new List<(Tensor Param, Tensor U, double Lr, bool Decays)> { x });
+        foreach (var items in batches)
         {
             using var scope = Temporaries.Open();
-            var items = batch.ToList();
             var orthogonal = NewtonSchulz(items.Select(x => x.U).ToList());
             for (var i = 0; i < items.Count; i++)
             {
@@ -94,18 +100,15 @@ public sealed class Muon : FlatBlockOptimizer
     List<(Tensor Param, Tensor U)> MomentumStep(FlatGroup g)
     {
         var mu = MuonRules.Momentum;
-        var buffer = momentum[g];
-        var first = Part(g).Start;
         var result = new List<(Tensor, Tensor)>();
-        foreach (var (start, length, _, _) in OwnChunks(g))
+        foreach (var c in OwnChunks(g))
         {
-            var member = g.Members[g.Offsets.ToList().IndexOf(start)];
-            var shape = member.Tensor.shape;
-            var buf = buffer.narrow(0, start - first, length);
-            var grad = g.Grads.narrow(0, start, length);
+            var shape = g.Members[g.Offsets.ToList().IndexOf(c.Start)].Tensor.shape;
+            var (p, grad) = At(g, c);
+            var buf = Local(momentum[g], g, c);
             buf.mul_(mu).add_(grad);
             var u = grad.add(buf, mu).view(shape).DetachFromDisposeScope();
-            result.Add((g.Params.narrow(0, start, length).view(shape), u));
+            result.Add((p.view(shape), u));
         }
         return result;
     }
@@ -122,9 +125,13 @@ public sealed class Muon : FlatBlockOptimizer
         x = x / (linalg.vector_norm(x, 2, [1, 2], keepdim: true) + MuonRules.NormEps);
         for (var step = 0; step < MuonRules.Steps; step++)
         {
+            // The reference's operations, each rounded as it rounds them; one iteration's temporaries at a time.
+            using var iteration = NewDisposeScope();
             var aa = x.bmm(x.mT);
             var bb = b * aa + c * aa.bmm(aa);
-            x = a * x + bb.bmm(x);
+            var next = (a * x + bb.bmm(x)).MoveToOuterDisposeScope();
+            x.Dispose();
+            x = next;
         }
         return matrices.Select((_, i) => (transposed[i] ? x[i].t() : x[i]).to(ScalarType.Float32)).ToList();
     }
@@ -134,14 +141,11 @@ public sealed class Muon : FlatBlockOptimizer
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
         var (bc1, bc2Sqrt) = BiasCorrections();
         var (m, v) = moments[g];
-        var first = Part(g).Start;
-        foreach (var (start, length, _, _) in OwnChunks(g))
+        foreach (var c in OwnChunks(g))
         {
             using var chunk = Temporaries.Open();
-            var p = g.Params.narrow(0, start, length);
-            var grad = g.Grads.narrow(0, start, length);
-            var mc = m.narrow(0, start - first, length);
-            var vc = v.narrow(0, start - first, length);
+            var (p, grad) = At(g, c);
+            var (mc, vc) = (Local(m, g, c), Local(v, g, c));
             mc.lerp_(grad, 1 - b1);
             vc.lerp_(grad.square(), 1 - b2);
             if (g.Decays && wd != 0)
