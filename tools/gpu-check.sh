@@ -7,7 +7,7 @@
 #
 # BLR_COMMAND overrides how blr is started (default: run.sh beside this script). Sections:
 #   1 doctor; 2 fixture logits (fp32, tf32, bf16-mixed) against transformers and the optimizer golden
-#   trajectories (AdamW, Adam-mini, Lion, Muon within 1e-5; Muon with bf16 Newton-Schulz within 2e-4); 3 gpt2-tiny AdamW in bf16-mixed
+#   trajectories (AdamW, Adam-mini, Lion, Muon within 1e-5; Muon with bf16 Newton-Schulz on CUDA within 2e-4); 3 gpt2-tiny AdamW in bf16-mixed
 #   against the CPU fp32 run, and a resume with and without --deterministic; 4 ms/step of blr and of PyTorch eager on the same shapes, side by side;
 #   5 device memory in use (cudaMemGetInfo) against inspect; 6 the collectives at world 1 (NCCL on CUDA, MPI on the CPU when present).
 set -uo pipefail

@@ -262,7 +262,10 @@ type TrainArgs =
                      emb=10,qk=8,vo=4,ffn=6,norm=1 (blockwise optimizers; default %s: docs/sweep shows the paper's \
                      fixed ratios losing to tuned AdamW at the batches this machine reaches, auto tying it)."
                     (string defaults.Optimizer.Ratios)
-            | Lr _ -> sprintf "base (AdamW) peak LR (default %s)." (g defaults.Schedule.Lr)
+            | Lr _ ->
+                sprintf
+                    "base peak LR (default %s; lion wants about a tenth of AdamW's, muon the same)."
+                    (g defaults.Schedule.Lr)
             | Schedule _ ->
                 sprintf "%s (default %s)." (names<Core.LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
             | Warmup _ -> sprintf "warmup steps (%s)." warmupDefault

@@ -881,7 +881,7 @@ let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
                         golden,
                         variant,
                         on,
-                        bound = Reporting.FixtureCheck.BoundOf variant
+                        bound = Reporting.FixtureCheck.BoundOf(variant, on)
                     )
         ]
 

@@ -99,10 +99,12 @@ public static class FixtureCheck
     public static IReadOnlyList<string> LionMuonVariants { get; } =
     ["lion", "blockwise_lion", "muon", "blockwise_muon", "muon_bf16"];
 
-    /// <summary>The device check's bound for a variant: 1e-5 for the float32 ones, looser for muon_bf16, whose
-    /// bfloat16 Newton-Schulz rounds differently on every kernel (the reference's own bf16 run differs from its fp32
-    /// one by about 7e-5 after six steps, and ours on a CPU from its by 9e-5).</summary>
-    public static double BoundOf(string variant) => variant == "muon_bf16" ? 2e-4 : 1e-5;
+    /// <summary>The device check's bound for a variant: 1e-5, and for muon_bf16 on CUDA 2e-4: on a CPU it matches the
+    /// reference's bf16 run to 1e-8 (the same operations round alike), but cuBLAS's bf16 matmuls accumulate in another
+    /// order, and bf16 runs that round differently part by up to the 6.7e-5 the reference's bf16 and fp32 runs
+    /// differ by.</summary>
+    public static double BoundOf(string variant, ComputeDevice device) =>
+        variant == "muon_bf16" && device.IsCuda ? 2e-4 : 1e-5;
 
     /// <summary>The golden file a variant lives in.</summary>
     public static string GoldenFileOf(string variant) =>

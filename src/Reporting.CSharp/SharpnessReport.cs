@@ -49,6 +49,8 @@ public static class SharpnessReport
     )
     {
         var checkpoints = CheckpointsOf(run, steps);
+        if (preconditioned)
+            RefuseWithoutSecondMoment(run, checkpoints[0].Dir);
         var on = (device ?? ComputeDevice.Cpu).Use();
         using var val = Data.TokenDataset.Open(data, "val");
         var rows = new List<SharpnessRow>();
@@ -105,6 +107,18 @@ public static class SharpnessReport
                     + $"--checkpoint-every N --keep-checkpoints K to keep several"
             );
         return checkpoints;
+    }
+
+    /// <summary>Lion keeps no second moment, and Muon none for its matrices: their runs have no Adam
+    /// preconditioner.</summary>
+    static void RefuseWithoutSecondMoment(string run, string dir)
+    {
+        var kind = Checkpoints.ReadState(dir, HfFormat.ReadConfig(dir)).Options.Optimizer.Kind;
+        if (OptimizerKinds.Family(kind) is OptimizerFamily.Lion or OptimizerFamily.Muon)
+            throw new ArgumentException(
+                $"{run} was trained with {OptionNames.Format(kind)}, which keeps no Adam second moment to precondition "
+                    + "with; leave out --preconditioned (the proxy and Hutchinson's estimate need none)"
+            );
     }
 
     /// <summary>Adam's v from the checkpoint's optimizer state, with the run's beta2 and eps.</summary>

@@ -52,13 +52,15 @@ public class OptimizerTests(ITestOutputHelper output)
         Assert.True(result.Passed, $"{variant}: max |param - golden| = {result.MaxAbsDifference:E2} > 1e-6");
     }
 
-    /// The official lion.py and Moonlight's Muon (optim-golden-lion-muon.safetensors), float32 variants: 1e-6 as for
-    /// the Adam family.
+    /// The official lion.py and Moonlight's Muon (optim-golden-lion-muon.safetensors): 1e-6 as for the Adam family,
+    /// muon_bf16 included (the reference's Newton-Schulz in bfloat16 on its CPU, ours on this one: the same operations
+    /// in the same order round alike).
     [Theory]
     [InlineData("lion")]
     [InlineData("blockwise_lion")]
     [InlineData("muon")]
     [InlineData("blockwise_muon")]
+    [InlineData("muon_bf16")]
     public void Matches_the_official_lion_and_moonlight_muon_trajectories(string variant)
     {
         var result = Reporting.FixtureCheck.Trajectory(
@@ -71,28 +73,17 @@ public class OptimizerTests(ITestOutputHelper output)
         Assert.True(result.Passed, $"{variant}: max |param - golden| = {result.MaxAbsDifference:E2} > 1e-6");
     }
 
-    /// muon_bf16: the reference's Newton-Schulz in bfloat16 on its CPU. Two bf16 runs agree only as far as bf16
-    /// rounding lets them (a one-ulp difference in one matmul, 0.4%, is amplified by five quintic steps), so the test
-    /// holds our bf16 run to the band the reference's own precision change spans: it must be as close to the bf16
-    /// golden as the float32 golden is (a bf16 implementation with a wrong step would be far outside it), and it must
-    /// really have run in bf16 (it is far from the float32 golden, which our float32 run matches to 1e-8).
+    /// The bf16 variant really runs Newton-Schulz in bfloat16: it lands as far from the float32 golden as the
+    /// reference's own bf16 run does (6.7e-5), not within float32's 1e-6 of it.
     [Fact]
-    public void Muon_in_bfloat16_lands_in_the_band_of_the_reference_bf16_run()
+    public void Muon_in_bfloat16_is_not_float32()
     {
         var file = Data("optim-golden-lion-muon.safetensors");
-        var golden = SafetensorsHeader.LoadTensors(file);
-        var band = golden
-            .Keys.Where(k => k.StartsWith("after/muon/"))
-            .Max(k => (golden[k] - golden[k.Replace("after/muon/", "after/muon_bf16/")]).abs().max().item<float>());
-        var ours = Reporting.FixtureCheck.Trajectory(file, "muon_bf16", ComputeDevice.Cpu, bound: band);
         var fromFp32 = Reporting
             .FixtureCheck.Trajectory(file, "muon_bf16", ComputeDevice.Cpu, against: "muon")
             .MaxAbsDifference;
-        output.WriteLine(
-            $"bf16 vs bf16 golden {ours.MaxAbsDifference:E2}; bf16 vs fp32 golden {fromFp32:E2}; golden fp32 vs bf16 {band:E2}"
-        );
-        Assert.True(ours.MaxAbsDifference <= 1.5 * band, $"{ours.MaxAbsDifference:E2} > 1.5 x {band:E2}");
-        Assert.True(fromFp32 > 0.1 * band, $"bf16 run within {fromFp32:E2} of the fp32 golden: did it run in fp32?");
+        output.WriteLine($"bf16 run against the fp32 golden: {fromFp32:E2}");
+        Assert.InRange(fromFp32, 1e-5, 1e-3);
     }
 
     /// `blr inspect` counts Lion's and Muon's state from shapes (the core's memory rules); the hand count: gpt2-small

@@ -314,6 +314,50 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         }
     }
 
+    /// Lion keeps no second moment and Muon none for its matrices: `sharpness --preconditioned` on their runs is one
+    /// line naming the optimizer, before anything is measured or written; without the flag it measures.
+    [Theory]
+    [InlineData("blockwise-lion")]
+    [InlineData("blockwise-muon")]
+    public void Sharpness_preconditioned_refuses_a_run_without_adams_second_moment(string optimizer)
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run([.. Tiny(run, 2), "--optimizer", optimizer, "--lr", "1e-4"]);
+            Assert.True(code == 0, error);
+            string[] sharpness =
+            [
+                "sharpness",
+                "--run",
+                run,
+                "--data",
+                gutenberg.Directory,
+                "--batches",
+                "1",
+                "--batch-size",
+                "2",
+                "--seq-len",
+                "16",
+                "--threads",
+                "1",
+            ];
+            (code, _, error) = TestPaths.Run([.. sharpness, "--preconditioned"]);
+            Assert.Equal(2, code);
+            Assert.Single(error.Trim().Split('\n'));
+            Assert.Contains($"trained with {optimizer}", error);
+            Assert.False(File.Exists(Path.Combine(run, "sharpness.csv")));
+            (code, _, error) = TestPaths.Run(sharpness);
+            Assert.True(code == 0, error);
+            Assert.True(File.Exists(Path.Combine(run, "sharpness.csv")));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     /// A run trained with --sharpness-every: `plot --sharpness` draws it; `sharpness --preconditioned` measures the
     /// curvature Adam steps against from the checkpoint's optimizer state, for every block.
     [Fact]

@@ -8,8 +8,8 @@ namespace BlockwiseLR.Optim;
 
 /// <summary>
 /// Optimizers whose learning rate is set per block kind at every step (Blockwise LR). With one LR for every block
-/// they are plain AdamW, Adam-mini, Lion and Muon. State is saved per parameter name
-/// (exp_avg/NAME, exp_avg_sq/NAME, step), independent of the in-memory layout.
+/// they are plain AdamW, Adam-mini, Lion and Muon. State is saved per parameter name (step, and exp_avg/NAME,
+/// exp_avg_sq/NAME or momentum_buffer/NAME as the optimizer keeps them), independent of the in-memory layout.
 /// </summary>
 public abstract class BlockOptimizer : IDisposable
 {

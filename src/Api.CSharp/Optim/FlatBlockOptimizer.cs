@@ -4,8 +4,9 @@ using static TorchSharp.torch;
 
 namespace BlockwiseLR.Optim;
 
-/// <summary>What the flat-buffer optimizers (<see cref="BlockwiseAdamW"/>, <see cref="AdamMini"/>) share: parameters
-/// grouped by (block, decay) into contiguous buffers whose gradient buffers backward accumulates into, a fixed
+/// <summary>What the flat-buffer optimizers (<see cref="BlockwiseAdamW"/>, <see cref="AdamMini"/>,
+/// <see cref="BlockwiseLion"/>, <see cref="Muon"/>) share: parameters grouped by (block, decay, and for Muon whether
+/// it orthogonalizes them) into contiguous buffers whose gradient buffers backward accumulates into, a fixed
 /// chunk grid over each, and (under ZeRO-1) the part of each group this rank updates.</summary>
 public abstract class FlatBlockOptimizer : BlockOptimizer
 {

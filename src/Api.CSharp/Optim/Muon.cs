@@ -19,6 +19,7 @@ namespace BlockwiseLR.Optim;
 public sealed class Muon : FlatBlockOptimizer
 {
     readonly Dictionary<FlatGroup, Tensor> momentum = [];
+    readonly Dictionary<(FlatGroup, long), OptimizedParameter> memberAt = [];
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V)> moments = [];
 
     public Muon(
@@ -35,6 +36,8 @@ public sealed class Muon : FlatBlockOptimizer
         );
         foreach (var g in Groups)
         {
+            for (var i = 0; i < g.Members.Count; i++)
+                memberAt[(g, g.Offsets[i])] = g.Members[i];
             var length = Part(g).Length;
             if (g.Orthogonalized)
                 momentum[g] = zeros(length, device: g.Params.device).DetachFromDisposeScope();
@@ -63,54 +66,48 @@ public sealed class Muon : FlatBlockOptimizer
     protected override void Update(Func<Block, double> learningRate)
     {
         var wd = Settings.WeightDecay;
-        var pending = new List<(Tensor Param, Tensor U, double Lr, bool Decays)>();
+        var matrices = new List<(FlatGroup Group, GridChunk Chunk, long[] Shape, double Lr)>();
         foreach (var g in Groups)
         {
             var lr = learningRate(g.Block);
             if (g.Orthogonalized)
-                pending.AddRange(MomentumStep(g).Select(x => (x.Param, x.U, lr, g.Decays)));
+                matrices.AddRange(OwnChunks(g).Select(c => (g, c, memberAt[(g, c.Start)].Tensor.shape, lr)));
             else
                 AdamWStep(g, lr);
         }
         var batches = Batched
-            ? pending.GroupBy(x => Oriented(x.Param.shape)).Select(b => b.ToList())
-            : pending.Select(x => new List<(Tensor Param, Tensor U, double Lr, bool Decays)> { x });
-        foreach (var items in batches)
+            ? matrices.GroupBy(x => Oriented(x.Shape)).Select(b => b.ToList())
+            : matrices.Select(x => new[] { x }.ToList());
+        foreach (var batch in batches)
         {
+            // One batch's u, Newton-Schulz stack and temporaries at a time.
             using var scope = Temporaries.Open();
-            var orthogonal = NewtonSchulz(items.Select(x => x.U).ToList());
-            for (var i = 0; i < items.Count; i++)
+            var u = batch.Select(x => MomentumStep(x.Group, x.Chunk).view(x.Shape)).ToList();
+            var orthogonal = NewtonSchulz(u);
+            for (var i = 0; i < batch.Count; i++)
             {
-                var (p, _, lr, decays) = items[i];
-                if (decays && wd != 0)
+                var (g, c, shape, lr) = batch[i];
+                var p = At(g, c).Params.view(shape);
+                if (g.Decays && wd != 0)
                     p.mul_(1 - lr * wd);
-                p.add_(orthogonal[i], -lr * MuonRules.Scale(p.shape[0], p.shape[1]));
+                p.add_(orthogonal[i], -lr * MuonRules.Scale(shape[0], shape[1]));
             }
         }
-        foreach (var x in pending)
-            x.U.Dispose();
     }
 
     /// <summary>A matrix's shape with rows &lt;= cols (the orientation Newton-Schulz runs in).</summary>
     static (long Rows, long Cols) Oriented(long[] shape) =>
         (Math.Min(shape[0], shape[1]), Math.Max(shape[0], shape[1]));
 
-    /// <summary>Nesterov momentum for this rank's matrices of a group: each (parameter view, u) with u a new
-    /// tensor.</summary>
-    List<(Tensor Param, Tensor U)> MomentumStep(FlatGroup g)
+    /// <summary>Nesterov momentum of one matrix (a chunk): buf = mu buf + g, and u = g + mu buf returned as a new
+    /// flat tensor.</summary>
+    Tensor MomentumStep(FlatGroup g, GridChunk c)
     {
         var mu = MuonRules.Momentum;
-        var result = new List<(Tensor, Tensor)>();
-        foreach (var c in OwnChunks(g))
-        {
-            var shape = g.Members[g.Offsets.ToList().IndexOf(c.Start)].Tensor.shape;
-            var (p, grad) = At(g, c);
-            var buf = Local(momentum[g], g, c);
-            buf.mul_(mu).add_(grad);
-            var u = grad.add(buf, mu).view(shape).DetachFromDisposeScope();
-            result.Add((p.view(shape), u));
-        }
-        return result;
+        var grad = At(g, c).Grads;
+        var buf = Local(momentum[g], g, c);
+        buf.mul_(mu).add_(grad);
+        return grad.add(buf, mu);
     }
 
     /// <summary>Orthogonalizes matrices of one oriented shape together: each divided by its Frobenius norm + 1e-7,
@@ -125,10 +122,12 @@ public sealed class Muon : FlatBlockOptimizer
         x = x / (linalg.vector_norm(x, 2, [1, 2], keepdim: true) + MuonRules.NormEps);
         for (var step = 0; step < MuonRules.Steps; step++)
         {
-            // The reference's operations, each rounded as it rounds them; one iteration's temporaries at a time.
+            // The reference's operations in its order, each rounded where it rounds; one iteration's temporaries at
+            // a time.
             using var iteration = NewDisposeScope();
             var aa = x.bmm(x.mT);
-            var bb = b * aa + c * aa.bmm(aa);
+            // Python's `b * A + c * A @ A`: * and @ bind alike, left to right, so the last term is (c A) @ A.
+            var bb = b * aa + (c * aa).bmm(aa);
             var next = (a * x + bb.bmm(x)).MoveToOuterDisposeScope();
             x.Dispose();
             x = next;

@@ -258,6 +258,9 @@ static class RunFolder
         string checkpoint
     )
     {
+        // Unset betas and decay mean the family's recipe; earlier files wrote the numbers.
+        saved = saved with { Optimizer = saved.Optimizer.WithRecipe() };
+        asked = asked with { Optimizer = asked.Optimizer.WithRecipe() };
         var changed = OptionFields
             .All.Where(f => !f.IsAutoSetting && !MayChange.Contains(f.Path))
             .Select(f => (f.Name, Before: Value(f, saved), Now: Value(f, asked)))

@@ -30,7 +30,7 @@ public sealed record OptimizerOptions
 {
     public OptimizerKind Kind { get; init; } = OptimizerKind.BlockwiseAdamW;
 
-    /// <summary>The blockwise optimizers' ratios; plain AdamW and Adam-mini give every block the base LR. Default:
+    /// <summary>The blockwise optimizers' ratios; the plain optimizers give every block the base LR. Default:
     /// auto, set from each block's measured sharpness and gradient noise; the batch-size sweep (docs/sweep) found
     /// the paper's fixed ratios losing to tuned AdamW below and around the gradient-noise scale, where auto ties
     /// it.</summary>
@@ -43,8 +43,8 @@ public sealed record OptimizerOptions
     public double? Beta2 { get; init; }
     public double Eps { get; init; } = 1e-8;
 
-    /// <summary>Weight decay, p *= 1 - lr*wd each step; unset: the family's recipe, 0.1 (Lion 1.0, whose LR is 3-10x
-    /// smaller).</summary>
+    /// <summary>Weight decay, p *= 1 - lr*wd each step; unset: the family's recipe, 0.1 (Lion 1.0: the official scripts
+    /// give Lion a tenth of AdamW's LR, so set <see cref="ScheduleOptions.Lr"/> to match).</summary>
     public double? WeightDecay { get; init; }
 
     /// <summary>Muon's Newton-Schulz precision (default Auto: bfloat16 on CUDA as the reference runs it, float32 on

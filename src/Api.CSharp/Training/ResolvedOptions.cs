@@ -77,8 +77,6 @@ public sealed record ResolvedOptions(
                     ? Core.WeightDecayPolicy.AdamMiniNames
                     : Core.WeightDecayPolicy.AllParameters
             );
-        // The recipe's betas and decay are written into options.json, so a resume compares numbers.
-        o = o with { Optimizer = o.Optimizer.WithRecipe() };
         var normalized = o.Model.Config is null && !custom ? o : o with { Model = o.Model with { Name = "custom" } };
         return new ResolvedOptions(
             normalized,
@@ -322,8 +320,8 @@ public sealed record ResolvedOptions(
             );
     }
 
-    /// <summary>The ratios the schedule starts from and the schedule. Plain AdamW and Adam-mini are the blockwise
-    /// ones with one LR for every block; auto starts from uniform. A refusal names the field the schedule
+    /// <summary>The ratios the schedule starts from and the schedule. Plain AdamW, Adam-mini, Lion and Muon are the
+    /// blockwise ones with one LR for every block; auto starts from uniform. A refusal names the field the schedule
     /// names.</summary>
     static (BlockRatios Ratios, BlockSchedule Schedule) ScheduleOf(PretrainOptions o, bool tied)
     {
