@@ -10,7 +10,7 @@ namespace BlockwiseLR.Benchmarks;
 /// cells of the batch-size sweep (docs/bases). The runs are the sweep's (same model, data, 150 steps, noise
 /// measured every step in every arm alike), so the sweep's AdamW rows at a point are this comparison's AdamW rows. Per
 /// point and base: the plain optimizer's LR swept on its own (seed 1; Lion from a tenth of AdamW's best, Muon from
-/// AdamW's best, x0.5/x1/x2, widened by factors of 2 while the best is at an edge), then at that LR the plain
+/// AdamW's best, x0.5/x1/x2, widened by factors of 2 while the best is at an edge, up to six times), then at that LR the plain
 /// optimizer, the paper ratios and auto ratios at seeds 1-3. At the first point also which ratios Muon wants against
 /// AdamW: one block at a time (emb, qk, vo, ffn) at 2, 4 and 8, the others at 1, seeds 1-3. Raw results go to
 /// docs/bases/points/NAME.json after every run (a stopped point resumes); the report to docs/bases/report.md.
@@ -24,7 +24,10 @@ static class Bases
     ];
 
     static readonly ulong[] Seeds = [1, 2, 3];
-    const int MoreLrs = 2;
+
+    // Lion and Muon's best LRs sit far from where a tenth of AdamW's or AdamW's own put them (both were still at the
+    // top edge after two widenings at the first point), so the sweep widens until the best is inside.
+    const int MoreLrs = 6;
     static readonly string[] ScanBlocks = ["emb", "qk", "vo", "ffn"];
     static readonly double[] ScanRatios = [2, 4, 8];
 

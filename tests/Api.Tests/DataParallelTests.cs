@@ -86,6 +86,7 @@ public class DataParallelTests(GutenbergShards gutenberg)
     [InlineData("blockwise-adamw", "auto:every=1,smoothing=0.5")] // ratios move from step 3 on
     [InlineData("blockwise-lion", "paper")]
     [InlineData("blockwise-muon", "paper")] // under ZeRO-1 each rank orthogonalizes the whole matrices it owns
+    [InlineData("blockwise-muon", "auto:every=1,smoothing=0.5")]
     public void Two_processes_equal_one_bit_for_bit_with_and_without_zero_1(string optimizer, string ratios)
     {
         var dir = Temp("equal");
