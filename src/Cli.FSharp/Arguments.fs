@@ -264,7 +264,7 @@ type TrainArgs =
                     (string defaults.Optimizer.Ratios)
             | Lr _ ->
                 sprintf
-                    "base peak LR (default %s; lion wants about a tenth of AdamW's, muon the same)."
+                    "base peak LR (default %s); tune it per optimizer (README: Lion and Muon)."
                     (g defaults.Schedule.Lr)
             | Schedule _ ->
                 sprintf "%s (default %s)." (names<Core.LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
