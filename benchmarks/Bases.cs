@@ -86,22 +86,11 @@ static class Bases
         foreach (var (name, plain, blockwise, scale) in Families)
         {
             var centre = adamwLr * scale;
-            var lrs = new List<double> { centre / 2, centre, centre * 2 };
-            var sweep = lrs.Select(lr => Get(plain, "uniform", lr, Seeds[0])).ToList();
-            for (var more = 0; more < MoreLrs; more++)
-            {
-                var bestAt = sweep.IndexOf(sweep.MinBy(Study.Final)!);
-                if (bestAt != 0 && bestAt != sweep.Count - 1)
-                    break;
-                var lr = bestAt == 0 ? lrs[0] / 2 : lrs[^1] * 2;
-                lrs.Insert(bestAt == 0 ? 0 : lrs.Count, lr);
-                sweep.Insert(bestAt == 0 ? 0 : sweep.Count, Get(plain, "uniform", lr, Seeds[0]));
-            }
-            var lrBest = sweep.MinBy(Study.Final)!["lr"]!.GetValue<double>();
-            best[name] = lrBest;
-            Console.WriteLine(
-                $"  {name} sweep: {string.Join(", ", sweep.Select(r => F($"lr {r["lr"]} -> {Study.Final(r):F4}")))}; best {lrBest}"
+            var (sweep, lrBest) = Study.SweepLr([centre / 2, centre, centre * 2], MoreLrs, lr =>
+                Get(plain, "uniform", lr, Seeds[0])
             );
+            best[name] = lrBest;
+            Console.WriteLine($"  {name} sweep: {Study.Describe(sweep)}; best {lrBest}");
             foreach (var (arm, kind, ratios) in Arms(plain, blockwise))
             {
                 var finals = Seeds.Select(seed => Study.Final(Get(kind, ratios, lrBest, seed))).ToList();

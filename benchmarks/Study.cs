@@ -211,6 +211,34 @@ static class Study
     internal static double Final(JsonNode run) =>
         run["final"] is { } f ? f.GetValue<double>() : double.PositiveInfinity;
 
+    static double LrOf(JsonNode run) => run["lr"]!.GetValue<double>();
+
+    /// <summary>An LR sweep at one seed, as the study, the batch-size sweep and the bases comparison run it: the runs
+    /// at <paramref name="start"/> (in increasing order), widened by a factor of 2 below the lowest or above the
+    /// highest, at most <paramref name="more"/> times, while the best is at an edge. The runs in LR order and the
+    /// best LR.</summary>
+    internal static (List<JsonObject> Runs, double Best) SweepLr(
+        IEnumerable<double> start,
+        int more,
+        Func<double, JsonObject> run
+    )
+    {
+        var sweep = start.Select(run).ToList();
+        for (var i = 0; i < more; i++)
+        {
+            var bestAt = sweep.IndexOf(sweep.MinBy(Final)!);
+            if (bestAt != 0 && bestAt != sweep.Count - 1)
+                break;
+            var lr = bestAt == 0 ? LrOf(sweep[0]) / 2 : LrOf(sweep[^1]) * 2;
+            sweep.Insert(bestAt == 0 ? 0 : sweep.Count, run(lr));
+        }
+        return (sweep, LrOf(sweep.MinBy(Final)!));
+    }
+
+    /// <summary>A sweep's runs as "lr X -> final", for the console.</summary>
+    internal static string Describe(IEnumerable<JsonNode> sweep) =>
+        string.Join(", ", sweep.Select(r => FormattableString.Invariant($"lr {r["lr"]} -> {Final(r):F4}")));
+
     static void RunCell(Cell cell)
     {
         var data = Data(cell.Corpus);
@@ -232,30 +260,8 @@ static class Study
         Console.WriteLine(
             $"cell {cell.Name}: {cell.Model}, {cell.BatchSize} x {cell.SeqLen} tokens per step, {cell.Corpus}"
         );
-        var lrs = Lrs.ToList();
-        var sweep = lrs.Select(lr => Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null)).ToList();
-        for (var more = 0; more < MoreLrs; more++)
-        {
-            var bestAt = sweep.IndexOf(sweep.MinBy(Final)!);
-            if (bestAt != 0 && bestAt != sweep.Count - 1)
-                break;
-            var lr = bestAt == 0 ? lrs[0] / 2 : lrs[^1] * 2;
-            var r = Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null);
-            if (bestAt == 0)
-            {
-                lrs.Insert(0, lr);
-                sweep.Insert(0, r);
-            }
-            else
-            {
-                lrs.Add(lr);
-                sweep.Add(r);
-            }
-        }
-        var best = sweep.MinBy(Final)!["lr"]!.GetValue<double>();
-        Console.WriteLine(
-            $"  AdamW sweep: {string.Join(", ", sweep.Select(r => FormattableString.Invariant($"lr {r["lr"]} -> {Final(r):F4}")))}; baseline LR {best}"
-        );
+        var (sweep, best) = SweepLr(Lrs, MoreLrs, lr => Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null));
+        Console.WriteLine($"  AdamW sweep: {Describe(sweep)}; baseline LR {best}");
         foreach (var (arm, optimizer, ratios) in Arms)
         {
             var finals = Seeds.Select(seed => Final(Get(optimizer, ratios, best, seed, best))).ToList();

@@ -149,23 +149,11 @@ static class Sweep
         var centre = previous is { } p
             ? p * Math.Sqrt((double)point.BatchSize / Points[index - 1].BatchSize)
             : FirstLrs[1];
-        var lrs = new List<double> { centre / 2, centre, centre * 2 };
         Console.WriteLine($"point {point.Name}: {point.BatchSize} x {SeqLen} tokens per step");
-        var sweep = lrs.Select(lr => Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null)).ToList();
-        for (var more = 0; more < MoreLrs; more++)
-        {
-            var bestAt = sweep.IndexOf(sweep.MinBy(Study.Final)!);
-            if (bestAt != 0 && bestAt != sweep.Count - 1)
-                break;
-            var lr = bestAt == 0 ? lrs[0] / 2 : lrs[^1] * 2;
-            var r = Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null);
-            lrs.Insert(bestAt == 0 ? 0 : lrs.Count, lr);
-            sweep.Insert(bestAt == 0 ? 0 : sweep.Count, r);
-        }
-        var best = sweep.MinBy(Study.Final)!["lr"]!.GetValue<double>();
-        Console.WriteLine(
-            $"  AdamW sweep: {string.Join(", ", sweep.Select(r => FormattableString.Invariant($"lr {r["lr"]} -> {Study.Final(r):F4}")))}; best {best}"
+        var (sweep, best) = Study.SweepLr([centre / 2, centre, centre * 2], MoreLrs, lr =>
+            Get(OptimizerKind.AdamW, "uniform", lr, Seeds[0], null)
         );
+        Console.WriteLine($"  AdamW sweep: {Study.Describe(sweep)}; best {best}");
         var ends = index == 0 || index == Points.Count - 1;
         foreach (var (arm, optimizer, ratios, endsOnly) in Arms)
         {

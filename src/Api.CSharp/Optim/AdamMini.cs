@@ -100,11 +100,6 @@ public sealed class AdamMini : FlatBlockOptimizer
         }
     }
 
-    public override IReadOnlyDictionary<Block, long> StateBytes =>
-        Groups
-            .GroupBy(g => g.Block)
-            .ToDictionary(b => b.Key, b => b.Sum(g => 4 * (state[g].M.numel() + state[g].V.numel())));
-
     private protected override IEnumerable<StateBuffer> StateBuffers(FlatGroup g)
     {
         var (m, v, vOffsets) = state[g];
@@ -115,15 +110,5 @@ public sealed class AdamMini : FlatBlockOptimizer
                 full.narrow(0, vOffsets[g.IndexOf(p)], vOffsets[g.IndexOf(p) + 1] - vOffsets[g.IndexOf(p)])
             ),
         ];
-    }
-
-    public override void Dispose()
-    {
-        foreach (var (m, v, _) in state.Values)
-        {
-            m.Dispose();
-            v.Dispose();
-        }
-        base.Dispose();
     }
 }

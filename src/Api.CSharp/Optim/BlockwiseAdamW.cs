@@ -56,25 +56,9 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
         }
     }
 
-    /// <summary>The bytes of this rank's m and v buffers.</summary>
-    public override IReadOnlyDictionary<Block, long> StateBytes =>
-        Groups
-            .GroupBy(g => g.Block)
-            .ToDictionary(b => b.Key, b => b.Sum(g => 4 * (moments[g].M.numel() + moments[g].V.numel())));
-
     private protected override IEnumerable<StateBuffer> StateBuffers(FlatGroup g) =>
         [
             new("exp_avg", moments[g].M, false, (full, p) => g.Slice(full, p)),
             new("exp_avg_sq", moments[g].V, false, (full, p) => g.Slice(full, p)),
         ];
-
-    public override void Dispose()
-    {
-        foreach (var (m, v) in moments.Values)
-        {
-            m.Dispose();
-            v.Dispose();
-        }
-        base.Dispose();
-    }
 }

@@ -46,17 +46,6 @@ public sealed class BlockwiseLion : FlatBlockOptimizer
         }
     }
 
-    /// <summary>The bytes of this rank's m buffers.</summary>
-    public override IReadOnlyDictionary<Block, long> StateBytes =>
-        Groups.GroupBy(g => g.Block).ToDictionary(b => b.Key, b => b.Sum(g => 4 * momentum[g].numel()));
-
     private protected override IEnumerable<StateBuffer> StateBuffers(FlatGroup g) =>
         [new("exp_avg", momentum[g], false, (full, p) => g.Slice(full, p))];
-
-    public override void Dispose()
-    {
-        foreach (var m in momentum.Values)
-            m.Dispose();
-        base.Dispose();
-    }
 }

@@ -343,10 +343,20 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
         StepCount = step.item<long>();
     }
 
+    /// <summary>The bytes of this rank's state buffers, per block.</summary>
+    public sealed override IReadOnlyDictionary<Block, long> StateBytes =>
+        Groups
+            .GroupBy(g => g.Block)
+            .ToDictionary(b => b.Key, b => b.Sum(g => StateBuffers(g).Sum(s => 4 * s.Local.numel())));
+
     public override void Dispose()
     {
         foreach (var g in Groups)
+        {
+            foreach (var buffer in StateBuffers(g))
+                buffer.Local.Dispose();
             g.Dispose();
+        }
         scratch?.Dispose();
         base.Dispose();
     }

@@ -19,7 +19,6 @@ namespace BlockwiseLR.Optim;
 public sealed class Muon : FlatBlockOptimizer
 {
     readonly Dictionary<FlatGroup, Tensor> momentum = [];
-    readonly Dictionary<(FlatGroup, long), OptimizedParameter> memberAt = [];
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V)> moments = [];
 
     public Muon(
@@ -36,8 +35,6 @@ public sealed class Muon : FlatBlockOptimizer
         );
         foreach (var g in Groups)
         {
-            for (var i = 0; i < g.Members.Count; i++)
-                memberAt[(g, g.Offsets[i])] = g.Members[i];
             var length = Part(g).Length;
             if (g.Orthogonalized)
                 momentum[g] = zeros(length, device: g.Params.device).DetachFromDisposeScope();
@@ -71,7 +68,8 @@ public sealed class Muon : FlatBlockOptimizer
         {
             var lr = learningRate(g.Block);
             if (g.Orthogonalized)
-                matrices.AddRange(OwnChunks(g).Select(c => (g, c, memberAt[(g, c.Start)].Tensor.shape, lr)));
+                // A matrix is one v-block of its group's grid, so a chunk's first v-block is its member's index.
+                matrices.AddRange(OwnChunks(g).Select(c => (g, c, g.Members[(int)c.VStart].Tensor.shape, lr)));
             else
                 AdamWStep(g, lr);
         }
@@ -153,12 +151,6 @@ public sealed class Muon : FlatBlockOptimizer
         }
     }
 
-    /// <summary>The bytes of this rank's momentum buffers (matrices) and m and v (the rest).</summary>
-    public override IReadOnlyDictionary<Block, long> StateBytes =>
-        Groups
-            .GroupBy(g => g.Block)
-            .ToDictionary(b => b.Key, b => b.Sum(g => StateBuffers(g).Sum(s => 4 * s.Local.numel())));
-
     private protected override IEnumerable<StateBuffer> StateBuffers(FlatGroup g) =>
         g.Orthogonalized
             ? [new("momentum_buffer", momentum[g], false, (full, p) => g.Slice(full, p))]
@@ -167,16 +159,4 @@ public sealed class Muon : FlatBlockOptimizer
                 new("exp_avg", moments[g].M, false, (full, p) => g.Slice(full, p)),
                 new("exp_avg_sq", moments[g].V, false, (full, p) => g.Slice(full, p)),
             ];
-
-    public override void Dispose()
-    {
-        foreach (var b in momentum.Values)
-            b.Dispose();
-        foreach (var (m, v) in moments.Values)
-        {
-            m.Dispose();
-            v.Dispose();
-        }
-        base.Dispose();
-    }
 }
