@@ -11,6 +11,9 @@
 //          to end on this machine with --device cpu against the CPU natives package
 // Plain F# (no NuGet references), so it starts on a fresh machine with only the .NET SDK.
 
+// How the --nproc launcher reads an mpirun (Open MPI 4 or 5, MPICH): the set-up checks the one it finds alike.
+#load "src/Core.FSharp/MpiLaunch.fs"
+
 open System
 open System.Diagnostics
 open System.IO
@@ -178,14 +181,24 @@ let ensureLibStdCxx () =
 
 // ---- setup: MPI ------------------------------------------------------------------------------------
 
-/// Data-parallel training on the CPU (and its tests) starts ranks with mpirun: OpenMPI, Debian's openmpi-bin.
+/// Data-parallel training on the CPU (and its tests) starts ranks with mpirun: Open MPI 4 or 5 (Debian's
+/// openmpi-bin, installed when there is none) or MPICH, checked with the launcher's own reading of `mpirun --version`.
 let ensureMpi () =
     let onPath name =
         (Environment.GetEnvironmentVariable "PATH").Split(':', StringSplitOptions.RemoveEmptyEntries)
         |> Array.exists (fun dir -> File.Exists(Path.Combine(dir, name)))
 
     if onPath "mpirun" then
-        log "mpi ok: mpirun is on PATH"
+        let psi =
+            ProcessStartInfo("mpirun", [ "--version" ], UseShellExecute = false, RedirectStandardOutput = true)
+
+        use proc = Process.Start psi
+        let text = proc.StandardOutput.ReadToEnd()
+        proc.WaitForExit()
+
+        match BlockwiseLR.Core.MpiLaunch.identify text with
+        | Ok found -> log (sprintf "mpi ok: mpirun is %O, which `blr train --nproc` knows how to start" found)
+        | Error problem -> fail ("setup: the mpirun on PATH cannot start `blr train --nproc`: " + problem)
     elif not (OperatingSystem.IsLinux()) then
         log "not Linux: no MPI set-up (data-parallel CPU training needs mpirun)"
     elif not (isRoot ()) || not (onPath "apt-get") then

@@ -8,11 +8,7 @@ open System
 open System.Diagnostics
 open System.IO
 open System.Runtime.InteropServices
-
-/// Seconds mpirun waits after sending SIGTERM before it sends SIGKILL (OpenMPI 4.1's default is 1). Measured
-/// here: tearing down a job after a rank dies takes about twice this (120 s at 60), so it stays short; a Ctrl-C of
-/// `--nproc` does not go through mpirun's kill at all (see supervise), so its checkpoint is not bound by it.
-let killDelaySeconds = 10
+open BlockwiseLR.Core
 
 /// This program and the arguments that start it again (`dotnet blr.dll` or the apphost).
 let private self () =
@@ -85,11 +81,69 @@ let private descendants (root: int) =
 
     below root
 
+/// The processes of this run below <paramref name="root"/>: those started with BLR_LAUNCHED=1 in their environment
+/// (mpirun's own processes and daemons are not, so a signal reaches the ranks and not the launcher that would
+/// tear them down).
+let private ranksBelow (root: int) =
+    descendants root
+    |> List.filter (fun pid ->
+        try
+            File.ReadAllText(sprintf "/proc/%d/environ" pid).Split('\000')
+            |> Array.contains "BLR_LAUNCHED=1"
+        with _ ->
+            false)
+
+/// The MPI rank of a process, from the variable its launcher set (Open MPI's or hydra's).
+let private rankOf (pid: int) =
+    try
+        File.ReadAllText(sprintf "/proc/%d/environ" pid).Split('\000')
+        |> Array.tryPick (fun entry ->
+            [ "OMPI_COMM_WORLD_RANK="; "PMI_RANK=" ]
+            |> List.tryFind entry.StartsWith
+            |> Option.bind (fun prefix ->
+                match Int32.TryParse(entry.Substring prefix.Length) with
+                | true, rank -> Some rank
+                | _ -> None))
+    with _ ->
+        None
+
+/// Passes a child's stream on line by line, keeping back what mpirun says of its own (banners, "noticed that ...")
+/// and noting whether a rank spoke for itself ("blr ..." lines).
+type private Relay(reader: StreamReader, writer: TextWriter) =
+    let held = Text.StringBuilder()
+    let mutable inBanner = false
+    let mutable spoke = false
+
+    let pump () =
+        let mutable line = reader.ReadLine()
+
+        while not (isNull line) do
+            if MpiLaunch.isBannerRule line then
+                inBanner <- not inBanner
+                held.AppendLine line |> ignore
+            elif inBanner || MpiLaunch.isMpirunReport line then
+                held.AppendLine line |> ignore
+            else
+                if line.StartsWith "blr" then
+                    spoke <- true
+
+                writer.WriteLine line
+                writer.Flush()
+
+            line <- reader.ReadLine()
+
+    let thread = Threading.Thread(pump, IsBackground = true)
+    do thread.Start()
+
+    member _.Finish() = thread.Join()
+    member _.Held = held.ToString()
+    member _.Spoke = spoke
+
 /// Waits for the children (each with this console), the first failure ending the others; returns the exit code
-/// of the first to fail, else 0. SIGINT or SIGTERM to this launcher becomes SIGTERM to every process of the run
-/// (the ranks themselves, not mpirun, whose kill would follow with SIGKILL): the ranks agree on the step to stop
+/// of the first to fail, else 0. SIGINT or SIGTERM to this launcher becomes SIGTERM to every rank of the run (the
+/// ranks themselves, not mpirun, whose teardown would follow with SIGKILL): the ranks agree on the step to stop
 /// at, rank 0 checkpoints, and the launcher exits with 130.
-let private supervise (viaMpirun: bool) (children: Process list) =
+let private supervise (viaMpirun: bool) (children: Process list) (ranks: Collections.Generic.Dictionary<int, int>) =
     let mutable signalled = false
 
     let stop (c: PosixSignalContext) =
@@ -97,7 +151,7 @@ let private supervise (viaMpirun: bool) (children: Process list) =
         signalled <- true
 
         for p in children do
-            for pid in (if viaMpirun then descendants p.Id else [ p.Id ]) do
+            for pid in (if viaMpirun then ranksBelow p.Id else [ p.Id ]) do
                 kill (pid, sigterm) |> ignore
 
     use _int = PosixSignalRegistration.Create(PosixSignal.SIGINT, stop)
@@ -119,54 +173,101 @@ let private supervise (viaMpirun: bool) (children: Process list) =
                         p.Kill true
                     with _ ->
                         ()
-        | None -> Threading.Thread.Sleep 50
+        | None ->
+            // Which process is which rank, for a report that names only a process id (MPICH's).
+            if viaMpirun && ranks.Count = 0 then
+                for p in children do
+                    for pid in ranksBelow p.Id do
+                        match rankOf pid with
+                        | Some rank -> ranks[pid] <- rank
+                        | None -> ()
 
-    if code = 0 && signalled then 130 else code
+            Threading.Thread.Sleep 50
 
-/// The command line mpirun is given for N ranks of this command.
-let mpirunArguments (processes: int) (program: string) (args: string list) =
-    [
-        "-np"
-        string processes
-        "--quiet" // no help banners: each rank's own line says what failed
-        // Always: OpenMPI counts physical cores as slots, and without binding more ranks than cores only share them.
-        "--oversubscribe"
-        yield! (if geteuid () = 0u then [ "--allow-run-as-root" ] else [])
-        "--bind-to"
-        "none"
-        "--mca"
-        "odls_base_sigkill_timeout"
-        string killDelaySeconds
-        "-x"
-        "TERM=dumb"
-        "-x"
-        "BLR_LAUNCHED=1"
-        program
-        yield! args
-    ]
+    if signalled then 130 else code
+
+/// The mpirun on PATH and what it is (Ok), or None when there is none, or what is wrong with it.
+let findMpirun () : Result<string * MpiLaunch.Mpirun, string> option =
+    onPath "mpirun"
+    |> Option.map (fun mpirun ->
+        try
+            let info =
+                ProcessStartInfo(
+                    mpirun,
+                    [ "--version" ],
+                    UseShellExecute = false,
+                    RedirectStandardOutput = true,
+                    RedirectStandardError = true
+                )
+
+            use p = Process.Start info
+            let error = p.StandardError.ReadToEndAsync()
+            let output = p.StandardOutput.ReadToEnd()
+
+            if not (p.WaitForExit 20_000) then
+                p.Kill true
+                Error(sprintf "%s --version did not answer within 20 s; check the MPI installation" mpirun)
+            else
+                MpiLaunch.identify (output + error.Result)
+                |> Result.map (fun found -> mpirun, found)
+        with e ->
+            Error(sprintf "%s --version could not be run (%s); check the MPI installation" mpirun e.Message))
 
 let private underMpirun (processes: int) =
-    match onPath "mpirun" with
+    match findMpirun () with
     | None ->
         eprintfn
             "blr: --nproc %d on the CPU starts its processes with mpirun, which is not installed; install OpenMPI \
-             (apt-get install openmpi-bin, or `dotnet fsi build.fsx setup` as root)"
+             (apt-get install openmpi-bin, or `dotnet fsi build.fsx setup` as root) or MPICH (apt-get install mpich)"
             processes
 
         2
-    | Some mpirun ->
+    | Some(Error problem) ->
+        eprintfn "blr: --nproc %d: %s" processes problem
+        2
+    | Some(Ok(mpirun, found)) ->
         let program, args = self ()
+
+        let arguments, environment =
+            MpiLaunch.command
+                found
+                (geteuid () = 0u)
+                [ "TERM", "dumb"; "BLR_LAUNCHED", "1" ]
+                processes
+                program
+                (withoutNproc args)
+
         // In a session of its own: a Ctrl-C at the terminal reaches this launcher only, which passes it on to the
         // ranks.
         let info =
             ProcessStartInfo(
                 "setsid",
-                "--wait" :: mpirun :: mpirunArguments processes program (withoutNproc args),
-                UseShellExecute = false
+                "--wait" :: mpirun :: arguments,
+                UseShellExecute = false,
+                RedirectStandardError = true,
+                RedirectStandardOutput = true
             )
 
-        info.Environment["OMPI_MCA_btl_vader_single_copy_mechanism"] <- "none"
-        supervise true [ Process.Start info ]
+        for name, value in environment do
+            info.Environment[name] <- value
+
+        use mpirunProcess = Process.Start info
+        let errors = Relay(mpirunProcess.StandardError, Console.Error)
+        let outputs = Relay(mpirunProcess.StandardOutput, Console.Out)
+        let ranks = Collections.Generic.Dictionary<int, int>()
+        let code = supervise true [ mpirunProcess ] ranks
+        errors.Finish()
+        outputs.Finish()
+
+        if code <> 0 && code <> 130 && not errors.Spoke && not outputs.Spoke then
+            let rankOfPid pid =
+                match ranks.TryGetValue pid with
+                | true, rank -> Some rank
+                | _ -> None
+
+            eprintfn "blr: %s" (MpiLaunch.deathLine (errors.Held + outputs.Held) code rankOfPid)
+
+        code
 
 let private freePort () =
     let listener = new Net.Sockets.TcpListener(Net.IPAddress.Loopback, 0)
@@ -199,7 +300,7 @@ let private perGpu (processes: int) =
                 Process.Start info
         ]
 
-    supervise false children
+    supervise false children (Collections.Generic.Dictionary())
 
 /// Starts N processes of this command and waits for them: the exit code of the first to fail, else 0.
 let start (processes: int) (cuda: bool) =

@@ -5,14 +5,21 @@ using static TorchSharp.torch;
 namespace BlockwiseLR.Distributed;
 
 /// <summary>
-/// MPI through P/Invoke: OpenMPI (libmpi.so.40, Debian's openmpi-bin) or MPICH (libmpi.so.12), told apart by
+/// MPI through P/Invoke: OpenMPI 4 or 5 (libmpi.so.40, Debian's openmpi-bin) or MPICH (libmpich.so.12), told apart by
 /// probing for OpenMPI's exported globals. In OpenMPI the handles (MPI_COMM_WORLD, MPI_FLOAT, MPI_SUM) are
 /// addresses of exported objects; in MPICH they are integer constants. Both fit a native-int argument on
 /// x86-64 (an int argument occupies a full register or stack slot). Reduces CPU tensors in place.
 /// </summary>
 sealed unsafe class MpiProcessGroup : ProcessGroup
 {
-    static readonly string[] Libraries = ["libmpi.so.40", "libmpi.so.12", "libmpi.so"];
+    /// The libraries to try, the launcher's own first: hydra (MPICH) sets PMI_RANK, OpenMPI's mpirun
+    /// OMPI_COMM_WORLD_RANK; on a machine with both installed, the other's library would not join this world.
+    static string[] Libraries() =>
+        Environment.GetEnvironmentVariable("OMPI_COMM_WORLD_RANK") is null
+        && Environment.GetEnvironmentVariable("PMI_RANK") is not null
+            ? ["libmpich.so.12", "libmpi.so.12", "libmpi.so.40", "libmpi.so"]
+            : ["libmpi.so.40", "libmpi.so.12", "libmpich.so.12", "libmpi.so"];
+
     const int ThreadSerialized = 2; // MPI_THREAD_SERIALIZED in both ABIs
 
     readonly nint comm,
@@ -84,7 +91,7 @@ sealed unsafe class MpiProcessGroup : ProcessGroup
     /// <see cref="DistributedException"/> naming the package to install.</summary>
     public static MpiProcessGroup Join(int localRank, int localWorldSize)
     {
-        foreach (var name in Libraries)
+        foreach (var name in Libraries())
             if (NativeLibrary.TryLoad(name, out var library))
                 return new MpiProcessGroup(library, name, localRank, localWorldSize);
         throw new DistributedException(
