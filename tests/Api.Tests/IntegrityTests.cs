@@ -285,6 +285,62 @@ public class IntegrityTests(GutenbergShards gutenberg) : IClassFixture<Gutenberg
     }
 
     [Fact]
+    public void Eval_takes_data_of_the_models_tokenizer_and_refuses_another_with_or_without_the_models_record()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run(Train(run));
+            Assert.True(code == 0, error);
+            var book = Book(60_000);
+            var documents = Path.Combine(dir, "docs.jsonl");
+            File.WriteAllLines(
+                documents,
+                Enumerable
+                    .Range(0, 20)
+                    .Select(i =>
+                        System.Text.Json.JsonSerializer.Serialize(new { text = book.Substring(i * 3000, 3000) })
+                    )
+            );
+            var small = Path.Combine(dir, "data4k");
+            ShardPreparer.Run(
+                new PrepareOptions
+                {
+                    Inputs = [documents],
+                    Tokenizer = "gutenberg-bpe4k",
+                    ValFraction = 0.1,
+                    OutputDirectory = small,
+                }
+            );
+            // A model without its tokenizer record (as a Hugging Face import is): checked by vocabulary.
+            var bare = Path.Combine(dir, "bare");
+            Directory.CreateDirectory(bare);
+            foreach (var file in new[] { "config.json", "model.safetensors" })
+                File.Copy(Path.Combine(run, "checkpoints", "step_0000004", file), Path.Combine(bare, file));
+            foreach (var model in new[] { run, bare })
+            {
+                (code, var output, error) = TestPaths.Run([
+                    "eval",
+                    "--model-dir",
+                    model,
+                    "--data",
+                    gutenberg.Directory,
+                ]);
+                Assert.True(code == 0, error);
+                Assert.Contains("loss", output);
+                (code, _, error) = TestPaths.Run(["eval", "--model-dir", model, "--data", small]);
+                Assert.Equal(2, code);
+                Assert.StartsWith($"blr: --data {small}: was prepared with the sentencepiece (4,000 ids", error.Trim());
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
     public void A_prepare_lock_counts_only_while_its_owner_holds_it()
     {
         var dir = Temp();

@@ -180,12 +180,27 @@ public static class TextTokenizers
     }
 
     /// <summary>Refuses a prepared dataset whose tokenizer is not the model's: a model evaluated on tokens of another
-    /// vocabulary prints a loss that means nothing. Data without a manifest (raw shards) are not checked
-    /// here.</summary>
+    /// vocabulary prints a loss that means nothing. A model that records its tokenizer (<see cref="ModelFile"/>:
+    /// every checkpoint and export of a run on prepared data) must have the data's exactly (name, vocabulary, end of
+    /// text, files' SHA-256). One that does not (a Hugging Face import) must at least have the data tokenizer's
+    /// vocabulary, padded as models pad it (to at most the next multiple of 1,024: 50,277 to 50,432, 151,665 to
+    /// 151,936). Data without a manifest (raw shards) are not checked here.</summary>
     internal static void RequireModelTokenizer(string modelFolder, string dataFolder)
     {
         if (OfDataset(dataFolder) is not { } data)
             return;
+        if (!File.Exists(Path.Combine(modelFolder, ModelFile)))
+        {
+            var vocab = Models.HfFormat.ReadConfig(modelFolder).Vocab;
+            if (vocab >= data.VocabSize && vocab <= (data.VocabSize + 1023) / 1024 * 1024)
+                return;
+            throw new InvalidOptionException(
+                "Data",
+                dataFolder,
+                $"was prepared with the {Describe(data)} tokenizer, but the model {modelFolder} has a vocabulary of "
+                    + $"{vocab:N0}; give data prepared with the model's tokenizer"
+            );
+        }
         var model = RecordOfModel(modelFolder);
         if (!model.Equals(data))
             throw new InvalidOptionException(
