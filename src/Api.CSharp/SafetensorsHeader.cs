@@ -85,6 +85,49 @@ public static class SafetensorsHeader
         }
     }
 
+    /// <summary>Refuses a stored tensor whose dtype cannot stand for the tensor it loads into: floating point loads
+    /// into floating point (F16/BF16 weights into an F32 model), anything else only into its own dtype. An I32 header
+    /// over bytes meant as F32 would otherwise load as integers converted to floats.</summary>
+    internal static void RequireDType(
+        string path,
+        string name,
+        TorchSharp.torch.Tensor stored,
+        TorchSharp.torch.ScalarType expected
+    )
+    {
+        if (stored.dtype == expected || (IsFloat(stored.dtype) && IsFloat(expected)))
+            return;
+        throw new InvalidDataException(
+            $"{path}: tensor {name} is {DTypeName(stored.dtype)}, but it loads into {DTypeName(expected)}"
+                + (IsFloat(expected) ? " (a floating-point parameter)" : "")
+                + "; the file is damaged or not this model's: copy or write it again"
+        );
+    }
+
+    static bool IsFloat(TorchSharp.torch.ScalarType t) =>
+        t
+            is TorchSharp.torch.ScalarType.Float16
+                or TorchSharp.torch.ScalarType.BFloat16
+                or TorchSharp.torch.ScalarType.Float32
+                or TorchSharp.torch.ScalarType.Float64;
+
+    /// <summary>A dtype as safetensors headers name it.</summary>
+    static string DTypeName(TorchSharp.torch.ScalarType t) =>
+        t switch
+        {
+            TorchSharp.torch.ScalarType.Float16 => "F16",
+            TorchSharp.torch.ScalarType.BFloat16 => "BF16",
+            TorchSharp.torch.ScalarType.Float32 => "F32",
+            TorchSharp.torch.ScalarType.Float64 => "F64",
+            TorchSharp.torch.ScalarType.Int8 => "I8",
+            TorchSharp.torch.ScalarType.Int16 => "I16",
+            TorchSharp.torch.ScalarType.Int32 => "I32",
+            TorchSharp.torch.ScalarType.Int64 => "I64",
+            TorchSharp.torch.ScalarType.Byte => "U8",
+            TorchSharp.torch.ScalarType.Bool => "BOOL",
+            _ => t.ToString(),
+        };
+
     /// <summary>Every tensor of a safetensors file, or an <see cref="InvalidDataException"/> naming the file when it
     /// is truncated or its header is not one (instead of the reader's own exception).</summary>
     internal static Dictionary<string, TorchSharp.torch.Tensor> LoadTensors(string path)

@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace BlockwiseLR.Reporting;
 
 /// <summary>Loss-curve PNGs (ScottPlot): the demo's, compare's and `blr plot`'s.</summary>
@@ -33,20 +31,9 @@ public static class Plots
         return png;
     }
 
-    /// <summary>The records of a JSON-lines file; a last line cut short (a run killed while writing it) is left
+    /// <summary>The records of a run's metrics.jsonl; a last line cut short (a run killed while writing it) is left
     /// out, as the trainer's resume cuts it.</summary>
-    static List<System.Text.Json.Nodes.JsonNode> JsonLines(string file)
-    {
-        var lines = File.ReadAllLines(file).Where(l => l.Length > 0).ToList();
-        var records = new List<System.Text.Json.Nodes.JsonNode>();
-        for (var i = 0; i < lines.Count; i++)
-            try
-            {
-                records.Add(System.Text.Json.Nodes.JsonNode.Parse(lines[i])!);
-            }
-            catch (System.Text.Json.JsonException) when (i == lines.Count - 1) { }
-        return records;
-    }
+    static List<System.Text.Json.Nodes.JsonNode> JsonLines(string file) => Training.MetricsWriter.ReadMetrics(file);
 
     /// <summary>A running mean over the last <paramref name="window"/> values.</summary>
     public static double[] Smooth(IReadOnlyList<double> values, int window) =>
@@ -71,16 +58,7 @@ public static class Plots
                     ? JsonLines(file)
                         .Select(n => (n["step"]!.GetValue<double>() + 1, n["loss"]!.GetValue<double>()))
                         .ToList()
-                    : File.ReadAllLines(file)
-                        .Skip(1)
-                        .Select(l => l.Split(','))
-                        .Select(p =>
-                            (
-                                double.Parse(p[0], CultureInfo.InvariantCulture),
-                                double.Parse(p[1], CultureInfo.InvariantCulture)
-                            )
-                        )
-                        .ToList();
+                    : Training.MetricsWriter.ReadEvals(file).Select(e => ((double)e.Step, e.Loss)).ToList();
                 if (points.Count == 0)
                     throw new ArgumentException($"{file}: no points yet");
                 var losses = points.Select(p => p.Item2).ToList();

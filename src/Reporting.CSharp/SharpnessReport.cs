@@ -51,6 +51,8 @@ public static class SharpnessReport
         var checkpoints = CheckpointsOf(run, steps);
         if (preconditioned)
             RefuseWithoutSecondMoment(run, checkpoints[0].Dir);
+        foreach (var (_, dir) in checkpoints)
+            Data.TextTokenizers.RequireModelTokenizer(dir, data);
         var on = (device ?? ComputeDevice.Cpu).Use();
         using var val = Data.TokenDataset.Open(data, "val");
         var rows = new List<SharpnessRow>();

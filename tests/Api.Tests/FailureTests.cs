@@ -323,6 +323,68 @@ public sealed class BrokenFiles : IDisposable
         // A safetensors file whose header length points past its end.
         LongHeader = Path.Combine(Root, "long-header.safetensors");
         File.WriteAllBytes(LongHeader, [.. BitConverter.GetBytes(1_000_000L), .. "{}"u8.ToArray()]);
+        MakeIntegrityFiles(checkpoint);
+    }
+
+    /// Files for the integrity rows (issue 24): a .gz cut at half, a text file, a dataset of the 4K tokenizer and
+    /// copies of it whose tokenizer.model is changed or missing, a run whose metrics.jsonl is damaged before its
+    /// last line, a run that stopped before its first checkpoint, a model whose header says I32 for an F32 tensor.
+    void MakeIntegrityFiles(string checkpoint)
+    {
+        var book = BlockwiseLR.Data.Corpus.Builtin("gutenberg").Documents.First().Text[..60_000];
+        Text = Path.Combine(Root, "plain.txt");
+        File.WriteAllText(Text, book);
+        var gz = new MemoryStream();
+        using (var zip = new System.IO.Compression.GZipStream(gz, System.IO.Compression.CompressionLevel.Optimal))
+            zip.Write(System.Text.Encoding.UTF8.GetBytes(book));
+        HalfGz = Path.Combine(Root, "half.txt.gz");
+        File.WriteAllBytes(HalfGz, gz.ToArray()[..(int)(gz.ToArray().Length / 2)]);
+        // Twenty documents, so that both splits get chunks.
+        var documents = Path.Combine(Root, "docs.jsonl");
+        File.WriteAllLines(
+            documents,
+            Enumerable
+                .Range(0, 20)
+                .Select(i => System.Text.Json.JsonSerializer.Serialize(new { text = book.Substring(i * 3000, 3000) }))
+        );
+        Tok4k = Path.Combine(Root, "data4k");
+        BlockwiseLR.Data.ShardPreparer.Run(
+            new BlockwiseLR.Data.PrepareOptions
+            {
+                Inputs = [documents],
+                Tokenizer = "gutenberg-bpe4k",
+                ValFraction = 0.1,
+                OutputDirectory = Tok4k,
+            }
+        );
+        ChangedTok = Path.Combine(Root, "changed-tokenizer");
+        CopyFolder(Tok4k, ChangedTok);
+        File.AppendAllText(Path.Combine(ChangedTok, "tokenizer.model"), "x");
+        MissingTok = Path.Combine(Root, "missing-tokenizer");
+        CopyFolder(Tok4k, MissingTok);
+        File.Delete(Path.Combine(MissingTok, "tokenizer.model"));
+        TornMid = Path.Combine(Root, "torn-mid");
+        CopyFolder(Run, TornMid);
+        var metrics = File.ReadAllLines(Path.Combine(Run, "metrics.jsonl"));
+        File.WriteAllLines(Path.Combine(TornMid, "metrics.jsonl"), [metrics[0][..40], .. metrics[1..]]);
+        NoCheckpoint = Path.Combine(Root, "no-checkpoint");
+        CopyFolder(Run, NoCheckpoint);
+        Directory.Delete(Path.Combine(NoCheckpoint, "checkpoints"), true);
+        File.Delete(Path.Combine(NoCheckpoint, "result.json"));
+        I32 = Path.Combine(Root, "i32");
+        CopyFolder(checkpoint, I32);
+        var weights = Path.Combine(I32, "model.safetensors");
+        var bytes = File.ReadAllBytes(weights);
+        var header = System.Text.Encoding.UTF8.GetString(bytes, 8, (int)BitConverter.ToInt64(bytes, 0));
+        var at =
+            8
+            + header.IndexOf(
+                "\"F32\"",
+                header.IndexOf("\"transformer.wte.weight\"", StringComparison.Ordinal),
+                StringComparison.Ordinal
+            );
+        bytes[at + 1] = (byte)'I'; // "F32" -> "I32": the same size, so the header stays valid
+        File.WriteAllBytes(weights, bytes);
     }
 
     void ShardPrepare() =>
@@ -349,6 +411,14 @@ public sealed class BrokenFiles : IDisposable
     public string GarbageManifest { get; }
     public string EmptyManifest { get; }
     public string UndercountShard { get; }
+    public string Text { get; private set; } = "";
+    public string HalfGz { get; private set; } = "";
+    public string Tok4k { get; private set; } = "";
+    public string ChangedTok { get; private set; } = "";
+    public string MissingTok { get; private set; } = "";
+    public string TornMid { get; private set; } = "";
+    public string NoCheckpoint { get; private set; } = "";
+    public string I32 { get; private set; } = "";
 
     public void Dispose() => Directory.Delete(Root, true);
 }
@@ -365,7 +435,15 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             .Replace("{garbageManifest}", files.GarbageManifest)
             .Replace("{emptyManifest}", files.EmptyManifest)
             .Replace("{undercount}", files.Undercount)
-            .Replace("{undercountShard}", files.UndercountShard);
+            .Replace("{undercountShard}", files.UndercountShard)
+            .Replace("{text}", files.Text)
+            .Replace("{halfGz}", files.HalfGz)
+            .Replace("{tok4k}", files.Tok4k)
+            .Replace("{changedTok}", files.ChangedTok)
+            .Replace("{missingTok}", files.MissingTok)
+            .Replace("{tornMid}", files.TornMid)
+            .Replace("{noCheckpoint}", files.NoCheckpoint)
+            .Replace("{i32}", files.I32);
 
     const string NoCuda = "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible";
     const string Train =
@@ -593,8 +671,70 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
         };
 
+    /// Issue 24's integrity cases: every file a command reads is checked before it is trusted.
+    public static TheoryData<string, int, string, string> IntegrityCases =>
+        new()
+        {
+            { "prepare --input {halfGz} --out {root}/i1", 2, "{halfGz}: not a whole gzip file (the ", "{root}/i1" },
+            {
+                "prepare --input {text} --input {root}/./plain.txt --out {root}/i2",
+                2,
+                "{root}/./plain.txt: named twice (also as {text}: both are {text})",
+                "{root}/i2"
+            },
+            {
+                "train --data {changedTok} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/i3",
+                2,
+                "{changedTok}/tokenizer.model: changed since {changedTok}/manifest.json recorded it",
+                "{root}/i3"
+            },
+            {
+                "train --data {missingTok} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/i4",
+                2,
+                "{missingTok}/tokenizer.model: missing",
+                "{root}/i4"
+            },
+            {
+                "eval --model-dir {run} --data {tok4k}",
+                2,
+                "--data {tok4k}: was prepared with the sentencepiece (4,000 ids",
+                "{root}/never"
+            },
+            {
+                "sharpness --run {run} --data {tok4k}",
+                2,
+                "--data {tok4k}: was prepared with the sentencepiece (4,000 ids",
+                "{run}/sharpness.csv"
+            },
+            {
+                Train + " --out {tornMid} --resume latest",
+                2,
+                "{tornMid}/metrics.jsonl: line 1 is not a whole metrics line, and more lines follow it",
+                "{root}/never"
+            },
+            {
+                "plot --train --run {tornMid} --out {root}/i5.png",
+                2,
+                "{tornMid}/metrics.jsonl: line 1 is not a whole metrics line",
+                "{root}/i5.png"
+            },
+            {
+                "eval --model-dir {i32} --data {data}",
+                2,
+                "{i32}/model.safetensors: tensor transformer.wte.weight is I32, but it loads into F32",
+                "{root}/never"
+            },
+            {
+                Train + " --out {noCheckpoint} --resume latest",
+                2,
+                "--resume latest: {noCheckpoint} has no checkpoint to resume",
+                "{noCheckpoint}/checkpoints"
+            },
+        };
+
     [Theory]
     [MemberData(nameof(Cases))]
+    [MemberData(nameof(IntegrityCases))]
     public void Bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
         string command,
         int exit,

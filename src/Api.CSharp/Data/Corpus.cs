@@ -26,9 +26,9 @@ public sealed record CorpusOptions
 
 /// <summary>
 /// Reads corpora: text files (one document each), .jsonl (one document a line, from a string field) and
-/// .parquet (one document a row, from a string column); a .gz suffix is decompressed. Folders are searched
-/// recursively with a glob. Every problem is a <see cref="DataInputException"/> naming the file and, where it
-/// applies, the line or byte offset.
+/// .parquet (one document a row, from a string column); a .gz suffix is decompressed and checked to its end (a .gz
+/// cut short is refused). Folders are searched recursively with a glob. Every problem is a
+/// <see cref="DataInputException"/> naming the file and, where it applies, the line or byte offset.
 /// </summary>
 public static class Corpus
 {
@@ -69,7 +69,32 @@ public static class Corpus
                 "Inputs",
                 "Builtin"
             );
+        RefuseRepeats(files);
         return files.Select(f => new SourceFile(f, new FileInfo(f).Length, Sha256Of(f))).ToList();
+    }
+
+    /// <summary>A file named twice (the same input given twice, by two spellings, through a link, or inside a folder
+    /// also given) would be read twice, its chunks landing in both splits: refused, naming it.</summary>
+    static void RefuseRepeats(IReadOnlyList<string> files)
+    {
+        var seen = new Dictionary<string, string>(
+            OperatingSystem.IsWindows() ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal
+        );
+        foreach (var file in files)
+        {
+            var full = Path.GetFullPath(file);
+            try
+            {
+                full = new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? full;
+            }
+            catch (IOException) { } // a link that cannot be followed is compared by its own path
+            if (!seen.TryAdd(full, file))
+                throw new DataInputException(
+                    $"{file}: named twice (also as {seen[full]}: both are {full}); it would be read twice and its "
+                        + $"text land in both train and val: give each input once",
+                    "Inputs"
+                );
+        }
     }
 
     public static string Sha256(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
@@ -100,13 +125,11 @@ public static class Corpus
         return [new StreamedDocument(path, TextBlocks(path, options))];
     }
 
-    static System.IO.Stream Open(string path)
-    {
-        var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
-        return path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)
-            ? new GZipStream(file, CompressionMode.Decompress)
-            : file;
-    }
+    /// <summary>A file's bytes; a .gz decompressed and checked to its end (<see cref="CheckedGzipStream"/>).</summary>
+    static System.IO.Stream Open(string path) =>
+        path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase)
+            ? CheckedGzipStream.Open(path)
+            : new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
 
     const int BlockBytes = 1 << 20;
 

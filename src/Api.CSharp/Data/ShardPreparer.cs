@@ -127,10 +127,10 @@ public static class ShardPreparer
         var output = Path.GetFullPath(options.OutputDirectory);
         var created = CheckOutput(output, options.Overwrite);
         // The staging folder is named from the inputs (their content hashes), the tokenizer and the options that
-        // shape the output, and holds a lock with the live process's id: the same command after a kill resumes from
-        // it; another command replaces it; a live one is left alone.
+        // shape the output, and a lock file the running prepare holds locked: the same command after a kill resumes
+        // from it; another command replaces it; a live one is left alone.
         var staging = Path.Combine(output, $".prepare-{StagingKey(options, sources, record, limits)}");
-        var stale = ClaimStaging(output, staging, options.Restart);
+        var (stale, held) = ClaimStaging(output, staging, options.Restart);
         var succeeded = false;
         try
         {
@@ -163,6 +163,7 @@ public static class ShardPreparer
         }
         finally
         {
+            held.Dispose();
             if (Directory.Exists(staging))
                 Directory.Delete(staging, recursive: true);
             // A failed run into a folder it made leaves no empty folder behind.
@@ -206,24 +207,24 @@ public static class ShardPreparer
             .ToLowerInvariant();
     }
 
-    /// <summary>Takes the staging folder for this process (its lock names our process id), after dealing with any
-    /// other staging folder in the output: a live process's is refused, a dead one's is kept when it is ours to resume
-    /// (and <paramref name="restart"/> is not set) or removed.</summary>
-    static string? ClaimStaging(string output, string staging, bool restart)
+    /// <summary>Takes the staging folder for this process, after dealing with any other staging folder in the
+    /// output: a live prepare's is refused, a dead one's is kept when it is ours to resume (and
+    /// <paramref name="restart"/> is not set) or removed. A prepare holds its folder's lock file open with an
+    /// exclusive lock (flock on Unix, a share mode on Windows) for as long as it runs: the system drops the lock when
+    /// the process ends, however it ends, so a lock nobody holds is stale whatever process id it names (ids are
+    /// reused).</summary>
+    static (string? Stale, FileStream Lock) ClaimStaging(string output, string staging, bool restart)
     {
         string? stale = null;
         foreach (var other in Directory.GetDirectories(output, ".prepare-*"))
         {
             var lockFile = Path.Combine(other, "lock");
-            var owner =
-                File.Exists(lockFile) && int.TryParse(File.ReadAllText(lockFile).Trim(), out var pid)
-                    ? pid
-                    : (int?)null;
-            if (owner is { } id && id != Environment.ProcessId && IsAlive(id))
-                throw new DataInputException(
-                    $"{output}: another prepare (process {id}) is working here ({Path.GetFileName(other)}); wait for "
-                        + $"it or stop it"
-                );
+            using (var taken = TryLock(lockFile))
+                if (taken is null)
+                    throw new DataInputException(
+                        $"{output}: another prepare{OwnerOf(other)} is working here ({Path.GetFileName(other)}); "
+                            + $"wait for it or stop it"
+                    );
             if (other == staging && !restart)
                 continue; // resumed by the job
             stale =
@@ -235,27 +236,43 @@ public static class ShardPreparer
             Directory.Delete(other, recursive: true);
         }
         Directory.CreateDirectory(staging);
+        var held = TryLock(Path.Combine(staging, "lock"))
+            ?? throw new DataInputException(
+                $"{output}: another prepare is working here ({Path.GetFileName(staging)}); wait for it or stop it"
+            );
+        // The process id is for people (and the message above); the lock is what counts.
         File.WriteAllText(
-            Path.Combine(staging, "lock"),
+            Path.Combine(staging, "owner"),
             Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)
         );
-        return stale;
+        return (stale, held);
     }
 
-    static bool IsAlive(int processId)
+    /// <summary>The lock file opened with an exclusive lock, or null while another open handle holds it (a live
+    /// prepare, in this process or another). A folder without one (a prepare killed before it took it, or an older
+    /// version's) gets one.</summary>
+    static FileStream? TryLock(string path)
     {
         try
         {
-            using var process = Process.GetProcessById(processId);
-            return !process.HasExited;
+            return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
-        catch (ArgumentException)
+        catch (IOException) when (File.Exists(path))
         {
-            return false;
+            return null;
         }
-        catch (InvalidOperationException)
+    }
+
+    static string OwnerOf(string staging)
+    {
+        try
         {
-            return false;
+            var text = File.ReadAllText(Path.Combine(staging, "owner")).Trim();
+            return int.TryParse(text, out var pid) ? $" (process {pid})" : "";
+        }
+        catch (IOException)
+        {
+            return "";
         }
     }
 

@@ -120,18 +120,99 @@ public static class TextTokenizers
     {
         if (record.Files is not { Count: > 0 } files)
             return Create(record.Name);
+        Verify(record, folder, ModelFile);
         var paths = files.Select(f => Path.Combine(folder, f)).ToList();
-        if (paths.FirstOrDefault(p => !File.Exists(p)) is { } missing)
-            throw new DataInputException(
-                $"{missing}: missing; the {record.Name} tokenizer's files travel with the data and the model, copy "
-                    + $"it back"
-            );
         return record.Name switch
         {
             "vocab+merges" => new VocabMergesTokenizer(paths[0], paths[1]),
             _ => Create(paths[0]),
         };
     }
+
+    /// <summary>Checks the tokenizer files a record lists in <paramref name="folder"/>: each there, and their bytes
+    /// the SHA-256 the record (in <paramref name="recordedIn"/>) holds; one missing or changed is a
+    /// <see cref="DataInputException"/> naming it. A changed file would tokenize differently from the shards, and a
+    /// run would train a model whose samples decode with the wrong pieces.</summary>
+    internal static void Verify(TokenizerRecord record, string folder, string recordedIn)
+    {
+        if (record.Files is not { Count: > 0 } files)
+            return;
+        var paths = files.Select(f => Path.Combine(folder, f)).ToList();
+        if (paths.FirstOrDefault(p => !File.Exists(p)) is { } missing)
+            throw new DataInputException(
+                $"{missing}: missing; the {record.Name} tokenizer's files travel with the data and the model, copy "
+                    + $"it back"
+            );
+        if (record.Sha256 is null)
+            return; // recorded before SHA-256s were
+        var actual = Convert.ToHexStringLower(
+            System.Security.Cryptography.SHA256.HashData(paths.SelectMany(File.ReadAllBytes).ToArray())
+        );
+        if (actual != record.Sha256)
+            throw new DataInputException(
+                $"{string.Join(" + ", paths)}: changed since {Path.Combine(folder, recordedIn)} recorded it (SHA-256 "
+                    + $"{actual[..12]}..., recorded {record.Sha256[..Math.Min(12, record.Sha256.Length)]}...); copy "
+                    + $"back the {record.Name} tokenizer it was made with, or prepare the data again"
+            );
+    }
+
+    /// <summary>The tokenizer a model folder was trained with: the record its <see cref="ModelFile"/> holds, else
+    /// GPT-2's.</summary>
+    internal static TokenizerRecord RecordOfModel(string folder)
+    {
+        var path = Path.Combine(folder, ModelFile);
+        if (!File.Exists(path))
+            return TokenizerRecord.Of(Gpt2Tokenizer.Instance);
+        return ReadModelRecord(path);
+    }
+
+    static TokenizerRecord ReadModelRecord(string path)
+    {
+        try
+        {
+            return System.Text.Json.JsonSerializer.Deserialize<TokenizerRecord>(File.ReadAllText(path))
+                ?? throw new DataInputException($"{path}: empty; it should name the model's tokenizer");
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            throw new DataInputException($"{path}: not a tokenizer record (JSON naming the model's tokenizer)");
+        }
+    }
+
+    /// <summary>Refuses a prepared dataset whose tokenizer is not the model's: a model evaluated on tokens of another
+    /// vocabulary prints a loss that means nothing. A model that records its tokenizer (<see cref="ModelFile"/>:
+    /// every checkpoint and export of a run on prepared data) must have the data's exactly (name, vocabulary, end of
+    /// text, files' SHA-256). One that does not (a Hugging Face import) must at least have the data tokenizer's
+    /// vocabulary, padded as models pad it (to at most the next multiple of 1,024: 50,277 to 50,432, 151,665 to
+    /// 151,936). Data without a manifest (raw shards) are not checked here.</summary>
+    internal static void RequireModelTokenizer(string modelFolder, string dataFolder)
+    {
+        if (OfDataset(dataFolder) is not { } data)
+            return;
+        if (!File.Exists(Path.Combine(modelFolder, ModelFile)))
+        {
+            var vocab = Models.HfFormat.ReadConfig(modelFolder).Vocab;
+            if (vocab >= data.VocabSize && vocab <= (data.VocabSize + 1023) / 1024 * 1024)
+                return;
+            throw new InvalidOptionException(
+                "Data",
+                dataFolder,
+                $"was prepared with the {Describe(data)} tokenizer, but the model {modelFolder} has a vocabulary of "
+                    + $"{vocab:N0}; give data prepared with the model's tokenizer"
+            );
+        }
+        var model = RecordOfModel(modelFolder);
+        if (!model.Equals(data))
+            throw new InvalidOptionException(
+                "Data",
+                dataFolder,
+                $"was prepared with the {Describe(data)} tokenizer, but the model {modelFolder} uses "
+                    + $"{Describe(model)}; give data prepared with the model's tokenizer"
+            );
+    }
+
+    static string Describe(TokenizerRecord r) =>
+        $"{r.Name} ({r.VocabSize:N0} ids{(r.Sha256 is { } sha ? $", SHA-256 {sha[..Math.Min(12, sha.Length)]}..." : "")})";
 
     /// <summary>The tokenizer a prepared dataset's manifest.json records (null: no manifest, e.g. raw nanoGPT files,
     /// or one without a readable tokenizer entry, which opening the dataset reports).</summary>

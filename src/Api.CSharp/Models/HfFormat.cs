@@ -279,6 +279,8 @@ public static class HfFormat
             .ToList();
         if (wrongShape.Count > 0)
             throw new InvalidDataException($"{path}: {string.Join("; ", wrongShape)}");
+        foreach (var (name, parameter) in parameters)
+            SafetensorsHeader.RequireDType(path, name, state[name], parameter.dtype);
         using var noGrad = no_grad();
         foreach (var (name, parameter) in parameters)
             parameter.copy_(state[name].to(float32));

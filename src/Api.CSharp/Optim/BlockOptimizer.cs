@@ -171,7 +171,7 @@ public abstract class BlockOptimizer : IDisposable
         {
             var (m, v) = Moments(p);
             foreach (var (key, target) in new[] { ($"exp_avg/{p.Name}", m), ($"exp_avg_sq/{p.Name}", v) })
-                target.copy_(Entry(state, key, target.shape, source));
+                target.copy_(Entry(state, key, target, source));
         }
         StepCount = step.item<long>();
     }
@@ -191,14 +191,15 @@ public abstract class BlockOptimizer : IDisposable
         File.Move(temp, path, overwrite: true);
     }
 
-    /// <summary>Checks a saved entry against the shape it must have.</summary>
+    /// <summary>Checks a saved entry against the shape and dtype of the tensor it loads into.</summary>
     private protected static Tensor Entry(
         IReadOnlyDictionary<string, Tensor> state,
         string key,
-        long[] shape,
+        Tensor target,
         string source
     )
     {
+        var shape = target.shape;
         if (!state.TryGetValue(key, out var saved))
             throw new InvalidDataException($"{source}: no entry {key}; was it saved for another model?");
         if (!saved.shape.SequenceEqual(shape))
@@ -206,6 +207,7 @@ public abstract class BlockOptimizer : IDisposable
                 $"{source}: {key} is ({string.Join(", ", saved.shape)}), expected ({string.Join(", ", shape)}); was "
                     + $"it saved by another optimizer?"
             );
+        SafetensorsHeader.RequireDType(source, key, saved, target.dtype);
         return saved;
     }
 

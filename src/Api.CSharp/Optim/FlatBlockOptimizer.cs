@@ -336,7 +336,7 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
             foreach (var p in g.Members)
             {
                 var target = buffer.Slice(full, p);
-                target.copy_(Entry(state, $"{buffer.Kind}/{p.Name}", target.shape, source));
+                target.copy_(Entry(state, $"{buffer.Kind}/{p.Name}", target, source));
             }
             buffer.Local.copy_(mine);
         }

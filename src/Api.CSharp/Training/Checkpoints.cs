@@ -122,7 +122,10 @@ public static class Checkpoints
             throw new InvalidOptionException(
                 "Checkpoint.Resume",
                 resume,
-                $"{runDirectory} has no checkpoint to resume (no {pointer}); train it without Resume first"
+                RunFolder.StoppedBeforeFirstCheckpoint(runDirectory)
+                    ? $"{runDirectory} has no checkpoint to resume (no {pointer}): its run stopped before its first "
+                        + "checkpoint; run the same command without Checkpoint.Resume, which starts it again"
+                    : $"{runDirectory} has no checkpoint to resume (no {pointer}); train it without Resume first"
             );
         return Path.Combine(Folder(runDirectory), File.ReadAllText(pointer).Trim());
     }
@@ -206,6 +209,7 @@ public static class Checkpoints
                     $"{path}: {name} is ({string.Join(", ", value.shape)}), expected "
                         + $"({string.Join(", ", tensor.shape)})"
                 );
+            SafetensorsHeader.RequireDType(path, name, value, tensor.dtype);
             tensor.copy_(value);
         }
     }
@@ -219,6 +223,13 @@ static class RunFolder
 
     public static bool HoldsRun(string run) =>
         Files.Any(f => File.Exists(Path.Combine(run, f))) || Folders.Any(d => Directory.Exists(Path.Combine(run, d)));
+
+    /// <summary>A run folder whose run stopped before its first checkpoint (killed, diverged, a failure): no
+    /// checkpoint to resume (every run that ends, finished or interrupted, writes one) and no result.</summary>
+    public static bool StoppedBeforeFirstCheckpoint(string run) =>
+        HoldsRun(run)
+        && !File.Exists(Path.Combine(Checkpoints.Folder(run), Checkpoints.LatestFile))
+        && !File.Exists(Path.Combine(run, "result.json"));
 
     /// <summary>Removes a run's own files (nothing else in the folder).</summary>
     public static void Clear(string run)

@@ -34,6 +34,8 @@ public static class Evaluation
         if (maxWindows < 1)
             throw new InvalidOptionException("Windows", $"{maxWindows}", "must be >= 1");
         var located = ModelLocator.Resolve(model);
+        if (data is not null)
+            TextTokenizers.RequireModelTokenizer(located, data);
         TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = HfFormat.Load(located, device);
         if (seqLen < 1 || seqLen > lm.Config.Context)

@@ -225,6 +225,10 @@ public sealed record ResolvedOptions(
                 "no such folder; prepare the data into it first (ShardPreparer.Run or blr prepare)"
             );
         var tokenizer = Data.TextTokenizers.OfDataset(data.Path);
+        // The tokenizer files travel into every checkpoint: checked now, before anything is written, not at the
+        // first checkpoint (missing) or never (changed: a model whose samples decode with the wrong pieces).
+        if (tokenizer is not null)
+            Data.TextTokenizers.Verify(tokenizer, data.Path, "manifest.json");
         if (config is null || tokenizer is null)
             return (config, tokenizer);
         var explicitVocab = model.Config is not null || model.Overrides.Vocab is not null;

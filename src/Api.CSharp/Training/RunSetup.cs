@@ -36,6 +36,10 @@ sealed class RunSetup
     public string? ResumeFrom { get; }
     public TrainerState? Resumed { get; }
 
+    /// <summary>Whether the run folder holds a run that stopped before its first checkpoint, which this one
+    /// replaces.</summary>
+    bool ReplacesUncheckpointed { get; init; }
+
     /// <summary>The weights a new run starts from (null: initialized from the seed).</summary>
     public string? InitFrom { get; }
     public ProcessGroup Group { get; private set; } = ProcessGroup.Single;
@@ -68,8 +72,12 @@ sealed class RunSetup
         {
             RunFolder.RefuseChangedTrajectory(resumed.Options, o, o.Checkpoint.Resume!, resumeFrom!);
             RefuseOldAutoRatios(resumed, o.Checkpoint.Resume!, resumeFrom!);
+            MetricsWriter.CutBack(run, resumed.Step); // a damaged metrics file is refused before the folder is touched
         }
-        if (resumeFrom is null && RunFolder.HoldsRun(run) && !o.Run.Overwrite)
+        // A run that stopped before its first checkpoint has nothing to resume: running it again replaces it, as a
+        // torchtitan job with an empty checkpoint folder starts over. A run with a checkpoint is kept.
+        var replaces = resumeFrom is null && !o.Run.Overwrite && RunFolder.StoppedBeforeFirstCheckpoint(run);
+        if (resumeFrom is null && RunFolder.HoldsRun(run) && !o.Run.Overwrite && !replaces)
             throw new InvalidOptionException(
                 "Run.Out",
                 o.Run.Out,
@@ -84,7 +92,7 @@ sealed class RunSetup
                     + $"{(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model "
                     + $"and overrides"
             );
-        var setup = new RunSetup(resolved, run, resumeFrom, resumed, initFrom);
+        var setup = new RunSetup(resolved, run, resumeFrom, resumed, initFrom) { ReplacesUncheckpointed = replaces };
         setup.Join(launch, group, customModel);
         return setup;
     }
@@ -194,6 +202,14 @@ sealed class RunSetup
             return;
         if (ResumeFrom is null && Options.Run.Overwrite)
             RunFolder.Clear(RunDirectory);
+        else if (ReplacesUncheckpointed)
+        {
+            RunFolder.Clear(RunDirectory);
+            note?.Invoke(
+                $"replaced the run in {RunDirectory}: it stopped before its first checkpoint, so there was nothing to "
+                    + "resume"
+            );
+        }
         Directory.CreateDirectory(RunDirectory);
         foreach (var stale in Checkpoints.RemoveStaleTemporaries(RunDirectory))
             note?.Invoke($"removed {stale}, a checkpoint a process died writing");
