@@ -143,7 +143,14 @@ type private Relay(reader: StreamReader, writer: TextWriter) =
 /// of the first to fail, else 0. SIGINT or SIGTERM to this launcher becomes SIGTERM to every rank of the run (the
 /// ranks themselves, not mpirun, whose teardown would follow with SIGKILL): the ranks agree on the step to stop
 /// at, rank 0 checkpoints, and the launcher exits with 130.
-let private supervise (viaMpirun: bool) (children: Process list) (ranks: Collections.Generic.Dictionary<int, int>) =
+let private supervise
+    (viaMpirun: bool)
+    (children: Process list)
+    (expectedRanks: int)
+    (ranks: Collections.Generic.Dictionary<int, int>)
+    (firstGone: int option ref)
+    =
+
     let mutable signalled = false
 
     let stop (c: PosixSignalContext) =
@@ -175,12 +182,18 @@ let private supervise (viaMpirun: bool) (children: Process list) (ranks: Collect
                         ()
         | None ->
             // Which process is which rank, for a report that names only a process id (MPICH's).
-            if viaMpirun && ranks.Count = 0 then
+            if viaMpirun && ranks.Count < expectedRanks then
                 for p in children do
                     for pid in ranksBelow p.Id do
                         match rankOf pid with
                         | Some rank -> ranks[pid] <- rank
                         | None -> ()
+            // The first rank to end, for a report that names none (Open MPI 4 tears the others down after it).
+            elif viaMpirun && firstGone.Value.IsNone then
+                firstGone.Value <-
+                    ranks
+                    |> Seq.tryFind (fun r -> not (Directory.Exists(sprintf "/proc/%d" r.Key)))
+                    |> Option.map (fun r -> r.Value)
 
             Threading.Thread.Sleep 50
 
@@ -255,7 +268,8 @@ let private underMpirun (processes: int) =
         let errors = Relay(mpirunProcess.StandardError, Console.Error)
         let outputs = Relay(mpirunProcess.StandardOutput, Console.Out)
         let ranks = Collections.Generic.Dictionary<int, int>()
-        let code = supervise true [ mpirunProcess ] ranks
+        let firstGone = ref None
+        let code = supervise true [ mpirunProcess ] processes ranks firstGone
         errors.Finish()
         outputs.Finish()
 
@@ -265,9 +279,11 @@ let private underMpirun (processes: int) =
                 | true, rank -> Some rank
                 | _ -> None
 
-            eprintfn "blr: %s" (MpiLaunch.deathLine (errors.Held + outputs.Held) code rankOfPid)
-
-        code
+            eprintfn "blr: %s" (MpiLaunch.deathLine (errors.Held + outputs.Held) code rankOfPid firstGone.Value)
+            // A rank that failed (README's exit codes), whatever mpirun's own code for it was.
+            6
+        else
+            code
 
 let private freePort () =
     let listener = new Net.Sockets.TcpListener(Net.IPAddress.Loopback, 0)
@@ -300,7 +316,7 @@ let private perGpu (processes: int) =
                 Process.Start info
         ]
 
-    supervise false children (Collections.Generic.Dictionary())
+    supervise false children 0 (Collections.Generic.Dictionary()) (ref None)
 
 /// Starts N processes of this command and waits for them: the exit code of the first to fail, else 0.
 let start (processes: int) (cuda: bool) =

@@ -99,10 +99,8 @@ let command
     | OpenMpi ->
         let options =
             [
-                // Open MPI 4's --quiet drops the help banners (each rank's own line says what failed); Open MPI 5
-                // rejects it (exit 213), and the launcher filters the banners itself.
-                if mpirun.Major = 4 then
-                    "--quiet"
+                // No --quiet: Open MPI 5 rejects it (exit 213), and 4's would also drop the line that names a killed
+                // rank; the launcher keeps mpirun's own reports back itself (isBannerRule, isMpirunReport).
                 // Always: OpenMPI counts physical cores as slots, and without binding more ranks than cores only
                 // share them. Both 4 and 5 accept --oversubscribe.
                 "--oversubscribe"
@@ -157,6 +155,8 @@ let isBannerRule (line: string) =
 /// terminated ...", and the three lines hydra prints after its box.
 let isMpirunReport (line: string) =
     line.Contains " noticed that "
+    // Open MPI's aggregated help notes: "[host:pid] 1 more process has sent help message ...".
+    || Regex.IsMatch(line, @"^\[[^\]\s]+:\d+\] ")
     || line.StartsWith "Primary job"
     || line.StartsWith "YOUR APPLICATION TERMINATED WITH THE EXIT STRING"
     || line.StartsWith "This typically refers to a problem with your application"
@@ -164,8 +164,9 @@ let isMpirunReport (line: string) =
 
 /// One line for a run that mpirun ended because a rank died without saying why (killed, out of memory): the rank
 /// and the signal or exit code, read from mpirun's own report when it has one.
-/// `rankOfPid` names the rank of a process id where the report gives only that (MPICH's).
-let deathLine (mpirunReport: string) (mpirunExit: int) (rankOfPid: int -> int option) =
+/// `rankOfPid` names the rank of a process id where the report gives only that (MPICH's); `firstGone` is the rank
+/// the launcher saw end first, where the report names none.
+let deathLine (mpirunReport: string) (mpirunExit: int) (rankOfPid: int -> int option) (firstGone: int option) =
     let rank = Regex.Match(mpirunReport, @"(?i)\brank\s+(\d+)")
     let pid = Regex.Match(mpirunReport, @"\bPID\s+(\d+)")
     let signal = Regex.Match(mpirunReport, @"(?i)signal:?\s+(\d+)(?:\s*\(([^)]+)\))?")
@@ -177,12 +178,13 @@ let deathLine (mpirunReport: string) (mpirunExit: int) (rankOfPid: int -> int op
         if rank.Success then
             sprintf "rank %s" rank.Groups[1].Value
         else
-            match
-                (if pid.Success then
-                     rankOfPid (int pid.Groups[1].Value)
-                 else
-                     None)
-            with
+            let byPid =
+                if pid.Success then
+                    rankOfPid (int pid.Groups[1].Value)
+                else
+                    None
+
+            match byPid |> Option.orElse firstGone with
             | Some r -> sprintf "rank %d" r
             | None -> "a rank"
 

@@ -50,13 +50,12 @@ let tests =
                 Expect.stringContains (refused "mpirun (Open MPI) 3.1.6\n") "Open MPI 3.1 is older" "Open MPI 3"
             }
 
-            test "Open MPI 4 keeps --quiet and the kill delay; Open MPI 5 gets neither" {
+            test "Open MPI 4 gets a kill delay, 5 not; neither gets --quiet" {
                 let args4, env4 = command openMpi4 true exports 2 "dotnet" [ "blr.dll"; "train" ]
 
                 Expect.equal
                     args4
                     [
-                        "--quiet"
                         "--oversubscribe"
                         "--allow-run-as-root"
                         "--bind-to"
@@ -131,14 +130,22 @@ let tests =
 
                 for report in [ openMpi4Report; mpichReport ] do
                     Expect.stringStarts
-                        (deathLine report 137 (fun _ -> None))
+                        (deathLine report 137 (fun _ -> None) None)
                         "rank 1 was killed by signal 9 (Killed), so the run stopped"
                         report
 
                 Expect.stringStarts
-                    (deathLine "" 1 (fun _ -> None))
+                    (deathLine "" 1 (fun _ -> None) None)
                     "a rank ended without a word (mpirun exit 1)"
                     "no report"
+
+                Expect.stringStarts (deathLine "" 137 (fun _ -> None) (Some 1)) "rank 1 ended without a word" "seen"
+
+                Expect.isTrue
+                    (isMpirunReport "[vm:01234] 1 more process has sent help message help-mpi-api.txt / mpi-abort")
+                    "Open MPI's aggregated help"
+
+                Expect.isFalse (isMpirunReport "blr (rank 1): internal error: x") "a rank's own line"
                 // MPICH 4.2's box names the process id only; the launcher knows which rank that was.
                 let hydraReport =
                     "===================================================================================\n\
@@ -149,7 +156,7 @@ let tests =
                      YOUR APPLICATION TERMINATED WITH THE EXIT STRING: Killed (signal 9)\n"
 
                 Expect.stringStarts
-                    (deathLine hydraReport 9 (fun pid -> if pid = 31364 then Some 1 else None))
+                    (deathLine hydraReport 9 (fun pid -> if pid = 31364 then Some 1 else None) None)
                     "rank 1 was killed by signal 9, so the run stopped"
                     "by its pid"
 
