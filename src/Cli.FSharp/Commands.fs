@@ -445,10 +445,7 @@ and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.Lau
 /// --device and --threads of a command that computes, resolved once: libtorch loaded (CUDA first where asked
 /// for), the device checked (ComputeDevice.Use), then libtorch's CPU threads.
 let private useDevice (threads: int option) (onDevice: string option) =
-    match threads with
-    | Some n when n < 1 -> raise (CliError(sprintf "--threads %d: must be >= 1 (leave it out for libtorch's choice)" n))
-    | _ -> ()
-
+    // --threads is in range: Program checks every numeric flag against the core's table first.
     let chosen = deviceOrCpu onDevice
     let resolved = chosen.Use()
     threads |> Option.iter TorchSharp.torch.set_num_threads

@@ -263,22 +263,13 @@ public static class ShardPreparer
     {
         if (o.Builtin is not null && o.Inputs.Count > 0)
             throw new InvalidOptionException(nameof(o.Builtin), o.Builtin, "give Inputs or a Builtin corpus, not both");
-        if (o.Threads < 1)
-            throw new InvalidOptionException(nameof(o.Threads), $"{o.Threads}", "must be >= 1");
-        if (o.ChunkTokens < 1)
-            throw new InvalidOptionException(nameof(o.ChunkTokens), $"{o.ChunkTokens}", "must be >= 1");
-        if (o.ShardTokens < 1 || o.ShardTokens > int.MaxValue)
-            throw new InvalidOptionException(
-                nameof(o.ShardTokens),
-                $"{o.ShardTokens}",
-                $"must be in 1..{int.MaxValue} (llm.c headers count tokens in an int32)"
-            );
-        if (o.ValTokens is null && !(o.ValFraction >= 0 && o.ValFraction < 1))
-            throw new InvalidOptionException(
-                nameof(o.ValFraction),
-                o.ValFraction.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "must be in [0, 1)"
-            );
+        Ranges.Check(nameof(o.Threads), "threads", o.Threads);
+        Ranges.Check(nameof(o.ChunkTokens), "chunk-tokens", o.ChunkTokens);
+        Ranges.Check(nameof(o.ShardTokens), "shard-tokens", o.ShardTokens);
+        if (o.ValTokens is { } valTokens)
+            Ranges.Check(nameof(o.ValTokens), "val-tokens", valTokens);
+        else
+            Ranges.Check(nameof(o.ValFraction), "val-fraction", o.ValFraction);
     }
 
     static (IReadOnlyList<SourceFile>, Func<SourceFile, IEnumerable<StreamedDocument>>) Sources(PrepareOptions o)
