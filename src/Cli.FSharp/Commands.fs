@@ -508,16 +508,25 @@ let convertHf (args: ParseResults<HfArgs>) =
         raise (CliError(sprintf "--out %s: already holds a model; choose another folder or pass --overwrite" out))
 
     use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
-    Models.HfFormat.Save(model, out)
-    // The tokenizer travels with the model (a folder without the file is GPT-2's).
+    // The tokenizer travels with the model (a folder without the file is GPT-2's): read and checked before --out is
+    // written, so that a damaged one leaves no half-written folder.
     let source = Training.ModelLocator.Resolve(args.GetResult HfArgs.From)
     let tokenizerFile = Path.Combine(source, Data.TextTokenizers.ModelFile)
 
-    if File.Exists tokenizerFile then
-        let record =
-            Text.Json.JsonSerializer.Deserialize<Data.TokenizerRecord>(File.ReadAllText tokenizerFile)
+    let record =
+        if File.Exists tokenizerFile then
+            let record = Data.TextTokenizers.ReadModelRecord tokenizerFile
 
-        Data.TextTokenizers.WriteForModel(out, record, source)
+            match Data.TextTokenizers.Load(record, source) with
+            | :? IDisposable as d -> d.Dispose()
+            | _ -> ()
+
+            Some record
+        else
+            None
+
+    Models.HfFormat.Save(model, out)
+    record |> Option.iter (fun r -> Data.TextTokenizers.WriteForModel(out, r, source))
 
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) out (Models.ModelConfigs.Describe model.Config)
     0
@@ -609,7 +618,13 @@ let sharpness (args: ParseResults<SharpnessArgs>) =
 
     let steps =
         args.TryGetResult SharpnessArgs.Steps
-        |> Option.map (commaList >> Array.map int)
+        |> Option.map (
+            commaList
+            >> Array.map (fun t ->
+                match Int32.TryParse t with
+                | true, step -> step
+                | _ -> raise (CliError(sprintf "--steps %s: '%s' is not a step number; give steps like 100,200" t t)))
+        )
         |> Option.toObj
 
     let struct (rows, csv, png) =

@@ -36,11 +36,7 @@ let private EDQUOT = 122
 let describe (flagOf: string -> string option) (e: exn) : (int * string) option =
     let where (path: string option) =
         match path with
-        | Some p ->
-            match flagOf p with
-            | Some flag when flag.EndsWith(" " + p) -> flag
-            | Some flag -> sprintf "%s: %s" flag p
-            | None -> p
+        | Some p -> flagOf p |> Option.defaultValue p
         | None -> "a file"
 
     let firstLine (text: string) =
@@ -51,7 +47,18 @@ let describe (flagOf: string -> string option) (e: exn) : (int * string) option 
         let path = if isNull e.FileName then quotedPath e.Message else Some e.FileName
         Some(2, sprintf "%s: file not found; check the path" (where path))
     | :? DirectoryNotFoundException as e ->
-        Some(2, sprintf "%s: a folder on this path does not exist; check the path" (where (quotedPath e.Message)))
+        let path = quotedPath e.Message
+        // A file where the path needs a folder ("run.json/x") is not a missing folder.
+        let rec fileAbove (p: string) =
+            match Path.GetDirectoryName p with
+            | null
+            | "" -> None
+            | parent when File.Exists parent -> Some parent
+            | parent -> fileAbove parent
+
+        match path |> Option.bind fileAbove with
+        | Some file -> Some(2, sprintf "%s: is a file, not a folder; give a folder, or move the file" (where (Some file)))
+        | None -> Some(2, sprintf "%s: a folder on this path does not exist; check the path" (where path))
     | :? UnauthorizedAccessException as e when fromDotNet e ->
         Some(
             5,
@@ -94,7 +101,7 @@ let describe (flagOf: string -> string option) (e: exn) : (int * string) option 
         Some(2, sprintf "%s: not a number; check the numbers given" text)
     | :? ArgumentException as e when fromDotNet e && e.Message.Contains "same key" ->
         let key =
-            Regex.Match(e.Message, @"Key: (.+)$").Groups[1].Value.Trim()
+            Regex.Match(e.Message, @"Key: ([^\s(]+)").Groups[1].Value.Trim()
 
         Some(2, sprintf "%s: given twice; give each key once" (if key = "" then "a key" else key))
     | :? ArgumentException as e when fromDotNet e ->

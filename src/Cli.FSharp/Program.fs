@@ -140,7 +140,7 @@ let private checkRanges (args: ParseResults<'T>) =
 /// The values of the running subcommand's flags, for naming the flag a path came from.
 let mutable private flagValues: (string * string) list = []
 
-/// The flag whose value is `path` or a folder above it, if any.
+/// The flag whose value is `path`, if any.
 let private flagOfPath (path: string) =
     let full (p: string) =
         try
@@ -151,9 +151,7 @@ let private flagOfPath (path: string) =
     let target = full path
 
     flagValues
-    |> List.tryFind (fun (_, value) ->
-        let v = full value
-        target = v || target.StartsWith(v + "/", StringComparison.Ordinal))
+    |> List.tryFind (fun (_, value) -> full value = target)
     |> Option.map (fun (flag, value) -> sprintf "%s %s" flag value)
 
 let private run (args: ParseResults<'T>) (command: ParseResults<'T> -> int) =
