@@ -180,6 +180,24 @@ let prepare (args: ParseResults<PrepareArgs>) =
             Tokenizer = args.GetResult(PrepareArgs.Tokenizer, defaultValue = defaults.Tokenizer)
         )
 
+    // Ctrl-C or SIGTERM ends prepare where it is (as a kill would: the next run of the same command resumes from the
+    // last recorded block); it says so in one line.
+    let interrupted (_: Runtime.InteropServices.PosixSignalContext) =
+        eprintfn
+            "blr: prepare interrupted; run the same command again to resume where it stopped (--restart starts over)"
+
+    use _int =
+        Runtime.InteropServices.PosixSignalRegistration.Create(
+            Runtime.InteropServices.PosixSignal.SIGINT,
+            interrupted
+        )
+
+    use _term =
+        Runtime.InteropServices.PosixSignalRegistration.Create(
+            Runtime.InteropServices.PosixSignal.SIGTERM,
+            interrupted
+        )
+
     let result =
         Spectre.Console.AnsiConsole
             .Progress()
@@ -377,6 +395,26 @@ let private trainOptions (args: ParseResults<TrainArgs>) =
 
     fromFile.With(values)
 
+/// This command line with --resume latest in place of any --resume or --overwrite: what continues an interrupted
+/// run.
+let private resumeCommand () =
+    let args = Environment.GetCommandLineArgs() |> Array.skip 1 |> List.ofArray
+
+    let rec keep (args: string list) =
+        match args with
+        | "--resume" :: _ :: rest -> keep rest
+        | "--overwrite" :: rest -> keep rest
+        | a :: rest -> a :: keep rest
+        | [] -> []
+
+    let quote (a: string) =
+        if a = "" || a |> Seq.exists (fun c -> Char.IsWhiteSpace c || "'\"$`\\;&|<>()*?".Contains c) then
+            "'" + a.Replace("'", "'\\''") + "'"
+        else
+            a
+
+    "blr " + String.Join(" ", keep args @ [ "--resume"; "latest" ] |> List.map quote)
+
 let rec train (args: ParseResults<TrainArgs>) =
     let launched = Distributed.LaunchInfo.FromEnvironment()
 
@@ -440,6 +478,14 @@ and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.Lau
         row "run folder" result.RunDirectory
         row "checkpoint" (string result.LastCheckpoint)
         AnsiConsole.Write summary
+
+        if interrupted = 130 then
+            eprintfn
+                "blr: interrupted after step %d, checkpoint %s; resume with: %s"
+                result.Steps
+                result.LastCheckpoint
+                (resumeCommand ())
+
         interrupted
 
 /// --device and --threads of a command that computes, resolved once: libtorch loaded (CUDA first where asked

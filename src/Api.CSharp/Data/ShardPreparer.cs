@@ -396,6 +396,9 @@ public static class ShardPreparer
             File.Move(path + ".tmp", path, overwrite: true);
         }
 
+        /// <summary>Whether a piece read so far holds more than whitespace.</summary>
+        bool sawText;
+
         public void Run(
             IReadOnlyList<SourceFile> sources,
             Func<SourceFile, IEnumerable<StreamedDocument>> documentsOf,
@@ -435,6 +438,7 @@ public static class ShardPreparer
                         any = true;
                         if (piece++ < skip)
                             continue; // in the shards already: read past, not tokenized
+                        sawText |= !string.IsNullOrWhiteSpace(text);
                         pending.Add((document, text, piece - 1));
                         pendingChars += text.Length;
                         if (pendingChars >= limits.BatchChars)
@@ -492,6 +496,10 @@ public static class ShardPreparer
 
         void FinishBlock()
         {
+            if (block == 0 && !sawText && skip == 0)
+                throw new DataInputException(
+                    "the corpus has no text: its documents hold only whitespace; give files with text"
+                );
             var sizes = blockChunks.Select(c => c.Tokens).ToArray();
             var target = options.ValTokens is { } wanted
                 ? (block == 0 ? wanted : 0)
