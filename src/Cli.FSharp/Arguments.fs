@@ -17,8 +17,7 @@ let private names<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueTy
 /// A numeric flag's usage with its range from the core's table appended (never typed here): "...; range: >= 1 and
 /// <= 8 (4 x this machine's 2 cores)."
 let private withRange (case: obj) (text: string) =
-    let info, _ =
-        Reflection.FSharpValue.GetUnionFields(case, case.GetType())
+    let info, _ = Reflection.FSharpValue.GetUnionFields(case, case.GetType())
 
     let numeric =
         match info.GetFields() with
@@ -55,8 +54,7 @@ type ScheduleArgs =
         match a with
         | Steps _ -> "run length T in optimizer steps."
         | Warmup _ -> sprintf "warmup steps W (%s)." warmupDefault
-        | Lr _ ->
-            sprintf "base (AdamW) peak LR; a block's peak is ratio x this (default %s)." (g defaults.Schedule.Lr)
+        | Lr _ -> sprintf "base (AdamW) peak LR; a block's peak is ratio x this (default %s)." (g defaults.Schedule.Lr)
         | Ratios _ -> "paper (default), uniform, or a map like emb=10,qk=8,vo=4,ffn=6,norm=1[,head=1]."
         | Schedule _ ->
             sprintf "%s (default %s)." (names<Core.LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
@@ -124,8 +122,7 @@ type PrepareArgs =
         | Field _ -> sprintf "the .jsonl field holding the text (default %s)." corpusDefaults.JsonField
         | Column _ -> sprintf "the .parquet column holding the text (default %s)." corpusDefaults.ParquetColumn
         | Val_Fraction _ -> sprintf "share of tokens for validation (default %s)." (g prepareDefaults.ValFraction)
-        | Val_Tokens _ ->
-            "tokens for validation, instead of a fraction (taken from the first block of 1,024 chunks)."
+        | Val_Tokens _ -> "tokens for validation, instead of a fraction (taken from the first block of 1,024 chunks)."
         | Chunk_Tokens _ ->
             sprintf
                 "documents are cut at paragraph breaks into chunks of about this many tokens; val is a seeded \
@@ -248,8 +245,7 @@ type TrainArgs =
     /// The usage text before its range.
     member a.Help =
         match a with
-        | Sharpness_Every _ ->
-            "log the proxy sharpness per block into metrics.jsonl every N steps (default 0: off)."
+        | Sharpness_Every _ -> "log the proxy sharpness per block into metrics.jsonl every N steps (default 0: off)."
         | Noise_Scale_Every _ ->
             "log the gradient-noise scale B_simple = tr(Sigma) / |G|^2 in tokens, whole model and per block, \
              into metrics.jsonl every N steps (default 0: off; blr plot draws it, see blr plot --help)."
@@ -295,9 +291,7 @@ type TrainArgs =
                  fixed ratios losing to tuned AdamW at the batches this machine reaches, auto tying it)."
                 (string defaults.Optimizer.Ratios)
         | Lr _ ->
-            sprintf
-                "base peak LR (default %s); tune it per optimizer (README: Lion and Muon)."
-                (g defaults.Schedule.Lr)
+            sprintf "base peak LR (default %s); tune it per optimizer (README: Lion and Muon)." (g defaults.Schedule.Lr)
         | Schedule _ ->
             sprintf "%s (default %s)." (names<Core.LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
         | Warmup _ -> sprintf "warmup steps (%s)." warmupDefault
@@ -324,8 +318,7 @@ type TrainArgs =
              naming itself."
         | Precision _ ->
             sprintf "%s (default %s)." (names<Core.Precision>()) (OptionNames.Format defaults.Training.Precision)
-        | Eval_Every _ ->
-            sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.Evaluation.Every
+        | Eval_Every _ -> sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.Evaluation.Every
         | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.Evaluation.Windows
         | Checkpoint_Every _ ->
             sprintf "checkpoint every N steps (default %d: only at the end)." defaults.Checkpoint.Every

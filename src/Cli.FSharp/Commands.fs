@@ -187,16 +187,10 @@ let prepare (args: ParseResults<PrepareArgs>) =
             "blr: prepare interrupted; run the same command again to resume where it stopped (--restart starts over)"
 
     use _int =
-        Runtime.InteropServices.PosixSignalRegistration.Create(
-            Runtime.InteropServices.PosixSignal.SIGINT,
-            interrupted
-        )
+        Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGINT, interrupted)
 
     use _term =
-        Runtime.InteropServices.PosixSignalRegistration.Create(
-            Runtime.InteropServices.PosixSignal.SIGTERM,
-            interrupted
-        )
+        Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGTERM, interrupted)
 
     let result =
         Spectre.Console.AnsiConsole
@@ -408,12 +402,16 @@ let private resumeCommand () =
         | [] -> []
 
     let quote (a: string) =
-        if a = "" || a |> Seq.exists (fun c -> Char.IsWhiteSpace c || "'\"$`\\;&|<>()*?".Contains c) then
+        if
+            a = ""
+            || a |> Seq.exists (fun c -> Char.IsWhiteSpace c || "'\"$`\\;&|<>()*?".Contains c)
+        then
             "'" + a.Replace("'", "'\\''") + "'"
         else
             a
 
-    "blr " + String.Join(" ", keep args @ [ "--resume"; "latest" ] |> List.map quote)
+    "blr "
+    + String.Join(" ", keep args @ [ "--resume"; "latest" ] |> List.map quote)
 
 let rec train (args: ParseResults<TrainArgs>) =
     let launched = Distributed.LaunchInfo.FromEnvironment()
@@ -572,7 +570,9 @@ let convertHf (args: ParseResults<HfArgs>) =
             None
 
     Models.HfFormat.Save(model, out)
-    record |> Option.iter (fun r -> Data.TextTokenizers.WriteForModel(out, r, source))
+
+    record
+    |> Option.iter (fun r -> Data.TextTokenizers.WriteForModel(out, r, source))
 
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) out (Models.ModelConfigs.Describe model.Config)
     0

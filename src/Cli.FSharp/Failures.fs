@@ -11,7 +11,10 @@ open System.Text.RegularExpressions
 let private fromDotNet (e: exn) =
     match e.Source with
     | null -> true
-    | source -> source.StartsWith "System" || source.StartsWith "Microsoft" || source = "FSharp.Core"
+    | source ->
+        source.StartsWith "System"
+        || source.StartsWith "Microsoft"
+        || source = "FSharp.Core"
 
 /// The path a .NET message quotes ('/a/b'), if any.
 let private quotedPath (message: string) =
@@ -40,11 +43,18 @@ let describe (flagOf: string -> string option) (e: exn) : (int * string) option 
         | None -> "a file"
 
     let firstLine (text: string) =
-        text.Split('\n', StringSplitOptions.RemoveEmptyEntries) |> Array.tryHead |> Option.defaultValue ""
+        text.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+        |> Array.tryHead
+        |> Option.defaultValue ""
 
     match e with
     | :? FileNotFoundException as e ->
-        let path = if isNull e.FileName then quotedPath e.Message else Some e.FileName
+        let path =
+            if isNull e.FileName then
+                quotedPath e.Message
+            else
+                Some e.FileName
+
         Some(2, sprintf "%s: file not found; check the path" (where path))
     | :? DirectoryNotFoundException as e ->
         let path = quotedPath e.Message
@@ -57,7 +67,8 @@ let describe (flagOf: string -> string option) (e: exn) : (int * string) option 
             | parent -> fileAbove parent
 
         match path |> Option.bind fileAbove with
-        | Some file -> Some(2, sprintf "%s: is a file, not a folder; give a folder, or move the file" (where (Some file)))
+        | Some file ->
+            Some(2, sprintf "%s: is a file, not a folder; give a folder, or move the file" (where (Some file)))
         | None -> Some(2, sprintf "%s: a folder on this path does not exist; check the path" (where path))
     | :? UnauthorizedAccessException as e when fromDotNet e ->
         Some(
@@ -94,17 +105,27 @@ let describe (flagOf: string -> string option) (e: exn) : (int * string) option 
 
         Some(2, sprintf "a JSON file: not valid (%s); fix the file or write it again" at)
     | :? OverflowException as e when fromDotNet e ->
-        let text = quoted e.Message |> Option.map (sprintf "'%s'") |> Option.defaultValue "a number"
+        let text =
+            quoted e.Message
+            |> Option.map (sprintf "'%s'")
+            |> Option.defaultValue "a number"
+
         Some(2, sprintf "%s: out of range for its option; check the numbers given" text)
     | :? FormatException as e when fromDotNet e ->
-        let text = quoted e.Message |> Option.map (sprintf "'%s'") |> Option.defaultValue "a value"
+        let text =
+            quoted e.Message |> Option.map (sprintf "'%s'") |> Option.defaultValue "a value"
+
         Some(2, sprintf "%s: not a number; check the numbers given" text)
     | :? ArgumentException as e when fromDotNet e && e.Message.Contains "same key" ->
-        let key =
-            Regex.Match(e.Message, @"Key: ([^\s(]+)").Groups[1].Value.Trim()
+        let key = Regex.Match(e.Message, @"Key: ([^\s(]+)").Groups[1].Value.Trim()
 
         Some(2, sprintf "%s: given twice; give each key once" (if key = "" then "a key" else key))
     | :? ArgumentException as e when fromDotNet e ->
-        let what = if String.IsNullOrEmpty e.ParamName then "a value" else e.ParamName
+        let what =
+            if String.IsNullOrEmpty e.ParamName then
+                "a value"
+            else
+                e.ParamName
+
         Some(2, sprintf "%s: not a valid value; check the options and files given" what)
     | _ -> None

@@ -62,7 +62,8 @@ module OptionRanges =
 
     let private cores = sprintf "4 x this machine's %d cores" Environment.ProcessorCount
 
-    let private positiveModel key = whole key 1.0 None "the memory the model needs is checked before training"
+    let private positiveModel key =
+        whole key 1.0 None "the memory the model needs is checked before training"
 
     /// Every numeric flag of every subcommand.
     let table: OptionRange list =
@@ -135,7 +136,9 @@ module OptionRanges =
             e
             |> Option.map (fun e -> sprintf "%s %s" (if e.Inclusive then loose else strict) (text r e.Value))
 
-        [ side r.Min ">" ">="; side r.Max "<" "<=" ] |> List.choose id |> String.concat " and "
+        [ side r.Min ">" ">="; side r.Max "<" "<=" ]
+        |> List.choose id
+        |> String.concat " and "
 
     let private why (r: OptionRange) =
         if r.Why = "" then "" else sprintf " (%s)" r.Why
@@ -151,8 +154,10 @@ module OptionRanges =
         let inside =
             Double.IsFinite x
             && (not r.Whole || Math.Floor x = x)
-            && r.Min |> Option.forall (fun e -> if e.Inclusive then x >= e.Value else x > e.Value)
-            && r.Max |> Option.forall (fun e -> if e.Inclusive then x <= e.Value else x < e.Value)
+            && r.Min
+               |> Option.forall (fun e -> if e.Inclusive then x >= e.Value else x > e.Value)
+            && r.Max
+               |> Option.forall (fun e -> if e.Inclusive then x <= e.Value else x < e.Value)
 
         inside || (r.Zero.IsSome && x = 0.0)
 

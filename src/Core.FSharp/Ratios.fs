@@ -82,7 +82,8 @@ module Ratios =
     let validate (tiedHead: bool) (spec: RatioSpec) : Result<RatioSpec, string> =
         let bad =
             explicitValues spec
-            |> List.filter (fun (_, r) -> Double.IsNaN r || Double.IsInfinity r || r <= 0.0 || r > OptionRanges.maxRatio)
+            |> List.filter (fun (_, r) ->
+                Double.IsNaN r || Double.IsInfinity r || r <= 0.0 || r > OptionRanges.maxRatio)
 
         match bad, spec.OutputHead with
         | (kind, r) :: _, _ ->
@@ -156,7 +157,9 @@ module Ratios =
                         | Some kind ->
                             match Double.TryParse(value.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture) with
                             | true, r when
-                                not (Double.IsNaN r || Double.IsInfinity r) && r > 0.0 && r <= OptionRanges.maxRatio
+                                not (Double.IsNaN r || Double.IsInfinity r)
+                                && r > 0.0
+                                && r <= OptionRanges.maxRatio
                                 ->
                                 Ok(set spec kind r, seen.Add key)
                             | _ ->

@@ -146,7 +146,10 @@ public sealed class Trainer(PretrainOptions options)
                     history.Result(interrupted: false, optimizer.StateBytes.Values.Sum()).ToJson()
                 )!;
                 json["diverged"] = e.Message;
-                File.WriteAllText(Path.Combine(setup.RunDirectory, "result.json"), json.ToJsonString(OptionsJson.Results));
+                File.WriteAllText(
+                    Path.Combine(setup.RunDirectory, "result.json"),
+                    json.ToJsonString(OptionsJson.Results)
+                );
                 throw;
             }
             history.Add(outcome);

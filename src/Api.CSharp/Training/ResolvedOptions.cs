@@ -398,13 +398,23 @@ public sealed record ResolvedOptions(
                     + "Training.SeqLen"
             );
         }
-        throw o.Model.Config is not null ? Bad("Model.Config", ModelConfigs.Describe(o.Model.Config), $"the model {needs}; choose a smaller model (blr inspect shows what a model needs)")
-            : o.Model.Overrides.IsEmpty ? Bad("Model.Name", o.Model.Name, $"the model {needs}; choose a smaller model (blr inspect shows what a model needs)")
-            : Bad(
-                "Model.Overrides",
-                string.Join(",", o.Model.Overrides.ToKeyValues()),
+        throw o.Model.Config is not null
+            ? Bad(
+                "Model.Config",
+                ModelConfigs.Describe(o.Model.Config),
                 $"the model {needs}; choose a smaller model (blr inspect shows what a model needs)"
-            );
+            )
+        : o.Model.Overrides.IsEmpty
+            ? Bad(
+                "Model.Name",
+                o.Model.Name,
+                $"the model {needs}; choose a smaller model (blr inspect shows what a model needs)"
+            )
+        : Bad(
+            "Model.Overrides",
+            string.Join(",", o.Model.Overrides.ToKeyValues()),
+            $"the model {needs}; choose a smaller model (blr inspect shows what a model needs)"
+        );
     }
 
     /// <summary>The memory this process may still allocate: /proc/meminfo's MemAvailable where there is one, else
