@@ -180,6 +180,18 @@ let prepare (args: ParseResults<PrepareArgs>) =
             Tokenizer = args.GetResult(PrepareArgs.Tokenizer, defaultValue = defaults.Tokenizer)
         )
 
+    // Ctrl-C or SIGTERM ends prepare where it is (as a kill would: the next run of the same command resumes from the
+    // last recorded block); it says so in one line.
+    let interrupted (_: Runtime.InteropServices.PosixSignalContext) =
+        eprintfn
+            "blr: prepare interrupted; run the same command again to resume where it stopped (--restart starts over)"
+
+    use _int =
+        Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGINT, interrupted)
+
+    use _term =
+        Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGTERM, interrupted)
+
     let result =
         Spectre.Console.AnsiConsole
             .Progress()
@@ -377,6 +389,30 @@ let private trainOptions (args: ParseResults<TrainArgs>) =
 
     fromFile.With(values)
 
+/// This command line with --resume latest in place of any --resume or --overwrite: what continues an interrupted
+/// run.
+let private resumeCommand () =
+    let args = Environment.GetCommandLineArgs() |> Array.skip 1 |> List.ofArray
+
+    let rec keep (args: string list) =
+        match args with
+        | "--resume" :: _ :: rest -> keep rest
+        | "--overwrite" :: rest -> keep rest
+        | a :: rest -> a :: keep rest
+        | [] -> []
+
+    let quote (a: string) =
+        if
+            a = ""
+            || a |> Seq.exists (fun c -> Char.IsWhiteSpace c || "'\"$`\\;&|<>()*?".Contains c)
+        then
+            "'" + a.Replace("'", "'\\''") + "'"
+        else
+            a
+
+    "blr "
+    + String.Join(" ", keep args @ [ "--resume"; "latest" ] |> List.map quote)
+
 let rec train (args: ParseResults<TrainArgs>) =
     let launched = Distributed.LaunchInfo.FromEnvironment()
 
@@ -440,15 +476,20 @@ and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.Lau
         row "run folder" result.RunDirectory
         row "checkpoint" (string result.LastCheckpoint)
         AnsiConsole.Write summary
+
+        if interrupted = 130 then
+            eprintfn
+                "blr: interrupted after step %d, checkpoint %s; resume with: %s"
+                result.Steps
+                result.LastCheckpoint
+                (resumeCommand ())
+
         interrupted
 
 /// --device and --threads of a command that computes, resolved once: libtorch loaded (CUDA first where asked
 /// for), the device checked (ComputeDevice.Use), then libtorch's CPU threads.
 let private useDevice (threads: int option) (onDevice: string option) =
-    match threads with
-    | Some n when n < 1 -> raise (CliError(sprintf "--threads %d: must be >= 1 (leave it out for libtorch's choice)" n))
-    | _ -> ()
-
+    // --threads is in range: Program checks every numeric flag against the core's table first.
     let chosen = deviceOrCpu onDevice
     let resolved = chosen.Use()
     threads |> Option.iter TorchSharp.torch.set_num_threads
@@ -511,16 +552,27 @@ let convertHf (args: ParseResults<HfArgs>) =
         raise (CliError(sprintf "--out %s: already holds a model; choose another folder or pass --overwrite" out))
 
     use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
-    Models.HfFormat.Save(model, out)
-    // The tokenizer travels with the model (a folder without the file is GPT-2's).
+    // The tokenizer travels with the model (a folder without the file is GPT-2's): read and checked before --out is
+    // written, so that a damaged one leaves no half-written folder.
     let source = Training.ModelLocator.Resolve(args.GetResult HfArgs.From)
     let tokenizerFile = Path.Combine(source, Data.TextTokenizers.ModelFile)
 
-    if File.Exists tokenizerFile then
-        let record =
-            Text.Json.JsonSerializer.Deserialize<Data.TokenizerRecord>(File.ReadAllText tokenizerFile)
+    let record =
+        if File.Exists tokenizerFile then
+            let record = Data.TextTokenizers.ReadModelRecord tokenizerFile
 
-        Data.TextTokenizers.WriteForModel(out, record, source)
+            match Data.TextTokenizers.Load(record, source) with
+            | :? IDisposable as d -> d.Dispose()
+            | _ -> ()
+
+            Some record
+        else
+            None
+
+    Models.HfFormat.Save(model, out)
+
+    record
+    |> Option.iter (fun r -> Data.TextTokenizers.WriteForModel(out, r, source))
 
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) out (Models.ModelConfigs.Describe model.Config)
     0
@@ -612,7 +664,13 @@ let sharpness (args: ParseResults<SharpnessArgs>) =
 
     let steps =
         args.TryGetResult SharpnessArgs.Steps
-        |> Option.map (commaList >> Array.map int)
+        |> Option.map (
+            commaList
+            >> Array.map (fun t ->
+                match Int32.TryParse t with
+                | true, step -> step
+                | _ -> raise (CliError(sprintf "--steps %s: '%s' is not a step number; give steps like 100,200" t t)))
+        )
         |> Option.toObj
 
     let struct (rows, csv, png) =

@@ -110,8 +110,62 @@ let private describe (e: InvalidOptionException) =
     | None, Some flag -> sprintf "%s%s: %s" flag value (inFlags (fun _ -> true) e.Problem)
     | None, None -> e.Message
 
+/// Every numeric flag given, checked against its range in the core's table (what --help shows) before the
+/// command does any work.
+let private checkRanges (args: ParseResults<'T>) =
+    for a in args.GetAllResults() do
+        let flag = args.Parser.GetArgumentCaseInfo(a).Name.Value
+
+        match Reflection.FSharpValue.GetUnionFields(a, typeof<'T>) with
+        | _, [| value |] ->
+            let number =
+                match value with
+                | :? int as x -> Some(float x)
+                | :? int64 as x -> Some(float x)
+                | :? uint64 as x -> Some(float x)
+                | :? float as x -> Some x
+                | _ -> None
+
+            match number |> Option.map (Core.OptionRanges.check flag) with
+            | Some(Error problem) ->
+                let text =
+                    match value with
+                    | :? float as x -> x.ToString("R", Globalization.CultureInfo.InvariantCulture)
+                    | other -> string other
+
+                raise (Commands.CliError(sprintf "%s %s: %s" flag text problem))
+            | _ -> ()
+        | _ -> ()
+
+/// The values of the running subcommand's flags, for naming the flag a path came from.
+let mutable private flagValues: (string * string) list = []
+
+/// The flag whose value is `path`, if any.
+let private flagOfPath (path: string) =
+    let full (p: string) =
+        try
+            Path.GetFullPath(p).TrimEnd('/')
+        with _ ->
+            p
+
+    let target = full path
+
+    flagValues
+    |> List.tryFind (fun (_, value) -> full value = target)
+    |> Option.map (fun (flag, value) -> sprintf "%s %s" flag value)
+
 let private run (args: ParseResults<'T>) (command: ParseResults<'T> -> int) =
     flags <- args.Parser.GetArgumentCases() |> List.map (fun c -> c.Name.Value)
+    checkRanges args
+
+    flagValues <-
+        [
+            for a in args.GetAllResults() do
+                match Reflection.FSharpValue.GetUnionFields(a, typeof<'T>) with
+                | _, [| :? string as value |] -> yield args.Parser.GetArgumentCaseInfo(a).Name.Value, value
+                | _ -> ()
+        ]
+
     command args
 
 let private dispatch (argv: string[]) =
@@ -153,22 +207,20 @@ let private dispatch (argv: string[]) =
         0
     | :? ArguParseException as e -> failOnce 2 (e.Message.Split('\n').[0] + " (see blr --help)")
     | :? TorchUnavailableException as e -> fail 3 (e.Message.Replace("TorchRuntime.UseLibTorch", "--libtorch DIR"))
-    | :? FormatException as e -> fail 2 e.Message
-    | :? ArgumentException as e -> fail 2 e.Message
-    | :? BlockPartitionException as e -> fail 2 e.Message
-    | :? InvalidDataException as e -> fail 2 e.Message
-    | :? Data.DataInputException as e -> fail 2 (inFlags (fun word -> Seq.contains word e.Options) e.Message)
     | :? Training.TrainingDivergedException as e -> failOnce 4 e.Message
-    | :? FileNotFoundException as e -> fail 2 (sprintf "%s: file not found" e.FileName)
-    | :? DirectoryNotFoundException as e -> fail 2 e.Message
-    // The machine refused a read or write: disk full, permission, a read-only file system.
-    | :? UnauthorizedAccessException as e ->
-        fail 5 (sprintf "%s; check the folder's permissions and file system" e.Message)
-    | :? IOException as e ->
-        fail 5 (sprintf "%s; check the disk (space, permissions, read-only mounts)" (e.Message.Split('\n').[0]))
     | :? Distributed.DistributedException as e when e.SameOnEveryRank -> failOnce 6 e.Message
     | :? Distributed.DistributedException as e -> fail 6 e.Message
-    | e -> crash e
+    | e ->
+        match Failures.describe (fun path -> flagOfPath path) e with
+        | Some(code, line) -> fail code line
+        | None ->
+            match e with
+            | :? FormatException
+            | :? ArgumentException
+            | :? BlockPartitionException
+            | :? InvalidDataException -> fail 2 e.Message
+            | :? Data.DataInputException as e -> fail 2 (inFlags (fun word -> Seq.contains word e.Options) e.Message)
+            | e -> crash e
 
 [<EntryPoint>]
 let main argv =

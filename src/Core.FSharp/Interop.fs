@@ -239,6 +239,20 @@ type MuonRules =
     static member NormEps = Muon.normEps
     static member Momentum = Muon.momentum
 
+/// The numeric option ranges (OptionRanges.fs) for C#.
+[<AbstractClass; Sealed>]
+type RangeRules =
+    /// The refusal of `value` for the flag `key` ("threads", "lr"), or null when it is in range (or the flag has
+    /// no range).
+    static member Check(key: string, value: float) : string =
+        match OptionRanges.check key value with
+        | Ok() -> null
+        | Error e -> e
+
+    /// The range as `--help` shows it, or null for a flag without one.
+    static member Describe(key: string) : string =
+        OptionRanges.tryFind key |> Option.map OptionRanges.describe |> Option.toObj
+
 /// Memory estimates (MemoryEstimate.fs) for C#.
 [<AbstractClass; Sealed>]
 type MemoryRules =

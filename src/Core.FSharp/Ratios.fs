@@ -82,10 +82,18 @@ module Ratios =
     let validate (tiedHead: bool) (spec: RatioSpec) : Result<RatioSpec, string> =
         let bad =
             explicitValues spec
-            |> List.filter (fun (_, r) -> Double.IsNaN r || Double.IsInfinity r || r <= 0.0)
+            |> List.filter (fun (_, r) ->
+                Double.IsNaN r || Double.IsInfinity r || r <= 0.0 || r > OptionRanges.maxRatio)
 
         match bad, spec.OutputHead with
-        | (kind, r) :: _, _ -> Error(sprintf "ratio %s=%g must be a finite number > 0" (BlockKind.key kind) r)
+        | (kind, r) :: _, _ ->
+            Error(
+                sprintf
+                    "ratio %s=%g must be a finite number > 0 and <= %g (a block's peak LR is ratio x base LR)"
+                    (BlockKind.key kind)
+                    r
+                    OptionRanges.maxRatio
+            )
         | [], Some head when tiedHead && head <> spec.Embedding ->
             Error(
                 sprintf
@@ -148,10 +156,21 @@ module Ratios =
                             Error(sprintf "ratios '%s': key '%s' is given twice" text key)
                         | Some kind ->
                             match Double.TryParse(value.Trim(), NumberStyles.Float, CultureInfo.InvariantCulture) with
-                            | true, r when not (Double.IsNaN r || Double.IsInfinity r) && r > 0.0 ->
+                            | true, r when
+                                not (Double.IsNaN r || Double.IsInfinity r)
+                                && r > 0.0
+                                && r <= OptionRanges.maxRatio
+                                ->
                                 Ok(set spec kind r, seen.Add key)
                             | _ ->
-                                Error(sprintf "ratios '%s': %s=%s must be a finite number > 0" text key (value.Trim()))
+                                Error(
+                                    sprintf
+                                        "ratios '%s': %s=%s must be a finite number > 0 and <= %g"
+                                        text
+                                        key
+                                        (value.Trim())
+                                        OptionRanges.maxRatio
+                                )
                     | _ -> Error(sprintf "ratios '%s': '%s' is not KEY=VALUE" text item))
 
             start

@@ -134,9 +134,6 @@ module Schedule =
     /// The official recipe's floor: BaseLr / 20.
     let officialFloor (baseLr: float) = baseLr / 20.0
 
-    let private finitePositive x =
-        not (Double.IsNaN x || Double.IsInfinity x) && x > 0.0
-
     /// Checks the spec against the ratios it will be used with; a refusal names the field it is about.
     let validateFields (ratios: float list) (spec: ScheduleSpec) : Result<ScheduleSpec, ScheduleField * string> =
         let longestWarmup = (1.0 :: ratios) |> List.map (warmupOf spec) |> List.max
@@ -148,10 +145,18 @@ module Schedule =
             | WsdRatioAnneal -> float spec.TotalSteps / 3.0, "a third of the run"
             | _ -> float spec.TotalSteps, "the run length"
 
-        if not (finitePositive spec.BaseLr) then
-            Error(ScheduleField.BaseLr, sprintf "base LR %g must be a finite number > 0" spec.BaseLr)
-        elif Double.IsNaN spec.FloorLr || spec.FloorLr < 0.0 then
-            Error(ScheduleField.FloorLr, sprintf "floor LR %g must be >= 0" spec.FloorLr)
+        let problem =
+            function
+            | Error e -> e
+            | Ok() -> null
+
+        let lrProblem = problem (OptionRanges.check "lr" spec.BaseLr)
+        let floorProblem = problem (OptionRanges.check "floor" spec.FloorLr)
+
+        if not (isNull lrProblem) then
+            Error(ScheduleField.BaseLr, sprintf "base LR %g %s" spec.BaseLr lrProblem)
+        elif not (isNull floorProblem) then
+            Error(ScheduleField.FloorLr, sprintf "floor LR %g %s" spec.FloorLr floorProblem)
         elif spec.FloorLr > lowestPeak then
             Error(
                 ScheduleField.FloorLr,

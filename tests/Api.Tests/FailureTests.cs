@@ -163,7 +163,7 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
                 var (code, _, error) = TestPaths.Run(Tiny(run));
                 Assert.Equal(5, code);
                 AssertOneLine(error);
-                Assert.Contains("No space left on device", error);
+                Assert.Contains("the disk is full", error);
                 var checkpoints = Path.Combine(run, "checkpoints");
                 Assert.Empty(Directory.Exists(checkpoints) ? Directory.GetFileSystemEntries(checkpoints) : []);
             }
@@ -204,7 +204,7 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             var (code, _, error) = TestPaths.Run(Tiny(Path.Combine(mount, "run")));
             Assert.Equal(5, code);
             AssertOneLine(error);
-            Assert.Contains("Read-only file system", error);
+            Assert.Contains("the file system is read-only", error);
             Assert.Empty(Directory.GetFileSystemEntries(mount));
         });
 
@@ -323,6 +323,27 @@ public sealed class BrokenFiles : IDisposable
         // A safetensors file whose header length points past its end.
         LongHeader = Path.Combine(Root, "long-header.safetensors");
         File.WriteAllBytes(LongHeader, [.. BitConverter.GetBytes(1_000_000L), .. "{}"u8.ToArray()]);
+        // A model whose blr-tokenizer.json is garbage; one whose SentencePiece tokenizer.model is empty.
+        GarbageTokenizer = Path.Combine(Root, "garbage-tokenizer");
+        CopyFolder(checkpoint, GarbageTokenizer);
+        File.WriteAllText(Path.Combine(GarbageTokenizer, "blr-tokenizer.json"), "garbage");
+        EmptyTokenizer = Path.Combine(Root, "empty-tokenizer");
+        CopyFolder(checkpoint, EmptyTokenizer);
+        File.WriteAllText(
+            Path.Combine(EmptyTokenizer, "blr-tokenizer.json"),
+            """{"Name":"sentencepiece","VocabSize":4000,"EndOfText":0,"Files":["tokenizer.model"]}"""
+        );
+        File.WriteAllBytes(Path.Combine(EmptyTokenizer, "tokenizer.model"), []);
+        EmptyModelFile = Path.Combine(Root, "empty.model");
+        File.WriteAllBytes(EmptyModelFile, []);
+        Whitespace = Path.Combine(Root, "whitespace.txt");
+        File.WriteAllText(Whitespace, "   \n\n \t \n\n   \n");
+        TwiceConfig = Path.Combine(Root, "twice.json");
+        File.WriteAllText(TwiceConfig, """{"training":{"steps":3,"steps":4}}""");
+        CaseConfig = Path.Combine(Root, "case.json");
+        File.WriteAllText(CaseConfig, """{"training":{"Steps":3}}""");
+        PlainFile = Path.Combine(Root, "plain-file");
+        File.WriteAllText(PlainFile, "keep me");
         MakeIntegrityFiles(checkpoint);
     }
 
@@ -419,6 +440,13 @@ public sealed class BrokenFiles : IDisposable
     public string TornMid { get; private set; } = "";
     public string NoCheckpoint { get; private set; } = "";
     public string I32 { get; private set; } = "";
+    public string GarbageTokenizer { get; }
+    public string EmptyTokenizer { get; }
+    public string EmptyModelFile { get; }
+    public string Whitespace { get; }
+    public string TwiceConfig { get; }
+    public string CaseConfig { get; }
+    public string PlainFile { get; }
 
     public void Dispose() => Directory.Delete(Root, true);
 }
@@ -443,7 +471,14 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             .Replace("{missingTok}", files.MissingTok)
             .Replace("{tornMid}", files.TornMid)
             .Replace("{noCheckpoint}", files.NoCheckpoint)
-            .Replace("{i32}", files.I32);
+            .Replace("{i32}", files.I32)
+            .Replace("{garbageTokenizer}", files.GarbageTokenizer)
+            .Replace("{emptyTokenizer}", files.EmptyTokenizer)
+            .Replace("{emptyModelFile}", files.EmptyModelFile)
+            .Replace("{whitespace}", files.Whitespace)
+            .Replace("{twiceConfig}", files.TwiceConfig)
+            .Replace("{caseConfig}", files.CaseConfig)
+            .Replace("{plainFile}", files.PlainFile);
 
     const string NoCuda = "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible";
     const string Train =
@@ -513,7 +548,7 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             {
                 Train + " --out {root}/o16 --ratios auto --auto-smoothing 1",
                 2,
-                "--auto-smoothing 1: smoothing 1 must be in [0, 1)",
+                "--auto-smoothing 1: must be a finite number >= 0 and < 1",
                 "{root}/o16"
             },
             {
@@ -532,7 +567,7 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             {
                 "sample --model-dir {run} --temperature nan",
                 2,
-                "--temperature NaN: must be a finite number >= 0",
+                "--temperature NaN: must be 0 (greedy) or a finite number >= 0.01",
                 "{root}/never"
             },
             { "sample --model-dir {run} --threads 0", 2, "--threads 0: must be >= 1", "{root}/never" },
@@ -625,7 +660,12 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
                 "--resume {root}/nowhere: not a checkpoint (no trainer.json)",
                 "{root}/o23"
             },
-            { "sample --model-dir {run} --top-p 0", 2, "--top-p 0: must be in (0, 1]", "{root}/never" },
+            {
+                "sample --model-dir {run} --top-p 0",
+                2,
+                "--top-p 0: must be a finite number > 0 and <= 1",
+                "{root}/never"
+            },
             { "sample --model-dir {run} --top-k -1", 2, "--top-k -1: must be >= 0", "{root}/never" },
             {
                 "eval --model-dir {run}",
@@ -732,9 +772,181 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
         };
 
+    static readonly int Cores = Environment.ProcessorCount;
+
+    /// <summary>Issue 24's ranges, memory, tokenizer files, .NET messages and config keys.</summary>
+    public static TheoryData<string, int, string, string> RangeCases =>
+        new()
+        {
+            {
+                Train + " --out {root}/r1 --threads 100000",
+                2,
+                $"--threads 100000: must be >= 1 and <= {4 * Cores} (4 x this machine's {Cores} cores)",
+                "{root}/r1"
+            },
+            {
+                "prepare --builtin gutenberg --threads 100000 --out {root}/r2",
+                2,
+                "--threads 100000: must be >= 1 and <= ",
+                "{root}/r2"
+            },
+            {
+                "eval --model-dir {run} --data {data} --threads 100000",
+                2,
+                "--threads 100000: must be >= 1 and <= ",
+                "{root}/never"
+            },
+            {
+                "schedule --steps 100 --points 2000000000",
+                2,
+                "--points 2000000000: must be >= 0 and <= 10000",
+                "{root}/never"
+            },
+            {
+                Train + " --out {root}/r3 --lr 3.4e37",
+                2,
+                "--lr 3.4E+37: must be a finite number > 0 and <= 100",
+                "{root}/r3"
+            },
+            {
+                Train + " --out {root}/r4 --lr 3.4e37 --optimizer adamw",
+                2,
+                "--lr 3.4E+37: must be a finite number > 0 and <= 100",
+                "{root}/r4"
+            },
+            {
+                Train + " --out {root}/r5 --ratios emb=1e37",
+                2,
+                "--ratios emb=1e37: ratios 'emb=1e37': emb=1e37 must be a finite number > 0 and <= 1000",
+                "{root}/r5"
+            },
+            {
+                Train + " --out {root}/r6 --weight-decay 1e308",
+                2,
+                "--weight-decay 1E+308: must be a finite number >= 0 and <= 100",
+                "{root}/r6"
+            },
+            {
+                "schedule --steps 100 --lr 1e308",
+                2,
+                "--lr 1E+308: must be a finite number > 0 and <= 100",
+                "{root}/never"
+            },
+            {
+                "sample --model-dir {run} --temperature 1e308",
+                2,
+                "--temperature 1E+308: must be 0 (greedy) or a finite number >= 0.01 and <= 100",
+                "{root}/never"
+            },
+            {
+                "sample --model-dir {run} --temperature 1e-300",
+                2,
+                "--temperature 1E-300: must be 0 (greedy) or a finite number >= 0.01",
+                "{root}/never"
+            },
+            {
+                Train + " --out {root}/r7 --batch-size 100000000",
+                2,
+                "--batch-size 100000000: must be >= 1 and <= 1048576",
+                "{root}/r7"
+            },
+            {
+                Train + " --out {root}/r8 --set vocab=2000000000",
+                2,
+                "--set layers=1,width=16,heads=2,vocab=2000000000: the model needs about",
+                "{root}/r8"
+            },
+            {
+                Train + " --out {root}/r9 --set width=1000000",
+                2,
+                "--set layers=1,width=1000000,heads=2: the model needs about",
+                "{root}/r9"
+            },
+            {
+                Train + " --out {root}/r10 --batch-size 1048576 --micro-batch-size 1048576",
+                2,
+                "--micro-batch-size 1048576: a step needs about",
+                "{root}/r10"
+            },
+            {
+                "eval --model-dir {garbageTokenizer} --text {text}",
+                2,
+                "{garbageTokenizer}/blr-tokenizer.json: not a tokenizer record",
+                "{root}/never"
+            },
+            {
+                "sample --model-dir {garbageTokenizer}",
+                2,
+                "{garbageTokenizer}/blr-tokenizer.json: not a tokenizer record",
+                "{root}/never"
+            },
+            {
+                "export-hf --from {garbageTokenizer} --out {root}/r11",
+                2,
+                "{garbageTokenizer}/blr-tokenizer.json: not a tokenizer record",
+                "{root}/r11"
+            },
+            {
+                "sample --model-dir {emptyTokenizer}",
+                2,
+                "{emptyTokenizer}/tokenizer.model: empty, not a SentencePiece model",
+                "{root}/never"
+            },
+            {
+                "export-hf --from {emptyTokenizer} --out {root}/r12",
+                2,
+                "{emptyTokenizer}/tokenizer.model: empty, not a SentencePiece model",
+                "{root}/r12"
+            },
+            {
+                "prepare --input {text} --tokenizer {emptyModelFile} --out {root}/r13",
+                2,
+                "{emptyModelFile}: empty, not a SentencePiece model",
+                "{root}/r13"
+            },
+            { "prepare --input {whitespace} --out {root}/r14", 2, "the corpus has no text", "{root}/r14" },
+            {
+                Train + " --out {root}/r15 --config {twiceConfig}",
+                2,
+                "{twiceConfig}: training.steps: is given twice",
+                "{root}/r15"
+            },
+            {
+                Train + " --out {root}/r16 --config {caseConfig}",
+                2,
+                "{caseConfig}: training.steps = 3: unknown option 'training.Steps'; keys are case-sensitive: write training.steps",
+                "{root}/r16"
+            },
+            {
+                "import-hf --from {run}/checkpoints/step_0000002 --out {plainFile}/x",
+                2,
+                "{plainFile}: is a file, not a folder",
+                "{root}/never"
+            },
+            {
+                "eval --model-dir {run} --text {root}/nowhere/x.txt",
+                2,
+                "--text {root}/nowhere/x.txt: a folder on this path does not exist",
+                "{root}/never"
+            },
+            {
+                "sharpness --run {run} --data {data} --steps x",
+                2,
+                "--steps x: 'x' is not a step number",
+                "{root}/never"
+            },
+            {
+                "blocks --block-rules {root}/nowhere/rules {long}",
+                2,
+                "--block-rules {root}/nowhere/rules: a folder on this path does not exist",
+                "{root}/never"
+            },
+        };
+
     [Theory]
     [MemberData(nameof(Cases))]
     [MemberData(nameof(IntegrityCases))]
+    [MemberData(nameof(RangeCases))]
     public void Bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
         string command,
         int exit,
@@ -748,7 +960,102 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         Assert.StartsWith("blr: " + Fill(line), error.Trim());
         Assert.DoesNotContain("   at ", error);
         Assert.DoesNotContain("Exception", error);
+        foreach (var phrase in DotNetPhrases)
+            Assert.DoesNotContain(phrase, error);
         Assert.False(Directory.Exists(Fill(absent)) || File.Exists(Fill(absent)), $"{Fill(absent)} was written");
+    }
+
+    /// <summary>Words of .NET's own exception messages, which must never reach a user (Cli Failures translates
+    /// them).</summary>
+    static readonly string[] DotNetPhrases =
+    [
+        "Could not find a part of the path",
+        "was not in a correct format",
+        "An item with the same key",
+        "Access to the path",
+        "(Parameter '",
+        "The JSON value",
+        "JsonSerializer",
+        "Object reference not set",
+        "Value was either too large or too small",
+        "Specified argument",
+        "check the disk",
+        "internal error",
+    ];
+
+    /// <summary>A run whose loss stops being finite ends with exit 4 and still writes result.json, recording the
+    /// divergence (the README's "every run writes result.json").</summary>
+    [Fact]
+    public void A_diverged_run_writes_result_json_recording_the_divergence()
+    {
+        var output = Path.Combine(files.Root, "diverged");
+        var (code, _, error) = TestPaths.Run(
+            Fill(
+                    Train
+                        + $" --out {output} --steps 4 --lr 100 --grad-clip 0 --ratios emb=1000,qk=1000,vo=1000,ffn=1000,norm=1000"
+                )
+                .Split(' ', StringSplitOptions.RemoveEmptyEntries)
+        );
+        Assert.True(code == 4, $"exit {code}: {error}");
+        var result = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(output, "result.json")))!;
+        Assert.Equal(error.Trim(), "blr: " + result["diverged"]!.GetValue<string>());
+    }
+
+    /// <summary>Every numeric flag of every subcommand shows its range in --help (from the core's table, which the
+    /// checks read too): the flags are found by reflection over the CLI's Argu unions, the text in `blr CMD
+    /// --help`.</summary>
+    [Fact]
+    public void Every_numeric_flag_of_every_subcommand_shows_its_range_in_help()
+    {
+        var cli = System.Reflection.Assembly.LoadFrom(TestPaths.Blr());
+        var blrArgs = cli.GetType("BlockwiseLR.Cli.Arguments+BlrArgs", throwOnError: true)!;
+        Type[] numeric = [typeof(int), typeof(long), typeof(ulong), typeof(double)];
+        var checkedFlags = 0;
+        foreach (
+            var command in Microsoft.FSharp.Reflection.FSharpType.GetUnionCases(
+                blrArgs,
+                Microsoft.FSharp.Core.FSharpOption<System.Reflection.BindingFlags>.None
+            )
+        )
+        {
+            var fields = command.GetFields();
+            if (fields.Length != 1 || !fields[0].PropertyType.IsGenericType)
+                continue;
+            var union = fields[0].PropertyType.GetGenericArguments()[0];
+            var name = command.Name.ToLowerInvariant().Replace('_', '-');
+            var (code, help, error) = TestPaths.Run([name, "--help"]);
+            Assert.True(code == 0, $"{name} --help: exit {code}: {error}");
+            foreach (
+                var flag in Microsoft.FSharp.Reflection.FSharpType.GetUnionCases(
+                    union,
+                    Microsoft.FSharp.Core.FSharpOption<System.Reflection.BindingFlags>.None
+                )
+            )
+            {
+                var flagFields = flag.GetFields();
+                if (flagFields.Length != 1 || !numeric.Contains(flagFields[0].PropertyType))
+                    continue;
+                var option = "--" + flag.Name.ToLowerInvariant().Replace('_', '-');
+                // The flag's usage: its line and the indented lines that continue it.
+                var lines = help.Split('\n');
+                var at = Array.FindIndex(lines, l => l.TrimStart().StartsWith(option + " ", StringComparison.Ordinal));
+                Assert.True(at >= 0, $"{name} --help lists no {option}");
+                var usage = System.Text.RegularExpressions.Regex.Replace(
+                    string.Join(
+                        " ",
+                        lines.Skip(at).TakeWhile((l, i) => i == 0 || l.StartsWith("     ", StringComparison.Ordinal))
+                    ),
+                    @"\s+",
+                    " "
+                );
+                Assert.True(
+                    System.Text.RegularExpressions.Regex.IsMatch(usage, @"range: (0 \([a-z]+\) or )?[<>]=? -?[0-9]"),
+                    $"{name} {option} shows no range: {usage}"
+                );
+                checkedFlags++;
+            }
+        }
+        Assert.True(checkedFlags > 40, $"only {checkedFlags} numeric flags found");
     }
 }
 

@@ -280,22 +280,13 @@ public static class ShardPreparer
     {
         if (o.Builtin is not null && o.Inputs.Count > 0)
             throw new InvalidOptionException(nameof(o.Builtin), o.Builtin, "give Inputs or a Builtin corpus, not both");
-        if (o.Threads < 1)
-            throw new InvalidOptionException(nameof(o.Threads), $"{o.Threads}", "must be >= 1");
-        if (o.ChunkTokens < 1)
-            throw new InvalidOptionException(nameof(o.ChunkTokens), $"{o.ChunkTokens}", "must be >= 1");
-        if (o.ShardTokens < 1 || o.ShardTokens > int.MaxValue)
-            throw new InvalidOptionException(
-                nameof(o.ShardTokens),
-                $"{o.ShardTokens}",
-                $"must be in 1..{int.MaxValue} (llm.c headers count tokens in an int32)"
-            );
-        if (o.ValTokens is null && !(o.ValFraction >= 0 && o.ValFraction < 1))
-            throw new InvalidOptionException(
-                nameof(o.ValFraction),
-                o.ValFraction.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "must be in [0, 1)"
-            );
+        Ranges.Check(nameof(o.Threads), "threads", o.Threads);
+        Ranges.Check(nameof(o.ChunkTokens), "chunk-tokens", o.ChunkTokens);
+        Ranges.Check(nameof(o.ShardTokens), "shard-tokens", o.ShardTokens);
+        if (o.ValTokens is { } valTokens)
+            Ranges.Check(nameof(o.ValTokens), "val-tokens", valTokens);
+        else
+            Ranges.Check(nameof(o.ValFraction), "val-fraction", o.ValFraction);
     }
 
     static (IReadOnlyList<SourceFile>, Func<SourceFile, IEnumerable<StreamedDocument>>) Sources(PrepareOptions o)
@@ -422,6 +413,9 @@ public static class ShardPreparer
             File.Move(path + ".tmp", path, overwrite: true);
         }
 
+        /// <summary>Whether a piece read so far holds more than whitespace.</summary>
+        bool sawText;
+
         public void Run(
             IReadOnlyList<SourceFile> sources,
             Func<SourceFile, IEnumerable<StreamedDocument>> documentsOf,
@@ -461,6 +455,7 @@ public static class ShardPreparer
                         any = true;
                         if (piece++ < skip)
                             continue; // in the shards already: read past, not tokenized
+                        sawText |= !string.IsNullOrWhiteSpace(text);
                         pending.Add((document, text, piece - 1));
                         pendingChars += text.Length;
                         if (pendingChars >= limits.BatchChars)
@@ -518,6 +513,10 @@ public static class ShardPreparer
 
         void FinishBlock()
         {
+            if (block == 0 && !sawText && skip == 0)
+                throw new DataInputException(
+                    "the corpus has no text: its documents hold only whitespace; give files with text"
+                );
             var sizes = blockChunks.Select(c => c.Tokens).ToArray();
             var target = options.ValTokens is { } wanted
                 ? (block == 0 ? wanted : 0)

@@ -54,7 +54,7 @@ public static class TextTokenizers
         var file = Path.GetFileName(spec).ToLowerInvariant();
         var folder = Path.GetDirectoryName(Path.GetFullPath(spec))!;
         if (file.EndsWith(".model", StringComparison.Ordinal))
-            return new SentencePieceTextTokenizer(spec);
+            return Readable(spec, "a SentencePiece model", () => new SentencePieceTextTokenizer(spec));
         if (file is "vocab.json" or "encoder.json")
         {
             var merges = Path.Combine(folder, file == "vocab.json" ? "merges.txt" : "vocab.bpe");
@@ -64,15 +64,42 @@ public static class TextTokenizers
                     spec,
                     $"needs {Path.GetFileName(merges)} beside it (the BPE merges)"
                 );
-            return new VocabMergesTokenizer(spec, merges);
+            return Readable(spec, "a BPE vocabulary", () => new VocabMergesTokenizer(spec, merges));
         }
         if (file.EndsWith(".json", StringComparison.Ordinal))
-            return new HfTextTokenizer(spec);
+            return Readable(spec, "a Hugging Face tokenizer.json", () => new HfTextTokenizer(spec));
         throw new InvalidOptionException(
             "Tokenizer",
             spec,
             "is not a tokenizer file (*.model, tokenizer.json, vocab.json, encoder.json)"
         );
+    }
+
+    /// <summary>A tokenizer read from <paramref name="path"/>; a file that is empty or not what it should be is a
+    /// <see cref="DataInputException"/> naming it (the machine refusing to read it stays an I/O error).</summary>
+    static ITextTokenizer Readable(string path, string what, Func<ITextTokenizer> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (Exception e)
+            when (e
+                    is not (
+                        DataInputException
+                        or InvalidOptionException
+                        or IOException
+                        or UnauthorizedAccessException
+                        or OutOfMemoryException
+                    )
+            )
+        {
+            var size = new FileInfo(path).Length;
+            throw new DataInputException(
+                $"{path}: {(size == 0 ? "empty" : "damaged")}, not {what}; give the tokenizer file its tokenizer wrote "
+                    + "(or copy it again from where it was prepared)"
+            );
+        }
     }
 
     /// <summary>A tokenizer file embedded in this library, as a file (file tokenizers are read from, and copied beside
@@ -261,9 +288,28 @@ public static class TextTokenizers
         var path = Path.Combine(folder, ModelFile);
         if (!File.Exists(path))
             return Gpt2Tokenizer.Instance;
-        var record = System.Text.Json.JsonSerializer.Deserialize<TokenizerRecord>(File.ReadAllText(path))
-            ?? throw new DataInputException($"{path}: empty; it should name the model's tokenizer");
-        return Load(record, folder);
+        return Load(ReadModelRecord(path), folder);
+    }
+
+    /// <summary>A model folder's <see cref="ModelFile"/>; one that is not a tokenizer record is a
+    /// <see cref="DataInputException"/> naming it.</summary>
+    public static TokenizerRecord ReadModelRecord(string path)
+    {
+        TokenizerRecord? record;
+        try
+        {
+            record = System.Text.Json.JsonSerializer.Deserialize<TokenizerRecord>(File.ReadAllText(path));
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            record = null;
+        }
+        if (record is null || string.IsNullOrEmpty(record.Name) || record.VocabSize < 1)
+            throw new DataInputException(
+                $"{path}: not a tokenizer record (JSON naming the model's tokenizer); write the model again (blr "
+                    + "export-hf, or train), or delete the file to use GPT-2's tokenizer"
+            );
+        return record;
     }
 
     /// <summary>Writes <see cref="ModelFile"/> into a model folder, with the tokenizer's files copied from

@@ -252,6 +252,13 @@ static class OptionFields
     /// something other than an object, else the groups.</summary>
     public static string Unknown(string key)
     {
+        // Keys are case-sensitive, as options.json writes them: a key that differs only in case is named.
+        var spelled = byPath
+            .Keys.Concat(flatKeys.Keys)
+            .Concat(Groups.Select(g => g.Key))
+            .FirstOrDefault(k => string.Equals(k, key, StringComparison.OrdinalIgnoreCase));
+        if (spelled is not null)
+            return $"unknown option '{key}'; keys are case-sensitive: write {spelled}";
         var dot = key.IndexOf('.');
         var group = dot < 0 ? key : key[..dot];
         var fields = byPath

@@ -29,10 +29,9 @@ public static class Evaluation
                 data,
                 "give a prepared dataset (its val split) or a text file, one of them"
             );
-        if (batchSize < 1)
-            throw new InvalidOptionException("BatchSize", $"{batchSize}", "must be >= 1");
-        if (maxWindows < 1)
-            throw new InvalidOptionException("Windows", $"{maxWindows}", "must be >= 1");
+        Ranges.Check("SeqLen", "seq-len", seqLen);
+        Ranges.Check("BatchSize", "batch-size", batchSize);
+        Ranges.Check("Windows", "windows", maxWindows);
         var located = ModelLocator.Resolve(model);
         if (data is not null)
             TextTokenizers.RequireModelTokenizer(located, data);

@@ -39,8 +39,12 @@ public sealed record PretrainOptions
         JsonObject root;
         try
         {
+            var text = File.ReadAllText(path);
+            using (var document = JsonDocument.Parse(text))
+                if (DuplicateKey(document.RootElement, "") is { } twice)
+                    throw new InvalidOptionException(twice, null, "is given twice; give each option once", path);
             root =
-                JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+                JsonNode.Parse(text) as JsonObject
                 ?? throw new InvalidOptionException("config", path, "not a JSON object of options");
         }
         catch (JsonException e)
@@ -48,6 +52,24 @@ public sealed record PretrainOptions
             throw new InvalidOptionException("config", path, $"not valid JSON (line {e.LineNumber + 1})");
         }
         return FromJsonObject(root, path);
+    }
+
+    /// <summary>The path of the first key an object of <paramref name="element"/> holds twice ("training.steps"), or
+    /// null.</summary>
+    static string? DuplicateKey(JsonElement element, string prefix)
+    {
+        if (element.ValueKind != JsonValueKind.Object)
+            return null;
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var property in element.EnumerateObject())
+        {
+            var path = prefix + property.Name;
+            if (!seen.Add(property.Name))
+                return path;
+            if (DuplicateKey(property.Value, path + ".") is { } inner)
+                return inner;
+        }
+        return null;
     }
 
     /// <summary>Reads options from JSON text (as <see cref="FromJsonFile"/>).</summary>

@@ -131,10 +131,27 @@ public sealed class Trainer(PretrainOptions options)
         for (var t = setup.StartStep; t < o.Training.Steps && !interrupted; t++)
         {
             FaultInjection.Bug("bug-at-step", t);
-            var outcome = step.Run(t, history.LastCheckpoint) with
+            StepOutcome outcome;
+            try
             {
-                DeviceMemoryBytes = DeviceMemory.UsedBytes(setup.Device),
-            };
+                outcome = step.Run(t, history.LastCheckpoint) with
+                {
+                    DeviceMemoryBytes = DeviceMemory.UsedBytes(setup.Device),
+                };
+            }
+            catch (TrainingDivergedException e) when (group.IsMain)
+            {
+                // Every run writes result.json: a diverged one records where and why it stopped.
+                var json = System.Text.Json.Nodes.JsonNode.Parse(
+                    history.Result(interrupted: false, optimizer.StateBytes.Values.Sum()).ToJson()
+                )!;
+                json["diverged"] = e.Message;
+                File.WriteAllText(
+                    Path.Combine(setup.RunDirectory, "result.json"),
+                    json.ToJsonString(OptionsJson.Results)
+                );
+                throw;
+            }
             history.Add(outcome);
 
             // Everything that follows now is just diagnostics: evaluation, the step's one report (metrics.jsonl,

@@ -62,13 +62,15 @@ public sealed record ResolvedOptions(
         var config = custom ? null : ModelOf(o.Model);
         if (custom)
             RefuseForOwnModel(o);
-        Finite("Schedule.Lr", o.Schedule.Lr, 0, inclusive: false);
+        InRange("Schedule.Lr", "lr", o.Schedule.Lr);
         var (micro, seqLen) = CheckTraining(o.Training, o.Parallelism, config, world);
         Data.TokenizerRecord? tokenizer = null;
         if (!ownData)
             (config, tokenizer) = WithDataVocab(o.Data, o.Model, config);
         CheckRunAndDiagnostics(o);
         CheckNumerics(o);
+        if (config is not null)
+            CheckMemory(o, config, micro, seqLen);
         var tied = config?.Tied ?? customTied;
         var (ratios, schedule) = ScheduleOf(o, tied);
         var decay = o.Optimizer.WeightDecayPolicy
@@ -102,6 +104,13 @@ public sealed record ResolvedOptions(
     {
         if (!double.IsFinite(value) || (inclusive ? value < min : value <= min))
             throw Bad(option, value, $"must be a finite number {(inclusive ? ">=" : ">")} {Text(min)}");
+    }
+
+    /// <summary>Checks a value against its flag's range in the core's table (what <c>blr --help</c> shows).</summary>
+    static void InRange(string option, string flag, double value)
+    {
+        if (RangeRules.Check(flag, value) is { } problem)
+            throw Bad(option, value, problem);
     }
 
     static void RequireGroups(PretrainOptions o)
@@ -160,10 +169,10 @@ public sealed record ResolvedOptions(
         int world
     )
     {
-        if (t.Steps < 1)
-            throw Bad("Training.Steps", t.Steps, "must be >= 1");
-        if (t.BatchSize < 1)
-            throw Bad("Training.BatchSize", t.BatchSize, "must be >= 1");
+        InRange("Training.Steps", "steps", t.Steps);
+        InRange("Training.BatchSize", "batch-size", t.BatchSize);
+        if (t.MicroBatchSize is { } given)
+            InRange("Training.MicroBatchSize", "micro-batch-size", given);
         if (world > 1 && t.BatchSize % world != 0)
             throw Bad(
                 "Training.BatchSize",
@@ -185,16 +194,12 @@ public sealed record ResolvedOptions(
                     + $"{t.BatchSize / world}); "
                     + "the batch must be divisible by processes x micro-batch"
             );
-        if (p.Zero is not (0 or 1))
-            throw Bad(
-                "Parallelism.Zero",
-                p.Zero,
-                "must be 0 (no sharding) or 1 (optimizer state sharded across processes)"
-            );
-        Finite("Parallelism.BucketMb", p.BucketMb, 0, inclusive: false);
+        InRange("Parallelism.Zero", "zero", p.Zero);
+        InRange("Parallelism.BucketMb", "bucket-mb", p.BucketMb);
         var seqLen = t.SeqLen
             ?? config?.Context
             ?? throw Bad("Training.SeqLen", null, "is required for a model of your own (its context is not known)");
+        InRange("Training.SeqLen", "seq-len", seqLen);
         if (seqLen < 1 || (config is not null && seqLen > config.Context))
             throw Bad(
                 "Training.SeqLen",
@@ -249,18 +254,12 @@ public sealed record ResolvedOptions(
     {
         if (File.Exists(o.Run.Out))
             throw Bad("Run.Out", o.Run.Out, "is a file; give a folder for the run");
-        if (o.Evaluation.Every < 0)
-            throw Bad("Evaluation.Every", o.Evaluation.Every, "must be >= 0 (0: only at the end)");
-        if (o.Evaluation.Windows < 1)
-            throw Bad("Evaluation.Windows", o.Evaluation.Windows, "must be >= 1");
-        if (o.Checkpoint.Every < 0)
-            throw Bad("Checkpoint.Every", o.Checkpoint.Every, "must be >= 0 (0: only at the end)");
-        if (o.Checkpoint.Keep < 1)
-            throw Bad("Checkpoint.Keep", o.Checkpoint.Keep, "must be >= 1");
-        if (o.Debug.SharpnessEvery < 0)
-            throw Bad("Debug.SharpnessEvery", o.Debug.SharpnessEvery, "must be >= 0 (0: off)");
-        if (o.Debug.NoiseScaleEvery < 0)
-            throw Bad("Debug.NoiseScaleEvery", o.Debug.NoiseScaleEvery, "must be >= 0 (0: off)");
+        InRange("Evaluation.Every", "eval-every", o.Evaluation.Every);
+        InRange("Evaluation.Windows", "eval-windows", o.Evaluation.Windows);
+        InRange("Checkpoint.Every", "checkpoint-every", o.Checkpoint.Every);
+        InRange("Checkpoint.Keep", "keep-checkpoints", o.Checkpoint.Keep);
+        InRange("Debug.SharpnessEvery", "sharpness-every", o.Debug.SharpnessEvery);
+        InRange("Debug.NoiseScaleEvery", "noise-scale-every", o.Debug.NoiseScaleEvery);
         if (o.Debug.NoiseScaleEvery > 0 && o.Training.BatchSize < 2)
             throw Bad(
                 "Debug.NoiseScaleEvery",
@@ -275,9 +274,9 @@ public sealed record ResolvedOptions(
     static void CheckNumerics(PretrainOptions o)
     {
         var (opt, s, t) = (o.Optimizer, o.Schedule, o.Training);
-        Finite("Training.GradClip", t.GradClip, 0, inclusive: true);
+        InRange("Training.GradClip", "grad-clip", t.GradClip);
         if (opt.WeightDecay is { } wd)
-            Finite("Optimizer.WeightDecay", wd, 0, inclusive: true);
+            InRange("Optimizer.WeightDecay", "weight-decay", wd);
         Finite("Optimizer.Eps", opt.Eps, 0, inclusive: false);
         if (opt.Beta1 is { } b1 && !(b1 >= 0 && b1 < 1))
             throw Bad("Optimizer.Beta1", b1, "must be in [0, 1)");
@@ -290,11 +289,11 @@ public sealed record ResolvedOptions(
                 $"is not one of {string.Join(", ", OptionNames.Known<NewtonSchulzPrecision>())}"
             );
         if (s.FloorLr is { } floor)
-            Finite("Schedule.FloorLr", floor, 0, inclusive: true);
-        if (s.WarmupSteps is < 0)
-            throw Bad("Schedule.WarmupSteps", s.WarmupSteps, "must be >= 0");
-        if (t.Threads is < 1)
-            throw Bad("Training.Threads", t.Threads, "must be >= 1 (leave it unset for libtorch's choice)");
+            InRange("Schedule.FloorLr", "floor", floor);
+        if (s.WarmupSteps is { } warmup)
+            InRange("Schedule.WarmupSteps", "warmup", warmup);
+        if (t.Threads is { } threads)
+            InRange("Training.Threads", "threads", threads);
         if (o.Debug.PeakTflops is { } peak)
             _ = PeakFlops(peak, o.Training.Precision);
         if (!Enum.IsDefined(opt.Kind))
@@ -365,6 +364,84 @@ public sealed record ResolvedOptions(
                 _ => Bad("Schedule.Kind", OptionNames.Format(s.Kind), e.Message),
             };
         }
+    }
+
+    /// <summary>Refuses a run whose model and step need more memory than the machine has available, as
+    /// <c>blr inspect</c> estimates it (weights, gradients, optimizer state and one micro-batch's activations), before
+    /// anything is allocated. The CPU only: a GPU's memory is not known before libtorch is loaded.</summary>
+    static void CheckMemory(PretrainOptions o, ModelConfig config, int micro, int seqLen)
+    {
+        if (o.Training.Device.IsCuda)
+            return;
+        var estimate = MemoryRules.Estimate(
+            config,
+            OptimizerKinds.Family(o.Optimizer.Kind),
+            o.Training.Precision,
+            micro,
+            seqLen,
+            mathAttention: true
+        );
+        if (!estimate.IsOk)
+            return;
+        var e = estimate.Value;
+        var available = AvailableMemory();
+        if (e.TotalBytes <= available)
+            return;
+        static string Gib(long bytes) => (bytes / 1073741824.0).ToString("0.0", CultureInfo.InvariantCulture) + " GiB";
+        var needs =
+            $"needs about {Gib(e.TotalBytes)} to train (weights {Gib(e.WeightBytes)}, gradients "
+            + $"{Gib(e.GradientBytes)}, optimizer state {Gib(e.OptimizerStateBytes)}, activations of a micro-batch "
+            + $"{Gib(e.ActivationBytes)}, as blr inspect estimates) and this machine has {Gib(available)} available";
+        if (e.ActivationBytes > e.TotalBytes - e.ActivationBytes)
+        {
+            var option = o.Training.MicroBatchSize is null ? "Training.BatchSize" : "Training.MicroBatchSize";
+            throw Bad(
+                option,
+                micro,
+                $"a step {needs}; lower Training.MicroBatchSize (gradients accumulate up to the batch) or "
+                    + "Training.SeqLen"
+            );
+        }
+        throw o.Model.Config is not null
+            ? Bad(
+                "Model.Config",
+                ModelConfigs.Describe(o.Model.Config),
+                $"the model {needs}; choose a smaller model (blr inspect shows what a model needs)"
+            )
+        : o.Model.Overrides.IsEmpty
+            ? Bad(
+                "Model.Name",
+                o.Model.Name,
+                $"the model {needs}; choose a smaller model (blr inspect shows what a model needs)"
+            )
+        : Bad(
+            "Model.Overrides",
+            string.Join(",", o.Model.Overrides.ToKeyValues()),
+            $"the model {needs}; choose a smaller model (blr inspect shows what a model needs)"
+        );
+    }
+
+    /// <summary>The memory this process may still allocate: /proc/meminfo's MemAvailable where there is one, else
+    /// what the runtime knows (the machine's or the container's limit).</summary>
+    internal static long AvailableMemory()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                {
+                    var kib = long.Parse(
+                        line["MemAvailable:".Length..].Replace("kB", "").Trim(),
+                        CultureInfo.InvariantCulture
+                    );
+                    return Math.Min(kib * 1024, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
+                }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            // fall through to the runtime's figure
+        }
+        return GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     }
 
     /// <summary>A vocabulary rounded up to a multiple of 64 (50,257 -> 50,304; 100,277 -> 100,288).</summary>

@@ -45,22 +45,10 @@ public static class TextGenerator
         Action<string>? note = null
     )
     {
-        if (maxTokens < 0)
-            throw new InvalidOptionException("MaxTokens", $"{maxTokens}", "must be >= 0");
-        if (!(temperature >= 0) || double.IsInfinity(temperature))
-            throw new InvalidOptionException(
-                "Temperature",
-                temperature.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "must be a finite number >= 0 (0: greedy)"
-            );
-        if (topK < 0)
-            throw new InvalidOptionException("TopK", $"{topK}", "must be >= 0 (0: off)");
-        if (!(topP > 0 && topP <= 1))
-            throw new InvalidOptionException(
-                "TopP",
-                topP.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "must be in (0, 1]"
-            );
+        Ranges.Check("MaxTokens", "max-tokens", maxTokens);
+        Ranges.Check("Temperature", "temperature", temperature);
+        Ranges.Check("TopK", "top-k", topK);
+        Ranges.Check("TopP", "top-p", topP);
         TorchRuntime.EnsureAvailable(cuda: device?.type == DeviceType.CUDA);
         using var lm = ModelLocator.Load(model, device);
         var tokenizer = TextTokenizers.ForModel(ModelLocator.Resolve(model));
