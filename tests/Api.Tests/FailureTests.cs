@@ -593,8 +593,45 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
         };
 
+    /// Issue 24 item 7 and 9: inputs that were taken and gave a silently wrong result.
+    public static TheoryData<string, int, string, string> SilentCases =>
+        new()
+        {
+            {
+                Train + " --out {root}/s1 --optimizer adamw --ratios auto",
+                2,
+                "--ratios auto: applies only to the blockwise optimizers; adamw gives every block the base LR",
+                "{root}/s1"
+            },
+            {
+                Train + " --out {root}/s2 --optimizer lion --ratios paper",
+                2,
+                "--ratios emb=10,pe=1,qk=8,vo=4,ffn=6,norm=1: applies only to the blockwise optimizers; lion gives",
+                "{root}/s2"
+            },
+            {
+                Train + " --out {root}/s3 --optimizer adamw --auto-alpha 0.5",
+                2,
+                "--auto-alpha 0.5: applies only to the blockwise optimizers; adamw gives every block the base LR",
+                "{root}/s3"
+            },
+            {
+                Train + " --out {root}/s4 --optimizer adam-mini --auto-every 5",
+                2,
+                "--auto-every 5: applies only to the blockwise optimizers; adam-mini gives every block the base LR",
+                "{root}/s4"
+            },
+            {
+                Train + " --out {root}/s5 --ratios uniform --auto-noise off",
+                2,
+                "--auto-noise \"off\": applies only to auto ratios (--ratios auto)",
+                "{root}/s5"
+            },
+        };
+
     [Theory]
     [MemberData(nameof(Cases))]
+    [MemberData(nameof(SilentCases))]
     public void Bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
         string command,
         int exit,
