@@ -627,6 +627,21 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
                 "--auto-noise \"off\": applies only to auto ratios (--ratios auto)",
                 "{root}/s5"
             },
+            // Zero batches measured nothing and replaced the run's sharpness.csv and .png with it.
+            { "sharpness --run {run} --data {data} --batches 0", 2, "--batches 0: must be >= 1", "{run}/sharpness.csv" },
+            {
+                "sharpness --run {run} --data {data} --batch-size 0",
+                2,
+                "--batch-size 0: must be >= 1",
+                "{run}/sharpness.csv"
+            },
+            { "sharpness --run {run} --data {data} --seq-len -3", 2, "--seq-len -3: must be >= 1", "{run}/sharpness.csv" },
+            {
+                "sharpness --run {run} --data {data} --seq-len 100000",
+                2,
+                "--seq-len 100000: must be in 1..",
+                "{run}/sharpness.csv"
+            },
         };
 
     [Theory]
@@ -645,7 +660,7 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
         Assert.StartsWith("blr: " + Fill(line), error.Trim());
         Assert.DoesNotContain("   at ", error);
         Assert.DoesNotContain("Exception", error);
-        Assert.False(Directory.Exists(Fill(absent)), $"{Fill(absent)} was written");
+        Assert.False(Directory.Exists(Fill(absent)) || File.Exists(Fill(absent)), $"{Fill(absent)} was written");
     }
 }
 

@@ -105,6 +105,15 @@ public static class ShardPreparer
             }
             return limits;
         }
+
+        /// <summary>A chunk closes at the first piece boundary at or past <see cref="PrepareOptions.ChunkTokens"/>,
+        /// so pieces are at most 2 x ChunkTokens characters (about half a chunk of English tokens): the default 8,192
+        /// keeps pieces of 16,384; smaller chunks get smaller pieces instead of one piece's 4,000 tokens.</summary>
+        public Limits ForChunks(int chunkTokens) =>
+            this with
+            {
+                PieceChars = (int)Math.Min(PieceChars, Math.Max(1, 2L * chunkTokens)),
+            };
     }
 
     public static PrepareResult Run(
@@ -121,7 +130,7 @@ public static class ShardPreparer
         var record = TokenizerRecord.Of(tokenizer);
         var files = TextTokenizers.FilesOf(tokenizer);
         Validate(options);
-        var limits = Limits.FromEnvironment();
+        var limits = Limits.FromEnvironment().ForChunks(options.ChunkTokens);
         var clock = Stopwatch.StartNew();
         var (sources, documentsOf) = Sources(options);
         var output = Path.GetFullPath(options.OutputDirectory);
