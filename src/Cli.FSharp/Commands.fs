@@ -163,6 +163,20 @@ let prepare (args: ParseResults<PrepareArgs>) =
 
     let defaults = Data.PrepareOptions(OutputDirectory = args.GetResult PrepareArgs.Out)
 
+    // The library can tell only a fraction other than the default beside --val-tokens.
+    match args.TryGetResult PrepareArgs.Val_Fraction, args.TryGetResult PrepareArgs.Val_Tokens with
+    | Some fraction, Some tokens when fraction >= 0.0 && fraction < 1.0 ->
+        raise (
+            CliError(
+                sprintf
+                    "--val-fraction %s: give --val-fraction or --val-tokens (%d), not both: they are two ways to size \
+                     the val split"
+                    (fraction.ToString("R", Globalization.CultureInfo.InvariantCulture))
+                    tokens
+            )
+        )
+    | _ -> ()
+
     let options =
         Data.PrepareOptions(
             OutputDirectory = defaults.OutputDirectory,
@@ -500,6 +514,26 @@ let sample (args: ParseResults<SampleArgs>) =
     0
 
 /// import-hf and export-hf: read a model (HF folder, checkpoint or run), write it in Hugging Face format.
+/// The tokenizer files a model folder's blr-tokenizer.json records, with that file: what an export wrote there (none
+/// when it is absent or unreadable, so that a file blr did not write is never removed).
+let private tokenizerFilesOfModel (folder: string) =
+    let path = Path.Combine(folder, Data.TextTokenizers.ModelFile)
+
+    if not (File.Exists path) then
+        []
+    else
+        let files =
+            try
+                match Text.Json.JsonSerializer.Deserialize<Data.TokenizerRecord>(File.ReadAllText path) with
+                | null -> []
+                | record when isNull record.Files -> []
+                | record -> List.ofSeq record.Files
+            with _ ->
+                []
+
+        Data.TextTokenizers.ModelFile
+        :: (files |> List.filter (fun f -> not (isNull f) && Path.GetFileName f = f))
+
 let convertHf (args: ParseResults<HfArgs>) =
     let out = args.GetResult HfArgs.Out
 
@@ -511,16 +545,30 @@ let convertHf (args: ParseResults<HfArgs>) =
         raise (CliError(sprintf "--out %s: already holds a model; choose another folder or pass --overwrite" out))
 
     use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
+    // What an earlier export wrote there: its tokenizer files go unless this one writes them again.
+    let earlier =
+        if args.Contains HfArgs.Overwrite then
+            tokenizerFilesOfModel out
+        else
+            []
+
     Models.HfFormat.Save(model, out)
     // The tokenizer travels with the model (a folder without the file is GPT-2's).
     let source = Training.ModelLocator.Resolve(args.GetResult HfArgs.From)
     let tokenizerFile = Path.Combine(source, Data.TextTokenizers.ModelFile)
 
-    if File.Exists tokenizerFile then
-        let record =
-            Text.Json.JsonSerializer.Deserialize<Data.TokenizerRecord>(File.ReadAllText tokenizerFile)
+    let written =
+        if File.Exists tokenizerFile then
+            let record =
+                Text.Json.JsonSerializer.Deserialize<Data.TokenizerRecord>(File.ReadAllText tokenizerFile)
 
-        Data.TextTokenizers.WriteForModel(out, record, source)
+            Data.TextTokenizers.WriteForModel(out, record, source)
+            tokenizerFilesOfModel out
+        else
+            []
+
+    for stale in List.except written earlier do
+        File.Delete(Path.Combine(out, stale))
 
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) out (Models.ModelConfigs.Describe model.Config)
     0

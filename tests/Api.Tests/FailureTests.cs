@@ -637,6 +637,18 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
             { "sharpness --run {run} --data {data} --seq-len -3", 2, "--seq-len -3: must be >= 1", "{run}/sharpness.csv" },
             {
+                "prepare --builtin gutenberg --val-fraction 5 --val-tokens 1000 --out {root}/p2",
+                2,
+                "--val-fraction 5: must be in [0, 1)",
+                "{root}/p2"
+            },
+            {
+                "prepare --builtin gutenberg --val-fraction 0.03 --val-tokens 1000 --out {root}/p3",
+                2,
+                "--val-fraction 0.03: give --val-fraction or --val-tokens (1000), not both",
+                "{root}/p3"
+            },
+            {
                 "sharpness --run {run} --data {data} --seq-len 100000",
                 2,
                 "--seq-len 100000: must be in 1..",
