@@ -637,6 +637,12 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
             { "sharpness --run {run} --data {data} --seq-len -3", 2, "--seq-len -3: must be >= 1", "{run}/sharpness.csv" },
             {
+                Train + " --out {run} --resume latest --overwrite",
+                2,
+                "--overwrite: replaces the run that --resume latest continues; give one of them",
+                "{root}/never"
+            },
+            {
                 "prepare --builtin gutenberg --val-fraction 5 --val-tokens 1000 --out {root}/p2",
                 2,
                 "--val-fraction 5: must be in [0, 1)",

@@ -246,6 +246,13 @@ public sealed record ResolvedOptions(
     {
         if (File.Exists(o.Run.Out))
             throw Bad("Run.Out", o.Run.Out, "is a file; give a folder for the run");
+        if (o.Run.Overwrite && o.Checkpoint.Resume is not null)
+            throw Bad(
+                "Run.Overwrite",
+                null,
+                $"replaces the run that Checkpoint.Resume {o.Checkpoint.Resume} continues; give one of them (resume "
+                    + "to go on from its checkpoint, overwrite to train it again from the start)"
+            );
         if (o.Evaluation.Every < 0)
             throw Bad("Evaluation.Every", o.Evaluation.Every, "must be >= 0 (0: only at the end)");
         if (o.Evaluation.Windows < 1)
