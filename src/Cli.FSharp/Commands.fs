@@ -124,8 +124,9 @@ let blocks (args: ParseResults<BlocksArgs>) =
         args.GetResults BlocksArgs.Block_Rule
         |> List.fold (fun (rules: BlockRules) text -> rules.WithRulesText(text, "--block-rule")) fromFile
 
+    // The model's parameters, as inspect counts them (not the buffers or zero biases a file may also hold).
     let parameters =
-        SafetensorsHeader.Read file
+        Models.HfFormat.ParameterEntries file
         |> Seq.map (fun e -> ParameterShape(e.Name, e.Shape))
         |> Array.ofSeq
 
