@@ -40,6 +40,7 @@ sealed class RunHistory(RunSetup setup)
             Evals = [.. evals],
             Options = setup.Options,
             Tokenizer = setup.Resolved.Tokenizer,
+            MicroBatch = setup.Resolved.MicroBatch,
             Auto = auto?.Checkpoint(),
             NoiseScale = noise?.Checkpoint(),
         };
