@@ -97,7 +97,10 @@ type PrepareArgs =
             | Glob _ -> sprintf "files taken from folders (default %s)." corpusDefaults.Glob
             | Field _ -> sprintf "the .jsonl field holding the text (default %s)." corpusDefaults.JsonField
             | Column _ -> sprintf "the .parquet column holding the text (default %s)." corpusDefaults.ParquetColumn
-            | Val_Fraction _ -> sprintf "share of tokens for validation (default %s)." (g prepareDefaults.ValFraction)
+            | Val_Fraction _ ->
+                sprintf
+                    "share of tokens for validation, in [0, 1) (default %s; or --val-tokens, not both)."
+                    (g prepareDefaults.ValFraction)
             | Val_Tokens _ ->
                 "tokens for validation, instead of a fraction (taken from the first block of 1,024 chunks)."
             | Chunk_Tokens _ ->
@@ -470,7 +473,7 @@ type SharpnessArgs =
             | Run _ -> "a blr train --out folder: its checkpoints are measured."
             | Data _ -> "the prepared dataset: its first val windows are the batches."
             | Steps _ -> "comma-separated checkpoint steps (default: all kept checkpoints)."
-            | Batches _ -> "mini-batches (and Hutchinson probes) per checkpoint (default 4)."
+            | Batches _ -> "mini-batches (and Hutchinson probes) per checkpoint, >= 1 (default 4)."
             | Batch_Size _ -> "sequences per batch (default 8)."
             | Seq_Len _ -> "tokens per sequence (default 128)."
             | Hutchinson -> "also Hutchinson's mean Hessian diagonal (Hessian-vector products; slower)."

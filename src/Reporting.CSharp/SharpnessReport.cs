@@ -52,7 +52,11 @@ public static class SharpnessReport
         // nothing.
         foreach (var (name, value) in new[] { ("Batches", batches), ("BatchSize", batchSize), ("SeqLen", seqLen) })
             if (value < 1)
-                throw new InvalidOptionException(name, value.ToString(System.Globalization.CultureInfo.InvariantCulture), "must be >= 1");
+                throw new InvalidOptionException(
+                    name,
+                    value.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    "must be >= 1"
+                );
         var checkpoints = CheckpointsOf(run, steps);
         var context = HfFormat.ReadConfig(checkpoints[0].Dir).Context;
         if (seqLen > context)

@@ -380,9 +380,16 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
                 ["a.txt"] = Encoding.UTF8.GetBytes(text),
                 ["a.jsonl"] = Encoding.UTF8.GetBytes(line + "\n" + line + "\n"),
             };
-            using (var gz = new System.IO.Compression.GZipStream(File.Create($"{dir}/bom.txt.gz"), System.IO.Compression.CompressionLevel.Fastest))
+            using (
+                var gz = new System.IO.Compression.GZipStream(
+                    File.Create($"{dir}/bom.txt.gz"),
+                    System.IO.Compression.CompressionLevel.Fastest
+                )
+            )
                 gz.Write([.. bom, .. files["a.txt"]]);
-            var expected = new[] { Gpt2Tokenizer.Instance.EndOfText }.Concat(Gpt2Tokenizer.Instance.Encode(text)).ToList();
+            var expected = new[] { Gpt2Tokenizer.Instance.EndOfText }
+                .Concat(Gpt2Tokenizer.Instance.Encode(text))
+                .ToList();
             foreach (var (name, bytes) in files)
             {
                 File.WriteAllBytes($"{dir}/{name}", bytes);
@@ -390,7 +397,14 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
                 List<int> Prepared(string input)
                 {
                     var output = $"{dir}/out-{Path.GetFileName(input)}";
-                    ShardPreparer.Run(Options(dir, input) with { OutputDirectory = output, ValFraction = 0.5, ChunkTokens = 64 });
+                    ShardPreparer.Run(
+                        Options(dir, input) with
+                        {
+                            OutputDirectory = output,
+                            ValFraction = 0.5,
+                            ChunkTokens = 64,
+                        }
+                    );
                     return PreparedCorpus.InOrder(output);
                 }
                 var plain = Prepared($"{dir}/{name}");
@@ -403,7 +417,14 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             List<int> PreparedCorpusOf(string input)
             {
                 var output = $"{dir}/out-gz";
-                ShardPreparer.Run(Options(dir, input) with { OutputDirectory = output, ValFraction = 0.5, ChunkTokens = 64 });
+                ShardPreparer.Run(
+                    Options(dir, input) with
+                    {
+                        OutputDirectory = output,
+                        ValFraction = 0.5,
+                        ChunkTokens = 64,
+                    }
+                );
                 return PreparedCorpus.InOrder(output);
             }
         }

@@ -628,14 +628,24 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
                 "{root}/s5"
             },
             // Zero batches measured nothing and replaced the run's sharpness.csv and .png with it.
-            { "sharpness --run {run} --data {data} --batches 0", 2, "--batches 0: must be >= 1", "{run}/sharpness.csv" },
+            {
+                "sharpness --run {run} --data {data} --batches 0",
+                2,
+                "--batches 0: must be >= 1",
+                "{run}/sharpness.csv"
+            },
             {
                 "sharpness --run {run} --data {data} --batch-size 0",
                 2,
                 "--batch-size 0: must be >= 1",
                 "{run}/sharpness.csv"
             },
-            { "sharpness --run {run} --data {data} --seq-len -3", 2, "--seq-len -3: must be >= 1", "{run}/sharpness.csv" },
+            {
+                "sharpness --run {run} --data {data} --seq-len -3",
+                2,
+                "--seq-len -3: must be >= 1",
+                "{run}/sharpness.csv"
+            },
             {
                 Train + " --out {run} --resume latest --overwrite",
                 2,

@@ -117,7 +117,10 @@ public class ModelTests(ITestOutputHelper output)
 
             static long Total(string output) =>
                 long.Parse(
-                    output.Split('\n').Last(l => l.StartsWith("total", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1],
+                    output
+                        .Split('\n')
+                        .Last(l => l.StartsWith("total", StringComparison.Ordinal))
+                        .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1],
                     System.Globalization.NumberStyles.AllowThousands,
                     System.Globalization.CultureInfo.InvariantCulture
                 );

@@ -203,12 +203,19 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
     public void Ratios_a_plain_optimizer_would_drop_are_refused_and_its_default_ratios_run_as_uniform()
     {
         var tiny = Tiny(Path.Combine(Path.GetTempPath(), "blr-never-written")); // Resolve writes nothing
-        foreach (var kind in new[] { OptimizerKind.AdamW, OptimizerKind.AdamMini, OptimizerKind.Lion, OptimizerKind.Muon })
+        foreach (
+            var kind in new[] { OptimizerKind.AdamW, OptimizerKind.AdamMini, OptimizerKind.Lion, OptimizerKind.Muon }
+        )
         {
             foreach (var ratios in new[] { BlockRatios.Paper, BlockRatios.Auto(new() { Alpha = 0.5 }) })
             {
                 var refused = Assert.Throws<InvalidOptionException>(() =>
-                    ResolvedOptions.Resolve(tiny with { Optimizer = new() { Kind = kind, Ratios = ratios } })
+                    ResolvedOptions.Resolve(
+                        tiny with
+                        {
+                            Optimizer = new() { Kind = kind, Ratios = ratios },
+                        }
+                    )
                 );
                 Assert.Equal("Optimizer.Ratios", refused.Option);
                 Assert.Contains("applies only to the blockwise optimizers", refused.Problem);
@@ -218,7 +225,12 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
                 Assert.Equal(
                     BlockRatios.Uniform,
                     ResolvedOptions
-                        .Resolve(tiny with { Optimizer = new() { Kind = kind, Ratios = ratios } })
+                        .Resolve(
+                            tiny with
+                            {
+                                Optimizer = new() { Kind = kind, Ratios = ratios },
+                            }
+                        )
                         .Options.Optimizer.Ratios
                 );
             // Given one by one (the command line's way), auto ratios or an auto setting are refused too.

@@ -320,6 +320,7 @@ public class TokenizerTests(ITestOutputHelper output)
             Directory.Delete(dir, true);
         }
     }
+
     /// `--overwrite` of prepare and of export-hf replaces a SentencePiece output with a GPT-2 one: the earlier
     /// tokenizer.model (and the model folder's blr-tokenizer.json) go, so the folder does not claim the old tokenizer;
     /// files blr did not write stay.

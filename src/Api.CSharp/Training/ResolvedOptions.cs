@@ -355,7 +355,10 @@ public sealed record ResolvedOptions(
     internal static PretrainOptions WithEffectiveRatios(PretrainOptions o) =>
         OptimizerKinds.IsBlockwise(o.Optimizer.Kind) || o.Optimizer.Ratios is null
             ? o
-            : o with { Optimizer = o.Optimizer with { Ratios = BlockRatios.Uniform } };
+            : o with
+            {
+                Optimizer = o.Optimizer with { Ratios = BlockRatios.Uniform },
+            };
 
     /// <summary>The ratios the schedule starts from and the schedule. Plain AdamW, Adam-mini, Lion and Muon are the
     /// blockwise ones with one LR for every block; auto starts from uniform. A refusal names the field the schedule

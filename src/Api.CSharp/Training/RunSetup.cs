@@ -73,7 +73,10 @@ sealed class RunSetup
             PretrainOptions Effective(PretrainOptions x) =>
                 kept is null || x.Training.MicroBatchSize is not null
                     ? x
-                    : x with { Training = x.Training with { MicroBatchSize = kept } };
+                    : x with
+                    {
+                        Training = x.Training with { MicroBatchSize = kept },
+                    };
             RunFolder.RefuseChangedTrajectory(
                 Effective(resumed.Options),
                 Effective(o),
