@@ -121,7 +121,10 @@ type PrepareArgs =
         | Glob _ -> sprintf "files taken from folders (default %s)." corpusDefaults.Glob
         | Field _ -> sprintf "the .jsonl field holding the text (default %s)." corpusDefaults.JsonField
         | Column _ -> sprintf "the .parquet column holding the text (default %s)." corpusDefaults.ParquetColumn
-        | Val_Fraction _ -> sprintf "share of tokens for validation (default %s)." (g prepareDefaults.ValFraction)
+        | Val_Fraction _ ->
+            sprintf
+                "share of tokens for validation (default %s; or --val-tokens, not both)."
+                (g prepareDefaults.ValFraction)
         | Val_Tokens _ -> "tokens for validation, instead of a fraction (taken from the first block of 1,024 chunks)."
         | Chunk_Tokens _ ->
             sprintf

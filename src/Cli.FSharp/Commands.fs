@@ -124,8 +124,9 @@ let blocks (args: ParseResults<BlocksArgs>) =
         args.GetResults BlocksArgs.Block_Rule
         |> List.fold (fun (rules: BlockRules) text -> rules.WithRulesText(text, "--block-rule")) fromFile
 
+    // The model's parameters, as inspect counts them (not the buffers or zero biases a file may also hold).
     let parameters =
-        SafetensorsHeader.Read file
+        Models.HfFormat.ParameterEntries file
         |> Seq.map (fun e -> ParameterShape(e.Name, e.Shape))
         |> Array.ofSeq
 
@@ -162,6 +163,20 @@ let prepare (args: ParseResults<PrepareArgs>) =
         )
 
     let defaults = Data.PrepareOptions(OutputDirectory = args.GetResult PrepareArgs.Out)
+
+    // The library can tell only a fraction other than the default beside --val-tokens.
+    match args.TryGetResult PrepareArgs.Val_Fraction, args.TryGetResult PrepareArgs.Val_Tokens with
+    | Some fraction, Some tokens when fraction >= 0.0 && fraction < 1.0 ->
+        raise (
+            CliError(
+                sprintf
+                    "--val-fraction %s: give --val-fraction or --val-tokens (%d), not both: they are two ways to size \
+                     the val split"
+                    (fraction.ToString("R", Globalization.CultureInfo.InvariantCulture))
+                    tokens
+            )
+        )
+    | _ -> ()
 
     let options =
         Data.PrepareOptions(
@@ -541,6 +556,26 @@ let sample (args: ParseResults<SampleArgs>) =
     0
 
 /// import-hf and export-hf: read a model (HF folder, checkpoint or run), write it in Hugging Face format.
+/// The tokenizer files a model folder's blr-tokenizer.json records, with that file: what an export wrote there (none
+/// when it is absent or unreadable, so that a file blr did not write is never removed).
+let private tokenizerFilesOfModel (folder: string) =
+    let path = Path.Combine(folder, Data.TextTokenizers.ModelFile)
+
+    if not (File.Exists path) then
+        []
+    else
+        let files =
+            try
+                match Text.Json.JsonSerializer.Deserialize<Data.TokenizerRecord>(File.ReadAllText path) with
+                | null -> []
+                | record when isNull record.Files -> []
+                | record -> List.ofSeq record.Files
+            with _ ->
+                []
+
+        Data.TextTokenizers.ModelFile
+        :: (files |> List.filter (fun f -> not (isNull f) && Path.GetFileName f = f))
+
 let convertHf (args: ParseResults<HfArgs>) =
     let out = args.GetResult HfArgs.Out
 
@@ -552,6 +587,13 @@ let convertHf (args: ParseResults<HfArgs>) =
         raise (CliError(sprintf "--out %s: already holds a model; choose another folder or pass --overwrite" out))
 
     use model = Training.ModelLocator.Load(args.GetResult HfArgs.From)
+    // What an earlier export wrote there: its tokenizer files go unless this one writes them again.
+    let earlier =
+        if args.Contains HfArgs.Overwrite then
+            tokenizerFilesOfModel out
+        else
+            []
+
     // The tokenizer travels with the model (a folder without the file is GPT-2's): read and checked before --out is
     // written, so that a damaged one leaves no half-written folder.
     let source = Training.ModelLocator.Resolve(args.GetResult HfArgs.From)
@@ -571,8 +613,15 @@ let convertHf (args: ParseResults<HfArgs>) =
 
     Models.HfFormat.Save(model, out)
 
-    record
-    |> Option.iter (fun r -> Data.TextTokenizers.WriteForModel(out, r, source))
+    let written =
+        match record with
+        | Some r ->
+            Data.TextTokenizers.WriteForModel(out, r, source)
+            tokenizerFilesOfModel out
+        | None -> []
+
+    for stale in List.except written earlier do
+        File.Delete(Path.Combine(out, stale))
 
     printfn "%s -> %s (%s)" (args.GetResult HfArgs.From) out (Models.ModelConfigs.Describe model.Config)
     0

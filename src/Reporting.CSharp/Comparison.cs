@@ -411,7 +411,7 @@ public static class Comparison
         var lrs = options.LrSweep.Count > 0 ? options.LrSweep : [common.Schedule.Lr];
         // Every problem before any run.
         foreach (var optimizer in options.Optimizers)
-            ResolvedOptions.Resolve(common with { Optimizer = common.Optimizer with { Kind = optimizer } });
+            ResolvedOptions.Resolve(common with { Optimizer = ArmOptimizer(common.Optimizer, optimizer) });
         ResolvedOptions.Resolve(common with { Training = common.Training with { Steps = 2 * n } });
 
         CompareRow RunRow(string label, OptimizerKind optimizer, int steps, double lr) =>
@@ -451,6 +451,15 @@ public static class Comparison
         return report;
     }
 
+    /// <summary>The common optimizer options for one compared optimizer: the ratios are the blockwise ones'; a plain
+    /// optimizer gives every block the base LR.</summary>
+    static OptimizerOptions ArmOptimizer(OptimizerOptions common, OptimizerKind kind) =>
+        common with
+        {
+            Kind = kind,
+            Ratios = OptimizerKinds.IsBlockwise(kind) ? common.Ratios : BlockRatios.Uniform,
+        };
+
     /// <summary>One row of a comparison: an optimizer at a base LR for <paramref name="steps"/> steps, once per seed,
     /// each run in COMMON.OUT/LABEL/seed-S.</summary>
     static CompareRow RunSeeds(
@@ -473,7 +482,7 @@ public static class Comparison
             var warmup = common.Schedule.WarmupSteps ?? BlockSchedule.DefaultWarmup(common.Training.Steps);
             var arm = common with
             {
-                Optimizer = common.Optimizer with { Kind = optimizer },
+                Optimizer = ArmOptimizer(common.Optimizer, optimizer),
                 Schedule = common.Schedule with { Lr = lr, WarmupSteps = warmup },
                 Training = common.Training with { Steps = steps, Seed = seed },
                 Run = new() { Out = folder, Overwrite = true },

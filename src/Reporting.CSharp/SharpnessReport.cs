@@ -48,7 +48,23 @@ public static class SharpnessReport
         bool preconditioned = false
     )
     {
+        // Before anything is read or written: zero batches would replace the run's sharpness.csv and .png with
+        // nothing.
+        foreach (var (name, value) in new[] { ("Batches", batches), ("BatchSize", batchSize), ("SeqLen", seqLen) })
+            if (value < 1)
+                throw new InvalidOptionException(
+                    name,
+                    value.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    "must be >= 1"
+                );
         var checkpoints = CheckpointsOf(run, steps);
+        var context = HfFormat.ReadConfig(checkpoints[0].Dir).Context;
+        if (seqLen > context)
+            throw new InvalidOptionException(
+                "SeqLen",
+                seqLen.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                $"must be in 1..{context} (the model's context)"
+            );
         if (preconditioned)
             RefuseWithoutSecondMoment(run, checkpoints[0].Dir);
         foreach (var (_, dir) in checkpoints)

@@ -248,6 +248,50 @@ public class DataParallelTests(GutenbergShards gutenberg)
         }
     }
 
+    /// A run at 2 processes with the default micro-batch (the batch over the processes: 1 sequence) resumed at 1
+    /// process keeps that micro-batch (the default there would be 2, another order of the gradient sums) and says
+    /// so; giving it, --micro-batch-size 1, is the same resume. Both go on bit for bit.
+    [Fact]
+    public void A_resume_at_another_number_of_processes_keeps_the_checkpoints_micro_batch()
+    {
+        var dir = Temp("micro");
+        try
+        {
+            string[] Default(string run, params string[] extra)
+            {
+                var args = Train(run, 6, batch: 2, extra: ["--checkpoint-every", "3", .. extra]).ToList();
+                var at = args.IndexOf("--micro-batch-size");
+                args.RemoveRange(at, 2);
+                return [.. args];
+            }
+            var (one, two, kept, given) = (
+                Path.Combine(dir, "one"),
+                Path.Combine(dir, "two"),
+                Path.Combine(dir, "kept"),
+                Path.Combine(dir, "given")
+            );
+            Ok(TestPaths.Run(Default(one, "--micro-batch-size", "1")));
+            Ok(TestPaths.Run(Nproc(2, [], Default(two))));
+            var (code, _, error) = TestPaths.Run(Default(kept, "--resume", Checkpoint(two, 3)));
+            Assert.True(code == 0, error);
+            Assert.Contains(
+                "note: resuming with the checkpoint's micro-batches of 1 sequence per process (2 a step at 1 process)",
+                error
+            );
+            Ok(TestPaths.Run(Default(given, "--resume", Checkpoint(two, 3), "--micro-batch-size", "1")));
+            var uninterrupted = Metrics(one).Select(Trajectory).ToList();
+            foreach (var resumed in new[] { kept, given })
+            {
+                Assert.Equal(uninterrupted.Skip(3), Metrics(resumed).Select(Trajectory));
+                SameFiles(Checkpoint(one, 6), Checkpoint(resumed, 6));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void Three_processes_agree_with_one_within_float_reordering()
     {

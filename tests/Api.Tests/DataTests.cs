@@ -364,6 +364,116 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
         }
     }
 
+    /// A UTF-8 byte-order mark (EF BB BF) that opens a text, .gz or .jsonl file is not text: the prepared tokens
+    /// are those of the same file without it, and eval's text file reads without it.
+    [Fact]
+    public void A_byte_order_mark_opening_a_text_file_is_not_tokenized()
+    {
+        var dir = Temp();
+        try
+        {
+            byte[] bom = [0xEF, 0xBB, 0xBF];
+            var text = string.Concat(Enumerable.Range(0, 300).Select(i => $"Line {i} says something.\n\n"));
+            var line = System.Text.Json.JsonSerializer.Serialize(new { text });
+            var files = new Dictionary<string, byte[]>
+            {
+                ["a.txt"] = Encoding.UTF8.GetBytes(text),
+                ["a.jsonl"] = Encoding.UTF8.GetBytes(line + "\n" + line + "\n"),
+            };
+            using (
+                var gz = new System.IO.Compression.GZipStream(
+                    File.Create($"{dir}/bom.txt.gz"),
+                    System.IO.Compression.CompressionLevel.Fastest
+                )
+            )
+                gz.Write([.. bom, .. files["a.txt"]]);
+            var expected = new[] { Gpt2Tokenizer.Instance.EndOfText }
+                .Concat(Gpt2Tokenizer.Instance.Encode(text))
+                .ToList();
+            foreach (var (name, bytes) in files)
+            {
+                File.WriteAllBytes($"{dir}/{name}", bytes);
+                File.WriteAllBytes($"{dir}/bom-{name}", [.. bom, .. bytes]);
+                List<int> Prepared(string input)
+                {
+                    var output = $"{dir}/out-{Path.GetFileName(input)}";
+                    ShardPreparer.Run(
+                        Options(dir, input) with
+                        {
+                            OutputDirectory = output,
+                            ValFraction = 0.5,
+                            ChunkTokens = 64,
+                        }
+                    );
+                    return PreparedCorpus.InOrder(output);
+                }
+                var plain = Prepared($"{dir}/{name}");
+                Assert.Equal(plain, Prepared($"{dir}/bom-{name}"));
+                Assert.Equal(name == "a.txt" ? expected : [.. expected, .. expected], plain);
+            }
+            Assert.Equal(expected, PreparedCorpusOf($"{dir}/bom.txt.gz"));
+            Assert.Equal(text, Corpus.Read($"{dir}/bom-a.txt", new CorpusOptions()).Single().Text);
+
+            List<int> PreparedCorpusOf(string input)
+            {
+                var output = $"{dir}/out-gz";
+                ShardPreparer.Run(
+                    Options(dir, input) with
+                    {
+                        OutputDirectory = output,
+                        ValFraction = 0.5,
+                        ChunkTokens = 64,
+                    }
+                );
+                return PreparedCorpus.InOrder(output);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// Chunks close at the first piece boundary at or past ChunkTokens: a small ChunkTokens gives chunks of about
+    /// that size (pieces of at most 2 x ChunkTokens characters), not one piece's 4,000 tokens; the default keeps
+    /// the pieces (and so the datasets) of earlier versions.
+    [Theory]
+    [InlineData(64)]
+    [InlineData(1000)]
+    public void Chunk_tokens_below_a_piece_are_honoured(int chunkTokens)
+    {
+        var dir = Temp();
+        try
+        {
+            var result = ShardPreparer.Run(
+                new PrepareOptions
+                {
+                    Builtin = "gutenberg",
+                    OutputDirectory = dir + "/out",
+                    ChunkTokens = chunkTokens,
+                }
+            );
+            var chunks = File.ReadLines($"{dir}/out/chunks.tsv").Select(l => l.Split('\t')).ToList();
+            // Every chunk but a document's last reaches ChunkTokens; together they average well under 2x it.
+            var inner = chunks.Where((c, i) => i + 1 < chunks.Count && chunks[i + 1][0] == c[0]).ToList();
+            Assert.All(inner, c => Assert.True(long.Parse(c[2]) >= chunkTokens, string.Join(" ", c)));
+            Assert.InRange(inner.Average(c => long.Parse(c[2])), chunkTokens, 1.6 * chunkTokens);
+            Assert.Equal(chunks.Count, result.Chunks);
+            var manifest = JsonNode.Parse(File.ReadAllText($"{dir}/out/manifest.json"))!["options"]!;
+            Assert.Equal(2 * chunkTokens, manifest["piece_chars"]!.GetValue<int>());
+            Assert.Equal(
+                16_384,
+                JsonNode.Parse(File.ReadAllText(Path.Combine(gutenberg.Directory, "manifest.json")))!["options"]![
+                    "piece_chars"
+                ]!.GetValue<int>()
+            );
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void Bad_input_jsonl_line_that_is_not_json_or_lacks_the_field()
     {

@@ -943,10 +943,90 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
         };
 
+    /// Issue 24 item 7 and 9: inputs that were taken and gave a silently wrong result.
+    public static TheoryData<string, int, string, string> SilentCases =>
+        new()
+        {
+            {
+                Train + " --out {root}/s1 --optimizer adamw --ratios auto",
+                2,
+                "--ratios auto: applies only to the blockwise optimizers; adamw gives every block the base LR",
+                "{root}/s1"
+            },
+            {
+                Train + " --out {root}/s2 --optimizer lion --ratios paper",
+                2,
+                "--ratios emb=10,pe=1,qk=8,vo=4,ffn=6,norm=1: applies only to the blockwise optimizers; lion gives",
+                "{root}/s2"
+            },
+            {
+                Train + " --out {root}/s3 --optimizer adamw --auto-alpha 0.5",
+                2,
+                "--auto-alpha 0.5: applies only to the blockwise optimizers; adamw gives every block the base LR",
+                "{root}/s3"
+            },
+            {
+                Train + " --out {root}/s4 --optimizer adam-mini --auto-every 5",
+                2,
+                "--auto-every 5: applies only to the blockwise optimizers; adam-mini gives every block the base LR",
+                "{root}/s4"
+            },
+            {
+                Train + " --out {root}/s5 --ratios uniform --auto-noise off",
+                2,
+                "--auto-noise \"off\": applies only to auto ratios (--ratios auto)",
+                "{root}/s5"
+            },
+            // Zero batches measured nothing and replaced the run's sharpness.csv and .png with it.
+            {
+                "sharpness --run {run} --data {data} --batches 0",
+                2,
+                "--batches 0: must be >= 1",
+                "{run}/sharpness.csv"
+            },
+            {
+                "sharpness --run {run} --data {data} --batch-size 0",
+                2,
+                "--batch-size 0: must be >= 1",
+                "{run}/sharpness.csv"
+            },
+            {
+                "sharpness --run {run} --data {data} --seq-len -3",
+                2,
+                "--seq-len -3: must be >= 1",
+                "{run}/sharpness.csv"
+            },
+            {
+                Train + " --out {run} --resume latest --overwrite",
+                2,
+                "--overwrite: replaces the run that --resume latest continues; give one of them",
+                "{root}/never"
+            },
+            {
+                "prepare --builtin gutenberg --val-fraction 5 --val-tokens 1000 --out {root}/p2",
+                2,
+                "--val-fraction 5: must be in [0, 1)",
+                "{root}/p2"
+            },
+            {
+                "prepare --builtin gutenberg --val-fraction 0.03 --val-tokens 1000 --out {root}/p3",
+                2,
+                "--val-fraction 0.03: give --val-fraction or --val-tokens (1000), not both",
+                "{root}/p3"
+            },
+            {
+                "sharpness --run {run} --data {data} --seq-len 100000",
+                2,
+                "--seq-len 100000: must be in 1..",
+                "{run}/sharpness.csv"
+            },
+        };
+
     [Theory]
     [MemberData(nameof(Cases))]
     [MemberData(nameof(IntegrityCases))]
     [MemberData(nameof(RangeCases))]
+    [MemberData(nameof(SilentCases))]
     public void Bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
         string command,
         int exit,

@@ -82,6 +82,82 @@ public class ModelTests(ITestOutputHelper output)
         }
     }
 
+    /// `blocks` (a model file) and `inspect` (a named model with overrides) print the same parameter count: the sum
+    /// of numel of the TorchSharp model's parameters, for HF's own files and for blr's exports of bias-free, tied and
+    /// grouped-query models (whose files also hold zero biases or none of a tied head).
+    [Theory]
+    [InlineData("hf-gpt2-tiny", "")]
+    [InlineData("hf-llama-tiny", "")]
+    [InlineData("gpt2-tiny", "layers=1,width=32,vocab=64,context=16")] // bias-free: exports zero biases
+    [InlineData("gpt2-tiny", "layers=2,width=32,vocab=64,context=16,bias=true,tied=false")]
+    [InlineData("llama-tiny", "layers=2,width=32,heads=4,kv-heads=2,vocab=64,context=16,tied=true")]
+    [InlineData("llama-tiny", "layers=1,width=32,heads=2,kv-heads=1,vocab=64,context=16,tied=false")]
+    public void Blocks_and_inspect_count_the_models_actual_parameters(string model, string overrides)
+    {
+        TorchRuntime.EnsureAvailable();
+        using var scope = NewDisposeScope();
+        var dir = Directory.CreateTempSubdirectory("blr-count-").FullName;
+        try
+        {
+            string folder;
+            if (model.StartsWith("hf-", StringComparison.Ordinal))
+                folder = Data(model);
+            else
+            {
+                folder = dir;
+                var created = LanguageModel.Create(
+                    ModelConfigs.Create(model, overrides.Split(',', StringSplitOptions.RemoveEmptyEntries)),
+                    seed: 3
+                );
+                HfFormat.Save(created, folder);
+            }
+            using var loaded = HfFormat.Load(folder);
+            var actual = loaded.parameters().Sum(p => p.numel());
+            var c = loaded.Config;
+
+            static long Total(string output) =>
+                long.Parse(
+                    output
+                        .Split('\n')
+                        .Last(l => l.StartsWith("total", StringComparison.Ordinal))
+                        .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1],
+                    System.Globalization.NumberStyles.AllowThousands,
+                    System.Globalization.CultureInfo.InvariantCulture
+                );
+            var (code, blocks, error) = TestPaths.Run(["blocks", Path.Combine(folder, "model.safetensors")]);
+            Assert.True(code == 0, error);
+            (code, var inspect, error) = TestPaths.Run([
+                "inspect",
+                "--model",
+                c.Architecture == Architecture.Gpt2 ? "gpt2-tiny" : "llama-tiny",
+                "--layers",
+                $"{c.Layers}",
+                "--width",
+                $"{c.Width}",
+                "--heads",
+                $"{c.Heads}",
+                "--kv-heads",
+                $"{c.KvHeads}",
+                "--d-ff",
+                $"{c.FeedForward}",
+                "--context",
+                $"{c.Context}",
+                "--vocab",
+                $"{c.Vocab}",
+                "--bias",
+                c.Bias ? "true" : "false",
+                "--tied",
+                c.Tied ? "true" : "false",
+            ]);
+            Assert.True(code == 0, error);
+            Assert.Equal((actual, actual), (Total(blocks), Total(inspect)));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void A_bias_free_gpt2_exports_zero_biases_and_comes_back_bias_free()
     {

@@ -37,11 +37,11 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             Run = new() { Out = run },
         };
 
-    string[] TinyArgs(string run) =>
+    string[] TinyArgs(string run, string ratios = "paper") =>
         [
             "train",
             "--ratios",
-            "paper",
+            ratios,
             "--data",
             gutenberg.Directory,
             "--set",
@@ -104,6 +104,10 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
                 var fromJson = Tiny(Path.Combine(dir, $"json-{i}"));
                 var json = JsonNode.Parse(fromJson.ToJson())!.AsObject();
                 json["optimizer"]!["kind"] = spelling;
+                // A plain optimizer refuses ratios it would drop; uniform is its own.
+                var plain = !name.StartsWith("blockwise-", StringComparison.Ordinal);
+                if (plain)
+                    json["optimizer"]!["ratios"] = "uniform";
                 var config = Path.Combine(dir, $"config-{i}.json");
                 File.WriteAllText(config, json.ToJsonString());
                 var options = PretrainOptions.FromJsonFile(config);
@@ -119,7 +123,11 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
 
                 // The command line.
                 var run = Path.Combine(dir, $"cli-{i}");
-                var (code, output, error) = TestPaths.Run([.. TinyArgs(run), "--optimizer", spelling]);
+                var (code, output, error) = TestPaths.Run([
+                    .. TinyArgs(run, plain ? "uniform" : "paper"),
+                    "--optimizer",
+                    spelling,
+                ]);
                 Assert.True(code == 0, error);
                 AssertLrsMatch(name, StepZeroLrs(run));
                 Assert.Contains(name, output); // the summary table names the optimizer as it trained
@@ -189,6 +197,57 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
         {
             Directory.Delete(dir, true);
         }
+    }
+
+    [Fact]
+    public void Ratios_a_plain_optimizer_would_drop_are_refused_and_its_default_ratios_run_as_uniform()
+    {
+        var tiny = Tiny(Path.Combine(Path.GetTempPath(), "blr-never-written")); // Resolve writes nothing
+        foreach (
+            var kind in new[] { OptimizerKind.AdamW, OptimizerKind.AdamMini, OptimizerKind.Lion, OptimizerKind.Muon }
+        )
+        {
+            foreach (var ratios in new[] { BlockRatios.Paper, BlockRatios.Auto(new() { Alpha = 0.5 }) })
+            {
+                var refused = Assert.Throws<InvalidOptionException>(() =>
+                    ResolvedOptions.Resolve(
+                        tiny with
+                        {
+                            Optimizer = new() { Kind = kind, Ratios = ratios },
+                        }
+                    )
+                );
+                Assert.Equal("Optimizer.Ratios", refused.Option);
+                Assert.Contains("applies only to the blockwise optimizers", refused.Problem);
+            }
+            // The default (auto) and uniform are no-ops for a plain optimizer: options.json says uniform.
+            foreach (var ratios in new[] { new OptimizerOptions().Ratios, BlockRatios.Uniform })
+                Assert.Equal(
+                    BlockRatios.Uniform,
+                    ResolvedOptions
+                        .Resolve(
+                            tiny with
+                            {
+                                Optimizer = new() { Kind = kind, Ratios = ratios },
+                            }
+                        )
+                        .Options.Optimizer.Ratios
+                );
+            // Given one by one (the command line's way), auto ratios or an auto setting are refused too.
+            var given = Assert.Throws<InvalidOptionException>(() =>
+                tiny.With([new("optimizer.kind", OptionNames.Format(kind)), new("optimizer.ratios", "auto")])
+            );
+            Assert.Equal("Optimizer.Ratios", given.Option);
+            var alpha = Assert.Throws<InvalidOptionException>(() =>
+                PretrainOptions.Defaults.With([
+                    new("optimizer.kind", OptionNames.Format(kind)),
+                    new("optimizer.ratios.alpha", 0.25),
+                ])
+            );
+            Assert.Equal("Optimizer.Ratios.Alpha", alpha.Option);
+        }
+        // A blockwise optimizer keeps them.
+        Assert.Equal(BlockRatios.Paper, ResolvedOptions.Resolve(tiny).Options.Optimizer.Ratios);
     }
 
     [Fact]

@@ -320,4 +320,79 @@ public class TokenizerTests(ITestOutputHelper output)
             Directory.Delete(dir, true);
         }
     }
+
+    /// `--overwrite` of prepare and of export-hf replaces a SentencePiece output with a GPT-2 one: the earlier
+    /// tokenizer.model (and the model folder's blr-tokenizer.json) go, so the folder does not claim the old tokenizer;
+    /// files blr did not write stay.
+    [Fact]
+    public void Overwrite_removes_the_earlier_outputs_tokenizer_files_and_nothing_blr_did_not_write()
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-tokenizer-overwrite-").FullName;
+        try
+        {
+            var data = Path.Combine(dir, "data");
+            string[] prepare = ["prepare", "--builtin", "gutenberg", "--out", data];
+            var (code, _, error) = TestPaths.Run([.. prepare, "--tokenizer", TextTokenizers.BuiltinSmall]);
+            Assert.True(code == 0, error);
+            string[] tiny =
+            [
+                "train",
+                "--set",
+                "layers=1",
+                "--set",
+                "width=16",
+                "--set",
+                "heads=2",
+                "--steps",
+                "1",
+                "--batch-size",
+                "2",
+                "--seq-len",
+                "8",
+                "--eval-windows",
+                "1",
+                "--threads",
+                "1",
+            ];
+            (code, _, error) = TestPaths.Run([.. tiny, "--data", data, "--out", Path.Combine(dir, "sp-run")]);
+            Assert.True(code == 0, error);
+            var export = Path.Combine(dir, "export");
+            (code, _, error) = TestPaths.Run(["export-hf", "--from", Path.Combine(dir, "sp-run"), "--out", export]);
+            Assert.True(code == 0, error);
+            Assert.True(File.Exists(Path.Combine(data, "tokenizer.model")));
+            Assert.True(File.Exists(Path.Combine(export, "tokenizer.model")));
+            foreach (var folder in new[] { data, export })
+            {
+                File.WriteAllText(Path.Combine(folder, "notes.txt"), "mine");
+                File.WriteAllText(Path.Combine(folder, "mine.bin"), "mine");
+            }
+
+            (code, _, error) = TestPaths.Run([.. prepare, "--overwrite"]);
+            Assert.True(code == 0, error);
+            Assert.False(File.Exists(Path.Combine(data, "tokenizer.model")));
+            Assert.Equal("gpt2", TextTokenizers.OfDataset(data)!.Name);
+            (code, _, error) = TestPaths.Run([.. tiny, "--data", data, "--out", Path.Combine(dir, "gpt2-run")]);
+            Assert.True(code == 0, error);
+            (code, _, error) = TestPaths.Run([
+                "export-hf",
+                "--from",
+                Path.Combine(dir, "gpt2-run"),
+                "--out",
+                export,
+                "--overwrite",
+            ]);
+            Assert.True(code == 0, error);
+            Assert.False(File.Exists(Path.Combine(export, "tokenizer.model")));
+            Assert.Equal("gpt2", TextTokenizers.ForModel(export).Name);
+            foreach (var folder in new[] { data, export })
+            {
+                Assert.Equal("mine", File.ReadAllText(Path.Combine(folder, "notes.txt")));
+                Assert.Equal("mine", File.ReadAllText(Path.Combine(folder, "mine.bin")));
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }

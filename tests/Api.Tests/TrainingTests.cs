@@ -547,6 +547,33 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         }
     }
 
+    /// Resuming a run that is already complete trains no step: its result.json keeps the speed the run measured
+    /// (not null) and the rest of the result.
+    [Fact]
+    public void Resuming_a_complete_run_keeps_its_measured_speed_in_result_json()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run(Tiny(run, 2));
+            Assert.True(code == 0, error);
+            var before = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
+            Assert.True(double.IsFinite(before.TokensPerSecond) && before.TokensPerSecond > 0);
+            (code, _, error) = TestPaths.Run([.. Tiny(run, 2), "--resume", "latest"]);
+            Assert.True(code == 0, error);
+            var after = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
+            Assert.Equal(before.TokensPerSecond, after.TokensPerSecond);
+            Assert.Equal(before.MillisecondsPerStep, after.MillisecondsPerStep);
+            Assert.Equal((before.Steps, before.FinalValLoss), (after.Steps, after.FinalValLoss));
+            Assert.Equal(before.TrainLosses, after.TrainLosses);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void Top_k_and_top_p_keep_the_tokens_a_hand_computation_keeps()
     {

@@ -133,6 +133,9 @@ public static class Corpus
 
     const int BlockBytes = 1 << 20;
 
+    /// <summary>The UTF-8 byte-order mark, EF BB BF (U+FEFF), which some editors write at a text file's start.</summary>
+    static ReadOnlySpan<byte> Utf8Bom => [0xEF, 0xBB, 0xBF];
+
     /// <summary>A text file's characters in blocks (each yielded block is reused by the next: copy what you keep),
     /// strictly decoded with the byte offset of the first invalid byte in the message.</summary>
     static IEnumerable<ReadOnlyMemory<char>> TextBlocks(string path, CorpusOptions options)
@@ -157,9 +160,11 @@ public static class Corpus
                     "ReplaceInvalidUtf8"
                 );
             }
+            // A byte-order mark opens the file, not its text: not tokenized.
+            var from = offset == 0 && n >= 3 && bytes.AsSpan(0, 3).SequenceEqual(Utf8Bom) ? 1 : 0;
             offset += n;
-            if (produced > 0)
-                yield return chars.AsMemory(0, produced);
+            if (produced > from)
+                yield return chars.AsMemory(from, produced - from);
             if (n == 0)
                 yield break;
         }
@@ -247,6 +252,9 @@ public static class Corpus
             if (newline < 0 && start == filled)
                 yield break;
             lineNumber++;
+            // A byte-order mark opens the file, not its first line.
+            if (consumed + start == 0 && buffer.AsSpan(0, lineEnd).StartsWith(Utf8Bom))
+                start = Utf8Bom.Length;
             var lineStart = consumed + start;
             var line = Decode(buffer.AsSpan(start, lineEnd - start), path, lineStart, lineNumber, options);
             start = newline < 0 ? filled : newline + 1;

@@ -17,7 +17,7 @@ public sealed record PrepareOptions
     public CorpusOptions Corpus { get; init; } = new();
 
     /// <summary>Share of tokens for validation (used when <see cref="ValTokens"/> is null).</summary>
-    public double ValFraction { get; init; } = 0.03;
+    public double ValFraction { get; init; } = ShardPreparer.DefaultValFraction;
 
     /// <summary>Tokens for validation, instead of a fraction.</summary>
     public long? ValTokens { get; init; }
@@ -77,6 +77,8 @@ public sealed record PrepareResult(
 /// </summary>
 public static class ShardPreparer
 {
+    internal const double DefaultValFraction = 0.03;
+
     /// <summary>Characters per tokenizer piece, chunks per val-choice block (the built-in corpus, 386 chunks, is one
     /// block, so its val split is the whole-corpus choice of earlier versions), characters per parallel batch.
     /// BLR_PREPARE_LIMITS=pieces=N,block=M sets the first two smaller, for tests of rotation and resume.</summary>
@@ -105,6 +107,15 @@ public static class ShardPreparer
             }
             return limits;
         }
+
+        /// <summary>A chunk closes at the first piece boundary at or past <see cref="PrepareOptions.ChunkTokens"/>,
+        /// so pieces are at most 2 x ChunkTokens characters (about half a chunk of English tokens): the default 8,192
+        /// keeps pieces of 16,384; smaller chunks get smaller pieces instead of one piece's 4,000 tokens.</summary>
+        public Limits ForChunks(int chunkTokens) =>
+            this with
+            {
+                PieceChars = (int)Math.Min(PieceChars, Math.Max(1, 2L * chunkTokens)),
+            };
     }
 
     public static PrepareResult Run(
@@ -121,7 +132,7 @@ public static class ShardPreparer
         var record = TokenizerRecord.Of(tokenizer);
         var files = TextTokenizers.FilesOf(tokenizer);
         Validate(options);
-        var limits = Limits.FromEnvironment();
+        var limits = Limits.FromEnvironment().ForChunks(options.ChunkTokens);
         var clock = Stopwatch.StartNew();
         var (sources, documentsOf) = Sources(options);
         var output = Path.GetFullPath(options.OutputDirectory);
@@ -285,8 +296,14 @@ public static class ShardPreparer
         Ranges.Check(nameof(o.ShardTokens), "shard-tokens", o.ShardTokens);
         if (o.ValTokens is { } valTokens)
             Ranges.Check(nameof(o.ValTokens), "val-tokens", valTokens);
-        else
-            Ranges.Check(nameof(o.ValFraction), "val-fraction", o.ValFraction);
+        Ranges.Check(nameof(o.ValFraction), "val-fraction", o.ValFraction);
+        // Two ways to size the val split: a fraction set beside ValTokens would be ignored.
+        if (o.ValTokens is not null && o.ValFraction != DefaultValFraction)
+            throw new InvalidOptionException(
+                nameof(o.ValFraction),
+                o.ValFraction.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                $"give ValFraction or ValTokens ({o.ValTokens}), not both: they are two ways to size the val split"
+            );
     }
 
     static (IReadOnlyList<SourceFile>, Func<SourceFile, IEnumerable<StreamedDocument>>) Sources(PrepareOptions o)
@@ -688,16 +705,43 @@ public static class ShardPreparer
 
     /// <summary>Moves the staged shards and chunk index, and then the manifest, into place, removing an old dataset
     /// first when overwriting.</summary>
+    /// <summary>What an earlier prepare wrote into <paramref name="output"/>, which an overwrite removes: its manifest
+    /// and chunk index, its shards (blr's names and the ones its manifest lists) and the tokenizer files its manifest
+    /// records. Nothing else: a file blr did not write stays.</summary>
+    static IEnumerable<string> EarlierOutput(string output)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal) { "manifest.json", ChunkIndex };
+        names.UnionWith(
+            Directory
+                .GetFiles(output, "*.bin")
+                .Select(Path.GetFileName)
+                .Where(n => System.Text.RegularExpressions.Regex.IsMatch(n!, @"^(train|val)_[0-9]{6}\.bin$"))!
+        );
+        try
+        {
+            var manifest = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "manifest.json")));
+            var listed = new[] { manifest?["shards"]?["train"], manifest?["shards"]?["val"] }
+                .SelectMany(split => split?.AsArray() ?? [])
+                .Select(shard => shard?["file"]?.GetValue<string>())
+                .Concat(manifest?["tokenizer"]?["files"]?.AsArray().Select(f => f?.GetValue<string>()) ?? []);
+            // Names only: a manifest that names a path elsewhere removes nothing there.
+            names.UnionWith(listed.OfType<string>().Where(n => n.Length > 0 && Path.GetFileName(n) == n));
+        }
+        catch (Exception e)
+            when (e
+                    is IOException
+                        or UnauthorizedAccessException
+                        or JsonException
+                        or InvalidOperationException
+                        or FormatException
+            ) { }
+        return names.Select(n => Path.Combine(output, n));
+    }
+
     static List<string> Commit(string staging, string output, bool overwrite, IEnumerable<string> tokenizerFiles)
     {
         if (overwrite)
-            foreach (
-                var old in Directory
-                    .GetFiles(output, "*.bin")
-                    .Append(Path.Combine(output, "manifest.json"))
-                    .Append(Path.Combine(output, ChunkIndex))
-                    .Where(File.Exists)
-            )
+            foreach (var old in EarlierOutput(output).Where(File.Exists))
                 File.Delete(old);
         var shards = new List<string>();
         foreach (var file in Directory.GetFiles(staging, "*.bin").Order(StringComparer.Ordinal))

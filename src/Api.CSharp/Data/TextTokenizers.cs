@@ -193,19 +193,6 @@ public static class TextTokenizers
         return ReadModelRecord(path);
     }
 
-    static TokenizerRecord ReadModelRecord(string path)
-    {
-        try
-        {
-            return System.Text.Json.JsonSerializer.Deserialize<TokenizerRecord>(File.ReadAllText(path))
-                ?? throw new DataInputException($"{path}: empty; it should name the model's tokenizer");
-        }
-        catch (System.Text.Json.JsonException)
-        {
-            throw new DataInputException($"{path}: not a tokenizer record (JSON naming the model's tokenizer)");
-        }
-    }
-
     /// <summary>Refuses a prepared dataset whose tokenizer is not the model's: a model evaluated on tokens of another
     /// vocabulary prints a loss that means nothing. A model that records its tokenizer (<see cref="ModelFile"/>:
     /// every checkpoint and export of a run on prepared data) must have the data's exactly (name, vocabulary, end of

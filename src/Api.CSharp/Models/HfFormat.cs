@@ -22,6 +22,43 @@ public static class HfFormat
     // GPT-2 Conv1D weights, stored (in, out) by HF.
     static readonly string[] Conv1DSuffixes = ["attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight"];
 
+    /// <summary>The entries of a model file that are its model's parameters (what `blr blocks` counts, as `blr
+    /// inspect` does): when a config.json beside the file says which model it is, the buffers some exports store
+    /// (GPT-2's causal masks, LLaMA's rotary inv_freq), a tied head's copy of the embedding and the zero biases a
+    /// bias-free GPT-2 exports are left out; a file without a readable config.json keeps every entry.</summary>
+    public static IReadOnlyList<SafetensorsHeader.Entry> ParameterEntries(string file)
+    {
+        var entries = SafetensorsHeader.Read(file);
+        var folder = Path.GetDirectoryName(Path.GetFullPath(file))!;
+        if (!File.Exists(Path.Combine(folder, ConfigFile)))
+            return entries;
+        ModelConfig config;
+        try
+        {
+            config = ReadConfig(folder);
+        }
+        catch (InvalidDataException)
+        {
+            return entries;
+        }
+        return entries.Where(e => IsParameter(e.Name, config)).ToList();
+    }
+
+    /// <summary>Whether a tensor stored under <paramref name="storedName"/> in a Hugging Face file is a parameter of
+    /// the model <paramref name="c"/> (not a buffer, a tied copy or an exported zero bias).</summary>
+    static bool IsParameter(string storedName, ModelConfig c) =>
+        c.Architecture == Architecture.Gpt2
+            ? !(
+                storedName.EndsWith(".attn.bias", StringComparison.Ordinal)
+                || storedName.EndsWith(".attn.masked_bias", StringComparison.Ordinal)
+                || storedName == "lm_head.weight" && c.Tied
+                || !c.Bias && storedName.EndsWith(".bias", StringComparison.Ordinal)
+            )
+            : !(
+                storedName.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal)
+                || storedName == "lm_head.weight" && c.Tied
+            );
+
     /// <summary>Reads config.json into a <see cref="ModelConfig"/>.</summary>
     public static ModelConfig ReadConfig(string directory)
     {

@@ -270,8 +270,9 @@ static class RunFolder
     )
     {
         // Unset betas and decay mean the family's recipe; earlier files wrote the numbers.
-        saved = saved with { Optimizer = saved.Optimizer.WithRecipe() };
-        asked = asked with { Optimizer = asked.Optimizer.WithRecipe() };
+        // A plain optimizer's ratios are uniform whatever earlier versions wrote.
+        saved = ResolvedOptions.WithEffectiveRatios(saved with { Optimizer = saved.Optimizer.WithRecipe() });
+        asked = ResolvedOptions.WithEffectiveRatios(asked with { Optimizer = asked.Optimizer.WithRecipe() });
         var changed = OptionFields
             .All.Where(f => !f.IsAutoSetting && !MayChange.Contains(f.Path))
             .Select(f => (f.Name, Before: Value(f, saved), Now: Value(f, asked)))

@@ -113,6 +113,7 @@ public sealed record PretrainOptions
     {
         var result = this;
         var autoSettings = new List<(OptionField Field, JsonNode? Value, bool Flat)>();
+        var ratiosGiven = false;
         foreach (var (key, value) in values.ToList())
         {
             // A group ({ "schedule": { "lr": ... } }), or one option by its path or its flat name of earlier versions.
@@ -127,10 +128,30 @@ public sealed record PretrainOptions
                 if (field.IsAutoSetting)
                     autoSettings.Add((field, item?.DeepClone(), path == field.FlatKey));
                 else
+                {
                     result = field.Set(result, OptionsJson.Convert(field, item, source));
+                    ratiosGiven |= field.Path == "optimizer.ratios";
+                }
             }
         }
-        return autoSettings.Count == 0 ? result : WithAutoSettings(result, autoSettings, source, document);
+        if (autoSettings.Count > 0)
+            result = WithAutoSettings(result, autoSettings, source, document);
+        // Ratios or auto settings given one by one (With: the command line's flags) with a plain optimizer would be
+        // dropped: it gives every block the base LR. (A document may hold the default auto ratios with any
+        // optimizer, as earlier versions wrote them; ResolvedOptions refuses other ratios there.)
+        var kind = result.Optimizer.Kind;
+        if (!document && !OptimizerKinds.IsBlockwise(kind) && Enum.IsDefined(kind))
+        {
+            if (ratiosGiven && !result.Optimizer.Ratios.Equals(BlockRatios.Uniform))
+                throw ResolvedOptions.RatiosNeedBlockwise("Optimizer.Ratios", result.Optimizer.Ratios.ToString(), kind);
+            if (autoSettings.Count > 0)
+                throw ResolvedOptions.RatiosNeedBlockwise(
+                    autoSettings[0].Field.Name,
+                    autoSettings[0].Value?.ToJsonString(),
+                    kind
+                );
+        }
+        return result;
     }
 
     /// <summary>The auto-ratio settings given one by one (--auto-alpha, or the four flat keys of files written before

@@ -80,6 +80,7 @@ public sealed record ResolvedOptions(
                     : Core.WeightDecayPolicy.AllParameters
             );
         var normalized = o.Model.Config is null && !custom ? o : o with { Model = o.Model with { Name = "custom" } };
+        normalized = WithEffectiveRatios(normalized);
         return new ResolvedOptions(
             normalized,
             config,
@@ -254,6 +255,13 @@ public sealed record ResolvedOptions(
     {
         if (File.Exists(o.Run.Out))
             throw Bad("Run.Out", o.Run.Out, "is a file; give a folder for the run");
+        if (o.Run.Overwrite && o.Checkpoint.Resume is not null)
+            throw Bad(
+                "Run.Overwrite",
+                null,
+                $"replaces the run that Checkpoint.Resume {o.Checkpoint.Resume} continues; give one of them (resume "
+                    + "to go on from its checkpoint, overwrite to train it again from the start)"
+            );
         InRange("Evaluation.Every", "eval-every", o.Evaluation.Every);
         InRange("Evaluation.Windows", "eval-windows", o.Evaluation.Windows);
         InRange("Checkpoint.Every", "checkpoint-every", o.Checkpoint.Every);
@@ -314,6 +322,7 @@ public sealed record ResolvedOptions(
                 (int)t.Precision,
                 $"is not one of {string.Join(", ", OptionNames.Known<Precision>())}"
             );
+        CheckRatiosForKind(opt);
         if (opt.Ratios.IsAuto && s.AlphaWarmup && OptimizerKinds.IsBlockwise(opt.Kind))
             throw Bad(
                 "Schedule.AlphaWarmup",
@@ -322,6 +331,37 @@ public sealed record ResolvedOptions(
                     + "with auto ratios"
             );
     }
+
+    /// <summary>Ratios that a plain optimizer would drop (it gives every block the base LR): any but uniform and the
+    /// default auto, which <see cref="OptimizerOptions.Ratios"/> holds when none were given.</summary>
+    static void CheckRatiosForKind(OptimizerOptions opt)
+    {
+        if (!OptimizerKinds.IsBlockwise(opt.Kind) && !IsNoOpForPlain(opt.Ratios))
+            throw RatiosNeedBlockwise("Optimizer.Ratios", opt.Ratios.ToString(), opt.Kind);
+    }
+
+    static bool IsNoOpForPlain(BlockRatios ratios) =>
+        ratios.Equals(BlockRatios.Uniform) || ratios.Equals(BlockRatios.Auto());
+
+    /// <summary>The refusal of ratios (or an auto-ratio setting, <paramref name="option"/>) given with a plain
+    /// optimizer.</summary>
+    internal static InvalidOptionException RatiosNeedBlockwise(string option, string? value, OptimizerKind kind) =>
+        new(
+            option,
+            value,
+            $"applies only to the blockwise optimizers; {OptionNames.Format(kind)} gives every block the base LR "
+                + $"(choose Optimizer.Kind blockwise-{OptionNames.Format(kind)}, or leave {option} out)"
+        );
+
+    /// <summary>The options as a run uses them: a plain optimizer's ratios are uniform (options.json says so, and a
+    /// resume compares them so).</summary>
+    internal static PretrainOptions WithEffectiveRatios(PretrainOptions o) =>
+        OptimizerKinds.IsBlockwise(o.Optimizer.Kind) || o.Optimizer.Ratios is null
+            ? o
+            : o with
+            {
+                Optimizer = o.Optimizer with { Ratios = BlockRatios.Uniform },
+            };
 
     /// <summary>The ratios the schedule starts from and the schedule. Plain AdamW, Adam-mini, Lion and Muon are the
     /// blockwise ones with one LR for every block; auto starts from uniform. A refusal names the field the schedule

@@ -40,6 +40,7 @@ sealed class RunHistory(RunSetup setup)
             Evals = [.. evals],
             Options = setup.Options,
             Tokenizer = setup.Resolved.Tokenizer,
+            MicroBatch = setup.Resolved.MicroBatch,
             Auto = auto?.Checkpoint(),
             NoiseScale = noise?.Checkpoint(),
         };
@@ -49,7 +50,7 @@ sealed class RunHistory(RunSetup setup)
     public PretrainResult Result(bool interrupted, long optimizerStateBytes)
     {
         var steady = stepTimes.Count > 4 ? stepTimes.Skip(stepTimes.Count / 4).ToList() : stepTimes;
-        var msPerStep = steady.Count > 0 ? steady.Average() : double.NaN;
+        var msPerStep = steady.Count > 0 ? steady.Average() : EarlierMillisecondsPerStep();
         var run = setup.RunDirectory;
         return new PretrainResult(
             run,
@@ -65,6 +66,30 @@ sealed class RunHistory(RunSetup setup)
             Path.Combine(run, "metrics.jsonl"),
             interrupted
         );
+    }
+
+    /// <summary>A resume that runs no step (the run was complete) measured nothing: the speed is the one the run's
+    /// result.json holds from before, if it holds one.</summary>
+    double EarlierMillisecondsPerStep()
+    {
+        var path = Path.Combine(setup.RunDirectory, "result.json");
+        if (setup.Resumed is null || !File.Exists(path))
+            return double.NaN;
+        try
+        {
+            return PretrainResult.FromJsonFile(path).MillisecondsPerStep;
+        }
+        catch (Exception e)
+            when (e
+                    is System.Text.Json.JsonException
+                        or InvalidDataException
+                        or IOException
+                        or NotSupportedException
+                        or OptionValueException
+            )
+        {
+            return double.NaN;
+        }
     }
 }
 

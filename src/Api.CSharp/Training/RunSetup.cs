@@ -68,11 +68,28 @@ sealed class RunSetup
         var run = Path.GetFullPath(o.Run.Out);
         var resumeFrom = o.Checkpoint.Resume is { } resume ? Checkpoints.Locate(run, resume) : null;
         var resumed = resumeFrom is null ? null : Checkpoints.ReadState(resumeFrom, config);
+        string? microBatchNote = null;
         if (resumed is not null)
         {
-            RunFolder.RefuseChangedTrajectory(resumed.Options, o, o.Checkpoint.Resume!, resumeFrom!);
+            // The micro-batch the checkpoint ran stands for an unset one on either side (the default depends on the
+            // number of processes), so the same number given explicitly is no change.
+            var kept = resumed.MicroBatch;
+            PretrainOptions Effective(PretrainOptions x) =>
+                kept is null || x.Training.MicroBatchSize is not null
+                    ? x
+                    : x with
+                    {
+                        Training = x.Training with { MicroBatchSize = kept },
+                    };
+            RunFolder.RefuseChangedTrajectory(
+                Effective(resumed.Options),
+                Effective(o),
+                o.Checkpoint.Resume!,
+                resumeFrom!
+            );
             RefuseOldAutoRatios(resumed, o.Checkpoint.Resume!, resumeFrom!);
             MetricsWriter.CutBack(run, resumed.Step); // a damaged metrics file is refused before the folder is touched
+            (resolved, microBatchNote) = KeepMicroBatch(resolved, kept, world);
         }
         // A run that stopped before its first checkpoint has nothing to resume: running it again replaces it, as a
         // torchtitan job with an empty checkpoint folder starts over. A run with a checkpoint is kept.
@@ -92,10 +109,50 @@ sealed class RunSetup
                     + $"{(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model "
                     + $"and overrides"
             );
-        var setup = new RunSetup(resolved, run, resumeFrom, resumed, initFrom) { ReplacesUncheckpointed = replaces };
+        var setup = new RunSetup(resolved, run, resumeFrom, resumed, initFrom)
+        {
+            ReplacesUncheckpointed = replaces,
+            MicroBatchNote = microBatchNote,
+        };
         setup.Join(launch, group, customModel);
         return setup;
     }
+
+    /// <summary>What the resume chose for the micro-batch, said once the run folder is open (null: nothing to
+    /// say).</summary>
+    string? MicroBatchNote { get; init; }
+
+    /// <summary>A resume whose options leave the micro-batch unset keeps the one the checkpoint ran (per process), so
+    /// that a run saved at N processes resumes at M bit for bit: the default, the batch over the processes, would
+    /// change with M. When that micro-batch does not divide a process's share at M, the default is taken, and
+    /// said.</summary>
+    static (ResolvedOptions, string?) KeepMicroBatch(ResolvedOptions resolved, int? kept, int world)
+    {
+        var t = resolved.Options.Training;
+        if (t.MicroBatchSize is not null || kept is not { } micro || micro == resolved.MicroBatch)
+            return (resolved, null);
+        var share = t.BatchSize / world;
+        var processes = world == 1 ? "1 process" : $"{world} processes";
+        if (micro < 1 || share % micro != 0)
+            return (
+                resolved,
+                $"the checkpoint ran micro-batches of {Sequences(micro)} per process, which do not divide a process's "
+                    + $"share of the batch ({share}) at {processes}: resuming with micro-batches of "
+                    + $"{Sequences(resolved.MicroBatch)}, which sums the gradients in another order (not bit for bit)"
+            );
+        return (
+            resolved with
+            {
+                MicroBatch = micro,
+                Accumulation = t.BatchSize / micro,
+            },
+            $"resuming with the checkpoint's micro-batches of {Sequences(micro)} per process ({share / micro} a "
+                + $"step at {processes}), as it was trained, not the default {resolved.MicroBatch}; the run goes on bit "
+                + "for bit"
+        );
+    }
+
+    static string Sequences(int n) => n == 1 ? "1 sequence" : $"{n} sequences";
 
     /// <summary>Auto ratios of a checkpoint written before 0.3.0 followed another rule (before 0.2.0 they scaled the
     /// AdamW schedule's excess over the floor; before 0.3.0 they had no regime factor); resuming under today's rule
@@ -200,6 +257,8 @@ sealed class RunSetup
     {
         if (!Group.IsMain)
             return;
+        if (MicroBatchNote is not null)
+            note?.Invoke(MicroBatchNote);
         if (ResumeFrom is null && Options.Run.Overwrite)
             RunFolder.Clear(RunDirectory);
         else if (ReplacesUncheckpointed)

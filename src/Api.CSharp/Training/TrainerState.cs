@@ -30,6 +30,10 @@ public sealed record TrainerState
     /// <summary>The tokenizer of the data (null: data of your own).</summary>
     public Data.TokenizerRecord? Tokenizer { get; init; }
 
+    /// <summary>The micro-batch the steps ran, in sequences per process (null: a checkpoint of an earlier version):
+    /// a resume at another number of processes keeps it unless the options set one.</summary>
+    public int? MicroBatch { get; init; }
+
     /// <summary>The noise-scale measurement's state (null: not measured).</summary>
     public NoiseScaleCheckpoint? NoiseScale { get; init; }
 
