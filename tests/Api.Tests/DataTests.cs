@@ -674,7 +674,7 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             Assert.Equal("blr: --builtin gutenberg: give --input or a --builtin corpus, not both", error.Trim());
             (code, _, error) = TestPaths.Run(["prepare", "--builtin", "gutenberg", "--threads", "0", "--out", out_]);
             Assert.Equal(2, code);
-            Assert.Equal("blr: --threads 0: must be >= 1", error.Trim());
+            Assert.StartsWith("blr: --threads 0: must be >= 1 and <= ", error.Trim());
             Assert.False(Directory.Exists(out_));
         }
         finally

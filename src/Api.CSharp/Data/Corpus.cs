@@ -133,7 +133,7 @@ public static class Corpus
 
     const int BlockBytes = 1 << 20;
 
-    /// <summary>The UTF-8 byte-order mark, EF BB BF (U+FEFF), which some editors write at a text file's start.</summary>
+    /// <summary>The UTF-8 byte-order mark, EF BB BF (U+FEFF), that some editors write at a file's start.</summary>
     static ReadOnlySpan<byte> Utf8Bom => [0xEF, 0xBB, 0xBF];
 
     /// <summary>A text file's characters in blocks (each yielded block is reused by the next: copy what you keep),

@@ -225,8 +225,11 @@ public static class TextTokenizers
             );
     }
 
-    static string Describe(TokenizerRecord r) =>
-        $"{r.Name} ({r.VocabSize:N0} ids{(r.Sha256 is { } sha ? $", SHA-256 {sha[..Math.Min(12, sha.Length)]}..." : "")})";
+    static string Describe(TokenizerRecord r)
+    {
+        var files = r.Sha256 is { } sha ? $", SHA-256 {sha[..Math.Min(12, sha.Length)]}..." : "";
+        return $"{r.Name} ({r.VocabSize:N0} ids{files})";
+    }
 
     /// <summary>The tokenizer a prepared dataset's manifest.json records (null: no manifest, e.g. raw nanoGPT files,
     /// or one without a readable tokenizer entry, which opening the dataset reports).</summary>

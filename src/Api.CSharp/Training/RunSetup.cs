@@ -147,7 +147,8 @@ sealed class RunSetup
                 Accumulation = t.BatchSize / micro,
             },
             $"resuming with the checkpoint's micro-batches of {Sequences(micro)} per process ({share / micro} a "
-                + $"step at {processes}), as it was trained, not the default {resolved.MicroBatch}; the run goes on bit "
+                + $"step at {processes}), as it was trained, not the default {resolved.MicroBatch}; "
+                + "the run goes on bit "
                 + "for bit"
         );
     }
