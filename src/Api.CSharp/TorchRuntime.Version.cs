@@ -3,14 +3,15 @@ using System.Text.RegularExpressions;
 
 namespace BlockwiseLR;
 
-// The libtorch version check. TorchSharp 0.107's native library is built against libtorch 2.10's C++ ABI; another
-// libtorch (Debian's 2.6, an older PyTorch's torch/lib) loads without a word and then crashes the process
-// (SIGSEGV) at some later call. So the version is read from what ships beside libtorch_cpu.so, never by calling
-// into it: the file name (Debian's libtorch_cpu.so.2.6), a libtorch archive's build-version, a PyTorch install's
+// The libtorch version check. TorchSharp 0.107's native library is built against libtorch 2.10's C++ ABI; an older
+// libtorch (Debian's 2.6, an older PyTorch's torch/lib) loads without a word and then crashes the process (SIGSEGV)
+// at some later call. So the version is read from what ships beside libtorch_cpu.so, never by calling into it:
+// the file name (Debian's libtorch_cpu.so.2.6), a libtorch archive's build-version, a PyTorch install's
 // version.py, the NuGet package folder it sits in, or the app's deps.json that copied it from a package.
 public static partial class TorchRuntime
 {
-    /// <summary>The libtorch (major.minor) TorchSharp 0.107 is built against.</summary>
+    /// <summary>The libtorch (major.minor) TorchSharp 0.107 is built against. Older ones are refused; newer ones
+    /// are let through (PyTorch 2.11's libtorch runs it on CUDA: docs/gpu.md, the GPU device check).</summary>
     internal const string RequiredLibTorch = "2.10";
 
     /// <summary>A libtorch version and where it was read.</summary>
@@ -40,13 +41,13 @@ public static partial class TorchRuntime
     internal static string? CheckLibTorchVersion(string libtorchCpu)
     {
         var found = LibTorchVersionOf(libtorchCpu);
-        if (found is null || MajorMinor(found.Version) == RequiredLibTorch)
+        if (found is null || !(Version.TryParse(MajorMinor(found.Version), out var v) && v < Required))
             return null;
         return $"libtorch {found.Version} is loaded from {libtorchCpu} ({found.Evidence}), but TorchSharp 0.107 "
-            + $"needs libtorch {RequiredLibTorch}; another version crashes the process. Fix: build with the default "
-            + "-p:TorchBackend=cpu (restores libtorch-cpu-linux-x64 2.10.0), or load libtorch 2.10 from a folder "
-            + "(TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable) such as PyTorch 2.10's torch/lib, and take "
-            + "other libtorch folders off LD_LIBRARY_PATH";
+            + $"needs libtorch {RequiredLibTorch} (or later); an older one crashes the process. Fix: build with "
+            + "the default -p:TorchBackend=cpu (restores libtorch-cpu-linux-x64 2.10.0), or load libtorch 2.10 or "
+            + "later from a folder (TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable) such as a PyTorch "
+            + "install's torch/lib, and take older libtorch folders off LD_LIBRARY_PATH";
     }
 
     /// <summary>The libtorch_cpu.so this process mapped (after libLibTorchSharp.so loaded it), or null.</summary>
@@ -67,6 +68,8 @@ public static partial class TorchRuntime
             return null;
         }
     }
+
+    static readonly Version Required = Version.Parse(RequiredLibTorch);
 
     static string? MajorMinor(string version) =>
         Regex.Match(version, @"^(\d+)\.(\d+)") is { Success: true } m

@@ -112,7 +112,18 @@ public class TorchRuntimeTests
             Assert.Equal("2.6", Version(debian));
             Assert.Null(Version(bare)); // nothing says: not refused
 
+            // PyTorch 2.11's libtorch runs TorchSharp 0.107 (docs/gpu.md): later is let through, older refused.
+            var later = FakeLibTorch(
+                Path.Combine(root, "later", "torch"),
+                "lib",
+                "version.py",
+                "__version__ = '2.11.0+cu130'"
+            );
+            Assert.Equal("2.11.0+cu130", Version(later));
+            Assert.Null(TorchRuntime.CheckLibTorchVersion(Path.Combine(later, "libtorch_cpu.so")));
             Assert.Null(TorchRuntime.CheckLibTorchVersion(Path.Combine(nuget, "libtorch_cpu.so")));
+            Assert.NotNull(TorchRuntime.CheckLibTorchVersion(Path.Combine(debian, "libtorch_cpu.so")));
+            Assert.NotNull(TorchRuntime.CheckLibTorchVersion(Path.Combine(archive, "libtorch_cpu.so")));
             Assert.Null(TorchRuntime.CheckLibTorchVersion(Path.Combine(bare, "libtorch_cpu.so")));
             var wrong = TorchRuntime.CheckLibTorchVersion(Path.Combine(wheel, "libtorch_cpu.so"));
             Assert.NotNull(wrong);
