@@ -534,6 +534,7 @@ let runSamples () =
         [
             sample "Pretrain" [ "4"; output ] "final val loss"
             sample "CustomLoop" [ "30" ] "step  29: loss"
+            sample "FSharpQuickStart" [ "4"; Path.Combine(output, "fsharp") ] "own model: final val loss"
         ]
 
     if Directory.Exists output then
