@@ -28,8 +28,8 @@ var options = new PretrainOptions
     Model = new()
     {
         Name = "gpt2-tiny",
-        Overrides = new() { Layers = 2 },
-    }, // 2 layers, not 4
+        Overrides = new() { Layers = 2 }, // 2 layers, not 4
+    },
     Data = new() { Path = data }, // the model's vocabulary follows the data's tokenizer
     Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW, Ratios = BlockRatios.Paper }, // Norm x1 ... Emb x10
     Schedule = new() { Kind = LrSchedule.Cosine, Lr = 1e-3 },
