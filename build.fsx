@@ -383,7 +383,8 @@ let private packageVersion () =
     Text.RegularExpressions.Regex.Match(props, "<Version>([^<]+)</Version>").Groups[1].Value
 
 let packCheck () =
-    log "pack check: dotnet pack, dotnet tool install from out/packages, blr --help, a 2-step blr train"
+    log "pack check: dotnet pack, tool install from out/packages, blr --help, a 2-step blr train, package metadata"
+
     let packages = Path.Combine(root, "out", "packages")
 
     if Directory.Exists packages then
@@ -459,15 +460,37 @@ let packCheck () =
                     ]
                     [])
         ]
-    // The library package depends on TorchSharp, the core, the tokenizer and data readers: nothing that draws.
-    let nuspecHasNoPlotting () =
-        let package = Path.Combine(packages, $"BlockwiseLR.{packageVersion ()}.nupkg")
-        use zip = IO.Compression.ZipFile.OpenRead package
+
+    let props = File.ReadAllText(Path.Combine(root, "Directory.Build.props"))
+
+    let property name =
+        Text.RegularExpressions.Regex.Match(props, $"<{name}>([^<]+)</{name}>").Groups[1].Value
+
+    let nuspecOf (id: string) =
+        use zip =
+            IO.Compression.ZipFile.OpenRead(Path.Combine(packages, $"{id}.{packageVersion ()}.nupkg"))
+
         let entry = zip.Entries |> Seq.find (fun e -> e.FullName.EndsWith ".nuspec")
         use reader = new StreamReader(entry.Open())
+        XDocument.Parse(reader.ReadToEnd())
 
+    let entryText (package: string) (name: string) =
+        use zip = IO.Compression.ZipFile.OpenRead package
+
+        match zip.Entries |> Seq.tryFind (fun e -> e.FullName = name) with
+        | Some entry ->
+            use reader = new StreamReader(entry.Open())
+            Some(reader.ReadToEnd())
+        | None -> None
+
+    let element (nuspec: XDocument) name =
+        nuspec.Descendants() |> Seq.tryFind (fun e -> e.Name.LocalName = name)
+
+    // The library package depends on TorchSharp, the core, the tokenizer and data readers: nothing that draws, and
+    // no native package (libtorch's and the Hugging Face tokenizers' are the app's choice of platform).
+    let libraryDependencies () =
         let dependencies =
-            XDocument.Parse(reader.ReadToEnd()).Descendants()
+            (nuspecOf "BlockwiseLR").Descendants()
             |> Seq.filter (fun e -> e.Name.LocalName = "dependency")
             |> Seq.map (fun e -> e.Attribute(XName.Get "id").Value)
             |> Seq.distinct
@@ -475,16 +498,81 @@ let packCheck () =
 
         log (sprintf "BlockwiseLR package dependencies: %s" (String.Join(", ", dependencies)))
 
-        if
+        let refused =
             dependencies
-            |> List.exists (fun d -> d.StartsWith("ScottPlot", StringComparison.OrdinalIgnoreCase))
-        then
-            1
-        else
+            |> List.filter (fun d ->
+                [ "ScottPlot"; "Tokenizers.DotNet.runtime."; "libtorch-" ]
+                |> List.exists (fun prefix -> d.StartsWith(prefix, StringComparison.OrdinalIgnoreCase)))
+
+        if refused.IsEmpty then
             0
+        else
+            log (sprintf "BlockwiseLR must not depend on %s" (String.Join(", ", refused)))
+            1
+
+    // Every package: licence, project and repository URL with the commit, the short readme, and a symbols package
+    // whose PDB maps the sources to that commit (SourceLink).
+    let metadata (id: string) () =
+        let nuspec = nuspecOf id
+
+        let text name =
+            element nuspec name |> Option.map (fun e -> e.Value)
+
+        let attribute name (e: XElement option) =
+            e |> Option.map (fun e -> e.Attribute(XName.Get name).Value)
+
+        let repositoryUrl = property "BlrRepositoryUrl"
+        let repository = element nuspec "repository"
+        let commit = attribute "commit" repository |> Option.defaultValue ""
+        let nupkg = Path.Combine(packages, $"{id}.{packageVersion ()}.nupkg")
+        let snupkg = Path.ChangeExtension(nupkg, ".snupkg")
+
+        let raw =
+            repositoryUrl.Replace("https://github.com/", "https://raw.githubusercontent.com/")
+            + "/"
+            + commit
+            + "/"
+
+        let sourceLinked () =
+            use zip = IO.Compression.ZipFile.OpenRead snupkg
+
+            zip.Entries
+            |> Seq.filter (fun e -> e.FullName.EndsWith ".pdb")
+            |> Seq.exists (fun e ->
+                use reader = new StreamReader(e.Open(), Text.Encoding.Latin1)
+
+                reader.ReadToEnd().Contains raw)
+
+        let checks =
+            [
+                "licence", text "license" = Some(property "PackageLicenseExpression")
+                "projectUrl", text "projectUrl" = Some repositoryUrl
+                "repository url", attribute "url" repository = Some repositoryUrl
+                "repository commit", Text.RegularExpressions.Regex.IsMatch(commit, "^[0-9a-f]{40}$")
+                "readme",
+                (text "readme" = Some "package-readme.md"
+                 && entryText nupkg "package-readme.md" =
+                     Some(File.ReadAllText(Path.Combine(root, "docs", "package-readme.md"))))
+                "symbols package", File.Exists snupkg
+                "SourceLink", File.Exists snupkg && sourceLinked ()
+            ]
+
+        match checks |> List.filter (snd >> not) |> List.map fst with
+        | [] ->
+            log (sprintf "%s: licence, URLs, commit, readme, snupkg and SourceLink as expected" id)
+            0
+        | missing ->
+            log (sprintf "%s package metadata wrong: %s" id (String.Join(", ", missing)))
+            1
 
     let failed =
-        (steps @ [ "BlockwiseLR.nuspec has no plotting dependency", nuspecHasNoPlotting ])
+        (steps
+         @ [
+             "BlockwiseLR.nuspec has no plotting or native dependency", libraryDependencies
+             "BlockwiseLR package metadata", metadata "BlockwiseLR"
+             "BlockwiseLR.Core package metadata", metadata "BlockwiseLR.Core"
+             "BlockwiseLR.Tool package metadata", metadata "BlockwiseLR.Tool"
+         ])
         |> List.tryFind (fun (_, step) -> step () <> 0)
 
     if Directory.Exists tools then
@@ -534,6 +622,7 @@ let runSamples () =
         [
             sample "Pretrain" [ "4"; output ] "final val loss"
             sample "CustomLoop" [ "30" ] "step  29: loss"
+            sample "FSharpQuickStart" [ "4"; Path.Combine(output, "fsharp") ] "own model: final val loss"
         ]
 
     if Directory.Exists output then

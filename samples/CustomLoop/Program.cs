@@ -1,9 +1,12 @@
-// A small model of your own, trained by a plain TorchSharp loop with Blockwise AdamW: each block of parameters
-// gets its own peak LR (the paper's ratios), all decaying to one shared floor.
-// Usage: dotnet run -- [steps]
+// A small model of your own (TinyMixer, below) trained two ways with Blockwise AdamW, each block of parameters at its
+// own peak LR (the paper's ratios), all decaying to one shared floor: first by the Trainer on tokens in memory (the
+// README's "own-model" snippet is copied from the region below; ReadmeSnippetTests keeps them equal), then by a
+// plain TorchSharp loop. Usage: dotnet run -- [steps]
 using BlockwiseLR;
 using BlockwiseLR.Core;
+using BlockwiseLR.Data;
 using BlockwiseLR.Optim;
+using BlockwiseLR.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,14 +18,58 @@ const int vocab = 16,
 
 TorchRuntime.EnsureAvailable(); // one clear line if libtorch cannot load
 manual_seed(0);
-using var model = new TinyMixer(vocab, width);
 
-// None of these names is one BlockwiseLR knows: say which block each parameter is.
+// README: own-model begin
+// None of TinyMixer's parameter names is one BlockwiseLR knows: say which block each one is.
 var rules = BlockRules
     .Default.With("lookup.weight", Block.Embedding)
     .With("mixer.*", Block.FeedForward)
     .With("gain.*", Block.Norm)
     .With("readout.weight", Block.OutputHead);
+
+// Tokens of your own, in memory: a stream that counts up modulo the vocabulary, now and then skipping one.
+static int[] Counting(int length, int seed)
+{
+    var random = new Random(seed);
+    var tokens = new int[length];
+    for (var i = 1; i < length; i++)
+        tokens[i] = (tokens[i - 1] + 1 + (random.Next(4) == 0 ? 1 : 0)) % vocab;
+    return tokens;
+}
+
+using var ownModel = new TinyMixer(vocab, width); // any nn.Module<Tensor, Tensor>: (B, T) ids -> (B, T, vocab)
+var trained = new Trainer(
+    new PretrainOptions
+    {
+        Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW, Ratios = BlockRatios.Paper },
+        Schedule = new() { Lr = 3e-3 },
+        Training = new()
+        {
+            Steps = steps,
+            BatchSize = batch,
+            SeqLen = time,
+        },
+        Evaluation = new() { Every = 10, Windows = 4 },
+        Run = new() { Out = Path.Combine(Path.GetTempPath(), "blockwiselr-own-model"), Overwrite = true },
+    }
+)
+    .WithModel(ownModel, rules)
+    .WithData(new InMemoryTokens("train", Counting(4000, 1)), new InMemoryTokens("val", Counting(400, 2)))
+    .OnStep(report =>
+    {
+        if (report.ValLoss is { } val)
+            Console.WriteLine(
+                $"trainer step {report.Step, 3}: loss {report.Loss:F4}, val {val:F4}, "
+                    + $"lr emb {report.LearningRates[Block.Embedding]:E2}, ffn {report.LearningRates[Block.FeedForward]:E2}"
+            );
+    })
+    .Run();
+Console.WriteLine($"trainer: final val loss {trained.FinalValLoss:F4}, run folder {trained.RunDirectory}");
+
+// README: own-model end
+
+// The same kind of model by a plain TorchSharp loop, with the optimizer and schedule as building blocks.
+using var model = new TinyMixer(vocab, width);
 var parameters = model.named_parameters().Select(p => (p.name, p.parameter)).ToList();
 try
 {

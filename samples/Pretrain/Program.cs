@@ -1,5 +1,8 @@
-// Pre-trains gpt2-tiny with Blockwise AdamW (the paper's ratios) on the built-in Gutenberg corpus.
+// Pre-trains gpt2-tiny with Blockwise AdamW (the paper's ratios) on the built-in Gutenberg corpus, tokenized with the
+// built-in 4,000-piece tokenizer as `blr demo` does, then reads the results back. The README's C# snippets
+// "basic-run" and "reading-results" are copied from the regions below (ReadmeSnippetTests keeps them equal).
 // Usage: dotnet run -- [steps] [output folder]
+// README: basic-run begin
 using BlockwiseLR;
 using BlockwiseLR.Core;
 using BlockwiseLR.Data;
@@ -8,20 +11,27 @@ using BlockwiseLR.Training;
 var steps = args.Length > 0 ? int.Parse(args[0]) : 50;
 var output = args.Length > 1 ? args[1] : Path.Combine(Path.GetTempPath(), "blockwiselr-sample");
 
-// Tokenize the built-in corpus into llm.c shards once (about a second).
+// Tokenize the built-in corpus (18 Project Gutenberg books) once, with the built-in 4,000-piece tokenizer.
 var data = Path.Combine(output, "data");
 if (!File.Exists(Path.Combine(data, "manifest.json")))
-    ShardPreparer.Run(new PrepareOptions { Builtin = "gutenberg", OutputDirectory = data });
+    ShardPreparer.Run(
+        new PrepareOptions
+        {
+            Builtin = "gutenberg",
+            Tokenizer = "gutenberg-bpe4k",
+            OutputDirectory = data,
+        }
+    );
 
 var options = new PretrainOptions
 {
     Model = new()
     {
         Name = "gpt2-tiny",
-        Overrides = new() { Layers = 2 },
-    }, // a smaller gpt2-tiny: 2 layers, not 4
-    Data = new() { Path = data },
-    Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW, Ratios = BlockRatios.Paper }, // Norm x1, VO x4, FFN x6, QK x8, Emb x10
+        Overrides = new() { Layers = 2 }, // 2 layers, not 4
+    },
+    Data = new() { Path = data }, // the model's vocabulary follows the data's tokenizer
+    Optimizer = new() { Kind = OptimizerKind.BlockwiseAdamW, Ratios = BlockRatios.Paper }, // Norm x1 ... Emb x10
     Schedule = new() { Kind = LrSchedule.Cosine, Lr = 1e-3 },
     Training = new()
     {
@@ -31,26 +41,29 @@ var options = new PretrainOptions
         Device = ComputeDevice.Cpu,
     },
     Evaluation = new() { Every = Math.Max(1, steps / 2), Windows = 8 },
-    Run = new() { Out = Path.Combine(output, "run") },
+    Run = new() { Out = Path.Combine(output, "run"), Overwrite = true },
 };
+var result = Pretrainer.Run(
+    options,
+    new Progress<TrainProgress>(p =>
+    {
+        if (p.ValLoss is { } val)
+            Console.WriteLine($"step {p.Step}/{p.Steps}: train loss {p.Loss:F3}, val loss {val:F3}");
+    })
+);
 
-try
-{
-    var result = Pretrainer.Run(
-        options,
-        new Progress<TrainProgress>(p =>
-        {
-            if (p.ValLoss is { } val)
-                Console.WriteLine($"step {p.Step}/{p.Steps}: train loss {p.Loss:F3}, val loss {val:F3}");
-        })
-    );
-    Console.WriteLine(
-        $"final val loss {result.FinalValLoss:F4}, {result.TokensPerSecond:N0} tokens/s, checkpoint {result.LastCheckpoint}"
-    );
-}
-catch (InvalidOptionException e)
-{
-    Console.Error.WriteLine($"option {e.Option}: {e.Problem}"); // e.g. "option Lr: must be a finite number > 0"
-    return 2;
-}
+// README: basic-run end
+
+// README: reading-results begin
+Console.WriteLine($"final val loss {result.FinalValLoss:F4} (best {result.BestValLoss:F4})");
+Console.WriteLine($"{result.TokensPerSecond:N0} tokens/s, {result.MillisecondsPerStep:F1} ms/step");
+foreach (var eval in result.Evals)
+    Console.WriteLine($"  eval after {eval.Step} steps: {eval.ValLoss:F4}");
+Console.WriteLine($"last train loss {result.TrainLosses[^1]:F4}, checkpoint {result.LastCheckpoint}");
+
+// The same result, read back from the run folder later (result.json; metrics.jsonl has a line per step).
+var again = PretrainResult.FromJsonFile(Path.Combine(result.RunDirectory, "result.json"));
+Console.WriteLine($"read back: final val loss {again.FinalValLoss:F4}, {again.Steps} steps");
+
+// README: reading-results end
 return 0;

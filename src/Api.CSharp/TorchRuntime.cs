@@ -40,9 +40,13 @@ public static partial class TorchRuntime
     public static string? LibTorchDirectory { get; private set; } = Environment.GetEnvironmentVariable("BLR_LIBTORCH");
 
     /// <summary>Loads libtorch from <paramref name="directory"/> (for example a PyTorch install's torch/lib)
-    /// instead of the natives package. Call it before the first tensor: a process loads libtorch once.</summary>
+    /// instead of the natives package. Call it before the first tensor: a process loads libtorch once.
+    /// Throws <see cref="TorchUnavailableException"/> when the folder holds a libtorch other than 2.10.</summary>
     public static void UseLibTorch(string directory)
     {
+        var cpu = Path.Combine(directory, "libtorch_cpu.so");
+        if (File.Exists(cpu) && CheckLibTorchVersion(cpu) is { } wrongVersion)
+            throw new TorchUnavailableException(wrongVersion);
         lock (Gate)
         {
             if (ready && directory != LibTorchDirectory)
@@ -63,7 +67,9 @@ public static partial class TorchRuntime
         "libtorch.so",
     ];
 
-    /// <summary>Loads libtorch (once per process) or throws <see cref="TorchUnavailableException"/>.
+    /// <summary>Loads libtorch (once per process) or throws <see cref="TorchUnavailableException"/>, which also
+    /// names a libtorch other than the 2.10 TorchSharp 0.107 needs (read from the files beside it, before any call
+    /// into it).
     /// Every entry point calls this before its first tensor; with <paramref name="cuda"/>, CUDA is initialized
     /// first (TorchSharp leaves CUDA off for the whole process if anything touches libtorch before it).</summary>
     public static void EnsureAvailable(bool cuda = false)
@@ -97,6 +103,8 @@ public static partial class TorchRuntime
         if (!found.Any(p => p.EndsWith("libtorch_cpu.so", StringComparison.Ordinal)))
             return $"libtorch folder {directory}: no libtorch_cpu.so there; give the folder that holds "
                 + $"libtorch_cpu.so and libc10.so";
+        if (CheckLibTorchVersion(Path.Combine(directory, "libtorch_cpu.so")) is { } wrongVersion)
+            return wrongVersion; // before loading it: the wrong libtorch loads fine and crashes later
         foreach (var library in found)
         {
             try
@@ -135,6 +143,9 @@ public static partial class TorchRuntime
         {
             return Explain(e.Message, libstdcxx);
         }
+        // libLibTorchSharp.so has mapped the libtorch the loader found; nothing has called into it yet.
+        if (MappedLibTorchCpu() is { } mapped && CheckLibTorchVersion(mapped) is { } wrongVersion)
+            return wrongVersion;
 
         try
         {

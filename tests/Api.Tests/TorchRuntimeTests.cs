@@ -66,6 +66,132 @@ public class TorchRuntimeTests
         Assert.Contains("TorchRuntime.UseLibTorch or the BLR_LIBTORCH variable", message); // blr says --libtorch DIR
     }
 
+    /// A fake libtorch: libtorch_cpu.so (not a library at all) laid out as a distribution lays it out.
+    static string FakeLibTorch(string root, string lib, string? versionFile = null, string? versionText = null)
+    {
+        var dir = Path.Combine(root, lib);
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "libtorch_cpu.so"), "not a library");
+        if (versionFile is not null)
+            File.WriteAllText(Path.Combine(root, versionFile), versionText);
+        return dir;
+    }
+
+    [Fact]
+    public void Reads_the_libtorch_version_from_the_files_beside_it_in_each_layout()
+    {
+        var root = Directory.CreateTempSubdirectory("blr-libtorch-").FullName;
+        try
+        {
+            // pytorch.org's libtorch archive: libtorch/build-version beside libtorch/lib.
+            var archive = FakeLibTorch(Path.Combine(root, "zip", "libtorch"), "lib", "build-version", "2.6.0+cpu\n");
+            // A PyTorch install: torch/version.py beside torch/lib.
+            var wheel = FakeLibTorch(
+                Path.Combine(root, "site-packages", "torch"),
+                "lib",
+                "version.py",
+                "# generated\n__version__ = '2.9.1+cu128'\ngit_version = 'abc'\n"
+            );
+            // The NuGet cache: <id>/<version>/runtimes/<rid>/native.
+            var nuget = FakeLibTorch(
+                Path.Combine(root, "packages", "libtorch-cpu-linux-x64", "2.10.0"),
+                Path.Combine("runtimes", "linux-x64", "native")
+            );
+            // Debian: libtorch_cpu.so -> libtorch_cpu.so.2.6 (libtorch-dev's link to libtorch2.6's file).
+            var debian = Path.Combine(root, "usr-lib");
+            Directory.CreateDirectory(debian);
+            File.WriteAllText(Path.Combine(debian, "libtorch_cpu.so.2.6"), "not a library");
+            File.CreateSymbolicLink(Path.Combine(debian, "libtorch_cpu.so"), "libtorch_cpu.so.2.6");
+            var bare = FakeLibTorch(Path.Combine(root, "bare"), "lib");
+
+            string? Version(string dir) =>
+                TorchRuntime.LibTorchVersionOf(Path.Combine(dir, "libtorch_cpu.so"))?.Version;
+            Assert.Equal("2.6.0+cpu", Version(archive));
+            Assert.Equal("2.9.1+cu128", Version(wheel));
+            Assert.Equal("2.10.0", Version(nuget));
+            Assert.Equal("2.6", Version(debian));
+            Assert.Null(Version(bare)); // nothing says: not refused
+
+            // PyTorch 2.11's libtorch runs TorchSharp 0.107 (docs/gpu.md): later is let through, older refused.
+            var later = FakeLibTorch(
+                Path.Combine(root, "later", "torch"),
+                "lib",
+                "version.py",
+                "__version__ = '2.11.0+cu130'"
+            );
+            Assert.Equal("2.11.0+cu130", Version(later));
+            Assert.Null(TorchRuntime.CheckLibTorchVersion(Path.Combine(later, "libtorch_cpu.so")));
+            Assert.Null(TorchRuntime.CheckLibTorchVersion(Path.Combine(nuget, "libtorch_cpu.so")));
+            Assert.NotNull(TorchRuntime.CheckLibTorchVersion(Path.Combine(debian, "libtorch_cpu.so")));
+            Assert.NotNull(TorchRuntime.CheckLibTorchVersion(Path.Combine(archive, "libtorch_cpu.so")));
+            Assert.Null(TorchRuntime.CheckLibTorchVersion(Path.Combine(bare, "libtorch_cpu.so")));
+            var wrong = TorchRuntime.CheckLibTorchVersion(Path.Combine(wheel, "libtorch_cpu.so"));
+            Assert.NotNull(wrong);
+            Assert.DoesNotContain('\n', wrong);
+            Assert.Contains("libtorch 2.9.1+cu128 is loaded from", wrong);
+            Assert.Contains("version.py says so", wrong);
+            Assert.Contains("needs libtorch 2.10", wrong);
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+    }
+
+    [Fact]
+    public void The_libtorch_this_process_loaded_is_2_10_by_its_natives_package()
+    {
+        // The natives copied into the test's bin folder: only the deps.json says which package they came from.
+        TorchRuntime.EnsureAvailable();
+        var mapped = File.ReadLines("/proc/self/maps")
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries).Last())
+            .First(p => p.EndsWith("/libtorch_cpu.so", StringComparison.Ordinal));
+        var found = TorchRuntime.LibTorchVersionOf(mapped);
+        Assert.NotNull(found);
+        Assert.Equal("2.10.0", found.Version);
+        Assert.Contains("libtorch-cpu-linux-x64", found.Evidence);
+    }
+
+    [Fact]
+    public void UseLibTorch_refuses_a_folder_that_holds_another_libtorch_naming_both_versions()
+    {
+        var root = Directory.CreateTempSubdirectory("blr-libtorch-").FullName;
+        try
+        {
+            var lib = FakeLibTorch(Path.Combine(root, "libtorch"), "lib", "build-version", "2.6.0+cpu");
+            var before = TorchRuntime.LibTorchDirectory;
+            var e = Assert.Throws<TorchUnavailableException>(() => TorchRuntime.UseLibTorch(lib));
+            Assert.DoesNotContain('\n', e.Message);
+            Assert.StartsWith($"libtorch 2.6.0+cpu is loaded from {lib}/libtorch_cpu.so", e.Message);
+            Assert.Contains("needs libtorch 2.10", e.Message);
+            Assert.Equal(before, TorchRuntime.LibTorchDirectory); // not taken
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+    }
+
+    [Fact]
+    public void Blr_with_another_libtorch_exits_3_naming_both_versions_before_loading_it()
+    {
+        // BLR_LIBTORCH goes through EnsureAvailable's folder load. Without the check, loading this file would
+        // fail as "invalid ELF header"; a real libtorch 2.6 would load and crash later.
+        var root = Directory.CreateTempSubdirectory("blr-libtorch-").FullName;
+        try
+        {
+            var lib = FakeLibTorch(Path.Combine(root, "libtorch"), "lib", "build-version", "2.6.0+cpu");
+            var (code, _, error) = TestPaths.Run(["doctor"], new Dictionary<string, string> { ["BLR_LIBTORCH"] = lib });
+            Assert.Equal(3, code);
+            Assert.Contains($"libtorch 2.6.0+cpu is loaded from {lib}/libtorch_cpu.so", error);
+            Assert.Contains("needs libtorch 2.10", error);
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+    }
+
     [Fact]
     public void This_build_uses_the_cpu_backend_by_default()
     {
