@@ -168,6 +168,89 @@ let private run (args: ParseResults<'T>) (command: ParseResults<'T> -> int) =
 
     command args
 
+/// Argu's refusal of a command line in blr's one line: the flag (and the value it could not read) first, then what
+/// it takes (a whole number or a number, in its range from the core's table) and where the help is.
+let private arguLine (parser: ArgumentParser<BlrArgs>) (argv: string[]) (e: ArguParseException) =
+    let first = e.Message.Split('\n').[0].Trim()
+
+    let first =
+        if first.StartsWith "ERROR: " then
+            first.Substring 7
+        else
+            first
+
+    let sub =
+        parser.GetSubCommandParsers()
+        |> List.tryFind (fun p ->
+            p.ParentInfo
+            |> Option.exists (fun c -> c.CommandLineNames.Value |> List.exists (fun n -> Array.contains n argv)))
+
+    let name =
+        sub
+        |> Option.bind (fun p -> p.ParentInfo)
+        |> Option.map (fun c -> "blr " + c.Name.Value)
+        |> Option.defaultValue "blr"
+
+    let help = sprintf "see %s --help" name
+
+    /// What the flag takes, from its field's type and the core's range table.
+    let takes (flag: string) (what: string) =
+        let field =
+            sub
+            |> Option.bind (fun p ->
+                p.GetArgumentCases()
+                |> List.tryFind (fun c -> List.contains flag c.CommandLineNames.Value))
+            |> Option.bind (fun c -> c.UnionCaseInfo.GetFields() |> Array.tryHead)
+            |> Option.map (fun f -> f.PropertyType)
+
+        let bounds =
+            Core.OptionRanges.tryFind flag
+            |> Option.map (fun r -> " " + Core.OptionRanges.bounds r)
+            |> Option.defaultValue ""
+
+        let zero =
+            Core.OptionRanges.tryFind flag
+            |> Option.bind (fun r -> r.Zero)
+            |> Option.map (sprintf "0 (%s) or ")
+            |> Option.defaultValue ""
+
+        let largest (max: string) =
+            match Core.OptionRanges.tryFind flag |> Option.bind (fun r -> r.Max) with
+            | Some _ -> ""
+            | None -> sprintf " (at most %s)" max
+
+        match field with
+        | Some t when t = typeof<int> -> sprintf "a whole number%s%s" bounds (largest "2147483647")
+        | Some t when t = typeof<int64> -> sprintf "a whole number%s%s" bounds (largest "9223372036854775807")
+        | Some t when t = typeof<uint64> -> sprintf "a whole number%s%s" bounds (largest "18446744073709551615")
+        | Some t when t = typeof<float> -> sprintf "%sa number%s" zero bounds
+        | _ -> sprintf "<%s>" what
+
+    let matching (pattern: string) =
+        let m = Text.RegularExpressions.Regex.Match(first, pattern)
+        if m.Success then Some m.Groups else None
+
+    match matching @"^parameter '(?<flag>[^']+)' must be followed by <(?<what>[^>]+)>, but was '(?<value>.*)'\.$" with
+    | Some g ->
+        sprintf
+            "%s %s: must be %s; %s"
+            g.["flag"].Value
+            g.["value"].Value
+            (takes g.["flag"].Value g.["what"].Value)
+            help
+    | None ->
+        match matching @"^argument '(?<flag>[^']+)' must be followed by <(?<what>[^>]+)>\.$" with
+        | Some g -> sprintf "%s: give %s after it; %s" g.["flag"].Value (takes g.["flag"].Value g.["what"].Value) help
+        | None ->
+            match matching @"^missing argument '(?<flag>[^']+)'\.$" with
+            | Some g -> sprintf "%s: is required; %s" g.["flag"].Value help
+            | None ->
+                match matching @"^unrecognized argument: '(?<flag>[^']+)'\.$" with
+                | Some g ->
+                    let kind = if sub.IsNone then "a command or option" else "an option"
+                    sprintf "%s: not %s of %s; %s" g.["flag"].Value kind name help
+                | None -> sprintf "%s (%s)" (first.TrimEnd('.')) help
+
 let private dispatch (argv: string[]) =
     let parser = ArgumentParser.Create<BlrArgs>(programName = "blr")
 
@@ -205,7 +288,7 @@ let private dispatch (argv: string[]) =
     | :? ArguParseException as e when e.ErrorCode = ErrorCode.HelpText ->
         printfn "%s" e.Message
         0
-    | :? ArguParseException as e -> failOnce 2 (e.Message.Split('\n').[0] + " (see blr --help)")
+    | :? ArguParseException as e -> failOnce 2 (arguLine parser argv e)
     | :? TorchUnavailableException as e -> fail 3 (e.Message.Replace("TorchRuntime.UseLibTorch", "--libtorch DIR"))
     | :? Training.TrainingDivergedException as e -> failOnce 4 e.Message
     | :? Distributed.DistributedException as e when e.SameOnEveryRank -> failOnce 6 e.Message

@@ -347,6 +347,10 @@ public sealed class BrokenFiles : IDisposable
         PlainFile = Path.Combine(Root, "plain-file");
         File.WriteAllText(PlainFile, "keep me");
         MakeIntegrityFiles(checkpoint);
+        LrConfig = Path.Combine(Root, "lr.json");
+        File.WriteAllText(LrConfig, """{"schedule":{"lr":1e308}}""");
+        ThreadsConfig = Path.Combine(Root, "threads.json");
+        File.WriteAllText(ThreadsConfig, """{"training":{"threads":100000}}""");
     }
 
     /// Files for the integrity rows (issue 24): a .gz cut at half, a text file, a dataset of the 4K tokenizer and
@@ -449,6 +453,8 @@ public sealed class BrokenFiles : IDisposable
     public string TwiceConfig { get; }
     public string CaseConfig { get; }
     public string PlainFile { get; }
+    public string LrConfig { get; }
+    public string ThreadsConfig { get; }
 
     public void Dispose() => Directory.Delete(Root, true);
 }
@@ -480,7 +486,9 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             .Replace("{whitespace}", files.Whitespace)
             .Replace("{twiceConfig}", files.TwiceConfig)
             .Replace("{caseConfig}", files.CaseConfig)
-            .Replace("{plainFile}", files.PlainFile);
+            .Replace("{plainFile}", files.PlainFile)
+            .Replace("{lrConfig}", files.LrConfig)
+            .Replace("{threadsConfig}", files.ThreadsConfig);
 
     const string NoCuda = "CUDA is not available to libtorch: the loaded libtorch has no CUDA, or no GPU is visible";
     const string Train =
@@ -1024,11 +1032,165 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
         };
 
+    /// <summary>Issue 24's remaining cases, one row each: the LR, threads and .NET-message cases on the commands
+    /// and sources the other tables do not try (a config file, adamw, every command with --threads, --out that is
+    /// a file), Argu's parse refusals in blr's form, and the tokenizer files on the commands left.</summary>
+    public static TheoryData<string, int, string, string> MoreCases =>
+        new()
+        {
+            {
+                Train + " --out {root}/m1 --lr 3.4e38 --optimizer adamw",
+                2,
+                "--lr 3.4E+38: must be a finite number > 0 and <= 100",
+                "{root}/m1"
+            },
+            {
+                Train + " --out {root}/m2 --lr 1e308",
+                2,
+                "--lr 1E+308: must be a finite number > 0 and <= 100",
+                "{root}/m2"
+            },
+            {
+                Train + " --out {root}/m3 --config {lrConfig}",
+                2,
+                "{lrConfig}: schedule.lr = 1E+308: must be a finite number > 0 and <= 100",
+                "{root}/m3"
+            },
+            {
+                "train --data {data} --set layers=1 --set width=16 --set heads=2 --steps 2 --batch-size 2 --seq-len 8 --out {root}/m4 --config {threadsConfig}",
+                2,
+                "{threadsConfig}: training.threads = 100000: must be >= 1 and <= ",
+                "{root}/m4"
+            },
+            // --threads 100000 on every command that has --threads (train, prepare and eval are in RangeCases).
+            {
+                "sample --model-dir {run} --threads 100000",
+                2,
+                "--threads 100000: must be >= 1 and <= ",
+                "{root}/never"
+            },
+            {
+                "sharpness --run {run} --data {data} --threads 100000",
+                2,
+                "--threads 100000: must be >= 1 and <= ",
+                "{run}/sharpness.csv"
+            },
+            {
+                "demo --quick --threads 100000 --out {root}/m5",
+                2,
+                "--threads 100000: must be >= 1 and <= ",
+                "{root}/m5"
+            },
+            {
+                "compare --data {data} --steps 2 --threads 100000 --out {root}/m6",
+                2,
+                "--threads 100000: must be >= 1 and <= ",
+                "{root}/m6"
+            },
+            // --out that is a file: one line naming it, never "check the disk".
+            {
+                Train + " --out {plainFile}",
+                2,
+                "--out {plainFile}: is a file; give a folder for the run",
+                "{root}/never"
+            },
+            {
+                "prepare --builtin gutenberg --out {plainFile}",
+                2,
+                "{plainFile}: is a file; --out takes a folder",
+                "{root}/never"
+            },
+            {
+                "export-hf --from {run} --out {plainFile}",
+                2,
+                "--out {plainFile}: is a file, not a folder; give a folder, or move the file",
+                "{root}/never"
+            },
+            {
+                "demo --quick --out {plainFile}",
+                2,
+                "--out {plainFile}: is a file; give a folder for the run",
+                "{root}/never"
+            },
+            {
+                "compare --data {data} --steps 2 --out {plainFile}",
+                2,
+                "--out {plainFile}: is a file; give a folder for the run",
+                "{root}/never"
+            },
+            // Values Argu cannot read: the flag and value first, what it takes with its range, where the help is.
+            {
+                Train + " --out {root}/m7 --steps x",
+                2,
+                "--steps x: must be a whole number >= 1 (at most 2147483647); see blr train --help",
+                "{root}/m7"
+            },
+            {
+                Train + " --out {root}/m8 --checkpoint-every 99999999999",
+                2,
+                "--checkpoint-every 99999999999: must be a whole number >= 0 (at most 2147483647); see blr train --help",
+                "{root}/m8"
+            },
+            {
+                Train + " --out {root}/m9 --lr x",
+                2,
+                "--lr x: must be a number > 0 and <= 100; see blr train --help",
+                "{root}/m9"
+            },
+            {
+                "schedule --steps 100 --points x",
+                2,
+                "--points x: must be a whole number >= 0 and <= 10000; see blr schedule --help",
+                "{root}/never"
+            },
+            {
+                "sample --model-dir {run} --temperature x",
+                2,
+                "--temperature x: must be 0 (greedy) or a number >= 0.01 and <= 100; see blr sample --help",
+                "{root}/never"
+            },
+            {
+                Train + " --out {root}/m10 --stepz 3",
+                2,
+                "--stepz: not an option of blr train; see blr train --help",
+                "{root}/m10"
+            },
+            { "plot --run {run}", 2, "--out: is required; see blr plot --help", "{root}/never" },
+            // Tokenizer files on the commands and flags the other tables leave out.
+            {
+                "eval --model-dir {garbageTokenizer} --data {data}",
+                2,
+                "{garbageTokenizer}/blr-tokenizer.json: not a tokenizer record",
+                "{root}/never"
+            },
+            {
+                "prepare --builtin gutenberg --tokenizer {emptyTokenizer} --out {root}/m11",
+                2,
+                "{emptyTokenizer}/tokenizer.model: empty, not a SentencePiece model",
+                "{root}/m11"
+            },
+            // A resume that changes the micro-batch changes the trajectory (a resume at another number of
+            // processes keeps the checkpoint's: DataParallelTests).
+            {
+                Train + " --out {run} --resume latest --micro-batch-size 1",
+                2,
+                "--resume latest: {run}/checkpoints/step_0000002 was trained with other options (--micro-batch-size 2 -> 1)",
+                "{root}/never"
+            },
+            {
+                "sharpness --run {run} --data {data} --batch-size 100000000",
+                2,
+                "--batch-size 100000000: must be >= 1 and <= 1048576",
+                "{run}/sharpness.csv"
+            },
+        };
+
     [Theory]
     [MemberData(nameof(Cases))]
     [MemberData(nameof(IntegrityCases))]
     [MemberData(nameof(RangeCases))]
     [MemberData(nameof(SilentCases))]
+    [MemberData(nameof(MoreCases))]
     public void Bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
         string command,
         int exit,
@@ -1175,6 +1337,41 @@ public class PrepareKillTests
         Directory
             .GetFiles(folder)
             .ToDictionary(f => Path.GetFileName(f), f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))));
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    static extern int kill(int pid, int signal);
+
+    /// <summary>Ctrl-C of prepare says in one line how to go on, exits 130, and the same command then resumes
+    /// (issue 24: it printed nothing).</summary>
+    [Fact]
+    public void Ctrl_c_of_prepare_says_how_to_resume_and_the_same_command_resumes()
+    {
+        var dir = Directory.CreateTempSubdirectory("blr-prepare-int-").FullName;
+        try
+        {
+            var output = Path.Combine(dir, "out");
+            using (var process = TestPaths.Start(Prepare(output), fault: "hang-after-block@3", environment: Limits))
+            {
+                var line = process.StandardError.ReadLineAsync();
+                Assert.True(line.Wait(TimeSpan.FromMinutes(2)), "prepare never reached the fault point");
+                Assert.Equal("BLR_FAULT: hang-after-block at step 3", line.Result);
+                Assert.Equal(0, kill(process.Id, 2)); // SIGINT, as the terminal sends on Ctrl-C
+                Assert.True(process.WaitForExit(60_000), "prepare did not stop after SIGINT");
+                Assert.Equal(130, process.ExitCode);
+                Assert.Equal(
+                    "blr: prepare interrupted; run the same command again to resume where it stopped (--restart starts over)",
+                    process.StandardError.ReadToEnd().Trim()
+                );
+            }
+            var (code, output2, error) = TestPaths.Run(Prepare(output), Limits);
+            Assert.True(code == 0, error);
+            Assert.Contains("resumed an interrupted prepare of the same inputs after block 3", output2);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 
     [Fact]
     public void The_same_prepare_after_a_sigkill_resumes_and_ends_byte_for_byte_like_an_uninterrupted_one()

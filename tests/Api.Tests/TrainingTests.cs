@@ -418,6 +418,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         try
         {
             var run = Path.Combine(dir, "run");
+            string hint;
             using (var process = TestPaths.Start(Tiny(run, 400)))
             {
                 WaitFor(
@@ -431,14 +432,21 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
                     kill.WaitForExit();
                 Assert.True(process.WaitForExit(60_000), "blr did not stop after SIGINT");
                 Assert.Equal(130, process.ExitCode);
+                hint = Assert.Single(process.StandardError.ReadToEnd().Trim().Split('\n'));
             }
             var latest = File.ReadAllText(Path.Combine(run, "checkpoints", "latest"));
             var result = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
             Assert.True(result.Interrupted);
+            // The one line names the step and checkpoint and the exact command that resumes (run below).
+            var resume =
+                $"blr: interrupted after step {result.Steps}, checkpoint {Path.Combine(run, "checkpoints", latest)}; resume with: blr ";
+            Assert.StartsWith(resume, hint);
+            string[] command = hint[resume.Length..].Split(' ');
+            Assert.Equal([.. Tiny(run, 400), "--resume", "latest"], command);
             Assert.Equal($"step_{result.Steps:D7}", latest);
             Assert.Equal(result.Steps, Losses(run).Count);
             Assert.True(result.Steps < 400, "the run ended before SIGINT arrived");
-            var (code, _, error) = TestPaths.Run([.. Tiny(run, 400), "--resume", "latest"]); // the same options: the same trajectory
+            var (code, _, error) = TestPaths.Run(command); // the same options: the same trajectory
             Assert.True(code == 0, error);
             Assert.Equal(400, Losses(run).Count);
         }
