@@ -30,7 +30,9 @@ case ${1:-} in
     for name in ompi5 mpich; do
       r="$ROOTS/$name"; mounts "$r"
       echo "== $name: $(chroot "$r" mpirun --version 2>&1 | grep -m1 -E 'Open MPI|Version:')"
-      chroot "$r" env -i HOME="$HOME" PATH="$(dirname "$(readlink -f "$(command -v dotnet)")"):/usr/bin:/bin" \
+      # SIGINT back to its default: a script run in the background inherits it ignored, and .NET then keeps it
+      # ignored in the launcher, so the Ctrl-C test's SIGINT would never arrive.
+      chroot "$r" env -i --default-signal=INT HOME="$HOME" PATH="$(dirname "$(readlink -f "$(command -v dotnet)")"):/usr/bin:/bin" \
         DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 \
         bash -c "cd '$repo/tests/Api.Tests' && dotnet test --no-build --filter '$filter' 2>&1 | grep -v '^\s*at ' | tail -30"
     done ;;
