@@ -241,11 +241,16 @@ let private underMpirun (processes: int) =
     | Some(Ok(mpirun, found)) ->
         let program, args = self ()
 
+        // Each rank that ends by itself leaves its exit code here (Program.main): one that leaves none died without
+        // a word, whatever mpirun's exit code says (hydra can return 0 after a rank's SIGKILL).
+        let status =
+            Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), sprintf "blr-launch-%d" Environment.ProcessId))
+
         let arguments, environment =
             MpiLaunch.command
                 found
                 (geteuid () = 0u)
-                [ "TERM", "dumb"; "BLR_LAUNCHED", "1" ]
+                [ "TERM", "dumb"; "BLR_LAUNCHED", "1"; "BLR_LAUNCH_STATUS", status.FullName ]
                 processes
                 program
                 (withoutNproc args)
@@ -273,13 +278,28 @@ let private underMpirun (processes: int) =
         errors.Finish()
         outputs.Finish()
 
-        if code <> 0 && code <> 130 && not errors.Spoke && not outputs.Spoke then
+        let silent =
+            [ 0 .. processes - 1 ]
+            |> List.filter (fun rank -> not (File.Exists(Path.Combine(status.FullName, sprintf "rank-%d" rank))))
+
+        try
+            status.Delete true
+        with _ ->
+            ()
+
+        if
+            code <> 130
+            && (code <> 0 || not silent.IsEmpty)
+            && not errors.Spoke
+            && not outputs.Spoke
+        then
             let rankOfPid pid =
                 match ranks.TryGetValue pid with
                 | true, rank -> Some rank
                 | _ -> None
 
-            eprintfn "blr: %s" (MpiLaunch.deathLine (errors.Held + outputs.Held) code rankOfPid firstGone.Value)
+            let gone = firstGone.Value |> Option.orElse (List.tryHead silent)
+            eprintfn "blr: %s" (MpiLaunch.deathLine (errors.Held + outputs.Held) code rankOfPid gone)
             // A rank that failed (README's exit codes), whatever mpirun's own code for it was.
             6
         else
