@@ -134,6 +134,25 @@ public static class Checkpoints
     /// checked by name and shape when its weights load).</summary>
     public static TrainerState ReadState(string checkpoint, ModelConfig? expected)
     {
+        var state = ReadStateOf(checkpoint);
+        if (!Equals(state.Model, expected))
+            throw new InvalidOptionException(
+                "Checkpoint.Resume",
+                checkpoint,
+                $"holds another model ({Describe(state.Model)}), not the one asked for ({Describe(expected)}); "
+                    + $"resume with the same model and overrides"
+            );
+        return state;
+    }
+
+    /// <summary>Reads a checkpoint's trainer.json as it is, whatever model it holds (no model is built); see also
+    /// <see cref="TrainingRun.ReadState"/>.</summary>
+    /// <param name="checkpoint">A checkpoints/step_* folder.</param>
+    /// <exception cref="InvalidDataException">trainer.json is not a trainer state.</exception>
+    public static TrainerState ReadState(string checkpoint) => ReadStateOf(checkpoint);
+
+    internal static TrainerState ReadStateOf(string checkpoint)
+    {
         var path = Path.Combine(checkpoint, "trainer.json");
         TrainerState state;
         try
@@ -148,13 +167,6 @@ public static class Checkpoints
                     + $"{(e is OptionValueException ? e.Message : "unexpected value")})"
             );
         }
-        if (!Equals(state.Model, expected))
-            throw new InvalidOptionException(
-                "Checkpoint.Resume",
-                checkpoint,
-                $"holds another model ({Describe(state.Model)}), not the one asked for ({Describe(expected)}); "
-                    + $"resume with the same model and overrides"
-            );
         return state;
     }
 
