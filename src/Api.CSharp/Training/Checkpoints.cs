@@ -131,7 +131,8 @@ public static class Checkpoints
     }
 
     /// <summary>Reads trainer.json and refuses a checkpoint of another model shape (null: a model of your own,
-    /// checked by name and shape when its weights load).</summary>
+    /// checked by name and shape when its weights load), as a resume does. To read the state of any checkpoint
+    /// without naming its model, use <see cref="TrainingRun.ReadState"/>.</summary>
     public static TrainerState ReadState(string checkpoint, ModelConfig? expected)
     {
         var state = ReadStateOf(checkpoint);
@@ -145,12 +146,7 @@ public static class Checkpoints
         return state;
     }
 
-    /// <summary>Reads a checkpoint's trainer.json as it is, whatever model it holds (no model is built); see also
-    /// <see cref="TrainingRun.ReadState"/>.</summary>
-    /// <param name="checkpoint">A checkpoints/step_* folder.</param>
-    /// <exception cref="InvalidDataException">trainer.json is not a trainer state.</exception>
-    public static TrainerState ReadState(string checkpoint) => ReadStateOf(checkpoint);
-
+    /// <summary>A checkpoint's trainer.json as it is, whatever model it holds (<see cref="TrainingRun.ReadState"/>).</summary>
     internal static TrainerState ReadStateOf(string checkpoint)
     {
         var path = Path.Combine(checkpoint, "trainer.json");

@@ -61,8 +61,10 @@ public sealed class TrainingRun
     /// <summary>The trainer state of the latest checkpoint (null: none yet), read without the model.</summary>
     public TrainerState? LatestState => LatestCheckpoint is null ? null : ReadState(LatestCheckpoint);
 
-    /// <summary>The trainer state (trainer.json) of one of the run's checkpoints, read without the model.</summary>
+    /// <summary>The trainer state (trainer.json) of a checkpoint, read without the model and whatever model it
+    /// holds.</summary>
     /// <param name="checkpoint">A checkpoint folder, e.g. one of <see cref="Checkpoints"/>.</param>
+    /// <exception cref="InvalidDataException">trainer.json is not a trainer state.</exception>
     public static TrainerState ReadState(string checkpoint) => Training.Checkpoints.ReadStateOf(checkpoint);
 
     /// <summary>Reads a run folder written by <see cref="Pretrainer"/>, <see cref="Trainer"/> or `blr train`.</summary>
