@@ -194,7 +194,7 @@ public class TrainingRunTests(GutenbergShards gutenberg) : IClassFixture<Gutenbe
             var whole = Pretrainer.Run(Tiny(reference));
             var run = Path.Combine(dir, "old");
             Pretrainer.Run(Tiny(run));
-            // As versions before 0.4 wrote it: steps from 0, no "step_base".
+            // As earlier versions wrote it: steps from 0, no "step_base".
             var metrics = Path.Combine(run, "metrics.jsonl");
             File.WriteAllLines(
                 metrics,

@@ -8,7 +8,7 @@ namespace BlockwiseLR.Training;
 /// <see cref="StepReport"/> of each step. On resume the files are cut back to the checkpoint's step, so a resumed
 /// run's files equal an uninterrupted run's.
 /// <para>Every file numbers a step by steps done (1-based, as checkpoint names do). Lines of metrics.jsonl carry
-/// "step_base": 1; lines without it were written by versions before 0.4, which numbered them from 0, and are read
+/// "step_base": 1; lines without it were written by earlier versions, which numbered them from 0, and are read
 /// as their step + 1 (<see cref="StepOf"/>), so old runs still resume and plot.</para></summary>
 sealed class MetricsWriter : IDisposable
 {
@@ -120,7 +120,7 @@ sealed class MetricsWriter : IDisposable
             : throw new InvalidDataException($"metrics.jsonl: unknown block key '{key}'");
 
     /// <summary>The steps done of a metrics.jsonl record: its "step", + 1 when it has no "step_base" (written
-    /// 0-based by a version before 0.4).</summary>
+    /// 0-based by an earlier version).</summary>
     internal static int StepOf(JsonObject line) =>
         line["step"]!.GetValue<int>()
         + (line["step_base"] is JsonValue b && b.TryGetValue<int>(out var stepBase) ? 1 - stepBase : 1);
