@@ -81,11 +81,11 @@ sealed class MetricsWriter : IDisposable
                 .Select(n => n.AsObject())
                 .Select(o => new StepReport(
                     o["step"]!.GetValue<int>(),
-                    o["loss"]!.GetValue<double>(),
-                    ByBlock(o["lr"])!,
-                    ByBlock(o["grad_norm"])!,
-                    o["tokens_per_s"]!.GetValue<double>(),
-                    o["ms"]!.GetValue<double>(),
+                    Number(o["loss"]),
+                    ByBlock(o["lr"]) ?? [],
+                    ByBlock(o["grad_norm"]) ?? [],
+                    Number(o["tokens_per_s"]),
+                    Number(o["ms"]),
                     valLoss.TryGetValue(o["step"]!.GetValue<int>(), out var v) ? v : null
                 )
                 {
@@ -108,6 +108,9 @@ sealed class MetricsWriter : IDisposable
                 }),
         ];
     }
+
+    /// <summary>A number of a metrics line (NaN where a line of an earlier version lacks it).</summary>
+    static double Number(JsonNode? node) => node is JsonValue v && v.TryGetValue<double>(out var x) ? x : double.NaN;
 
     static Dictionary<Block, double>? ByBlock(JsonNode? node) =>
         node is JsonObject o ? o.ToDictionary(kv => BlockOf(kv.Key), kv => kv.Value!.GetValue<double>()) : null;
