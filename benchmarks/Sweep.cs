@@ -102,11 +102,12 @@ static class Sweep
             .Record(options, ratios, (result, entry) =>
             {
                 // The whole model's noise scale (tokens) every 5 steps, and auto's ratios at the end.
-                var noise = File.ReadLines(result.MetricsPath)
-                    .Select(l => JsonNode.Parse(l)!)
-                    .Where(n => n["step"]!.GetValue<int>() % 5 == 4 && n["noise_scale"] is JsonObject)
+                // Steps done (ReadMetrics reads files numbered from 0 by earlier versions as steps done too).
+                var noise = MetricsWriter
+                    .ReadMetrics(result.MetricsPath)
+                    .Where(n => n["step"]!.GetValue<int>() % 5 == 0 && n["noise_scale"] is JsonObject)
                     .Select(n =>
-                        (JsonNode)new JsonArray(n["step"]!.GetValue<int>() + 1, n["noise_scale"]!["all"]?.DeepClone())
+                        (JsonNode)new JsonArray(n["step"]!.GetValue<int>(), n["noise_scale"]!["all"]?.DeepClone())
                     );
                 entry["noise_scale"] = new JsonArray(noise.ToArray());
                 var last = File.ReadLines(result.MetricsPath).Last();

@@ -124,11 +124,18 @@ let main args =
     for eval in result.Evals do
         printfn "  eval after %d steps: %.4f" eval.Step eval.ValLoss
 
-    // The same result, read back from the run folder later (result.json; metrics.jsonl has a line per step).
-    let again =
-        PretrainResult.FromJsonFile(Path.Combine(result.RunDirectory, "result.json"))
+    // Every step as a typed record, numbered by steps done (1 to Steps, as evaluations and checkpoints are).
+    let last = result.History[result.History.Count - 1]
+    printfn "step %d: loss %.4f, qk LR %.2e" last.Step last.Loss last.LearningRates[Block.AttentionQK]
 
-    printfn "read back: final val loss %.4f, %d steps" again.FinalValLoss again.Steps
+    // The same, read back from the run folder later without the model: history, evaluations, result, checkpoints.
+    let run = TrainingRun.Open(result.RunDirectory)
+
+    printfn
+        "read back: %d steps, final val loss %.4f, latest checkpoint after %d steps"
+        run.History.Count
+        run.Result.FinalValLoss
+        run.LatestState.Step
     // README: fsharp-reading-results end
     let own = ownModel 30
     printfn "own model: final val loss %.4f" own.FinalValLoss

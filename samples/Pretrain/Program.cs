@@ -61,9 +61,21 @@ foreach (var eval in result.Evals)
     Console.WriteLine($"  eval after {eval.Step} steps: {eval.ValLoss:F4}");
 Console.WriteLine($"last train loss {result.TrainLosses[^1]:F4}, checkpoint {result.LastCheckpoint}");
 
-// The same result, read back from the run folder later (result.json; metrics.jsonl has a line per step).
-var again = PretrainResult.FromJsonFile(Path.Combine(result.RunDirectory, "result.json"));
-Console.WriteLine($"read back: final val loss {again.FinalValLoss:F4}, {again.Steps} steps");
+// Every step as a typed record, numbered by steps done (1 to Steps, as evaluations and checkpoints are): its loss,
+// and each block's LR, gradient norm and (under auto ratios) ratio, keyed by Block.
+var last = result.History[^1];
+Console.WriteLine(
+    $"step {last.Step}: loss {last.Loss:F4}, qk LR {last.LearningRates[Block.AttentionQK]:E2}, "
+        + $"qk grad norm {last.GradientNorms[Block.AttentionQK]:F3}"
+);
+
+// The same, read back from the run folder later without the model: the history (metrics.jsonl), the evaluations
+// (evals.csv), the result (result.json) and the checkpoints' trainer state.
+var run = TrainingRun.Open(result.RunDirectory);
+Console.WriteLine(
+    $"read back: {run.History.Count} steps, final val loss {run.Result!.FinalValLoss:F4}, "
+        + $"latest checkpoint after {run.LatestState!.Step} steps"
+);
 
 // README: reading-results end
 return 0;

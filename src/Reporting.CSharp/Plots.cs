@@ -56,7 +56,7 @@ public static class Plots
                     throw new ArgumentException($"{file}: not found; is {run} a blr train --out folder?");
                 var points = train
                     ? JsonLines(file)
-                        .Select(n => (n["step"]!.GetValue<double>() + 1, n["loss"]!.GetValue<double>()))
+                        .Select(n => (n["step"]!.GetValue<double>(), n["loss"]!.GetValue<double>()))
                         .ToList()
                     : Training.MetricsWriter.ReadEvals(file).Select(e => ((double)e.Step, e.Loss)).ToList();
                 if (points.Count == 0)

@@ -76,7 +76,7 @@ public class NoiseScaleTests
                 .Run();
             var readings = File.ReadLines(Path.Combine(dir, "metrics.jsonl"))
                 .Select(l => JsonNode.Parse(l)!)
-                .Where(n => n["step"]!.GetValue<int>() >= 100)
+                .Where(n => n["step"]!.GetValue<int>() > 100)
                 .Select(n => n["noise_scale"]!["all"]?.GetValue<double>())
                 .OfType<double>()
                 .ToList();

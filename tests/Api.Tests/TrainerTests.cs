@@ -109,8 +109,8 @@ public class TrainerTests
             var reports = new List<StepReport>();
             var result = Trainer(Options(run, 20), model).OnStep(reports.Add).Run();
 
-            Assert.Equal(Enumerable.Range(0, 20), reports.Select(r => r.Step));
-            // Step 0 is the one warmup step (2% of 20, at least 1): every block is at its peak, ratio x base LR.
+            Assert.Equal(Enumerable.Range(1, 20), reports.Select(r => r.Step));
+            // Step 1 is the one warmup step (2% of 20, at least 1): every block is at its peak, ratio x base LR.
             var peak = reports[0].LearningRates;
             Assert.Equal(10 * 3e-3, peak[Block.Embedding], 12);
             Assert.Equal(6 * 3e-3, peak[Block.FeedForward], 12);
@@ -119,7 +119,7 @@ public class TrainerTests
             Assert.All(reports, r => Assert.Equal(4, r.GradientNorms.Count));
             Assert.Equal(
                 [2, 4, 6, 8, 10, 12, 14, 16, 18, 20],
-                reports.Where(r => r.ValLoss is not null).Select(r => r.Step + 1)
+                reports.Where(r => r.ValLoss is not null).Select(r => r.Step)
             );
             Assert.True(
                 result.FinalValLoss < reports[1].ValLoss!.Value - 0.2,
@@ -153,7 +153,7 @@ public class TrainerTests
             var stopped = Trainer(Options(part, 8), first)
                 .OnStep(r =>
                 {
-                    if (r.Step == 3)
+                    if (r.Step == 4)
                         cancel.Cancel();
                 })
                 .Run(cancel.Token);
@@ -258,12 +258,12 @@ public class TrainerTests
                 Assert.Equal(Keyed(report.Ratios!), Read(line["ratio"]));
                 Assert.Equal(report.TokensPerSecond, line["tokens_per_s"]!.GetValue<double>());
                 Assert.Equal(report.Milliseconds, line["ms"]!.GetValue<double>());
-                if (report.Step % 2 == 0)
+                if (report.Step % 2 == 1) // sharpness every 2 steps from the first
                     Assert.Equal(Keyed(report.Sharpness!), Read(line["sharpness"]));
                 else
                     Assert.True(report.Sharpness is null && line["sharpness"] is null);
                 Assert.Equal(
-                    (report.Step + 1, 7, report.Loss, report.ValLoss, report.TokensPerSecond),
+                    (report.Step, 7, report.Loss, report.ValLoss, report.TokensPerSecond),
                     (shown.Step, shown.Steps, shown.Loss, shown.ValLoss, shown.TokensPerSecond)
                 );
             }
@@ -273,7 +273,7 @@ public class TrainerTests
                 .Skip(1)
                 .Select(l => l.Split(','))
                 .Select(p => (int.Parse(p[0]), double.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture)));
-            Assert.Equal(reports.Where(r => r.ValLoss is not null).Select(r => (r.Step + 1, r.ValLoss!.Value)), evals);
+            Assert.Equal(reports.Where(r => r.ValLoss is not null).Select(r => (r.Step, r.ValLoss!.Value)), evals);
         }
         finally
         {

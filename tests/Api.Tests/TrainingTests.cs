@@ -142,7 +142,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
                 Assert.Contains(
                     File.ReadAllLines(Path.Combine(killed, "metrics.jsonl"))
                         .Select(l => JsonNode.Parse(l)!)
-                        .Where(l => l["step"]!.GetValue<int>() >= 4)
+                        .Where(l => l["step"]!.GetValue<int>() >= 5)
                         .SelectMany(l => l["ratio"]!.AsObject().Select(kv => kv.Value!.GetValue<double>())),
                     r => r != 1
                 );
@@ -150,7 +150,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
                 Assert.Contains(
                     File.ReadAllLines(Path.Combine(killed, "metrics.jsonl"))
                         .Select(l => JsonNode.Parse(l)!)
-                        .Where(l => l["step"]!.GetValue<int>() >= 4)
+                        .Where(l => l["step"]!.GetValue<int>() >= 5)
                         .SelectMany(l => l["noise_scale"]!.AsObject().Select(kv => kv.Value)),
                     v => v is not null
                 );
@@ -276,7 +276,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.True(code == 0, error);
             var lines = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!).ToList();
             Assert.Equal(
-                [0, 2, 4],
+                [1, 3, 5],
                 lines.Where(l => l["noise_scale"] is not null).Select(l => l["step"]!.GetValue<int>())
             );
             var keys = lines[0]["noise_scale"]!.AsObject().Select(kv => kv.Key).Order();

@@ -16,6 +16,10 @@ public sealed record AutoRatioCheckpoint(
     /// <summary>The whole model's noise-scale measurement behind the regime factor (null: no noise
     /// measurement).</summary>
     public NoiseScaleCheckpoint? Noise { get; init; }
+
+    /// <summary>The ratio in force for <paramref name="block"/> at the checkpoint (1 until the first update), as
+    /// <see cref="StepReport.Ratios"/> reports it.</summary>
+    public double RatioOf(Block block) => Ratios.TryGetValue(block.Key(), out var ratio) ? ratio : 1.0;
 }
 
 /// <summary>

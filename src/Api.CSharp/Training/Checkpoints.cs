@@ -131,8 +131,23 @@ public static class Checkpoints
     }
 
     /// <summary>Reads trainer.json and refuses a checkpoint of another model shape (null: a model of your own,
-    /// checked by name and shape when its weights load).</summary>
+    /// checked by name and shape when its weights load), as a resume does. To read the state of any checkpoint
+    /// without naming its model, use <see cref="TrainingRun.ReadState"/>.</summary>
     public static TrainerState ReadState(string checkpoint, ModelConfig? expected)
+    {
+        var state = ReadStateOf(checkpoint);
+        if (!Equals(state.Model, expected))
+            throw new InvalidOptionException(
+                "Checkpoint.Resume",
+                checkpoint,
+                $"holds another model ({Describe(state.Model)}), not the one asked for ({Describe(expected)}); "
+                    + $"resume with the same model and overrides"
+            );
+        return state;
+    }
+
+    /// <summary>A checkpoint's trainer.json as it is, whatever model it holds (<see cref="TrainingRun.ReadState"/>).</summary>
+    internal static TrainerState ReadStateOf(string checkpoint)
     {
         var path = Path.Combine(checkpoint, "trainer.json");
         TrainerState state;
@@ -148,13 +163,6 @@ public static class Checkpoints
                     + $"{(e is OptionValueException ? e.Message : "unexpected value")})"
             );
         }
-        if (!Equals(state.Model, expected))
-            throw new InvalidOptionException(
-                "Checkpoint.Resume",
-                checkpoint,
-                $"holds another model ({Describe(state.Model)}), not the one asked for ({Describe(expected)}); "
-                    + $"resume with the same model and overrides"
-            );
         return state;
     }
 

@@ -6,7 +6,10 @@ namespace BlockwiseLR.Training;
 
 /// <summary>RUN/metrics.jsonl (a line per step), RUN/evals.csv and TensorBoard events, all from the
 /// <see cref="StepReport"/> of each step. On resume the files are cut back to the checkpoint's step, so a resumed
-/// run's files equal an uninterrupted run's.</summary>
+/// run's files equal an uninterrupted run's.
+/// <para>Every file numbers a step by steps done (1-based, as checkpoint names do). Lines of metrics.jsonl carry
+/// "step_base": 1; lines without it were written by earlier versions, which numbered them from 0, and are read
+/// as their step + 1 (<see cref="StepOf"/>), so old runs still resume and plot.</para></summary>
 sealed class MetricsWriter : IDisposable
 {
     readonly StreamWriter steps;
@@ -43,7 +46,7 @@ sealed class MetricsWriter : IDisposable
         var cut = new List<(string, List<string>)>();
         var metrics = System.IO.Path.Combine(run, "metrics.jsonl");
         if (File.Exists(metrics))
-            cut.Add((metrics, Cut(metrics, StepOfMetricsLine, step => step < resumeStep, "metrics line", true)));
+            cut.Add((metrics, Cut(metrics, StepOfMetricsLine, step => step <= resumeStep, "metrics line", true)));
         // A CSV line cut inside its loss still reads as a number: one without its newline is never whole.
         var evals = System.IO.Path.Combine(run, "evals.csv");
         if (File.Exists(evals))
@@ -52,9 +55,78 @@ sealed class MetricsWriter : IDisposable
     }
 
     /// <summary>The records of a run's metrics.jsonl, for readers (blr plot): a last line cut short is left out, as
-    /// a resume cuts it; a damaged line before it is refused.</summary>
+    /// a resume cuts it; a damaged line before it is refused.
+    /// Every record's "step" is steps done, whichever version wrote it.</summary>
     internal static List<JsonNode> ReadMetrics(string path) =>
-        [.. Cut(path, StepOfMetricsLine, _ => true, "metrics line", true).Select(l => JsonNode.Parse(l)!)];
+        [
+            .. Cut(path, StepOfMetricsLine, _ => true, "metrics line", true)
+                .Select(l =>
+                {
+                    var node = JsonNode.Parse(l)!;
+                    node["step"] = JsonNode.Parse(StepOf(node.AsObject()).ToString(CultureInfo.InvariantCulture));
+                    node["step_base"] = 1;
+                    return node;
+                }),
+        ];
+
+    /// <summary>The <see cref="StepReport"/> of every line of a run's metrics.jsonl (read as
+    /// <see cref="ReadMetrics"/> reads), with the val loss of <paramref name="evals"/> at the steps that
+    /// evaluated.</summary>
+    internal static List<StepReport> ReadReports(string path, int steps, IReadOnlyList<EvalPoint> evals)
+    {
+        var valLoss = evals.GroupBy(e => e.Step).ToDictionary(g => g.Key, g => g.Last().ValLoss);
+        return
+        [
+            .. ReadMetrics(path)
+                .Select(n => n.AsObject())
+                .Select(o => new StepReport(
+                    o["step"]!.GetValue<int>(),
+                    Number(o["loss"]),
+                    ByBlock(o["lr"]) ?? [],
+                    ByBlock(o["grad_norm"]) ?? [],
+                    Number(o["tokens_per_s"]),
+                    Number(o["ms"]),
+                    valLoss.TryGetValue(o["step"]!.GetValue<int>(), out var v) ? v : null
+                )
+                {
+                    Steps = steps,
+                    Ratios = ByBlock(o["ratio"]),
+                    Sharpness = ByBlock(o["sharpness"]),
+                    NoiseScale = o["noise_scale"] is JsonObject noise
+                        ? new NoiseScaleReading(
+                            noise["all"]?.GetValue<double>(),
+                            noise
+                                .Where(kv => kv.Key != "all")
+                                .ToDictionary(kv => BlockOf(kv.Key), kv => kv.Value?.GetValue<double>())
+                        )
+                        : null,
+                    Mfu = o["mfu"]?.GetValue<double>(),
+                    CollectiveMilliseconds = o["comm_ms"]?.GetValue<double>(),
+                    DeviceMemoryBytes = o["device_mem_mib"] is { } mib
+                        ? (long)Math.Round(mib.GetValue<double>() * 1048576.0)
+                        : null,
+                }),
+        ];
+    }
+
+    /// <summary>A number of a metrics line (NaN where a line of an earlier version lacks it).</summary>
+    static double Number(JsonNode? node) => node is JsonValue v && v.TryGetValue<double>(out var x) ? x : double.NaN;
+
+    static Dictionary<Block, double>? ByBlock(JsonNode? node) =>
+        node is JsonObject o ? o.ToDictionary(kv => BlockOf(kv.Key), kv => kv.Value!.GetValue<double>()) : null;
+
+    static readonly Dictionary<string, Block> BlocksByKey = Enum.GetValues<Block>().ToDictionary(b => b.Key());
+
+    static Block BlockOf(string key) =>
+        BlocksByKey.TryGetValue(key, out var block)
+            ? block
+            : throw new InvalidDataException($"metrics.jsonl: unknown block key '{key}'");
+
+    /// <summary>The steps done of a metrics.jsonl record: its "step", + 1 when it has no "step_base" (written
+    /// 0-based by an earlier version).</summary>
+    internal static int StepOf(JsonObject line) =>
+        line["step"]!.GetValue<int>()
+        + (line["step_base"] is JsonValue b && b.TryGetValue<int>(out var stepBase) ? 1 - stepBase : 1);
 
     /// <summary>The (steps done, val loss) lines of a run's evals.csv, read as <see cref="ReadMetrics"/>
     /// reads.</summary>
@@ -114,13 +186,13 @@ sealed class MetricsWriter : IDisposable
         return kept;
     }
 
-    /// <summary>The step of a metrics.jsonl line (null: not a whole one).</summary>
+    /// <summary>The steps done of a metrics.jsonl line (null: not a whole one).</summary>
     static int? StepOfMetricsLine(string line)
     {
         try
         {
-            return JsonNode.Parse(line) is JsonObject o && o["step"] is JsonValue v && v.TryGetValue<int>(out var s)
-                ? s
+            return JsonNode.Parse(line) is JsonObject o && o["step"] is JsonValue v && v.TryGetValue<int>(out _)
+                ? StepOf(o)
                 : null;
         }
         catch (System.Text.Json.JsonException)
@@ -141,13 +213,14 @@ sealed class MetricsWriter : IDisposable
             : null;
     }
 
-    /// <summary>The step's line in metrics.jsonl and, when it evaluated, its line in evals.csv (numbered by steps
-    /// done, as checkpoints are).</summary>
+    /// <summary>The step's line in metrics.jsonl and, when it evaluated, its line in evals.csv (both numbered by
+    /// steps done, as checkpoints are).</summary>
     public void Write(StepReport report)
     {
         var line = new JsonObject
         {
             ["step"] = report.Step,
+            ["step_base"] = 1,
             ["loss"] = report.Loss,
             ["lr"] = Keyed(report.LearningRates),
             ["grad_norm"] = Keyed(report.GradientNorms),
@@ -175,9 +248,8 @@ sealed class MetricsWriter : IDisposable
         tensorboard?.add_scalar("train/loss", (float)report.Loss, report.Step);
         if (report.ValLoss is { } valLoss)
         {
-            var done = report.Step + 1;
-            evals.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{done},{valLoss:R}"));
-            tensorboard?.add_scalar("val/loss", (float)valLoss, done);
+            evals.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{report.Step},{valLoss:R}"));
+            tensorboard?.add_scalar("val/loss", (float)valLoss, report.Step);
         }
     }
 

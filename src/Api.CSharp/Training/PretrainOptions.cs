@@ -249,4 +249,10 @@ sealed class PretrainOptionsConverter : JsonConverter<PretrainOptions>
 }
 
 /// <summary>Where a run is, for progress displays.</summary>
+/// <param name="Step">Optimizer steps done (1 after the first step), as <see cref="StepReport.Step"/> numbers
+/// them.</param>
+/// <param name="Steps">The run's length in steps.</param>
+/// <param name="Loss">The train loss of the step.</param>
+/// <param name="ValLoss">The validation loss after the step, when it evaluated (null otherwise).</param>
+/// <param name="TokensPerSecond">Training speed of the step, in tokens per second.</param>
 public sealed record TrainProgress(int Step, int Steps, double Loss, double? ValLoss, double TokensPerSecond);

@@ -1,8 +1,12 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace BlockwiseLR.Training;
 
 /// <summary>One evaluation.</summary>
+/// <param name="Step">Optimizer steps done when it evaluated (1-based, as <see cref="StepReport.Step"/>, evals.csv
+/// and checkpoint names number them).</param>
+/// <param name="ValLoss">The mean validation loss.</param>
 public sealed record EvalPoint(int Step, double ValLoss);
 
 /// <summary>What a run produced.</summary>
@@ -21,6 +25,21 @@ public sealed record PretrainResult(
     bool Interrupted
 )
 {
+    /// <summary>The <see cref="StepReport"/> of every step of the run, in order (steps done 1 to
+    /// <see cref="Steps"/>; a resumed run's earlier steps read back from its metrics.jsonl). Not in result.json: read
+    /// a run folder's with <see cref="TrainingRun.Open"/>.</summary>
+    [JsonIgnore]
+    public IReadOnlyList<StepReport> History { get; init; } = [];
+
+    /// <summary>Each block's learning rate at the last step (empty: no step).</summary>
+    [JsonIgnore]
+    public IReadOnlyDictionary<Block, double> FinalLearningRates =>
+        History.Count > 0 ? History[^1].LearningRates : new Dictionary<Block, double>();
+
+    /// <summary>Each block's ratio at the last step under auto ratios (null: fixed ratios, or no step).</summary>
+    [JsonIgnore]
+    public IReadOnlyDictionary<Block, double>? FinalRatios => History.Count > 0 ? History[^1].Ratios : null;
+
     /// <summary>Reads a run's result.json (null numbers read as NaN).</summary>
     public static PretrainResult FromJsonFile(string path) =>
         JsonSerializer.Deserialize<PretrainResult>(File.ReadAllText(path), OptionsJson.Results)

@@ -162,6 +162,7 @@ public sealed class Trainer(PretrainOptions options)
                     ? history.AddEval(done, Evaluate(model, data.Val, setup))
                     : null;
             var report = diagnostics.Report(t, outcome, valLoss);
+            history.AddReport(report);
             metrics?.Write(report);
             foreach (var observer in observers)
                 observer(report);

@@ -10,6 +10,26 @@ sealed class RunHistory(RunSetup setup)
     readonly List<double> losses = setup.Resumed?.TrainLosses.Take(setup.StartStep).ToList() ?? [];
     readonly List<EvalPoint> evals = setup.Resumed?.Evals.Where(e => e.Step <= setup.StartStep).ToList() ?? [];
     readonly List<double> stepTimes = [];
+    readonly List<StepReport> reports = EarlierReports(setup);
+
+    /// <summary>A resumed run's reports of the steps before its checkpoint, from its metrics.jsonl (none when the
+    /// file is gone).</summary>
+    static List<StepReport> EarlierReports(RunSetup setup)
+    {
+        var metrics = Path.Combine(setup.RunDirectory, "metrics.jsonl");
+        if (setup.Resumed is null || !File.Exists(metrics))
+            return [];
+        var evals = setup.Resumed.Evals.Where(e => e.Step <= setup.StartStep).ToList();
+        return
+        [
+            .. MetricsWriter
+                .ReadReports(metrics, setup.Options.Training.Steps, evals)
+                .Where(r => r.Step <= setup.StartStep),
+        ];
+    }
+
+    /// <summary>Records the report of a step this process ran.</summary>
+    public void AddReport(StepReport report) => reports.Add(report);
 
     public string? LastCheckpoint { get; set; } = setup.ResumeFrom;
 
@@ -65,7 +85,10 @@ sealed class RunHistory(RunSetup setup)
             LastCheckpoint,
             Path.Combine(run, "metrics.jsonl"),
             interrupted
-        );
+        )
+        {
+            History = [.. reports],
+        };
     }
 
     /// <summary>A resume that runs no step (the run was complete) measured nothing: the speed is the one the run's
@@ -110,6 +133,8 @@ sealed class StepDiagnostics(
             : null;
     readonly double flopsPerToken = setup.Config is null ? 0 : FlopsRules.PerToken(setup.Config, setup.Resolved.SeqLen);
 
+    /// <summary>The report of the step run as <paramref name="step"/> (0-based, as the schedule counts); the report
+    /// numbers it by steps done, <paramref name="step"/> + 1.</summary>
     public StepReport Report(int step, StepOutcome outcome, double? valLoss)
     {
         var o = setup.Options;
@@ -117,7 +142,7 @@ sealed class StepDiagnostics(
         var tokensPerSecond = setup.TokensPerStep * 1000 / outcome.Milliseconds;
         var logsSharpness = o.Debug.SharpnessEvery > 0 && step % o.Debug.SharpnessEvery == 0;
         return new StepReport(
-            step,
+            step + 1,
             outcome.Loss,
             blocks.ToDictionary(b => b, b => learningRate(b, step)),
             outcome.SquaredNorms.ToDictionary(kv => kv.Key, kv => Math.Sqrt(kv.Value)),

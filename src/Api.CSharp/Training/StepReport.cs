@@ -1,7 +1,18 @@
 namespace BlockwiseLR.Training;
 
 /// <summary>One finished optimizer step: the one record that metrics.jsonl, observers
-/// (<see cref="Trainer.OnStep"/>) and progress (<see cref="TrainProgress"/>) are written from.</summary>
+/// (<see cref="Trainer.OnStep"/>) and progress (<see cref="TrainProgress"/>) are written from, and that
+/// <see cref="PretrainResult.History"/> and <see cref="TrainingRun.History"/> give back.</summary>
+/// <param name="Step">Optimizer steps done after this one: the first step is 1, the last of a run of N steps is N.
+/// Every surface numbers steps this way: metrics.jsonl, <see cref="TrainProgress.Step"/>,
+/// <see cref="EvalPoint.Step"/>, evals.csv and checkpoint names (step_0000002 is the state after 2 steps).</param>
+/// <param name="Loss">The mean train loss over the step's global batch.</param>
+/// <param name="LearningRates">Each block's learning rate during the step.</param>
+/// <param name="GradientNorms">Each block's gradient norm (after the reduction across processes, before
+/// clipping).</param>
+/// <param name="TokensPerSecond">Training speed of the step, in tokens per second over all processes.</param>
+/// <param name="Milliseconds">Wall time of the step (evaluation and checkpoint not included).</param>
+/// <param name="ValLoss">The validation loss after the step, when it evaluated (null otherwise).</param>
 public sealed record StepReport(
     int Step,
     double Loss,
@@ -36,5 +47,5 @@ public sealed record StepReport(
     public long? DeviceMemoryBytes { get; init; }
 
     /// <summary>The step as progress displays see it (steps done of the run).</summary>
-    public TrainProgress Progress() => new(Step + 1, Steps, Loss, ValLoss, TokensPerSecond);
+    public TrainProgress Progress() => new(Step, Steps, Loss, ValLoss, TokensPerSecond);
 }

@@ -130,11 +130,13 @@ sealed class TrainingStep(
             .Select(i => (rank * share + i * resolved.MicroBatch, resolved.MicroBatch));
     }
 
+    /// <summary>The divergence of the step run as <paramref name="step"/> (0-based): its message numbers it as every
+    /// report does, step + 1 (the update it would have been).</summary>
     TrainingDivergedException Diverged(int step, double loss, double total, string? lastCheckpoint)
     {
         var (what, value) = double.IsFinite(loss) ? ("gradient norm", total) : ("loss", loss);
         return new TrainingDivergedException(
-            $"step {step}: the {what} is {value}; training stopped before the update"
+            $"step {step + 1}: the {what} is {value}; training stopped before the update"
                 + (lastCheckpoint is null ? "" : $"; the last good checkpoint is {lastCheckpoint}")
                 + "; lower the LR or the ratios"
                 + (o.Training.Precision == Precision.Fp32 ? "" : ", or train in fp32")
