@@ -16,11 +16,25 @@ public static class Pretrainer
 {
     public static string CodeVersion => typeof(Pretrainer).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
+    /// <summary>Trains as <paramref name="options"/> say and returns the result (also written to RUN/result.json).
+    /// Throws <see cref="ArgumentNullException"/> for a null <paramref name="options"/>, and
+    /// <see cref="OperationCanceledException"/> when <paramref name="cancel"/> is already cancelled (nothing is
+    /// written); cancelling it during the run stops after the current step, checkpointed, and returns a result with
+    /// <see cref="PretrainResult.Interrupted"/> set.</summary>
     public static PretrainResult Run(
         PretrainOptions options,
         IProgress<TrainProgress>? progress = null,
         CancellationToken cancel = default
     ) => new Trainer(options).WithProgress(progress).Run(cancel);
+
+    /// <summary><see cref="Run"/> on a thread of its own (<see cref="TaskCreationOptions.LongRunning"/>): training is
+    /// CPU/GPU-bound libtorch work that would hold a thread-pool thread for the whole run, so it gets a dedicated
+    /// thread; the task completes with the result or the exception <see cref="Run"/> would throw.</summary>
+    public static Task<PretrainResult> RunAsync(
+        PretrainOptions options,
+        IProgress<TrainProgress>? progress = null,
+        CancellationToken cancel = default
+    ) => new Trainer(options).WithProgress(progress).RunAsync(cancel);
 }
 
 /// <summary>
@@ -33,8 +47,17 @@ public static class Pretrainer
 /// token ids to (B, T, vocab) logits, its parameters placed in blocks by <see cref="BlockRules"/>;
 /// <see cref="WithData"/> trains on any <see cref="ITokenSource"/>.</para>
 /// </summary>
-public sealed class Trainer(PretrainOptions options)
+public sealed class Trainer
 {
+    readonly PretrainOptions options;
+
+    /// <summary>A trainer for <paramref name="options"/>; throws <see cref="ArgumentNullException"/> for null.</summary>
+    public Trainer(PretrainOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        this.options = options;
+    }
+
     nn.Module<Tensor, Tensor>? customModel;
     BlockRules rules = BlockRules.Default;
     AttentionShape? attention;
@@ -53,6 +76,7 @@ public sealed class Trainer(PretrainOptions options)
         AttentionShape? attention = null
     )
     {
+        ArgumentNullException.ThrowIfNull(model);
         customModel = model;
         this.rules = rules ?? BlockRules.Default;
         this.attention = attention;
@@ -63,6 +87,8 @@ public sealed class Trainer(PretrainOptions options)
     /// dataset in <see cref="PretrainOptions.Data"/>.</summary>
     public Trainer WithData(ITokenSource train, ITokenSource validation)
     {
+        ArgumentNullException.ThrowIfNull(train);
+        ArgumentNullException.ThrowIfNull(validation);
         (customTrain, customVal) = (train, validation);
         return this;
     }
@@ -71,6 +97,7 @@ public sealed class Trainer(PretrainOptions options)
     /// thread); cancelling the run's token from here stops the run after this step, checkpointed.</summary>
     public Trainer OnStep(Action<StepReport> observer)
     {
+        ArgumentNullException.ThrowIfNull(observer);
         observers.Add(observer);
         return this;
     }
@@ -79,6 +106,7 @@ public sealed class Trainer(PretrainOptions options)
     /// checkpoint of a process that died).</summary>
     public Trainer OnNote(Action<string> note)
     {
+        ArgumentNullException.ThrowIfNull(note);
         this.note = note;
         return this;
     }
@@ -91,6 +119,7 @@ public sealed class Trainer(PretrainOptions options)
     /// alone). Every rank runs the same options; rank 0 writes the run folder.</summary>
     public Trainer WithProcessGroup(ProcessGroup group)
     {
+        ArgumentNullException.ThrowIfNull(group);
         processGroup = group;
         return this;
     }
@@ -101,8 +130,13 @@ public sealed class Trainer(PretrainOptions options)
         return this;
     }
 
+    /// <summary>Trains and returns the result (also written to RUN/result.json). A <paramref name="cancel"/> already
+    /// cancelled throws <see cref="OperationCanceledException"/> before anything is read or written; cancelling it
+    /// during the run stops after the current step, writes a checkpoint and returns a result with
+    /// <see cref="PretrainResult.Interrupted"/> set (what Ctrl-C does in the CLI).</summary>
     public PretrainResult Run(CancellationToken cancel = default)
     {
+        cancel.ThrowIfCancellationRequested();
         // Set up: every input is read and every refusal made before the run folder is touched.
         var setup = RunSetup.Prepare(options, customModel, rules, ownData: customTrain is not null, processGroup);
         var (o, group) = (setup.Options, setup.Group);
@@ -159,7 +193,7 @@ public sealed class Trainer(PretrainOptions options)
             var done = t + 1;
             double? valLoss =
                 done == o.Training.Steps || (o.Evaluation.Every > 0 && done % o.Evaluation.Every == 0)
-                    ? history.AddEval(done, Evaluate(model, data.Val, setup))
+                    ? history.AddEval(done, Evaluate(model, data, setup))
                     : null;
             var report = diagnostics.Report(t, outcome, valLoss);
             metrics?.Write(report);
@@ -180,6 +214,20 @@ public sealed class Trainer(PretrainOptions options)
             File.WriteAllText(Path.Combine(setup.RunDirectory, "result.json"), result.ToJson());
         return result;
     }
+
+    /// <summary><see cref="Run"/> on a thread of its own (<see cref="TaskCreationOptions.LongRunning"/>): training is
+    /// CPU/GPU-bound libtorch work that would hold a thread-pool thread for the whole run, so it gets a dedicated
+    /// thread. The task completes with the result, or faults with the exception <see cref="Run"/> would throw (a
+    /// token already cancelled gives a cancelled task).</summary>
+    public Task<PretrainResult> RunAsync(CancellationToken cancel = default) =>
+        cancel.IsCancellationRequested
+            ? Task.FromCanceled<PretrainResult>(cancel)
+            : Task.Factory.StartNew(
+                () => Run(cancel),
+                CancellationToken.None,
+                TaskCreationOptions.LongRunning,
+                TaskScheduler.Default
+            );
 
     /// <summary>Whether to stop after this step: the token was cancelled (an observer may have cancelled it). Ranks
     /// stop at the same step: any rank's request (a signal reaches each at its own time) stops all.</summary>
@@ -211,18 +259,19 @@ public sealed class Trainer(PretrainOptions options)
     }
 
     /// <summary>The mean val loss; at world N each rank evaluates every N-th batch and the sums are reduced.</summary>
-    static double Evaluate(nn.Module<Tensor, Tensor> model, ITokenSource val, RunSetup setup)
+    static double Evaluate(nn.Module<Tensor, Tensor> model, TrainingData data, RunSetup setup)
     {
         var (resolved, group) = (setup.Resolved, setup.Group);
         var (sum, windows) = Evaluation.LossSum(
             model,
-            val,
+            data.Val,
             resolved.SeqLen,
             resolved.MicroBatch,
             resolved.Options.Evaluation.Windows,
             setup.Device,
             group.Rank,
-            group.WorldSize
+            group.WorldSize,
+            data.ValVocab
         );
         model.train();
         if (group.WorldSize == 1)
