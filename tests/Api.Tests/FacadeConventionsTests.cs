@@ -254,4 +254,67 @@ public class FacadeConventionsTests
         // Ratios that a plain optimizer would drop are refused: OptionsTests.
         // Ratios_a_plain_optimizer_would_drop_are_refused_and_its_default_ratios_run_as_uniform.
     }
+
+    [Fact]
+    public void A_second_prepare_of_the_same_inputs_and_options_returns_the_dataset_there_and_other_inputs_are_refused()
+    {
+        var dir = Temp();
+        try
+        {
+            // Four documents (a file is one), each a few chunks.
+            var files = Enumerable.Range(0, 4).Select(f => Path.Combine(dir, $"doc{f}.txt")).ToArray();
+            foreach (var file in files)
+                File.WriteAllText(
+                    file,
+                    string.Join(
+                        "\n\n",
+                        Enumerable.Range(0, 200).Select(i => $"Paragraph {i} of {file}, a tiny corpus.")
+                    )
+                );
+            var options = new PrepareOptions
+            {
+                Inputs = files,
+                OutputDirectory = Path.Combine(dir, "data"),
+                Tokenizer = "gutenberg-bpe4k",
+                ChunkTokens = 64,
+                ValFraction = 0.5,
+                Threads = 1,
+            };
+            var first = ShardPreparer.Run(options);
+            Assert.Null(first.Reused);
+            var written = Directory.GetFiles(options.OutputDirectory).ToDictionary(f => f, File.GetLastWriteTimeUtc);
+
+            var again = ShardPreparer.Run(options);
+            Assert.NotNull(again.Reused);
+            Assert.Contains("reused it", again.Reused);
+            Assert.Equal(first.Shards, again.Shards);
+            Assert.Equal(
+                first with
+                {
+                    Seconds = 0,
+                    Shards = [],
+                },
+                again with
+                {
+                    Seconds = 0,
+                    Shards = [],
+                    Reused = null,
+                }
+            );
+            Assert.Equal(
+                written,
+                Directory.GetFiles(options.OutputDirectory).ToDictionary(f => f, File.GetLastWriteTimeUtc)
+            );
+
+            // Another seed, or the same path with other content, is another dataset: refused as before.
+            Assert.Throws<DataInputException>(() => ShardPreparer.Run(options with { Seed = 7 }));
+            File.AppendAllText(files[0], "\n\nOne more paragraph.");
+            var refused = Assert.Throws<DataInputException>(() => ShardPreparer.Run(options));
+            Assert.Contains("already holds a prepared dataset", refused.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }

@@ -622,7 +622,7 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
             { "prepare --builtin gutenberg --threads 0 --out {root}/p1", 2, "--threads 0: must be >= 1", "{root}/p1" },
             {
-                "prepare --builtin gutenberg --out {data}",
+                "prepare --builtin gutenberg --seed 7 --out {data}",
                 2,
                 "{data}: already holds a prepared dataset",
                 "{root}/never"
