@@ -2,6 +2,7 @@ using BlockwiseLR.Core;
 using BlockwiseLR.Data;
 using BlockwiseLR.Models;
 using BlockwiseLR.Training;
+using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -86,6 +87,7 @@ public class FacadeConventionsTests
         NullNames("observer", () => trainer.OnStep(null!));
         NullNames("note", () => trainer.OnNote(null!));
         NullNames("group", () => trainer.WithProcessGroup(null!));
+        NullNames("logger", () => trainer.WithLogger(null!));
         // An option group set to null names the group (it used to be a NullReferenceException inside the run).
         NullNames("Model", () => _ = new PretrainOptions { Model = null! });
         NullNames("Training", () => _ = new PretrainOptions() with { Training = null! });
@@ -311,6 +313,71 @@ public class FacadeConventionsTests
             File.AppendAllText(files[0], "\n\nOne more paragraph.");
             var refused = Assert.Throws<DataInputException>(() => ShardPreparer.Run(options));
             Assert.Contains("already holds a prepared dataset", refused.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    sealed class ListLogger : ILogger
+    {
+        public List<(LogLevel Level, int Event, string Message)> Lines { get; } = [];
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(
+            LogLevel logLevel,
+            EventId eventId,
+            TState state,
+            Exception? exception,
+            Func<TState, Exception?, string> formatter
+        ) => Lines.Add((logLevel, eventId.Id, formatter(state, exception)));
+    }
+
+    [Fact]
+    public void An_ILogger_hears_the_notes_the_start_progress_every_few_steps_and_the_end()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            using var model = new TinyPositional(5);
+            // A run that dies before its first checkpoint: the next one replaces it, and says so (a note).
+            Assert.Throws<InvalidOperationException>(() =>
+                Own(Options(run, steps: 10), model).OnStep(_ => throw new InvalidOperationException("stop")).Run()
+            );
+            var logger = new ListLogger();
+            var notes = new List<string>();
+            var result = Own(Options(run, steps: 10), model).OnNote(notes.Add).WithLogger(logger, every: 4).Run();
+
+            Assert.All(logger.Lines, l => Assert.Equal(LogLevel.Information, l.Level));
+            var note = Assert.Single(notes);
+            Assert.StartsWith("replaced the run in", note);
+            Assert.Equal((1, note), (logger.Lines[0].Event, logger.Lines[0].Message));
+            Assert.Equal(
+                (2, $"Training 10 steps from step 0 into {run}"),
+                (logger.Lines[1].Event, logger.Lines[1].Message)
+            );
+            // Progress at steps 4 and 8 and at the last step (its evaluation).
+            var progress = logger.Lines.Where(l => l.Event == 3).Select(l => l.Message).ToList();
+            Assert.Equal(3, progress.Count);
+            Assert.StartsWith("Step 4/10: train loss ", progress[0]);
+            Assert.StartsWith("Step 8/10: train loss ", progress[1]);
+            Assert.StartsWith("Step 10/10: train loss ", progress[2]);
+            Assert.Contains($"val loss {result.FinalValLoss:F4}", progress[2]);
+            var end = logger.Lines[^1];
+            Assert.Equal(4, end.Event);
+            Assert.StartsWith("Finished 10 steps (interrupted: False): final val loss", end.Message);
+
+            // Pretrainer takes a logger too.
+            Assert.Equal(
+                "logger",
+                Assert.Throws<ArgumentNullException>(() => Pretrainer.Run(new(), (ILogger)null!)).ParamName
+            );
         }
         finally
         {

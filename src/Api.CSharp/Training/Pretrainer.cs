@@ -3,6 +3,7 @@ using BlockwiseLR.Data;
 using BlockwiseLR.Distributed;
 using BlockwiseLR.Models;
 using BlockwiseLR.Optim;
+using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -27,6 +28,11 @@ public static class Pretrainer
         CancellationToken cancel = default
     ) => new Trainer(options).WithProgress(progress).Run(cancel);
 
+    /// <summary><see cref="Run(PretrainOptions, IProgress{TrainProgress}?, CancellationToken)"/> telling
+    /// <paramref name="logger"/> its notes and progress (<see cref="Trainer.WithLogger"/>).</summary>
+    public static PretrainResult Run(PretrainOptions options, ILogger logger, CancellationToken cancel = default) =>
+        new Trainer(options).WithLogger(logger).Run(cancel);
+
     /// <summary><see cref="Run"/> on a thread of its own (<see cref="TaskCreationOptions.LongRunning"/>): training is
     /// CPU/GPU-bound libtorch work that would hold a thread-pool thread for the whole run, so it gets a dedicated
     /// thread; the task completes with the result or the exception <see cref="Run"/> would throw.</summary>
@@ -35,6 +41,14 @@ public static class Pretrainer
         IProgress<TrainProgress>? progress = null,
         CancellationToken cancel = default
     ) => new Trainer(options).WithProgress(progress).RunAsync(cancel);
+
+    /// <summary><see cref="RunAsync(PretrainOptions, IProgress{TrainProgress}?, CancellationToken)"/> telling
+    /// <paramref name="logger"/> its notes and progress (<see cref="Trainer.WithLogger"/>).</summary>
+    public static Task<PretrainResult> RunAsync(
+        PretrainOptions options,
+        ILogger logger,
+        CancellationToken cancel = default
+    ) => new Trainer(options).WithLogger(logger).RunAsync(cancel);
 }
 
 /// <summary>
@@ -113,6 +127,28 @@ public sealed class Trainer
 
     Action<string>? note;
     ProcessGroup? processGroup;
+    ILogger? logger;
+    int logEvery;
+
+    /// <summary>Tells <paramref name="logger"/> what the trainer has to say (Microsoft.Extensions.Logging): the
+    /// notes <see cref="OnNote"/> hears, the run's start and end, and progress at Information every
+    /// <paramref name="every"/> steps (0: about 20 lines a run), at every evaluation and at the last step. Notes
+    /// still reach <see cref="OnNote"/> too.</summary>
+    public Trainer WithLogger(ILogger logger, int every = 0)
+    {
+        ArgumentNullException.ThrowIfNull(logger);
+        ArgumentOutOfRangeException.ThrowIfNegative(every);
+        (this.logger, logEvery) = (logger, every);
+        return this;
+    }
+
+    /// <summary>A note to <see cref="OnNote"/>'s observer and the logger.</summary>
+    void Note(string text)
+    {
+        note?.Invoke(text);
+        if (logger is not null)
+            TrainingLog.Note(logger, text);
+    }
 
     /// <summary>Trains data-parallel over <paramref name="group"/> instead of the world this process was launched
     /// in (mpirun's or a torchrun-style launcher's, read from the environment; a process started by hand trains
@@ -146,7 +182,10 @@ public sealed class Trainer
         var model = customModel ?? owned!;
         using var optimizer = setup.CreateOptimizer(model, rules, attention);
         setup.LoadStart(model, optimizer);
-        setup.OpenRunFolder(note);
+        setup.OpenRunFolder(note is null && logger is null ? null : Note);
+        var every = logEvery > 0 ? logEvery : TrainingLog.DefaultEvery(o.Training.Steps);
+        if (logger is not null && group.IsMain)
+            TrainingLog.Start(logger, o.Training.Steps, setup.StartStep, setup.RunDirectory);
 
         // The LR of every block at every step: the schedule's, or auto ratios' from what they measured so far.
         var parametersPerBlock = optimizer
@@ -208,8 +247,15 @@ public sealed class Trainer
                     history.State(done, data.Sampler, auto, noise)
                 );
             progress?.Report(report.Progress());
+            if (logger is not null && group.IsMain && (done % every == 0 || valLoss is not null || interrupted))
+            {
+                var p = report.Progress();
+                TrainingLog.Progress(logger, p.Step, p.Steps, p.Loss, p.ValLoss, p.TokensPerSecond);
+            }
         }
         var result = history.Result(interrupted, optimizer.StateBytes.Values.Sum());
+        if (logger is not null && group.IsMain)
+            TrainingLog.End(logger, result.Steps, interrupted, result.FinalValLoss, result.BestValLoss);
         if (group.IsMain)
             File.WriteAllText(Path.Combine(setup.RunDirectory, "result.json"), result.ToJson());
         return result;
