@@ -384,4 +384,32 @@ public class FacadeConventionsTests
             Directory.Delete(dir, true);
         }
     }
+
+    [Fact]
+    public void The_CLI_says_the_unmatched_parameter_fix_as_its_flag()
+    {
+        var dir = Temp();
+        try
+        {
+            // A safetensors file of one 2 x 2 float32 tensor no built-in rule matches.
+            var file = Path.Combine(dir, "adapter.safetensors");
+            var header = System.Text.Encoding.UTF8.GetBytes(
+                "{\"adapter.lora_A\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}"
+            );
+            File.WriteAllBytes(file, [.. BitConverter.GetBytes((long)header.Length), .. header, .. new byte[16]]);
+            var (code, _, error) = TestPaths.Run(["blocks", file]);
+            Assert.Equal(2, code);
+            Assert.Equal(
+                "blr: 1 parameter(s) match no block rule: adapter.lora_A. Add --block-rule PATTERN=BLOCK (blocks: emb, "
+                    + "pe, qk, vo, ffn, norm, head)",
+                error.Trim()
+            );
+            (code, _, error) = TestPaths.Run(["blocks", "--block-rule", "adapter.*=ffn", file]);
+            Assert.True(code == 0, error);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }
