@@ -31,7 +31,20 @@ public sealed record ParameterBlocks(string Name, long[] Shape, IReadOnlyList<Bl
 }
 
 /// <summary>Thrown when parameters cannot be placed in blocks; the message lists every unmatched name.</summary>
-public sealed class BlockPartitionException(string message) : Exception(message);
+public sealed class BlockPartitionException : Exception
+{
+    /// <summary>An exception with <paramref name="message"/> and no unmatched names.</summary>
+    public BlockPartitionException(string message)
+        : this(message, []) { }
+
+    /// <summary>An exception for <paramref name="unmatchedNames"/>, the parameters no rule matches.</summary>
+    public BlockPartitionException(string message, IReadOnlyList<string> unmatchedNames)
+        : base(message) => UnmatchedNames = unmatchedNames;
+
+    /// <summary>The parameters no rule matches (empty when the problem is another, e.g. a fused rule that does not
+    /// divide its tensor).</summary>
+    public IReadOnlyList<string> UnmatchedNames { get; }
+}
 
 /// <summary>Ordered name rules (glob pattern -> block). The first match wins; user rules come before the
 /// built-in ones for Hugging Face LLaMA, Hugging Face GPT-2, nanoGPT and BlockwiseLR's own names.</summary>
@@ -45,17 +58,32 @@ public sealed class BlockRules
     public static BlockRules Default { get; } = new(BlockRuleTable.Defaults);
 
     /// <summary>Adds a rule that takes precedence over every rule so far: parameters whose name (or a
-    /// dot-separated suffix of it) matches <paramref name="pattern"/> go to <paramref name="block"/>.</summary>
-    public BlockRules With(string pattern, Block block) => Prepend([BlockRuleTable.Whole(pattern, block.ToCore())]);
+    /// dot-separated suffix of it) matches <paramref name="pattern"/> go to <paramref name="block"/>.
+    /// Throws <see cref="ArgumentNullException"/> for a null pattern and <see cref="ArgumentException"/> for an
+    /// empty or blank one.</summary>
+    public BlockRules With(string pattern, Block block)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(pattern);
+        return Prepend([BlockRuleTable.Whole(pattern, block.ToCore())]);
+    }
 
-    /// <summary>Adds a rule for a fused projection cut into equal parts along its output dimension.</summary>
-    public BlockRules WithFused(string pattern, params Block[] parts) =>
-        Prepend([BlockRuleTable.Fused(pattern, parts.Select(p => p.ToCore()))]);
+    /// <summary>Adds a rule for a fused projection cut into equal parts along its output dimension. The pattern is
+    /// checked as in <see cref="With"/>; <paramref name="parts"/> needs at least one block.</summary>
+    public BlockRules WithFused(string pattern, params Block[] parts)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(pattern);
+        ArgumentNullException.ThrowIfNull(parts);
+        if (parts.Length == 0)
+            throw new ArgumentException("a fused rule needs at least one block", nameof(parts));
+        return Prepend([BlockRuleTable.Fused(pattern, parts.Select(p => p.ToCore()))]);
+    }
 
     /// <summary>Adds the rules of a rule file (`pattern=block` a line, `#` comments), before the rules so far.
     /// Throws <see cref="FormatException"/> naming <paramref name="source"/> and the line.</summary>
     public BlockRules WithRulesText(string text, string source)
     {
+        ArgumentNullException.ThrowIfNull(text);
+        ArgumentNullException.ThrowIfNull(source);
         return Prepend(BlockRuleTable.ParseMany(source, text).OrThrow(reason => new FormatException(reason)));
     }
 
@@ -83,10 +111,30 @@ public sealed class BlockRules
     public IReadOnlyDictionary<Block, long> CountByBlock(IEnumerable<ParameterShape> parameters) =>
         BlockRuleTable.CountsByBlock(PartitionCore(parameters)).ToDictionary(c => c.Key.ToCSharp(), c => c.Value);
 
-    IReadOnlyList<PlacedParameter> PartitionCore(IEnumerable<ParameterShape> parameters) =>
-        BlockRuleTable
-            .Partition(Rules, parameters.Select(p => KeyValuePair.Create(p.Name, p.Shape)))
-            .OrThrow(reason => new BlockPartitionException(reason));
+    IReadOnlyList<PlacedParameter> PartitionCore(IEnumerable<ParameterShape> parameters)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        var list = parameters.ToList();
+        return BlockRuleTable
+            .Partition(Rules, list.Select(p => KeyValuePair.Create(p.Name, p.Shape)))
+            .OrThrow(reason => PartitionError(reason, list));
+    }
+
+    /// <summary>The core's reason, its fix said in C#: unmatched parameters need <see cref="With"/> (the CLI says
+    /// its own flag, from <see cref="BlockPartitionException.UnmatchedNames"/>).</summary>
+    BlockPartitionException PartitionError(string reason, List<ParameterShape> parameters)
+    {
+        var unmatched = BlockRuleTable.Unmatched(Rules, parameters.Select(p => p.Name));
+        if (unmatched.Count == 0)
+            return new BlockPartitionException(reason);
+        var blocks = string.Join(", ", Enum.GetNames<Block>().Select(b => "Block." + b));
+        return new BlockPartitionException(
+            $"{unmatched.Count} parameter(s) match no block rule: {string.Join(", ", unmatched)}. Add a rule for "
+                + $"them, e.g. rules.With(\"{unmatched[0]}\", Block.FeedForward); the pattern is a glob on the name "
+                + $"(blocks: {blocks})",
+            unmatched
+        );
+    }
 
     static ParameterBlocks ToView(PlacedParameter placed)
     {

@@ -228,6 +228,9 @@ let prepare (args: ParseResults<PrepareArgs>) =
     if not (isNull result.StaleStaging) then
         printfn "%s" result.StaleStaging
 
+    if not (isNull result.Reused) then
+        printfn "%s" (result.Reused.Replace("set Overwrite", "give --overwrite"))
+
     printfn
         "%s documents -> %s train + %s val tokens (%d of %d chunks in val), %d shard(s) in %s"
         (result.Documents.ToString "N0")
@@ -238,11 +241,12 @@ let prepare (args: ParseResults<PrepareArgs>) =
         result.Shards.Count
         result.Directory
 
-    printfn
-        "%.1f s, %s tokens/s with %d thread(s)"
-        result.Seconds
-        (result.TokensPerSecond.ToString "N0")
-        options.Threads
+    if isNull result.Reused then
+        printfn
+            "%.1f s, %s tokens/s with %d thread(s)"
+            result.Seconds
+            (result.TokensPerSecond.ToString "N0")
+            options.Threads
 
     0
 

@@ -298,6 +298,18 @@ let private dispatch (argv: string[]) =
         | Some(code, line) -> fail code line
         | None ->
             match e with
+            // The library says its fix in C#; the CLI's is a flag.
+            | :? BlockPartitionException as e when e.UnmatchedNames.Count > 0 ->
+                fail
+                    2
+                    (sprintf
+                        "%d parameter(s) match no block rule: %s. Add --block-rule PATTERN=BLOCK (blocks: %s)"
+                        e.UnmatchedNames.Count
+                        (String.Join(", ", e.UnmatchedNames))
+                        Core.BlockKind.knownKeys)
+            // .NET appends " (Parameter 'name')" to an argument's message: the CLI's line names no C# argument.
+            | :? ArgumentException as e when not (isNull e.ParamName) ->
+                fail 2 (e.Message.Replace(sprintf " (Parameter '%s')" e.ParamName, ""))
             | :? FormatException
             | :? ArgumentException
             | :? BlockPartitionException

@@ -314,6 +314,15 @@ type BlockRuleTable =
 
         Taxonomy.partition (List.ofSeq rules) infos |> Checked.map readOnly
 
+    /// The names no rule matches, in order.
+    static member Unmatched(rules: IEnumerable<BlockRule>, names: IEnumerable<string>) : IReadOnlyList<string> =
+        let rules = List.ofSeq rules
+
+        names
+        |> Seq.filter (fun name -> (Taxonomy.classify rules name).IsNone)
+        |> List.ofSeq
+        |> readOnly
+
     /// Parameter count per block (blocks with no parameters are absent).
     static member CountsByBlock(placed: IEnumerable<PlacedParameter>) =
         Taxonomy.countsByBlock (List.ofSeq placed) |> dictionary

@@ -622,7 +622,7 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
             { "prepare --builtin gutenberg --threads 0 --out {root}/p1", 2, "--threads 0: must be >= 1", "{root}/p1" },
             {
-                "prepare --builtin gutenberg --out {data}",
+                "prepare --builtin gutenberg --seed 7 --out {data}",
                 2,
                 "{data}: already holds a prepared dataset",
                 "{root}/never"
@@ -1185,12 +1185,22 @@ public class BadInputTests(BrokenFiles files) : IClassFixture<BrokenFiles>
             },
         };
 
+    /// <summary>ModelConfigs' argument errors name their C# argument (ParamName, issue 25): the CLI's line says the
+    /// problem without .NET's " (Parameter 'overrides')".</summary>
+    public static TheoryData<string, int, string, string> ConventionCases =>
+        new()
+        {
+            { "inspect --model gpt2-tiny --heads 5", 2, "width 128 is not divisible by heads 5", "{root}/none" },
+            { "inspect --model gpt2-nope", 2, "unknown model 'gpt2-nope' (known: gpt2-tiny", "{root}/none" },
+        };
+
     [Theory]
     [MemberData(nameof(Cases))]
     [MemberData(nameof(IntegrityCases))]
     [MemberData(nameof(RangeCases))]
     [MemberData(nameof(SilentCases))]
     [MemberData(nameof(MoreCases))]
+    [MemberData(nameof(ConventionCases))]
     public void Bad_input_is_one_line_with_its_exit_code_and_writes_nothing(
         string command,
         int exit,

@@ -48,5 +48,8 @@ public sealed class BatchSampler
 
     /// <summary>Inputs and targets of the given windows (a share of <see cref="NextWindows"/>).</summary>
     public (Tensor Inputs, Tensor Targets) Batch(long[] windows, Device? device = null) =>
-        Windows.Assemble(data, layout, windows, device);
+        Windows.Assemble(data, layout, windows, device, Vocab);
+
+    /// <summary>The model's vocabulary when the trainer checks every batch's ids against it (null: unchecked).</summary>
+    internal long? Vocab { get; init; }
 }

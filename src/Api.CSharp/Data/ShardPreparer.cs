@@ -62,6 +62,11 @@ public sealed record PrepareResult(
     /// <summary>What was done with the staging folder of a prepare that died here, if there was one: reused (the same
     /// inputs and options) or replaced (another command's).</summary>
     public string? StaleStaging { get; init; }
+
+    /// <summary>Set when the output folder already held a dataset prepared from the same inputs (their content),
+    /// tokenizer and options: nothing was written and this result is read from its manifest (<see cref="Seconds"/> is
+    /// the time taken to check the inputs). A note for the user says so.</summary>
+    public string? Reused { get; init; }
 }
 
 /// <summary>
@@ -136,6 +141,9 @@ public static class ShardPreparer
         var clock = Stopwatch.StartNew();
         var (sources, documentsOf) = Sources(options);
         var output = Path.GetFullPath(options.OutputDirectory);
+        // The same prepare a second time finds its dataset in place: it is the result (other inputs still refused).
+        if (!options.Overwrite && Existing(output, options, record, limits, sources, clock) is { } existing)
+            return existing;
         var created = CheckOutput(output, options.Overwrite);
         // The staging folder is named from the inputs (their content hashes), the tokenizer and the options that
         // shape the output, and a lock file the running prepare holds locked: the same command after a kill resumes
@@ -679,21 +687,7 @@ public static class ShardPreparer
                     )
                     .ToArray()
             ),
-            ["options"] = new JsonObject
-            {
-                ["builtin"] = o.Builtin,
-                ["glob"] = o.Corpus.Glob,
-                ["json_field"] = o.Corpus.JsonField,
-                ["parquet_column"] = o.Corpus.ParquetColumn,
-                ["replace_invalid_utf8"] = o.Corpus.ReplaceInvalidUtf8,
-                ["val_fraction"] = o.ValTokens is null ? o.ValFraction : null,
-                ["val_tokens"] = o.ValTokens,
-                ["chunk_tokens"] = o.ChunkTokens,
-                ["shard_tokens"] = o.ShardTokens,
-                ["seed"] = o.Seed,
-                ["piece_chars"] = limits.PieceChars,
-                ["block_chunks"] = limits.BlockChunks,
-            },
+            ["options"] = ShapingOptions(o, limits),
             ["chunks"] = job.Chunks,
             ["val_chunks"] = job.ValChunks,
             // In corpus order, one line per chunk: which split it went to, so the corpus can be reassembled from the
@@ -702,6 +696,88 @@ public static class ShardPreparer
                 $"{ChunkIndex}: document, index in document, tokens, split (tab-separated, one line per chunk, in "
                 + $"corpus order)",
         };
+
+    /// <summary>The options that shape a dataset, as its manifest records them.</summary>
+    static JsonObject ShapingOptions(PrepareOptions o, Limits limits) =>
+        new()
+        {
+            ["builtin"] = o.Builtin,
+            ["glob"] = o.Corpus.Glob,
+            ["json_field"] = o.Corpus.JsonField,
+            ["parquet_column"] = o.Corpus.ParquetColumn,
+            ["replace_invalid_utf8"] = o.Corpus.ReplaceInvalidUtf8,
+            ["val_fraction"] = o.ValTokens is null ? o.ValFraction : null,
+            ["val_tokens"] = o.ValTokens,
+            ["chunk_tokens"] = o.ChunkTokens,
+            ["shard_tokens"] = o.ShardTokens,
+            ["seed"] = o.Seed,
+            ["piece_chars"] = limits.PieceChars,
+            ["block_chunks"] = limits.BlockChunks,
+        };
+
+    /// <summary>The result of the dataset already in <paramref name="output"/> when its manifest records the same
+    /// sources (path and SHA-256), tokenizer and shaping options as this prepare and every shard it lists is there;
+    /// null otherwise (then <see cref="CheckOutput"/> refuses a folder holding another dataset).</summary>
+    static PrepareResult? Existing(
+        string output,
+        PrepareOptions o,
+        TokenizerRecord tokenizer,
+        Limits limits,
+        IReadOnlyList<SourceFile> sources,
+        Stopwatch clock
+    )
+    {
+        var path = Path.Combine(output, "manifest.json");
+        if (!File.Exists(path))
+            return null;
+        try
+        {
+            var manifest = JsonNode.Parse(File.ReadAllText(path))!;
+            var recordedSources = manifest["sources"]!
+                .AsArray()
+                .Select(s => (s!["path"]!.GetValue<string>(), s["sha256"]!.GetValue<string>()));
+            if (
+                !recordedSources.SequenceEqual(sources.Select(s => (s.Path, s.Sha256)))
+                || !JsonNode.DeepEquals(manifest["tokenizer"], TextTokenizers.ToJson(tokenizer))
+                || !JsonNode.DeepEquals(manifest["options"], ShapingOptions(o, limits))
+            )
+                return null;
+            var shards = new[] { manifest["shards"]!["train"], manifest["shards"]!["val"] }
+                .SelectMany(split => split!.AsArray())
+                .Select(shard => Path.Combine(output, shard!["file"]!.GetValue<string>()))
+                .Order(StringComparer.Ordinal)
+                .ToList();
+            if (!shards.All(File.Exists) || !File.Exists(Path.Combine(output, ChunkIndex)))
+                return null;
+            return new PrepareResult(
+                output,
+                path,
+                shards,
+                manifest["train_tokens"]!.GetValue<long>(),
+                manifest["val_tokens"]!.GetValue<long>(),
+                manifest["documents"]!.GetValue<long>(),
+                manifest["chunks"]!.GetValue<int>(),
+                manifest["val_chunks"]!.GetValue<int>(),
+                clock.Elapsed.TotalSeconds
+            )
+            {
+                Reused =
+                    $"{output} already holds this dataset (the same inputs, tokenizer and options): reused it; set "
+                    + "Overwrite to prepare it again",
+            };
+        }
+        catch (Exception e)
+            when (e
+                    is JsonException
+                        or InvalidOperationException
+                        or NullReferenceException
+                        or FormatException
+                        or IOException
+            )
+        {
+            return null; // not a manifest this version reads: CheckOutput refuses the folder
+        }
+    }
 
     /// <summary>Moves the staged shards and chunk index, and then the manifest, into place, removing an old dataset
     /// first when overwriting.</summary>

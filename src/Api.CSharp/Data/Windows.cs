@@ -18,7 +18,8 @@ public static class Windows
         ITokenSource data,
         WindowLayout layout,
         long[] windows,
-        Device? device
+        Device? device,
+        long? vocab = null
     )
     {
         var length = layout.SeqLen + 1;
@@ -28,12 +29,29 @@ public static class Windows
             var (shard, start) = SamplingRules.Locate(layout, windows[b]);
             data.CopyTo(shard, start, tokens.AsSpan(b * length, length));
         }
+        if (vocab is { } v)
+            RefuseOutOfVocab(data, tokens, v);
         var all = tensor(tokens, [windows.Length, length]);
         var inputs = all[.., ..^1];
         var targets = all[.., 1..];
         return device is null || device.type == DeviceType.CPU
             ? (inputs.contiguous(), targets.contiguous())
             : (inputs.to(device, non_blocking: true), targets.to(device, non_blocking: true));
+    }
+
+    /// <summary>A model's embedding would fail deep in libtorch on an id outside 0..vocab-1: the batch is checked on
+    /// the host first (LINQ's min and max over a long[], vectorized), the error naming the id and the limit.</summary>
+    static void RefuseOutOfVocab(ITokenSource data, long[] tokens, long vocab)
+    {
+        var (min, max) = (tokens.Min(), tokens.Max());
+        if (min >= 0 && max < vocab)
+            return;
+        var id = min < 0 ? min : max;
+        throw new DataInputException(
+            $"{data.Name}: token id {id} is outside the model's vocabulary (ids 0..{vocab - 1}); give tokens of the "
+                + "model's tokenizer, or a model with a larger vocabulary",
+            "Model.Vocab"
+        );
     }
 
     /// <summary>Validation batches: the first <paramref name="maxWindows"/> non-overlapping windows of the split,

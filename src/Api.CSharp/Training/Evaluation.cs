@@ -86,7 +86,8 @@ public static class Evaluation
         long maxWindows,
         Device? device,
         int rank,
-        int world
+        int world,
+        long? vocab = null
     )
     {
         using var noGrad = no_grad();
@@ -102,7 +103,7 @@ public static class Evaluation
         {
             // Each batch in its own scope: its activations and logits are freed before the next is made.
             using var scope = NewDisposeScope();
-            var (inputs, targets) = Windows.Assemble(split, layout, batch, device);
+            var (inputs, targets) = Windows.Assemble(split, layout, batch, device, vocab);
             sum += LanguageModel.Loss(model.forward(inputs), targets).item<float>() * inputs.shape[0];
             windows += inputs.shape[0];
         }

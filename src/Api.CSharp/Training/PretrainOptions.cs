@@ -12,20 +12,62 @@ namespace BlockwiseLR.Training;
 /// where it has one. A JSON config file mirrors the groups (<c>{ "schedule": { "lr": 0.001 } }</c>, names in
 /// camelCase, choices as their kebab-case names in any case) and the flat files of earlier versions still read;
 /// the effective options are saved with the run as options.json, which reads back as a config file. An option is
-/// named by its group and field, e.g. "Schedule.Lr" (<see cref="InvalidOptionException.Option"/>).</summary>
+/// named by its group and field, e.g. "Schedule.Lr" (<see cref="InvalidOptionException.Option"/>).
+/// <para>A group set to null is an <see cref="ArgumentNullException"/> naming it; leave a group out for its
+/// defaults.</para></summary>
 [JsonConverter(typeof(PretrainOptionsConverter))]
 public sealed record PretrainOptions
 {
-    public ModelOptions Model { get; init; } = new();
-    public DataOptions Data { get; init; } = new();
-    public OptimizerOptions Optimizer { get; init; } = new();
-    public ScheduleOptions Schedule { get; init; } = new();
-    public TrainingOptions Training { get; init; } = new();
-    public EvaluationOptions Evaluation { get; init; } = new();
-    public RunOptions Run { get; init; } = new();
-    public CheckpointOptions Checkpoint { get; init; } = new();
-    public ParallelismOptions Parallelism { get; init; } = new();
-    public DebugOptions Debug { get; init; } = new();
+    public ModelOptions Model
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Model));
+    } = new();
+    public DataOptions Data
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Data));
+    } = new();
+    public OptimizerOptions Optimizer
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Optimizer));
+    } = new();
+    public ScheduleOptions Schedule
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Schedule));
+    } = new();
+    public TrainingOptions Training
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Training));
+    } = new();
+    public EvaluationOptions Evaluation
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Evaluation));
+    } = new();
+    public RunOptions Run
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Run));
+    } = new();
+    public CheckpointOptions Checkpoint
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Checkpoint));
+    } = new();
+    public ParallelismOptions Parallelism
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Parallelism));
+    } = new();
+    public DebugOptions Debug
+    {
+        get;
+        init => field = value ?? throw new ArgumentNullException(nameof(Debug));
+    } = new();
 
     /// <summary>The defaults (what the CLI's help prints).</summary>
     public static PretrainOptions Defaults { get; } = new();

@@ -3,6 +3,7 @@ using BlockwiseLR.Data;
 using BlockwiseLR.Distributed;
 using BlockwiseLR.Models;
 using BlockwiseLR.Optim;
+using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,11 +17,38 @@ public static class Pretrainer
 {
     public static string CodeVersion => typeof(Pretrainer).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
+    /// <summary>Trains as <paramref name="options"/> say and returns the result (also written to RUN/result.json).
+    /// Throws <see cref="ArgumentNullException"/> for a null <paramref name="options"/>, and
+    /// <see cref="OperationCanceledException"/> when <paramref name="cancel"/> is already cancelled (nothing is
+    /// written); cancelling it during the run stops after the current step, checkpointed, and returns a result with
+    /// <see cref="PretrainResult.Interrupted"/> set.</summary>
     public static PretrainResult Run(
         PretrainOptions options,
         IProgress<TrainProgress>? progress = null,
         CancellationToken cancel = default
     ) => new Trainer(options).WithProgress(progress).Run(cancel);
+
+    /// <summary><see cref="Run(PretrainOptions, IProgress{TrainProgress}?, CancellationToken)"/> telling
+    /// <paramref name="logger"/> its notes and progress (<see cref="Trainer.WithLogger"/>).</summary>
+    public static PretrainResult Run(PretrainOptions options, ILogger logger, CancellationToken cancel = default) =>
+        new Trainer(options).WithLogger(logger).Run(cancel);
+
+    /// <summary><see cref="Run"/> on a thread of its own (<see cref="TaskCreationOptions.LongRunning"/>): training is
+    /// CPU/GPU-bound libtorch work that would hold a thread-pool thread for the whole run, so it gets a dedicated
+    /// thread; the task completes with the result or the exception <see cref="Run"/> would throw.</summary>
+    public static Task<PretrainResult> RunAsync(
+        PretrainOptions options,
+        IProgress<TrainProgress>? progress = null,
+        CancellationToken cancel = default
+    ) => new Trainer(options).WithProgress(progress).RunAsync(cancel);
+
+    /// <summary><see cref="RunAsync(PretrainOptions, IProgress{TrainProgress}?, CancellationToken)"/> telling
+    /// <paramref name="logger"/> its notes and progress (<see cref="Trainer.WithLogger"/>).</summary>
+    public static Task<PretrainResult> RunAsync(
+        PretrainOptions options,
+        ILogger logger,
+        CancellationToken cancel = default
+    ) => new Trainer(options).WithLogger(logger).RunAsync(cancel);
 }
 
 /// <summary>
@@ -33,8 +61,17 @@ public static class Pretrainer
 /// token ids to (B, T, vocab) logits, its parameters placed in blocks by <see cref="BlockRules"/>;
 /// <see cref="WithData"/> trains on any <see cref="ITokenSource"/>.</para>
 /// </summary>
-public sealed class Trainer(PretrainOptions options)
+public sealed class Trainer
 {
+    readonly PretrainOptions options;
+
+    /// <summary>A trainer for <paramref name="options"/>; throws <see cref="ArgumentNullException"/> for null.</summary>
+    public Trainer(PretrainOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        this.options = options;
+    }
+
     nn.Module<Tensor, Tensor>? customModel;
     BlockRules rules = BlockRules.Default;
     AttentionShape? attention;
@@ -53,6 +90,7 @@ public sealed class Trainer(PretrainOptions options)
         AttentionShape? attention = null
     )
     {
+        ArgumentNullException.ThrowIfNull(model);
         customModel = model;
         this.rules = rules ?? BlockRules.Default;
         this.attention = attention;
@@ -63,6 +101,8 @@ public sealed class Trainer(PretrainOptions options)
     /// dataset in <see cref="PretrainOptions.Data"/>.</summary>
     public Trainer WithData(ITokenSource train, ITokenSource validation)
     {
+        ArgumentNullException.ThrowIfNull(train);
+        ArgumentNullException.ThrowIfNull(validation);
         (customTrain, customVal) = (train, validation);
         return this;
     }
@@ -71,6 +111,7 @@ public sealed class Trainer(PretrainOptions options)
     /// thread); cancelling the run's token from here stops the run after this step, checkpointed.</summary>
     public Trainer OnStep(Action<StepReport> observer)
     {
+        ArgumentNullException.ThrowIfNull(observer);
         observers.Add(observer);
         return this;
     }
@@ -79,18 +120,42 @@ public sealed class Trainer(PretrainOptions options)
     /// checkpoint of a process that died).</summary>
     public Trainer OnNote(Action<string> note)
     {
+        ArgumentNullException.ThrowIfNull(note);
         this.note = note;
         return this;
     }
 
     Action<string>? note;
     ProcessGroup? processGroup;
+    ILogger? logger;
+    int logEvery;
+
+    /// <summary>Tells <paramref name="logger"/> what the trainer has to say (Microsoft.Extensions.Logging): the
+    /// notes <see cref="OnNote"/> hears, the run's start and end, and progress at Information every
+    /// <paramref name="every"/> steps (0: about 20 lines a run), at every evaluation and at the last step. Notes
+    /// still reach <see cref="OnNote"/> too.</summary>
+    public Trainer WithLogger(ILogger logger, int every = 0)
+    {
+        ArgumentNullException.ThrowIfNull(logger);
+        ArgumentOutOfRangeException.ThrowIfNegative(every);
+        (this.logger, logEvery) = (logger, every);
+        return this;
+    }
+
+    /// <summary>A note to <see cref="OnNote"/>'s observer and the logger.</summary>
+    void Note(string text)
+    {
+        note?.Invoke(text);
+        if (logger is not null)
+            TrainingLog.Note(logger, text);
+    }
 
     /// <summary>Trains data-parallel over <paramref name="group"/> instead of the world this process was launched
     /// in (mpirun's or a torchrun-style launcher's, read from the environment; a process started by hand trains
     /// alone). Every rank runs the same options; rank 0 writes the run folder.</summary>
     public Trainer WithProcessGroup(ProcessGroup group)
     {
+        ArgumentNullException.ThrowIfNull(group);
         processGroup = group;
         return this;
     }
@@ -101,8 +166,13 @@ public sealed class Trainer(PretrainOptions options)
         return this;
     }
 
+    /// <summary>Trains and returns the result (also written to RUN/result.json). A <paramref name="cancel"/> already
+    /// cancelled throws <see cref="OperationCanceledException"/> before anything is read or written; cancelling it
+    /// during the run stops after the current step, writes a checkpoint and returns a result with
+    /// <see cref="PretrainResult.Interrupted"/> set (what Ctrl-C does in the CLI).</summary>
     public PretrainResult Run(CancellationToken cancel = default)
     {
+        cancel.ThrowIfCancellationRequested();
         // Set up: every input is read and every refusal made before the run folder is touched.
         var setup = RunSetup.Prepare(options, customModel, rules, ownData: customTrain is not null, processGroup);
         var (o, group) = (setup.Options, setup.Group);
@@ -112,7 +182,10 @@ public sealed class Trainer(PretrainOptions options)
         var model = customModel ?? owned!;
         using var optimizer = setup.CreateOptimizer(model, rules, attention);
         setup.LoadStart(model, optimizer);
-        setup.OpenRunFolder(note);
+        setup.OpenRunFolder(note is null && logger is null ? null : Note);
+        var every = logEvery > 0 ? logEvery : TrainingLog.DefaultEvery(o.Training.Steps);
+        if (logger is not null && group.IsMain)
+            TrainingLog.Start(logger, o.Training.Steps, setup.StartStep, setup.RunDirectory);
 
         // The LR of every block at every step: the schedule's, or auto ratios' from what they measured so far.
         var parametersPerBlock = optimizer
@@ -159,7 +232,7 @@ public sealed class Trainer(PretrainOptions options)
             var done = t + 1;
             double? valLoss =
                 done == o.Training.Steps || (o.Evaluation.Every > 0 && done % o.Evaluation.Every == 0)
-                    ? history.AddEval(done, Evaluate(model, data.Val, setup))
+                    ? history.AddEval(done, Evaluate(model, data, setup))
                     : null;
             var report = diagnostics.Report(t, outcome, valLoss);
             history.AddReport(report);
@@ -175,12 +248,33 @@ public sealed class Trainer(PretrainOptions options)
                     history.State(done, data.Sampler, auto, noise)
                 );
             progress?.Report(report.Progress());
+            if (logger is not null && group.IsMain && (done % every == 0 || valLoss is not null || interrupted))
+            {
+                var p = report.Progress();
+                TrainingLog.Progress(logger, p.Step, p.Steps, p.Loss, p.ValLoss, p.TokensPerSecond);
+            }
         }
         var result = history.Result(interrupted, optimizer.StateBytes.Values.Sum());
+        if (logger is not null && group.IsMain)
+            TrainingLog.End(logger, result.Steps, interrupted, result.FinalValLoss, result.BestValLoss);
         if (group.IsMain)
             File.WriteAllText(Path.Combine(setup.RunDirectory, "result.json"), result.ToJson());
         return result;
     }
+
+    /// <summary><see cref="Run"/> on a thread of its own (<see cref="TaskCreationOptions.LongRunning"/>): training is
+    /// CPU/GPU-bound libtorch work that would hold a thread-pool thread for the whole run, so it gets a dedicated
+    /// thread. The task completes with the result, or faults with the exception <see cref="Run"/> would throw (a
+    /// token already cancelled gives a cancelled task).</summary>
+    public Task<PretrainResult> RunAsync(CancellationToken cancel = default) =>
+        cancel.IsCancellationRequested
+            ? Task.FromCanceled<PretrainResult>(cancel)
+            : Task.Factory.StartNew(
+                () => Run(cancel),
+                CancellationToken.None,
+                TaskCreationOptions.LongRunning,
+                TaskScheduler.Default
+            );
 
     /// <summary>Whether to stop after this step: the token was cancelled (an observer may have cancelled it). Ranks
     /// stop at the same step: any rank's request (a signal reaches each at its own time) stops all.</summary>
@@ -212,18 +306,19 @@ public sealed class Trainer(PretrainOptions options)
     }
 
     /// <summary>The mean val loss; at world N each rank evaluates every N-th batch and the sums are reduced.</summary>
-    static double Evaluate(nn.Module<Tensor, Tensor> model, ITokenSource val, RunSetup setup)
+    static double Evaluate(nn.Module<Tensor, Tensor> model, TrainingData data, RunSetup setup)
     {
         var (resolved, group) = (setup.Resolved, setup.Group);
         var (sum, windows) = Evaluation.LossSum(
             model,
-            val,
+            data.Val,
             resolved.SeqLen,
             resolved.MicroBatch,
             resolved.Options.Evaluation.Windows,
             setup.Device,
             group.Rank,
-            group.WorldSize
+            group.WorldSize,
+            data.ValVocab
         );
         model.train();
         if (group.WorldSize == 1)

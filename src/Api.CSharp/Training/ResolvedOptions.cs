@@ -139,9 +139,9 @@ public sealed record ResolvedOptions(
         }
         catch (ArgumentException e) when (e is not InvalidOptionException)
         {
-            throw model.Config is not null ? Bad("Model.Config", ModelConfigs.Describe(model.Config), e.Message)
-            : model.Overrides.IsEmpty ? Bad("Model.Name", model.Name, e.Message)
-            : Bad("Model.Overrides", Overrides(), e.Message);
+            throw model.Config is not null ? Bad("Model.Config", ModelConfigs.Describe(model.Config), e.Reason())
+            : model.Overrides.IsEmpty ? Bad("Model.Name", model.Name, e.Reason())
+            : Bad("Model.Overrides", Overrides(), e.Reason());
         }
     }
 

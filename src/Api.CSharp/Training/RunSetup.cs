@@ -109,10 +109,18 @@ sealed class RunSetup
                     + $"{(config is null ? "the model given" : ModelConfigs.Describe(config))}; use the same model "
                     + $"and overrides"
             );
+        var (vocab, context) = customModel is null ? (config?.Vocab, config?.Context) : TableRows(customModel, rules);
+        if (context is { } rows && resolved.SeqLen > rows)
+            throw new InvalidOptionException(
+                "Training.SeqLen",
+                resolved.SeqLen.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                $"must be in 1..{rows} (the model's position table has {rows} rows)"
+            );
         var setup = new RunSetup(resolved, run, resumeFrom, resumed, initFrom)
         {
             ReplacesUncheckpointed = replaces,
             MicroBatchNote = microBatchNote,
+            Vocab = vocab,
         };
         setup.Join(launch, group, customModel);
         return setup;
@@ -172,6 +180,23 @@ sealed class RunSetup
             $"{checkpoint} was trained with auto ratios by BlockwiseLR {resumed.CodeVersion}, whose ratios set the LR "
                 + "by another rule; resume it with that version or start a new run"
         );
+    }
+
+    /// <summary>The vocabulary (token ids) and context (positions) of the model: the rows of its embedding table
+    /// and of its learned position table, where it has one of each (a RoPE model's context is not in its
+    /// parameters).</summary>
+    public int? Vocab { get; private init; }
+
+    /// <summary>The rows of a model's own embedding and position tables (null where it has none, or several).</summary>
+    static (int? Vocab, int? Context) TableRows(nn.Module<Tensor, Tensor> model, BlockRules rules)
+    {
+        var shapes = model.named_parameters().Select(p => new ParameterShape(p.name, p.parameter.shape)).ToList();
+        var placed = rules.Partition(shapes);
+        int? Rows(Block block) =>
+            placed.Where(p => p.WholeBlock == block && p.Shape.Length == 2).ToList() is [var only]
+                ? (int)only.Shape[0]
+                : null;
+        return (Rows(Block.Embedding), Rows(Block.PositionEmbedding));
     }
 
     static bool HasOwnHead(nn.Module<Tensor, Tensor> model, BlockRules rules) =>
@@ -286,14 +311,19 @@ sealed class TrainingData : IDisposable
 
     public TrainingData(RunSetup setup, ITokenSource? customTrain, ITokenSource? customVal)
     {
-        var (o, vocab) = (setup.Options, setup.Config?.Vocab);
+        var (o, vocab) = (setup.Options, setup.Vocab);
         ownTrain = customTrain is null ? TokenDataset.Open(o.Data.Path, "train", vocab) : null;
         try
         {
             ownVal = customVal is null ? TokenDataset.Open(o.Data.Path, "val", vocab) : null;
             (Train, Val) = (customTrain ?? ownTrain!, customVal ?? ownVal!);
             var position = setup.Resumed is { } r ? new SamplerPosition(r.SamplerEpoch, r.SamplerIndex) : null;
-            Sampler = new BatchSampler(Train, setup.Resolved.SeqLen, o.Training.Seed, position);
+            Sampler = new BatchSampler(Train, setup.Resolved.SeqLen, o.Training.Seed, position)
+            {
+                Vocab = customTrain is null ? null : setup.Vocab,
+            };
+            // Tokens of one's own are checked against the model's vocabulary batch by batch.
+            ValVocab = customVal is null ? null : setup.Vocab;
             // Refuses a val split too short for seq_len.
             _ = new BatchSampler(Val, setup.Resolved.SeqLen, o.Training.Seed);
         }
@@ -307,6 +337,10 @@ sealed class TrainingData : IDisposable
 
     public ITokenSource Train { get; }
     public ITokenSource Val { get; }
+
+    /// <summary>The vocabulary evaluation checks the val split's ids against (null: a prepared dataset, whose ids
+    /// were checked when it was opened).</summary>
+    public long? ValVocab { get; }
     public BatchSampler Sampler { get; }
 
     public void Dispose()
