@@ -11,17 +11,17 @@ using BlockwiseLR.Training;
 var steps = args.Length > 0 ? int.Parse(args[0]) : 50;
 var output = args.Length > 1 ? args[1] : Path.Combine(Path.GetTempPath(), "blockwiselr-sample");
 
-// Tokenize the built-in corpus (18 Project Gutenberg books) once, with the built-in 4,000-piece tokenizer.
+// Tokenize the built-in corpus (18 Project Gutenberg books) with the built-in 4,000-piece tokenizer; a second run
+// finds the same dataset there and reuses it.
 var data = Path.Combine(output, "data");
-if (!File.Exists(Path.Combine(data, "manifest.json")))
-    ShardPreparer.Run(
-        new PrepareOptions
-        {
-            Builtin = "gutenberg",
-            Tokenizer = "gutenberg-bpe4k",
-            OutputDirectory = data,
-        }
-    );
+ShardPreparer.Run(
+    new PrepareOptions
+    {
+        Builtin = "gutenberg",
+        Tokenizer = "gutenberg-bpe4k",
+        OutputDirectory = data,
+    }
+);
 
 var options = new PretrainOptions
 {
