@@ -50,6 +50,7 @@ public sealed class BatchSampler
     public (Tensor Inputs, Tensor Targets) Batch(long[] windows, Device? device = null) =>
         Windows.Assemble(data, layout, windows, device, Vocab);
 
-    /// <summary>The model's vocabulary when the trainer checks every batch's ids against it (null: unchecked).</summary>
+    /// <summary>The model's vocabulary when the trainer checks every batch's ids against it (null: unchecked).
+    /// </summary>
     internal long? Vocab { get; init; }
 }

@@ -55,7 +55,8 @@ public sealed class HfTextTokenizer : ITextTokenizer, IDisposable
             // The native library is the app's choice, as libtorch's is: the BlockwiseLR package does not pull it.
             throw new DataInputException(
                 $"{path}: the native Hugging Face tokenizers library (hf_tokenizers) is not in this app; add the "
-                    + $"package Tokenizers.DotNet.runtime.{System.Runtime.InteropServices.RuntimeInformation.RuntimeIdentifier} "
+                    + "package Tokenizers.DotNet.runtime."
+                    + $"{System.Runtime.InteropServices.RuntimeInformation.RuntimeIdentifier} "
                     + "1.4.1 (e.g. Tokenizers.DotNet.runtime.linux-x64) to it",
                 "Tokenizer"
             );

@@ -6,7 +6,8 @@ namespace BlockwiseLR.Models;
 /// <para>Argument errors follow .NET's convention: a bad argument of a method here is an
 /// <see cref="ArgumentException"/> whose <see cref="ArgumentException.ParamName"/> names that argument (e.g.
 /// "heads" for <c>Gpt2(2, 100, 3)</c>, width 100 not divisible by 3 heads) and whose message says what is wrong; a
-/// null argument is an <see cref="ArgumentNullException"/>. The same mistake in <see cref="BlockwiseLR.Training.PretrainOptions"/>
+/// null argument is an <see cref="ArgumentNullException"/>. The same mistake in
+/// <see cref="BlockwiseLR.Training.PretrainOptions"/>
 /// (e.g. <c>Model.Overrides</c>) is an <see cref="InvalidOptionException"/> naming the option, as every option
 /// error is.</para></summary>
 public static class ModelConfigs

@@ -146,7 +146,8 @@ public static class Checkpoints
         return state;
     }
 
-    /// <summary>A checkpoint's trainer.json as it is, whatever model it holds (<see cref="TrainingRun.ReadState"/>).</summary>
+    /// <summary>A checkpoint's trainer.json as it is, whatever model it holds
+    /// (<see cref="TrainingRun.ReadState"/>).</summary>
     internal static TrainerState ReadStateOf(string checkpoint)
     {
         var path = Path.Combine(checkpoint, "trainer.json");

@@ -65,7 +65,8 @@ public sealed class Trainer
 {
     readonly PretrainOptions options;
 
-    /// <summary>A trainer for <paramref name="options"/>; throws <see cref="ArgumentNullException"/> for null.</summary>
+    /// <summary>A trainer for <paramref name="options"/>; throws <see cref="ArgumentNullException"/> for null.
+    /// </summary>
     public Trainer(PretrainOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
