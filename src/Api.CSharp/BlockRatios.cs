@@ -13,9 +13,17 @@ namespace BlockwiseLR;
 /// ratios' gain where they win).</summary>
 public sealed record AutoRatioSettings
 {
+    /// <summary>The exponent of the sharpness ratio (S_norm / S_b); default 0.25.</summary>
     public double Alpha { get; init; } = 0.25;
+
+    /// <summary>The largest ratio a block may get (ratios are clamped to [1, MaxRatio]); default 10.</summary>
     public double MaxRatio { get; init; } = 10;
+
+    /// <summary>Steps between updates of the ratios; default 10.</summary>
     public int Every { get; init; } = 10;
+
+    /// <summary>The weight of the old value in the exponential moving average of each block's sharpness, in [0, 1);
+    /// default 0.9.</summary>
     public double Smoothing { get; init; } = 0.9;
 
     /// <summary>The noise correction: S'_b = S_b (1 + B_noise,b / B), B_noise measured every step from the first
@@ -74,6 +82,9 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
 
     /// <summary>The auto settings, or null for fixed ratios.</summary>
     public AutoRatioSettings? AutoSettings { get; }
+
+    /// <summary>True for sharpness-adaptive ratios (<see cref="AutoSettings"/> is not null), false for fixed
+    /// ones.</summary>
     public bool IsAuto => AutoSettings is not null;
 
     /// <summary>Reads the text forms above (any case). Throws <see cref="FormatException"/> with a one-line
@@ -160,11 +171,14 @@ public sealed class BlockRatios : IEquatable<BlockRatios>
                 + (s.Noise ? "" : ",noise=off"),
         };
 
+    /// <summary>True when <paramref name="other"/> has the same fixed ratios and the same auto settings.</summary>
     public bool Equals(BlockRatios? other) =>
         other is not null && Spec.Equals(other.Spec) && Equals(AutoSettings, other.AutoSettings);
 
+    /// <inheritdoc/>
     public override bool Equals(object? obj) => Equals(obj as BlockRatios);
 
+    /// <inheritdoc/>
     public override int GetHashCode() => HashCode.Combine(Spec, AutoSettings);
 }
 

@@ -5,25 +5,47 @@ namespace BlockwiseLR;
 /// <summary>The block kinds of the core taxonomy, as a C# enum.</summary>
 public enum Block
 {
+    /// <summary>The token embedding (wte / embed_tokens).</summary>
     Embedding,
+
+    /// <summary>The learned position embedding (GPT-2's wpe; LLaMA has none).</summary>
     PositionEmbedding,
+
+    /// <summary>The attention query and key projections.</summary>
     AttentionQK,
+
+    /// <summary>The attention value and output projections.</summary>
     AttentionVO,
+
+    /// <summary>The MLP (feed-forward) weights.</summary>
     FeedForward,
+
+    /// <summary>The LayerNorm / RMSNorm weights and biases.</summary>
     Norm,
+
+    /// <summary>The output head (lm_head); when tied to the embedding it trains as <see cref="Embedding"/>.</summary>
     OutputHead,
 }
 
 /// <summary>A parameter's state-dict name and shape.</summary>
+/// <param name="Name">The state-dict name, e.g. "transformer.h.0.attn.c_attn.weight".</param>
+/// <param name="Shape">The tensor's shape.</param>
 public sealed record ParameterShape(string Name, long[] Shape);
 
 /// <summary>A slice of a parameter that belongs to one block. <see cref="Dim"/> is -1 when the slice is
 /// the whole tensor (Start 0, Length = its number of elements); otherwise the slice is
 /// [Start, Start + Length) along dimension Dim.</summary>
+/// <param name="Block">The block the slice belongs to.</param>
+/// <param name="Dim">The dimension it is cut along, or -1 for the whole tensor.</param>
+/// <param name="Start">Its first index along <paramref name="Dim"/> (0 for the whole tensor).</param>
+/// <param name="Length">Its length along <paramref name="Dim"/> (the number of elements for the whole tensor).</param>
 public sealed record BlockSlice(Block Block, int Dim, long Start, long Length);
 
 /// <summary>Where one parameter's coordinates go: one whole-tensor slice, or several slices of a fused
 /// projection such as Hugging Face GPT-2's c_attn.</summary>
+/// <param name="Name">The parameter's state-dict name.</param>
+/// <param name="Shape">Its shape.</param>
+/// <param name="Slices">Its slices, one per block it holds.</param>
 public sealed record ParameterBlocks(string Name, long[] Shape, IReadOnlyList<BlockSlice> Slices)
 {
     /// <summary>The block of the whole tensor, or null for a fused projection split across blocks.</summary>

@@ -57,11 +57,23 @@ public sealed class BlockSchedule
     /// <summary>The core's description of the schedule (auto ratios read a block's LR from it at any ratio).</summary>
     internal ScheduleSpec Spec => spec;
 
+    /// <summary>The ratio of each block's peak LR to <see cref="BaseLr"/>.</summary>
     public BlockRatios Ratios { get; }
+
+    /// <summary>True when the output head shares the token embedding's tensor (it then follows the embedding's
+    /// ratio).</summary>
     public bool TiedHead { get; }
+
+    /// <summary>The base (AdamW) peak learning rate; a block's peak is its ratio times this.</summary>
     public double BaseLr => spec.BaseLr;
+
+    /// <summary>The one floor every block's learning rate decays to (by default the base LR / 20).</summary>
     public double FloorLr => spec.FloorLr;
+
+    /// <summary>Steps of linear warmup from 0 to the peak.</summary>
     public int WarmupSteps => spec.WarmupSteps;
+
+    /// <summary>Steps in the whole run (warmup included).</summary>
     public int TotalSteps => spec.TotalSteps;
 
     /// <summary>The LR of <paramref name="block"/> during step <paramref name="step"/> (0-based).</summary>

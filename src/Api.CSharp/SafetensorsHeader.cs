@@ -7,6 +7,10 @@ namespace BlockwiseLR;
 /// little-endian length, then JSON), without reading any tensor data.</summary>
 public static class SafetensorsHeader
 {
+    /// <summary>One tensor in the header.</summary>
+    /// <param name="Name">The tensor's name.</param>
+    /// <param name="DType">Its dtype as safetensors writes it (F32, BF16, I64...).</param>
+    /// <param name="Shape">Its shape.</param>
     public sealed record Entry(string Name, string DType, long[] Shape);
 
     /// <summary>Throws <see cref="InvalidDataException"/> naming the file and what is wrong.</summary>

@@ -6,5 +6,6 @@ namespace BlockwiseLR;
 /// and what to do.</summary>
 public sealed class ScheduleException(ScheduleField field, string message) : ArgumentException(message)
 {
+    /// <summary>The part of the schedule the error is about.</summary>
     public ScheduleField Field { get; } = field;
 }

@@ -4,7 +4,14 @@ open System
 
 /// The attention geometry Adam-mini needs to cut Q and K into heads.
 type AttentionShape =
-    { Width: int; Heads: int; KvHeads: int }
+    {
+        /// The model width (d_model).
+        Width: int
+        /// Query heads.
+        Heads: int
+        /// Key/value heads (fewer than Heads under grouped-query attention).
+        KvHeads: int
+    }
 
 /// How many coordinates share one second-moment scalar v (docs/method.md section 6).
 type VGranularity =
@@ -21,24 +28,34 @@ type VGranularity =
 /// `Offset` of the row-major tensor.
 type VSegment =
     {
+        /// The flat offset of the first v-block in the row-major tensor.
         Offset: int64
+        /// The number of v-blocks in the run.
         Blocks: int64
+        /// Coordinates per v-block (all sharing one second-moment scalar).
         BlockSize: int64
+        /// What each v-block is (a head, a row, the whole tensor or one coordinate).
         Granularity: VGranularity
     }
 
 /// Adam-mini's layout for one parameter.
 type AdamMiniPlan =
     {
+        /// The parameter's state-dict name.
         Name: string
+        /// The parameter's shape.
         Shape: int64 list
+        /// The v-block runs that tile the flattened parameter, in order.
         Segments: VSegment list
         /// Adam-mini 1.1.1: no weight decay for names containing `norm`, `ln` or `bias`.
         WeightDecay: bool
     }
 
+/// Adam-mini's partition of parameters into v-blocks (docs/method.md section 6).
 [<RequireQualifiedAccess>]
 module AdamMiniPartition =
+    /// The attention shape if width, heads and kv-heads are all >= 1 and divide as Adam-mini's head cut needs;
+    /// otherwise the reason.
     let validateAttention (a: AttentionShape) : Result<AttentionShape, string> =
         if a.Heads < 1 || a.KvHeads < 1 || a.Width < 1 then
             Error(sprintf "width %d, heads %d and kv-heads %d must all be >= 1" a.Width a.Heads a.KvHeads)

@@ -7,11 +7,17 @@ open System
 /// noise scale behind the regime factor (both empty without the noise measurement).
 type AutoRatioState =
     {
+        /// Steps observed so far.
         Steps: int
+        /// Each block's smoothed proxy sharpness.
         Smoothed: Map<BlockKind, float>
+        /// The ratios last set (empty before the first update: every ratio 1).
         Ratios: Map<BlockKind, float>
+        /// Each block's smoothed squared gradient norm over the small batch (the noise correction; empty without it).
         SmallSquared: Map<BlockKind, float>
+        /// Each block's smoothed squared gradient norm over the whole batch (the noise correction; empty without it).
         BigSquared: Map<BlockKind, float>
+        /// The whole model's noise-scale measurement behind the regime factor.
         Noise: NoiseScaleState
     }
 
@@ -39,9 +45,13 @@ type AutoRatioRule =
 /// count and, with micro-batches, the squared norm of the first micro-batch's gradient.
 type AutoRatioObservation =
     {
+        /// The block measured.
         Block: BlockKind
+        /// The squared norm of the block's gradient over the whole batch.
         Squared: float
+        /// The block's parameter count.
         Parameters: int64
+        /// The squared norm of the block's gradient over the small batch (None without the noise measurement).
         SmallSquared: float option
     }
 
@@ -51,6 +61,7 @@ type AutoRatioObservation =
 /// (`Schedule.forBlock`), so the same r means the same peak whether it was measured or chosen.
 [<RequireQualifiedAccess>]
 module AutoRatios =
+    /// No measurement yet: every ratio 1.
     let start =
         {
             Steps = 0

@@ -11,11 +11,13 @@ open System.Collections.Generic
 [<Struct>]
 type Checked<'T> =
     {
+        /// The value (undefined when `Error` is not null).
         Value: 'T
         /// The reason, or null when the value is good.
         Error: string
     }
 
+    /// True when the value is good (`Error` is null).
     member c.IsOk = isNull c.Error
 
     /// The value, or the exception `refusal` makes of the reason.
@@ -68,6 +70,7 @@ module internal Collections =
 
 open Collections
 
+/// Sharpness-adaptive ratios (AutoRatios.fs) for C#.
 [<AbstractClass; Sealed>]
 type AutoRatioRules =
     /// No measurement yet: every ratio 1.
@@ -184,6 +187,7 @@ type ModelConfigRules =
     /// The named configs, in table order.
     static member Names: IReadOnlyList<string> = ModelConfig.named |> List.map fst |> readOnly
 
+    /// The named config `name` (any case), or the reason it is unknown (listing the names).
     static member TryNamed(name: string) =
         ModelConfig.tryNamed name |> Checked.ofResult
 
@@ -192,19 +196,24 @@ type ModelConfigRules =
         ModelConfig.create name [ for kv in overrides -> kv.Key, kv.Value ]
         |> Checked.ofResult
 
+    /// `config` with one override `key=value` applied (see `ModelConfig.withOverride`), or the reason it is refused.
     static member WithOverride(key: string, value: string, config: ModelConfig) =
         ModelConfig.withOverride key value config |> Checked.ofResult
 
+    /// `config` with KEY=VALUE overrides applied in order (d-ff after everything else), or the first reason one is
+    /// refused.
     static member WithOverrides(overrides: IEnumerable<KeyValuePair<string, string>>, config: ModelConfig) =
         ModelConfig.withOverrides [ for kv in overrides -> kv.Key, kv.Value ] config
         |> Checked.ofResult
 
+    /// `config` if its sizes are consistent (all > 0, width divisible by heads, heads by kv-heads...), or the reason.
     static member Validate(config: ModelConfig) =
         ModelConfig.validate config |> Checked.ofResult
 
     /// The override keys, as text for messages.
     static member OverrideKeys = ModelConfig.overrideKeys
 
+    /// The attention shape (width, heads, kv-heads) of `config`.
     static member Attention(config: ModelConfig) = ModelConfig.attention config
 
     /// Every parameter's state-dict name and shape, in order.
@@ -219,7 +228,9 @@ type ModelConfigRules =
 /// Optimizer kinds (OptimizerKind.fs) for C#.
 [<AbstractClass; Sealed>]
 type OptimizerKinds =
+    /// Whose state the optimizer keeps and whose update it runs (Blockwise variants: their base's).
     static member Family(kind: OptimizerKind) = OptimizerKind.family kind
+    /// Whether each block gets its own peak LR (the plain optimizers give every block the base LR).
     static member IsBlockwise(kind: OptimizerKind) = OptimizerKind.isBlockwise kind
 
     /// The betas and weight decay a family's recipe uses when none are set.
@@ -234,9 +245,13 @@ type MuonRules =
 
     /// 0.2 sqrt(max(rows, cols)).
     static member Scale(rows: int64, cols: int64) = Muon.scale rows cols
+    /// Newton-Schulz steps per update: 5.
     static member Steps = Muon.steps
+    /// The quintic Newton-Schulz coefficients (a, b, c) = (3.4445, -4.7750, 2.0315).
     static member Coefficients = Muon.coefficients
+    /// Added to the Frobenius norm before dividing by it: 1e-7.
     static member NormEps = Muon.normEps
+    /// Muon's Nesterov momentum: 0.95.
     static member Momentum = Muon.momentum
 
 /// The numeric option ranges (OptionRanges.fs) for C#.
@@ -256,6 +271,9 @@ type RangeRules =
 /// Memory estimates (MemoryEstimate.fs) for C#.
 [<AbstractClass; Sealed>]
 type MemoryRules =
+    /// Training memory in bytes for `config` under an optimizer `family` at `precision`, `batch` sequences of `seqLen`
+    /// tokens per pass (`mathAttention`: attention probabilities kept, as without a fused kernel); a batch or seqLen
+    /// below 1 is refused.
     static member Estimate
         (
             config: ModelConfig,
@@ -339,6 +357,8 @@ type BlockRuleTable =
 /// The schedule algebra (Schedule.fs) for C#.
 [<AbstractClass; Sealed>]
 type ScheduleRules =
+    /// The schedule of a named kind: peak `baseLr`, floor `floorLr`, `warmupSteps` of `totalSteps` (`alphaWarmup`: a
+    /// block's warmup is its ratio times longer). Not validated: see `Validate`.
     static member Spec
         (kind: LrSchedule, baseLr: float, floorLr: float, warmupSteps: int, totalSteps: int, alphaWarmup: bool)
         =
@@ -364,28 +384,41 @@ type ScheduleRules =
         | Ok valid -> struct (Checked.ofResult (Ok valid), ScheduleField.Kind)
         | Error(field, reason) -> struct (Checked.ofResult (Error reason), field)
 
+    /// The default warmup: 2% of the run, at least one step.
     static member DefaultWarmup(totalSteps: int) = Schedule.defaultWarmup totalSteps
+    /// The official recipe's floor: baseLr / 20.
     static member OfficialFloor(baseLr: float) = Schedule.officialFloor baseLr
 
+    /// Steps worth printing: start, end of warmup, `points` evenly spaced steps, the last step, and T.
     static member Milestones(spec: ScheduleSpec, points: int) : IReadOnlyList<int> =
         Schedule.milestones spec points |> readOnly
 
 /// Fixed ratios (Ratios.fs) for C#.
 [<AbstractClass; Sealed>]
 type RatioRules =
+    /// The paper's ratios: Norm 1, VO 4, FFN 6, QK 8, Embedding 10, PositionEmbedding 1.
     static member Paper = Ratios.paper
+    /// Every block at the base LR: exactly AdamW.
     static member Uniform = Ratios.uniform
+    /// Reads a preset (`paper`, `uniform`), a map `emb=10,qk=8,...`, or a preset with overrides (`paper,head=10`); or
+    /// the reason it cannot.
     static member Parse(text: string) = Ratios.parse text |> Checked.ofResult
 
+    /// `spec` if every ratio is finite and > 0 and, with a tied head, an explicit head ratio equals the embedding's;
+    /// otherwise the reason.
     static member Validate(tiedHead: bool, spec: RatioSpec) =
         Ratios.validate tiedHead spec |> Checked.ofResult
 
+    /// The ratio of the block `kind` (`tiedHead`: the output head is the embedding tensor).
     static member RatioOf(tiedHead: bool, spec: RatioSpec, kind: BlockKind) = Ratios.ratioOf tiedHead spec kind
+    /// The text `Parse` reads back: `emb=10,pe=1,qk=8,vo=4,ffn=6,norm=1[,head=H]`.
     static member Format(spec: RatioSpec) = Ratios.format spec
 
 /// Windows and data order (Sampling.fs) for C#.
 [<AbstractClass; Sealed>]
 type SamplingRules =
+    /// The windows of seq_len + 1 tokens in shards of the given token counts, or the reason when no window fits
+    /// anywhere.
     static member Layout(seqLen: int, shardTokens: IEnumerable<int64>) =
         Sampling.layout seqLen (List.ofSeq shardTokens) |> Checked.ofResult
 
@@ -394,6 +427,7 @@ type SamplingRules =
         let shard, start = Sampling.locate layout index
         struct (shard, start)
 
+    /// The order of `count` windows in epoch `epoch`: a Fisher-Yates shuffle seeded by (`seed`, `epoch`).
     static member Permutation(seed: uint64, epoch: int, count: int64) = Sampling.permutation seed epoch count
 
     /// The next `count` windows from `position` and the position after them.
@@ -401,6 +435,7 @@ type SamplingRules =
         let windows, next = Sampling.take permutationOf.Invoke total position count
         struct (windows, next)
 
+    /// The first `count` non-overlapping windows, in order (as llm.c validates), the same every time.
     static member ValidationWindows(layout: WindowLayout, count: int64) = Sampling.validationWindows layout count
 
     /// The chunks of one block of a streamed corpus that go to val.
@@ -411,6 +446,7 @@ type SamplingRules =
 /// Adam-mini's partition (AdamMiniPartition.fs) and weight decay (WeightDecayPolicy.fs) for C#.
 [<AbstractClass; Sealed>]
 type AdamMiniRules =
+    /// The attention shape if Adam-mini can cut Q and K into its heads, or the reason.
     static member ValidateAttention(attention: AttentionShape) =
         AdamMiniPartition.validateAttention attention |> Checked.ofResult
 
@@ -428,6 +464,7 @@ type AdamMiniRules =
 
         AdamMiniPartition.plan attention placed |> Checked.ofResult
 
+    /// The number of second-moment scalars a plan keeps.
     static member VCount(plan: AdamMiniPlan) = AdamMiniPartition.vCount plan
 
     /// Several plans laid end to end in one flat buffer, adjacent equal block sizes merged.
@@ -444,11 +481,17 @@ type NameTables =
     static member private Pairs(table: (string * 'T) list) : IReadOnlyList<KeyValuePair<string, 'T>> =
         table |> List.map KeyValuePair |> readOnly
 
+    /// The optimizer names ("adamw", "blockwise-adamw", ...).
     static member Optimizers = NameTables.Pairs Names.optimizers
+    /// The schedule names ("cosine", "linear", "wsd", ...).
     static member Schedules = NameTables.Pairs Names.schedules
+    /// The precision names ("fp32", "tf32", "bf16-mixed", alias "bf16").
     static member Precisions = NameTables.Pairs Names.precisions
+    /// The weight-decay policy names ("all", "matrices" or "no-1d", "adam-mini").
     static member WeightDecayPolicies = NameTables.Pairs Names.weightDecayPolicies
+    /// The architecture names ("gpt2", "llama").
     static member Architectures = NameTables.Pairs Names.architectures
+    /// The Newton-Schulz precision names ("auto", "fp32", "bf16").
     static member NewtonSchulzPrecisions = NameTables.Pairs Names.newtonSchulzPrecisions
 
     /// `text` (any case) as a value of the table; the reason names `what` and lists the names.
@@ -456,6 +499,7 @@ type NameTables =
         Names.parse what [ for kv in table -> kv.Key, kv.Value ] text
         |> Checked.ofResult
 
+    /// The name written back for `value` (the first of its names in `table`).
     static member Format(table: IReadOnlyList<KeyValuePair<string, 'T>>, value: 'T) =
         Names.format [ for kv in table -> kv.Key, kv.Value ] value
 
@@ -466,6 +510,8 @@ type NameTables =
 /// Model FLOPs (Flops.fs) for C#.
 [<AbstractClass; Sealed>]
 type FlopsRules =
+    /// Training FLOPs per token of `config` at `seqLen`: 6 N for the matmuls plus 12 L H Q T for attention, forward and
+    /// backward.
     static member PerToken(config: ModelConfig, seqLen: int) = Flops.perToken config seqLen
 
     /// Dense peak TFLOP/s by GPU name: (bf16, tf32, fp32).
@@ -481,6 +527,7 @@ type SharpnessRules =
     static member Proxy(batchSize: int, gradientSquaredNorm: float, parameters: int64) =
         Sharpness.proxy batchSize gradientSquaredNorm parameters
 
+    /// Mean and standard error (sample standard deviation / sqrt n; 0 for one sample).
     static member Summarize(samples: IEnumerable<float>) =
         Sharpness.summarize (List.ofSeq samples)
 

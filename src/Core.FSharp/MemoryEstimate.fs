@@ -3,16 +3,23 @@ namespace BlockwiseLR.Core
 /// Training memory in bytes, from shapes alone (nothing is allocated).
 type MemoryEstimate =
     {
+        /// Parameters (elements).
         Parameters: int64
+        /// Bytes of the fp32 weights.
         WeightBytes: int64
+        /// Bytes of the fp32 gradients.
         GradientBytes: int64
+        /// Bytes of the optimizer's fp32 state.
         OptimizerStateBytes: int64
+        /// Bytes of the activations kept for the backward pass.
         ActivationBytes: int64
     }
 
+    /// The sum of weights, gradients, optimizer state and activations, in bytes.
     member m.TotalBytes =
         m.WeightBytes + m.GradientBytes + m.OptimizerStateBytes + m.ActivationBytes
 
+/// Training-memory estimates from a config's shapes alone.
 [<RequireQualifiedAccess>]
 module MemoryEstimate =
     /// fp32 state per block: AdamW keeps m and v per coordinate; Adam-mini keeps m per coordinate and one v
@@ -54,6 +61,7 @@ module MemoryEstimate =
             BlockKind.all
             |> List.choose (fun k -> sums |> Map.tryFind k |> Option.map (fun xs -> k, xs |> List.sumBy snd)))
 
+    /// Bytes of fp32 optimizer state for the whole model (the sum of `optimizerStateBytesByBlock`).
     let optimizerStateBytes (config: ModelConfig) (family: OptimizerFamily) : Result<int64, string> =
         optimizerStateBytesByBlock config family |> Result.map (List.sumBy snd)
 
@@ -87,6 +95,8 @@ module MemoryEstimate =
         let logits = tokens * int64 c.Vocab * 4L * 2L
         body + logits
 
+    /// The estimate for `c` under an optimizer family at a precision, `batch` sequences of `seqLen` tokens per pass
+    /// (`mathAttention`: attention probabilities kept); a batch or seqLen below 1 is an error.
     let estimate
         (c: ModelConfig)
         (family: OptimizerFamily)

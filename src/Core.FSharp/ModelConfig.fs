@@ -5,15 +5,21 @@ open System.Globalization
 
 /// The two model families. An enum, so C# sees it as one.
 type Architecture =
+    /// GPT-2: learned positions, LayerNorm, GELU MLP.
     | Gpt2 = 0
+    /// LLaMA: RoPE, RMSNorm, SwiGLU MLP, grouped-query attention.
     | Llama = 1
 
 /// Everything that fixes a model's parameter names and shapes.
 type ModelConfig =
     {
+        /// GPT-2 or LLaMA.
         Architecture: Architecture
+        /// Transformer layers.
         Layers: int
+        /// The model width (d_model).
         Width: int
+        /// Attention (query) heads; Width must divide by it.
         Heads: int
         /// Key/value heads (grouped-query attention); equals Heads for GPT-2.
         KvHeads: int
@@ -21,18 +27,22 @@ type ModelConfig =
         FeedForward: int
         /// Maximum sequence length (GPT-2: rows of the position embedding).
         Context: int
+        /// Vocabulary size (rows of the token embedding).
         Vocab: int
         /// Biases on every projection (GPT-2: also on LayerNorms).
         Bias: bool
         /// The output head is the token embedding.
         Tied: bool
+        /// The norms' epsilon.
         NormEps: float
         /// RoPE base (LLaMA only).
         RopeTheta: float
     }
 
+    /// Dimensions per head: Width / Heads.
     member c.HeadDim = c.Width / c.Heads
 
+/// The named configs, overrides, validation and parameter shapes of GPT-2 and LLaMA models.
 [<RequireQualifiedAccess>]
 module ModelConfig =
     let private gpt2 layers width heads context =
@@ -84,8 +94,10 @@ module ModelConfig =
             "llama-1.1b", llama 22 2048 32 4 5632 2048
         ]
 
+    /// The named configs, as text for messages.
     let names = named |> List.map fst |> String.concat ", "
 
+    /// The named config `name` (any case, surrounding spaces ignored), or the reason it is unknown.
     let tryNamed (name: string) : Result<ModelConfig, string> =
         match
             named
@@ -152,6 +164,7 @@ module ModelConfig =
         | "rope-theta" -> number () |> Result.map (fun x -> { config with RopeTheta = x })
         | other -> Error(sprintf "unknown model override '%s' (known: %s)" other overrideKeys)
 
+    /// `config` if its sizes are consistent, or the reason it is not.
     let validate (config: ModelConfig) : Result<ModelConfig, string> =
         let c = config
 
@@ -250,9 +263,11 @@ module ModelConfig =
                     yield p "lm_head.weight" [ int64 c.Vocab; d ]
             ]
 
+    /// Parameters (elements) in the model.
     let parameterCount (c: ModelConfig) =
         parameters c |> List.sumBy (fun p -> Taxonomy.numel p.Shape)
 
+    /// The attention shape (width, heads, kv-heads) Adam-mini needs.
     let attention (c: ModelConfig) : AttentionShape =
         {
             Width = c.Width

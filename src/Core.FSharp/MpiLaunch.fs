@@ -9,17 +9,23 @@ open System.Text.RegularExpressions
 
 /// The MPI implementation behind an mpirun.
 type MpiFamily =
+    /// OpenMPI (4: mpirun/orterun; 5: mpirun over PRRTE).
     | OpenMpi
+    /// MPICH (hydra's mpiexec).
     | Mpich
 
 /// An mpirun: its implementation and version.
 type Mpirun =
     {
+        /// The implementation.
         Family: MpiFamily
+        /// The major version.
         Major: int
+        /// The minor version.
         Minor: int
     }
 
+    /// The implementation and version, e.g. "Open MPI 4.1".
     override this.ToString() =
         let name =
             match this.Family with

@@ -8,6 +8,8 @@ open System
 /// reader and C# all parse through here.
 [<RequireQualifiedAccess>]
 module Names =
+    /// The optimizer names: "adamw", "blockwise-adamw", "adam-mini", "blockwise-adam-mini", "lion", "blockwise-lion",
+    /// "muon", "blockwise-muon".
     let optimizers =
         [
             "adamw", OptimizerKind.AdamW
@@ -20,6 +22,7 @@ module Names =
             "blockwise-muon", OptimizerKind.BlockwiseMuon
         ]
 
+    /// The schedule names: "cosine", "linear", "constant", "wsd", "wsd-cosine", "wsd-1-sqrt", "wsd-anneal".
     let schedules =
         [
             "cosine", LrSchedule.Cosine
@@ -31,6 +34,7 @@ module Names =
             "wsd-anneal", LrSchedule.WsdAnneal
         ]
 
+    /// The precision names: "fp32", "tf32", "bf16-mixed" (alias "bf16").
     let precisions =
         [
             "fp32", Precision.Fp32
@@ -39,6 +43,7 @@ module Names =
             "bf16", Precision.Bf16Mixed
         ]
 
+    /// The weight-decay policy names: "all", "matrices" (alias "no-1d"), "adam-mini".
     let weightDecayPolicies =
         [
             "all", WeightDecayPolicy.AllParameters
@@ -47,6 +52,7 @@ module Names =
             "adam-mini", WeightDecayPolicy.AdamMiniNames
         ]
 
+    /// The Newton-Schulz precision names: "auto", "fp32", "bf16".
     let newtonSchulzPrecisions =
         [
             "auto", NewtonSchulzPrecision.Auto
@@ -54,6 +60,7 @@ module Names =
             "bf16", NewtonSchulzPrecision.BFloat16
         ]
 
+    /// The architecture names: "gpt2", "llama".
     let architectures = [ "gpt2", Architecture.Gpt2; "llama", Architecture.Llama ]
 
     /// The names written back, one per value, in table order.

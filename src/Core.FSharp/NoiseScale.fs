@@ -6,8 +6,11 @@ open System
 /// whole batch's norm itself (the scale that sets each measurement's weight).
 type NoiseScaleSums =
     {
+        /// The smoothed squared gradient norm over the small batch.
         Small: float
+        /// The smoothed squared gradient norm over the whole batch.
         Big: float
+        /// The moving average of the whole batch's norm itself (the scale that sets each measurement's weight).
         Scale: float
     }
 
@@ -16,7 +19,9 @@ type NoiseScaleState =
     {
         /// Measurements folded in.
         Measured: int
+        /// Each block's sums.
         Blocks: Map<BlockKind, NoiseScaleSums>
+        /// The whole model's sums.
         Model: NoiseScaleSums
     }
 
@@ -48,6 +53,7 @@ module NoiseScale =
 
     let private empty = { Small = 0.0; Big = 0.0; Scale = 0.0 }
 
+    /// Nothing measured yet.
     let start =
         {
             Measured = 0

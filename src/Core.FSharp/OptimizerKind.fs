@@ -3,28 +3,43 @@ namespace BlockwiseLR.Core
 /// Which optimizer's state to count and which update rule runs (Blockwise variants keep the same state as their
 /// base).
 type OptimizerFamily =
+    /// AdamW: m and v per coordinate.
     | AdamW = 0
+    /// Adam-mini: m per coordinate, one v per block of its partition.
     | AdamMini = 1
+    /// Lion: one momentum per coordinate, sign updates.
     | Lion = 2
+    /// Muon: orthogonalized momentum for hidden matrices, AdamW for the rest.
     | Muon = 3
 
 /// The optimizers of a run: AdamW, Adam-mini, Lion or Muon, each plain (one LR for every block) or blockwise (an LR
 /// per block from the ratios). An enum, so C# sees it as one; its names are in `Names.optimizers`.
 type OptimizerKind =
+    /// AdamW, one LR for every block.
     | AdamW = 0
+    /// AdamW with an LR per block from the ratios (the paper's Blockwise LR).
     | BlockwiseAdamW = 1
+    /// Adam-mini, one LR for every block.
     | AdamMini = 2
+    /// Adam-mini with an LR per block from the ratios.
     | BlockwiseAdamMini = 3
+    /// Lion, one LR for every block.
     | Lion = 4
+    /// Lion with an LR per block from the ratios.
     | BlockwiseLion = 5
+    /// Muon, one LR for every block.
     | Muon = 6
+    /// Muon with an LR per block from the ratios.
     | BlockwiseMuon = 7
 
 /// The precision of Muon's Newton-Schulz iteration: Auto is bfloat16 on CUDA (as the reference runs it) and
 /// float32 on the CPU (where bf16 matmul is slow and no faster than fp32).
 type NewtonSchulzPrecision =
+    /// bfloat16 on CUDA, float32 on the CPU.
     | Auto = 0
+    /// Always float32.
     | Float32 = 1
+    /// Always bfloat16.
     | BFloat16 = 2
 
 /// The hyperparameters a family's recipe uses when the user sets none: AdamW, Adam-mini and Muon (whose AdamW part
@@ -33,13 +48,17 @@ type NewtonSchulzPrecision =
 /// 1e-4 against AdamW's 1e-3: Lion's sign update has RMS 1, larger than Adam's, and lr x wd stays the same).
 type OptimizerRecipe =
     {
+        /// Adam's beta1 (Lion's interpolation beta).
         Beta1: float
+        /// Adam's beta2 (Lion's momentum beta).
         Beta2: float
+        /// Decoupled weight decay: p *= 1 - lr x wd each step.
         WeightDecay: float
         /// The base LR as a multiple of AdamW's (what `blr compare` gives the family when AdamW's LR is swept).
         LrScale: float
     }
 
+/// What each optimizer kind is: its family and whether it is blockwise, and each family's recipe.
 [<RequireQualifiedAccess>]
 module OptimizerKind =
     /// Whose state the optimizer keeps and whose update it runs.
@@ -99,6 +118,7 @@ module Muon =
 
     /// Newton-Schulz steps and their quintic coefficients (a, b, c): X <- a X + (b A + c A^2) X with A = X X^T.
     let steps = 5
+    /// The quintic coefficients (a, b, c) of each Newton-Schulz step.
     let coefficients = (3.4445, -4.7750, 2.0315)
 
     /// Added to the Frobenius norm before dividing by it.

@@ -4,7 +4,13 @@ open System
 open System.Globalization
 
 /// One end of a numeric option's range.
-type RangeEnd = { Value: float; Inclusive: bool }
+type RangeEnd =
+    {
+        /// The bound.
+        Value: float
+        /// Whether the bound itself is in the range.
+        Inclusive: bool
+    }
 
 /// The range of one numeric option, by its flag without dashes ("threads", "lr"): what `--help` shows and what
 /// the library and the CLI check before any work.
@@ -12,7 +18,9 @@ type OptionRange =
     {
         /// The flag without its dashes; the same flag means the same quantity in every subcommand.
         Key: string
+        /// The lower end (None: unbounded below).
         Min: RangeEnd option
+        /// The upper end (None: unbounded above).
         Max: RangeEnd option
         /// A whole number (printed without a decimal point, and refused when fractional).
         Whole: bool

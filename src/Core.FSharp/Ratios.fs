@@ -8,15 +8,23 @@ open System.Globalization
 /// embedding (they are one tensor), 1 when it is untied (as the official LLaMA script).
 type RatioSpec =
     {
+        /// The token embedding's ratio.
         Embedding: float
+        /// The position embedding's ratio (GPT-2).
         PositionEmbedding: float
+        /// The attention query/key projections' ratio.
         AttentionQK: float
+        /// The attention value/output projections' ratio.
         AttentionVO: float
+        /// The MLP's ratio.
         FeedForward: float
+        /// The norms' ratio.
         Norm: float
+        /// The output head's ratio (None: the paper's default, see the type).
         OutputHead: float option
     }
 
+/// Fixed ratios: the presets, parsing, formatting and validation.
 [<RequireQualifiedAccess>]
 module Ratios =
     /// Every block at the base LR: exactly AdamW.
@@ -43,6 +51,7 @@ module Ratios =
             OutputHead = None
         }
 
+    /// The presets by name: "paper" and "uniform".
     let presets = [ "paper", paper; "uniform", uniform ]
 
     /// The ratio of one block. `tiedHead`: the output head is the embedding tensor.

@@ -4,9 +4,12 @@ open System
 
 /// SplitMix64: a small, portable PRNG whose sequence is fixed by its seed on every platform and .NET version
 /// (System.Random's sequence is not a documented contract), so a seed names one data order forever.
-type SplitMix64(seed: uint64) =
+type SplitMix64
+    /// A generator whose sequence starts from `seed`.
+    (seed: uint64) =
     let mutable state = seed
 
+    /// The next 64-bit value of the sequence.
     member _.Next() : uint64 =
         state <- state + 0x9E3779B97F4A7C15UL
         let mutable z = state
@@ -32,16 +35,25 @@ type SplitMix64(seed: uint64) =
 /// never crosses a shard), numbered shard by shard.
 type WindowLayout =
     {
+        /// Tokens per input sequence (a window holds one more).
         SeqLen: int
         /// Windows in each shard.
         PerShard: int64 list
     }
 
+    /// Windows in all shards.
     member l.Total = List.sum l.PerShard
 
 /// Where a sampler stands: the epoch, and how many windows of that epoch's permutation it has used.
-type SamplerPosition = { Epoch: int; Index: int64 }
+type SamplerPosition =
+    {
+        /// The epoch (each has its own permutation).
+        Epoch: int
+        /// Windows of the epoch's permutation used so far.
+        Index: int64
+    }
 
+/// Windows, data order and the validation split.
 [<RequireQualifiedAccess>]
 module Sampling =
     /// Windows of seq_len + 1 tokens at starts 0, L, 2L, ... that fit in n tokens.

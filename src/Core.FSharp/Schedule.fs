@@ -30,46 +30,66 @@ type ScheduleKind =
 
 /// The schedules a run can name. An enum, so C# sees it as one; its names are in `Names.schedules`.
 type LrSchedule =
+    /// Warmup, then cosine to the floor at the last step (the paper's default).
     | Cosine = 0
+    /// Warmup, then linear to the floor at the last step.
     | Linear = 1
+    /// Warmup, then hold the peak.
     | Constant = 2
+    /// Warmup-stable-decay: hold the peak, then decay linearly to the floor over the last 20% of the run.
     | Wsd = 3
+    /// Warmup-stable-decay with a cosine decay over the last 20%.
     | WsdCosine = 4
+    /// Warmup-stable-decay with a 1 - sqrt decay over the last 20% (the WSD paper's cool-down).
     | Wsd1Sqrt = 5
+    /// The official WSD variant: hold until T/3, anneal the ratio back to 1 by 2T/3, then decay linearly to the floor.
     | WsdAnneal = 6
 
 /// The part of a schedule a refusal is about.
 type ScheduleField =
+    /// The base (peak) LR.
     | BaseLr = 0
+    /// The floor LR.
     | FloorLr = 1
+    /// The run's total steps.
     | TotalSteps = 2
+    /// The warmup steps.
     | WarmupSteps = 3
     /// The schedule's kind (a WSD decay fraction).
     | Kind = 4
 
+/// A schedule's description: its kind, base LR, floor, warmup and length; each block's schedule follows from it and the
+/// block's ratio.
 type ScheduleSpec =
     {
+        /// The shape after warmup.
         Kind: ScheduleKind
         /// The AdamW LR; a block's peak is its ratio times this.
         BaseLr: float
         /// The ONE floor every block decays to (official recipe: BaseLr / 20).
         FloorLr: float
+        /// Steps of linear warmup from 0 to the peak.
         WarmupSteps: int
+        /// Steps in the whole run (T).
         TotalSteps: int
         /// "alpha" mode: a block's warmup is ratio times longer, so every block rises with the same slope.
         AlphaWarmup: bool
     }
 
+/// The schedule algebra: warmup, decays, the recipes behind each schedule name, and checks.
 [<RequireQualifiedAccess>]
 module Schedule =
     // ---- The algebra: small schedules in absolute step time, and ways to combine them. ----
 
+    /// `lr` at every step.
     let constant (lr: float) : Schedule = fun _ -> lr
 
     /// llm.c's warmup: peak x (t+1) / steps, capped at the peak. `steps` may be fractional (alpha mode).
     let linearWarmup (steps: float) (peak: float) : Schedule =
         fun t -> peak * min 1.0 (float (t + 1) / steps)
 
+    /// The fraction of the way from the end LR to the start LR a decay of `shape` keeps at `progress` in [0, 1] (1 at
+    /// 0, 0 at 1).
     let shapeFactor shape (progress: float) =
         match shape with
         | Cosine -> (1.0 + cos (Math.PI * progress)) / 2.0

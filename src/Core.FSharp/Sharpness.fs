@@ -5,8 +5,11 @@ open System
 /// A measured quantity: its mean over samples (mini-batches or probes) and the standard error of that mean.
 type Estimate =
     {
+        /// The mean of the samples.
         Mean: float
+        /// The standard error of the mean (0 for one sample).
         StdErr: float
+        /// The number of samples.
         Samples: int
     }
 

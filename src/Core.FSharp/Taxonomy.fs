@@ -6,16 +6,25 @@ open System.Text.RegularExpressions
 /// The kinds of Transformer blocks whose sharpness differs (docs/method.md section 1):
 /// S(Embedding) << S(QK) < S(FFN) < S(VO) << S(Norm).
 type BlockKind =
+    /// The token embedding (and a head tied to it).
     | Embedding
+    /// The learned position embedding (GPT-2).
     | PositionEmbedding
+    /// The attention query and key projections.
     | AttentionQK
+    /// The attention value and output projections.
     | AttentionVO
+    /// The MLP.
     | FeedForward
+    /// The norms' weights and biases.
     | Norm
+    /// An untied output head (lm_head).
     | OutputHead
 
+/// The list of block kinds and their short keys.
 [<RequireQualifiedAccess>]
 module BlockKind =
+    /// Every block kind, in order.
     let all =
         [
             Embedding
@@ -38,6 +47,7 @@ module BlockKind =
         | Norm -> "norm"
         | OutputHead -> "head"
 
+    /// The short keys, as text for messages: "emb, pe, qk, vo, ffn, norm, head".
     let knownKeys = all |> List.map key |> String.concat ", "
 
     /// Accepts the short key (`qk`) or the case name (`AttentionQK`), case-insensitively.
@@ -63,25 +73,38 @@ type BlockAssignment =
 /// Rules name weights: a `.bias` is classified as the `.weight` beside it, so a bias always follows its weight.
 type BlockRule =
     {
+        /// A glob matched against the parameter's name or a dot-separated suffix of it.
         Pattern: string
+        /// Where the rule sends the parameter.
         Assignment: BlockAssignment
     }
 
 /// A parameter as the partition sees it: its state-dict name and its shape.
-type ParameterInfo = { Name: string; Shape: int64 list }
+type ParameterInfo =
+    {
+        /// The state-dict name.
+        Name: string
+        /// The shape.
+        Shape: int64 list
+    }
 
 /// The result of placing one parameter: the whole tensor in one block, or slices along one dimension.
 type Placement =
+    /// The whole tensor in one block.
     | WholeTensor of BlockKind
     /// (start, length, block) slices that tile dimension `dim`.
     | Slices of dim: int * parts: (int64 * int64 * BlockKind) list
 
+/// A parameter and where its coordinates go.
 type PlacedParameter =
     {
+        /// The parameter.
         Parameter: ParameterInfo
+        /// Where its coordinates go.
         Placement: Placement
     }
 
+/// Matching rules against parameter names, and the built-in rules.
 [<RequireQualifiedAccess>]
 module BlockRule =
     let private globToRegex (pattern: string) =
@@ -141,6 +164,7 @@ module BlockRule =
             rule "ln_f.weight" Norm
         ]
 
+    /// `pattern=block`'s right side: a block key, or for a fused projection the keys joined by commas.
     let formatAssignment assignment =
         match assignment with
         | Whole kind -> BlockKind.key kind
@@ -201,6 +225,7 @@ module BlockRule =
     /// User rules come first, so they add to and override the built-in ones.
     let withUserRules (userRules: BlockRule list) (rules: BlockRule list) = userRules @ rules
 
+/// Placing parameters into blocks by the rules.
 [<RequireQualifiedAccess>]
 module Taxonomy =
     /// The assignment of the first rule that matches, if any.
@@ -228,6 +253,8 @@ module Taxonomy =
                     parts
             )
 
+    /// The placement of `p` by the first rule that matches it, or the reason: no rule matches, or a fused rule does not
+    /// fit its shape.
     let place (rules: BlockRule list) (p: ParameterInfo) : Result<PlacedParameter, string> option =
         classify rules p.Name
         |> Option.map (fun assignment ->
@@ -293,6 +320,7 @@ module Taxonomy =
                         | _ -> failwith "unreachable")
                 )
 
+    /// Elements in a tensor of `shape` (1 for a scalar).
     let numel (shape: int64 list) = List.fold (*) 1L shape
 
     /// The number of coordinates of one placed parameter in each block it touches.

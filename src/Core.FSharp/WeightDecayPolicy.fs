@@ -9,8 +9,10 @@ type WeightDecayPolicy =
     /// Adam-mini 1.1.1: no decay for names containing `norm`, `ln` or `bias`.
     | AdamMiniNames = 2
 
+/// Which parameters weight decay applies to.
 [<RequireQualifiedAccess>]
 module WeightDecay =
+    /// Whether weight decay applies to the parameter `name` of `shape` under `policy`.
     let applies (policy: WeightDecayPolicy) (name: string) (shape: int64 list) =
         match policy with
         | WeightDecayPolicy.AllParameters -> true

@@ -15,6 +15,8 @@ public sealed class BatchSampler
     readonly ulong seed;
     (int Epoch, long[] Order)? cached;
 
+    /// <summary>A sampler over <paramref name="data"/> of windows of <paramref name="seqLen"/> + 1 tokens, its order
+    /// seeded by <paramref name="seed"/>, starting at <paramref name="start"/> (default: epoch 0, index 0).</summary>
     public BatchSampler(ITokenSource data, int seqLen, ulong seed, SamplerPosition? start = null)
     {
         this.data = data;
@@ -23,8 +25,13 @@ public sealed class BatchSampler
         Position = start ?? new SamplerPosition(0, 0);
     }
 
+    /// <summary>Tokens per input sequence (each window holds one more, the last target).</summary>
     public int SeqLen => layout.SeqLen;
+
+    /// <summary>Windows in one pass over the data (one epoch).</summary>
     public long WindowsPerEpoch => layout.Total;
+
+    /// <summary>The epoch and the index of the next window in its order (what a checkpoint saves).</summary>
     public SamplerPosition Position { get; private set; }
 
     long[] Order(int epoch)

@@ -7,9 +7,15 @@ using Parquet;
 namespace BlockwiseLR.Data;
 
 /// <summary>One document of a corpus: its text and where it came from (file, and line or row).</summary>
+/// <param name="Source">The file it came from.</param>
+/// <param name="Location">Where in the file: a line or row number.</param>
+/// <param name="Text">The document's text.</param>
 public sealed record Document(string Source, string Location, string Text);
 
 /// <summary>A file the corpus reads, as recorded in a manifest.</summary>
+/// <param name="Path">The file's path.</param>
+/// <param name="Bytes">Its length in bytes.</param>
+/// <param name="Sha256">The SHA-256 of its bytes, 64 lower-case hex digits.</param>
 public sealed record SourceFile(string Path, long Bytes, string Sha256);
 
 /// <summary>How to read sources.</summary>
@@ -17,7 +23,12 @@ public sealed record CorpusOptions
 {
     /// <summary>Files taken from folders (recursively).</summary>
     public string Glob { get; init; } = "*.txt";
+
+    /// <summary>The field that holds a document's text in .jsonl sources (one document a line); default
+    /// "text".</summary>
     public string JsonField { get; init; } = "text";
+
+    /// <summary>The column that holds a document's text in .parquet sources; default "text".</summary>
     public string ParquetColumn { get; init; } = "text";
 
     /// <summary>Replace invalid UTF-8 with U+FFFD instead of stopping with an error.</summary>
@@ -97,6 +108,7 @@ public static class Corpus
         }
     }
 
+    /// <summary>The SHA-256 of <paramref name="bytes"/> as 64 lower-case hex digits.</summary>
     public static string Sha256(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
 
     /// <summary>A file's SHA-256, streamed (the file is read again, one at a time, when its documents are).</summary>

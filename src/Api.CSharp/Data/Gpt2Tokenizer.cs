@@ -12,15 +12,25 @@ public sealed class Gpt2Tokenizer : ITextTokenizer
     static readonly Lazy<Gpt2Tokenizer> Shared = new(() => new Gpt2Tokenizer());
     readonly Tokenizer tokenizer = TiktokenTokenizer.CreateForModel("gpt2");
 
+    /// <summary>The one shared instance (loading the vocabulary once).</summary>
     public static Gpt2Tokenizer Instance => Shared.Value;
 
+    /// <inheritdoc/>
     public string Name => "gpt2";
+
+    /// <inheritdoc/>
     public int VocabSize => 50257;
+
+    /// <inheritdoc/>
     public int EndOfText => 50256;
+
+    /// <inheritdoc/>
     public PieceCuts Cuts => PieceCuts.WhitespaceRuns;
 
+    /// <inheritdoc/>
     public IReadOnlyList<int> Encode(string text) => Specials.Encode(tokenizer, text, EndOfText);
 
+    /// <inheritdoc/>
     public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids) ?? "";
 
     /// <summary>Words the bulk encoder's cache holds at most.</summary>

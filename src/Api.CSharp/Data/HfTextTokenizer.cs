@@ -17,6 +17,8 @@ public sealed class HfTextTokenizer : ITextTokenizer, IDisposable
     readonly ThreadLocal<Tokenizers.DotNet.Tokenizer> tokenizers;
     readonly int prefix;
 
+    /// <summary>Loads the tokenizer.json at <paramref name="path"/>; a file that does not parse or has no document
+    /// separator is a <see cref="DataInputException"/>.</summary>
     public HfTextTokenizer(string path)
     {
         Path = path;
@@ -79,13 +81,19 @@ public sealed class HfTextTokenizer : ITextTokenizer, IDisposable
             );
     }
 
+    /// <summary>The tokenizer.json file this was loaded from.</summary>
     public string Path { get; }
+
+    /// <inheritdoc/>
     public string Name => "tokenizer.json";
+
+    /// <inheritdoc/>
     public int VocabSize { get; }
 
     /// <summary>The id written before each document.</summary>
     public int EndOfText { get; }
 
+    /// <inheritdoc/>
     public IReadOnlyList<int> Encode(string text)
     {
         var ids = tokenizers.Value!.Encode(text);
@@ -95,8 +103,10 @@ public sealed class HfTextTokenizer : ITextTokenizer, IDisposable
         return result;
     }
 
+    /// <inheritdoc/>
     public string Decode(IEnumerable<int> ids) => tokenizers.Value!.Decode(ids.Select(i => (uint)i).ToArray());
 
+    /// <summary>Frees the native tokenizers (one per thread that used this).</summary>
     public void Dispose()
     {
         foreach (var t in tokenizers.Values)

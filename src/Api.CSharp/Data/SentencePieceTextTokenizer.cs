@@ -17,6 +17,7 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
     readonly SentencePieceTokenizer tokenizer;
     readonly SentencePieceBpe? bpe;
 
+    /// <summary>Loads the SentencePiece model (tokenizer.model) at <paramref name="path"/>.</summary>
     public SentencePieceTextTokenizer(string path)
     {
         Path = path;
@@ -63,17 +64,24 @@ public sealed class SentencePieceTextTokenizer : ITextTokenizer
             bpe = new SentencePieceBpe(model.Pieces, tokenizer.ByteFallback, tokenizer.UnknownId);
     }
 
+    /// <summary>The tokenizer.model file this was loaded from.</summary>
     public string Path { get; }
+
+    /// <inheritdoc/>
     public string Name => "sentencepiece";
+
+    /// <inheritdoc/>
     public int VocabSize { get; }
 
     /// <summary>The BOS id: written before each document.</summary>
     public int EndOfText { get; }
 
+    /// <inheritdoc/>
     public IReadOnlyList<int> Encode(string text) =>
         bpe is null
             ? tokenizer.EncodeToIds(text)
             : bpe.Encode(tokenizer.Normalizer is { } n ? n.Normalize(text) : text);
 
+    /// <inheritdoc/>
     public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids) ?? "";
 }

@@ -13,7 +13,11 @@ public sealed record PrepareOptions
 
     /// <summary>A built-in corpus ("gutenberg") instead of <see cref="Inputs"/>.</summary>
     public string? Builtin { get; init; }
+
+    /// <summary>The folder the shards and manifest.json are written to (required).</summary>
     public required string OutputDirectory { get; init; }
+
+    /// <summary>How sources are read (glob, JSON field, Parquet column).</summary>
     public CorpusOptions Corpus { get; init; } = new();
 
     /// <summary>Share of tokens for validation (used when <see cref="ValTokens"/> is null).</summary>
@@ -25,8 +29,14 @@ public sealed record PrepareOptions
     /// <summary>Documents are cut at paragraph breaks into chunks of about this many tokens; the val split is a
     /// seeded choice of chunks, so a corpus of a few long books still gets a representative val set.</summary>
     public int ChunkTokens { get; init; } = 8192;
+
+    /// <summary>Tokens per train shard at most; default 100,000,000.</summary>
     public long ShardTokens { get; init; } = 100_000_000;
+
+    /// <summary>Seed of the choice of validation chunks; default 1337.</summary>
     public ulong Seed { get; init; } = 1337;
+
+    /// <summary>Threads that tokenize in parallel; default the number of processors.</summary>
     public int Threads { get; init; } = Environment.ProcessorCount;
 
     /// <summary>The tokenizer (<see cref="TextTokenizers.Create"/>): gpt2, cl100k, o200k, or a tokenizer.model,
@@ -43,8 +53,22 @@ public sealed record PrepareOptions
 }
 
 /// <summary>Progress: sources finished of all, documents and tokens so far.</summary>
+/// <param name="SourcesDone">Sources read completely.</param>
+/// <param name="Sources">Sources in all.</param>
+/// <param name="Documents">Documents read so far.</param>
+/// <param name="Tokens">Tokens written so far.</param>
 public sealed record PrepareProgress(int SourcesDone, int Sources, long Documents, long Tokens);
 
+/// <summary>What a prepare wrote.</summary>
+/// <param name="Directory">The output folder.</param>
+/// <param name="Manifest">The path of its manifest.json.</param>
+/// <param name="Shards">The shard files written, train and val.</param>
+/// <param name="TrainTokens">Tokens in the train split.</param>
+/// <param name="ValTokens">Tokens in the val split.</param>
+/// <param name="Documents">Documents read from the sources.</param>
+/// <param name="Chunks">Chunks the documents were cut into (all splits).</param>
+/// <param name="ValChunks">Chunks chosen for the val split.</param>
+/// <param name="Seconds">Wall-clock seconds the prepare took.</param>
 public sealed record PrepareResult(
     string Directory,
     string Manifest,
@@ -57,6 +81,7 @@ public sealed record PrepareResult(
     double Seconds
 )
 {
+    /// <summary>Tokens written (train and val) per wall-clock second.</summary>
     public double TokensPerSecond => (TrainTokens + ValTokens) / Seconds;
 
     /// <summary>What was done with the staging folder of a prepare that died here, if there was one: reused (the same
@@ -123,6 +148,14 @@ public static class ShardPreparer
             };
     }
 
+    /// <summary>Reads, tokenizes and shards a corpus as <paramref name="options"/> say (what <c>blr prepare</c> does).
+    /// An identical prepared dataset already in the output folder is reused; an interrupted prepare of the same inputs
+    /// is resumed unless <see cref="PrepareOptions.Restart"/>.</summary>
+    /// <param name="options">What to read, where to write and how.</param>
+    /// <param name="progress">Reports sources, documents and tokens done; null for none.</param>
+    /// <param name="tokenizer">A tokenizer object to use instead of <see cref="PrepareOptions.Tokenizer"/> (not
+    /// disposed here); null to make it from the options.</param>
+    /// <returns>The folder, shards and counts written.</returns>
     public static PrepareResult Run(
         PrepareOptions options,
         IProgress<PrepareProgress>? progress = null,

@@ -20,15 +20,27 @@ public sealed class TiktokenTextTokenizer : ITextTokenizer
     );
     static readonly Lazy<TiktokenTextTokenizer> SharedO200k = new(() => new("o200k", "o200k_base", 200_019, 199_999));
 
+    /// <summary>tiktoken's cl100k_base (GPT-3.5/4), one shared instance.</summary>
     public static TiktokenTextTokenizer Cl100k => SharedCl100k.Value;
+
+    /// <summary>tiktoken's o200k_base (GPT-4o), one shared instance.</summary>
     public static TiktokenTextTokenizer O200k => SharedO200k.Value;
 
+    /// <inheritdoc/>
     public string Name { get; }
+
+    /// <inheritdoc/>
     public int VocabSize { get; }
+
+    /// <inheritdoc/>
     public int EndOfText { get; }
+
+    /// <inheritdoc/>
     public PieceCuts Cuts => PieceCuts.Spaces;
 
+    /// <inheritdoc/>
     public IReadOnlyList<int> Encode(string text) => Specials.Encode(tokenizer, text, EndOfText);
 
+    /// <inheritdoc/>
     public string Decode(IEnumerable<int> ids) => tokenizer.Decode(ids) ?? "";
 }

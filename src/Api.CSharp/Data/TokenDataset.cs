@@ -14,9 +14,16 @@ public sealed class TokenDataset : ITokenSource, IDisposable
         Shards = shards;
     }
 
+    /// <summary>The prepared dataset's folder.</summary>
     public string Directory { get; }
+
+    /// <summary>The split: "train" or "val".</summary>
     public string Split { get; }
+
+    /// <summary>The split's shards.</summary>
     public IReadOnlyList<TokenShard> Shards { get; }
+
+    /// <summary>Tokens in all shards of the split.</summary>
     public long Tokens => Shards.Sum(s => s.Count);
 
     string ITokenSource.Name => $"{Directory} ({Split})";
@@ -95,6 +102,7 @@ public sealed class TokenDataset : ITokenSource, IDisposable
             );
     }
 
+    /// <summary>Closes the memory maps of every shard.</summary>
     public void Dispose()
     {
         foreach (var shard in Shards)

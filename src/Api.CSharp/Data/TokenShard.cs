@@ -11,10 +11,17 @@ namespace BlockwiseLR.Data;
 /// </summary>
 public sealed unsafe class TokenShard : IDisposable
 {
+    /// <summary>The header's length in int32 values (256).</summary>
     public const int HeaderInts = 256;
+
+    /// <summary>The header's length in bytes (1,024).</summary>
     public const int HeaderBytes = HeaderInts * 4;
+
+    /// <summary>header[0] and header[1] of a shard of uint16 tokens.</summary>
     public const int MagicUInt16 = 20240520,
         VersionUInt16 = 1;
+
+    /// <summary>header[0] and header[1] of a shard of uint32 tokens.</summary>
     public const int MagicUInt32 = 20240801,
         VersionUInt32 = 7;
 
@@ -40,7 +47,10 @@ public sealed unsafe class TokenShard : IDisposable
         data = pointer + view.PointerOffset + dataOffset;
     }
 
+    /// <summary>The shard's file.</summary>
     public string Path { get; }
+
+    /// <summary>Tokens in the shard.</summary>
     public long Count { get; }
 
     /// <summary>2 (uint16) or 4 (uint32).</summary>
@@ -138,6 +148,7 @@ public sealed unsafe class TokenShard : IDisposable
                 );
     }
 
+    /// <summary>Closes the memory map.</summary>
     public void Dispose()
     {
         if (view is null)
@@ -170,6 +181,8 @@ public sealed class TokenShardWriter : IDisposable
     readonly byte[] buffer = new byte[1 << 16];
     int buffered;
 
+    /// <summary>Creates <paramref name="path"/> (an existing file is an <see cref="IOException"/>) for tokens below
+    /// <paramref name="vocabSize"/>: uint16 when it is at most 65,536, else uint32.</summary>
     public TokenShardWriter(string path, int vocabSize)
     {
         Path = path;
@@ -207,10 +220,16 @@ public sealed class TokenShardWriter : IDisposable
         stream.Flush(flushToDisk: true);
     }
 
+    /// <summary>The shard's file.</summary>
     public string Path { get; }
+
+    /// <summary>2 (uint16) or 4 (uint32).</summary>
     public int BytesPerToken { get; }
+
+    /// <summary>Tokens written so far.</summary>
     public long Count { get; private set; }
 
+    /// <summary>Appends <paramref name="tokens"/> (buffered).</summary>
     public void Write(ReadOnlySpan<int> tokens)
     {
         foreach (var token in tokens)
@@ -232,6 +251,7 @@ public sealed class TokenShardWriter : IDisposable
         buffered = 0;
     }
 
+    /// <summary>Writes what is buffered, fills in the header's token count and closes the file.</summary>
     public void Dispose()
     {
         Flush();

@@ -20,6 +20,10 @@ public sealed class InMemoryTokens : ITokenSource
 {
     readonly IReadOnlyList<int[]> segments;
 
+    /// <summary>Tokens of one's own, each array one segment. No arrays, only empty ones, or a negative id is an <see
+    /// cref="ArgumentException"/>.</summary>
+    /// <param name="name">A name for messages.</param>
+    /// <param name="segments">The token ids, one array per segment (not copied).</param>
     public InMemoryTokens(string name, params int[][] segments)
     {
         if (segments.Length == 0 || segments.All(s => s.Length == 0))
@@ -31,12 +35,16 @@ public sealed class InMemoryTokens : ITokenSource
         SegmentLengths = segments.Select(s => (long)s.Length).ToList();
     }
 
+    /// <inheritdoc/>
     public string Name { get; }
+
+    /// <inheritdoc/>
     public IReadOnlyList<long> SegmentLengths { get; }
 
     /// <summary>The largest token id plus one (the least vocabulary that holds every token).</summary>
     public int VocabularyNeeded => segments.SelectMany(s => s).DefaultIfEmpty(0).Max() + 1;
 
+    /// <inheritdoc/>
     public void CopyTo(int segment, long start, Span<long> destination)
     {
         var source = segments[segment].AsSpan(checked((int)start), destination.Length);

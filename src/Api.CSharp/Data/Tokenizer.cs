@@ -22,11 +22,17 @@ public interface ITextTokenizer
 {
     /// <summary>A short name recorded in manifests, e.g. "gpt2".</summary>
     string Name { get; }
+
+    /// <summary>Ids run from 0 to VocabSize - 1.</summary>
     int VocabSize { get; }
 
     /// <summary>The id that separates documents.</summary>
     int EndOfText { get; }
+
+    /// <summary>The token ids of <paramref name="text"/> (no BOS or separator added).</summary>
     IReadOnlyList<int> Encode(string text);
+
+    /// <summary>The text of <paramref name="ids"/>.</summary>
     string Decode(IEnumerable<int> ids);
 
     /// <summary>An encoder for one bulk job (e.g. a `blr prepare` run): may keep caches for the job's lifetime;

@@ -13,6 +13,8 @@ public sealed class VocabMergesTokenizer : ITextTokenizer, IDisposable
     readonly HfTextTokenizer engine;
     readonly string built;
 
+    /// <summary>Loads a byte-level BPE from GPT-2-style <paramref name="vocabPath"/> (vocab.json) and <paramref
+    /// name="mergesPath"/> (merges.txt).</summary>
     public VocabMergesTokenizer(string vocabPath, string mergesPath)
     {
         (VocabPath, MergesPath) = (vocabPath, mergesPath);
@@ -87,16 +89,28 @@ public sealed class VocabMergesTokenizer : ITextTokenizer, IDisposable
         engine = new HfTextTokenizer(built);
     }
 
+    /// <summary>The vocab.json file.</summary>
     public string VocabPath { get; }
+
+    /// <summary>The merges.txt file.</summary>
     public string MergesPath { get; }
+
+    /// <inheritdoc/>
     public string Name => "vocab+merges";
+
+    /// <inheritdoc/>
     public int VocabSize => engine.VocabSize;
+
+    /// <inheritdoc/>
     public int EndOfText => engine.EndOfText;
 
+    /// <inheritdoc/>
     public IReadOnlyList<int> Encode(string text) => engine.Encode(text);
 
+    /// <inheritdoc/>
     public string Decode(IEnumerable<int> ids) => engine.Decode(ids);
 
+    /// <summary>Frees the native tokenizer and deletes the temporary file it was built from.</summary>
     public void Dispose()
     {
         engine.Dispose();

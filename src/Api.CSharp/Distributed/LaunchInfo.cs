@@ -6,6 +6,13 @@ namespace BlockwiseLR.Distributed;
 /// environment: mpirun (OMPI_COMM_WORLD_*, or PMI_* for MPICH) or a torchrun-style launcher
 /// (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT; what `blr train --nproc` sets on
 /// CUDA).</summary>
+/// <param name="Rank">This process's index in the run.</param>
+/// <param name="WorldSize">Processes in the run.</param>
+/// <param name="LocalRank">This process's index on its machine (it picks the GPU).</param>
+/// <param name="LocalWorldSize">Processes of the run on this machine.</param>
+/// <param name="UnderMpi">True when launched by mpirun.</param>
+/// <param name="RendezvousHost">MASTER_ADDR of a torchrun-style launch (null otherwise).</param>
+/// <param name="RendezvousPort">MASTER_PORT of a torchrun-style launch (null otherwise).</param>
 public sealed record LaunchInfo(
     int Rank,
     int WorldSize,
@@ -16,6 +23,7 @@ public sealed record LaunchInfo(
     int? RendezvousPort
 )
 {
+    /// <summary>A process launched alone: rank 0 of a world of 1.</summary>
     public static LaunchInfo SingleProcess { get; } = new(0, 1, 0, 1, false, null, null);
 
     /// <summary>Reads the launcher's variables; a process started by hand is a world of one.</summary>

@@ -10,12 +10,19 @@ namespace BlockwiseLR.Distributed;
 /// </summary>
 public abstract class ProcessGroup : IDisposable
 {
+    /// <summary>This process's index in the run, 0 to <see cref="WorldSize"/> - 1.</summary>
     public int Rank { get; protected init; }
+
+    /// <summary>Processes in the run.</summary>
     public int WorldSize { get; protected init; } = 1;
 
     /// <summary>This process's index among the processes of its machine (it picks the GPU).</summary>
     public int LocalRank { get; protected init; }
+
+    /// <summary>Processes of the run on this machine.</summary>
     public int LocalWorldSize { get; protected init; } = 1;
+
+    /// <summary>True on rank 0 (the rank that writes the run folder).</summary>
     public bool IsMain => Rank == 0;
 
     /// <summary>single, mpi or nccl.</summary>
@@ -49,6 +56,7 @@ public abstract class ProcessGroup : IDisposable
     /// <summary>Copies rank <paramref name="root"/>'s tensor into every rank's.</summary>
     public abstract void Broadcast(Tensor tensor, int root = 0);
 
+    /// <summary>Returns when every rank has reached it.</summary>
     public abstract void Barrier();
 
     /// <summary>Ends every process of the run with <paramref name="code"/> (MPI_Abort, or this process's exit
@@ -83,6 +91,7 @@ public abstract class ProcessGroup : IDisposable
         return payload.cpu().data<byte>().ToArray();
     }
 
+    /// <summary>Leaves the process group (frees its communicator).</summary>
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
     /// <summary>A world of one: every collective leaves its tensors as they are.</summary>

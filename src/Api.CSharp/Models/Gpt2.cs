@@ -12,6 +12,8 @@ public sealed class Gpt2 : LanguageModel
 {
     readonly Gpt2Body transformer;
 
+    /// <summary>A GPT-2 of <paramref name="config"/> with its parameters allocated (uninitialized) on <paramref
+    /// name="device"/>.</summary>
     public Gpt2(ModelConfig config, Device device)
         : base(nameof(Gpt2), config)
     {

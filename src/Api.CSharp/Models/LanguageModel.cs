@@ -10,9 +10,11 @@ namespace BlockwiseLR.Models;
 /// forward pass computes.</summary>
 public abstract class LanguageModel : ExplicitModule<Tensor, Tensor>
 {
+    /// <summary>A model named <paramref name="name"/> of <paramref name="config"/>.</summary>
     protected LanguageModel(string name, ModelConfig config)
         : base(name) => Config = config;
 
+    /// <summary>The model's shape (layers, width, heads, vocabulary, context...).</summary>
     public ModelConfig Config { get; }
 
     /// <summary>The output head when it is its own tensor (lm_head); null when tied to the token embedding.</summary>

@@ -10,12 +10,14 @@ namespace BlockwiseLR.Models;
 /// replaces registered parameters, so they are looked up by name.</summary>
 public abstract class ExplicitModule(string name) : nn.Module(name)
 {
+    /// <summary>Registers nothing: children and parameters are registered by name in constructors.</summary>
     protected override void RegisterComponents() { }
 }
 
 /// <inheritdoc cref="ExplicitModule"/>
 public abstract class ExplicitModule<TInput, TResult>(string name) : nn.Module<TInput, TResult>(name)
 {
+    /// <summary>Registers nothing: children and parameters are registered by name in constructors.</summary>
     protected override void RegisterComponents() { }
 }
 
@@ -32,9 +34,14 @@ static class Dtypes
 /// <summary>y = x W^T + b with W in Linear (out, in) layout, computed in x's dtype.</summary>
 public sealed class Linear : ExplicitModule<Tensor, Tensor>
 {
+    /// <summary>W, (out, in).</summary>
     public Parameter Weight => get_parameter("weight")!;
+
+    /// <summary>b, (out); null without a bias.</summary>
     public Parameter? Bias => get_parameter("bias");
 
+    /// <summary>A layer of (<paramref name="outFeatures"/>, <paramref name="inFeatures"/>) fp32 weights (uninitialized)
+    /// on <paramref name="device"/>, with a bias if <paramref name="hasBias"/>.</summary>
     public Linear(long inFeatures, long outFeatures, bool hasBias, Device device)
         : base(nameof(Linear))
     {
@@ -45,14 +52,18 @@ public sealed class Linear : ExplicitModule<Tensor, Tensor>
         }
     }
 
+    /// <summary>(..., in) -> (..., out) in x's dtype.</summary>
     public override Tensor forward(Tensor x) => nn.functional.linear(x, Weight.to(x.dtype), Bias?.to(x.dtype));
 }
 
 /// <summary>A table of vectors (vocab or positions, width), looked up in fp32.</summary>
 public sealed class Embedding : ExplicitModule<Tensor, Tensor>
 {
+    /// <summary>The table, (count, width).</summary>
     public Parameter Weight => get_parameter("weight")!;
 
+    /// <summary>A table of <paramref name="count"/> vectors of <paramref name="width"/> (uninitialized, fp32) on
+    /// <paramref name="device"/>.</summary>
     public Embedding(long count, long width, Device device)
         : base(nameof(Embedding))
     {
@@ -71,9 +82,15 @@ public sealed class Embedding : ExplicitModule<Tensor, Tensor>
 public sealed class LayerNorm : ExplicitModule<Tensor, Tensor>
 {
     readonly double eps;
+
+    /// <summary>The scale, (width).</summary>
     public Parameter Weight => get_parameter("weight")!;
+
+    /// <summary>The shift, (width); null without a bias.</summary>
     public Parameter? Bias => get_parameter("bias");
 
+    /// <summary>A LayerNorm over <paramref name="width"/> features with epsilon <paramref name="eps"/> (weights
+    /// uninitialized).</summary>
     public LayerNorm(long width, bool hasBias, double eps, Device device)
         : base(nameof(LayerNorm))
     {
@@ -85,6 +102,7 @@ public sealed class LayerNorm : ExplicitModule<Tensor, Tensor>
         }
     }
 
+    /// <summary>Normalizes the last dimension of <paramref name="x"/>, in fp32 (fp64 for fp64 input).</summary>
     public override Tensor forward(Tensor x) =>
         nn.functional.layer_norm(Dtypes.AtLeastFloat32(x).to(Weight.dtype), [Weight.shape[0]], Weight, Bias, eps);
 }
@@ -94,8 +112,12 @@ public sealed class LayerNorm : ExplicitModule<Tensor, Tensor>
 public sealed class RmsNorm : ExplicitModule<Tensor, Tensor>
 {
     readonly double eps;
+
+    /// <summary>The scale, (width).</summary>
     public Parameter Weight => get_parameter("weight")!;
 
+    /// <summary>An RMSNorm over <paramref name="width"/> features with epsilon <paramref name="eps"/> (weight
+    /// uninitialized).</summary>
     public RmsNorm(long width, double eps, Device device)
         : base(nameof(RmsNorm))
     {
@@ -103,6 +125,7 @@ public sealed class RmsNorm : ExplicitModule<Tensor, Tensor>
         register_parameter("weight", new Parameter(empty(width, device: device)));
     }
 
+    /// <summary>Normalizes the last dimension of <paramref name="x"/>, in fp32 (fp64 for fp64 input).</summary>
     public override Tensor forward(Tensor x)
     {
         var x32 = Dtypes.AtLeastFloat32(x);
@@ -119,6 +142,8 @@ public sealed class Rope
     readonly double theta;
     (Device Device, long Length, Tensor Cos, Tensor Sin)? cache;
 
+    /// <summary>Rotary embedding for heads of <paramref name="headDim"/> dimensions with base <paramref
+    /// name="theta"/>.</summary>
     public Rope(int headDim, double theta)
     {
         this.headDim = headDim;

@@ -11,6 +11,8 @@ public sealed class Llama : LanguageModel
 {
     readonly LlamaBody model;
 
+    /// <summary>A LLaMA of <paramref name="config"/> with its parameters allocated (uninitialized) on <paramref
+    /// name="device"/>.</summary>
     public Llama(ModelConfig config, Device device)
         : base(nameof(Llama), config)
     {

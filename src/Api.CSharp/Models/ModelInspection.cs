@@ -4,6 +4,14 @@ namespace BlockwiseLR.Models;
 
 /// <summary>What `blr inspect` reports: parameters per block and a training-memory estimate, computed from
 /// the config's shapes alone (no weights are allocated).</summary>
+/// <param name="Config">The model inspected.</param>
+/// <param name="ParametersByBlock">Parameters (elements) in each block.</param>
+/// <param name="OptimizerStateBytesByBlock">Bytes of optimizer state for each block.</param>
+/// <param name="Parameters">Parameters (elements) in the whole model.</param>
+/// <param name="WeightBytes">Bytes of the fp32 weights.</param>
+/// <param name="GradientBytes">Bytes of the gradients.</param>
+/// <param name="OptimizerStateBytes">Bytes of optimizer state in all.</param>
+/// <param name="ActivationBytes">Estimated bytes of the activations kept for the backward pass.</param>
 public sealed record ModelInspection(
     ModelConfig Config,
     IReadOnlyDictionary<Block, long> ParametersByBlock,
@@ -15,6 +23,7 @@ public sealed record ModelInspection(
     long ActivationBytes
 )
 {
+    /// <summary>The training-memory estimate in bytes: weights, gradients, optimizer state and activations.</summary>
     public long TotalBytes => WeightBytes + GradientBytes + OptimizerStateBytes + ActivationBytes;
 
     /// <summary>Throws <see cref="ArgumentException"/> with a one-line message for bad names or sizes.</summary>

@@ -11,22 +11,43 @@ namespace BlockwiseLR.Models;
 [JsonConverter(typeof(ModelOverridesConverter))]
 public sealed record ModelOverrides
 {
+    /// <summary>Transformer layers.</summary>
     public int? Layers { get; init; }
+
+    /// <summary>The model width (d_model).</summary>
     public int? Width { get; init; }
+
+    /// <summary>Attention heads.</summary>
     public int? Heads { get; init; }
+
+    /// <summary>Key/value heads (grouped-query attention; equal to Heads for multi-head attention).</summary>
     public int? KvHeads { get; init; }
 
     /// <summary>The MLP hidden size (d_ff).</summary>
     public int? FeedForward { get; init; }
+
+    /// <summary>The context length in tokens.</summary>
     public int? Context { get; init; }
+
+    /// <summary>The vocabulary size.</summary>
     public int? Vocab { get; init; }
+
+    /// <summary>Whether linear layers and norms have biases.</summary>
     public bool? Bias { get; init; }
+
+    /// <summary>Whether the output head shares the token embedding's tensor.</summary>
     public bool? Tied { get; init; }
+
+    /// <summary>The norms' epsilon.</summary>
     public double? NormEps { get; init; }
+
+    /// <summary>The RoPE base (LLaMA).</summary>
     public double? RopeTheta { get; init; }
 
+    /// <summary>No changes.</summary>
     public static ModelOverrides None { get; } = new();
 
+    /// <summary>True when nothing is changed.</summary>
     public bool IsEmpty => this == None;
 
     /// <summary>The overrides as KEY=VALUE texts, in the order they apply (d-ff last).</summary>

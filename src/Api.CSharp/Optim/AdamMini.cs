@@ -27,6 +27,10 @@ public sealed class AdamMini : FlatBlockOptimizer
     )
         : this(parameters, settings, ModelConfigRules.Attention(config), rules, parallel) { }
 
+    /// <summary>Adam-mini over <paramref name="parameters"/> (fp32; an ArgumentException otherwise), with one second
+    /// moment per head for attention (<paramref name="attention"/> gives the head shapes) and per output neuron
+    /// elsewhere, blocks assigned by <paramref name="rules"/> (default the built-in names); <paramref name="parallel"/>
+    /// spreads it over a data-parallel run (default one process).</summary>
     public AdamMini(
         IEnumerable<(string Name, Parameter Parameter)> parameters,
         AdamSettings settings,
@@ -73,6 +77,7 @@ public sealed class AdamMini : FlatBlockOptimizer
             .OrThrow(reason => new ArgumentException(reason));
     }
 
+    /// <inheritdoc/>
     protected override void Update(Func<Block, double> learningRate)
     {
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);

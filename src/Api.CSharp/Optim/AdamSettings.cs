@@ -8,9 +8,16 @@ namespace BlockwiseLR.Optim;
 /// reads them all, and its matrices the weight decay and <see cref="NewtonSchulz"/>.</summary>
 public sealed record AdamSettings
 {
+    /// <summary>The first-moment decay (Lion: the interpolation beta); default 0.9.</summary>
     public double Beta1 { get; init; } = 0.9;
+
+    /// <summary>The second-moment decay (Lion: the momentum beta); default 0.95.</summary>
     public double Beta2 { get; init; } = 0.95;
+
+    /// <summary>Added to the square root of the second moment; default 1e-8.</summary>
     public double Eps { get; init; } = 1e-8;
+
+    /// <summary>Decoupled weight decay, p *= 1 - lr * WeightDecay each step; default 0.1.</summary>
     public double WeightDecay { get; init; } = 0.1;
 
     /// <summary>Which parameters decay: AllParameters (paper), MatricesOnly (nanoGPT), AdamMiniNames (Adam-mini

@@ -13,6 +13,9 @@ namespace BlockwiseLR.Optim;
 /// </summary>
 public abstract class BlockOptimizer : IDisposable
 {
+    /// <summary>An optimizer over <paramref name="parameters"/> (fp32 master weights; another dtype is an <see
+    /// cref="ArgumentException"/>), each assigned a block by <paramref name="rules"/> (default the built-in
+    /// names).</summary>
     protected BlockOptimizer(
         IEnumerable<(string Name, Parameter Parameter)> parameters,
         AdamSettings settings,
@@ -42,7 +45,10 @@ public abstract class BlockOptimizer : IDisposable
             throw new ArgumentException($"{wrong.Name} is {wrong.Tensor.dtype}; optimizers keep fp32 master weights");
     }
 
+    /// <summary>The hyperparameters.</summary>
     public AdamSettings Settings { get; }
+
+    /// <summary>The parameters optimized, with their blocks and whether they decay.</summary>
     public IReadOnlyList<OptimizedParameter> Parameters { get; }
 
     /// <summary>Completed steps (PyTorch's `step` state; bias corrections use StepCount after the increment).</summary>
@@ -80,6 +86,8 @@ public abstract class BlockOptimizer : IDisposable
         Step(block => schedule.LrAt(block, t));
     }
 
+    /// <summary>One update of every parameter from its gradient, at the learning rate <paramref name="learningRate"/>
+    /// gives each block.</summary>
     protected abstract void Update(Func<Block, double> learningRate);
 
     /// <summary>Adam's bias corrections at the current step: (1 - b1^t, sqrt(1 - b2^t)).</summary>
@@ -211,12 +219,15 @@ public abstract class BlockOptimizer : IDisposable
         return saved;
     }
 
+    /// <summary>Loads the state saved at <paramref name="path"/> (optimizer.safetensors); a tensor of another shape or
+    /// dtype is an <see cref="InvalidDataException"/>.</summary>
     public void Load(string path)
     {
         using var scope = NewDisposeScope();
         LoadStateDict(SafetensorsHeader.LoadTensors(path), path);
     }
 
+    /// <summary>Frees the optimizer state.</summary>
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
     /// <summary>Builds the optimizer of a run: AdamW-family kinds give <see cref="BlockwiseAdamW"/>, Adam-mini

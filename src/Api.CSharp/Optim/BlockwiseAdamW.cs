@@ -15,6 +15,9 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
 {
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V)> moments = [];
 
+    /// <summary>AdamW with a learning rate per block over <paramref name="parameters"/>, blocks assigned by <paramref
+    /// name="rules"/> (default the built-in names); <paramref name="parallel"/> spreads it over a data-parallel run
+    /// (default one process).</summary>
     public BlockwiseAdamW(
         IEnumerable<(string Name, Parameter Parameter)> parameters,
         AdamSettings settings,
@@ -34,6 +37,7 @@ public sealed class BlockwiseAdamW : FlatBlockOptimizer
         }
     }
 
+    /// <inheritdoc/>
     protected override void Update(Func<Block, double> learningRate)
     {
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);

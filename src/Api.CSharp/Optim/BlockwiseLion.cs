@@ -14,6 +14,9 @@ public sealed class BlockwiseLion : FlatBlockOptimizer
 {
     readonly Dictionary<FlatGroup, Tensor> momentum = [];
 
+    /// <summary>Lion with a learning rate per block over <paramref name="parameters"/>, blocks assigned by <paramref
+    /// name="rules"/> (default the built-in names); <paramref name="parallel"/> spreads it over a data-parallel run
+    /// (default one process).</summary>
     public BlockwiseLion(
         IEnumerable<(string Name, Parameter Parameter)> parameters,
         AdamSettings settings,
@@ -27,6 +30,7 @@ public sealed class BlockwiseLion : FlatBlockOptimizer
             momentum[g] = zeros(Part(g).Length, device: g.Params.device).DetachFromDisposeScope();
     }
 
+    /// <inheritdoc/>
     protected override void Update(Func<Block, double> learningRate)
     {
         var (b1, b2, wd) = (Settings.Beta1, Settings.Beta2, Settings.WeightDecay);

@@ -28,6 +28,8 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
 
     private protected List<FlatGroup> Groups { get; }
     private protected Dictionary<OptimizedParameter, FlatGroup> Owner { get; }
+
+    /// <summary>How the state is spread over the processes of the run.</summary>
     public DataParallel Parallel { get; }
     ProcessGroup Group => Parallel.Group;
 
@@ -140,6 +142,7 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
     private protected Tensor Local(Tensor buffer, FlatGroup g, GridChunk c) =>
         buffer.narrow(0, c.Start - Part(g).Start, c.Length);
 
+    /// <inheritdoc/>
     public override void ZeroGrad()
     {
         foreach (var g in Groups)
@@ -148,6 +151,7 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
 
     Tensor? scratch;
 
+    /// <inheritdoc/>
     public override void ReduceGradients()
     {
         if (Group == ProcessGroup.Single)
@@ -302,6 +306,7 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
         return full;
     }
 
+    /// <inheritdoc/>
     public override Dictionary<string, Tensor> StateDict()
     {
         var state = new Dictionary<string, Tensor> { ["step"] = tensor(StepCount) };
@@ -323,6 +328,7 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
         return state;
     }
 
+    /// <inheritdoc/>
     public override void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string source = "optimizer state")
     {
         using var noGrad = no_grad();
@@ -349,6 +355,7 @@ public abstract class FlatBlockOptimizer : BlockOptimizer
             .GroupBy(g => g.Block)
             .ToDictionary(b => b.Key, b => b.Sum(g => StateBuffers(g).Sum(s => 4 * s.Local.numel())));
 
+    /// <inheritdoc/>
     public override void Dispose()
     {
         foreach (var g in Groups)

@@ -21,6 +21,10 @@ public sealed class Muon : FlatBlockOptimizer
     readonly Dictionary<FlatGroup, Tensor> momentum = [];
     readonly Dictionary<FlatGroup, (Tensor M, Tensor V)> moments = [];
 
+    /// <summary>Muon over the hidden matrices (QK, VO, FFN) and Moonlight's AdamW over the rest of <paramref
+    /// name="parameters"/>, a learning rate per block, blocks assigned by <paramref name="rules"/> (default the
+    /// built-in names); <paramref name="parallel"/> spreads it over a data-parallel run (default one
+    /// process).</summary>
     public Muon(
         IEnumerable<(string Name, Parameter Parameter)> parameters,
         AdamSettings settings,
@@ -60,6 +64,7 @@ public sealed class Muon : FlatBlockOptimizer
     /// benchmark's comparison).</summary>
     internal bool Batched { get; set; } = true;
 
+    /// <inheritdoc/>
     protected override void Update(Func<Block, double> learningRate)
     {
         var wd = Settings.WeightDecay;

@@ -11,6 +11,8 @@ public sealed class ReferenceAdamW : BlockOptimizer
 {
     readonly Dictionary<OptimizedParameter, (Tensor M, Tensor V)> moments;
 
+    /// <summary>A per-tensor AdamW (no flat buffers) over <paramref name="parameters"/>, kept to check <see
+    /// cref="BlockwiseAdamW"/> against.</summary>
     public ReferenceAdamW(
         IEnumerable<(string Name, Parameter Parameter)> parameters,
         AdamSettings settings,
@@ -22,6 +24,7 @@ public sealed class ReferenceAdamW : BlockOptimizer
             p => (zeros_like(p.Tensor).DetachFromDisposeScope(), zeros_like(p.Tensor).DetachFromDisposeScope())
         );
 
+    /// <inheritdoc/>
     protected override void Update(Func<Block, double> learningRate)
     {
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
@@ -41,18 +44,22 @@ public sealed class ReferenceAdamW : BlockOptimizer
         }
     }
 
+    /// <inheritdoc/>
     public override void ZeroGrad()
     {
         foreach (var p in Parameters)
             p.Tensor.grad?.zero_();
     }
 
+    /// <inheritdoc/>
     protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() =>
         Parameters.Where(p => p.Tensor.grad is not null).Select(p => (p.Block, p.Tensor.grad!));
 
+    /// <inheritdoc/>
     public override IReadOnlyDictionary<Block, long> StateBytes =>
         Parameters.GroupBy(p => p.Block).ToDictionary(b => b.Key, b => b.Sum(p => 8 * p.Numel));
 
+    /// <inheritdoc/>
     protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter) => moments[parameter];
 }
 
@@ -62,6 +69,8 @@ public sealed class ReferenceAdamMini : BlockOptimizer
 {
     readonly Dictionary<OptimizedParameter, (Tensor M, Tensor V, AdamMiniPlan Plan)> state;
 
+    /// <summary>A per-tensor Adam-mini (no flat buffers) over <paramref name="parameters"/>, kept to check <see
+    /// cref="AdamMini"/> against.</summary>
     public ReferenceAdamMini(
         IEnumerable<(string Name, Parameter Parameter)> parameters,
         AdamSettings settings,
@@ -83,6 +92,7 @@ public sealed class ReferenceAdamMini : BlockOptimizer
             }
         );
 
+    /// <inheritdoc/>
     protected override void Update(Func<Block, double> learningRate)
     {
         var (b1, b2, eps, wd) = (Settings.Beta1, Settings.Beta2, Settings.Eps, Settings.WeightDecay);
@@ -116,18 +126,22 @@ public sealed class ReferenceAdamMini : BlockOptimizer
         }
     }
 
+    /// <inheritdoc/>
     public override void ZeroGrad()
     {
         foreach (var p in Parameters)
             p.Tensor.grad?.zero_();
     }
 
+    /// <inheritdoc/>
     protected override IEnumerable<(Block Block, Tensor Gradient)> GradientBuffers() =>
         Parameters.Where(p => p.Tensor.grad is not null).Select(p => (p.Block, p.Tensor.grad!));
 
+    /// <inheritdoc/>
     public override IReadOnlyDictionary<Block, long> StateBytes =>
         Parameters.GroupBy(p => p.Block).ToDictionary(b => b.Key, b => b.Sum(p => 4 * (p.Numel + state[p].V.numel())));
 
+    /// <inheritdoc/>
     protected override (Tensor ExpAvg, Tensor ExpAvgSq) Moments(OptimizedParameter parameter) =>
         (state[parameter].M, state[parameter].V);
 }

@@ -11,16 +11,20 @@ public sealed record ComputeDevice
 {
     ComputeDevice(bool cuda, int? index) => (IsCuda, Index) = (cuda, index);
 
+    /// <summary>The CPU.</summary>
     public static ComputeDevice Cpu { get; } = new(false, null);
 
     /// <summary>CUDA's current device (device 0 unless CUDA_VISIBLE_DEVICES or a launcher says otherwise).</summary>
     public static ComputeDevice Cuda { get; } = new(true, null);
 
+    /// <summary>CUDA device <paramref name="index"/>; a negative index is an <see
+    /// cref="ArgumentOutOfRangeException"/>.</summary>
     public static ComputeDevice CudaDevice(int index) =>
         index >= 0
             ? new(true, index)
             : throw new ArgumentOutOfRangeException(nameof(index), index, "a CUDA device index is >= 0");
 
+    /// <summary>True for a CUDA device, false for the CPU.</summary>
     public bool IsCuda { get; }
 
     /// <summary>The CUDA device index, or null for the CPU and for "cuda".</summary>
@@ -42,6 +46,7 @@ public sealed record ComputeDevice
         throw new FormatException($"unknown device '{text}' (known: cpu, cuda, cuda:N)");
     }
 
+    /// <summary>"cpu", "cuda" or "cuda:N" (what <see cref="Parse"/> reads).</summary>
     public override string ToString() =>
         !IsCuda ? "cpu"
         : Index is { } i ? $"cuda:{i}"

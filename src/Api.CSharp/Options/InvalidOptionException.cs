@@ -6,6 +6,9 @@ namespace BlockwiseLR;
 /// own name for the option.</summary>
 public sealed class InvalidOptionException : ArgumentException
 {
+    /// <summary>An error about <paramref name="option"/> (its property name) given <paramref name="value"/> (null when
+    /// missing): <paramref name="problem"/> says what is wrong and what to do; <paramref name="configFile"/> is the
+    /// config file it came from, if any.</summary>
     public InvalidOptionException(string option, string? value, string problem, string? configFile = null)
         : base(
             $"{(configFile is null ? "" : configFile + ": ")}{option}{(value is null ? "" : " = " + value)}: {problem}"
@@ -22,6 +25,8 @@ public sealed class InvalidOptionException : ArgumentException
 
     /// <summary>The value as given, or null when the option is missing.</summary>
     public string? Value { get; }
+
+    /// <summary>What is wrong and what to do, e.g. "must be a finite number > 0".</summary>
     public string Problem { get; }
 
     /// <summary>The config file the value came from, if any.</summary>

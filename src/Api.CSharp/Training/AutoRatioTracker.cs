@@ -5,6 +5,13 @@ namespace BlockwiseLR.Training;
 
 /// <summary>What a checkpoint holds of auto ratios: the state of the rule (docs/method.md section 9), keyed by
 /// block key (emb, qk, ...).</summary>
+/// <param name="Steps">Steps the rule has observed.</param>
+/// <param name="Smoothed">Each block's smoothed sharpness.</param>
+/// <param name="Ratios">The ratios last set.</param>
+/// <param name="SmallSquared">Each block's smoothed squared gradient norm over the small batch (noise correction; empty
+/// without it).</param>
+/// <param name="BigSquared">Each block's smoothed squared gradient norm over the whole batch (noise correction; empty
+/// without it).</param>
 public sealed record AutoRatioCheckpoint(
     int Steps,
     Dictionary<string, double> Smoothed,

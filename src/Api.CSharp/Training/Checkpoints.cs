@@ -14,8 +14,10 @@ namespace BlockwiseLR.Training;
 /// </summary>
 public static class Checkpoints
 {
+    /// <summary>The file in RUN/checkpoints that names the latest complete checkpoint folder.</summary>
     public const string LatestFile = "latest";
 
+    /// <summary>RUN/checkpoints of the run folder <paramref name="runDirectory"/>.</summary>
     public static string Folder(string runDirectory) => Path.Combine(runDirectory, "checkpoints");
 
     /// <summary>Removes the temporary folders of checkpoint writes that did not finish (a killed process); returns
@@ -34,6 +36,10 @@ public static class Checkpoints
         return stale;
     }
 
+    /// <summary>Writes the checkpoint of <paramref name="state"/>'s step (model, optimizer state, trainer.json) into
+    /// RUN/checkpoints, atomically, points <see cref="LatestFile"/> at it and removes all but the last <paramref
+    /// name="keep"/>.</summary>
+    /// <returns>The checkpoint's folder.</returns>
     public static string Write(
         string runDirectory,
         TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model,

@@ -6,8 +6,14 @@ using static TorchSharp.torch;
 namespace BlockwiseLR.Training;
 
 /// <summary>Loss and perplexity of a model on token windows.</summary>
+/// <param name="Model">The model evaluated (its path or name).</param>
+/// <param name="Loss">The mean next-token cross-entropy, in nats.</param>
+/// <param name="Perplexity">exp(Loss).</param>
+/// <param name="Windows">Windows evaluated.</param>
+/// <param name="Tokens">Tokens predicted (windows times seq_len).</param>
 public sealed record EvalResult(string Model, double Loss, double Perplexity, long Windows, long Tokens);
 
+/// <summary>Evaluates a model's loss and perplexity on held-out tokens.</summary>
 public static class Evaluation
 {
     /// <summary>Mean next-token loss over the first <paramref name="maxWindows"/> non-overlapping windows of

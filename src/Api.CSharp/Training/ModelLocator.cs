@@ -7,6 +7,8 @@ namespace BlockwiseLR.Training;
 /// (its latest checkpoint).</summary>
 public static class ModelLocator
 {
+    /// <summary>The model folder <paramref name="path"/> names: itself when it holds config.json, else its latest
+    /// checkpoint; neither is an <see cref="ArgumentException"/>.</summary>
     public static string Resolve(string path)
     {
         if (File.Exists(Path.Combine(path, "config.json")))
@@ -19,5 +21,7 @@ public static class ModelLocator
         );
     }
 
+    /// <summary>Loads the model <paramref name="path"/> names (see <see cref="Resolve"/>) onto <paramref
+    /// name="device"/> (default the CPU).</summary>
     public static LanguageModel Load(string path, Device? device = null) => HfFormat.Load(Resolve(path), device);
 }

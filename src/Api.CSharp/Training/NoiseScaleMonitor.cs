@@ -4,10 +4,15 @@ namespace BlockwiseLR.Training;
 
 /// <summary>The gradient-noise scale B_simple = tr(Sigma) / |G|^2 of a step (docs/method.md section 10), in tokens:
 /// of the whole model (<see cref="Tokens"/>) and of each block (null where the noise hides the signal).</summary>
+/// <param name="Tokens">The whole model's noise scale in tokens (null: not measurable this step).</param>
+/// <param name="Blocks">Each block's noise scale in tokens (null where the noise hides the signal).</param>
 public sealed record NoiseScaleReading(double? Tokens, IReadOnlyDictionary<Block, double?> Blocks);
 
 /// <summary>What a checkpoint holds of the noise-scale measurement: the weighted moving averages [small, big,
 /// scale] per block (keyed emb, qk, ...) and of the whole model.</summary>
+/// <param name="Measured">Measurements folded into the averages.</param>
+/// <param name="Blocks">Each block's averages [small, big, scale], keyed by block key (emb, qk, ...).</param>
+/// <param name="Model">The whole model's averages [small, big, scale].</param>
 public sealed record NoiseScaleCheckpoint(int Measured, Dictionary<string, double[]> Blocks, double[] Model)
 {
     /// <summary>The small batch the averages were measured at, in sequences (0: not recorded, before 0.3). A run

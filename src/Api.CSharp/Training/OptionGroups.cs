@@ -28,6 +28,7 @@ public sealed record DataOptions
 /// <summary>The optimizer and its hyperparameters (<see cref="PretrainOptions.Optimizer"/>).</summary>
 public sealed record OptimizerOptions
 {
+    /// <summary>The optimizer; default BlockwiseAdamW.</summary>
     public OptimizerKind Kind { get; init; } = OptimizerKind.BlockwiseAdamW;
 
     /// <summary>The blockwise optimizers' ratios; the plain optimizers give every block the base LR. Default:
@@ -41,6 +42,8 @@ public sealed record OptimizerOptions
 
     /// <summary>Adam's beta2 (Lion's momentum beta); unset: the family's recipe, 0.95 (Lion 0.98).</summary>
     public double? Beta2 { get; init; }
+
+    /// <summary>Adam's epsilon, added to the square root of the second moment; default 1e-8.</summary>
     public double Eps { get; init; } = 1e-8;
 
     /// <summary>Weight decay, p *= 1 - lr*wd each step; unset: the family's recipe, 0.1 (Lion 1.0: the official scripts
@@ -71,6 +74,7 @@ public sealed record OptimizerOptions
 /// (<see cref="PretrainOptions.Schedule"/>).</summary>
 public sealed record ScheduleOptions
 {
+    /// <summary>The schedule's shape after warmup; default cosine decay to the floor.</summary>
     public LrSchedule Kind { get; init; } = LrSchedule.Cosine;
 
     /// <summary>Base (AdamW) peak learning rate; a block's peak is its ratio times this.</summary>
@@ -105,10 +109,14 @@ public sealed record TrainingOptions
 
     /// <summary>Seed of initialization and data order.</summary>
     public ulong Seed { get; init; } = 1337;
+
+    /// <summary>How the forward pass computes (the weights stay fp32); default fp32.</summary>
     public Precision Precision { get; init; } = Precision.Fp32;
 
     /// <summary>Global gradient-norm clip; 0 turns it off.</summary>
     public double GradClip { get; init; } = 1.0;
+
+    /// <summary>Where the run computes; default the CPU.</summary>
     public ComputeDevice Device { get; init; } = ComputeDevice.Cpu;
 
     /// <summary>CPU threads for libtorch (default: libtorch's choice; at N processes per machine, cores / N

@@ -18,51 +18,70 @@ namespace BlockwiseLR.Training;
 [JsonConverter(typeof(PretrainOptionsConverter))]
 public sealed record PretrainOptions
 {
+    /// <summary>The model to train.</summary>
     public ModelOptions Model
     {
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Model));
     } = new();
+
+    /// <summary>The data to train and evaluate on.</summary>
     public DataOptions Data
     {
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Data));
     } = new();
+
+    /// <summary>The optimizer, its ratios and hyperparameters.</summary>
     public OptimizerOptions Optimizer
     {
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Optimizer));
     } = new();
+
+    /// <summary>The learning-rate schedule.</summary>
     public ScheduleOptions Schedule
     {
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Schedule));
     } = new();
+
+    /// <summary>Steps, batch, precision, device and the like.</summary>
     public TrainingOptions Training
     {
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Training));
     } = new();
+
+    /// <summary>When and on how much validation data to evaluate.</summary>
     public EvaluationOptions Evaluation
     {
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Evaluation));
     } = new();
+
+    /// <summary>The run folder and what is written into it.</summary>
     public RunOptions Run
     {
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Run));
     } = new();
+
+    /// <summary>When checkpoints are written and how many are kept.</summary>
     public CheckpointOptions Checkpoint
     {
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Checkpoint));
     } = new();
+
+    /// <summary>Data parallelism (processes, ZeRO stage).</summary>
     public ParallelismOptions Parallelism
     {
         get;
         init => field = value ?? throw new ArgumentNullException(nameof(Parallelism));
     } = new();
+
+    /// <summary>Checks and diagnostics for debugging.</summary>
     public DebugOptions Debug
     {
         get;

@@ -10,6 +10,19 @@ namespace BlockwiseLR.Training;
 public sealed record EvalPoint(int Step, double ValLoss);
 
 /// <summary>What a run produced.</summary>
+/// <param name="RunDirectory">The run folder.</param>
+/// <param name="Steps">Optimizer steps done in all (a resumed run's earlier steps included).</param>
+/// <param name="FinalValLoss">The last evaluation's validation loss (NaN: no evaluation).</param>
+/// <param name="BestValLoss">The lowest validation loss of the run (NaN: no evaluation).</param>
+/// <param name="Evals">Every evaluation, in order.</param>
+/// <param name="TrainLosses">The train loss of every step done, in order.</param>
+/// <param name="TokensPerSecond">Training tokens per second in the steady state (the first quarter of the steps left
+/// out as warm-up).</param>
+/// <param name="MillisecondsPerStep">Milliseconds per optimizer step in the steady state.</param>
+/// <param name="OptimizerStateBytes">Bytes of optimizer state (moments) the run kept.</param>
+/// <param name="LastCheckpoint">The folder of the last checkpoint written (null: none).</param>
+/// <param name="MetricsPath">The run's metrics.jsonl (one line per step).</param>
+/// <param name="Interrupted">True when the run stopped early (cancelled) rather than after its last step.</param>
 public sealed record PretrainResult(
     string RunDirectory,
     int Steps,

@@ -15,6 +15,7 @@ namespace BlockwiseLR.Training;
 /// </summary>
 public static class Pretrainer
 {
+    /// <summary>The library's version (major.minor.patch), recorded in runs and checkpoints.</summary>
     public static string CodeVersion => typeof(Pretrainer).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
     /// <summary>Trains as <paramref name="options"/> say and returns the result (also written to RUN/result.json).
@@ -161,6 +162,9 @@ public sealed class Trainer
         return this;
     }
 
+    /// <summary>Reports <see cref="TrainProgress"/> to <paramref name="progress"/> as training goes; null for
+    /// none.</summary>
+    /// <returns>This trainer.</returns>
     public Trainer WithProgress(IProgress<TrainProgress>? progress)
     {
         this.progress = progress;

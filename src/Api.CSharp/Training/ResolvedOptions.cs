@@ -7,6 +7,14 @@ namespace BlockwiseLR.Training;
 /// <summary>The options checked and resolved against each other: every problem is found before anything is
 /// written. Refusals are <see cref="InvalidOptionException"/>s naming the option by group and field
 /// ("Schedule.Lr").</summary>
+/// <param name="Options">The options as given.</param>
+/// <param name="Config">The model's config (null: a model of your own).</param>
+/// <param name="Ratios">The block ratios in force.</param>
+/// <param name="Schedule">Every block's learning-rate schedule.</param>
+/// <param name="SeqLen">Tokens per training sequence.</param>
+/// <param name="MicroBatch">Sequences per forward/backward pass on each process.</param>
+/// <param name="Accumulation">Micro-batches accumulated per optimizer step.</param>
+/// <param name="DecayPolicy">Which parameters weight decay applies to.</param>
 public sealed record ResolvedOptions(
     PretrainOptions Options,
     ModelConfig? Config,

@@ -13,7 +13,11 @@ public sealed record TrainerState
 
     /// <summary>The sampler's position: the epoch of the data order and the next window in it.</summary>
     public int SamplerEpoch { get; init; }
+
+    /// <summary>The index of the next window in the epoch's order.</summary>
     public long SamplerIndex { get; init; }
+
+    /// <summary>The run's seed (initialization and data order).</summary>
     public ulong Seed { get; init; }
 
     /// <summary>The model's config (null: a model of your own).</summary>
@@ -24,7 +28,11 @@ public sealed record TrainerState
 
     /// <summary>The train loss of every step done.</summary>
     public List<double> TrainLosses { get; init; } = [];
+
+    /// <summary>The evaluations done so far.</summary>
     public List<EvalPoint> Evals { get; init; } = [];
+
+    /// <summary>The run's effective options.</summary>
     public required PretrainOptions Options { get; init; }
 
     /// <summary>The tokenizer of the data (null: data of your own).</summary>
