@@ -34,9 +34,10 @@ public static class Pretrainer
     public static PretrainResult Run(PretrainOptions options, ILogger logger, CancellationToken cancel = default) =>
         new Trainer(options).WithLogger(logger).Run(cancel);
 
-    /// <summary><see cref="Run"/> on a thread of its own (<see cref="TaskCreationOptions.LongRunning"/>): training is
-    /// CPU/GPU-bound libtorch work that would hold a thread-pool thread for the whole run, so it gets a dedicated
-    /// thread; the task completes with the result or the exception <see cref="Run"/> would throw.</summary>
+    /// <summary><see cref="Run(PretrainOptions, IProgress{TrainProgress}?, CancellationToken)"/> on a thread of its
+    /// own (<see cref="TaskCreationOptions.LongRunning"/>): training is CPU/GPU-bound libtorch work that would hold a
+    /// thread-pool thread for the whole run, so it gets a dedicated thread; the task completes with the result or the
+    /// exception that Run would throw.</summary>
     public static Task<PretrainResult> RunAsync(
         PretrainOptions options,
         IProgress<TrainProgress>? progress = null,
