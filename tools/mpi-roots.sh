@@ -15,6 +15,11 @@ mounts() {
     mkdir -p "$r$m"; mountpoint -q "$r$m" || mount --bind "$m" "$r$m"
   done
 }
+# Undone after each root's run: a bind mount left in place would make `rm -rf $ROOTS` reach the host's folders.
+unmount() {
+  local r=$1 m
+  for m in $(grep -o " $r[^ ]*" /proc/mounts | sort -r); do umount -l "$m" || true; done
+}
 case ${1:-} in
   setup)
     command -v debootstrap >/dev/null || apt-get install -y -q debootstrap
@@ -34,7 +39,10 @@ case ${1:-} in
       # ignored in the launcher, so the Ctrl-C test's SIGINT would never arrive.
       chroot "$r" env -i --default-signal=INT HOME="$HOME" PATH="$(dirname "$(readlink -f "$(command -v dotnet)")"):/usr/bin:/bin" \
         DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 \
-        bash -c "cd '$repo/tests/Api.Tests' && dotnet test --no-build --filter '$filter' 2>&1 | grep -v '^\s*at ' | tail -30"
-    done ;;
+        bash -c "set -o pipefail; cd '$repo/tests/Api.Tests' && dotnet test --no-build --filter '$filter' 2>&1 | grep -v '^\s*at ' | tail -30" \
+        || failed=1
+      unmount "$r"
+    done
+    exit ${failed:-0} ;;
   *) sed -n 2,6p "$0"; exit 2 ;;
 esac

@@ -446,7 +446,14 @@ let rec train (args: ParseResults<TrainArgs>) =
                     launched.WorldSize
             )
         )
-    | Some n when n > 1 && launched.WorldSize = 1 -> Launch.start n (trainOptions args).Training.Device.IsCuda
+    | Some n when n > 1 && launched.WorldSize = 1 ->
+        let code = Launch.start n (trainOptions args).Training.Device.IsCuda
+
+        // The ranks stopped as agreed and rank 0 wrote its checkpoint: the launcher says how to go on.
+        if code = 130 then
+            eprintfn "blr: interrupted; rank 0 wrote a checkpoint; resume with: %s" (resumeCommand ())
+
+        code
     | _ -> trainHere args launched
 
 and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.LaunchInfo) =

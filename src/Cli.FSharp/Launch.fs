@@ -1,5 +1,5 @@
 /// `blr train --nproc N`: starts the N processes of a data-parallel run for a user who has not used MPI. On the
-/// CPU it runs this same command under mpirun (OpenMPI); on CUDA it starts one process per GPU itself, as
+/// CPU it runs this same command under mpirun (Open MPI 4 or 5, or MPICH's hydra: MpiLaunch); on CUDA it starts one process per GPU itself, as
 /// torchrun does (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), and NCCL meets
 /// over a TCP socket at that address: no MPI needed.
 module BlockwiseLR.Cli.Launch
@@ -197,7 +197,8 @@ let private supervise
 
             Threading.Thread.Sleep 50
 
-    if signalled then 130 else code
+    // Interrupted ranks end cleanly (0); anything else after a signal is a failure of its own.
+    if signalled && code = 0 then 130 else code
 
 /// The mpirun on PATH and what it is (Ok), or None when there is none, or what is wrong with it.
 let findMpirun () : Result<string * MpiLaunch.Mpirun, string> option =
@@ -215,13 +216,13 @@ let findMpirun () : Result<string * MpiLaunch.Mpirun, string> option =
 
             use p = Process.Start info
             let error = p.StandardError.ReadToEndAsync()
-            let output = p.StandardOutput.ReadToEnd()
+            let output = p.StandardOutput.ReadToEndAsync()
 
             if not (p.WaitForExit 20_000) then
                 p.Kill true
                 Error(sprintf "%s --version did not answer within 20 s; check the MPI installation" mpirun)
             else
-                MpiLaunch.identify (output + error.Result)
+                MpiLaunch.identify (output.Result + error.Result)
                 |> Result.map (fun found -> mpirun, found)
         with e ->
             Error(sprintf "%s --version could not be run (%s); check the MPI installation" mpirun e.Message))
@@ -242,68 +243,83 @@ let private underMpirun (processes: int) =
         let program, args = self ()
 
         // Each rank that ends by itself leaves its exit code here (Program.main): one that leaves none died without
-        // a word, whatever mpirun's exit code says (hydra can return 0 after a rank's SIGKILL).
-        let status =
-            Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), sprintf "blr-launch-%d" Environment.ProcessId))
-
-        let arguments, environment =
-            MpiLaunch.command
-                found
-                (geteuid () = 0u)
-                [ "TERM", "dumb"; "BLR_LAUNCHED", "1"; "BLR_LAUNCH_STATUS", status.FullName ]
-                processes
-                program
-                (withoutNproc args)
-
-        // In a session of its own: a Ctrl-C at the terminal reaches this launcher only, which passes it on to the
-        // ranks.
-        let info =
-            ProcessStartInfo(
-                "setsid",
-                "--wait" :: mpirun :: arguments,
-                UseShellExecute = false,
-                RedirectStandardError = true,
-                RedirectStandardOutput = true
-            )
-
-        for name, value in environment do
-            info.Environment[name] <- value
-
-        use mpirunProcess = Process.Start info
-        let errors = Relay(mpirunProcess.StandardError, Console.Error)
-        let outputs = Relay(mpirunProcess.StandardOutput, Console.Out)
-        let ranks = Collections.Generic.Dictionary<int, int>()
-        let firstGone = ref None
-        let code = supervise true [ mpirunProcess ] processes ranks firstGone
-        errors.Finish()
-        outputs.Finish()
-
-        let silent =
-            [ 0 .. processes - 1 ]
-            |> List.filter (fun rank -> not (File.Exists(Path.Combine(status.FullName, sprintf "rank-%d" rank))))
+        // a word, whatever mpirun's exit code says (hydra can return 0 after a rank's SIGKILL). A folder of this run's
+        // own (unique, readable by this user only), removed whatever happens.
+        let status = Directory.CreateTempSubdirectory "blr-launch-"
 
         try
-            status.Delete true
-        with _ ->
-            ()
+            let arguments, environment =
+                MpiLaunch.command
+                    found
+                    (geteuid () = 0u)
+                    [ "TERM", "dumb"; "BLR_LAUNCHED", "1"; "BLR_LAUNCH_STATUS", status.FullName ]
+                    processes
+                    program
+                    (withoutNproc args)
 
-        if
-            code <> 130
-            && (code <> 0 || not silent.IsEmpty)
-            && not errors.Spoke
-            && not outputs.Spoke
-        then
-            let rankOfPid pid =
-                match ranks.TryGetValue pid with
-                | true, rank -> Some rank
-                | _ -> None
+            // In a session of its own: a Ctrl-C at the terminal reaches this launcher only, which passes it on to the
+            // ranks.
+            let info =
+                ProcessStartInfo(
+                    "setsid",
+                    "--wait" :: mpirun :: arguments,
+                    UseShellExecute = false,
+                    RedirectStandardError = true,
+                    RedirectStandardOutput = true
+                )
 
-            let gone = firstGone.Value |> Option.orElse (List.tryHead silent)
-            eprintfn "blr: %s" (MpiLaunch.deathLine (errors.Held + outputs.Held) code rankOfPid gone)
-            // A rank that failed (README's exit codes), whatever mpirun's own code for it was.
-            6
-        else
-            code
+            for name, value in environment do
+                info.Environment[name] <- value
+
+            use mpirunProcess = Process.Start info
+            let errors = Relay(mpirunProcess.StandardError, Console.Error)
+            let outputs = Relay(mpirunProcess.StandardOutput, Console.Out)
+            let ranks = Collections.Generic.Dictionary<int, int>()
+            let firstGone = ref None
+            let code = supervise true [ mpirunProcess ] processes ranks firstGone
+            errors.Finish()
+            outputs.Finish()
+
+            let silent =
+                [ 0 .. processes - 1 ]
+                |> List.filter (fun rank -> not (File.Exists(Path.Combine(status.FullName, sprintf "rank-%d" rank))))
+
+            let held = errors.Held + outputs.Held
+            let spoke = errors.Spoke || outputs.Spoke
+
+            if code <> 130 && not spoke && ranks.Count = 0 && silent.Length = processes then
+                // No rank ever started: mpirun itself refused (an option, slots, the program) and said why.
+                let said =
+                    held.Split('\n')
+                    |> Array.map (fun l -> l.Trim())
+                    |> Array.tryFind (fun l -> l <> "" && not (MpiLaunch.isBannerRule l))
+                    |> Option.defaultValue "it printed nothing"
+
+                eprintfn "blr: %O could not start the ranks (exit %d): %s" found code said
+                6
+            elif code <> 130 && not spoke && (code <> 0 || not silent.IsEmpty) then
+                let rankOfPid pid =
+                    match ranks.TryGetValue pid with
+                    | true, rank -> Some rank
+                    | _ -> None
+
+                // A rank that left no exit code first; the first seen to end may have ended as planned.
+                let gone =
+                    silent
+                    |> List.tryFind (fun rank -> firstGone.Value = Some rank)
+                    |> Option.orElse (List.tryHead silent)
+                    |> Option.orElse firstGone.Value
+
+                eprintfn "blr: %s" (MpiLaunch.deathLine held code rankOfPid gone)
+                // A rank that failed (README's exit codes), whatever mpirun's own code for it was.
+                6
+            else
+                code
+        finally
+            try
+                status.Delete true
+            with _ ->
+                ()
 
 let private freePort () =
     let listener = new Net.Sockets.TcpListener(Net.IPAddress.Loopback, 0)

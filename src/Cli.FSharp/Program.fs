@@ -321,8 +321,8 @@ let private dispatch (argv: string[]) =
 let main argv =
     let code = dispatch argv
 
-    // Under `blr train --nproc` on the CPU: this rank ended by itself, with this code; the launcher takes a rank that
-    // leaves none for one that died without a word (killed, out of memory).
+    // Under `blr train --nproc` on the CPU: this rank ended by itself, with this code; the
+    // launcher takes a rank that leaves none for one that died without a word (killed, out of memory).
     match Environment.GetEnvironmentVariable "BLR_LAUNCH_STATUS" with
     | null
     | "" -> ()
@@ -332,6 +332,7 @@ let main argv =
             File.WriteAllText(Path.Combine(folder, sprintf "rank-%d" rank), string code)
         with _ ->
             ()
+
     // A rank that fails alone ends the whole run (the others would wait for it in their next collective); a
     // failure every rank met alike ends each of them cleanly.
     match Distributed.ProcessGroup.Current with

@@ -37,7 +37,7 @@ type Mpirun =
 /// The oldest OpenMPI whose mpirun the launcher knows (Debian 11 ships 4.1; 3.x and older were not tried).
 let oldestOpenMpi = 4
 
-/// The oldest MPICH whose hydra the launcher knows (Debian 12 ships 4.0).
+/// The oldest MPICH whose hydra the launcher accepts (its options have not changed since 3.0; 4.0 and 4.2 were run).
 let oldestMpich = 3
 
 /// The implementation and version that `mpirun --version` printed, or what is wrong with it (one line).
@@ -74,7 +74,11 @@ let identify (versionText: string) : Result<Mpirun, string> =
         let found = version hydra Mpich
 
         if found.Major < oldestMpich then
-            Error(sprintf "%O is older than the oldest this launcher knows (MPICH 3.0); install MPICH 4" found)
+            Error(
+                sprintf
+                    "%O is older than the oldest this launcher knows (MPICH 3.0); install MPICH 4 (apt-get install mpich)"
+                    found
+            )
         else
             Ok found
     else

@@ -479,6 +479,11 @@ public class DataParallelTests(GutenbergShards gutenberg)
             Assert.True(launcher.WaitForExit(TimeSpan.FromSeconds(60)), "the run did not stop");
             Assert.True(launcher.ExitCode == 130, $"exit {launcher.ExitCode}: {error.Result}");
             Assert.Contains("(interrupted)", output.Result);
+            // The launcher says how to go on: its own command line, --nproc kept, with --resume latest.
+            Assert.Contains(error.Result.Split('\n'), line =>
+                line.StartsWith("blr: interrupted; rank 0 wrote a checkpoint; resume with: blr train --nproc 2 ")
+                && line.EndsWith("--resume latest")
+            );
             var steps = Metrics(run).Count;
             var latest = File.ReadAllText(Path.Combine(run, "checkpoints", "latest")).Trim();
             Assert.Equal($"step_{steps:D7}", latest);
@@ -551,6 +556,48 @@ public class DataParallelTests(GutenbergShards gutenberg)
             error.Trim()
         );
         Assert.False(Directory.Exists(Path.Combine(Path.GetTempPath(), "blr-dp-never")));
+    }
+
+    /// An mpirun that cannot start the ranks (here a stand-in that answers --version as Open MPI 5 and then refuses
+    /// an option, as Open MPI 5's mpirun refused --quiet with exit 213) is one line saying what it said, not a rank's
+    /// death, and leaves no status folder behind.
+    [Fact]
+    public void An_mpirun_that_starts_no_rank_is_one_line_with_what_it_said()
+    {
+        var bin = Directory.CreateTempSubdirectory("blr-fake-mpirun-").FullName;
+        try
+        {
+            var fake = Path.Combine(bin, "mpirun");
+            File.WriteAllText(
+                fake,
+                string.Join(
+                    "\n",
+                    "#!/bin/sh",
+                    "if [ \"$1\" = --version ]; then printf 'mpirun (Open MPI) 5.0.7\\n\\nReport bugs to x\\n'; exit 0; fi",
+                    "echo -------------------------------------------------------------------------- >&2",
+                    "echo An unrecognized option was included on the mpirun command line: >&2",
+                    "echo -------------------------------------------------------------------------- >&2",
+                    "exit 213",
+                    ""
+                )
+            );
+            File.SetUnixFileMode(fake, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            var launches = Directory.GetDirectories(Path.GetTempPath(), "blr-launch-*").Length;
+            var (code, _, error) = TestPaths.Run(
+                Nproc(2, [], Train(Path.Combine(bin, "run"), 3)),
+                new Dictionary<string, string> { ["PATH"] = $"{bin}:{Environment.GetEnvironmentVariable("PATH")}" }
+            );
+            Assert.Equal(6, code);
+            Assert.Equal(
+                "blr: Open MPI 5.0 could not start the ranks (exit 213): An unrecognized option was included on the mpirun command line:",
+                error.Trim()
+            );
+            Assert.Equal(launches, Directory.GetDirectories(Path.GetTempPath(), "blr-launch-*").Length);
+        }
+        finally
+        {
+            Directory.Delete(bin, true);
+        }
     }
 
     [Fact]
