@@ -1,7 +1,7 @@
 /// `blr train --nproc N`: starts the N processes of a data-parallel run for a user who has not used MPI. On the
-/// CPU it runs this same command under mpirun (Open MPI 4 or 5, or MPICH's hydra: MpiLaunch); on CUDA it starts one process per GPU itself, as
-/// torchrun does (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), and NCCL meets
-/// over a TCP socket at that address: no MPI needed.
+/// CPU it runs this same command under mpirun (Open MPI 4 or 5, or MPICH's hydra: MpiLaunch); on CUDA it starts
+/// one process per GPU itself, as torchrun does (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
+/// MASTER_PORT), and NCCL meets over a TCP socket at that address: no MPI needed.
 module BlockwiseLR.Cli.Launch
 
 open System

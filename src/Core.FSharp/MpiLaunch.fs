@@ -76,7 +76,8 @@ let identify (versionText: string) : Result<Mpirun, string> =
         if found.Major < oldestMpich then
             Error(
                 sprintf
-                    "%O is older than the oldest this launcher knows (MPICH 3.0); install MPICH 4 (apt-get install mpich)"
+                    "%O is older than the oldest this launcher knows (MPICH 3.0); install MPICH 4 (apt-get install \
+                     mpich)"
                     found
             )
         else
