@@ -81,31 +81,30 @@ let private descendants (root: int) =
 
     below root
 
+/// The NAME=VALUE entries a process was started with (none for one that is gone or not this user's).
+let private environment (pid: int) =
+    try
+        File.ReadAllText(sprintf "/proc/%d/environ" pid).Split('\000')
+    with _ ->
+        [||]
+
 /// The processes of this run below <paramref name="root"/>: those started with BLR_LAUNCHED=1 in their environment
 /// (mpirun's own processes and daemons are not, so a signal reaches the ranks and not the launcher that would
 /// tear them down).
 let private ranksBelow (root: int) =
     descendants root
-    |> List.filter (fun pid ->
-        try
-            File.ReadAllText(sprintf "/proc/%d/environ" pid).Split('\000')
-            |> Array.contains "BLR_LAUNCHED=1"
-        with _ ->
-            false)
+    |> List.filter (fun pid -> environment pid |> Array.contains "BLR_LAUNCHED=1")
 
 /// The MPI rank of a process, from the variable its launcher set (Open MPI's or hydra's).
 let private rankOf (pid: int) =
-    try
-        File.ReadAllText(sprintf "/proc/%d/environ" pid).Split('\000')
-        |> Array.tryPick (fun entry ->
-            [ "OMPI_COMM_WORLD_RANK="; "PMI_RANK=" ]
-            |> List.tryFind entry.StartsWith
-            |> Option.bind (fun prefix ->
-                match Int32.TryParse(entry.Substring prefix.Length) with
-                | true, rank -> Some rank
-                | _ -> None))
-    with _ ->
-        None
+    environment pid
+    |> Array.tryPick (fun entry ->
+        [ "OMPI_COMM_WORLD_RANK="; "PMI_RANK=" ]
+        |> List.tryFind entry.StartsWith
+        |> Option.bind (fun prefix ->
+            match Int32.TryParse(entry.Substring prefix.Length) with
+            | true, rank -> Some rank
+            | _ -> None))
 
 /// Passes a child's stream on line by line, keeping back what mpirun says of its own (banners, "noticed that ...")
 /// and noting whether a rank spoke for itself ("blr ..." lines).

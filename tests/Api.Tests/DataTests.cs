@@ -390,33 +390,9 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
             var expected = new[] { Gpt2Tokenizer.Instance.EndOfText }
                 .Concat(Gpt2Tokenizer.Instance.Encode(text))
                 .ToList();
-            foreach (var (name, bytes) in files)
+            List<int> Prepared(string input)
             {
-                File.WriteAllBytes($"{dir}/{name}", bytes);
-                File.WriteAllBytes($"{dir}/bom-{name}", [.. bom, .. bytes]);
-                List<int> Prepared(string input)
-                {
-                    var output = $"{dir}/out-{Path.GetFileName(input)}";
-                    ShardPreparer.Run(
-                        Options(dir, input) with
-                        {
-                            OutputDirectory = output,
-                            ValFraction = 0.5,
-                            ChunkTokens = 64,
-                        }
-                    );
-                    return PreparedCorpus.InOrder(output);
-                }
-                var plain = Prepared($"{dir}/{name}");
-                Assert.Equal(plain, Prepared($"{dir}/bom-{name}"));
-                Assert.Equal(name == "a.txt" ? expected : [.. expected, .. expected], plain);
-            }
-            Assert.Equal(expected, PreparedCorpusOf($"{dir}/bom.txt.gz"));
-            Assert.Equal(text, Corpus.Read($"{dir}/bom-a.txt", new CorpusOptions()).Single().Text);
-
-            List<int> PreparedCorpusOf(string input)
-            {
-                var output = $"{dir}/out-gz";
+                var output = $"{dir}/out-{Path.GetFileName(input)}";
                 ShardPreparer.Run(
                     Options(dir, input) with
                     {
@@ -427,6 +403,16 @@ public class DataTests(GutenbergShards gutenberg) : IClassFixture<GutenbergShard
                 );
                 return PreparedCorpus.InOrder(output);
             }
+            foreach (var (name, bytes) in files)
+            {
+                File.WriteAllBytes($"{dir}/{name}", bytes);
+                File.WriteAllBytes($"{dir}/bom-{name}", [.. bom, .. bytes]);
+                var plain = Prepared($"{dir}/{name}");
+                Assert.Equal(plain, Prepared($"{dir}/bom-{name}"));
+                Assert.Equal(name == "a.txt" ? expected : [.. expected, .. expected], plain);
+            }
+            Assert.Equal(expected, Prepared($"{dir}/bom.txt.gz"));
+            Assert.Equal(text, Corpus.Read($"{dir}/bom-a.txt", new CorpusOptions()).Single().Text);
         }
         finally
         {
