@@ -10,24 +10,27 @@ public class PublicApiTests
 {
     static readonly Assembly Library = typeof(BlockRatios).Assembly;
 
-    static string Approved =>
-        Path.Combine(TestPaths.RepositoryRoot(), "tests", "data", "approved", "BlockwiseLR.api.txt");
+    static string Approved(string assembly) =>
+        Path.Combine(TestPaths.RepositoryRoot(), "tests", "data", "approved", $"{assembly}.api.txt");
 
-    [Fact]
-    public void The_public_api_of_BlockwiseLR_is_the_approved_one()
+    [Theory]
+    [InlineData("BlockwiseLR")]
+    [InlineData("BlockwiseLR.Core")]
+    public void The_public_api_is_the_approved_one(string assemblyName)
     {
-        var api = Library
+        var assembly = assemblyName == "BlockwiseLR" ? Library : Assembly.Load(new AssemblyName(assemblyName));
+        Assert.Equal(assemblyName, assembly.GetName().Name);
+        var api = assembly
             .GeneratePublicApi(
                 new ApiGeneratorOptions { ExcludeAttributes = ["System.Reflection.AssemblyMetadataAttribute"] }
             )
             .ReplaceLineEndings("\n");
-        var approved = File.Exists(Approved) ? File.ReadAllText(Approved).ReplaceLineEndings("\n") : "";
+        var path = Approved(assemblyName);
+        var approved = File.Exists(path) ? File.ReadAllText(path).ReplaceLineEndings("\n") : "";
         if (api != approved)
         {
-            File.WriteAllText(Approved + ".received", api);
-            Assert.Fail(
-                $"the public API changed: review {Approved}.received and, if intended, move it over {Approved}"
-            );
+            File.WriteAllText(path + ".received", api);
+            Assert.Fail($"the public API changed: review {path}.received and, if intended, move it over {path}");
         }
     }
 
