@@ -3,10 +3,8 @@
 // README's "own-model" snippet is copied from the region below; ReadmeSnippetTests keeps them equal), then by a
 // plain TorchSharp loop. Usage: dotnet run -- [steps]
 using BlockwiseLR;
-using BlockwiseLR.Core;
 using BlockwiseLR.Data;
 using BlockwiseLR.Optim;
-using BlockwiseLR.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -8,10 +8,8 @@ module FSharpQuickStart
 open System
 open System.IO
 open BlockwiseLR
-open BlockwiseLR.Core
 open BlockwiseLR.Models
 open BlockwiseLR.Data
-open BlockwiseLR.Training
 
 let basicRun (steps: int) (output: string) =
     // Tokenize the built-in corpus (18 Project Gutenberg books) with the built-in 4,000-piece tokenizer; a second

@@ -4,9 +4,6 @@
 // Usage: dotnet run -- [steps] [output folder]
 // README: basic-run begin
 using BlockwiseLR;
-using BlockwiseLR.Core;
-using BlockwiseLR.Data;
-using BlockwiseLR.Training;
 
 var steps = args.Length > 0 ? int.Parse(args[0]) : 50;
 var output = args.Length > 1 ? args[1] : Path.Combine(Path.GetTempPath(), "blockwiselr-sample");

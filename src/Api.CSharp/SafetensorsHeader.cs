@@ -5,7 +5,7 @@ namespace BlockwiseLR;
 
 /// <summary>Reads the names, dtypes and shapes of a .safetensors file from its header alone (8-byte
 /// little-endian length, then JSON), without reading any tensor data.</summary>
-public static class SafetensorsHeader
+internal static class SafetensorsHeader
 {
     /// <summary>One tensor in the header.</summary>
     /// <param name="Name">The tensor's name.</param>

@@ -6,7 +6,7 @@ open Argu
 open BlockwiseLR
 
 /// Library defaults and names, read where the help text mentions them (never restated here).
-let private defaults = Training.PretrainOptions.Defaults
+let private defaults = PretrainOptions.Defaults
 
 let private g (x: float) =
     x.ToString("R", Globalization.CultureInfo.InvariantCulture)
@@ -31,7 +31,7 @@ let private withRange (case: obj) (text: string) =
     | _ -> text
 
 let private warmupDefault = "default: 2% of the run, at least 1"
-let private prepareDefaults = Data.PrepareOptions(OutputDirectory = "")
+let private prepareDefaults = PrepareOptions(OutputDirectory = "")
 let private corpusDefaults = Data.CorpusOptions()
 let private modelNames = String.Join(", ", Models.ModelConfigs.Names)
 
@@ -56,8 +56,7 @@ type ScheduleArgs =
         | Warmup _ -> sprintf "warmup steps W (%s)." warmupDefault
         | Lr _ -> sprintf "base (AdamW) peak LR; a block's peak is ratio x this (default %s)." (g defaults.Schedule.Lr)
         | Ratios _ -> "paper (default), uniform, or a map like emb=10,qk=8,vo=4,ffn=6,norm=1[,head=1]."
-        | Schedule _ ->
-            sprintf "%s (default %s)." (names<Core.LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
+        | Schedule _ -> sprintf "%s (default %s)." (names<LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
         | Floor _ -> "the one floor every block decays to (default: base LR / 20, the official recipe)."
         | Alpha -> "alpha mode: a block's warmup is ratio times longer (equal warmup slopes)."
         | Untied -> "the output head is its own tensor (LLaMA); default: tied to the embedding (GPT-2)."
@@ -179,9 +178,9 @@ type InspectArgs =
         | Tied _ -> "tie the output head to the embedding (true/false)."
         | Batch_Size _ -> "sequences per step for the activation estimate (default 8)."
         | Seq_Len _ -> "tokens per sequence (default: the context length)."
-        | Optimizer _ -> sprintf "%s (default adamw)." (names<Core.OptimizerKind>())
+        | Optimizer _ -> sprintf "%s (default adamw)." (names<OptimizerKind>())
         | Precision _ ->
-            sprintf "%s (default %s)." (names<Core.Precision>()) (OptionNames.Format defaults.Training.Precision)
+            sprintf "%s (default %s)." (names<Precision>()) (OptionNames.Format defaults.Training.Precision)
         | Device _ -> "cpu (default; attention keeps T x T probabilities), cuda or cuda:N (fused attention)."
 
     /// The model overrides as key=value text for the facade, in command-line order.
@@ -286,7 +285,7 @@ type TrainArgs =
         | Set _ -> sprintf "a model override KEY=VALUE (%s); repeatable." Core.ModelConfig.overrideKeys
         | Data _ -> "a folder of shards from blr prepare."
         | Optimizer _ ->
-            sprintf "%s (default %s)." (names<Core.OptimizerKind>()) (OptionNames.Format defaults.Optimizer.Kind)
+            sprintf "%s (default %s)." (names<OptimizerKind>()) (OptionNames.Format defaults.Optimizer.Kind)
         | Ratios _ ->
             sprintf
                 "auto (from each block's measured sharpness and gradient noise), paper, uniform, or a map like \
@@ -295,8 +294,7 @@ type TrainArgs =
                 (string defaults.Optimizer.Ratios)
         | Lr _ ->
             sprintf "base peak LR (default %s); tune it per optimizer (README: Lion and Muon)." (g defaults.Schedule.Lr)
-        | Schedule _ ->
-            sprintf "%s (default %s)." (names<Core.LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
+        | Schedule _ -> sprintf "%s (default %s)." (names<LrSchedule>()) (OptionNames.Format defaults.Schedule.Kind)
         | Warmup _ -> sprintf "warmup steps (%s)." warmupDefault
         | Floor _ -> "the one floor every block decays to (default LR/20)."
         | Alpha -> "alpha warmup: a block's warmup is ratio times longer."
@@ -320,7 +318,7 @@ type TrainArgs =
             "deterministic CUDA kernels (PyTorch's use_deterministic_algorithms); an operation without one fails \
              naming itself."
         | Precision _ ->
-            sprintf "%s (default %s)." (names<Core.Precision>()) (OptionNames.Format defaults.Training.Precision)
+            sprintf "%s (default %s)." (names<Precision>()) (OptionNames.Format defaults.Training.Precision)
         | Eval_Every _ -> sprintf "evaluate every N steps (default %d; 0: only at the end)." defaults.Evaluation.Every
         | Eval_Windows _ -> sprintf "validation windows (default %d)." defaults.Evaluation.Windows
         | Checkpoint_Every _ ->
@@ -333,12 +331,12 @@ type TrainArgs =
 
             sprintf
                 "weight decay, p *= 1 - lr*wd (default %s; lion: %s)."
-                (recipe Core.OptimizerFamily.AdamW)
-                (recipe Core.OptimizerFamily.Lion)
+                (recipe OptimizerFamily.AdamW)
+                (recipe OptimizerFamily.Lion)
         | Newton_Schulz _ ->
             sprintf
                 "Muon's Newton-Schulz precision: %s (default auto: bf16 on CUDA, fp32 on the CPU)."
-                (names<Core.NewtonSchulzPrecision>())
+                (names<NewtonSchulzPrecision>())
         | Threads _ -> "CPU threads for libtorch."
 
 type EvalArgs =
@@ -449,7 +447,7 @@ type CompareArgs =
 
             sprintf
                 "comma-separated, of %s (default %s; lion gets a tenth of AdamW's LR)."
-                (String.Join(",", OptionNames.Known<Core.OptimizerKind>()))
+                (String.Join(",", OptionNames.Known<OptimizerKind>()))
                 (String.Join(",", compared))
         | Seeds _ -> "comma-separated seeds (default 1337); mean and spread are over these."
         | Steps _ -> "N: every optimizer runs N steps; the AdamW baseline runs 2N."
@@ -466,7 +464,7 @@ type CompareArgs =
         | Threads _ -> "CPU threads for libtorch."
         | Device _ -> "cpu (default), cuda or cuda:N."
         | Precision _ ->
-            sprintf "%s (default %s)." (names<Core.Precision>()) (OptionNames.Format defaults.Training.Precision)
+            sprintf "%s (default %s)." (names<Precision>()) (OptionNames.Format defaults.Training.Precision)
 
 type PlotArgs =
     | [<Mandatory>] Run of dir: string

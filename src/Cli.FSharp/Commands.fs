@@ -19,7 +19,7 @@ let private lr (value: float) =
 let private shape (dims: int64[]) =
     "(" + (dims |> Array.map string |> String.concat ", ") + ")"
 
-let private defaults = Training.PretrainOptions.Defaults
+let private defaults = PretrainOptions.Defaults
 
 /// A choice given on the command line, read by the library's one parser of its names.
 let private choice<'T when 'T: struct and 'T: (new: unit -> 'T) and 'T :> ValueType and 'T :> Enum>
@@ -59,7 +59,7 @@ let schedule (args: ParseResults<ScheduleArgs>) =
 
     let kind =
         args.TryGetResult ScheduleArgs.Schedule
-        |> Option.map (choice<Core.LrSchedule> "--schedule")
+        |> Option.map (choice<LrSchedule> "--schedule")
         |> Option.defaultValue defaults.Schedule.Kind
 
     let plan =
@@ -162,7 +162,7 @@ let prepare (args: ParseResults<PrepareArgs>) =
             ReplaceInvalidUtf8 = args.Contains PrepareArgs.Replace_Invalid_Utf8
         )
 
-    let defaults = Data.PrepareOptions(OutputDirectory = args.GetResult PrepareArgs.Out)
+    let defaults = PrepareOptions(OutputDirectory = args.GetResult PrepareArgs.Out)
 
     // The library can tell only a fraction other than the default beside --val-tokens.
     match args.TryGetResult PrepareArgs.Val_Fraction, args.TryGetResult PrepareArgs.Val_Tokens with
@@ -179,7 +179,7 @@ let prepare (args: ParseResults<PrepareArgs>) =
     | _ -> ()
 
     let options =
-        Data.PrepareOptions(
+        PrepareOptions(
             OutputDirectory = defaults.OutputDirectory,
             Inputs = (args.GetResults PrepareArgs.Input |> Array.ofList),
             Builtin = (args.TryGetResult PrepareArgs.Builtin |> Option.toObj),
@@ -213,7 +213,7 @@ let prepare (args: ParseResults<PrepareArgs>) =
             .Start(fun context ->
                 let task = context.AddTask("tokenizing", maxValue = 1.0)
 
-                let report (p: Data.PrepareProgress) =
+                let report (p: PrepareProgress) =
                     task.MaxValue <- float p.Sources
                     task.Value <- float p.SourcesDone
 
@@ -223,7 +223,7 @@ let prepare (args: ParseResults<PrepareArgs>) =
                             (p.Documents.ToString "N0")
                             (p.Tokens.ToString "N0")
 
-                Data.ShardPreparer.Run(options, Progress<Data.PrepareProgress>(report)))
+                ShardPreparer.Run(options, Progress<PrepareProgress>(report)))
 
     if not (isNull result.StaleStaging) then
         printfn "%s" result.StaleStaging
@@ -256,7 +256,7 @@ let mutable private lastStepEnded = DateTime.UtcNow
 let mutable private longestIteration = TimeSpan.Zero
 
 /// Marks a finished step.
-let private stepped (_: Training.StepReport) =
+let private stepped (_: StepReport) =
     let now = DateTime.UtcNow
     longestIteration <- max longestIteration (now - lastStepEnded)
     lastStepEnded <- now
@@ -290,10 +290,7 @@ let private watchdog (signalled: DateTime) =
 
 /// Runs work under a progress bar with ETA; Ctrl-C (SIGINT) or SIGTERM (what mpirun forwards to its ranks) asks
 /// the trainer to checkpoint and stop. Ranks other than 0 of a data-parallel run show nothing.
-let private withTraining
-    (describe: string)
-    (work: IProgress<Training.TrainProgress> -> Threading.CancellationToken -> 'T)
-    =
+let private withTraining (describe: string) (work: IProgress<TrainProgress> -> Threading.CancellationToken -> 'T) =
     use cancel = new Threading.CancellationTokenSource()
     let world = Distributed.LaunchInfo.FromEnvironment().WorldSize
 
@@ -327,7 +324,7 @@ let private withTraining
             .Start(fun context ->
                 let task = context.AddTask(describe, maxValue = 1.0)
 
-                let report (p: Training.TrainProgress) =
+                let report (p: TrainProgress) =
                     task.MaxValue <- float p.Steps
                     task.Value <- float p.Step
 
@@ -347,7 +344,7 @@ let private withTraining
                             valText
                             (p.TokensPerSecond.ToString "N0")
 
-                work (Progress<Training.TrainProgress>(report)) cancel.Token)
+                work (Progress<TrainProgress>(report)) cancel.Token)
 
 /// The camelCase name of a subcommand's argument (Batch_Size -> batchSize): how the commands that do not train
 /// (prepare, eval, sample, ...) name their library options.
@@ -403,7 +400,7 @@ let private trainOptions (args: ParseResults<TrainArgs>) =
 
     let fromFile =
         configFile
-        |> Option.map Training.PretrainOptions.FromJsonFile
+        |> Option.map PretrainOptions.FromJsonFile
         |> Option.defaultValue defaults
 
     fromFile.With(values)
@@ -462,8 +459,7 @@ and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.Lau
 
     let result =
         withTraining name (fun progress cancel ->
-            Training
-                .Trainer(options)
+            Trainer(options)
                 .WithProgress(progress)
                 .OnNote(fun note -> eprintfn "note: %s" note)
                 .OnStep(stepped)
@@ -660,7 +656,7 @@ let compare (args: ParseResults<CompareArgs>) =
             Common = common,
             Optimizers =
                 (args.TryGetResult CompareArgs.Optimizers
-                 |> Option.map (commaList >> Array.map (choice<Core.OptimizerKind> "--optimizers"))
+                 |> Option.map (commaList >> Array.map (choice<OptimizerKind> "--optimizers"))
                  |> Option.defaultValue (Array.ofSeq compareDefaults.Optimizers)),
             Seeds =
                 (args.TryGetResult CompareArgs.Seeds
@@ -748,7 +744,7 @@ let sharpness (args: ParseResults<SharpnessArgs>) =
             args.Contains SharpnessArgs.Preconditioned
         )
 
-    let estimate (e: Core.Estimate) =
+    let estimate (e: Estimate) =
         if isNull (box e) then
             ""
         else
@@ -839,8 +835,8 @@ let private mib (bytes: int64) =
 
 /// How the optimizer state of `inspect` spreads over `processes` ranks at ZeRO stage `zero`.
 let private printSharding
-    (config: Core.ModelConfig)
-    (optimizerKind: Core.OptimizerKind)
+    (config: ModelConfig)
+    (optimizerKind: OptimizerKind)
     (report: Models.ModelInspection)
     processes
     zero
@@ -889,12 +885,12 @@ let inspect (args: ParseResults<InspectArgs>) =
 
     let optimizerKind =
         args.TryGetResult InspectArgs.Optimizer
-        |> Option.map (choice<Core.OptimizerKind> "--optimizer")
-        |> Option.defaultValue Core.OptimizerKind.AdamW
+        |> Option.map (choice<OptimizerKind> "--optimizer")
+        |> Option.defaultValue OptimizerKind.AdamW
 
     let precisionKind =
         args.TryGetResult InspectArgs.Precision
-        |> Option.map (choice<Core.Precision> "--precision")
+        |> Option.map (choice<Precision> "--precision")
         |> Option.defaultValue defaults.Training.Precision
 
     let optimizer = OptionNames.Format optimizerKind
@@ -961,8 +957,8 @@ let checkFixtures (args: ParseResults<CheckFixturesArgs>) =
     for r in rows do
         let bound =
             match r.Precision with
-            | Core.Precision.Fp32 -> "max <= 1e-4"
-            | Core.Precision.Tf32 -> "max <= 5e-3"
+            | Precision.Fp32 -> "max <= 1e-4"
+            | Precision.Tf32 -> "max <= 5e-3"
             | _ -> "rel <= 1%"
 
         printfn

@@ -200,7 +200,7 @@ let private supervise
     if signalled && code = 0 then 130 else code
 
 /// The mpirun on PATH and what it is (Ok), or None when there is none, or what is wrong with it.
-let findMpirun () : Result<string * MpiLaunch.Mpirun, string> option =
+let internal findMpirun () : Result<string * MpiLaunch.Mpirun, string> option =
     onPath "mpirun"
     |> Option.map (fun mpirun ->
         try

@@ -290,7 +290,7 @@ let private dispatch (argv: string[]) =
         0
     | :? ArguParseException as e -> failOnce 2 (arguLine parser argv e)
     | :? TorchUnavailableException as e -> fail 3 (e.Message.Replace("TorchRuntime.UseLibTorch", "--libtorch DIR"))
-    | :? Training.TrainingDivergedException as e -> failOnce 4 e.Message
+    | :? TrainingDivergedException as e -> failOnce 4 e.Message
     | :? Distributed.DistributedException as e when e.SameOnEveryRank -> failOnce 6 e.Message
     | :? Distributed.DistributedException as e -> fail 6 e.Message
     | e ->

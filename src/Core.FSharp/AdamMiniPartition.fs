@@ -1,20 +1,11 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 
-/// The attention geometry Adam-mini needs to cut Q and K into heads.
-type AttentionShape =
-    {
-        /// The model width (d_model).
-        Width: int
-        /// Query heads.
-        Heads: int
-        /// Key/value heads (fewer than Heads under grouped-query attention).
-        KvHeads: int
-    }
-
 /// How many coordinates share one second-moment scalar v (docs/method.md section 6).
-type VGranularity =
+type internal VGranularity =
     /// One v per attention head: the head's rows of a Q or K projection.
     | PerHead
     /// One v per row: an output neuron of a Linear (out, in) matrix, or a token of an embedding.
@@ -26,7 +17,7 @@ type VGranularity =
 
 /// A contiguous run of `Blocks` equal v-blocks of `BlockSize` coordinates each, starting at flat offset
 /// `Offset` of the row-major tensor.
-type VSegment =
+type internal VSegment =
     {
         /// The flat offset of the first v-block in the row-major tensor.
         Offset: int64
@@ -39,7 +30,7 @@ type VSegment =
     }
 
 /// Adam-mini's layout for one parameter.
-type AdamMiniPlan =
+type internal AdamMiniPlan =
     {
         /// The parameter's state-dict name.
         Name: string
@@ -53,7 +44,7 @@ type AdamMiniPlan =
 
 /// Adam-mini's partition of parameters into v-blocks (docs/method.md section 6).
 [<RequireQualifiedAccess>]
-module AdamMiniPartition =
+module internal AdamMiniPartition =
     /// The attention shape if width, heads and kv-heads are all >= 1 and divide as Adam-mini's head cut needs;
     /// otherwise the reason.
     let validateAttention (a: AttentionShape) : Result<AttentionShape, string> =

@@ -1,11 +1,13 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 
 /// The smoothed sharpness per block behind `--ratios auto`, the ratios last set from it, the smoothed squared
 /// gradient norms of a small and the whole batch behind the per-block noise correction, and the whole model's
 /// noise scale behind the regime factor (both empty without the noise measurement).
-type AutoRatioState =
+type internal AutoRatioState =
     {
         /// Steps observed so far.
         Steps: int
@@ -22,7 +24,7 @@ type AutoRatioState =
     }
 
 /// How auto ratios read the run (docs/method.md section 9).
-type AutoRatioRule =
+type internal AutoRatioRule =
     {
         /// r_b = clamp((S_norm / S_b)^Alpha, 1, MaxRatio).
         Alpha: float
@@ -43,7 +45,7 @@ type AutoRatioRule =
 
 /// One step's measurements per block: the squared norm of the whole batch's gradient, the block's parameter
 /// count and, with micro-batches, the squared norm of the first micro-batch's gradient.
-type AutoRatioObservation =
+type internal AutoRatioObservation =
     {
         /// The block measured.
         Block: BlockKind
@@ -60,7 +62,7 @@ type AutoRatioObservation =
 /// turned into ratios every few steps. A ratio r gives a block the LR that fixed ratios at r give it
 /// (`Schedule.forBlock`), so the same r means the same peak whether it was measured or chosen.
 [<RequireQualifiedAccess>]
-module AutoRatios =
+module internal AutoRatios =
     /// No measurement yet: every ratio 1.
     let start =
         {

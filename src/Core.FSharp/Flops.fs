@@ -1,8 +1,10 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 /// Model FLOPs for MFU (nanoGPT's / PaLM's estimate).
 [<RequireQualifiedAccess>]
-module Flops =
+module internal Flops =
     /// Training FLOPs per token: 6 N for the matmuls of N parameters (the position embedding is a lookup, not a
     /// matmul) plus 12 L H Q T for attention scores and values, forward and backward.
     let perToken (c: ModelConfig) (seqLen: int) =

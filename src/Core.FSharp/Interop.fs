@@ -1,5 +1,7 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 open System.Collections.Generic
 
@@ -9,7 +11,7 @@ open System.Collections.Generic
 /// pattern). F# code uses the modules directly. A decision the core can refuse comes back as a `Checked`.
 /// A core decision as C# takes it: the value, or the one-line reason it was refused.
 [<Struct>]
-type Checked<'T> =
+type internal Checked<'T> =
     {
         /// The value (undefined when `Error` is not null).
         Value: 'T
@@ -72,7 +74,7 @@ open Collections
 
 /// Sharpness-adaptive ratios (AutoRatios.fs) for C#.
 [<AbstractClass; Sealed>]
-type AutoRatioRules =
+type internal AutoRatioRules =
     /// No measurement yet: every ratio 1.
     static member Start = AutoRatios.start
 
@@ -125,7 +127,7 @@ type AutoRatioRules =
 
 /// The gradient-noise scale (NoiseScale.fs) for C#.
 [<AbstractClass; Sealed>]
-type NoiseScaleRules =
+type internal NoiseScaleRules =
     /// Nothing measured yet.
     static member Start = NoiseScale.start
 
@@ -168,7 +170,7 @@ type NoiseScaleRules =
 
 /// The block kinds (Taxonomy.fs) for C#.
 [<AbstractClass; Sealed>]
-type BlockKinds =
+type internal BlockKinds =
     /// Every kind, in declaration order.
     static member All: IReadOnlyList<BlockKind> = BlockKind.all :> IReadOnlyList<BlockKind>
 
@@ -183,7 +185,7 @@ type BlockKinds =
 
 /// Model configs (ModelConfig.fs) for C#.
 [<AbstractClass; Sealed>]
-type ModelConfigRules =
+type internal ModelConfigRules =
     /// The named configs, in table order.
     static member Names: IReadOnlyList<string> = ModelConfig.named |> List.map fst |> readOnly
 
@@ -227,7 +229,7 @@ type ModelConfigRules =
 
 /// Optimizer kinds (OptimizerKind.fs) for C#.
 [<AbstractClass; Sealed>]
-type OptimizerKinds =
+type internal OptimizerKinds =
     /// Whose state the optimizer keeps and whose update it runs (Blockwise variants: their base's).
     static member Family(kind: OptimizerKind) = OptimizerKind.family kind
     /// Whether each block gets its own peak LR (the plain optimizers give every block the base LR).
@@ -238,7 +240,7 @@ type OptimizerKinds =
 
 /// Muon's parameter split and constants (OptimizerKind.fs) for C#.
 [<AbstractClass; Sealed>]
-type MuonRules =
+type internal MuonRules =
     /// Whether Muon orthogonalizes a parameter of this block and shape.
     static member Orthogonalizes(block: BlockKind, shape: int64[]) =
         Muon.orthogonalizes block (List.ofArray shape)
@@ -256,7 +258,7 @@ type MuonRules =
 
 /// The numeric option ranges (OptionRanges.fs) for C#.
 [<AbstractClass; Sealed>]
-type RangeRules =
+type internal RangeRules =
     /// The refusal of `value` for the flag `key` ("threads", "lr"), or null when it is in range (or the flag has
     /// no range).
     static member Check(key: string, value: float) : string =
@@ -270,7 +272,7 @@ type RangeRules =
 
 /// Memory estimates (MemoryEstimate.fs) for C#.
 [<AbstractClass; Sealed>]
-type MemoryRules =
+type internal MemoryRules =
     /// Training memory in bytes for `config` under an optimizer `family` at `precision`, `batch` sequences of `seqLen`
     /// tokens per pass (`mathAttention`: attention probabilities kept, as without a fused kernel); a batch or seqLen
     /// below 1 is refused.
@@ -293,7 +295,7 @@ type MemoryRules =
 
 /// Block rules and the partition (Taxonomy.fs) for C#.
 [<AbstractClass; Sealed>]
-type BlockRuleTable =
+type internal BlockRuleTable =
     /// The built-in rules, first match wins.
     static member Defaults: IReadOnlyList<BlockRule> = readOnly BlockRule.defaults
 
@@ -356,7 +358,7 @@ type BlockRuleTable =
 
 /// The schedule algebra (Schedule.fs) for C#.
 [<AbstractClass; Sealed>]
-type ScheduleRules =
+type internal ScheduleRules =
     /// The schedule of a named kind: peak `baseLr`, floor `floorLr`, `warmupSteps` of `totalSteps` (`alphaWarmup`: a
     /// block's warmup is its ratio times longer). Not validated: see `Validate`.
     static member Spec
@@ -395,7 +397,7 @@ type ScheduleRules =
 
 /// Fixed ratios (Ratios.fs) for C#.
 [<AbstractClass; Sealed>]
-type RatioRules =
+type internal RatioRules =
     /// The paper's ratios: Norm 1, VO 4, FFN 6, QK 8, Embedding 10, PositionEmbedding 1.
     static member Paper = Ratios.paper
     /// Every block at the base LR: exactly AdamW.
@@ -416,7 +418,7 @@ type RatioRules =
 
 /// Windows and data order (Sampling.fs) for C#.
 [<AbstractClass; Sealed>]
-type SamplingRules =
+type internal SamplingRules =
     /// The windows of seq_len + 1 tokens in shards of the given token counts, or the reason when no window fits
     /// anywhere.
     static member Layout(seqLen: int, shardTokens: IEnumerable<int64>) =
@@ -445,7 +447,7 @@ type SamplingRules =
 
 /// Adam-mini's partition (AdamMiniPartition.fs) and weight decay (WeightDecayPolicy.fs) for C#.
 [<AbstractClass; Sealed>]
-type AdamMiniRules =
+type internal AdamMiniRules =
     /// The attention shape if Adam-mini can cut Q and K into its heads, or the reason.
     static member ValidateAttention(attention: AttentionShape) =
         AdamMiniPartition.validateAttention attention |> Checked.ofResult
@@ -477,7 +479,7 @@ type AdamMiniRules =
 
 /// The name tables of the closed choices (Names.fs) for C#: each as (name, value) pairs.
 [<AbstractClass; Sealed>]
-type NameTables =
+type internal NameTables =
     static member private Pairs(table: (string * 'T) list) : IReadOnlyList<KeyValuePair<string, 'T>> =
         table |> List.map KeyValuePair |> readOnly
 
@@ -509,7 +511,7 @@ type NameTables =
 
 /// Model FLOPs (Flops.fs) for C#.
 [<AbstractClass; Sealed>]
-type FlopsRules =
+type internal FlopsRules =
     /// Training FLOPs per token of `config` at `seqLen`: 6 N for the matmuls plus 12 L H Q T for attention, forward and
     /// backward.
     static member PerToken(config: ModelConfig, seqLen: int) = Flops.perToken config seqLen
@@ -522,7 +524,7 @@ type FlopsRules =
 
 /// Sharpness bookkeeping (Sharpness.fs) and the speedup measure (Speedup.fs) for C#.
 [<AbstractClass; Sealed>]
-type SharpnessRules =
+type internal SharpnessRules =
     /// The paper's proxy from one mini-batch of B sequences: B x ||grad_b L_B||^2 / #params(b).
     static member Proxy(batchSize: int, gradientSquaredNorm: float, parameters: int64) =
         Sharpness.proxy batchSize gradientSquaredNorm parameters

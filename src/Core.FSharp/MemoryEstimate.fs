@@ -1,7 +1,9 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 /// Training memory in bytes, from shapes alone (nothing is allocated).
-type MemoryEstimate =
+type internal MemoryEstimate =
     {
         /// Parameters (elements).
         Parameters: int64
@@ -21,7 +23,7 @@ type MemoryEstimate =
 
 /// Training-memory estimates from a config's shapes alone.
 [<RequireQualifiedAccess>]
-module MemoryEstimate =
+module internal MemoryEstimate =
     /// fp32 state per block: AdamW keeps m and v per coordinate; Adam-mini keeps m per coordinate and one v
     /// per block of its partition; Lion keeps m per coordinate; Muon one momentum buffer per coordinate of the
     /// matrices it orthogonalizes and AdamW's m and v for the rest.

@@ -1,50 +1,14 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 open System.Globalization
 
-/// The two model families. An enum, so C# sees it as one.
-type Architecture =
-    /// GPT-2: learned positions, LayerNorm, GELU MLP.
-    | Gpt2 = 0
-    /// LLaMA: RoPE, RMSNorm, SwiGLU MLP, grouped-query attention.
-    | Llama = 1
-
-/// Everything that fixes a model's parameter names and shapes.
-type ModelConfig =
-    {
-        /// GPT-2 or LLaMA.
-        Architecture: Architecture
-        /// Transformer layers.
-        Layers: int
-        /// The model width (d_model).
-        Width: int
-        /// Attention (query) heads; Width must divide by it.
-        Heads: int
-        /// Key/value heads (grouped-query attention); equals Heads for GPT-2.
-        KvHeads: int
-        /// Hidden size of the MLP (GPT-2: 4 x width; LLaMA: the SwiGLU intermediate size).
-        FeedForward: int
-        /// Maximum sequence length (GPT-2: rows of the position embedding).
-        Context: int
-        /// Vocabulary size (rows of the token embedding).
-        Vocab: int
-        /// Biases on every projection (GPT-2: also on LayerNorms).
-        Bias: bool
-        /// The output head is the token embedding.
-        Tied: bool
-        /// The norms' epsilon.
-        NormEps: float
-        /// RoPE base (LLaMA only).
-        RopeTheta: float
-    }
-
-    /// Dimensions per head: Width / Heads.
-    member c.HeadDim = c.Width / c.Heads
-
 /// The named configs, overrides, validation and parameter shapes of GPT-2 and LLaMA models.
 [<RequireQualifiedAccess>]
-module ModelConfig =
+[<CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
+module internal ModelConfig =
     let private gpt2 layers width heads context =
         {
             Architecture = Architecture.Gpt2

@@ -2,20 +2,20 @@
 /// different options: OpenMPI 4 (mpirun/orterun), OpenMPI 5 (mpirun over PRRTE, which rejects --quiet and has no
 /// odls_base_sigkill_timeout) and MPICH (hydra's mpiexec: -n, -genv, oversubscription allowed by default). The
 /// implementation and its version are read from `mpirun --version`; only options it accepts are passed.
-module BlockwiseLR.Core.MpiLaunch
+module internal BlockwiseLR.Core.MpiLaunch
 
 open System
 open System.Text.RegularExpressions
 
 /// The MPI implementation behind an mpirun.
-type MpiFamily =
+type internal MpiFamily =
     /// OpenMPI (4: mpirun/orterun; 5: mpirun over PRRTE).
     | OpenMpi
     /// MPICH (hydra's mpiexec).
     | Mpich
 
 /// An mpirun: its implementation and version.
-type Mpirun =
+type internal Mpirun =
     {
         /// The implementation.
         Family: MpiFamily

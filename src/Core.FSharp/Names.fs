@@ -1,5 +1,7 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 
 /// The names of every closed choice a run makes (optimizer, schedule, precision, weight-decay policy,
@@ -7,7 +9,7 @@ open System
 /// value is the one written back (options.json, tables); later ones are accepted aliases. The CLI, the JSON
 /// reader and C# all parse through here.
 [<RequireQualifiedAccess>]
-module Names =
+module internal Names =
     /// The optimizer names: "adamw", "blockwise-adamw", "adam-mini", "blockwise-adam-mini", "lion", "blockwise-lion",
     /// "muon", "blockwise-muon".
     let optimizers =

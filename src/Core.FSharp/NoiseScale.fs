@@ -1,10 +1,12 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 
 /// Weighted moving averages of the squared gradient norm over a small batch and over the whole batch, and of the
 /// whole batch's norm itself (the scale that sets each measurement's weight).
-type NoiseScaleSums =
+type internal NoiseScaleSums =
     {
         /// The smoothed squared gradient norm over the small batch.
         Small: float
@@ -15,7 +17,7 @@ type NoiseScaleSums =
     }
 
 /// What the noise-scale measurement has folded in, per block and for the whole model (docs/method.md section 10).
-type NoiseScaleState =
+type internal NoiseScaleState =
     {
         /// Measurements folded in.
         Measured: int
@@ -31,7 +33,7 @@ type NoiseScaleState =
 /// expectations are |G|^2 + tr(Sigma) / b and |G|^2 + tr(Sigma) / B. Both are smoothed across measurements before
 /// the ratio is taken (the estimate of one step is too noisy to read alone), as McCandlish et al. do.
 [<RequireQualifiedAccess>]
-module NoiseScale =
+module internal NoiseScale =
     /// B_simple from one pair of squared norms (or from their moving averages, which are linear in them): unbiased
     /// |G|^2 = (B |g_B|^2 - b |g_b|^2) / (B - b) and tr(Sigma) = (|g_b|^2 - |g_B|^2) / (1/b - 1/B). None when the
     /// estimate of |G|^2 is not positive (the noise hides the signal); tr(Sigma) below 0 counts as 0. In the unit

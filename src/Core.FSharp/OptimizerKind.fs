@@ -1,52 +1,12 @@
 namespace BlockwiseLR.Core
 
-/// Which optimizer's state to count and which update rule runs (Blockwise variants keep the same state as their
-/// base).
-type OptimizerFamily =
-    /// AdamW: m and v per coordinate.
-    | AdamW = 0
-    /// Adam-mini: m per coordinate, one v per block of its partition.
-    | AdamMini = 1
-    /// Lion: one momentum per coordinate, sign updates.
-    | Lion = 2
-    /// Muon: orthogonalized momentum for hidden matrices, AdamW for the rest.
-    | Muon = 3
-
-/// The optimizers of a run: AdamW, Adam-mini, Lion or Muon, each plain (one LR for every block) or blockwise (an LR
-/// per block from the ratios). An enum, so C# sees it as one; its names are in `Names.optimizers`.
-type OptimizerKind =
-    /// AdamW, one LR for every block.
-    | AdamW = 0
-    /// AdamW with an LR per block from the ratios (the paper's Blockwise LR).
-    | BlockwiseAdamW = 1
-    /// Adam-mini, one LR for every block.
-    | AdamMini = 2
-    /// Adam-mini with an LR per block from the ratios.
-    | BlockwiseAdamMini = 3
-    /// Lion, one LR for every block.
-    | Lion = 4
-    /// Lion with an LR per block from the ratios.
-    | BlockwiseLion = 5
-    /// Muon, one LR for every block.
-    | Muon = 6
-    /// Muon with an LR per block from the ratios.
-    | BlockwiseMuon = 7
-
-/// The precision of Muon's Newton-Schulz iteration: Auto is bfloat16 on CUDA (as the reference runs it) and
-/// float32 on the CPU (where bf16 matmul is slow and no faster than fp32).
-type NewtonSchulzPrecision =
-    /// bfloat16 on CUDA, float32 on the CPU.
-    | Auto = 0
-    /// Always float32.
-    | Float32 = 1
-    /// Always bfloat16.
-    | BFloat16 = 2
+open BlockwiseLR
 
 /// The hyperparameters a family's recipe uses when the user sets none: AdamW, Adam-mini and Muon (whose AdamW part
 /// takes the betas; its matrices' update is scaled to AdamW's RMS) use the paper's (0.9, 0.95), weight decay 0.1 and
 /// AdamW's LR; Lion the official scripts' (0.95, 0.98), weight decay 1.0 and a tenth of AdamW's LR (their Lion base
 /// 1e-4 against AdamW's 1e-3: Lion's sign update has RMS 1, larger than Adam's, and lr x wd stays the same).
-type OptimizerRecipe =
+type internal OptimizerRecipe =
     {
         /// Adam's beta1 (Lion's interpolation beta).
         Beta1: float
@@ -60,7 +20,8 @@ type OptimizerRecipe =
 
 /// What each optimizer kind is: its family and whether it is blockwise, and each family's recipe.
 [<RequireQualifiedAccess>]
-module OptimizerKind =
+[<CompilationRepresentation(CompilationRepresentationFlags.ModuleSuffix)>]
+module internal OptimizerKind =
     /// Whose state the optimizer keeps and whose update it runs.
     let family (kind: OptimizerKind) =
         match kind with
@@ -103,7 +64,7 @@ module OptimizerKind =
 /// matrices (attention QK and VO, feed-forward) are orthogonalized by Newton-Schulz; embeddings, the head, norms and
 /// every vector (biases) take AdamW in the same optimizer.
 [<RequireQualifiedAccess>]
-module Muon =
+module internal Muon =
     /// Whether Muon orthogonalizes a parameter of this block and shape (a 2-D hidden matrix).
     let orthogonalizes (block: BlockKind) (shape: int64 list) =
         List.length shape = 2

@@ -1,10 +1,12 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 open System.Globalization
 
 /// One end of a numeric option's range.
-type RangeEnd =
+type internal RangeEnd =
     {
         /// The bound.
         Value: float
@@ -14,7 +16,7 @@ type RangeEnd =
 
 /// The range of one numeric option, by its flag without dashes ("threads", "lr"): what `--help` shows and what
 /// the library and the CLI check before any work.
-type OptionRange =
+type internal OptionRange =
     {
         /// The flag without its dashes; the same flag means the same quantity in every subcommand.
         Key: string
@@ -33,7 +35,7 @@ type OptionRange =
 /// The table of numeric option ranges: one row per flag, read by the library's option checks, by the CLI's
 /// check of every parsed flag and by the help text of every numeric flag.
 [<RequireQualifiedAccess>]
-module OptionRanges =
+module internal OptionRanges =
     /// The most threads a command takes: four per core (more only thrash; 100,000 made 29,885 OS threads).
     let maxThreads = 4 * Environment.ProcessorCount
 

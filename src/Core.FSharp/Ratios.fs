@@ -1,12 +1,14 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 open System.Globalization
 
 /// Peak-LR multipliers per block: peak(b) = ratio(b) x base LR (docs/method.md section 3).
 /// `OutputHead = None` means "the paper's default": the embedding's ratio when the head is tied to the
 /// embedding (they are one tensor), 1 when it is untied (as the official LLaMA script).
-type RatioSpec =
+type internal RatioSpec =
     {
         /// The token embedding's ratio.
         Embedding: float
@@ -26,7 +28,7 @@ type RatioSpec =
 
 /// Fixed ratios: the presets, parsing, formatting and validation.
 [<RequireQualifiedAccess>]
-module Ratios =
+module internal Ratios =
     /// Every block at the base LR: exactly AdamW.
     let uniform =
         {

@@ -1,10 +1,12 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 
 /// SplitMix64: a small, portable PRNG whose sequence is fixed by its seed on every platform and .NET version
 /// (System.Random's sequence is not a documented contract), so a seed names one data order forever.
-type SplitMix64
+type internal SplitMix64
     /// A generator whose sequence starts from `seed`.
     (seed: uint64) =
     let mutable state = seed
@@ -33,7 +35,7 @@ type SplitMix64
 
 /// Training windows: seq_len + 1 contiguous tokens starting at multiples of seq_len inside one shard (a window
 /// never crosses a shard), numbered shard by shard.
-type WindowLayout =
+type internal WindowLayout =
     {
         /// Tokens per input sequence (a window holds one more).
         SeqLen: int
@@ -44,18 +46,9 @@ type WindowLayout =
     /// Windows in all shards.
     member l.Total = List.sum l.PerShard
 
-/// Where a sampler stands: the epoch, and how many windows of that epoch's permutation it has used.
-type SamplerPosition =
-    {
-        /// The epoch (each has its own permutation).
-        Epoch: int
-        /// Windows of the epoch's permutation used so far.
-        Index: int64
-    }
-
 /// Windows, data order and the validation split.
 [<RequireQualifiedAccess>]
-module Sampling =
+module internal Sampling =
     /// Windows of seq_len + 1 tokens at starts 0, L, 2L, ... that fit in n tokens.
     let windowsIn (seqLen: int) (tokens: int64) =
         if tokens < int64 seqLen + 1L then

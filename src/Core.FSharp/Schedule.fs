@@ -1,12 +1,14 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 
 /// A learning-rate schedule: the LR used during optimizer step t (t = 0, 1, 2, ...).
-type Schedule = int -> float
+type internal Schedule = int -> float
 
 /// How a decay phase goes from its start LR to its end LR; p is the phase's progress in [0, 1].
-type DecayShape =
+type internal DecayShape =
     /// (1 + cos(pi p)) / 2
     | Cosine
     /// 1 - p
@@ -15,7 +17,7 @@ type DecayShape =
     | OneMinusSqrt
 
 /// The recipe's shape after warmup.
-type ScheduleKind =
+type internal ScheduleKind =
     /// Cosine from the peak to the shared floor, reached at t = T (the paper's default, llm.c's convention).
     | WarmupCosine
     /// Linear from the peak to the shared floor at t = T.
@@ -28,39 +30,9 @@ type ScheduleKind =
     /// ratio linearly back to 1 by 2T/3, then decay linearly to the floor at T.
     | WsdRatioAnneal
 
-/// The schedules a run can name. An enum, so C# sees it as one; its names are in `Names.schedules`.
-type LrSchedule =
-    /// Warmup, then cosine to the floor at the last step (the paper's default).
-    | Cosine = 0
-    /// Warmup, then linear to the floor at the last step.
-    | Linear = 1
-    /// Warmup, then hold the peak.
-    | Constant = 2
-    /// Warmup-stable-decay: hold the peak, then decay linearly to the floor over the last 20% of the run.
-    | Wsd = 3
-    /// Warmup-stable-decay with a cosine decay over the last 20%.
-    | WsdCosine = 4
-    /// Warmup-stable-decay with a 1 - sqrt decay over the last 20% (the WSD paper's cool-down).
-    | Wsd1Sqrt = 5
-    /// The official WSD variant: hold until T/3, anneal the ratio back to 1 by 2T/3, then decay linearly to the floor.
-    | WsdAnneal = 6
-
-/// The part of a schedule a refusal is about.
-type ScheduleField =
-    /// The base (peak) LR.
-    | BaseLr = 0
-    /// The floor LR.
-    | FloorLr = 1
-    /// The run's total steps.
-    | TotalSteps = 2
-    /// The warmup steps.
-    | WarmupSteps = 3
-    /// The schedule's kind (a WSD decay fraction).
-    | Kind = 4
-
 /// A schedule's description: its kind, base LR, floor, warmup and length; each block's schedule follows from it and the
 /// block's ratio.
-type ScheduleSpec =
+type internal ScheduleSpec =
     {
         /// The shape after warmup.
         Kind: ScheduleKind
@@ -78,7 +50,7 @@ type ScheduleSpec =
 
 /// The schedule algebra: warmup, decays, the recipes behind each schedule name, and checks.
 [<RequireQualifiedAccess>]
-module Schedule =
+module internal Schedule =
     // ---- The algebra: small schedules in absolute step time, and ways to combine them. ----
 
     /// `lr` at every step.

@@ -1,22 +1,13 @@
 namespace BlockwiseLR.Core
 
-open System
+open BlockwiseLR
 
-/// A measured quantity: its mean over samples (mini-batches or probes) and the standard error of that mean.
-type Estimate =
-    {
-        /// The mean of the samples.
-        Mean: float
-        /// The standard error of the mean (0 for one sample).
-        StdErr: float
-        /// The number of samples.
-        Samples: int
-    }
+open System
 
 /// Block sharpness bookkeeping (docs/method.md section 2): the paper's proxy, summaries, orderings, and the rule that
 /// turns measured sharpness into LR ratios.
 [<RequireQualifiedAccess>]
-module Sharpness =
+module internal Sharpness =
     /// Mean and standard error (sample standard deviation / sqrt n; 0 for one sample).
     let summarize (samples: float list) : Estimate =
         let n = List.length samples

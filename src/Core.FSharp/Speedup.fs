@@ -1,8 +1,10 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 /// The paper's speedup (docs/method.md section 4): a candidate run of N steps against an AdamW run of 2N steps.
 [<RequireQualifiedAccess>]
-module Speedup =
+module internal Speedup =
     /// The first step at which an eval curve ((step, loss), in step order) reaches `target`, interpolating
     /// linearly between evaluations; None if it never does.
     let stepReaching (curve: (int * float) list) (target: float) : float option =

@@ -1,11 +1,13 @@
 namespace BlockwiseLR.Core
 
+open BlockwiseLR
+
 open System
 open System.Text.RegularExpressions
 
 /// The kinds of Transformer blocks whose sharpness differs (docs/method.md section 1):
 /// S(Embedding) << S(QK) < S(FFN) < S(VO) << S(Norm).
-type BlockKind =
+type internal BlockKind =
     /// The token embedding (and a head tied to it).
     | Embedding
     /// The learned position embedding (GPT-2).
@@ -23,7 +25,7 @@ type BlockKind =
 
 /// The list of block kinds and their short keys.
 [<RequireQualifiedAccess>]
-module BlockKind =
+module internal BlockKind =
     /// Every block kind, in order.
     let all =
         [
@@ -60,7 +62,7 @@ module BlockKind =
             || String.Equals(string k, t, StringComparison.OrdinalIgnoreCase))
 
 /// Where a rule sends a parameter's coordinates.
-type BlockAssignment =
+type internal BlockAssignment =
     /// The whole tensor belongs to one block.
     | Whole of BlockKind
     /// A fused projection cut into equal parts along its output dimension, one block each
@@ -71,7 +73,7 @@ type BlockAssignment =
 /// Patterns are globs (`*` any run of characters, `?` one character) matched against the whole name or any
 /// suffix of it that starts after a dot, so `mlp.c_fc.weight` matches `transformer.h.3.mlp.c_fc.weight`.
 /// Rules name weights: a `.bias` is classified as the `.weight` beside it, so a bias always follows its weight.
-type BlockRule =
+type internal BlockRule =
     {
         /// A glob matched against the parameter's name or a dot-separated suffix of it.
         Pattern: string
@@ -80,7 +82,7 @@ type BlockRule =
     }
 
 /// A parameter as the partition sees it: its state-dict name and its shape.
-type ParameterInfo =
+type internal ParameterInfo =
     {
         /// The state-dict name.
         Name: string
@@ -89,14 +91,14 @@ type ParameterInfo =
     }
 
 /// The result of placing one parameter: the whole tensor in one block, or slices along one dimension.
-type Placement =
+type internal Placement =
     /// The whole tensor in one block.
     | WholeTensor of BlockKind
     /// (start, length, block) slices that tile dimension `dim`.
     | Slices of dim: int * parts: (int64 * int64 * BlockKind) list
 
 /// A parameter and where its coordinates go.
-type PlacedParameter =
+type internal PlacedParameter =
     {
         /// The parameter.
         Parameter: ParameterInfo
@@ -106,7 +108,7 @@ type PlacedParameter =
 
 /// Matching rules against parameter names, and the built-in rules.
 [<RequireQualifiedAccess>]
-module BlockRule =
+module internal BlockRule =
     let private globToRegex (pattern: string) =
         let body = Regex.Escape(pattern).Replace(@"\*", ".*").Replace(@"\?", ".")
         Regex(@"^(?:.*\.)?" + body + "$", RegexOptions.CultureInvariant)
@@ -227,7 +229,7 @@ module BlockRule =
 
 /// Placing parameters into blocks by the rules.
 [<RequireQualifiedAccess>]
-module Taxonomy =
+module internal Taxonomy =
     /// The assignment of the first rule that matches, if any.
     let classify (rules: BlockRule list) (name: string) : BlockAssignment option =
         let target = BlockRule.ruleName name

@@ -114,7 +114,7 @@ public static class Plots
         if (File.Exists(options) && points.Count > 0)
         {
             // The sequence length as the run resolved it: given, or the model's context.
-            var o = Training.PretrainOptions.FromJson(File.ReadAllText(options));
+            var o = PretrainOptions.FromJson(File.ReadAllText(options));
             var seqLen = o.Training.SeqLen ?? (o.Model.Config ?? NamedConfig(o.Model))?.Context;
             var tokens = (double)o.Training.BatchSize * (seqLen ?? double.NaN);
             if (double.IsFinite(tokens))
@@ -127,7 +127,7 @@ public static class Plots
     }
 
     /// <summary>The named config of a run's options (null for a model of one's own or a name not known).</summary>
-    static Core.ModelConfig? NamedConfig(Training.ModelOptions model)
+    static ModelConfig? NamedConfig(ModelOptions model)
     {
         try
         {

@@ -245,7 +245,7 @@ public class FailureTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
             var log = match.Groups[1].Value;
             Assert.StartsWith(Path.GetTempPath(), log);
             Assert.Contains("BLR_FAULT: bug-before-training", error);
-            Assert.Contains("at BlockwiseLR.Training.Trainer.Run", File.ReadAllText(log));
+            Assert.Contains("at BlockwiseLR.Trainer.Run", File.ReadAllText(log));
             File.Delete(log);
             Assert.False(Directory.Exists(run));
         }
@@ -375,8 +375,8 @@ public sealed class BrokenFiles : IDisposable
                 .Select(i => System.Text.Json.JsonSerializer.Serialize(new { text = book.Substring(i * 3000, 3000) }))
         );
         Tok4k = Path.Combine(Root, "data4k");
-        BlockwiseLR.Data.ShardPreparer.Run(
-            new BlockwiseLR.Data.PrepareOptions
+        BlockwiseLR.ShardPreparer.Run(
+            new BlockwiseLR.PrepareOptions
             {
                 Inputs = [documents],
                 Tokenizer = "gutenberg-bpe4k",
@@ -415,9 +415,7 @@ public sealed class BrokenFiles : IDisposable
     }
 
     void ShardPrepare() =>
-        BlockwiseLR.Data.ShardPreparer.Run(
-            new BlockwiseLR.Data.PrepareOptions { Builtin = "gutenberg", OutputDirectory = Data }
-        );
+        BlockwiseLR.ShardPreparer.Run(new BlockwiseLR.PrepareOptions { Builtin = "gutenberg", OutputDirectory = Data });
 
     static void CopyFolder(string from, string to)
     {

@@ -32,7 +32,7 @@ public class PublicApiDocsTests(ITestOutputHelper output)
         output.WriteLine(
             $"{assembly.GetName().Name}: {members.Count - missing.Count} of {members.Count} public members documented"
         );
-        Assert.True(members.Count > 200, $"only {members.Count} public members found: the walk is broken");
+        Assert.True(members.Count > 50, $"only {members.Count} public members found: the walk is broken");
         Assert.True(
             missing.Count == 0,
             $"{missing.Count} public members of {assembly.GetName().Name} have no XML doc:\n"

@@ -833,7 +833,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         using var model = Models.LanguageModel.Create(
             Models.ModelConfigs.Create(
                 "gpt2-tiny",
-                new Models.ModelOverrides
+                new BlockwiseLR.ModelOverrides
                 {
                     Layers = 1,
                     Width = 32,

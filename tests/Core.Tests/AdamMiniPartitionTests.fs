@@ -1,8 +1,9 @@
-module BlockwiseLR.Core.Tests.AdamMiniPartitionTests
+module internal BlockwiseLR.Core.Tests.AdamMiniPartitionTests
 
 open Expecto
 open FsCheck
 open FsCheck.FSharp
+open BlockwiseLR
 open BlockwiseLR.Core
 open BlockwiseLR.Core.Tests.Generators
 

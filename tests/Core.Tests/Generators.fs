@@ -1,9 +1,10 @@
 /// Generated GPT-2 and LLaMA parameter lists, each parameter with the block it must land in (the oracle
 /// comes from how the model is built, not from the classifier under test).
-module BlockwiseLR.Core.Tests.Generators
+module internal BlockwiseLR.Core.Tests.Generators
 
 open FsCheck
 open FsCheck.FSharp
+open BlockwiseLR
 open BlockwiseLR.Core
 
 type ModelShape =

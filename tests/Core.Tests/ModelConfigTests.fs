@@ -1,8 +1,9 @@
-module BlockwiseLR.Core.Tests.ModelConfigTests
+module internal BlockwiseLR.Core.Tests.ModelConfigTests
 
 open Expecto
 open FsCheck
 open FsCheck.FSharp
+open BlockwiseLR
 open BlockwiseLR.Core
 open BlockwiseLR.Core.Tests.Generators
 

@@ -1,7 +1,8 @@
-module BlockwiseLR.Core.Tests.MpiLaunchTests
+module internal BlockwiseLR.Core.Tests.MpiLaunchTests
 
 open System.IO
 open Expecto
+open BlockwiseLR
 open BlockwiseLR.Core
 open BlockwiseLR.Core.MpiLaunch
 

@@ -1,7 +1,8 @@
-module BlockwiseLR.Core.Tests.NamesTests
+module internal BlockwiseLR.Core.Tests.NamesTests
 
 open System
 open Expecto
+open BlockwiseLR
 open BlockwiseLR.Core
 
 /// Every spelling a user may type: the canonical name in lower, upper and mixed case, padded with spaces.

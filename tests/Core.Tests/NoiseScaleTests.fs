@@ -1,7 +1,8 @@
-module BlockwiseLR.Core.Tests.NoiseScaleTests
+module internal BlockwiseLR.Core.Tests.NoiseScaleTests
 
 open System
 open Expecto
+open BlockwiseLR
 open BlockwiseLR.Core
 
 /// The expected squared norms of the mean gradient over n samples when the true gradient has squared norm g2 and

@@ -1,9 +1,10 @@
-module BlockwiseLR.Core.Tests.RatiosTests
+module internal BlockwiseLR.Core.Tests.RatiosTests
 
 open System
 open Expecto
 open FsCheck
 open FsCheck.FSharp
+open BlockwiseLR
 open BlockwiseLR.Core
 open BlockwiseLR.Core.Tests.Generators
 

@@ -1,5 +1,5 @@
 /// A minimal safetensors reader for test oracles (8-byte little-endian header length, JSON header, raw data).
-module BlockwiseLR.Core.Tests.Safetensors
+module internal BlockwiseLR.Core.Tests.Safetensors
 
 open System
 open System.IO

@@ -1,8 +1,9 @@
-module BlockwiseLR.Core.Tests.SamplingTests
+module internal BlockwiseLR.Core.Tests.SamplingTests
 
 open Expecto
 open FsCheck
 open FsCheck.FSharp
+open BlockwiseLR
 open BlockwiseLR.Core
 open BlockwiseLR.Core.Tests.Generators
 

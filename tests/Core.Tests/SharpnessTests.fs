@@ -1,8 +1,9 @@
-module BlockwiseLR.Core.Tests.SharpnessTests
+module internal BlockwiseLR.Core.Tests.SharpnessTests
 
 open Expecto
 open FsCheck
 open FsCheck.FSharp
+open BlockwiseLR
 open BlockwiseLR.Core
 open BlockwiseLR.Core.Tests.Generators
 

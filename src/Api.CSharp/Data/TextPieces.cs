@@ -8,7 +8,7 @@ namespace BlockwiseLR.Data;
 /// whitespace, and every whitespace pre-token starts inside a run, so tokenizing the pieces gives exactly the
 /// tokens of the whole text (tested on the built-in corpus). Paragraph breaks (a blank line) are preferred.
 /// </summary>
-public static class TextPieces
+internal static class TextPieces
 {
     /// <summary>Start offsets of pieces of about <paramref name="targetChars"/> characters (the first is 0).</summary>
     public static List<int> Starts(string text, int targetChars)

@@ -26,7 +26,7 @@ public static class HfFormat
     /// inspect` does): when a config.json beside the file says which model it is, the buffers some exports store
     /// (GPT-2's causal masks, LLaMA's rotary inv_freq), a tied head's copy of the embedding and the zero biases a
     /// bias-free GPT-2 exports are left out; a file without a readable config.json keeps every entry.</summary>
-    public static IReadOnlyList<SafetensorsHeader.Entry> ParameterEntries(string file)
+    internal static IReadOnlyList<SafetensorsHeader.Entry> ParameterEntries(string file)
     {
         var entries = SafetensorsHeader.Read(file);
         var folder = Path.GetDirectoryName(Path.GetFullPath(file))!;

@@ -7,7 +7,7 @@ namespace BlockwiseLR.Models;
 /// <see cref="ArgumentException"/> whose <see cref="ArgumentException.ParamName"/> names that argument (e.g.
 /// "heads" for <c>Gpt2(2, 100, 3)</c>, width 100 not divisible by 3 heads) and whose message says what is wrong; a
 /// null argument is an <see cref="ArgumentNullException"/>. The same mistake in
-/// <see cref="BlockwiseLR.Training.PretrainOptions"/>
+/// <see cref="BlockwiseLR.PretrainOptions"/>
 /// (e.g. <c>Model.Overrides</c>) is an <see cref="InvalidOptionException"/> naming the option, as every option
 /// error is.</para></summary>
 public static class ModelConfigs

@@ -7,7 +7,7 @@ namespace BlockwiseLR.Optim;
 
 /// <summary>The plain, obviously-correct AdamW: a loop over parameters written as PyTorch's single-tensor
 /// AdamW reads. The flat-buffer <see cref="BlockwiseAdamW"/> is tested against it.</summary>
-public sealed class ReferenceAdamW : BlockOptimizer
+internal sealed class ReferenceAdamW : BlockOptimizer
 {
     readonly Dictionary<OptimizedParameter, (Tensor M, Tensor V)> moments;
 
@@ -65,7 +65,7 @@ public sealed class ReferenceAdamW : BlockOptimizer
 
 /// <summary>The plain Adam-mini: a loop over parameters and, within each, over its v-blocks, following
 /// docs/method.md section 6 literally. The flat-buffer <see cref="AdamMini"/> is tested against it.</summary>
-public sealed class ReferenceAdamMini : BlockOptimizer
+internal sealed class ReferenceAdamMini : BlockOptimizer
 {
     readonly Dictionary<OptimizedParameter, (Tensor M, Tensor V, AdamMiniPlan Plan)> state;
 

@@ -9,7 +9,7 @@ namespace BlockwiseLR;
 /// <see cref="NewtonSchulzPrecision"/>): the kebab-case text
 /// that config files, options.json and the CLI use. Parsing ignores case; this is the only parser of them (the
 /// core's name tables), shared by the JSON reader, the CLI and C#.</summary>
-public static class OptionNames
+internal static class OptionNames
 {
     static readonly Dictionary<Type, (string What, object Table)> tables = new()
     {

@@ -15,7 +15,7 @@ namespace BlockwiseLR.Training;
 /// <param name="MicroBatch">Sequences per forward/backward pass on each process.</param>
 /// <param name="Accumulation">Micro-batches accumulated per optimizer step.</param>
 /// <param name="DecayPolicy">Which parameters weight decay applies to.</param>
-public sealed record ResolvedOptions(
+internal sealed record ResolvedOptions(
     PretrainOptions Options,
     ModelConfig? Config,
     BlockRatios Ratios,
@@ -84,8 +84,8 @@ public sealed record ResolvedOptions(
         var decay = o.Optimizer.WeightDecayPolicy
             ?? (
                 OptimizerKinds.Family(o.Optimizer.Kind) == OptimizerFamily.AdamMini
-                    ? Core.WeightDecayPolicy.AdamMiniNames
-                    : Core.WeightDecayPolicy.AllParameters
+                    ? BlockwiseLR.WeightDecayPolicy.AdamMiniNames
+                    : BlockwiseLR.WeightDecayPolicy.AllParameters
             );
         var normalized = o.Model.Config is null && !custom ? o : o with { Model = o.Model with { Name = "custom" } };
         normalized = WithEffectiveRatios(normalized);

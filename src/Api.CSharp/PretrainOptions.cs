@@ -3,8 +3,9 @@ using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 using BlockwiseLR.Core;
 using BlockwiseLR.Models;
+using BlockwiseLR.Training;
 
-namespace BlockwiseLR.Training;
+namespace BlockwiseLR;
 
 /// <summary>Everything a training run needs, grouped by component as torchtitan groups its job config: the model,
 /// the data, the optimizer, the LR schedule, training, evaluation, the run folder, checkpoints, parallelism and

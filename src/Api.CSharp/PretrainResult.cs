@@ -1,7 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using BlockwiseLR.Training;
 
-namespace BlockwiseLR.Training;
+namespace BlockwiseLR;
 
 /// <summary>One evaluation.</summary>
 /// <param name="Step">Optimizer steps done when it evaluated (1-based, as <see cref="StepReport.Step"/>, evals.csv

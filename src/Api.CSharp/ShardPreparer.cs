@@ -2,8 +2,9 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using BlockwiseLR.Core;
+using BlockwiseLR.Data;
 
-namespace BlockwiseLR.Data;
+namespace BlockwiseLR;
 
 /// <summary>What `blr prepare` does.</summary>
 public sealed record PrepareOptions

@@ -3,11 +3,12 @@ using BlockwiseLR.Data;
 using BlockwiseLR.Distributed;
 using BlockwiseLR.Models;
 using BlockwiseLR.Optim;
+using BlockwiseLR.Training;
 using Microsoft.Extensions.Logging;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace BlockwiseLR.Training;
+namespace BlockwiseLR;
 
 /// <summary>
 /// Pre-trains a named model on a prepared dataset from <see cref="PretrainOptions"/> alone. For a model or

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
+using BlockwiseLR.Training;
 
-namespace BlockwiseLR.Training;
+namespace BlockwiseLR;
 
 /// <summary>A run folder read back as typed objects, without building its model: the options it ran with, the
 /// <see cref="StepReport"/> of every step (from metrics.jsonl, with the evaluations of evals.csv), its result

@@ -3,7 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using BlockwiseLR.Core;
 
-namespace BlockwiseLR.Models;
+namespace BlockwiseLR;
 
 /// <summary>Changes to a named config, each optional. Changing Width keeps d_ff's ratio to the width unless
 /// FeedForward is also given; changing a GPT-2's Heads also sets its KvHeads. Written and read in config files

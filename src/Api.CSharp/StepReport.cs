@@ -1,4 +1,6 @@
-namespace BlockwiseLR.Training;
+using BlockwiseLR.Training;
+
+namespace BlockwiseLR;
 
 /// <summary>One finished optimizer step: the one record that metrics.jsonl, observers
 /// (<see cref="Trainer.OnStep"/>) and progress (<see cref="TrainProgress"/>) are written from, and that

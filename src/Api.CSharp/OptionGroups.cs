@@ -1,7 +1,7 @@
 using BlockwiseLR.Core;
 using BlockwiseLR.Models;
 
-namespace BlockwiseLR.Training;
+namespace BlockwiseLR;
 
 /// <summary>The model to train (<see cref="PretrainOptions.Model"/>).</summary>
 public sealed record ModelOptions
@@ -21,7 +21,7 @@ public sealed record ModelOptions
 /// <summary>The tokens to train on (<see cref="PretrainOptions.Data"/>).</summary>
 public sealed record DataOptions
 {
-    /// <summary>A folder of shards from `blr prepare` (<see cref="BlockwiseLR.Data.ShardPreparer"/>).</summary>
+    /// <summary>A folder of shards from `blr prepare` (<see cref="BlockwiseLR.ShardPreparer"/>).</summary>
     public string Path { get; init; } = "";
 }
 
