@@ -50,7 +50,8 @@ static class NoiseCost
                             Run = new() { Out = run, Overwrite = true },
                         }
                     );
-                    times[name].Add(result.MillisecondsPerStep);
+                    // Every run trains its steps: each has its speed.
+                    times[name].Add(result.MillisecondsPerStep!.Value);
                 }
                 finally
                 {

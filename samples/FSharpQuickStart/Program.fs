@@ -112,12 +112,16 @@ let main args =
     TorchRuntime.EnsureAvailable()
     // README: fsharp-reading-results begin
     let result = basicRun steps output
+    // A value the run did not measure is null: the val losses of a run with no evaluation (one cancelled before its
+    // first), the speed of one that timed no step.
+    let shown (format: float -> string) (value: Nullable<float>) =
+        if value.HasValue then format value.Value else "none"
 
     printfn
-        "final val loss %.4f (best %.4f), %.0f tokens/s"
-        result.FinalValLoss
-        result.BestValLoss
-        result.TokensPerSecond
+        "final val loss %s (best %s), %s tokens/s"
+        (shown (sprintf "%.4f") result.FinalValLoss)
+        (shown (sprintf "%.4f") result.BestValLoss)
+        (shown (sprintf "%.0f") result.TokensPerSecond)
 
     for eval in result.Evals do
         printfn "  eval after %d steps: %.4f" eval.Step eval.ValLoss
@@ -130,11 +134,11 @@ let main args =
     let run = TrainingRun.Open(result.RunDirectory)
 
     printfn
-        "read back: %d steps, final val loss %.4f, latest checkpoint after %d steps"
+        "read back: %d steps, final val loss %s, latest checkpoint after %d steps"
         run.History.Count
-        run.Result.FinalValLoss
+        (shown (sprintf "%.4f") run.Result.FinalValLoss)
         run.LatestState.Step
     // README: fsharp-reading-results end
     let own = ownModel 30
-    printfn "own model: final val loss %.4f" own.FinalValLoss
+    printfn "own model: final val loss %s" (shown (sprintf "%.4f") own.FinalValLoss)
     0

@@ -52,7 +52,10 @@ var result = Pretrainer.Run(
 // README: basic-run end
 
 // README: reading-results begin
-Console.WriteLine($"final val loss {result.FinalValLoss:F4} (best {result.BestValLoss:F4})");
+// A value the run did not measure is null: the val losses of a run with no evaluation (one cancelled before its
+// first), the speed of one that timed no step.
+if (result.FinalValLoss is { } final)
+    Console.WriteLine($"final val loss {final:F4} (best {result.BestValLoss:F4})");
 Console.WriteLine($"{result.TokensPerSecond:N0} tokens/s, {result.MillisecondsPerStep:F1} ms/step");
 foreach (var eval in result.Evals)
     Console.WriteLine($"  eval after {eval.Step} steps: {eval.ValLoss:F4}");

@@ -10,16 +10,22 @@ namespace BlockwiseLR;
 /// <param name="ValLoss">The mean validation loss.</param>
 public sealed record EvalPoint(int Step, double ValLoss);
 
-/// <summary>What a run produced.</summary>
+/// <summary>What a run produced. A value that was not measured is null (no evaluation, no timed step); a value
+/// that was measured is never null, even when it is not finite (an evaluation whose loss is NaN gives a NaN
+/// <see cref="FinalValLoss"/>, not null).</summary>
 /// <param name="RunDirectory">The run folder.</param>
 /// <param name="Steps">Optimizer steps done in all (a resumed run's earlier steps included).</param>
-/// <param name="FinalValLoss">The last evaluation's validation loss (NaN: no evaluation).</param>
-/// <param name="BestValLoss">The lowest validation loss of the run (NaN: no evaluation).</param>
+/// <param name="FinalValLoss">The last evaluation's validation loss (null: the run has no evaluation, e.g. it was
+/// cancelled before its first).</param>
+/// <param name="BestValLoss">The lowest validation loss of the run (null: no evaluation; NaN when an evaluation
+/// measured NaN).</param>
 /// <param name="Evals">Every evaluation, in order.</param>
 /// <param name="TrainLosses">The train loss of every step done, in order.</param>
 /// <param name="TokensPerSecond">Training tokens per second in the steady state (the first quarter of the steps left
-/// out as warm-up).</param>
-/// <param name="MillisecondsPerStep">Milliseconds per optimizer step in the steady state.</param>
+/// out as warm-up; null: no step was timed, as when a resume of a complete run trains nothing and the earlier
+/// result.json holds no speed).</param>
+/// <param name="MillisecondsPerStep">Milliseconds per optimizer step in the steady state (null: no step was
+/// timed).</param>
 /// <param name="OptimizerStateBytes">Bytes of optimizer state (moments) the run kept.</param>
 /// <param name="LastCheckpoint">The folder of the last checkpoint written (null: none).</param>
 /// <param name="MetricsPath">The run's metrics.jsonl (one line per step).</param>
@@ -27,12 +33,12 @@ public sealed record EvalPoint(int Step, double ValLoss);
 public sealed record PretrainResult(
     string RunDirectory,
     int Steps,
-    double FinalValLoss,
-    double BestValLoss,
+    double? FinalValLoss,
+    double? BestValLoss,
     IReadOnlyList<EvalPoint> Evals,
     IReadOnlyList<double> TrainLosses,
-    double TokensPerSecond,
-    double MillisecondsPerStep,
+    double? TokensPerSecond,
+    double? MillisecondsPerStep,
     long OptimizerStateBytes,
     string? LastCheckpoint,
     string MetricsPath,
@@ -54,13 +60,17 @@ public sealed record PretrainResult(
     [JsonIgnore]
     public IReadOnlyDictionary<Block, double>? FinalRatios => History.Count > 0 ? History[^1].Ratios : null;
 
-    /// <summary>Reads a run's result.json (null numbers read as NaN).</summary>
+    /// <summary>Reads a run's result.json: null is a value that was not measured (null here too), "NaN" or
+    /// "Infinity" a measured one that is not finite. A result.json of an earlier version reads too: it wrote null for
+    /// a measured NaN as well, so a null where a value is always measured (an evaluation's loss, a train loss) reads
+    /// as NaN.</summary>
     public static PretrainResult FromJsonFile(string path) =>
         JsonSerializer.Deserialize<PretrainResult>(File.ReadAllText(path), OptionsJson.Results)
         ?? throw new InvalidDataException($"{path}: empty result");
 
-    /// <summary>The result as JSON (what result.json holds): a number that does not exist (no evaluation, no
-    /// timed step) is null.</summary>
+    /// <summary>The result as JSON (what result.json holds): a number that was not measured (no evaluation, no
+    /// timed step) is null; a measured number that is not finite is written "NaN", "Infinity" or
+    /// "-Infinity".</summary>
     public string ToJson() => JsonSerializer.Serialize(this, OptionsJson.Results);
 }
 

@@ -480,10 +480,14 @@ and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.Lau
             summary.AddRow(Markup.Escape name, Markup.Escape value) |> ignore
 
         row "steps" (sprintf "%d%s" result.Steps (if result.Interrupted then " (interrupted)" else ""))
-        row "final val loss" (sprintf "%.4f" result.FinalValLoss)
-        row "best val loss" (sprintf "%.4f" result.BestValLoss)
-        row "tokens/s" (result.TokensPerSecond.ToString "N0")
-        row "ms/step" (sprintf "%.1f" result.MillisecondsPerStep)
+        // A value the run did not measure (no evaluation, no timed step) is "none".
+        let measured (format: float -> string) (value: Nullable<float>) =
+            if value.HasValue then format value.Value else "none"
+
+        row "final val loss" (measured (sprintf "%.4f") result.FinalValLoss)
+        row "best val loss" (measured (sprintf "%.4f") result.BestValLoss)
+        row "tokens/s" (measured (fun x -> x.ToString "N0") result.TokensPerSecond)
+        row "ms/step" (measured (sprintf "%.1f") result.MillisecondsPerStep)
 
         row
             "optimizer state"

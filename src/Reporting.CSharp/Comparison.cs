@@ -35,9 +35,19 @@ public sealed record CompareRow(
     IReadOnlyList<PretrainResult> Runs
 )
 {
-    public double MeanFinal => Runs.Average(r => r.FinalValLoss);
-    public double MinFinal => Runs.Min(r => r.FinalValLoss);
-    public double MaxFinal => Runs.Max(r => r.FinalValLoss);
+    /// <summary>The final val loss of every seed's run (null: a run has none, it was stopped before its
+    /// evaluation).</summary>
+    IReadOnlyList<double>? Finals =>
+        Runs.All(r => r.FinalValLoss is not null) ? [.. Runs.Select(r => r.FinalValLoss!.Value)] : null;
+
+    /// <summary>The mean over seeds of the final val loss (null: a run has no evaluation).</summary>
+    public double? MeanFinal => Finals?.Average();
+
+    /// <summary>The lowest final val loss over seeds (null: a run has no evaluation).</summary>
+    public double? MinFinal => Finals?.Min();
+
+    /// <summary>The highest final val loss over seeds (null: a run has no evaluation).</summary>
+    public double? MaxFinal => Finals?.Max();
 
     /// <summary>Val loss per eval step, averaged over seeds.</summary>
     public IReadOnlyList<EvalPoint> MeanCurve =>
@@ -87,11 +97,11 @@ public sealed record CompareReport(
             text.AppendLine(
                 string.Create(
                     CultureInfo.InvariantCulture,
-                    $"| {row.Label} | {row.Steps} | {row.Lr:G3} | {row.MeanFinal:F4} "
-                        + $"({row.MinFinal:F4}..{row.MaxFinal:F4}) | {speedup} | "
+                    $"| {row.Label} | {row.Steps} | {row.Lr:G3} | {Cells.Measured(row.MeanFinal, "F4")} "
+                        + $"({Cells.Measured(row.MinFinal, "F4")}..{Cells.Measured(row.MaxFinal, "F4")}) | {speedup} | "
                         + $"{row.Runs[0].OptimizerStateBytes / 1048576.0:F1} MiB | "
-                        + $"{row.Runs.Average(r => r.MillisecondsPerStep):F1} | "
-                        + $"{row.Runs.Average(r => r.TokensPerSecond):N0} |"
+                        + $"{Cells.Measured(row.Runs.Average(r => r.MillisecondsPerStep), "F1")} | "
+                        + $"{Cells.Measured(row.Runs.Average(r => r.TokensPerSecond), "N0")} |"
                 )
             );
         }
@@ -196,8 +206,10 @@ public sealed record ComparisonReport(IReadOnlyList<ComparisonRun> Runs, string 
             text.AppendLine(
                 string.Create(
                     CultureInfo.InvariantCulture,
-                    $"| {run.Label} | {r.FinalValLoss:F4} | {r.BestValLoss:F4} | {r.TokensPerSecond:N0} | "
-                        + $"{r.MillisecondsPerStep:F1} | {r.OptimizerStateBytes / 1048576.0:F1} MiB | {run.Ratios} |"
+                    $"| {run.Label} | {Cells.Measured(r.FinalValLoss, "F4")} | "
+                        + $"{Cells.Measured(r.BestValLoss, "F4")} | {Cells.Measured(r.TokensPerSecond, "N0")} | "
+                        + $"{Cells.Measured(r.MillisecondsPerStep, "F1")} | "
+                        + $"{r.OptimizerStateBytes / 1048576.0:F1} MiB | {run.Ratios} |"
                 )
             );
         }
@@ -509,4 +521,12 @@ public static class Comparison
         File.WriteAllText(report.Markdown, report.ToMarkdown(common));
         File.WriteAllText(report.Json, JsonSerializer.Serialize(report, OptionsJson.Options));
     }
+}
+
+/// <summary>How the tables show a number: "n/a" for one the run did not measure (no evaluation, no timed
+/// step).</summary>
+static class Cells
+{
+    public static string Measured(double? value, string format) =>
+        value?.ToString(format, CultureInfo.InvariantCulture) ?? "n/a";
 }

@@ -412,4 +412,180 @@ public class FacadeConventionsTests
             Directory.Delete(dir, true);
         }
     }
+
+    static System.Text.Json.Nodes.JsonObject ResultJson(string run) =>
+        System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run, "result.json")))!.AsObject();
+
+    /// Issue 25 item 4: a value a run did not measure is null, not NaN: in the result, in result.json and read back.
+    [Fact]
+    public void A_run_without_an_evaluation_has_null_val_losses_and_one_with_evaluations_their_last_and_lowest()
+    {
+        var dir = Temp();
+        try
+        {
+            // Cancelled after its first step, before any evaluation (only at the end: Every = 0).
+            var run = Path.Combine(dir, "none");
+            using var model = new TinyPositional(2);
+            using var cancel = new CancellationTokenSource();
+            var result = Own(Options(run, steps: 5), model).OnStep(_ => cancel.Cancel()).Run(cancel.Token);
+            Assert.Equal((1, true), (result.Steps, result.Interrupted));
+            Assert.Empty(result.Evals);
+            Assert.Null(result.FinalValLoss);
+            Assert.Null(result.BestValLoss);
+            // Its one step was timed: its speed was measured.
+            Assert.True(result.TokensPerSecond > 0 && result.MillisecondsPerStep > 0);
+            var json = ResultJson(run);
+            Assert.True(json.ContainsKey("finalValLoss") && json.ContainsKey("bestValLoss"));
+            Assert.Null(json["finalValLoss"]);
+            Assert.Null(json["bestValLoss"]);
+            Assert.Equal(result.MillisecondsPerStep, json["millisecondsPerStep"]!.GetValue<double>());
+            var read = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
+            Assert.Equal((null, null), (read.FinalValLoss, read.BestValLoss));
+            Assert.Equal(
+                (result.TokensPerSecond, result.MillisecondsPerStep),
+                (read.TokensPerSecond, read.MillisecondsPerStep)
+            );
+            Assert.Null(TrainingRun.Open(run).Result!.FinalValLoss);
+
+            // Evaluated after every step, at an LR too high to learn (the loss grows): the last evaluation's loss and
+            // the lowest (the first) differ, in result.json as returned.
+            var evaluated = Path.Combine(dir, "evaluated");
+            using var other = new TinyPositional(2);
+            var options = Options(evaluated, steps: 3) with
+            {
+                Evaluation = new() { Every = 1, Windows = 2 },
+            };
+            var full = Own(
+                    options with
+                    {
+                        Schedule = new() { Lr = 8.0, WarmupSteps = 0 },
+                    },
+                    other
+                )
+                .Run();
+            Assert.Equal([1, 2, 3], full.Evals.Select(e => e.Step));
+            Assert.Equal(full.Evals[^1].ValLoss, full.FinalValLoss);
+            Assert.Equal(full.Evals.Min(e => e.ValLoss), full.BestValLoss);
+            Assert.True(full.FinalValLoss > full.BestValLoss, string.Join(", ", full.Evals.Select(e => e.ValLoss)));
+            json = ResultJson(evaluated);
+            Assert.Equal(full.FinalValLoss, json["finalValLoss"]!.GetValue<double>());
+            Assert.Equal(full.BestValLoss, json["bestValLoss"]!.GetValue<double>());
+            read = PretrainResult.FromJsonFile(Path.Combine(evaluated, "result.json"));
+            Assert.Equal((full.FinalValLoss, full.BestValLoss), (read.FinalValLoss, read.BestValLoss));
+            Assert.Equal(full.Evals, read.Evals);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// result.json of the earlier code wrote null where nothing was measured, and null for a measured NaN too; it
+    /// still reads: null is null where a value may be missing, NaN where a value is always measured. A measured NaN
+    /// is now written "NaN" and reads back NaN, not null.
+    [Fact]
+    public void A_result_json_of_the_earlier_code_reads_its_nulls_back_as_null_and_a_measured_NaN_stays_NaN()
+    {
+        var dir = Temp();
+        try
+        {
+            var path = Path.Combine(dir, "result.json");
+            File.WriteAllText(
+                path,
+                """
+                {
+                  "runDirectory": "runs/old",
+                  "steps": 2,
+                  "finalValLoss": null,
+                  "bestValLoss": null,
+                  "evals": [],
+                  "trainLosses": [
+                    2.5,
+                    null
+                  ],
+                  "tokensPerSecond": null,
+                  "millisecondsPerStep": null,
+                  "optimizerStateBytes": 1024,
+                  "lastCheckpoint": null,
+                  "metricsPath": "runs/old/metrics.jsonl",
+                  "interrupted": true
+                }
+                """
+            );
+            var old = PretrainResult.FromJsonFile(path);
+            Assert.Equal(
+                (2, (double?)null, (double?)null, (double?)null, (double?)null, 1024L, true),
+                (
+                    old.Steps,
+                    old.FinalValLoss,
+                    old.BestValLoss,
+                    old.TokensPerSecond,
+                    old.MillisecondsPerStep,
+                    old.OptimizerStateBytes,
+                    old.Interrupted
+                )
+            );
+            Assert.Equal([2.5, double.NaN], old.TrainLosses);
+            Assert.Empty(old.Evals);
+
+            // Measured numbers: a NaN evaluation is a loss, not a missing one.
+            var measured = old with
+            {
+                FinalValLoss = double.NaN,
+                BestValLoss = double.NaN,
+                Evals = [new EvalPoint(2, double.NaN)],
+                TokensPerSecond = 1500.5,
+                MillisecondsPerStep = double.PositiveInfinity,
+            };
+            var json = System.Text.Json.Nodes.JsonNode.Parse(measured.ToJson())!;
+            Assert.Equal("NaN", json["finalValLoss"]!.GetValue<string>());
+            Assert.Equal("NaN", json["evals"]![0]!["valLoss"]!.GetValue<string>());
+            Assert.Equal("Infinity", json["millisecondsPerStep"]!.GetValue<string>());
+            Assert.Equal(1500.5, json["tokensPerSecond"]!.GetValue<double>());
+            Assert.Equal("NaN", json["trainLosses"]![1]!.GetValue<string>());
+            File.WriteAllText(path, measured.ToJson());
+            var back = PretrainResult.FromJsonFile(path);
+            Assert.Equal(
+                (double.NaN, double.NaN, 1500.5, double.PositiveInfinity),
+                (
+                    back.FinalValLoss!.Value,
+                    back.BestValLoss!.Value,
+                    back.TokensPerSecond!.Value,
+                    back.MillisecondsPerStep!.Value
+                )
+            );
+            Assert.Equal(measured.Evals, back.Evals);
+            Assert.Equal(measured.TrainLosses, back.TrainLosses);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// Every version writes loss, tokens_per_s and ms on every metrics.jsonl line: a line without one is damage, not
+    /// a missing measurement (it used to read as a NaN step), refused by its line as other damage is.
+    [Fact]
+    public void A_metrics_line_without_its_numbers_is_refused_as_damaged()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            using var model = new TinyPositional(4);
+            Own(Options(run, steps: 3), model).Run();
+            Assert.Equal(3, TrainingRun.Open(run).History.Count);
+            var metrics = Path.Combine(run, "metrics.jsonl");
+            var lines = File.ReadAllLines(metrics);
+            var line = System.Text.Json.Nodes.JsonNode.Parse(lines[1])!.AsObject();
+            line.Remove("ms");
+            File.WriteAllLines(metrics, [lines[0], line.ToJsonString(), lines[2]]);
+            var e = Assert.Throws<DataInputException>(() => TrainingRun.Open(run));
+            Assert.StartsWith($"{metrics}: line 2 is not a whole metrics line", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
 }

@@ -567,7 +567,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var (code, _, error) = TestPaths.Run(Tiny(run, 2));
             Assert.True(code == 0, error);
             var before = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
-            Assert.True(double.IsFinite(before.TokensPerSecond) && before.TokensPerSecond > 0);
+            Assert.True(double.IsFinite(before.TokensPerSecond!.Value) && before.TokensPerSecond > 0);
             (code, _, error) = TestPaths.Run([.. Tiny(run, 2), "--resume", "latest"]);
             Assert.True(code == 0, error);
             var after = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
@@ -575,6 +575,38 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Equal(before.MillisecondsPerStep, after.MillisecondsPerStep);
             Assert.Equal((before.Steps, before.FinalValLoss), (after.Steps, after.FinalValLoss));
             Assert.Equal(before.TrainLosses, after.TrainLosses);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// The same resume with the earlier result.json gone times no step and has no speed to keep: the speed is null
+    /// (not NaN) in result.json and "none" in the summary; the val losses, measured before, are kept.
+    [Fact]
+    public void Resuming_a_complete_run_without_its_result_json_has_no_speed_and_says_none()
+    {
+        var dir = Temp();
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            var (code, _, error) = TestPaths.Run(Tiny(run, 2));
+            Assert.True(code == 0, error);
+            var before = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
+            File.Delete(Path.Combine(run, "result.json"));
+            (code, var output, error) = TestPaths.Run([.. Tiny(run, 2), "--resume", "latest"]);
+            Assert.True(code == 0, error);
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(run, "result.json")))!;
+            Assert.True(json.AsObject().ContainsKey("tokensPerSecond"));
+            Assert.Null(json["tokensPerSecond"]);
+            Assert.Null(json["millisecondsPerStep"]);
+            var after = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
+            Assert.Equal((null, null), (after.TokensPerSecond, after.MillisecondsPerStep));
+            Assert.Equal((before.FinalValLoss, before.BestValLoss), (after.FinalValLoss, after.BestValLoss));
+            Assert.Matches(@"ms/step\W+none", output);
+            Assert.Matches(@"tokens/s\W+none", output);
+            Assert.Matches(@"final val loss\W+\d+\.\d{4}", output);
         }
         finally
         {
@@ -609,7 +641,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             var result = PretrainResult.FromJsonFile(Path.Combine(run, "result.json"));
             // The same 4 windows of 16 tokens as the run's own final evaluation, through the eval command's path.
             var eval = Evaluation.Run(run, gutenberg.Directory, null, seqLen: 16, batchSize: 2, maxWindows: 4);
-            Assert.Equal(result.FinalValLoss, eval.Loss, 5);
+            Assert.Equal(result.FinalValLoss!.Value, eval.Loss, 5);
             Assert.Equal(Math.Exp(eval.Loss), eval.Perplexity, 6);
 
             string Generate(double temperature, int k, ulong seed) =>

@@ -7,32 +7,54 @@ using BlockwiseLR.Core;
 namespace BlockwiseLR.Training;
 
 /// <summary>How options, results and checkpoint state are written as JSON: camelCase names, choices as their
-/// names, NaN and infinities as "NaN" / "Infinity" (a run that never evaluated still writes its result).</summary>
+/// names, NaN and infinities as "NaN" / "Infinity"; in results, null for a number that was not measured.</summary>
 static class OptionsJson
 {
     public static JsonSerializerOptions Options { get; } = Create();
 
-    /// <summary>For results: NaN and infinities are null (a value that was not measured).</summary>
+    /// <summary>For results: a number that was not measured (a null <c>double?</c>) is null; a measured one that is
+    /// not finite is "NaN" / "Infinity", as in options; null read where a number is always measured (a
+    /// <c>double</c>) is NaN, as earlier versions wrote a measured NaN.</summary>
     public static JsonSerializerOptions Results { get; } = CreateResults();
 
     static JsonSerializerOptions CreateResults()
     {
-        var options = new JsonSerializerOptions(Create()) { Converters = { new MissingAsNull() } };
+        var options = new JsonSerializerOptions(Create())
+        {
+            Converters = { new MeasuredNumber(), new NumberOrMissing() },
+        };
         options.MakeReadOnly(populateMissingResolver: true);
         return options;
     }
 
-    sealed class MissingAsNull : JsonConverter<double>
+    /// <summary>A measured number: "NaN" and infinities by name; null (an earlier version's NaN) read as
+    /// NaN.</summary>
+    sealed class MeasuredNumber : JsonConverter<double>
     {
         public override bool HandleNull => true;
 
         public override double Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            reader.TokenType == JsonTokenType.Null ? double.NaN : reader.GetDouble();
+            reader.TokenType == JsonTokenType.Null
+                ? double.NaN
+                : JsonSerializer.Deserialize<double>(ref reader, Options);
 
-        public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options)
+        public override void Write(Utf8JsonWriter writer, double value, JsonSerializerOptions options) =>
+            JsonSerializer.Serialize(writer, value, Options);
+    }
+
+    /// <summary>A number that may not have been measured: null both ways; a measured one as
+    /// <see cref="MeasuredNumber"/> writes it.</summary>
+    sealed class NumberOrMissing : JsonConverter<double?>
+    {
+        public override bool HandleNull => true;
+
+        public override double? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
+            reader.TokenType == JsonTokenType.Null ? null : JsonSerializer.Deserialize<double>(ref reader, Options);
+
+        public override void Write(Utf8JsonWriter writer, double? value, JsonSerializerOptions options)
         {
-            if (double.IsFinite(value))
-                writer.WriteNumberValue(value);
+            if (value is { } number)
+                JsonSerializer.Serialize(writer, number, Options);
             else
                 writer.WriteNullValue();
         }

@@ -81,11 +81,11 @@ sealed class MetricsWriter : IDisposable
                 .Select(n => n.AsObject())
                 .Select(o => new StepReport(
                     o["step"]!.GetValue<int>(),
-                    Number(o["loss"]),
+                    o["loss"]!.GetValue<double>(),
                     ByBlock(o["lr"]) ?? [],
                     ByBlock(o["grad_norm"]) ?? [],
-                    Number(o["tokens_per_s"]),
-                    Number(o["ms"]),
+                    o["tokens_per_s"]!.GetValue<double>(),
+                    o["ms"]!.GetValue<double>(),
                     valLoss.TryGetValue(o["step"]!.GetValue<int>(), out var v) ? v : null
                 )
                 {
@@ -108,9 +108,6 @@ sealed class MetricsWriter : IDisposable
                 }),
         ];
     }
-
-    /// <summary>A number of a metrics line (NaN where a line of an earlier version lacks it).</summary>
-    static double Number(JsonNode? node) => node is JsonValue v && v.TryGetValue<double>(out var x) ? x : double.NaN;
 
     static Dictionary<Block, double>? ByBlock(JsonNode? node) =>
         node is JsonObject o ? o.ToDictionary(kv => BlockOf(kv.Key), kv => kv.Value!.GetValue<double>()) : null;
@@ -186,12 +183,20 @@ sealed class MetricsWriter : IDisposable
         return kept;
     }
 
-    /// <summary>The steps done of a metrics.jsonl line (null: not a whole one).</summary>
+    /// <summary>The numbers every version writes on every metrics.jsonl line, beside "step".</summary>
+    static readonly string[] Measured = ["loss", "tokens_per_s", "ms"];
+
+    /// <summary>The steps done of a metrics.jsonl line (null: not a whole one, which every version's line is: its
+    /// step and the numbers of <see cref="Measured"/>).</summary>
     static int? StepOfMetricsLine(string line)
     {
         try
         {
-            return JsonNode.Parse(line) is JsonObject o && o["step"] is JsonValue v && v.TryGetValue<int>(out _)
+            return
+                JsonNode.Parse(line) is JsonObject o
+                && o["step"] is JsonValue v
+                && v.TryGetValue<int>(out _)
+                && Measured.All(key => o[key] is JsonValue n && n.TryGetValue<double>(out _))
                 ? StepOf(o)
                 : null;
         }

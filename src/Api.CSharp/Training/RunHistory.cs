@@ -66,17 +66,18 @@ sealed class RunHistory(RunSetup setup)
         };
 
     /// <summary>The run's result. Speed is the steady state's: the first quarter of the steps pays for warm-up
-    /// (allocations, JIT).</summary>
+    /// (allocations, JIT). What was not measured is null: the val losses of a run with no evaluation, the speed of
+    /// a run that timed no step.</summary>
     public PretrainResult Result(bool interrupted, long optimizerStateBytes)
     {
         var steady = stepTimes.Count > 4 ? stepTimes.Skip(stepTimes.Count / 4).ToList() : stepTimes;
-        var msPerStep = steady.Count > 0 ? steady.Average() : EarlierMillisecondsPerStep();
+        double? msPerStep = steady.Count > 0 ? steady.Average() : EarlierMillisecondsPerStep();
         var run = setup.RunDirectory;
         return new PretrainResult(
             run,
             losses.Count,
-            evals.LastOrDefault()?.ValLoss ?? double.NaN,
-            evals.Count > 0 ? evals.Min(e => e.ValLoss) : double.NaN,
+            evals.Count > 0 ? evals[^1].ValLoss : null,
+            evals.Count > 0 ? evals.Min(e => e.ValLoss) : null,
             evals,
             losses,
             setup.TokensPerStep * 1000 / msPerStep,
@@ -92,12 +93,12 @@ sealed class RunHistory(RunSetup setup)
     }
 
     /// <summary>A resume that runs no step (the run was complete) measured nothing: the speed is the one the run's
-    /// result.json holds from before, if it holds one.</summary>
-    double EarlierMillisecondsPerStep()
+    /// result.json holds from before, if it holds one (null: none).</summary>
+    double? EarlierMillisecondsPerStep()
     {
         var path = Path.Combine(setup.RunDirectory, "result.json");
         if (setup.Resumed is null || !File.Exists(path))
-            return double.NaN;
+            return null;
         try
         {
             return PretrainResult.FromJsonFile(path).MillisecondsPerStep;
@@ -111,7 +112,7 @@ sealed class RunHistory(RunSetup setup)
                         or OptionValueException
             )
         {
-            return double.NaN;
+            return null;
         }
     }
 }

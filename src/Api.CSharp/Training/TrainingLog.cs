@@ -41,8 +41,8 @@ static partial class TrainingLog
         ILogger logger,
         int steps,
         bool interrupted,
-        double finalValLoss,
-        double bestValLoss
+        double? finalValLoss,
+        double? bestValLoss
     );
 
     /// <summary>Progress is logged every this many steps (about 20 lines a run) unless told.</summary>
