@@ -288,9 +288,11 @@ let private watchdog (signalled: DateTime) =
         )
         .Start()
 
-/// Runs work under a progress bar with ETA; Ctrl-C (SIGINT) or SIGTERM (what mpirun forwards to its ranks) asks
-/// the trainer to checkpoint and stop. Ranks other than 0 of a data-parallel run show nothing.
-let private withTraining (describe: string) (work: IProgress<TrainProgress> -> Threading.CancellationToken -> 'T) =
+/// Runs work with its runs' progress shown (RunProgress: a live bar per run on a terminal, plain lines when output
+/// is redirected); `work` calls `starting` with each run's name before the run. Ctrl-C (SIGINT) or SIGTERM (what
+/// mpirun forwards to its ranks) asks the trainer to checkpoint and stop. Ranks other than 0 of a data-parallel run
+/// show nothing.
+let private withTraining (work: Action<string> -> IProgress<TrainProgress> -> Threading.CancellationToken -> 'T) =
     use cancel = new Threading.CancellationTokenSource()
     let world = Distributed.LaunchInfo.FromEnvironment().WorldSize
 
@@ -308,43 +310,8 @@ let private withTraining (describe: string) (work: IProgress<TrainProgress> -> T
     use _term =
         Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGTERM, stop)
 
-    if Distributed.LaunchInfo.FromEnvironment().Rank <> 0 then
-        work null cancel.Token
-    else
-        AnsiConsole
-            .Progress()
-            .Columns(
-                [|
-                    TaskDescriptionColumn() :> ProgressColumn
-                    ProgressBarColumn()
-                    PercentageColumn()
-                    RemainingTimeColumn()
-                |]
-            )
-            .Start(fun context ->
-                let task = context.AddTask(describe, maxValue = 1.0)
-
-                let report (p: TrainProgress) =
-                    task.MaxValue <- float p.Steps
-                    task.Value <- float p.Step
-
-                    let valText =
-                        if p.ValLoss.HasValue then
-                            sprintf ", val %.3f" p.ValLoss.Value
-                        else
-                            ""
-
-                    task.Description <-
-                        sprintf
-                            "%s: step %d/%d, loss %.3f%s, %s tok/s"
-                            describe
-                            p.Step
-                            p.Steps
-                            p.Loss
-                            valText
-                            (p.TokensPerSecond.ToString "N0")
-
-                work (Progress<TrainProgress>(report)) cancel.Token)
+    RunProgress.show (Distributed.LaunchInfo.FromEnvironment().Rank = 0) (fun starting progress ->
+        work starting progress cancel.Token)
 
 /// The camelCase name of a subcommand's argument (Batch_Size -> batchSize): how the commands that do not train
 /// (prepare, eval, sample, ...) name their library options.
@@ -458,7 +425,9 @@ and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.Lau
     let name = OptionNames.Format options.Optimizer.Kind
 
     let result =
-        withTraining name (fun progress cancel ->
+        withTraining (fun starting progress cancel ->
+            starting.Invoke name
+
             Trainer(options)
                 .WithProgress(progress)
                 .OnNote(fun note -> eprintfn "note: %s" note)
@@ -683,7 +652,7 @@ let compare (args: ParseResults<CompareArgs>) =
         )
 
     let report =
-        withTraining "compare" (fun progress cancel -> Reporting.Comparison.Compare(options, null, progress, cancel))
+        withTraining (fun starting progress cancel -> Reporting.Comparison.Compare(options, starting, progress, cancel))
 
     printfn "%s" (report.Table())
     printfn "report %s, curves %s" report.Markdown report.Png
@@ -811,8 +780,8 @@ let demo (args: ParseResults<DemoArgs>) =
         options.Training.SeqLen.Value
 
     let report =
-        withTraining "demo" (fun progress cancel ->
-            Reporting.Comparison.Run(options, Reporting.ComparisonArm.Demo, null, progress, cancel))
+        withTraining (fun starting progress cancel ->
+            Reporting.Comparison.Run(options, Reporting.ComparisonArm.Demo, starting, progress, cancel))
 
     printfn "%s" (report.Table())
     printfn "report %s, curves %s" report.Markdown report.Png

@@ -373,6 +373,16 @@ public class FacadeConventionsTests
             Assert.Equal(4, end.Event);
             Assert.StartsWith("Finished 10 steps (interrupted: False): final val loss", end.Message);
 
+            // Untold, it logs progress about 20 times a run: every 2nd step of 40, in order, the last with its
+            // evaluation.
+            var quiet = new ListLogger();
+            Own(Options(Path.Combine(dir, "default"), steps: 40), model).WithLogger(quiet).Run();
+            var steps = quiet
+                .Lines.Where(l => l.Event == 3)
+                .Select(l => int.Parse(l.Message[5..l.Message.IndexOf('/')]))
+                .ToList();
+            Assert.Equal(Enumerable.Range(1, 20).Select(k => 2 * k), steps);
+
             // Pretrainer takes a logger too.
             Assert.Equal(
                 "logger",

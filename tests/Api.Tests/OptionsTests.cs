@@ -130,7 +130,8 @@ public class OptionsTests(GutenbergShards gutenberg) : IClassFixture<GutenbergSh
                 ]);
                 Assert.True(code == 0, error);
                 AssertLrsMatch(name, StepZeroLrs(run));
-                Assert.Contains(name, output); // the summary table names the optimizer as it trained
+                // The summary table names the optimizer as it trained (the progress lines name it too).
+                Assert.Matches($@"\u2502 {System.Text.RegularExpressions.Regex.Escape(name)} +\u2502", output);
             }
         }
         finally

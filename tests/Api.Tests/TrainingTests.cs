@@ -219,7 +219,8 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
     }
 
     /// The main job in its quick mode: three arms on one seed and corpus, the table names the ratios each trained
-    /// with, auto's as it reached them at the end (read from its last checkpoint).
+    /// with, auto's as it reached them at the end (read from its last checkpoint); its output, redirected, names each
+    /// run before its progress lines.
     [Fact]
     public void The_quick_demo_trains_adamw_the_paper_ratios_and_auto_ratios_and_reports_all_three()
     {
@@ -237,6 +238,7 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
             Assert.Matches(@"\| blockwise-adamw-auto \|.*\| auto, at the end: emb \d+\.\d\d, ffn \d+\.\d\d", report);
             Assert.Contains("| blockwise-adamw-paper |", output);
             Assert.True(File.Exists(Path.Combine(dir, "loss.png")));
+            ShowsEachRunAsPlainLines(output, ["adamw", "blockwise-adamw-paper", "blockwise-adamw-auto"], 40);
             // Then the committed sweep's map, printed and drawn, and the folder is the demo's own to run again.
             Assert.Contains("Where per-block ratios pay", output);
             Assert.Matches(@"\n\s+1,024\s+[\d,]+\s+\d+\.\d\d\s+\d\.\d{3}\s+[+-]\d\.\d{3} \(", output);
@@ -247,6 +249,47 @@ public class TrainingTests(GutenbergShards gutenberg) : IClassFixture<GutenbergS
         finally
         {
             Directory.Delete(dir, true);
+        }
+    }
+
+    /// Progress written to a redirected output (as TestPaths.Run captures it): each run named on its own line before
+    /// its progress, then plain lines (no carriage-return redraws, no ANSI escapes) whose step and percentage never go
+    /// back, one about every tenth of the run, then a one-line summary with its final val loss.
+    static void ShowsEachRunAsPlainLines(string output, string[] runs, int steps)
+    {
+        Assert.DoesNotContain('\r', output);
+        Assert.DoesNotContain('\u001b', output);
+        var lines = output.Split('\n').ToList();
+        var starts = runs.Select(run => lines.IndexOf($"{run}: starting")).ToList();
+        Assert.All(starts, s => Assert.True(s >= 0, output));
+        Assert.Equal(starts.Order(), starts); // in the order they ran
+        for (var i = 0; i < runs.Length; i++)
+        {
+            var end = i + 1 < runs.Length ? starts[i + 1] : lines.Count;
+            var own = lines.Skip(starts[i] + 1).Take(end - starts[i] - 1).ToList();
+            var progress = own.Select(l =>
+                    System.Text.RegularExpressions.Regex.Match(l, $@"^{runs[i]}: step (\d+)/{steps} \((\d+)%\), ")
+                )
+                .Where(m => m.Success)
+                .Select(m => (Step: int.Parse(m.Groups[1].Value), Percent: int.Parse(m.Groups[2].Value)))
+                .ToList();
+            // A line every tenth of the run, before the last step.
+            Assert.InRange(progress.Count, 5, 10);
+            for (var k = 1; k < progress.Count; k++)
+                Assert.True(
+                    progress[k].Step > progress[k - 1].Step && progress[k].Percent > progress[k - 1].Percent,
+                    string.Join("\n", own)
+                );
+            // No other run's lines inside this one's, and it ends with its summary.
+            Assert.DoesNotContain(own, l =>
+                runs.Any(r => r != runs[i] && l.StartsWith($"{r}: ", StringComparison.Ordinal))
+            );
+            Assert.Single(own, l =>
+                System.Text.RegularExpressions.Regex.IsMatch(
+                    l,
+                    $@"^{runs[i]}: done, {steps} steps in .*, val loss \d+\.\d{{4}}$"
+                )
+            );
         }
     }
 
