@@ -621,7 +621,7 @@ let runSamples () =
     let results =
         [
             sample "Pretrain" [ "4"; output ] "final val loss"
-            sample "CustomLoop" [ "30" ] "step  29: loss"
+            sample "CustomLoop" [ "30" ] "step  30: loss"
             sample "FSharpQuickStart" [ "4"; Path.Combine(output, "fsharp") ] "own model: final val loss"
         ]
 

@@ -2,6 +2,7 @@
 // own peak LR (the paper's ratios), all decaying to one shared floor: first by the Trainer on tokens in memory (the
 // README's "own-model" snippet is copied from the region below; ReadmeSnippetTests keeps them equal), then by a
 // plain TorchSharp loop. Usage: dotnet run -- [steps]
+// README: own-model begin
 using BlockwiseLR;
 using BlockwiseLR.Data;
 using BlockwiseLR.Optim;
@@ -17,7 +18,6 @@ const int vocab = 16,
 TorchRuntime.EnsureAvailable(); // one clear line if libtorch cannot load
 manual_seed(0);
 
-// README: own-model begin
 // None of TinyMixer's parameter names is one BlockwiseLR knows: say which block each one is.
 var rules = BlockRules
     .Default.With("lookup.weight", Block.Embedding)
@@ -108,10 +108,10 @@ for (var step = 0; step < steps; step++)
     var logits = model.forward(inputs); // (B, T, vocab)
     var loss = nn.functional.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1));
     loss.backward();
-    optimizer.Step(schedule); // each block's LR at this step
+    optimizer.Step(schedule); // each block's LR at this step: LrAt(block, steps done before it)
     if (step % 10 == 0 || step == steps - 1)
         Console.WriteLine(
-            $"step {step, 3}: loss {loss.item<float>():F4}, lr emb {schedule.LrAt(Block.Embedding, step):E2}, ffn {schedule.LrAt(Block.FeedForward, step):E2}, norm {schedule.LrAt(Block.Norm, step):E2}"
+            $"step {step + 1, 3}: loss {loss.item<float>():F4}, lr emb {schedule.LrAt(Block.Embedding, step):E2}, ffn {schedule.LrAt(Block.FeedForward, step):E2}, norm {schedule.LrAt(Block.Norm, step):E2}"
         );
 }
 return 0;

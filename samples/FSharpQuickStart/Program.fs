@@ -8,8 +8,6 @@ module FSharpQuickStart
 open System
 open System.IO
 open BlockwiseLR
-open BlockwiseLR.Models
-open BlockwiseLR.Data
 
 let basicRun (steps: int) (output: string) =
     // Tokenize the built-in corpus (18 Project Gutenberg books) with the built-in 4,000-piece tokenizer; a second
@@ -37,6 +35,7 @@ let basicRun (steps: int) (output: string) =
 // README: fsharp-own-model begin
 open TorchSharp
 open type TorchSharp.torch.nn
+open BlockwiseLR.Data // InMemoryTokens: tokens of your own
 
 /// Embedding -> residual MLP -> causal running mean -> gain -> readout: (B, T) ids -> (B, T, vocab) logits.
 type TinyMixer(vocab: int64, width: int64) as this =

@@ -76,7 +76,9 @@ public sealed class BlockSchedule
     /// <summary>Steps in the whole run (warmup included).</summary>
     public int TotalSteps => spec.TotalSteps;
 
-    /// <summary>The LR of <paramref name="block"/> during step <paramref name="step"/> (0-based).</summary>
+    /// <summary>The LR of <paramref name="block"/> for the update made after <paramref name="step"/> steps are done
+    /// (0 for the first update): the <see cref="StepReport"/> numbered N (steps done, from 1) used LrAt(block, N -
+    /// 1).</summary>
     public double LrAt(Block block, int step) => perBlock[block](step);
 
     /// <summary>Steps worth printing: 0, the end of warmup, <paramref name="points"/> evenly spaced steps,

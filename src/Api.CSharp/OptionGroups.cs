@@ -31,7 +31,9 @@ public sealed record OptimizerOptions
     /// <summary>The optimizer; default BlockwiseAdamW.</summary>
     public OptimizerKind Kind { get; init; } = OptimizerKind.BlockwiseAdamW;
 
-    /// <summary>The blockwise optimizers' ratios; the plain optimizers give every block the base LR. Default:
+    /// <summary>The blockwise optimizers' ratios. A plain optimizer (AdamW, AdamMini, Lion, Muon) gives every block
+    /// the base LR: it takes <see cref="BlockRatios.Uniform"/> or the default, and refuses any other ratios with an
+    /// <see cref="InvalidOptionException"/> (choose the blockwise kind, e.g. OptimizerKind.BlockwiseAdamW). Default:
     /// auto, set from each block's measured sharpness and gradient noise; the batch-size sweep (docs/sweep) found
     /// the paper's fixed ratios losing to tuned AdamW below and around the gradient-noise scale, where auto ties
     /// it, and winning inside the seed spread at 16x it, where auto keeps most of their gain.</summary>

@@ -24,6 +24,16 @@ public static class Pretrainer
     /// <see cref="OperationCanceledException"/> when <paramref name="cancel"/> is already cancelled (nothing is
     /// written); cancelling it during the run stops after the current step, checkpointed, and returns a result with
     /// <see cref="PretrainResult.Interrupted"/> set.</summary>
+    /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was cancelled before the run began.</exception>
+    /// <exception cref="InvalidOptionException">An option is out of range or contradicts another; the message names
+    /// the property, the value and a fix.</exception>
+    /// <exception cref="DataInputException">The data folder is missing or damaged, or its tokenizer changed since it
+    /// was prepared.</exception>
+    /// <exception cref="TorchUnavailableException">libtorch cannot load (or is older than 2.10).</exception>
+    /// <exception cref="BlockPartitionException">A parameter of a model of your own matches no block rule.</exception>
+    /// <exception cref="TrainingDivergedException">The loss or the gradients stopped being finite (RUN/result.json
+    /// says so).</exception>
     public static PretrainResult Run(
         PretrainOptions options,
         IProgress<TrainProgress>? progress = null,
@@ -176,7 +186,18 @@ public sealed class Trainer
     /// <summary>Trains and returns the result (also written to RUN/result.json). A <paramref name="cancel"/> already
     /// cancelled throws <see cref="OperationCanceledException"/> before anything is read or written; cancelling it
     /// during the run stops after the current step, writes a checkpoint and returns a result with
-    /// <see cref="PretrainResult.Interrupted"/> set (what Ctrl-C does in the CLI).</summary>
+    /// <see cref="PretrainResult.Interrupted"/> set (what Ctrl-C does in the CLI). A task from
+    /// <see cref="RunAsync"/> therefore ends as cancelled only when the token was cancelled before the run
+    /// began.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was cancelled before the run began.</exception>
+    /// <exception cref="InvalidOptionException">An option is out of range or contradicts another; the message names
+    /// the property, the value and a fix.</exception>
+    /// <exception cref="DataInputException">The data folder is missing or damaged, or its tokenizer changed since it
+    /// was prepared.</exception>
+    /// <exception cref="TorchUnavailableException">libtorch cannot load (or is older than 2.10).</exception>
+    /// <exception cref="BlockPartitionException">A parameter of a model of your own matches no block rule.</exception>
+    /// <exception cref="TrainingDivergedException">The loss or the gradients stopped being finite (RUN/result.json
+    /// says so).</exception>
     public PretrainResult Run(CancellationToken cancel = default)
     {
         cancel.ThrowIfCancellationRequested();

@@ -163,6 +163,7 @@ public static class ShardPreparer
         ITextTokenizer? tokenizer = null
     )
     {
+        ArgumentNullException.ThrowIfNull(options);
         // A tokenizer made here from the options is disposed here (file tokenizers hold native handles and temporary
         // files).
         var made = tokenizer is null;

@@ -177,9 +177,9 @@ public static partial class TorchRuntime
         return null;
     }
 
-    /// <summary>Turns the dynamic loader's message into one line with the cause and the fix. Public so
+    /// <summary>Turns the dynamic loader's message into one line with the cause and the fix. Separate so
     /// the diagnosis can be tested without breaking the machine.</summary>
-    public static string Explain(string loaderMessage, string? libstdcxxPath)
+    internal static string Explain(string loaderMessage, string? libstdcxxPath)
     {
         var detail = loaderMessage
             .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)

@@ -71,7 +71,7 @@ public sealed class TrainingRun
     /// <summary>Reads a run folder written by <see cref="Pretrainer"/>, <see cref="Trainer"/> or `blr train`.</summary>
     /// <param name="directory">The run folder (<see cref="RunOptions.Out"/>).</param>
     /// <exception cref="DirectoryNotFoundException">The folder does not exist or holds no options.json.</exception>
-    /// <exception cref="Data.DataInputException">metrics.jsonl or evals.csv is damaged before its last line (a line
+    /// <exception cref="DataInputException">metrics.jsonl or evals.csv is damaged before its last line (a line
     /// that does not parse, or a metrics line without its step, loss, tokens_per_s or ms, which every version
     /// writes).</exception>
     public static TrainingRun Open(string directory)

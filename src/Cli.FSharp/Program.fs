@@ -314,7 +314,7 @@ let private dispatch (argv: string[]) =
             | :? ArgumentException
             | :? BlockPartitionException
             | :? InvalidDataException -> fail 2 e.Message
-            | :? Data.DataInputException as e -> fail 2 (inFlags (fun word -> Seq.contains word e.Options) e.Message)
+            | :? DataInputException as e -> fail 2 (inFlags (fun word -> Seq.contains word e.Options) e.Message)
             | e -> crash e
 
 [<EntryPoint>]

@@ -80,6 +80,7 @@ public class FacadeConventionsTests
         NullNames("options", () => Pretrainer.Run(null!));
         NullNames("options", () => Pretrainer.RunAsync(null!));
         NullNames("options", () => new Trainer(null!));
+        NullNames("options", () => ShardPreparer.Run(null!));
         // WithModel(null) used to train the named model of the options without a word.
         NullNames("model", () => trainer.WithModel(null!));
         NullNames("train", () => trainer.WithData(null!, Tokens("val", 10)));

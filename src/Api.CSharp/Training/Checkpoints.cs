@@ -18,7 +18,7 @@ public static class Checkpoints
     public const string LatestFile = "latest";
 
     /// <summary>RUN/checkpoints of the run folder <paramref name="runDirectory"/>.</summary>
-    public static string Folder(string runDirectory) => Path.Combine(runDirectory, "checkpoints");
+    internal static string Folder(string runDirectory) => Path.Combine(runDirectory, "checkpoints");
 
     /// <summary>Removes the temporary folders of checkpoint writes that did not finish (a killed process); returns
     /// them.</summary>
@@ -40,7 +40,7 @@ public static class Checkpoints
     /// RUN/checkpoints, atomically, points <see cref="LatestFile"/> at it and removes all but the last <paramref
     /// name="keep"/>.</summary>
     /// <returns>The checkpoint's folder.</returns>
-    public static string Write(
+    internal static string Write(
         string runDirectory,
         TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor> model,
         BlockOptimizer optimizer,
@@ -113,7 +113,7 @@ public static class Checkpoints
     }
 
     /// <summary>The checkpoint folder named by --resume: "latest" (in the run folder) or a folder.</summary>
-    public static string Locate(string runDirectory, string resume)
+    internal static string Locate(string runDirectory, string resume)
     {
         if (resume != "latest")
             return File.Exists(Path.Combine(resume, "trainer.json"))
@@ -139,7 +139,7 @@ public static class Checkpoints
     /// <summary>Reads trainer.json and refuses a checkpoint of another model shape (null: a model of your own,
     /// checked by name and shape when its weights load), as a resume does. To read the state of any checkpoint
     /// without naming its model, use <see cref="TrainingRun.ReadState"/>.</summary>
-    public static TrainerState ReadState(string checkpoint, ModelConfig? expected)
+    internal static TrainerState ReadState(string checkpoint, ModelConfig? expected)
     {
         var state = ReadStateOf(checkpoint);
         if (!Equals(state.Model, expected))
@@ -236,18 +236,18 @@ static class RunFolder
     static readonly string[] Files = ["options.json", "metrics.jsonl", "evals.csv", "result.json"];
     static readonly string[] Folders = ["checkpoints", "tensorboard"];
 
-    public static bool HoldsRun(string run) =>
+    internal static bool HoldsRun(string run) =>
         Files.Any(f => File.Exists(Path.Combine(run, f))) || Folders.Any(d => Directory.Exists(Path.Combine(run, d)));
 
     /// <summary>A run folder whose run stopped before its first checkpoint (killed, diverged, a failure): no
     /// checkpoint to resume (every run that ends, finished or interrupted, writes one) and no result.</summary>
-    public static bool StoppedBeforeFirstCheckpoint(string run) =>
+    internal static bool StoppedBeforeFirstCheckpoint(string run) =>
         HoldsRun(run)
         && !File.Exists(Path.Combine(Checkpoints.Folder(run), Checkpoints.LatestFile))
         && !File.Exists(Path.Combine(run, "result.json"));
 
     /// <summary>Removes a run's own files (nothing else in the folder).</summary>
-    public static void Clear(string run)
+    internal static void Clear(string run)
     {
         foreach (var file in Files.Select(f => Path.Combine(run, f)).Where(File.Exists))
             File.Delete(file);
@@ -277,7 +277,7 @@ static class RunFolder
         "parallelism.bucketMb",
     ];
 
-    public static void RefuseChangedTrajectory(
+    internal static void RefuseChangedTrajectory(
         PretrainOptions saved,
         PretrainOptions asked,
         string resume,

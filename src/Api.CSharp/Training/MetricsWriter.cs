@@ -173,7 +173,7 @@ sealed class MetricsWriter : IDisposable
             if (step is null && last)
                 continue;
             if (step is null)
-                throw new Data.DataInputException(
+                throw new DataInputException(
                     $"{path}: line {i + 1} is not a whole {what}, and more lines follow it (the file is damaged, "
                         + $"not cut short); remove that line, or train the run again from the start"
                 );

@@ -1,4 +1,4 @@
-namespace BlockwiseLR.Data;
+namespace BlockwiseLR;
 
 /// <summary>Bad input data: <see cref="Exception.Message"/> is one line naming the file and, where it applies,
 /// the line, byte offset or token index, and what to do.</summary>
