@@ -25,7 +25,8 @@ public static class Pretrainer
     /// written); cancelling it during the run stops after the current step, checkpointed, and returns a result with
     /// <see cref="PretrainResult.Interrupted"/> set.</summary>
     /// <exception cref="ArgumentNullException"><paramref name="options"/> is null.</exception>
-    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was cancelled before the run began.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was cancelled before the run
+    /// began.</exception>
     /// <exception cref="InvalidOptionException">An option is out of range or contradicts another; the message names
     /// the property, the value and a fix.</exception>
     /// <exception cref="DataInputException">The data folder is missing or damaged, or its tokenizer changed since it
@@ -189,7 +190,8 @@ public sealed class Trainer
     /// <see cref="PretrainResult.Interrupted"/> set (what Ctrl-C does in the CLI). A task from
     /// <see cref="RunAsync"/> therefore ends as cancelled only when the token was cancelled before the run
     /// began.</summary>
-    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was cancelled before the run began.</exception>
+    /// <exception cref="OperationCanceledException"><paramref name="cancel"/> was cancelled before the run
+    /// began.</exception>
     /// <exception cref="InvalidOptionException">An option is out of range or contradicts another; the message names
     /// the property, the value and a fix.</exception>
     /// <exception cref="DataInputException">The data folder is missing or damaged, or its tokenizer changed since it
