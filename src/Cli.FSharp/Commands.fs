@@ -255,11 +255,32 @@ let prepare (args: ParseResults<PrepareArgs>) =
 let mutable private lastStepEnded = DateTime.UtcNow
 let mutable private longestIteration = TimeSpan.Zero
 
+/// Under `blr train --nproc` (BLR_LAUNCH_STATUS): the file that tells the launcher this rank can take its stop signal,
+/// written after the first step (the stop handler is registered, the training under way) and removed when training
+/// ends. A signal that comes earlier waits in the launcher: the .NET default would kill the rank.
+let private launchReady =
+    match Environment.GetEnvironmentVariable "BLR_LAUNCH_STATUS" with
+    | null
+    | "" -> None
+    | folder -> Some(Launch.readyFile folder Environment.ProcessId)
+
+let mutable private saidReady = false
+
 /// Marks a finished step.
 let private stepped (_: StepReport) =
     let now = DateTime.UtcNow
     longestIteration <- max longestIteration (now - lastStepEnded)
     lastStepEnded <- now
+
+    if not saidReady then
+        saidReady <- true
+
+        launchReady
+        |> Option.iter (fun file ->
+            try
+                File.WriteAllText(file, "")
+            with _ ->
+                ())
 
 /// After a stop signal in a data-parallel run: the ranks agree to stop at the end of the step under way and
 /// checkpoint. A rank that sees no step end within max(60 s, three times its longest iteration) is waiting for a
@@ -310,8 +331,17 @@ let private withTraining (work: Action<string> -> IProgress<TrainProgress> -> Th
     use _term =
         Runtime.InteropServices.PosixSignalRegistration.Create(Runtime.InteropServices.PosixSignal.SIGTERM, stop)
 
-    RunProgress.show (Distributed.LaunchInfo.FromEnvironment().Rank = 0) (fun starting progress ->
-        work starting progress cancel.Token)
+    try
+        RunProgress.show (Distributed.LaunchInfo.FromEnvironment().Rank = 0) (fun starting progress ->
+            work starting progress cancel.Token)
+    finally
+        // From here on this rank ends by itself: the launcher sends it no signal.
+        launchReady
+        |> Option.iter (fun file ->
+            try
+                File.Delete file
+            with _ ->
+                ())
 
 /// The camelCase name of a subcommand's argument (Batch_Size -> batchSize): how the commands that do not train
 /// (prepare, eval, sample, ...) name their library options.
@@ -411,13 +441,18 @@ let rec train (args: ParseResults<TrainArgs>) =
             )
         )
     | Some n when n > 1 && launched.WorldSize = 1 ->
-        let code = Launch.start n (trainOptions args).Training.Device.IsCuda
-
+        match Launch.start n (trainOptions args).Training.Device.IsCuda with
+        | Launch.Exited code -> code
         // The ranks stopped as agreed and rank 0 wrote its checkpoint: the launcher says how to go on.
-        if code = 130 then
+        | Launch.Stopped ->
             eprintfn "blr: interrupted; rank 0 wrote a checkpoint; resume with: %s" (resumeCommand ())
+            130
+        | Launch.Killed ->
+            eprintfn
+                "blr: interrupted again: the ranks were killed without a checkpoint; resume from the last one with: %s"
+                (resumeCommand ())
 
-        code
+            130
     | _ -> trainHere args launched
 
 and private trainHere (args: ParseResults<TrainArgs>) (launched: Distributed.LaunchInfo) =

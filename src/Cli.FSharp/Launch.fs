@@ -54,6 +54,22 @@ let exitNow (code: int) =
     _exit code
 
 let private sigterm = 15
+let private sigkill = 9
+
+/// How a launched run ended.
+type Ended =
+    /// Every process ended by itself: the exit code of the first to fail, else 0.
+    | Exited of int
+    /// After a stop signal: the ranks stopped at one step as agreed and rank 0 wrote a checkpoint.
+    | Stopped
+    /// A second stop signal: the ranks and mpirun were killed, without a checkpoint.
+    | Killed
+
+/// The file a rank leaves in its launcher's status folder (BLR_LAUNCH_STATUS) once it can take a stop signal: its
+/// handler is registered and its training has begun (Commands.withTraining writes it after the first step and
+/// removes it when training ends).
+let readyFile (folder: string) (pid: int) =
+    Path.Combine(folder, sprintf "ready-%d" pid)
 
 /// Every process below <paramref name="root"/> (from /proc).
 let private descendants (root: int) =
@@ -135,33 +151,68 @@ type private Relay(reader: StreamReader, writer: TextWriter) =
     do thread.Start()
 
     member _.Finish() = thread.Join()
+
+    /// Waits for the stream's end for at most <paramref name="limit"/> (a killed run's orphans may hold it open).
+    member _.Finish(limit: TimeSpan) = thread.Join limit |> ignore
     member _.Held = held.ToString()
     member _.Spoke = spoke
 
-/// Waits for the children (each with this console), the first failure ending the others; returns the exit code
-/// of the first to fail, else 0. SIGINT or SIGTERM to this launcher becomes SIGTERM to every rank of the run (the
-/// ranks themselves, not mpirun, whose teardown would follow with SIGKILL): the ranks agree on the step to stop
-/// at, rank 0 checkpoints, and the launcher exits with 130.
+/// Waits for the children (each with this console), the first failure ending the others. SIGINT, SIGTERM, SIGHUP
+/// (the terminal closed) or SIGQUIT to this launcher becomes SIGTERM to every rank of the run (the ranks themselves,
+/// not mpirun, whose teardown would follow with SIGKILL): the ranks agree on the step to stop at, rank 0
+/// checkpoints, and the run has Stopped. A rank gets it once it says it is ready (readyFile): a signal that comes
+/// earlier waits for it, and a rank that is not one of this run's processes (a wrapper shell) gets none. A second
+/// signal kills the ranks and mpirun at once: Killed.
 let private supervise
     (viaMpirun: bool)
     (children: Process list)
+    (status: string)
     (expectedRanks: int)
     (ranks: Collections.Generic.Dictionary<int, int>)
     (firstGone: int option ref)
     =
 
-    let mutable signalled = false
+    let gate = obj ()
+    let mutable signals = 0
+    // The ranks already sent SIGTERM.
+    let stopped = Collections.Generic.HashSet<int>()
 
-    let stop (c: PosixSignalContext) =
+    let processes () =
+        [
+            for p in children do
+                yield! (if viaMpirun then ranksBelow p.Id else [ p.Id ])
+        ]
+
+    // SIGTERM to every rank that is ready and has not had one.
+    let stopReady () =
+        lock gate (fun () ->
+            if signals = 1 then
+                for pid in processes () do
+                    if File.Exists(readyFile status pid) && stopped.Add pid then
+                        kill (pid, sigterm) |> ignore)
+
+    let onSignal (c: PosixSignalContext) =
         c.Cancel <- true
-        signalled <- true
 
-        for p in children do
-            for pid in (if viaMpirun then ranksBelow p.Id else [ p.Id ]) do
-                kill (pid, sigterm) |> ignore
+        let n =
+            lock gate (fun () ->
+                signals <- signals + 1
+                signals)
 
-    use _int = PosixSignalRegistration.Create(PosixSignal.SIGINT, stop)
-    use _term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, stop)
+        if n = 1 then
+            stopReady ()
+        elif n = 2 then
+            // Everything below the children first (a process whose parent is killed first would be reparented
+            // out of reach), then the children themselves.
+            let below = children |> List.collect (fun p -> descendants p.Id)
+
+            for pid in below @ (children |> List.map (fun p -> p.Id)) do
+                kill (pid, sigkill) |> ignore
+
+    use _int = PosixSignalRegistration.Create(PosixSignal.SIGINT, onSignal)
+    use _term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, onSignal)
+    use _hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, onSignal)
+    use _quit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, onSignal)
     // The first child to fail ends the others (they would wait for it in a collective).
     let mutable code = 0
     let mutable running = children
@@ -180,6 +231,9 @@ let private supervise
                     with _ ->
                         ()
         | None ->
+            // A stop signal that came before a rank was ready reaches it now.
+            stopReady ()
+
             // Which process is which rank, for a report that names only a process id (MPICH's).
             if viaMpirun && ranks.Count < expectedRanks then
                 for p in children do
@@ -196,8 +250,12 @@ let private supervise
 
             Threading.Thread.Sleep 50
 
-    // Interrupted ranks end cleanly (0); anything else after a signal is a failure of its own.
-    if signalled && code = 0 then 130 else code
+    // Interrupted ranks end cleanly (0); anything else after one signal is a failure of its own.
+    match lock gate (fun () -> signals) with
+    | 0 -> Exited code
+    | 1 when code = 0 -> Stopped
+    | 1 -> Exited code
+    | _ -> Killed
 
 /// The mpirun on PATH and what it is (Ok), or None when there is none, or what is wrong with it.
 let internal findMpirun () : Result<string * MpiLaunch.Mpirun, string> option =
@@ -234,10 +292,10 @@ let private underMpirun (processes: int) =
              (apt-get install openmpi-bin, or `dotnet fsi build.fsx setup` as root) or MPICH (apt-get install mpich)"
             processes
 
-        2
+        Exited 2
     | Some(Error problem) ->
         eprintfn "blr: --nproc %d: %s" processes problem
-        2
+        Exited 2
     | Some(Ok(mpirun, found)) ->
         let program, args = self ()
 
@@ -275,45 +333,56 @@ let private underMpirun (processes: int) =
             let outputs = Relay(mpirunProcess.StandardOutput, Console.Out)
             let ranks = Collections.Generic.Dictionary<int, int>()
             let firstGone = ref None
-            let code = supervise true [ mpirunProcess ] processes ranks firstGone
-            errors.Finish()
-            outputs.Finish()
 
-            let silent =
-                [ 0 .. processes - 1 ]
-                |> List.filter (fun rank -> not (File.Exists(Path.Combine(status.FullName, sprintf "rank-%d" rank))))
+            match supervise true [ mpirunProcess ] status.FullName processes ranks firstGone with
+            | Killed ->
+                errors.Finish(TimeSpan.FromSeconds 5.0)
+                outputs.Finish(TimeSpan.FromSeconds 5.0)
+                Killed
+            | Stopped ->
+                errors.Finish()
+                outputs.Finish()
+                Stopped
+            | Exited code ->
+                errors.Finish()
+                outputs.Finish()
 
-            let held = errors.Held + outputs.Held
-            let spoke = errors.Spoke || outputs.Spoke
+                let silent =
+                    [ 0 .. processes - 1 ]
+                    |> List.filter (fun rank ->
+                        not (File.Exists(Path.Combine(status.FullName, sprintf "rank-%d" rank))))
 
-            if code <> 130 && not spoke && ranks.Count = 0 && silent.Length = processes then
-                // No rank ever started: mpirun itself refused (an option, slots, the program) and said why.
-                let said =
-                    held.Split('\n')
-                    |> Array.map (fun l -> l.Trim())
-                    |> Array.tryFind (fun l -> l <> "" && not (MpiLaunch.isBannerRule l))
-                    |> Option.defaultValue "it printed nothing"
+                let held = errors.Held + outputs.Held
+                let spoke = errors.Spoke || outputs.Spoke
 
-                eprintfn "blr: %O could not start the ranks (exit %d): %s" found code said
-                6
-            elif code <> 130 && not spoke && (code <> 0 || not silent.IsEmpty) then
-                let rankOfPid pid =
-                    match ranks.TryGetValue pid with
-                    | true, rank -> Some rank
-                    | _ -> None
+                if not spoke && ranks.Count = 0 && silent.Length = processes then
+                    // No rank ever started: mpirun itself refused (an option, slots, the program) and said why.
+                    let said =
+                        held.Split('\n')
+                        |> Array.map (fun l -> l.Trim())
+                        |> Array.tryFind (fun l -> l <> "" && not (MpiLaunch.isBannerRule l))
+                        |> Option.defaultValue "it printed nothing"
 
-                // A rank that left no exit code first; the first seen to end may have ended as planned.
-                let gone =
-                    silent
-                    |> List.tryFind (fun rank -> firstGone.Value = Some rank)
-                    |> Option.orElse (List.tryHead silent)
-                    |> Option.orElse firstGone.Value
+                    eprintfn "blr: %O could not start the ranks (exit %d): %s" found code said
+                    Exited 6
+                elif not spoke && (code <> 0 || not silent.IsEmpty) then
+                    let rankOfPid pid =
+                        match ranks.TryGetValue pid with
+                        | true, rank -> Some rank
+                        | _ -> None
 
-                eprintfn "blr: %s" (MpiLaunch.deathLine held code rankOfPid gone)
-                // A rank that failed (README's exit codes), whatever mpirun's own code for it was.
-                6
-            else
-                code
+                    // A rank that left no exit code first; the first seen to end may have ended as planned.
+                    let gone =
+                        silent
+                        |> List.tryFind (fun rank -> firstGone.Value = Some rank)
+                        |> Option.orElse (List.tryHead silent)
+                        |> Option.orElse firstGone.Value
+
+                    eprintfn "blr: %s" (MpiLaunch.deathLine held code rankOfPid gone)
+                    // A rank that failed (README's exit codes), whatever mpirun's own code for it was.
+                    Exited 6
+                else
+                    Exited code
         finally
             try
                 status.Delete true
@@ -330,29 +399,38 @@ let private freePort () =
 let private perGpu (processes: int) =
     let program, args = self ()
     let port = freePort ()
+    // Where each rank says it is ready for a stop signal (and leaves its exit code), removed whatever happens.
+    let status = Directory.CreateTempSubdirectory "blr-launch-"
 
-    let children =
-        [
-            for rank in 0 .. processes - 1 ->
-                let info = ProcessStartInfo(program, withoutNproc args, UseShellExecute = false)
+    try
+        let children =
+            [
+                for rank in 0 .. processes - 1 ->
+                    let info = ProcessStartInfo(program, withoutNproc args, UseShellExecute = false)
 
-                for name, value in
-                    [
-                        "RANK", string rank
-                        "WORLD_SIZE", string processes
-                        "LOCAL_RANK", string rank
-                        "LOCAL_WORLD_SIZE", string processes
-                        "MASTER_ADDR", "127.0.0.1"
-                        "MASTER_PORT", string port
-                        "BLR_LAUNCHED", "1"
-                    ] do
-                    info.Environment[name] <- value
+                    for name, value in
+                        [
+                            "RANK", string rank
+                            "WORLD_SIZE", string processes
+                            "LOCAL_RANK", string rank
+                            "LOCAL_WORLD_SIZE", string processes
+                            "MASTER_ADDR", "127.0.0.1"
+                            "MASTER_PORT", string port
+                            "BLR_LAUNCHED", "1"
+                            "BLR_LAUNCH_STATUS", status.FullName
+                        ] do
+                        info.Environment[name] <- value
 
-                Process.Start info
-        ]
+                    Process.Start info
+            ]
 
-    supervise false children 0 (Collections.Generic.Dictionary()) (ref None)
+        supervise false children status.FullName 0 (Collections.Generic.Dictionary()) (ref None)
+    finally
+        try
+            status.Delete true
+        with _ ->
+            ()
 
-/// Starts N processes of this command and waits for them: the exit code of the first to fail, else 0.
+/// Starts N processes of this command and waits for them.
 let start (processes: int) (cuda: bool) =
     if cuda then perGpu processes else underMpirun processes

@@ -459,7 +459,21 @@ public class DataParallelTests(GutenbergShards gutenberg)
     static extern int kill(int pid, int signal);
 
     [Fact]
-    public void Ctrl_c_stops_every_rank_at_one_step_with_a_checkpoint_and_exit_130()
+    public void Ctrl_c_stops_every_rank_at_one_step_with_a_checkpoint_and_exit_130() =>
+        StopsAtOneStepWithACheckpoint(2, 3); // SIGINT, as the terminal sends on Ctrl-C
+
+    [Fact]
+    public void A_closed_terminal_stops_every_rank_at_one_step_with_a_checkpoint_and_exit_130() =>
+        StopsAtOneStepWithACheckpoint(1, 3); // SIGHUP
+
+    /// A signal that comes before any rank can take one (the ranks are starting) is kept for them, not lost.
+    [Fact]
+    public void Ctrl_c_before_the_ranks_began_training_stops_them_after_their_first_steps() =>
+        StopsAtOneStepWithACheckpoint(2, 0);
+
+    /// <paramref name="signal"/> to the launcher once the run has written <paramref name="steps"/> steps (0: as
+    /// soon as a rank process exists): every rank stops at one step, rank 0 checkpoints it, exit 130.
+    void StopsAtOneStepWithACheckpoint(int signal, int steps)
     {
         var dir = Temp("interrupt");
         try
@@ -468,15 +482,22 @@ public class DataParallelTests(GutenbergShards gutenberg)
             using var launcher = TestPaths.Start(Nproc(2, ["--zero", "1"], Train(run, 100000)));
             var output = launcher.StandardOutput.ReadToEndAsync();
             var error = launcher.StandardError.ReadToEndAsync();
-            WaitFor(
-                () =>
-                    File.Exists(Path.Combine(run, "metrics.jsonl"))
-                    && File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length >= 3,
-                TimeSpan.FromSeconds(90),
-                "three steps"
-            );
-            Assert.Equal(0, kill(launcher.Id, 2)); // SIGINT, as the terminal sends on Ctrl-C
-            Assert.True(launcher.WaitForExit(TimeSpan.FromSeconds(60)), "the run did not stop");
+            if (steps == 0)
+                WaitFor(
+                    () => RankProcess(0) is not null || RankProcess(1) is not null,
+                    TimeSpan.FromSeconds(90),
+                    "a rank"
+                );
+            else
+                WaitFor(
+                    () =>
+                        File.Exists(Path.Combine(run, "metrics.jsonl"))
+                        && File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length >= steps,
+                    TimeSpan.FromSeconds(90),
+                    $"{steps} steps"
+                );
+            Assert.Equal(0, kill(launcher.Id, signal));
+            Assert.True(launcher.WaitForExit(TimeSpan.FromSeconds(90)), "the run did not stop");
             Assert.True(launcher.ExitCode == 130, $"exit {launcher.ExitCode}: {error.Result}");
             Assert.Contains("(interrupted)", output.Result);
             // The launcher says how to go on: its own command line, --nproc kept, with --resume latest.
@@ -484,11 +505,67 @@ public class DataParallelTests(GutenbergShards gutenberg)
                 line.StartsWith("blr: interrupted; rank 0 wrote a checkpoint; resume with: blr train --nproc 2 ")
                 && line.EndsWith("--resume latest")
             );
-            var steps = Metrics(run).Count;
+            var done = Metrics(run).Count;
+            Assert.True(done >= Math.Max(steps, 1), $"{done} steps");
             var latest = File.ReadAllText(Path.Combine(run, "checkpoints", "latest")).Trim();
-            Assert.Equal($"step_{steps:D7}", latest);
+            Assert.Equal($"step_{done:D7}", latest);
             var trainer = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "checkpoints", latest, "trainer.json")))!;
-            Assert.Equal(steps, trainer["step"]!.GetValue<int>());
+            Assert.Equal(done, trainer["step"]!.GetValue<int>());
+            Assert.Null(RankProcess(0));
+            Assert.Null(RankProcess(1));
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// A second Ctrl-C while the ranks are stopping kills them (as cargo or docker compose do): one line, exit 130,
+    /// no process left. The two signals are 50 ms apart, so the ranks are still stopping when the second comes;
+    /// should they have stopped already, the first one's clean stop is the right outcome.
+    [Fact]
+    public void A_second_ctrl_c_kills_every_rank_at_once_with_one_line_and_exit_130()
+    {
+        var dir = Temp("interrupt-twice");
+        try
+        {
+            var run = Path.Combine(dir, "run");
+            using var launcher = TestPaths.Start(Nproc(2, [], Train(run, 100000)));
+            var output = launcher.StandardOutput.ReadToEndAsync();
+            var error = launcher.StandardError.ReadToEndAsync();
+            WaitFor(
+                () =>
+                    File.Exists(Path.Combine(run, "metrics.jsonl"))
+                    && File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length >= 2,
+                TimeSpan.FromSeconds(90),
+                "two steps"
+            );
+            Assert.Equal(0, kill(launcher.Id, 2));
+            Thread.Sleep(50);
+            var clock = Stopwatch.StartNew();
+            Assert.Equal(0, kill(launcher.Id, 2));
+            Assert.True(launcher.WaitForExit(TimeSpan.FromSeconds(30)), "the run did not end within 30 s");
+            Assert.True(launcher.ExitCode == 130, $"exit {launcher.ExitCode}: {error.Result}");
+            var lines = error.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            var killed = lines.Where(l => l.StartsWith("blr: interrupted again: ")).ToList();
+            if (killed.Count > 0)
+            {
+                Assert.Equal(
+                    [
+                        "blr: interrupted again: the ranks were killed without a checkpoint; resume from the last one with: ",
+                    ],
+                    killed.Select(l => l[..l.IndexOf("with: ")] + "with: ")
+                );
+                Assert.EndsWith("--resume latest", killed[0]);
+                // Nothing else from blr (no "rank was killed" report), none of mpirun's own report.
+                Assert.Equal(killed, lines.Where(l => l.StartsWith("blr")));
+                Assert.DoesNotContain(lines.Concat(output.Result.Split('\n')), line =>
+                    MpiLaunch.isBannerRule(line) || line.Contains("noticed that") || line.Contains("APPLICATION")
+                );
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"killing took {clock.Elapsed}");
+            }
+            else
+                Assert.Contains(lines, line => line.StartsWith("blr: interrupted; rank 0 wrote a checkpoint; "));
             Assert.Null(RankProcess(0));
             Assert.Null(RankProcess(1));
         }
