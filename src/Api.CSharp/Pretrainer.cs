@@ -123,7 +123,8 @@ public sealed class Trainer
     }
 
     /// <summary>Called after every optimizer step and its evaluation, before its checkpoint (on the training
-    /// thread); cancelling the run's token from here stops the run after this step, checkpointed.</summary>
+    /// thread); cancelling the run's token from here stops the run after this step, checkpointed. Each call adds an
+    /// observer; all are called, in the order added.</summary>
     public Trainer OnStep(Action<StepReport> observer)
     {
         ArgumentNullException.ThrowIfNull(observer);
@@ -132,11 +133,12 @@ public sealed class Trainer
     }
 
     /// <summary>Hears what the trainer did on its own that a user should know (e.g. it removed a half-written
-    /// checkpoint of a process that died).</summary>
+    /// checkpoint of a process that died). Each call adds a listener, as <see cref="OnStep"/> adds observers; all
+    /// hear every note, in the order added.</summary>
     public Trainer OnNote(Action<string> note)
     {
         ArgumentNullException.ThrowIfNull(note);
-        this.note = note;
+        this.note += note;
         return this;
     }
 

@@ -353,10 +353,16 @@ public class FacadeConventionsTests
             );
             var logger = new ListLogger();
             var notes = new List<string>();
-            var result = Own(Options(run, steps: 10), model).OnNote(notes.Add).WithLogger(logger, every: 4).Run();
+            var heardToo = new List<string>();
+            var result = Own(Options(run, steps: 10), model)
+                .OnNote(notes.Add)
+                .OnNote(heardToo.Add) // listeners add up, as OnStep's observers do
+                .WithLogger(logger, every: 4)
+                .Run();
 
             Assert.All(logger.Lines, l => Assert.Equal(LogLevel.Information, l.Level));
             var note = Assert.Single(notes);
+            Assert.Equal(notes, heardToo);
             Assert.StartsWith("replaced the run in", note);
             Assert.Equal((1, note), (logger.Lines[0].Event, logger.Lines[0].Message));
             Assert.Equal(
