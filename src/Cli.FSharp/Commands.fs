@@ -259,10 +259,8 @@ let mutable private longestIteration = TimeSpan.Zero
 /// written after the first step (the stop handler is registered, the training under way) and removed when training
 /// ends. A signal that comes earlier waits in the launcher: the .NET default would kill the rank.
 let private launchReady =
-    match Environment.GetEnvironmentVariable "BLR_LAUNCH_STATUS" with
-    | null
-    | "" -> None
-    | folder -> Some(Launch.readyFile folder Environment.ProcessId)
+    Launch.statusFolder ()
+    |> Option.map (fun folder -> Launch.readyFile folder Environment.ProcessId)
 
 let mutable private saidReady = false
 

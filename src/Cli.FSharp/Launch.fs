@@ -71,6 +71,18 @@ type Ended =
 let readyFile (folder: string) (pid: int) =
     Path.Combine(folder, sprintf "ready-%d" pid)
 
+/// The file where a rank that ended by itself leaves its exit code in the status folder (Program.main writes it);
+/// a rank that leaves none died without a word.
+let exitFile (folder: string) (rank: int) =
+    Path.Combine(folder, sprintf "rank-%d" rank)
+
+/// This process's launcher status folder (BLR_LAUNCH_STATUS) when `blr train --nproc` started it, else None.
+let statusFolder () =
+    match Environment.GetEnvironmentVariable "BLR_LAUNCH_STATUS" with
+    | null
+    | "" -> None
+    | folder -> Some folder
+
 /// Every process below <paramref name="root"/> (from /proc).
 let private descendants (root: int) =
     let parents =
@@ -349,8 +361,7 @@ let private underMpirun (processes: int) =
 
                 let silent =
                     [ 0 .. processes - 1 ]
-                    |> List.filter (fun rank ->
-                        not (File.Exists(Path.Combine(status.FullName, sprintf "rank-%d" rank))))
+                    |> List.filter (fun rank -> not (File.Exists(exitFile status.FullName rank)))
 
                 let held = errors.Held + outputs.Held
                 let spoke = errors.Spoke || outputs.Spoke

@@ -323,13 +323,11 @@ let main argv =
 
     // Under `blr train --nproc` on the CPU: this rank ended by itself, with this code; the
     // launcher takes a rank that leaves none for one that died without a word (killed, out of memory).
-    match Environment.GetEnvironmentVariable "BLR_LAUNCH_STATUS" with
-    | null
-    | "" -> ()
-    | folder ->
+    match Launch.statusFolder () with
+    | None -> ()
+    | Some folder ->
         try
-            let rank = Distributed.LaunchInfo.FromEnvironment().Rank
-            File.WriteAllText(Path.Combine(folder, sprintf "rank-%d" rank), string code)
+            File.WriteAllText(Launch.exitFile folder (Distributed.LaunchInfo.FromEnvironment().Rank), string code)
         with _ ->
             ()
 
